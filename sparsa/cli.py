@@ -1,0 +1,73 @@
+"""The ``sparsa`` command line.
+
+Each subcommand lives in its own module under :mod:`sparsa.commands` and exposes
+``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.  The CLI
+turns every :class:`sparsa.errors.SparsaError` (and pydantic/YAML problems, which
+the config loader converts) into one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from sparsa.errors import SparsaError
+
+#: Subcommand modules, in the order ``sparsa --help`` lists them.
+COMMAND_MODULES: tuple[str, ...] = (
+    "sparsa.commands.schema",
+    "sparsa.commands.verilog",
+    "sparsa.commands.compile",
+    "sparsa.commands.run",
+    "sparsa.commands.quantize",
+    "sparsa.commands.bench",
+)
+
+
+def _load_commands() -> list:
+    modules = []
+    for name in COMMAND_MODULES:
+        try:
+            modules.append(importlib.import_module(name))
+        except ModuleNotFoundError as exc:  # a command whose module is not present in this build
+            if exc.name == name:
+                continue
+            raise
+    return modules
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser with every available subcommand."""
+    from sparsa import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="sparsa",
+        description="Design, compile for, simulate and estimate sparse quantized DNN accelerators.",
+    )
+    parser.add_argument("--version", action="version", version=f"sparsa {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in _load_commands():
+        p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sparsa`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except SparsaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
