@@ -1,0 +1,205 @@
+"""A compiled GEMM program: instruction stream, weight image and the activation/output layouts.
+
+The :class:`Program` is what every backend runs.  It holds the structured schedule
+(which tile each LOAD_W loads, which rows and tile each COMPUTE streams, which rows each
+DRAIN emits) so that stimulus can be generated lazily for any activation matrix and the
+output beats can be put back into ``Y``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sparsa.config import AcceleratorConfig, NMPattern
+from sparsa.errors import FormatError, ShapeError
+from sparsa.isa import Instruction, Opcode, encode
+from sparsa.models.reference import check_int_range
+
+__all__ = ["GemmShape", "ComputeStep", "DrainStep", "Program"]
+
+
+@dataclass(frozen=True)
+class GemmShape:
+    """``Y[m, n] = A[m, k] @ W[k, n]``."""
+
+    m: int
+    k: int
+    n: int
+
+    def __str__(self) -> str:
+        return f"{self.m}x{self.k}x{self.n}"
+
+    @property
+    def macs(self) -> int:
+        """Dense multiply-accumulates, ``m * k * n``."""
+        return self.m * self.k * self.n
+
+
+@dataclass(frozen=True)
+class ComputeStep:
+    """One COMPUTE: rows ``m0 .. m0+rows-1`` of A against k-tile ``ktile`` of n-tile ``ntile``."""
+
+    m0: int
+    rows: int
+    ktile: int
+    ntile: int
+    accumulate: bool
+
+
+@dataclass(frozen=True)
+class DrainStep:
+    """One DRAIN: accumulator rows hold ``Y[m0:m0+rows, ntile*cols : ...]``."""
+
+    m0: int
+    rows: int
+    ntile: int
+
+
+@dataclass(frozen=True, eq=False)
+class Program:
+    """A GEMM compiled for one accelerator configuration.
+
+    Attributes
+    ----------
+    config : AcceleratorConfig
+        The hardware it was compiled for.
+    shape : GemmShape
+        The GEMM.
+    pattern : NMPattern
+        The layer's sparsity as requested (e.g. 1:2).
+    hw_pattern : NMPattern
+        The same pattern on the hardware's group size (e.g. 2:4 on a 1-of-4 MUX).
+    instructions : tuple[Instruction, ...]
+        The instruction stream, ending with HALT.
+    tile_values, tile_indices : np.ndarray
+        Weight image: ``(ktiles, ntiles, rows, cols)`` values and N:M indices.
+    row_groups : np.ndarray
+        ``(ktiles, rows)``: the group (of ``group_size`` k's) each PE row indexes into, -1 for padding.
+    load_order : tuple[tuple[int, int], ...]
+        (ktile, ntile) of each LOAD_W in program order.
+    computes, drains : tuple
+        The :class:`ComputeStep` / :class:`DrainStep` of each COMPUTE / DRAIN in program order.
+    weights : np.ndarray
+        The pruned dense weights ``W[k, n]`` (int64) the program computes with.
+    """
+
+    config: AcceleratorConfig
+    shape: GemmShape
+    pattern: NMPattern
+    hw_pattern: NMPattern
+    instructions: tuple[Instruction, ...]
+    tile_values: np.ndarray
+    tile_indices: np.ndarray
+    row_groups: np.ndarray
+    load_order: tuple[tuple[int, int], ...]
+    computes: tuple[ComputeStep, ...]
+    drains: tuple[DrainStep, ...]
+    weights: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def ktiles(self) -> int:
+        """Tiles along the compressed reduction axis."""
+        return self.tile_values.shape[0]
+
+    @property
+    def ntiles(self) -> int:
+        """Tiles along the output axis."""
+        return self.tile_values.shape[1]
+
+    @property
+    def num_weight_beats(self) -> int:
+        """Beats on the weight stream (``rows`` per LOAD_W)."""
+        return len(self.load_order) * self.config.rows
+
+    @property
+    def num_activation_beats(self) -> int:
+        """Beats on the activation stream (one per row per COMPUTE)."""
+        return sum(c.rows for c in self.computes)
+
+    @property
+    def num_output_beats(self) -> int:
+        """Beats on the output stream (one per row per DRAIN)."""
+        return sum(d.rows for d in self.drains)
+
+    @property
+    def useful_macs(self) -> int:
+        """Multiplications by kept (possibly zero-valued) weight slots that fall inside the GEMM."""
+        slots = -(-self.shape.k // self.hw_pattern.m) * self.hw_pattern.n
+        return self.shape.m * slots * self.shape.n
+
+    # ------------------------------------------------------------------ stimulus
+    def instruction_words(self) -> list[int]:
+        """The instruction stream as 32-bit words."""
+        return [encode(i) for i in self.instructions]
+
+    def weight_beats(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Weight-stream beats in order: ``(values[cols], indices[cols])`` per PE row."""
+        for kt, nt in self.load_order:
+            for r in range(self.config.rows):
+                yield self.tile_values[kt, nt, r], self.tile_indices[kt, nt, r]
+
+    def check_inputs(self, tensors: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Validate ``tensors`` (must hold ``"A"`` of shape (m, k), activation-representable)."""
+        if "A" not in tensors:
+            raise ShapeError(f"tensors must contain the activation matrix 'A', got keys {sorted(tensors)}")
+        a = np.asarray(tensors["A"])
+        if a.shape != (self.shape.m, self.shape.k):
+            raise ShapeError(f"A has shape {a.shape}, the program was compiled for {(self.shape.m, self.shape.k)}")
+        return check_int_range(a, self.config.activation_bits, "activation A")
+
+    def grouped_activations(self, a: np.ndarray) -> np.ndarray:
+        """A as ``(m, groups + 1, group_size)``: k padded with zeros; the extra last group is all zero."""
+        g = self.config.group_size
+        groups = -(-self.shape.k // g)
+        padded = np.zeros((a.shape[0], (groups + 1) * g), dtype=np.int64)
+        padded[:, : self.shape.k] = a
+        return padded.reshape(a.shape[0], groups + 1, g)
+
+    def lanes_for(self, grouped: np.ndarray, step: ComputeStep) -> np.ndarray:
+        """Activation lanes of one COMPUTE: ``(rows_streamed, array_rows, group_size)``."""
+        groups = self.row_groups[step.ktile]
+        # -1 (padding row) selects the extra all-zero group at the end.
+        return grouped[step.m0 : step.m0 + step.rows][:, groups, :]
+
+    def activation_beats(self, a: np.ndarray) -> Iterator[np.ndarray]:
+        """Activation-stream beats in order, one ``(rows, group_size)`` array each."""
+        a = self.check_inputs({"A": a})
+        grouped = self.grouped_activations(a)
+        for step in self.computes:
+            yield from self.lanes_for(grouped, step)
+
+    def collect_outputs(self, beats: np.ndarray) -> np.ndarray:
+        """Assemble ``Y[m, n]`` from the output beats ``(num_output_beats, cols)`` in stream order."""
+        beats = np.asarray(beats, dtype=np.int64)
+        if beats.shape != (self.num_output_beats, self.config.cols):
+            raise FormatError(
+                f"expected {self.num_output_beats} output beats of {self.config.cols} lanes, got {beats.shape}")
+        y = np.zeros((self.shape.m, self.shape.n), dtype=np.int64)
+        pos = 0
+        c = self.config.cols
+        for d in self.drains:
+            n0 = d.ntile * c
+            width = min(c, self.shape.n - n0)
+            y[d.m0 : d.m0 + d.rows, n0 : n0 + width] = beats[pos : pos + d.rows, :width]
+            pos += d.rows
+        return y
+
+    def listing(self) -> str:
+        """Human-readable instruction listing."""
+        return "\n".join(f"{i:5d}  {encode(ins):08x}  {ins}" for i, ins in enumerate(self.instructions))
+
+    def opcode_counts(self) -> dict[str, int]:
+        """How many instructions of each opcode the program has."""
+        counts: dict[str, int] = {}
+        for ins in self.instructions:
+            counts[ins.op.name] = counts.get(ins.op.name, 0) + 1
+        return counts
+
+    def has(self, op: Opcode) -> bool:
+        """True when the program contains ``op``."""
+        return any(i.op is op for i in self.instructions)

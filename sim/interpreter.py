@@ -1,0 +1,111 @@
+"""ISA interpreter: executes an instruction stream on the architectural state, no timing.
+
+State: the PE weight/index registers (``rows x cols``) and the accumulator bank
+(``accumulator_depth x cols``, wrapping two's complement).  Streams are consumed in
+order exactly as the hardware consumes them, so a program that pops too few or too many
+beats is caught here first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sparsa.config import AcceleratorConfig
+from sparsa.errors import FormatError
+from sparsa.isa import Instruction, Opcode, decode
+from sparsa.models.reference import wrap
+
+__all__ = ["ArchState", "Interpreter"]
+
+
+@dataclass
+class ArchState:
+    """Architectural state of the systolic datapath."""
+
+    weights: np.ndarray
+    indices: np.ndarray
+    acc: np.ndarray
+    outputs: list[np.ndarray] = field(default_factory=list)
+    halted: bool = False
+
+    @classmethod
+    def reset(cls, config: AcceleratorConfig) -> "ArchState":
+        """State after reset: all registers and accumulators zero."""
+        r, c = config.rows, config.cols
+        return cls(np.zeros((r, c), np.int64), np.zeros((r, c), np.int64),
+                   np.zeros((config.buffers.accumulator_depth, c), np.int64))
+
+
+def _take(stream: Iterator, count: int, what: str) -> list:
+    beats = []
+    for _ in range(count):
+        try:
+            beats.append(next(stream))
+        except StopIteration:
+            raise FormatError(f"the {what} stream ran out: the program needs more beats than were given") from None
+    return beats
+
+
+class Interpreter:
+    """Executes programs functionally.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+        The hardware whose architectural state is modelled.
+    """
+
+    def __init__(self, config: AcceleratorConfig) -> None:
+        if not isinstance(config, AcceleratorConfig):
+            raise TypeError(f"config must be an AcceleratorConfig, not {type(config).__name__}")
+        self.config = config
+
+    def array_outputs(self, state: ArchState, lanes: np.ndarray) -> np.ndarray:
+        """Column sums for a batch of activation beats ``lanes (beats, rows, group_size)``.
+
+        Each PE selects ``lane[r][index[r, c]]`` (the sparse MUX) and multiplies it by its
+        weight; column ``c`` sums its ``rows`` products.
+        """
+        r = self.config.rows
+        sel = lanes[:, np.arange(r)[:, None], state.indices]  # (beats, rows, cols)
+        return np.einsum("brc,rc->bc", sel, state.weights, dtype=np.int64)
+
+    def step(self, state: ArchState, instr: Instruction, weight_stream: Iterator, act_stream: Iterator) -> None:
+        """Execute one instruction."""
+        cfg = self.config
+        if instr.op is Opcode.LOAD_W:
+            for row, (values, indices) in enumerate(_take(weight_stream, cfg.rows, "weight")):
+                state.weights[row] = values
+                state.indices[row] = indices
+        elif instr.op is Opcode.COMPUTE:
+            self._check_count(instr)
+            lanes = np.asarray(_take(act_stream, instr.count, "activation"), dtype=np.int64)
+            result = self.array_outputs(state, lanes)
+            rows = slice(0, instr.count)
+            base = state.acc[rows] if instr.accumulate else 0
+            state.acc[rows] = wrap(base + result, cfg.accumulator_bits)
+        elif instr.op is Opcode.DRAIN:
+            self._check_count(instr)
+            state.outputs.extend(state.acc[: instr.count].copy())
+        elif instr.op is Opcode.HALT:
+            state.halted = True
+
+    def _check_count(self, instr: Instruction) -> None:
+        depth = self.config.buffers.accumulator_depth
+        if instr.count > depth:
+            raise FormatError(f"{instr.op.name} count {instr.count} exceeds buffers.accumulator_depth={depth}")
+
+    def run(self, words: Iterable[int], weight_beats: Iterable, activation_beats: Iterable) -> ArchState:
+        """Run instruction words until HALT; return the final state (``outputs`` = drained beats)."""
+        state = ArchState.reset(self.config)
+        wi, ai = iter(weight_beats), iter(activation_beats)
+        for word in words:
+            self.step(state, decode(word), wi, ai)
+            if state.halted:
+                break
+        else:
+            raise FormatError("the program ended without HALT")
+        return state

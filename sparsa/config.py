@@ -1,0 +1,404 @@
+"""The one accelerator configuration: a frozen pydantic v2 model loaded from YAML.
+
+Every consumer (HDL generator, compiler, cycle model, estimator) takes an
+:class:`AcceleratorConfig`; nothing re-reads YAML or re-derives a width on its own.
+Derived values (index bits, stream widths, counter widths) are properties.
+
+Example
+-------
+>>> from sparsa.config import load_config
+>>> cfg = load_config("configs/systolic-8x8-2of4.yaml")   # doctest: +SKIP
+>>> cfg.datapath.rows, cfg.index_bits                    # doctest: +SKIP
+(8, 2)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sparsa.errors import ConfigError, UnsupportedError
+
+__all__ = [
+    "NMPattern",
+    "DatapathConfig",
+    "TypesConfig",
+    "SparsityConfig",
+    "BufferConfig",
+    "MemoryConfig",
+    "AcceleratorConfig",
+    "load_config",
+    "parse_config",
+    "SUPPORTED_GROUP_SIZES",
+    "TYPE_BITS",
+]
+
+#: Group sizes M that the sparse MUX (and the N:M format) support.
+SUPPORTED_GROUP_SIZES: tuple[int, ...] = (2, 4, 8, 16)
+
+#: Storage width in bits of every operand type name the schema knows.
+TYPE_BITS: dict[str, int] = {"int8": 8, "int4": 4, "ovp4": 4, "ovp8": 8}
+
+#: Operand types the systolic datapath implements today (others are refused with a clear error).
+IMPLEMENTED_TYPES: frozenset[str] = frozenset({"int8", "int4"})
+
+OperandType = Literal["int8", "int4", "ovp4", "ovp8"]
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+_NM_RE = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
+
+
+class NMPattern(BaseModel):
+    """An N:M structured-sparsity pattern: at most ``n`` nonzeros in every group of ``m``.
+
+    ``n == m`` means dense.  Written in YAML as ``"2:4"`` or ``"dense"`` (dense needs the
+    group size from context, so :meth:`parse` takes it).
+
+    Parameters
+    ----------
+    n : int
+        Values kept per group, ``1 <= n <= m``.
+    m : int
+        Group size along the reduction axis, one of :data:`SUPPORTED_GROUP_SIZES`.
+    """
+
+    model_config = _FROZEN
+    n: int = Field(ge=1)
+    m: int
+
+    @field_validator("m")
+    @classmethod
+    def _check_m(cls, m: int) -> int:
+        if m not in SUPPORTED_GROUP_SIZES:
+            raise ValueError(f"group size M must be one of {SUPPORTED_GROUP_SIZES}, not {m!r}")
+        return m
+
+    @model_validator(mode="after")
+    def _check_n(self) -> "NMPattern":
+        if not 1 <= self.n <= self.m:
+            raise ValueError(f"N:M needs 1 <= N <= M, got {self.n}:{self.m}")
+        return self
+
+    @classmethod
+    def parse(cls, text: "str | NMPattern | tuple[int, int]", dense_m: int = 4) -> "NMPattern":
+        """Parse ``"2:4"``, ``"dense"`` (``dense_m:dense_m``) or an ``(n, m)`` tuple.
+
+        Raises
+        ------
+        ConfigError
+            If the text is not ``N:M`` / ``dense`` or the numbers are invalid.
+        """
+        if isinstance(text, NMPattern):
+            return text
+        if isinstance(text, tuple) and len(text) == 2:
+            n, m = text
+        elif isinstance(text, str):
+            if text.strip().lower() == "dense":
+                n = m = dense_m
+            else:
+                match = _NM_RE.match(text)
+                if not match:
+                    raise ConfigError(f"sparsity must look like 'N:M' (e.g. '2:4') or 'dense', not {text!r}")
+                n, m = int(match.group(1)), int(match.group(2))
+        else:
+            raise ConfigError(f"sparsity must look like 'N:M' (e.g. '2:4') or 'dense', not {text!r}")
+        try:
+            return cls(n=n, m=m)
+        except ValidationError as exc:
+            raise ConfigError(f"sparsity {text!r}: {exc.errors()[0]['msg']}") from None
+
+    @property
+    def dense(self) -> bool:
+        """True when every value of a group is kept (``n == m``)."""
+        return self.n == self.m
+
+    @property
+    def density(self) -> float:
+        """Fraction of weights kept, ``n / m``."""
+        return self.n / self.m
+
+    def __str__(self) -> str:
+        return f"{self.n}:{self.m}"
+
+
+class DatapathConfig(BaseModel):
+    """Compute array geometry and organisation."""
+
+    model_config = _FROZEN
+    kind: Literal["systolic", "dsp_chain"] = Field(
+        "systolic", description="systolic: weight-stationary PE grid; dsp_chain: FlightLLM-style DSP chains")
+    dataflow: Literal["weight_stationary", "output_stationary"] = Field(
+        "weight_stationary", description="which operand stays in the PEs")
+    rows: int = Field(ge=1, le=256, description="PE rows = compressed weight slots along the reduction axis per tile")
+    cols: int = Field(ge=1, le=256, description="PE columns = output channels per tile")
+
+
+class TypesConfig(BaseModel):
+    """Operand number formats and accumulator width."""
+
+    model_config = _FROZEN
+    weight: OperandType = Field("int8", description="weight format")
+    activation: OperandType = Field("int8", description="activation format")
+    accumulator_bits: int = Field(32, ge=8, le=64, description="two's-complement accumulator width (wraps)")
+
+    @model_validator(mode="after")
+    def _check_acc(self) -> "TypesConfig":
+        need = TYPE_BITS[self.weight] + TYPE_BITS[self.activation]
+        if self.accumulator_bits < need:
+            raise ValueError(
+                f"accumulator_bits={self.accumulator_bits} cannot hold one {self.weight} x {self.activation} "
+                f"product (needs >= {need})")
+        return self
+
+
+class SparsityConfig(BaseModel):
+    """N:M support of the sparse MUX and the default pattern of layers that do not set one."""
+
+    model_config = _FROZEN
+    group_size: int = Field(4, description="M of the sparse MUX: each PE selects 1 of group_size activations")
+    default: str = Field("dense", description="pattern of layers that set none, 'N:M' or 'dense'")
+
+    @field_validator("group_size")
+    @classmethod
+    def _check_group(cls, m: int) -> int:
+        if m not in SUPPORTED_GROUP_SIZES:
+            raise ValueError(f"group_size must be one of {SUPPORTED_GROUP_SIZES}, not {m!r}")
+        return m
+
+    @model_validator(mode="after")
+    def _check_default(self) -> "SparsityConfig":
+        try:
+            pattern = NMPattern.parse(self.default, dense_m=self.group_size)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        if self.group_size % pattern.m:
+            raise ValueError(f"default {self.default!r}: M={pattern.m} does not divide group_size={self.group_size}")
+        return self
+
+    @property
+    def default_pattern(self) -> NMPattern:
+        """The default pattern as an :class:`NMPattern`."""
+        return NMPattern.parse(self.default, dense_m=self.group_size)
+
+
+class BufferConfig(BaseModel):
+    """On-chip buffers."""
+
+    model_config = _FROZEN
+    accumulator_depth: int = Field(256, ge=1, le=65535, description="output rows the accumulator bank holds")
+    weight_buffer_bytes: int = Field(16384, ge=1, description="on-chip weight buffer (estimator)")
+    activation_buffer_bytes: int = Field(65536, ge=1, description="on-chip activation buffer (estimator)")
+
+
+class MemoryConfig(BaseModel):
+    """Off-chip memory system."""
+
+    model_config = _FROZEN
+    bandwidth_gbps: float = Field(6.4, gt=0, description="peak off-chip bandwidth in GB/s (1e9 bytes/s)")
+    channels: int = Field(1, ge=1, description="independent channels (HBM pseudo-channels, DDR channels)")
+    efficiency: float = Field(1.0, gt=0, le=1, description="achievable fraction of peak bandwidth")
+
+
+class AcceleratorConfig(BaseModel):
+    """A whole accelerator, as one YAML file describes it."""
+
+    model_config = _FROZEN
+    name: str = Field("unnamed", description="short name used in reports")
+    description: str = ""
+    clock_mhz: float = Field(100.0, gt=0, le=2000, description="clock frequency in MHz")
+    datapath: DatapathConfig
+    types: TypesConfig = TypesConfig()
+    sparsity: SparsityConfig = SparsityConfig()
+    buffers: BufferConfig = BufferConfig()
+    memory: MemoryConfig = MemoryConfig()
+
+    # ----------------------------------------------------------------- derived widths
+    @property
+    def rows(self) -> int:
+        """PE rows (``datapath.rows``)."""
+        return self.datapath.rows
+
+    @property
+    def cols(self) -> int:
+        """PE columns (``datapath.cols``)."""
+        return self.datapath.cols
+
+    @property
+    def group_size(self) -> int:
+        """M of the sparse MUX (``sparsity.group_size``)."""
+        return self.sparsity.group_size
+
+    @property
+    def index_bits(self) -> int:
+        """Bits of one N:M index: ``log2(group_size)``."""
+        return int(math.log2(self.sparsity.group_size))
+
+    @property
+    def weight_bits(self) -> int:
+        """Storage bits of one weight."""
+        return TYPE_BITS[self.types.weight]
+
+    @property
+    def activation_bits(self) -> int:
+        """Storage bits of one activation."""
+        return TYPE_BITS[self.types.activation]
+
+    @property
+    def accumulator_bits(self) -> int:
+        """Accumulator width in bits."""
+        return self.types.accumulator_bits
+
+    @property
+    def count_bits(self) -> int:
+        """Width of the row counters (enough for ``accumulator_depth``)."""
+        return max(1, self.buffers.accumulator_depth.bit_length())
+
+    @property
+    def weight_beat_bits(self) -> int:
+        """Width of one weight-stream beat: ``cols`` x (value + index)."""
+        return self.cols * (self.weight_bits + self.index_bits)
+
+    @property
+    def activation_beat_bits(self) -> int:
+        """Width of one activation-stream beat: ``rows`` lanes x ``group_size`` activations."""
+        return self.rows * self.group_size * self.activation_bits
+
+    @property
+    def output_beat_bits(self) -> int:
+        """Width of one output-stream beat: ``cols`` accumulators."""
+        return self.cols * self.accumulator_bits
+
+    @property
+    def peak_macs_per_cycle(self) -> int:
+        """Multipliers in the array (one MAC each per cycle)."""
+        return self.rows * self.cols
+
+    # ----------------------------------------------------------------- capability checks
+    def require_supported(self) -> None:
+        """Raise :class:`UnsupportedError` for valid settings this version does not implement."""
+        if self.datapath.kind != "systolic":
+            raise UnsupportedError(
+                f"datapath.kind={self.datapath.kind!r} is not implemented yet; use 'systolic'")
+        if self.datapath.dataflow != "weight_stationary":
+            raise UnsupportedError(
+                f"datapath.dataflow={self.datapath.dataflow!r} is not implemented yet; use 'weight_stationary'")
+        for field in ("weight", "activation"):
+            value = getattr(self.types, field)
+            if value not in IMPLEMENTED_TYPES:
+                raise UnsupportedError(
+                    f"types.{field}={value!r} is not implemented by the systolic datapath yet; "
+                    f"use one of {sorted(IMPLEMENTED_TYPES)}")
+
+    def hardware_pattern(self, pattern: "NMPattern | str | None") -> NMPattern:
+        """Map a layer's N:M pattern onto the sparse MUX's group size.
+
+        A pattern N:M with M dividing ``group_size`` is run as
+        ``(N * group_size / M):group_size`` - every N:M matrix is also such a matrix.
+        ``None`` means the config's default pattern.
+
+        Raises
+        ------
+        UnsupportedError
+            If M does not divide ``group_size`` (e.g. 1:8 on a 1-of-4 MUX).
+        """
+        if pattern is None:
+            pattern = self.sparsity.default_pattern
+        pattern = NMPattern.parse(pattern, dense_m=self.group_size)
+        if self.group_size % pattern.m:
+            raise UnsupportedError(
+                f"sparsity {pattern} needs groups of {pattern.m} but the sparse MUX selects 1 of "
+                f"{self.group_size} (sparsity.group_size={self.group_size}); use M dividing {self.group_size}")
+        scale = self.group_size // pattern.m
+        return NMPattern(n=pattern.n * scale, m=self.group_size)
+
+    def max_reduction_slots(self) -> int:
+        """Most products one output may sum without any possibility of accumulator overflow.
+
+        The worst case is ``(-2^(w-1)) * (-2^(a-1))`` repeated; the sum must stay within the
+        signed ``accumulator_bits`` range.
+        """
+        worst = 1 << (self.weight_bits - 1 + self.activation_bits - 1)
+        return ((1 << (self.accumulator_bits - 1)) - 1) // worst
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> "AcceleratorConfig":
+        """Return a copy with dotted-path fields replaced, e.g. ``{"datapath.rows": 16}``.
+
+        Raises
+        ------
+        ConfigError
+            If a path does not name a field or the new value is invalid.
+        """
+        data = self.model_dump()
+        for path, value in overrides.items():
+            node = data
+            parts = path.split(".")
+            for part in parts[:-1]:
+                if not isinstance(node.get(part), dict):
+                    raise ConfigError(f"override {path!r}: {part!r} is not a config section")
+                node = node[part]
+            if parts[-1] not in node:
+                raise ConfigError(f"override {path!r}: unknown field {parts[-1]!r}")
+            node[parts[-1]] = value
+        return parse_config(data, source="<overrides>")
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> str:
+    first = exc.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "<top level>"
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        msg = f"{source}: unknown key {loc!r}"
+    elif kind == "missing":
+        msg = f"{source}: missing required key {loc!r}"
+    else:
+        got = first.get("input")
+        text = first["msg"].removeprefix("Value error, ")
+        msg = f"{source}: {loc}: {text}"
+        if not isinstance(got, (dict, list)):
+            msg += f" (got {got!r})"
+    more = len(exc.errors()) - 1
+    if more:
+        msg += f" (+{more} more problem{'s' if more > 1 else ''})"
+    return msg
+
+
+def parse_config(data: Any, source: str = "<config>") -> AcceleratorConfig:
+    """Validate a mapping (already parsed from YAML) into an :class:`AcceleratorConfig`.
+
+    Raises
+    ------
+    ConfigError
+        One line naming ``source``, the field and the bad value.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys, not {type(data).__name__}")
+    try:
+        return AcceleratorConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source)) from None
+
+
+def load_config(path: "str | Path") -> AcceleratorConfig:
+    """Load and validate an accelerator YAML file (``yaml.safe_load``).
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, not YAML, or invalid (one line: file, field, value).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    return parse_config(data, source=str(path))

@@ -1,0 +1,127 @@
+"""The accelerator's instruction set, defined once.
+
+The compiler packs :class:`Instruction` objects into 32-bit words with :func:`encode`;
+the HDL controller decodes them with a ``data.StructLayout`` built from :data:`FIELDS`
+(see :func:`sparsa.hdl.layouts.instruction_layout`); the ISA interpreter and the cycle
+model execute them.  The bit layout is documented in ``docs/isa.md``.
+
+Instructions (one 32-bit word each; fields LSB first)::
+
+    [3:0]   opcode
+    [4]     accumulate   COMPUTE only: 1 adds to the accumulator row, 0 overwrites it
+    [20:5]  count        COMPUTE / DRAIN: number of rows (1 .. buffers.accumulator_depth)
+    [31:21] reserved     must be zero
+
+Execution is in order and one instruction at a time (see :mod:`sparsa.timing`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+from sparsa.errors import FormatError
+
+__all__ = ["Opcode", "Field", "FIELDS", "INSTRUCTION_BITS", "Instruction", "encode", "decode"]
+
+INSTRUCTION_BITS = 32
+
+
+class Opcode(IntEnum):
+    """Operation codes (4 bits)."""
+
+    #: Do nothing for one fetch cycle.
+    NOP = 0
+    #: Pop ``rows`` beats from the weight stream; beat ``r`` fills PE row ``r`` (value + N:M index per column).
+    LOAD_W = 1
+    #: Pop ``count`` activation beats, run them through the array; result row ``i`` is written to
+    #: accumulator row ``i`` (overwrite, or add when ``accumulate``).
+    COMPUTE = 2
+    #: Push accumulator rows ``0 .. count-1`` to the output stream, one beat each.
+    DRAIN = 3
+    #: Stop: the controller raises ``done`` and the cycle counter freezes.
+    HALT = 15
+
+
+@dataclass(frozen=True)
+class Field:
+    """One instruction field: ``name`` occupying ``width`` bits (fields are packed LSB first)."""
+
+    name: str
+    width: int
+
+
+#: Instruction fields, LSB first. The HDL's StructLayout is built from this tuple.
+FIELDS: tuple[Field, ...] = (
+    Field("opcode", 4),
+    Field("accumulate", 1),
+    Field("count", 16),
+    Field("reserved", 11),
+)
+assert sum(f.width for f in FIELDS) == INSTRUCTION_BITS
+
+_OFFSETS = {}
+_offset = 0
+for _f in FIELDS:
+    _OFFSETS[_f.name] = (_offset, _f.width)
+    _offset += _f.width
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """A decoded instruction.
+
+    Parameters
+    ----------
+    op : Opcode
+        The operation.
+    count : int
+        Row count for COMPUTE / DRAIN (0 otherwise).
+    accumulate : bool
+        COMPUTE only: add to (True) or overwrite (False) the accumulator rows.
+    """
+
+    op: Opcode
+    count: int = 0
+    accumulate: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.op, Opcode):
+            raise FormatError(f"instruction opcode must be an Opcode, not {self.op!r}")
+        limit = (1 << _OFFSETS["count"][1]) - 1
+        if not 0 <= self.count <= limit:
+            raise FormatError(f"instruction count must be in 0..{limit}, not {self.count!r}")
+        if self.op in (Opcode.COMPUTE, Opcode.DRAIN) and self.count < 1:
+            raise FormatError(f"{self.op.name} needs count >= 1, not {self.count!r}")
+        if self.accumulate and self.op is not Opcode.COMPUTE:
+            raise FormatError(f"only COMPUTE takes the accumulate flag, not {self.op.name}")
+
+    def __str__(self) -> str:
+        if self.op is Opcode.COMPUTE:
+            return f"COMPUTE count={self.count} {'acc' if self.accumulate else 'set'}"
+        if self.op is Opcode.DRAIN:
+            return f"DRAIN count={self.count}"
+        return self.op.name
+
+
+def encode(instr: Instruction) -> int:
+    """Pack an instruction into its 32-bit word."""
+    values = {"opcode": int(instr.op), "accumulate": int(instr.accumulate), "count": instr.count, "reserved": 0}
+    word = 0
+    for name, (offset, width) in _OFFSETS.items():
+        word |= (values[name] & ((1 << width) - 1)) << offset
+    return word
+
+
+def decode(word: int) -> Instruction:
+    """Unpack a 32-bit word; raises :class:`FormatError` for unknown opcodes or reserved bits."""
+    if not 0 <= word < (1 << INSTRUCTION_BITS):
+        raise FormatError(f"instruction word must be a 32-bit unsigned integer, not {word!r}")
+    fields = {name: (word >> off) & ((1 << w) - 1) for name, (off, w) in _OFFSETS.items()}
+    if fields["reserved"]:
+        raise FormatError(f"instruction word {word:#010x} has reserved bits set")
+    try:
+        op = Opcode(fields["opcode"])
+    except ValueError:
+        raise FormatError(f"instruction word {word:#010x} has unknown opcode {fields['opcode']}") from None
+    return Instruction(op, fields["count"], bool(fields["accumulate"]))
