@@ -25,7 +25,7 @@ from sparsa.models.reference import wrap
 from sparsa.sim.interpreter import ArchState, Interpreter
 from sparsa.timing import FETCH_CYCLES, compute_flush_cycles, load_weights_cycles
 
-__all__ = ["CycleStats", "CycleModel"]
+__all__ = ["CycleStats", "CycleModel", "program_cycles"]
 
 
 @dataclass
@@ -112,3 +112,15 @@ class CycleModel:
                 break
         y = program.collect_outputs(np.concatenate(out) if out else np.zeros((0, cfg.cols), np.int64))
         return y, stats
+
+
+def program_cycles(program: Program) -> int:
+    """Cycles of ``program`` from the instruction stream alone (no data needed).
+
+    Equal to :meth:`CycleModel.run_program`'s count by construction of the timing contract;
+    the estimator and the "speedup vs dense" figure use it for programs too big to run.
+    """
+    from sparsa.timing import instruction_cycles
+
+    cfg = program.config
+    return sum(instruction_cycles(cfg, i) for i in program.instructions)

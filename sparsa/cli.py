@@ -22,7 +22,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sparsa.commands.compile",
     "sparsa.commands.run",
     "sparsa.commands.quantize",
-    "sparsa.commands.bench",
 )
 
 

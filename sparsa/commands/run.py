@@ -1,0 +1,101 @@
+"""``sparsa run``: compile a GEMM, run it on a backend and check it against the NumPy reference."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sparsa.commands._common import add_config_argument, load, load_matrix, parse_gemm, random_operands
+from sparsa.compiler import compile_gemm
+from sparsa.models.reference import gemm_reference
+from sparsa.sim.backends.base import BACKENDS, get_backend
+from sparsa.sim.cycle import program_cycles
+
+NAME = "run"
+HELP = "run a GEMM on a backend, check it bit-exactly against NumPy, report cycles and utilization"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_argument(parser)
+    parser.add_argument("--gemm", required=True, metavar="MxKxN", help="GEMM shape (A is MxK, W is KxN)")
+    parser.add_argument("--sparsity", default=None, help="N:M of the weights, e.g. 2:4 or dense (default: config's)")
+    parser.add_argument("--backend", default="cycle", choices=list(BACKENDS), help="where to run (default: cycle)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random operands")
+    parser.add_argument("--weights", type=Path, help=".npy int weights W[K, N] instead of random ones")
+    parser.add_argument("--acts", type=Path, help=".npy int activations A[M, K] instead of random ones")
+    parser.add_argument("--json", type=Path, help="also write the report as JSON here")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load(args)
+    m, k, n = parse_gemm(args.gemm)
+    a, w = random_operands(cfg, m, k, n, args.seed)
+    if args.weights:
+        w = load_matrix(args.weights, "weights")
+    if args.acts:
+        a = load_matrix(args.acts, "activations")
+    program = compile_gemm(cfg, w, m, args.sparsity)
+    a = program.check_inputs({"A": a})
+    backend = get_backend(args.backend, cfg)
+
+    expected = gemm_reference(a, program.weights, cfg.accumulator_bits)
+    t0 = time.perf_counter()
+    result = backend.run(program, {"A": a})
+    wall = time.perf_counter() - t0
+    y = result.outputs["Y"]
+    mismatches = int(np.count_nonzero(y != expected))
+
+    model_cycles = program_cycles(program)
+    dense = compile_gemm(cfg, program.weights, m, "dense", prune=False) if not program.hw_pattern.dense else program
+    dense_cycles = program_cycles(dense)
+    cycles = result.cycles if result.cycles is not None else model_cycles
+    peak = cfg.rows * cfg.cols
+    report = {
+        "config": cfg.name, "backend": backend.name, "gemm": f"{m}x{k}x{n}",
+        "sparsity": str(program.pattern), "hardware_sparsity": str(program.hw_pattern),
+        "bit_exact": mismatches == 0, "mismatches": mismatches,
+        "cycles": result.cycles, "cycle_model_cycles": model_cycles,
+        "cycles_match": None if result.cycles is None else result.cycles == model_cycles,
+        "mac_utilization": program.useful_macs / (peak * cycles),
+        "dense_equivalent_macs_per_cycle": m * k * n / cycles,
+        "dense_cycles": dense_cycles, "speedup_vs_dense": dense_cycles / model_cycles,
+        "time_us_at_clock": cycles / cfg.clock_mhz, "wall_s": wall,
+        "instructions": program.opcode_counts(),
+    }
+    _print(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if mismatches:
+        bad = tuple(int(i) for i in np.argwhere(y != expected)[0])
+        print(f"error: {mismatches} of {y.size} outputs differ from the NumPy reference; first at {bad}: "
+              f"got {int(y[bad])}, expected {int(expected[bad])}")
+        return 1
+    if result.cycles is not None and result.cycles != model_cycles:
+        print(f"error: {backend.name} took {result.cycles} cycles, the cycle model says {model_cycles}")
+        return 1
+    return 0
+
+
+def _print(r: dict) -> None:
+    rows = [
+        ("config", r["config"]), ("backend", r["backend"]), ("GEMM (MxKxN)", r["gemm"]),
+        ("sparsity", f"{r['sparsity']} (runs as {r['hardware_sparsity']})"),
+        ("result", "bit-exact vs NumPy reference" if r["bit_exact"] else f"MISMATCH ({r['mismatches']} values)"),
+        ("cycles", f"{r['cycles']}" + ("" if r["cycles"] is None else
+                                       (" (= cycle model)" if r["cycles_match"] else
+                                        f" (cycle model: {r['cycle_model_cycles']})"))),
+        ("cycle model cycles", r["cycle_model_cycles"]),
+        ("MAC utilization", f"{100 * r['mac_utilization']:.1f} %"),
+        ("dense-equiv. MAC/cycle", f"{r['dense_equivalent_macs_per_cycle']:.2f}"),
+        ("dense cycles", r["dense_cycles"]),
+        ("speedup vs dense", f"{r['speedup_vs_dense']:.3f}x"),
+        ("time at clock", f"{r['time_us_at_clock']:.2f} us"),
+        ("wall time", f"{r['wall_s']:.3f} s"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")

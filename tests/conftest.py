@@ -1,0 +1,46 @@
+"""Shared fixtures: preset configs and availability of the optional RTL backends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sparsa.config import AcceleratorConfig, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+
+
+def preset(name: str) -> AcceleratorConfig:
+    """Load ``configs/<name>.yaml``."""
+    return load_config(CONFIGS / f"{name}.yaml")
+
+
+@pytest.fixture(scope="session")
+def cfg4x4() -> AcceleratorConfig:
+    return preset("systolic-4x4-2of4")
+
+
+@pytest.fixture(scope="session")
+def cfg8x8() -> AcceleratorConfig:
+    return preset("systolic-8x8-2of4")
+
+
+@pytest.fixture(scope="session")
+def cfg4x8() -> AcceleratorConfig:
+    return preset("systolic-4x8-m8")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run every Verilator test on one xdist worker so each preset is built once per session.
+
+    A test is a Verilator test when it carries the ``verilator`` marker or is parametrized
+    with the ``verilator`` backend; the latter also get the marker so ``-m`` selects them.
+    """
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("backend") == "verilator":
+            item.add_marker(pytest.mark.verilator)
+        if item.get_closest_marker("verilator") is not None:
+            item.add_marker(pytest.mark.xdist_group("verilator"))
