@@ -12,8 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from collections import Counter
+
 from sparsa.config import AcceleratorConfig, NMPattern
 from sparsa.errors import ShapeError
+from sparsa.isa import Instruction, Opcode
 
 __all__ = ["Tiling", "plan_tiling"]
 
@@ -77,6 +80,25 @@ class Tiling:
                     yield ("compute", m0, rows, kt, nt, kt > 0)
                 yield ("drain", m0, rows, nt)
             m0 += rows
+
+
+    def instruction_counts(self) -> Counter:
+        """How many times each distinct instruction occurs in the program :meth:`schedule` emits.
+
+        The same schedule aggregated without iterating over tiles, so the estimator costs a
+        LLaMA-sized layer in microseconds; ``tests/test_estimator.py`` checks it equals
+        ``Counter(compile_gemm(...).instructions)``.
+        """
+        counts: Counter = Counter()
+        counts[Instruction(Opcode.LOAD_W)] = self.loads
+        tiles = self.ktiles * self.ntiles
+        for rows, chunks in Counter(self.chunk_rows).items():
+            counts[Instruction(Opcode.COMPUTE, rows, False)] += chunks * self.ntiles
+            if self.ktiles > 1:
+                counts[Instruction(Opcode.COMPUTE, rows, True)] += chunks * (tiles - self.ntiles)
+            counts[Instruction(Opcode.DRAIN, rows)] += chunks * self.ntiles
+        counts[Instruction(Opcode.HALT)] = 1
+        return counts
 
 
 def plan_tiling(config: AcceleratorConfig, m: int, k: int, n: int, pattern: "NMPattern | str | None") -> Tiling:

@@ -32,6 +32,8 @@ __all__ = [
     "SparsityConfig",
     "BufferConfig",
     "MemoryConfig",
+    "ResourceConfig",
+    "EnergyConfig",
     "AcceleratorConfig",
     "load_config",
     "parse_config",
@@ -205,6 +207,46 @@ class MemoryConfig(BaseModel):
     efficiency: float = Field(1.0, gt=0, le=1, description="achievable fraction of peak bandwidth")
 
 
+class ResourceConfig(BaseModel):
+    """The target device and its resource budget (the estimator refuses designs that do not fit)."""
+
+    model_config = _FROZEN
+    target: str = Field("generic", description="device family: xcu280, xcvu9p, ecp5-85f, generic")
+    macs_per_dsp: int = Field(1, ge=1, le=4, description="MACs one DSP/multiplier block performs per cycle "
+                              "(2 for INT8 packing on a DSP48E2)")
+    dsp: int | None = Field(None, ge=1, description="DSP / hard multiplier blocks available")
+    lut: int | None = Field(None, ge=1, description="LUTs available")
+    bram_kbit: float | None = Field(None, gt=0, description="block RAM available, kbit (BRAM36 = 36, EBR = 18)")
+    uram_kbit: float | None = Field(None, gt=0, description="UltraRAM available, kbit (URAM = 288)")
+
+
+class EnergyConfig(BaseModel):
+    """Energy per action (pJ) and static power; defaults and their sources in docs/energy.md."""
+
+    model_config = _FROZEN
+    mac_pj: dict[str, float] = Field(
+        default_factory=lambda: {"int8xint8": 0.23, "int4xint8": 0.13, "int8xint4": 0.13, "int4xint4": 0.08,
+                                 "ovp4xint8": 0.16, "ovp4xovp4": 0.10, "ovp8xint8": 0.26},
+        description="pJ per multiply-accumulate by 'weightxactivation' type (multiply + accumulator add)")
+    register_pj_per_byte: float = Field(0.05, ge=0, description="pJ per byte moved through PE pipeline registers")
+    sram_pj_per_byte: float = Field(1.25, ge=0, description="pJ per byte read or written in on-chip buffers")
+    offchip_pj_per_byte: float = Field(31.2, ge=0, description="pJ per byte of off-chip (DRAM/HBM) traffic")
+    static_w: float = Field(0.5, ge=0, description="static + clock power of the whole design, W")
+    source: str = Field("45 nm ASIC estimates (Horowitz ISSCC'14; HBM2 3.9 pJ/bit, O'Connor MICRO'17)",
+                        description="where the numbers come from")
+
+    @field_validator("mac_pj")
+    @classmethod
+    def _check_mac(cls, table: dict[str, float]) -> dict[str, float]:
+        for key, value in table.items():
+            parts = key.split("x")
+            if len(parts) != 2 or any(p not in TYPE_BITS for p in parts):
+                raise ValueError(f"mac_pj keys look like 'int8xint8' (weight x activation), not {key!r}")
+            if value < 0:
+                raise ValueError(f"mac_pj[{key!r}] must be >= 0, not {value!r}")
+        return table
+
+
 class AcceleratorConfig(BaseModel):
     """A whole accelerator, as one YAML file describes it."""
 
@@ -217,6 +259,8 @@ class AcceleratorConfig(BaseModel):
     sparsity: SparsityConfig = SparsityConfig()
     buffers: BufferConfig = BufferConfig()
     memory: MemoryConfig = MemoryConfig()
+    resources: ResourceConfig = ResourceConfig()
+    energy: EnergyConfig = EnergyConfig()
 
     # ----------------------------------------------------------------- derived widths
     @property

@@ -1,0 +1,358 @@
+"""Performance and energy estimation of whole workloads from the accelerator config.
+
+Every GEMM layer is tiled by the compiler's own :func:`sparsa.compiler.tiling.plan_tiling`
+and costed with the compiler's schedule (:meth:`Tiling.instruction_counts`) and the timing
+contract (:func:`sparsa.timing.instruction_cycles`) - the same numbers the cycle model and the
+RTL produce; there is no second hand-written cycle formula.  On top of the compute cycles it
+counts bytes per memory level (weights, N:M indices, scales, padding, activations, KV cache,
+outputs), memory cycles at the configured bandwidth, energy per action and per level.
+
+Memory/compute overlap: the layer takes ``max(compute, memory)`` cycles, i.e. perfect double
+buffering of tiles; ``overlap=False`` gives the serial sum.  Outputs leave the array at
+accumulator width (the datapath has no requantisation unit yet), which the byte counts show.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sparsa.compiler.tiling import plan_tiling
+from sparsa.config import TYPE_BITS, AcceleratorConfig, NMPattern
+from sparsa.errors import ConfigError, UnsupportedError
+from sparsa.timing import instruction_cycles
+
+__all__ = ["LayerEstimate", "ModelEstimate", "estimate_gemm", "estimate_layer", "estimate_workload",
+           "check_resources", "resource_usage"]
+
+#: Bytes of one per-output-channel scale (fp16) for quantized weight formats.
+SCALE_BYTES = 2
+
+
+@dataclass(frozen=True)
+class LayerEstimate:
+    """Cost of one layer (all its ``count`` instances).
+
+    Byte dictionaries are keyed by what moves: ``weights`` (values), ``indices`` (N:M metadata),
+    ``scales``, ``padding`` (zero slots of partial tiles), ``activations``, ``kv`` (the KV-cache
+    operand of attention GEMMs), ``outputs``.
+    """
+
+    name: str
+    kind: str
+    count: int
+    m: int
+    k: int
+    n: int
+    sparsity: str
+    hw_sparsity: str
+    weight_format: str
+    act_format: str
+    macs: int
+    array_macs: int
+    compute_cycles: int
+    memory_cycles: float
+    cycles: float
+    bound: str
+    offchip_bytes: dict[str, float]
+    sram_bytes: float
+    register_bytes: float
+    energy_pj: dict[str, float]
+    instructions: int
+
+    @property
+    def offchip_total(self) -> float:
+        """All off-chip bytes of the layer."""
+        return float(sum(self.offchip_bytes.values()))
+
+    @property
+    def energy_total_pj(self) -> float:
+        """All energy of the layer, pJ."""
+        return float(sum(self.energy_pj.values()))
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON/CSV."""
+        d = asdict(self)
+        d["offchip_total"] = self.offchip_total
+        d["energy_total_pj"] = self.energy_total_pj
+        return d
+
+
+@dataclass(frozen=True)
+class ModelEstimate:
+    """A whole workload on one accelerator."""
+
+    config: str
+    workload: str
+    phase: str
+    batch: int
+    tokens: int
+    clock_mhz: float
+    peak_macs_per_cycle: int
+    bandwidth_gbps: float
+    layers: tuple[LayerEstimate, ...] = field(repr=False)
+
+    @property
+    def cycles(self) -> float:
+        """Total cycles (layers run one after another)."""
+        return float(sum(layer.cycles for layer in self.layers))
+
+    @property
+    def seconds(self) -> float:
+        """Latency of one pass over the workload."""
+        return self.cycles / (self.clock_mhz * 1e6)
+
+    @property
+    def macs(self) -> int:
+        """Dense-equivalent MACs of the workload."""
+        return sum(layer.macs for layer in self.layers)
+
+    @property
+    def offchip_bytes(self) -> float:
+        """All off-chip bytes."""
+        return float(sum(layer.offchip_total for layer in self.layers))
+
+    @property
+    def energy_j(self) -> float:
+        """All energy, J."""
+        return float(sum(layer.energy_total_pj for layer in self.layers)) * 1e-12
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Tokens produced (decode: ``batch`` per pass) or consumed (prefill) per second."""
+        return self.tokens / self.seconds if self.seconds else math.inf
+
+    @property
+    def memory_roofline_s(self) -> float:
+        """Lower bound on latency from off-chip bytes at peak bandwidth."""
+        return self.offchip_bytes / (self.bandwidth_gbps * 1e9)
+
+    @property
+    def utilization(self) -> float:
+        """Array MAC actions over peak MAC slots in the run time."""
+        busy = sum(layer.array_macs for layer in self.layers)
+        return busy / (self.peak_macs_per_cycle * self.cycles) if self.cycles else 0.0
+
+    def energy_breakdown_pj(self) -> dict[str, float]:
+        """Energy by component summed over layers, pJ."""
+        out: dict[str, float] = {}
+        for layer in self.layers:
+            for key, value in layer.energy_pj.items():
+                out[key] = out.get(key, 0.0) + value
+        return out
+
+    def bytes_breakdown(self) -> dict[str, float]:
+        """Off-chip bytes by kind summed over layers."""
+        out: dict[str, float] = {}
+        for layer in self.layers:
+            for key, value in layer.offchip_bytes.items():
+                out[key] = out.get(key, 0.0) + value
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """The headline numbers as a dict."""
+        return {
+            "config": self.config, "workload": self.workload, "phase": self.phase, "batch": self.batch,
+            "cycles": self.cycles, "latency_s": self.seconds, "tokens_per_s": self.tokens_per_s,
+            "macs": self.macs, "offchip_bytes": self.offchip_bytes, "energy_j": self.energy_j,
+            "energy_per_token_j": self.energy_j / self.tokens if self.tokens else None,
+            "utilization": self.utilization, "memory_roofline_s": self.memory_roofline_s,
+            "bandwidth_utilization": self.memory_roofline_s / self.seconds if self.seconds else 0.0,
+            "fj_per_mac": self.energy_j * 1e15 / self.macs if self.macs else None,
+        }
+
+
+def _bits(fmt: str | None, default: str) -> tuple[str, int]:
+    name = fmt or default
+    if name not in TYPE_BITS:
+        raise ConfigError(f"unknown number format {name!r}; known: {sorted(TYPE_BITS)}")
+    return name, TYPE_BITS[name]
+
+
+def estimate_gemm(
+    config: AcceleratorConfig,
+    m: int,
+    k: int,
+    n: int,
+    pattern: "NMPattern | str | None" = None,
+    *,
+    name: str = "gemm",
+    kind: str = "linear",
+    count: int = 1,
+    weight_format: str | None = None,
+    act_format: str | None = None,
+    static_weight: bool = True,
+    overlap: bool = True,
+) -> LayerEstimate:
+    """Estimate one GEMM ``(m x k) @ (k x n)`` repeated ``count`` times.
+
+    ``static_weight=False`` marks an activation x activation GEMM (attention): its ``k x n``
+    operand is KV cache / activations, dense, with no scales or indices.
+    """
+    cfg = config
+    if not static_weight:
+        pattern = "dense"
+    tiling = plan_tiling(cfg, m, k, n, pattern)
+    hw = tiling.hw_pattern
+    requested = NMPattern.parse(pattern, dense_m=cfg.group_size) if pattern is not None \
+        else cfg.sparsity.default_pattern
+    wname, wbits = _bits(weight_format if static_weight else (act_format or cfg.types.activation),
+                         cfg.types.weight)
+    aname, abits = _bits(act_format, cfg.types.activation)
+    r, c = cfg.rows, cfg.cols
+    ib = cfg.index_bits if (static_weight and not hw.dense) else 0
+
+    counts = tiling.instruction_counts()
+    compute_cycles = sum(mult * instruction_cycles(cfg, ins) for ins, mult in counts.items()) * count
+    instructions = sum(counts.values()) * count
+    streamed = m * tiling.ktiles * tiling.ntiles           # activation beats of one instance
+    array_macs = streamed * r * c * count
+
+    # ---- off-chip bytes (one instance, then x count)
+    slots_used = tiling.slots * n
+    tile_slots = tiling.ktiles * r * tiling.ntiles * c
+    image_bits = tile_slots * (wbits + ib)
+    resident = tiling.weights_resident or image_bits / 8 <= cfg.buffers.weight_buffer_bytes
+    weight_reads = 1 if resident else tiling.chunks
+    a_bytes = m * k * abits / 8
+    chunk_bytes = max(tiling.chunk_rows) * k * abits / 8
+    act_reads = 1 if chunk_bytes <= cfg.buffers.activation_buffer_bytes else tiling.ntiles
+    offchip = {
+        "weights": slots_used * wbits / 8 * weight_reads if static_weight else 0.0,
+        "indices": slots_used * ib / 8 * weight_reads,
+        "scales": (n * SCALE_BYTES * weight_reads) if static_weight else 0.0,
+        "padding": (tile_slots - slots_used) * (wbits + ib) / 8 * weight_reads,
+        "kv": 0.0 if static_weight else k * n * wbits / 8 * weight_reads,
+        "activations": a_bytes * act_reads,
+        "outputs": m * n * cfg.accumulator_bits / 8,
+    }
+    offchip = {key: v * count for key, v in offchip.items()}
+    total_offchip = sum(offchip.values())
+    bytes_per_cycle = cfg.memory.bandwidth_gbps * cfg.memory.efficiency * 1e9 / (cfg.clock_mhz * 1e6)
+    memory_cycles = total_offchip / bytes_per_cycle
+    cycles = max(compute_cycles, memory_cycles) if overlap else compute_cycles + memory_cycles
+
+    # ---- on-chip traffic: weight beats into the array, activation beats (each lane carries its
+    # whole group), accumulator read-modify-write per result row, drains.
+    loads = counts[next(i for i in counts if i.op.name == "LOAD_W")]
+    sram = (loads * r * c * (wbits + ib) / 8
+            + streamed * r * cfg.group_size * abits / 8
+            + streamed * c * cfg.accumulator_bits / 8 * 2
+            + m * tiling.ntiles * c * cfg.accumulator_bits / 8) * count
+    register = array_macs * (cfg.group_size * abits + cfg.accumulator_bits) / 8
+
+    e = cfg.energy
+    mac_key = f"{wname}x{aname}"
+    if mac_key not in e.mac_pj:
+        raise ConfigError(f"energy.mac_pj has no entry for {mac_key!r}; add one (pJ per MAC)")
+    seconds = cycles / (cfg.clock_mhz * 1e6)
+    energy = {
+        "mac": array_macs * e.mac_pj[mac_key],
+        "registers": register * e.register_pj_per_byte,
+        "sram": sram * e.sram_pj_per_byte,
+        "offchip": total_offchip * e.offchip_pj_per_byte,
+        "static": e.static_w * seconds * 1e12,
+    }
+    return LayerEstimate(
+        name=name, kind=kind, count=count, m=m, k=k, n=n, sparsity=str(requested), hw_sparsity=str(hw),
+        weight_format=wname, act_format=aname, macs=m * k * n * count, array_macs=array_macs,
+        compute_cycles=compute_cycles, memory_cycles=memory_cycles, cycles=cycles,
+        bound="compute" if compute_cycles >= memory_cycles else "memory",
+        offchip_bytes=offchip, sram_bytes=sram, register_bytes=register, energy_pj=energy,
+        instructions=instructions,
+    )
+
+
+def estimate_vector_op(config: AcceleratorConfig, op: Any, overlap: bool = True) -> LayerEstimate:
+    """Cost of a non-GEMM op: ``cols`` elements per cycle on the vector path, plus its traffic."""
+    cfg = config
+    abits = cfg.activation_bits
+    ins = getattr(op, "input_elements", None) or op.elements
+    params = getattr(op, "params", 0)
+    if str(op.kind) == "embedding":
+        # a lookup reads only the selected rows of the table, not the whole table
+        offchip = {"activations": 0.0, "weights": op.elements * cfg.weight_bits / 8}
+    else:
+        # norm gains / biases are read once per op (fp16)
+        offchip = {"activations": (ins + op.elements) * abits / 8, "weights": params * 2.0}
+    total = sum(offchip.values())
+    bytes_per_cycle = cfg.memory.bandwidth_gbps * cfg.memory.efficiency * 1e9 / (cfg.clock_mhz * 1e6)
+    compute = math.ceil(op.elements / cfg.cols)
+    memory = total / bytes_per_cycle
+    cycles = max(compute, memory) if overlap else compute + memory
+    e = cfg.energy
+    energy = {"sram": (ins + op.elements) * abits / 8 * e.sram_pj_per_byte,
+              "offchip": total * e.offchip_pj_per_byte,
+              "static": e.static_w * cycles / (cfg.clock_mhz * 1e6) * 1e12}
+    return LayerEstimate(
+        name=op.name, kind=str(op.kind), count=1, m=op.elements, k=1, n=1, sparsity="-", hw_sparsity="-",
+        weight_format="-", act_format=cfg.types.activation, macs=0, array_macs=0, compute_cycles=compute,
+        memory_cycles=memory, cycles=cycles, bound="compute" if compute >= memory else "memory",
+        offchip_bytes=offchip, sram_bytes=(ins + op.elements) * abits / 8, register_bytes=0.0,
+        energy_pj=energy, instructions=0)
+
+
+def estimate_layer(config: AcceleratorConfig, layer: Any, overlap: bool = True) -> LayerEstimate:
+    """Estimate a :class:`~sparsa.models.workloads.graph.GemmLayer` or ``VectorOp``."""
+    if not hasattr(layer, "k"):
+        return estimate_vector_op(config, layer, overlap)
+    pattern = "{}:{}".format(*layer.sparsity) if layer.sparsity else "dense"
+    wf = getattr(layer.weight_format, "value", layer.weight_format)
+    af = getattr(layer.act_format, "value", layer.act_format)
+    return estimate_gemm(config, layer.m, layer.k, layer.n, pattern, name=layer.name, kind=str(layer.kind),
+                         count=layer.count, weight_format=wf, act_format=af,
+                         static_weight=layer.weight_is_static, overlap=overlap)
+
+
+def estimate_workload(config: AcceleratorConfig, workload: Any, *, overlap: bool = True,
+                      progress: Any = None) -> ModelEstimate:
+    """Estimate every layer of a workload (anything with ``name``, ``phase``, ``batch``, ``layers``).
+
+    ``progress`` is an optional callable invoked once per layer (a progress bar's update).
+    """
+    check_resources(config)
+    layers = []
+    for layer in workload.layers:
+        layers.append(estimate_layer(config, layer, overlap))
+        if progress is not None:
+            progress()
+    phase = getattr(workload, "phase", "inference")
+    batch = getattr(workload, "batch", 1)
+    seq = getattr(workload, "seq_len", None) or getattr(workload, "context", None) or 1
+    tokens = batch if phase == "decode" else batch * seq
+    return ModelEstimate(config=config.name, workload=workload.name, phase=str(phase), batch=batch,
+                         tokens=tokens, clock_mhz=config.clock_mhz, peak_macs_per_cycle=config.peak_macs_per_cycle,
+                         bandwidth_gbps=config.memory.bandwidth_gbps, layers=tuple(layers))
+
+
+def resource_usage(config: AcceleratorConfig) -> dict[str, float]:
+    """DSP blocks and on-chip memory (kbit) the design needs."""
+    macs = config.rows * config.cols
+    dsp = math.ceil(macs / config.resources.macs_per_dsp)
+    mem_bits = ((config.buffers.weight_buffer_bytes + config.buffers.activation_buffer_bytes) * 8
+                + config.buffers.accumulator_depth * config.cols * config.accumulator_bits)
+    return {"dsp": dsp, "memory_kbit": mem_bits / 1024}
+
+
+def check_resources(config: AcceleratorConfig) -> dict[str, float]:
+    """Refuse a design over its resource budget, naming the resource and the excess.
+
+    Raises
+    ------
+    UnsupportedError
+        ``design needs 4096 DSP but resources.dsp=3000 (+36.5 %)``.
+    """
+    use = resource_usage(config)
+    res = config.resources
+    if res.dsp is not None and use["dsp"] > res.dsp:
+        raise UnsupportedError(
+            f"{config.name}: the {config.rows}x{config.cols} array needs {use['dsp']} DSP "
+            f"({res.macs_per_dsp} MAC/DSP) but resources.dsp={res.dsp} (+{100 * (use['dsp'] / res.dsp - 1):.1f} %)")
+    avail = (res.bram_kbit or 0) + (res.uram_kbit or 0)
+    if (res.bram_kbit is not None or res.uram_kbit is not None) and use["memory_kbit"] > avail:
+        raise UnsupportedError(
+            f"{config.name}: buffers need {use['memory_kbit']:.0f} kbit of on-chip RAM but the budget is "
+            f"{avail:.0f} kbit (resources.bram_kbit + uram_kbit; +{100 * (use['memory_kbit'] / avail - 1):.1f} %)")
+    return use
+
