@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sparsa.commands.compile",
     "sparsa.commands.run",
     "sparsa.commands.quantize",
+    "sparsa.commands.estimate",
 )
 
 
@@ -63,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SparsaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and closed early
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

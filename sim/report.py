@@ -1,0 +1,127 @@
+"""Text tables and plots of estimator results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sparsa.config import AcceleratorConfig
+from sparsa.errors import MissingToolError
+from sparsa.sim.estimator import ModelEstimate
+
+__all__ = ["format_summary", "format_layers", "write_plots", "si"]
+
+
+def si(value: float, unit: str = "") -> str:
+    """Format with an SI prefix: ``si(4.2e9, 'B') == '4.20 GB'``."""
+    if value == 0:
+        return f"0 {unit}".strip()
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""), (1e-3, "m"), (1e-6, "u"),
+                           (1e-9, "n"), (1e-12, "p"), (1e-15, "f")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g} {prefix}{unit}".strip()
+    return f"{value:.3g} {unit}".strip()
+
+
+def format_summary(est: ModelEstimate, cfg: AcceleratorConfig) -> str:
+    """The headline table of one estimate."""
+    s = est.summary()
+    bytes_kind = est.bytes_breakdown()
+    energy = est.energy_breakdown_pj()
+    rows = [
+        ("accelerator", f"{cfg.name}: {cfg.rows}x{cfg.cols} {cfg.datapath.kind}, {cfg.types.weight} x "
+                        f"{cfg.types.activation}, {cfg.clock_mhz:g} MHz, {cfg.memory.bandwidth_gbps:g} GB/s"),
+        ("workload", f"{est.workload} {est.phase}, batch {est.batch}, {len(est.layers)} layers"),
+        ("latency", si(s["latency_s"], "s")),
+        ("tokens/s" if est.phase in ("decode", "prefill") else "inferences/s",
+         f"{s['tokens_per_s'] if est.phase in ('decode', 'prefill') else 1 / s['latency_s']:.4g}"),
+        ("MACs (dense-equivalent)", si(s["macs"])),
+        ("array utilization", f"{100 * s['utilization']:.1f} %"),
+        ("off-chip bytes", si(s["offchip_bytes"], "B") + "  (" + ", ".join(
+            f"{k} {si(v, 'B')}" for k, v in bytes_kind.items() if v) + ")"),
+        ("memory roofline", f"{si(s['memory_roofline_s'], 's')} at peak bandwidth "
+                            f"({100 * s['bandwidth_utilization']:.1f} % of the run time)"),
+        ("energy", si(s["energy_j"], "J") + "  (" + ", ".join(
+            f"{k} {100 * v / sum(energy.values()):.0f} %" for k, v in energy.items()) + ")"),
+        ("energy per MAC", si(s["fj_per_mac"] * 1e-15, "J") if s["fj_per_mac"] else "-"),
+        ("bound", f"{sum(1 for layer in est.layers if layer.bound == 'memory')} memory-bound, "
+                  f"{sum(1 for layer in est.layers if layer.bound == 'compute')} compute-bound layers"),
+    ]
+    if est.phase == "decode":
+        rows.insert(4, ("energy per token", si(s["energy_per_token_j"], "J")))
+    if est.phase == "prefill":
+        rows.insert(4, ("time to first token", si(s["latency_s"], "s")))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def format_layers(est: ModelEstimate) -> str:
+    """Per-layer table."""
+    head = f"{'layer':<32} {'shape (m x k x n)':>22} {'x':>4} {'N:M':>6} {'cycles':>12} {'bound':>7} " \
+           f"{'off-chip':>10} {'energy':>10}"
+    lines = [head, "-" * len(head)]
+    for layer in est.layers:
+        shape = f"{layer.m}x{layer.k}x{layer.n}" if layer.k != 1 or layer.n != 1 else f"{layer.m} elem"
+        lines.append(f"{layer.name[:32]:<32} {shape:>22} {layer.count:>4} {layer.sparsity:>6} "
+                     f"{layer.cycles:>12.4g} {layer.bound:>7} {si(layer.offchip_total, 'B'):>10} "
+                     f"{si(layer.energy_total_pj * 1e-12, 'J'):>10}")
+    return "\n".join(lines)
+
+
+def write_plots(est: ModelEstimate, cfg: AcceleratorConfig, out_dir: Path) -> list[Path]:
+    """Roofline (every GEMM layer), per-layer latency bars and energy breakdown as PNGs."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise MissingToolError("--plot needs matplotlib: pip install 'sparsa[plot]'") from None
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    hz = cfg.clock_mhz * 1e6
+    peak = 2 * cfg.peak_macs_per_cycle * hz
+    bw = cfg.memory.bandwidth_gbps * 1e9
+    paths = []
+
+    gemms = [layer for layer in est.layers if layer.macs]
+    fig, ax = plt.subplots(figsize=(7, 5))
+    xs = [2 * layer.macs / max(layer.offchip_total, 1) for layer in gemms]
+    ys = [2 * layer.macs / (layer.cycles / hz) for layer in gemms]
+    lo, hi = min(xs + [0.1]) / 2, max(xs + [peak / bw]) * 4
+    ax.plot([lo, peak / bw, hi], [lo * bw, peak, peak], "k-", label="roofline (dense peak)")
+    ax.scatter(xs, ys, c=["tab:red" if layer.bound == "memory" else "tab:blue" for layer in gemms], s=14)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("operational intensity (dense-equivalent ops / off-chip byte)")
+    ax.set_ylabel("attained ops/s (dense-equivalent)")
+    ax.set_title(f"{est.workload} {est.phase} on {cfg.name}")
+    ax.legend()
+    p = out_dir / "roofline.png"
+    fig.tight_layout()
+    fig.savefig(p, dpi=120)
+    plt.close(fig)
+    paths.append(p)
+
+    fig, ax = plt.subplots(figsize=(max(7, len(est.layers) * 0.03), 4))
+    ax.bar(range(len(est.layers)), [layer.cycles / hz * 1e3 for layer in est.layers],
+           color=["tab:red" if layer.bound == "memory" else "tab:blue" for layer in est.layers])
+    ax.set_xlabel("layer (execution order)")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title("per-layer latency (red: memory-bound, blue: compute-bound)")
+    p = out_dir / "latency.png"
+    fig.tight_layout()
+    fig.savefig(p, dpi=120)
+    plt.close(fig)
+    paths.append(p)
+
+    energy = est.energy_breakdown_pj()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.bar(list(energy), [v * 1e-12 for v in energy.values()], color="tab:green")
+    ax.set_ylabel("energy (J)")
+    ax.set_title(f"energy breakdown, total {si(est.energy_j, 'J')}")
+    p = out_dir / "energy.png"
+    fig.tight_layout()
+    fig.savefig(p, dpi=120)
+    plt.close(fig)
+    paths.append(p)
+    return paths

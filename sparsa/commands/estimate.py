@@ -1,0 +1,117 @@
+"""``sparsa estimate``: performance and energy of a whole workload on an accelerator config."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+from sparsa.commands._common import add_config_argument, load
+from sparsa.errors import SparsaError
+
+NAME = "estimate"
+HELP = "estimate latency, throughput, memory traffic and energy of a whole model from YAML"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_argument(parser)
+    parser.add_argument("--workload", required=True,
+                        help="workload name (llama2-7b, opt-6.7b, smollm2-135m, bert-base, all-minilm-l6-v2, "
+                             "resnet18, resnet50, mlp-784-256-256-10) or a workload YAML file")
+    parser.add_argument("--phase", choices=["prefill", "decode"], help="LLM phase (LLMs only)")
+    parser.add_argument("--context", type=int, help="LLM: sequence length (prefill) / context length (decode)")
+    parser.add_argument("--batch", type=int, default=None, help="batch size (default: workload's, else 1)")
+    parser.add_argument("--sparsity", help="N:M for every weight layer not set by the workload file")
+    parser.add_argument("--no-overlap", action="store_true", help="serialise memory and compute (no double buffering)")
+    parser.add_argument("--layers", action="store_true", help="print the per-layer table")
+    parser.add_argument("--json", type=Path, help="write summary + layers as JSON")
+    parser.add_argument("--csv", type=Path, help="write the per-layer table as CSV")
+    parser.add_argument("--plot", type=Path, metavar="DIR", help="write roofline / latency / energy PNGs here")
+
+
+def build_workload(args: argparse.Namespace):
+    """Resolve ``--workload`` (preset name or YAML path) with the phase/context/batch options."""
+    from sparsa.models.workloads.spec import get_workload, load_workload
+
+    opts = {}
+    if args.phase:
+        opts["phase"] = args.phase
+    if args.context:
+        opts["context"] = args.context
+    if args.batch:
+        opts["batch"] = args.batch
+    path = Path(args.workload)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise SparsaError(f"workload file {args.workload!r} does not exist")
+        workload = load_workload(path, **opts)
+    else:
+        workload = get_workload(args.workload, **opts)
+    if args.sparsity:
+        workload = _with_default_sparsity(workload, args.sparsity)
+    return workload
+
+
+def _with_default_sparsity(workload, text: str):
+    import dataclasses
+
+    from sparsa.config import NMPattern
+
+    pat = NMPattern.parse(text)
+    layers = []
+    for layer in workload.layers:
+        if hasattr(layer, "k") and layer.weight_is_static and layer.sparsity is None and not pat.dense:
+            layer = dataclasses.replace(layer, sparsity=(pat.n, pat.m))
+        layers.append(layer)
+    return dataclasses.replace(workload, layers=tuple(layers))
+
+
+def run(args: argparse.Namespace) -> int:
+    from sparsa.sim.estimator import estimate_workload
+    from sparsa.sim.report import format_summary, format_layers, write_plots
+
+    cfg = load(args)
+    workload = build_workload(args)
+    bar = _progress(len(workload.layers))
+    est = estimate_workload(cfg, workload, overlap=not args.no_overlap, progress=bar.update if bar else None)
+    if bar:
+        bar.close()
+    if args.layers:
+        print(format_layers(est))
+        print()
+    print(format_summary(est, cfg))
+    if args.json:
+        args.json.write_text(json.dumps({"summary": est.summary(),
+                                         "layers": [layer.as_dict() for layer in est.layers]}, indent=2) + "\n")
+    if args.csv:
+        rows = [layer.as_dict() for layer in est.layers]
+        with args.csv.open("w", newline="") as fh:
+            flat = [{k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in r.items()} for r in rows]
+            writer = csv.DictWriter(fh, fieldnames=list(flat[0]))
+            writer.writeheader()
+            writer.writerows(flat)
+    if args.plot:
+        for path in write_plots(est, cfg, args.plot):
+            print(f"wrote {path}")
+    return 0
+
+
+class _Bar:
+    def __init__(self, total: int) -> None:
+        self.total, self.done = total, 0
+
+    def update(self) -> None:
+        self.done += 1
+        if self.done % max(1, self.total // 50) == 0 or self.done == self.total:
+            frac = self.done / self.total
+            sys.stderr.write(f"\r  estimating [{'#' * int(30 * frac):<30}] {self.done}/{self.total} layers")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        sys.stderr.write("\n")
+
+
+def _progress(total: int):
+    return _Bar(total) if sys.stderr.isatty() and total > 50 else None
