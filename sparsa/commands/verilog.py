@@ -1,0 +1,52 @@
+"""``sparsa verilog``: export the accelerator as Verilog with a port and resource summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from sparsa.commands._common import add_config_argument, load
+
+NAME = "verilog"
+HELP = "generate Verilog for an accelerator config, with a port / resource summary (and optional lint)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_argument(parser)
+    parser.add_argument("-o", "--output", type=Path, default=Path("build"), help="output directory (default: build)")
+    parser.add_argument("--name", help="top module name (default: derived from the config name)")
+    parser.add_argument("--lint", action="store_true", help="also run verilator --lint-only -Wall (documented waivers)")
+    parser.add_argument("--json", type=Path, help="write ports and resources as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from sparsa.hdl.export import generate_verilog, lint_verilog
+
+    cfg = load(args)
+    cfg.require_supported()
+    art = generate_verilog(cfg, args.output, name=args.name)
+    res = art.resources
+    print(f"wrote {art.path} (top module {art.name}, {art.path.stat().st_size / 1024:.0f} KiB)")
+    print(f"  {cfg.rows}x{cfg.cols} weight-stationary array, {cfg.types.weight} x {cfg.types.activation} -> "
+          f"int{cfg.accumulator_bits}, sparse MUX 1-of-{cfg.group_size}, accumulator depth "
+          f"{cfg.buffers.accumulator_depth}")
+    print("ports:")
+    for p in art.ports:
+        print(f"  {p.direction:<6} {p.width:>5}  {p.name}")
+    print("resources (architectural counts):")
+    print(f"  multipliers   {res.multipliers} x ({res.multiplier_widths[0]} x {res.multiplier_widths[1]} bit)")
+    print(f"  adders        {res.adders}")
+    print(f"  sparse MUXes  {res.muxes} x {res.mux_inputs}-input")
+    print(f"  register bits {res.register_bits}  ({', '.join(f'{k} {v}' for k, v in res.register_breakdown.items())})")
+    print(f"  accumulator   {res.accumulator_shape[0]} x {res.accumulator_shape[1]} bit = "
+          f"{res.accumulator_memory_bits} bit RAM")
+    if args.lint:
+        lint_verilog(art.path, top=art.name)
+        print("lint: verilator --lint-only -Wall clean (waivers in docs/hdl.md)")
+    if args.json:
+        args.json.write_text(json.dumps({"module": art.name, "path": str(art.path),
+                                         "ports": [vars(p) if hasattr(p, "__dict__") else p._asdict()
+                                                   for p in art.ports],
+                                         "resources": res.as_dict()}, indent=2, default=str) + "\n")
+    return 0
