@@ -23,6 +23,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sparsa.commands.run",
     "sparsa.commands.quantize",
     "sparsa.commands.estimate",
+    "sparsa.commands.compare",
+    "sparsa.commands.sweep",
 )
 
 
