@@ -13,7 +13,7 @@ JOBS   ?= 2
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[hdl,sim,models,test]'
+	$(PY) -m pip install --quiet -e '.[hdl,sim,models,plot,sweep,test]'
 	touch $@
 
 setup: $(VENV)/.installed
