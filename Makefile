@@ -39,7 +39,8 @@ test-fast: setup
 	$(PY) -m pytest -n $(JOBS) --dist loadgroup -m "not slow and not verilator"
 
 bench: setup
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/bench_sim.py
+	$(PY) benchmarks/bench_estimator.py
 
 clean:
 	rm -rf build .pytest_cache

@@ -297,7 +297,11 @@ def estimate_layer(config: AcceleratorConfig, layer: Any, overlap: bool = True) 
     """Estimate a :class:`~sparsa.models.workloads.graph.GemmLayer` or ``VectorOp``."""
     if not hasattr(layer, "k"):
         return estimate_vector_op(config, layer, overlap)
-    pattern = "{}:{}".format(*layer.sparsity) if layer.sparsity else "dense"
+    # a static weight with no pattern of its own gets the config's sparsity.default
+    if layer.sparsity:
+        pattern = "{}:{}".format(*layer.sparsity)
+    else:
+        pattern = None if layer.weight_is_static else "dense"
     wf = getattr(layer.weight_format, "value", layer.weight_format)
     af = getattr(layer.act_format, "value", layer.act_format)
     return estimate_gemm(config, layer.m, layer.k, layer.n, pattern, name=layer.name, kind=str(layer.kind),
@@ -311,6 +315,10 @@ def estimate_workload(config: AcceleratorConfig, workload: Any, *, overlap: bool
 
     ``progress`` is an optional callable invoked once per layer (a progress bar's update).
     """
+    if config.datapath.kind != "systolic":
+        raise UnsupportedError(
+            f"{config.name}: the estimator has timing for datapath.kind='systolic' only, "
+            f"not {config.datapath.kind!r}")
     check_resources(config)
     layers = []
     for layer in workload.layers:

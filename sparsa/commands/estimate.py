@@ -50,22 +50,10 @@ def build_workload(args: argparse.Namespace):
     else:
         workload = get_workload(args.workload, **opts)
     if args.sparsity:
-        workload = _with_default_sparsity(workload, args.sparsity)
+        from sparsa.sim.sweep import apply_sparsity
+
+        workload = apply_sparsity(workload, args.sparsity)
     return workload
-
-
-def _with_default_sparsity(workload, text: str):
-    import dataclasses
-
-    from sparsa.config import NMPattern
-
-    pat = NMPattern.parse(text)
-    layers = []
-    for layer in workload.layers:
-        if hasattr(layer, "k") and layer.weight_is_static and layer.sparsity is None and not pat.dense:
-            layer = dataclasses.replace(layer, sparsity=(pat.n, pat.m))
-        layers.append(layer)
-    return dataclasses.replace(workload, layers=tuple(layers))
 
 
 def run(args: argparse.Namespace) -> int:
