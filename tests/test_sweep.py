@@ -137,7 +137,12 @@ def test_apply_sparsity_keeps_explicit_layers():
             assert after.sparsity == before.sparsity
         else:
             assert after.sparsity == (1, 4)
-    assert apply_sparsity(wl, "dense") is wl
+    dense = apply_sparsity(wl, "dense")   # explicit 2:2, so the config's sparsity.default cannot apply
+    for before, after in zip(wl.layers, dense.layers):
+        if hasattr(before, "k") and before.weight_is_static and before.sparsity is None:
+            assert after.sparsity == (2, 2)
+        else:
+            assert after == before
 
 
 # --------------------------------------------------------------------------- Pareto
