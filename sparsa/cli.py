@@ -25,6 +25,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sparsa.commands.estimate",
     "sparsa.commands.compare",
     "sparsa.commands.sweep",
+    "sparsa.commands.train",
+    "sparsa.commands.train_estimate",
+    "sparsa.commands.build",
+    "sparsa.commands.synth",
 )
 
 
