@@ -3,8 +3,10 @@
 Files (one hex word per line, most significant digit first, widths from the config):
 
 ``instr.hex``     32-bit instruction words
-``weights.hex``   weight-stream beats (``weight_beat_bits`` wide)
-``acts.hex``      activation-stream beats (``activation_beat_bits`` wide)
+``weights.hex``   weight-stream beats (``weight_beat_bits`` wide; with OVP-4 weights one beat per
+                  pair of PE rows: per column the pair byte and the two N:M indices)
+``acts.hex``      activation-stream beats (``activation_beat_bits`` wide; OVP-4: 4-bit codes, each
+                  aligned pair one OVP-4 byte)
 ``expected.hex``  the output beats the hardware must produce (``output_beat_bits`` wide)
 ``program.json``  shape, patterns, tiling, instruction counts, beat widths and counts
 ``program.lst``   instruction listing
@@ -68,6 +70,7 @@ def write_images(program: Program, a: np.ndarray, expected: np.ndarray, out_dir:
     meta = {
         "config": cfg.name, "gemm": {"m": program.shape.m, "k": program.shape.k, "n": program.shape.n},
         "sparsity": str(program.pattern), "hardware_sparsity": str(program.hw_pattern),
+        "types": {"weight": cfg.types.weight, "activation": cfg.types.activation},
         "tiling": {"ktiles": t.ktiles, "ntiles": t.ntiles, "chunks": t.chunks, "slots": t.slots},
         "instructions": program.opcode_counts(),
         "beats": {"weights": program.num_weight_beats, "acts": program.num_activation_beats,

@@ -16,7 +16,7 @@ import numpy as np
 from sparsa.config import AcceleratorConfig, NMPattern
 from sparsa.errors import FormatError, ShapeError
 from sparsa.isa import Instruction, Opcode, encode
-from sparsa.models.reference import check_int_range
+from sparsa.models.reference import check_int_range, encode_ovp4_exact
 
 __all__ = ["GemmShape", "ComputeStep", "DrainStep", "Program"]
 
@@ -75,7 +75,8 @@ class Program:
     instructions : tuple[Instruction, ...]
         The instruction stream, ending with HALT.
     tile_values, tile_indices : np.ndarray
-        Weight image: ``(ktiles, ntiles, rows, cols)`` values and N:M indices.
+        Weight image: ``(ktiles, ntiles, rows, cols)`` values and N:M indices.  With OVP-4
+        weights the values are the decoded integers (int4 units) of ``weight_codes``.
     row_groups : np.ndarray
         ``(ktiles, rows)``: the group (of ``group_size`` k's) each PE row indexes into, -1 for padding.
     load_order : tuple[tuple[int, int], ...]
@@ -83,7 +84,11 @@ class Program:
     computes, drains : tuple
         The :class:`ComputeStep` / :class:`DrainStep` of each COMPUTE / DRAIN in program order.
     weights : np.ndarray
-        The pruned dense weights ``W[k, n]`` (int64) the program computes with.
+        The pruned dense weights ``W[k, n]`` (int64) the program computes with (OVP-4: the
+        decoded values, in int4 units).
+    weight_codes : np.ndarray or None
+        OVP-4 weights only: ``(ktiles, ntiles, rows // 2, cols)`` pair bytes; byte ``b`` of a
+        column holds PE row ``2b`` in its low nibble and ``2b + 1`` in its high nibble.
     """
 
     config: AcceleratorConfig
@@ -99,6 +104,7 @@ class Program:
     drains: tuple[DrainStep, ...]
     weights: np.ndarray
     meta: dict = field(default_factory=dict)
+    weight_codes: "np.ndarray | None" = None
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -113,8 +119,8 @@ class Program:
 
     @property
     def num_weight_beats(self) -> int:
-        """Beats on the weight stream (``rows`` per LOAD_W)."""
-        return len(self.load_order) * self.config.rows
+        """Beats on the weight stream (``rows`` per LOAD_W; ``rows / 2`` with OVP-4 weights)."""
+        return len(self.load_order) * self.config.weight_beats_per_load
 
     @property
     def num_activation_beats(self) -> int:
@@ -138,7 +144,16 @@ class Program:
         return [encode(i) for i in self.instructions]
 
     def weight_beats(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Weight-stream beats in order: ``(values[cols], indices[cols])`` per PE row."""
+        """Weight-stream beats in order: ``(values[cols], indices[cols])`` per PE row.
+
+        With OVP-4 weights one beat per pair of PE rows ``(2b, 2b+1)``:
+        ``(pair_bytes[cols], indices[2, cols])`` (see :func:`sparsa.layout.pack_weight_beat`).
+        """
+        if self.config.weight_is_ovp:
+            for kt, nt in self.load_order:
+                for b in range(self.config.weight_beats_per_load):
+                    yield self.weight_codes[kt, nt, b], self.tile_indices[kt, nt, 2 * b : 2 * b + 2]
+            return
         for kt, nt in self.load_order:
             for r in range(self.config.rows):
                 yield self.tile_values[kt, nt, r], self.tile_indices[kt, nt, r]
@@ -150,12 +165,33 @@ class Program:
         a = np.asarray(tensors["A"])
         if a.shape != (self.shape.m, self.shape.k):
             raise ShapeError(f"A has shape {a.shape}, the program was compiled for {(self.shape.m, self.shape.k)}")
+        if self.config.activation_is_ovp:
+            # OVP-4 values in int4 units; every pair (2j, 2j+1) of a row must be representable.
+            self._ovp_activation_codes(a)
+            return a.astype(np.int64)
         return check_int_range(a, self.config.activation_bits, "activation A")
 
-    def grouped_activations(self, a: np.ndarray) -> np.ndarray:
-        """A as ``(m, groups + 1, group_size)``: k padded with zeros; the extra last group is all zero."""
+    def _ovp_activation_codes(self, a: np.ndarray) -> np.ndarray:
+        """Packed OVP-4 bytes of A, k padded with zeros to ``(groups + 1) * group_size``."""
         g = self.config.group_size
         groups = -(-self.shape.k // g)
+        padded = np.zeros((a.shape[0], (groups + 1) * g), dtype=np.int64)
+        padded[:, : self.shape.k] = np.asarray(a)
+        return encode_ovp4_exact(padded, "activation A")
+
+    def grouped_activations(self, a: np.ndarray) -> np.ndarray:
+        """A as ``(m, groups + 1, group_size)``: k padded with zeros; the extra last group is all zero.
+
+        With OVP-4 activations the entries are the 4-bit codes the activation stream carries
+        (aligned pairs ``(2j, 2j+1)`` of a row are one OVP-4 byte); the simulators decode them
+        with :func:`sparsa.sim.interpreter.decode_lanes`.
+        """
+        g = self.config.group_size
+        groups = -(-self.shape.k // g)
+        if self.config.activation_is_ovp:
+            codes = self._ovp_activation_codes(a)
+            nibbles = np.stack([codes & 0xF, codes >> 4], axis=-1).reshape(a.shape[0], -1)
+            return nibbles.astype(np.int64).reshape(a.shape[0], groups + 1, g)
         padded = np.zeros((a.shape[0], (groups + 1) * g), dtype=np.int64)
         padded[:, : self.shape.k] = a
         return padded.reshape(a.shape[0], groups + 1, g)

@@ -16,6 +16,16 @@ A beat accepted in (enabled) cycle ``t`` reaches ``result`` in enabled cycle
 ``t + R + C - 1`` (see :func:`latency` and docs/hdl.md), all columns at once.  A 1-bit tag
 shift register of the same length turns ``valid_in`` into ``valid_out``.  All pipeline
 registers advance only while ``en`` is high.
+
+OVP-4 operands are decoded on the borders only (:mod:`sparsa.hdl.ovp`), combinationally, so
+the latency does not change:
+
+* weights (top border): one pair decoder per column on the load path; weight beat ``b``
+  (``load_row = b``) writes PE rows ``2b`` (low nibble, ``index0``) and ``2b + 1`` (high
+  nibble, ``index1``) of every column;
+* activations (left border): ``group_size / 2`` pair decoders per row, between the last skew
+  register of lane ``r`` and PE(r, 0); the skew registers carry 4-bit codes, the PE lane
+  registers decoded ``(integer, exp)`` elements.
 """
 
 from __future__ import annotations
@@ -26,7 +36,8 @@ from amaranth.lib.wiring import In, Out
 
 from sparsa.config import AcceleratorConfig
 from sparsa.hdl.layouts import (activation_beat_layout, activation_lane_layout, check_config,
-                                output_beat_layout, weight_beat_layout)
+                                output_beat_layout, pe_lane_layout, pe_weight_layout, weight_beat_layout)
+from sparsa.hdl.ovp import OVP4PairDecoder
 from sparsa.hdl.pe import SparsePE, sparse_mac
 
 __all__ = ["SystolicArray", "latency"]
@@ -68,9 +79,9 @@ class SystolicArray(wiring.Component):
     load : In(1)
         Write ``load_data`` into the weight registers of PE row ``load_row``.
     load_row : In(range(rows))
-        PE row to load.
+        PE row to load (OVP-4 weights: the beat ``b``, loading PE rows ``2b`` and ``2b + 1``).
     load_data : In(weight beat layout)
-        The ``cols`` weights (value + index) of that row.
+        The ``cols`` weights (value + index) of that row (OVP-4: ``cols`` pair bytes + indices).
     result : Out(output beat layout)
         One deskewed result row (column ``c`` is output lane ``c``).
     valid_out : Out(1)
@@ -123,7 +134,46 @@ class SystolicArray(wiring.Component):
                 with m.If(self.en):
                     m.d.sync += reg.eq(lane)
                 lane = reg
+            if cfg.activation_is_ovp:
+                # Left border: decode the lane's group_size codes, pair by pair.
+                decoded = Signal(pe_lane_layout(cfg), name=f"lane_r{r}_decoded")
+                for j in range(cfg.group_size // 2):
+                    dec = m.submodules[f"adec_r{r}_{j}"] = OVP4PairDecoder()
+                    m.d.comb += [
+                        dec.pair.eq(lane.as_value()[8 * j : 8 * j + 8]),
+                        decoded[2 * j].eq(dec.even),
+                        decoded[2 * j + 1].eq(dec.odd),
+                    ]
+                lane = decoded
             row_lanes.append(lane)
+
+        # Weights of each PE row as loaded: the beat lanes, or (OVP-4) the top-border decoders'
+        # outputs, one pair decoder per column feeding rows 2b and 2b + 1.
+        if cfg.weight_is_ovp:
+            pair_weights = []
+            for c in range(cols):
+                dec = m.submodules[f"wdec_c{c}"] = OVP4PairDecoder()
+                lane = self.load_data[c]
+                even = Signal(pe_weight_layout(cfg), name=f"wdec_c{c}_even")
+                odd = Signal(pe_weight_layout(cfg), name=f"wdec_c{c}_odd")
+                m.d.comb += [
+                    dec.pair.eq(lane.pair),
+                    even.integer.eq(dec.even.integer), even.exp.eq(dec.even.exp), even.index.eq(lane.index0),
+                    odd.integer.eq(dec.odd.integer), odd.exp.eq(dec.odd.exp), odd.index.eq(lane.index1),
+                ]
+                pair_weights.append((even, odd))
+
+            def weight_for(r, c):
+                return pair_weights[c][r % 2]
+
+            def load_for(r):
+                return self.load & (self.load_row == r // 2)
+        else:
+            def weight_for(r, c):
+                return self.load_data[c]
+
+            def load_for(r):
+                return self.load & (self.load_row == r)
 
         # PE grid: SparsePE submodules, or the same logic (sparse_mac) inlined.
         psum = [[Signal(signed(cfg.accumulator_bits), name=f"pe_r{r}_c{c}_psum") for c in range(cols)]
@@ -132,7 +182,7 @@ class SystolicArray(wiring.Component):
             lane = row_lanes[r]
             for c in range(cols):
                 psum_in = Const(0, signed(cfg.accumulator_bits)) if r == 0 else psum[r - 1][c]
-                load = self.load & (self.load_row == r)
+                load = load_for(r)
                 forward = c < cols - 1
                 if self._pe_modules:
                     pe = SparsePE(cfg, forward=forward)
@@ -140,15 +190,15 @@ class SystolicArray(wiring.Component):
                     m.d.comb += [
                         pe.en.eq(self.en),
                         pe.load.eq(load),
-                        pe.weight_in.eq(self.load_data[c]),
+                        pe.weight_in.eq(weight_for(r, c)),
                         pe.lane_in.eq(lane),
                         pe.psum_in.eq(psum_in),
                         psum[r][c].eq(pe.psum_out),
                     ]
                     lane = pe.lane_out if forward else None
                 else:
-                    lane_out = Signal(activation_lane_layout(cfg), name=f"pe_r{r}_c{c}_lane") if forward else None
-                    sparse_mac(m, cfg, en=self.en, load=load, weight_in=self.load_data[c], lane_in=lane,
+                    lane_out = Signal(pe_lane_layout(cfg), name=f"pe_r{r}_c{c}_lane") if forward else None
+                    sparse_mac(m, cfg, en=self.en, load=load, weight_in=weight_for(r, c), lane_in=lane,
                                psum_in=psum_in, psum_out=psum[r][c], lane_out=lane_out, prefix=f"pe_r{r}_c{c}_")
                     lane = lane_out
 

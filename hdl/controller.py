@@ -2,7 +2,7 @@
 
 State machine (one instruction at a time, see :mod:`sparsa.timing`)::
 
-    FETCH --LOAD_W--> LOAD_W  (rows weight beats)                        --> FETCH
+    FETCH --LOAD_W--> LOAD_W  (rows weight beats; rows/2 with OVP-4)     --> FETCH
           --COMPUTE-> STREAM  (count activation beats) -> FLUSH (F cycles) --> FETCH
           --DRAIN---> DRAIN   (count output beats)                        --> FETCH
           --HALT----> DONE    (done = 1, cycle counter frozen)
@@ -30,7 +30,7 @@ from sparsa.config import AcceleratorConfig
 from sparsa.hdl.accumulator import address_bits
 from sparsa.hdl.layouts import check_config, instruction_layout
 from sparsa.isa import FIELDS, Opcode
-from sparsa.timing import compute_flush_cycles
+from sparsa.timing import compute_flush_cycles, load_weights_cycles
 
 __all__ = ["Controller", "State", "CYCLE_COUNTER_BITS", "COUNT_FIELD_BITS", "register_bits"]
 
@@ -81,7 +81,8 @@ class Controller(wiring.Component):
     results_valid, results_ready : Out(1), In(1)
         Handshake of the result stream (``valid`` in DRAIN).
     load, load_row : Out(1), Out(range(rows))
-        Weight-register write strobe and PE row for the array.
+        Weight-register write strobe and PE row for the array (the beat number, i.e. the PE
+        row pair, with OVP-4 weights).
     array_en, array_valid_in, array_flush : Out(1)
         Global array enable, tag of the beat entering the array, and "feed zero lanes".
     array_valid_out : In(1)
@@ -216,7 +217,7 @@ class Controller(wiring.Component):
                 ]
                 with m.If(self.weights_valid):
                     m.d.sync += beat.eq(beat + 1)
-                    with m.If(beat == cfg.rows - 1):
+                    with m.If(beat == load_weights_cycles(cfg) - 1):
                         m.d.sync += state.eq(State.FETCH)
 
             with m.Case(State.STREAM, State.FLUSH):

@@ -89,9 +89,10 @@ class ResourceSummary:
     Attributes
     ----------
     multipliers : int
-        Signed multipliers, one per PE.
+        Signed multipliers, one per PE (with OVP-4 weights each followed by a barrel shifter
+        by the decoded exponent(s)).
     multiplier_widths : tuple[int, int]
-        (weight bits, activation bits) of each multiplier.
+        (weight bits, activation bits) of each multiplier (4 for a decoded OVP-4 integer).
     adders : int
         Accumulator-width adders: one per PE plus one per accumulator lane (read-modify-write).
     muxes : int
@@ -107,6 +108,9 @@ class ResourceSummary:
         port's output register of ``cols * accumulator_bits`` bits (part of a block RAM).
     accumulator_shape : tuple[int, int]
         (depth, width) of the accumulator RAM.
+    ovp_decoders : int
+        Combinational OVP-4 pair decoders on the array borders (``cols`` for the weights, plus
+        ``rows * group_size / 2`` for OVP-4 activations; 0 without OVP).
     """
 
     multipliers: int
@@ -118,6 +122,7 @@ class ResourceSummary:
     register_breakdown: dict[str, int]
     accumulator_memory_bits: int
     accumulator_shape: tuple[int, int]
+    ovp_decoders: int = 0
 
     def as_dict(self) -> dict:
         """Plain-dict form (for JSON reports)."""
@@ -126,7 +131,7 @@ class ResourceSummary:
             "adders": self.adders, "muxes": self.muxes, "mux_inputs": self.mux_inputs,
             "register_bits": self.register_bits, "register_breakdown": dict(self.register_breakdown),
             "accumulator_memory_bits": self.accumulator_memory_bits,
-            "accumulator_shape": list(self.accumulator_shape),
+            "accumulator_shape": list(self.accumulator_shape), "ovp_decoders": self.ovp_decoders,
         }
 
 
@@ -185,12 +190,14 @@ def resource_summary(config: AcceleratorConfig) -> ResourceSummary:
     check_config(config)
     from sparsa.hdl.controller import register_bits as controller_register_bits
 
+    from sparsa.layout import DECODED_INT_BITS, lane_element_bits, pe_weight_bits
+
     r, c, g = config.rows, config.cols, config.group_size
-    ab, wb, ib, acc = config.activation_bits, config.weight_bits, config.index_bits, config.accumulator_bits
+    ab, wb, acc = config.activation_bits, config.weight_bits, config.accumulator_bits
     breakdown = {
-        "pe_weights": r * c * (wb + ib),
+        "pe_weights": r * c * pe_weight_bits(config),
         "pe_partial_sums": r * c * acc,
-        "pe_lanes": r * (c - 1) * g * ab,
+        "pe_lanes": r * (c - 1) * g * lane_element_bits(config),
         "input_skew": g * ab * r * (r - 1) // 2,
         "output_deskew": acc * c * (c - 1) // 2,
         "valid_tag": r + c - 1,
@@ -199,7 +206,9 @@ def resource_summary(config: AcceleratorConfig) -> ResourceSummary:
     depth = config.buffers.accumulator_depth
     return ResourceSummary(
         multipliers=r * c,
-        multiplier_widths=(wb, ab),
+        multiplier_widths=(DECODED_INT_BITS if config.weight_is_ovp else wb,
+                           DECODED_INT_BITS if config.activation_is_ovp else ab),
+        ovp_decoders=(c + r * g // 2 if config.activation_is_ovp else c) if config.weight_is_ovp else 0,
         adders=r * c + c,
         muxes=r * c,
         mux_inputs=g,

@@ -10,11 +10,15 @@ layout                 bits
 =====================  ==============================================================
 instruction            ``opcode[3:0] accumulate[4] count[20:5] reserved[31:21]``
 weight lane            ``value`` (signed ``weight_bits``) at the LSBs, ``index`` above
+                       OVP-4 weights: ``pair`` (8-bit OVP-4 byte), ``index0``, ``index1``
 weight beat            ``cols`` weight lanes
-activation lane        ``group_size`` signed activations (one N:M group)
+activation lane        ``group_size`` signed activations (one N:M group); OVP-4: 4-bit codes
 activation beat        ``rows`` activation lanes
 output beat            ``cols`` signed accumulators
 =====================  ==============================================================
+
+Inside the array (after the OVP border decoders) the PEs use :func:`pe_weight_layout` and
+:func:`pe_lane_layout`; for int8/int4 operands they equal the stream layouts above.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from amaranth.lib import data
 
 from sparsa.config import AcceleratorConfig
 from sparsa.isa import FIELDS
+from sparsa.layout import DECODED_EXP_BITS, DECODED_INT_BITS
 
 __all__ = [
     "instruction_layout",
@@ -32,6 +37,9 @@ __all__ = [
     "activation_lane_layout",
     "activation_beat_layout",
     "output_beat_layout",
+    "decoded_layout",
+    "pe_weight_layout",
+    "pe_lane_layout",
     "check_config",
 ]
 
@@ -52,9 +60,43 @@ def instruction_layout() -> data.StructLayout:
 
 
 def weight_lane_layout(config: AcceleratorConfig) -> data.StructLayout:
-    """One PE's weight: ``value`` (signed ``weight_bits``) at the LSBs, N:M ``index`` above."""
+    """One column's lane of a weight beat.
+
+    int8/int4: one PE's weight, ``value`` (signed ``weight_bits``) at the LSBs, N:M ``index``
+    above.  OVP-4 weights: ``pair`` (the OVP-4 byte of PE rows ``2b`` (low nibble) and
+    ``2b+1``), then ``index0`` and ``index1`` (their N:M indices).
+    """
     check_config(config)
+    if config.weight_is_ovp:
+        ib = unsigned(config.index_bits)
+        return data.StructLayout({"pair": unsigned(8), "index0": ib, "index1": ib})
     return data.StructLayout({"value": signed(config.weight_bits), "index": unsigned(config.index_bits)})
+
+
+def decoded_layout() -> data.StructLayout:
+    """A decoded OVP-4 element: ``integer`` (signed) at the LSBs, ``exp`` above; value ``integer << exp``."""
+    return data.StructLayout({"integer": signed(DECODED_INT_BITS), "exp": unsigned(DECODED_EXP_BITS)})
+
+
+def pe_weight_layout(config: AcceleratorConfig) -> data.StructLayout:
+    """One PE's stationary weight register.
+
+    int8/int4: :func:`weight_lane_layout` (``value``, ``index``).  OVP-4: the decoded
+    ``integer`` and ``exp`` and the N:M ``index``.
+    """
+    check_config(config)
+    if config.weight_is_ovp:
+        return data.StructLayout({"integer": signed(DECODED_INT_BITS), "exp": unsigned(DECODED_EXP_BITS),
+                                  "index": unsigned(config.index_bits)})
+    return weight_lane_layout(config)
+
+
+def pe_lane_layout(config: AcceleratorConfig) -> data.ArrayLayout:
+    """The activation lane inside the array: :func:`activation_lane_layout`, or decoded OVP-4 elements."""
+    check_config(config)
+    if config.activation_is_ovp:
+        return data.ArrayLayout(decoded_layout(), config.group_size)
+    return activation_lane_layout(config)
 
 
 def weight_beat_layout(config: AcceleratorConfig) -> data.ArrayLayout:
@@ -63,8 +105,13 @@ def weight_beat_layout(config: AcceleratorConfig) -> data.ArrayLayout:
 
 
 def activation_lane_layout(config: AcceleratorConfig) -> data.ArrayLayout:
-    """One activation lane: the ``group_size`` signed activations a PE row's MUXes choose from."""
+    """One activation lane: the ``group_size`` signed activations a PE row's MUXes choose from.
+
+    With OVP-4 activations the elements are unsigned 4-bit codes (aligned pairs = OVP-4 bytes).
+    """
     check_config(config)
+    if config.activation_is_ovp:
+        return data.ArrayLayout(unsigned(config.activation_bits), config.group_size)
     return data.ArrayLayout(signed(config.activation_bits), config.group_size)
 
 

@@ -15,6 +15,14 @@ The weight register (``value`` + ``index``) is written while ``load`` is high; i
 depend on ``en``.  Every other register advances only while ``en`` is high, so a stall of the
 activation stream freezes the whole array.  The accumulation wraps modulo
 ``2**accumulator_bits`` (two's complement), like the NumPy reference.
+
+With OVP-4 weights the register holds the weight already decoded by the array's top-border
+decoder, ``(integer, exp, index)``, and the MAC is a small multiply and a shift::
+
+    psum_out <= psum_in + ((integer_w * a) << exp_w)                       (int8/int4 activations)
+    psum_out <= psum_in + ((integer_w * a.integer) << (exp_w + a.exp))    (OVP-4 activations)
+
+where ``a = lane_in[index]`` and OVP-4 activation lanes arrive decoded from the left border.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from sparsa.config import AcceleratorConfig
-from sparsa.hdl.layouts import activation_lane_layout, check_config, weight_lane_layout
+from sparsa.hdl.layouts import check_config, pe_lane_layout, pe_weight_layout
 
 __all__ = ["SparsePE", "sparse_mac"]
 
@@ -47,10 +55,12 @@ class SparsePE(wiring.Component):
         Advance the pipeline registers (``lane_out``, ``psum_out``).
     load : In(1)
         Write ``weight_in`` into the stationary weight register.
-    weight_in : In(weight lane layout)
-        ``value`` (signed ``weight_bits``) and N:M ``index``.
-    lane_in : In(activation lane layout)
-        ``group_size`` signed activations: the whole group the weight's index points into.
+    weight_in : In(PE weight layout)
+        ``value`` (signed ``weight_bits``) and N:M ``index``; OVP-4 weights: decoded
+        ``integer``, ``exp`` and ``index`` (:func:`~sparsa.hdl.layouts.pe_weight_layout`).
+    lane_in : In(PE lane layout)
+        ``group_size`` signed activations: the whole group the weight's index points into
+        (OVP-4: decoded ``(integer, exp)`` elements, :func:`~sparsa.hdl.layouts.pe_lane_layout`).
     psum_in : In(signed(accumulator_bits))
         Partial sum from the PE above (0 for the top row).
     lane_out : Out(activation lane layout)
@@ -68,13 +78,13 @@ class SparsePE(wiring.Component):
         members = {
             "en": In(1),
             "load": In(1),
-            "weight_in": In(weight_lane_layout(config)),
-            "lane_in": In(activation_lane_layout(config)),
+            "weight_in": In(pe_weight_layout(config)),
+            "lane_in": In(pe_lane_layout(config)),
             "psum_in": In(signed(config.accumulator_bits)),
             "psum_out": Out(signed(config.accumulator_bits)),
         }
         if forward:
-            members["lane_out"] = Out(activation_lane_layout(config))
+            members["lane_out"] = Out(pe_lane_layout(config))
         super().__init__(members)
 
     @property
@@ -114,13 +124,21 @@ def sparse_mac(m: Module, config: AcceleratorConfig, *, en, load, weight_in, lan
     prefix : str
         Prefix of the internal weight register's name.
     """
-    weight = Signal(weight_lane_layout(config), name=f"{prefix}weight")
+    weight = Signal(pe_weight_layout(config), name=f"{prefix}weight")
     with m.If(load):
         m.d.sync += weight.eq(weight_in)
     # The sparse MUX picks the one activation of the group this weight belongs to; the
     # product is signed(weight_bits + activation_bits).  No intermediate signals: they only
     # add work for the simulator; synthesis sees the same netlist.
-    product = weight.value * lane_in[weight.index]
+    if not config.weight_is_ovp:
+        product = weight.value * lane_in[weight.index]
+    elif not config.activation_is_ovp:
+        # OVP-4 weight x int activation: 4-bit x activation_bits multiply, then shift by exp_w.
+        product = (weight.integer * lane_in[weight.index]) << weight.exp
+    else:
+        # OVP-4 x OVP-4: 4-bit x 4-bit multiply, shifted by the sum of the exponents.
+        act = lane_in[weight.index]
+        product = (weight.integer * act.integer) << (weight.exp + act.exp)
     with m.If(en):
         # Truncating assignment = wrap modulo 2**accumulator_bits.
         m.d.sync += psum_out.eq(psum_in + product)

@@ -22,7 +22,7 @@ from sparsa.config import AcceleratorConfig
 from sparsa.errors import FormatError
 from sparsa.isa import Opcode
 from sparsa.models.reference import wrap
-from sparsa.sim.interpreter import ArchState, Interpreter
+from sparsa.sim.interpreter import ArchState, Interpreter, decode_lanes
 from sparsa.timing import FETCH_CYCLES, compute_flush_cycles, load_weights_cycles
 
 __all__ = ["CycleStats", "CycleModel", "program_cycles"]
@@ -74,7 +74,7 @@ class CycleModel:
         if program.config != cfg:
             raise FormatError("the program was compiled for a different configuration")
         a = program.check_inputs({"A": a})
-        grouped = program.grouped_activations(a)
+        grouped = decode_lanes(cfg, program.grouped_activations(a))   # OVP-4 codes -> values
         state = ArchState.reset(cfg)
         stats = CycleStats()
         flush = compute_flush_cycles(cfg)

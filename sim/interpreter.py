@@ -1,7 +1,12 @@
 """ISA interpreter: executes an instruction stream on the architectural state, no timing.
 
 State: the PE weight/index registers (``rows x cols``) and the accumulator bank
-(``accumulator_depth x cols``, wrapping two's complement).  Streams are consumed in
+(``accumulator_depth x cols``, wrapping two's complement).
+
+OVP-4 operands are decoded functionally with the NumPy OVP decoder
+(:func:`sparsa.models.formats.ovp.decode_to_exp_int`), as the hardware's border decoders do:
+a LOAD_W beat of pair bytes fills two PE rows with ``integer << exponent``, and activation
+lanes of 4-bit codes are decoded pair by pair (:func:`decode_lanes`).  Streams are consumed in
 order exactly as the hardware consumes them, so a program that pops too few or too many
 beats is caught here first.
 """
@@ -18,7 +23,31 @@ from sparsa.errors import FormatError
 from sparsa.isa import Instruction, Opcode, decode
 from sparsa.models.reference import wrap
 
-__all__ = ["ArchState", "Interpreter"]
+__all__ = ["ArchState", "Interpreter", "decode_lanes", "decode_weight_pairs"]
+
+
+def decode_lanes(config: AcceleratorConfig, lanes: np.ndarray) -> np.ndarray:
+    """Activation lanes ``(..., group_size)`` as the PEs see them.
+
+    int8/int4: unchanged.  OVP-4: the entries are 4-bit codes, aligned pairs ``(2j, 2j+1)`` are
+    one OVP-4 byte; each element becomes ``integer << exponent`` (int64, int4 units).
+    """
+    lanes = np.asarray(lanes, dtype=np.int64)
+    if not config.activation_is_ovp:
+        return lanes
+    from sparsa.models.formats import ovp
+
+    pairs = (lanes[..., 0::2] | (lanes[..., 1::2] << 4)).astype(np.uint8)
+    exp, integer = ovp.decode_to_exp_int(pairs, ovp.OVP4_INT4)
+    return integer.astype(np.int64) << exp.astype(np.int64)
+
+
+def decode_weight_pairs(pair_bytes: np.ndarray) -> np.ndarray:
+    """OVP-4 pair bytes ``(cols,)`` -> ``(2, cols)`` values (low nibble = first PE row)."""
+    from sparsa.models.formats import ovp
+
+    exp, integer = ovp.decode_to_exp_int(np.asarray(pair_bytes, dtype=np.uint8)[:, None], ovp.OVP4_INT4)
+    return (integer.astype(np.int64) << exp.astype(np.int64)).T
 
 
 @dataclass
@@ -77,12 +106,18 @@ class Interpreter:
         """Execute one instruction."""
         cfg = self.config
         if instr.op is Opcode.LOAD_W:
-            for row, (values, indices) in enumerate(_take(weight_stream, cfg.rows, "weight")):
-                state.weights[row] = values
-                state.indices[row] = indices
+            beats = _take(weight_stream, cfg.weight_beats_per_load, "weight")
+            if cfg.weight_is_ovp:
+                for b, (pair_bytes, indices) in enumerate(beats):
+                    state.weights[2 * b : 2 * b + 2] = decode_weight_pairs(pair_bytes)
+                    state.indices[2 * b : 2 * b + 2] = indices
+            else:
+                for row, (values, indices) in enumerate(beats):
+                    state.weights[row] = values
+                    state.indices[row] = indices
         elif instr.op is Opcode.COMPUTE:
             self._check_count(instr)
-            lanes = np.asarray(_take(act_stream, instr.count, "activation"), dtype=np.int64)
+            lanes = decode_lanes(cfg, np.asarray(_take(act_stream, instr.count, "activation"), dtype=np.int64))
             result = self.array_outputs(state, lanes)
             rows = slice(0, instr.count)
             base = state.acc[rows] if instr.accumulate else 0

@@ -39,6 +39,9 @@ __all__ = [
     "parse_config",
     "SUPPORTED_GROUP_SIZES",
     "TYPE_BITS",
+    "TYPE_MAX_MAGNITUDE",
+    "IMPLEMENTED_TYPES",
+    "OVP_TYPES",
 ]
 
 #: Group sizes M that the sparse MUX (and the N:M format) support.
@@ -47,8 +50,18 @@ SUPPORTED_GROUP_SIZES: tuple[int, ...] = (2, 4, 8, 16)
 #: Storage width in bits of every operand type name the schema knows.
 TYPE_BITS: dict[str, int] = {"int8": 8, "int4": 4, "ovp4": 4, "ovp8": 8}
 
+#: Largest magnitude of a value of each operand type, in its integer units: ``-2^(b-1)`` for the
+#: two's-complement ints; the largest outlier for OVP (``ovp4`` = OVP-4 with int4 normals: 96;
+#: ``ovp8``: 31744), see docs/formats/ovp.md.  Worst-case products and accumulator widths use it.
+TYPE_MAX_MAGNITUDE: dict[str, int] = {"int8": 128, "int4": 8, "ovp4": 96, "ovp8": 31744}
+
 #: Operand types the systolic datapath implements today (others are refused with a clear error).
-IMPLEMENTED_TYPES: frozenset[str] = frozenset({"int8", "int4"})
+#: ``ovp4`` is OVP-4 with int4 normals (``sparsa.models.formats.ovp.OVP4_INT4``); ``ovp4``
+#: activations need ``ovp4`` weights.
+IMPLEMENTED_TYPES: frozenset[str] = frozenset({"int8", "int4", "ovp4"})
+
+#: Operand types that are outlier-victim-pair formats (decoded on the array borders).
+OVP_TYPES: frozenset[str] = frozenset({"ovp4", "ovp8"})
 
 OperandType = Literal["int8", "int4", "ovp4", "ovp8"]
 
@@ -151,7 +164,8 @@ class TypesConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check_acc(self) -> "TypesConfig":
-        need = TYPE_BITS[self.weight] + TYPE_BITS[self.activation]
+        # Bits of the worst product (for ints this is weight_bits + activation_bits).
+        need = (TYPE_MAX_MAGNITUDE[self.weight] * TYPE_MAX_MAGNITUDE[self.activation]).bit_length() + 1
         if self.accumulator_bits < need:
             raise ValueError(
                 f"accumulator_bits={self.accumulator_bits} cannot hold one {self.weight} x {self.activation} "
@@ -262,6 +276,14 @@ class AcceleratorConfig(BaseModel):
     resources: ResourceConfig = ResourceConfig()
     energy: EnergyConfig = EnergyConfig()
 
+    @model_validator(mode="after")
+    def _check_ovp_rows(self) -> "AcceleratorConfig":
+        if self.types.weight in OVP_TYPES and self.datapath.rows % 2:
+            raise ValueError(
+                f"datapath.rows={self.datapath.rows} must be even with types.weight={self.types.weight!r} "
+                f"(one weight beat loads an OVP pair into two PE rows)")
+        return self
+
     # ----------------------------------------------------------------- derived widths
     @property
     def rows(self) -> int:
@@ -304,9 +326,33 @@ class AcceleratorConfig(BaseModel):
         return max(1, self.buffers.accumulator_depth.bit_length())
 
     @property
+    def weight_is_ovp(self) -> bool:
+        """Weights are an OVP format (pairs of PE rows, decoded on the array's top border)."""
+        return self.types.weight in OVP_TYPES
+
+    @property
+    def activation_is_ovp(self) -> bool:
+        """Activations are an OVP format (decoded on the array's left border)."""
+        return self.types.activation in OVP_TYPES
+
+    @property
+    def weight_slots_per_beat(self) -> int:
+        """PE rows one weight beat fills: 2 for OVP weights (one pair), else 1."""
+        return 2 if self.weight_is_ovp else 1
+
+    @property
+    def weight_beats_per_load(self) -> int:
+        """Weight beats of one LOAD_W: ``rows`` (``rows / 2`` for OVP weights)."""
+        return self.rows // self.weight_slots_per_beat
+
+    @property
     def weight_beat_bits(self) -> int:
-        """Width of one weight-stream beat: ``cols`` x (value + index)."""
-        return self.cols * (self.weight_bits + self.index_bits)
+        """Width of one weight-stream beat: ``cols`` x (value + index) per PE row it fills.
+
+        int8/int4: ``cols * (weight_bits + index_bits)``; OVP-4: ``cols * (8 + 2 * index_bits)``
+        (a pair byte and the two slots' N:M indices per column, docs/streams.md).
+        """
+        return self.cols * self.weight_slots_per_beat * (self.weight_bits + self.index_bits)
 
     @property
     def activation_beat_bits(self) -> int:
@@ -338,6 +384,10 @@ class AcceleratorConfig(BaseModel):
                 raise UnsupportedError(
                     f"types.{field}={value!r} is not implemented by the systolic datapath yet; "
                     f"use one of {sorted(IMPLEMENTED_TYPES)}")
+        if self.activation_is_ovp and not self.weight_is_ovp:
+            raise UnsupportedError(
+                f"types.activation={self.types.activation!r} needs OVP weights (types.weight='ovp4'), "
+                f"not types.weight={self.types.weight!r}")
 
     def hardware_pattern(self, pattern: "NMPattern | str | None") -> NMPattern:
         """Map a layer's N:M pattern onto the sparse MUX's group size.
@@ -364,11 +414,15 @@ class AcceleratorConfig(BaseModel):
     def max_reduction_slots(self) -> int:
         """Most products one output may sum without any possibility of accumulator overflow.
 
-        The worst case is ``(-2^(w-1)) * (-2^(a-1))`` repeated; the sum must stay within the
-        signed ``accumulator_bits`` range.
+        The worst case is ``(-2^(w-1)) * (-2^(a-1))`` repeated (for OVP types the largest
+        outlier magnitude, :data:`TYPE_MAX_MAGNITUDE`); the sum must stay within the signed
+        ``accumulator_bits`` range.
         """
-        worst = 1 << (self.weight_bits - 1 + self.activation_bits - 1)
-        return ((1 << (self.accumulator_bits - 1)) - 1) // worst
+        return ((1 << (self.accumulator_bits - 1)) - 1) // self.worst_product()
+
+    def worst_product(self) -> int:
+        """Largest magnitude of one weight x activation product (``2^(w-1) * 2^(a-1)`` for ints)."""
+        return TYPE_MAX_MAGNITUDE[self.types.weight] * TYPE_MAX_MAGNITUDE[self.types.activation]
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> "AcceleratorConfig":
         """Return a copy with dotted-path fields replaced, e.g. ``{"datapath.rows": 16}``.
@@ -403,7 +457,7 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
     else:
         got = first.get("input")
         text = first["msg"].removeprefix("Value error, ")
-        msg = f"{source}: {loc}: {text}"
+        msg = f"{source}: {text}" if not first["loc"] else f"{source}: {loc}: {text}"
         if not isinstance(got, (dict, list)):
             msg += f" (got {got!r})"
     more = len(exc.errors()) - 1

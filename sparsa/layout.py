@@ -6,10 +6,16 @@ Amaranth's ``data.ArrayLayout``.  Signed values are two's complement.
 weight beat (LOAD_W, one per PE row)
     ``cols`` lanes of ``weight_bits + index_bits``; in a lane the value is at the LSBs and
     the N:M index (position of the value inside its group of ``group_size``) above it.
+weight beat with OVP-4 weights (LOAD_W, one per *pair* of PE rows ``2b, 2b+1``)
+    ``cols`` lanes of ``8 + 2 * index_bits``: bits 7:0 the OVP-4 pair byte (compressed slot
+    ``2b`` of the column in the low nibble, slot ``2b+1`` in the high nibble, exactly the
+    byte of docs/formats/ovp.md), then the N:M index of slot ``2b``, then that of ``2b+1``.
 activation beat (COMPUTE, one per input row)
     ``rows`` lanes x ``group_size`` activations of ``activation_bits``: lane ``r`` holds the
     whole activation group that PE row ``r``'s weights index into; element ``j`` of lane
-    ``r`` is at bit ``(r * group_size + j) * activation_bits``.
+    ``r`` is at bit ``(r * group_size + j) * activation_bits``.  With OVP-4 activations the
+    elements are 4-bit codes, so each aligned pair of elements is one OVP-4 byte (even element
+    in the low nibble).
 output beat (DRAIN, one per accumulator row)
     ``cols`` lanes of ``accumulator_bits``.
 
@@ -26,7 +32,24 @@ import numpy as np
 if TYPE_CHECKING:
     from sparsa.config import AcceleratorConfig
 
-__all__ = ["pack_lanes", "unpack_lanes", "pack_weight_beat", "pack_activation_beat", "unpack_output_beat"]
+__all__ = ["pack_lanes", "unpack_lanes", "pack_weight_beat", "pack_activation_beat", "unpack_output_beat",
+           "DECODED_EXP_BITS", "DECODED_INT_BITS", "pe_weight_bits", "lane_element_bits"]
+
+#: Width of a decoded OVP-4 exponent (0..5 for int4 normals; 0..6 would fit flint4 too).
+DECODED_EXP_BITS = 3
+#: Width of a decoded OVP-4 integer (signed, -7..7).
+DECODED_INT_BITS = 4
+
+
+def pe_weight_bits(config: "AcceleratorConfig") -> int:
+    """Bits of one PE's stationary weight register: value + index, or (exp, int) + index for OVP."""
+    value = DECODED_EXP_BITS + DECODED_INT_BITS if config.weight_is_ovp else config.weight_bits
+    return value + config.index_bits
+
+
+def lane_element_bits(config: "AcceleratorConfig") -> int:
+    """Bits of one activation inside the array (after the left-border decoders for OVP)."""
+    return DECODED_EXP_BITS + DECODED_INT_BITS if config.activation_is_ovp else config.activation_bits
 
 
 def pack_lanes(values: "np.ndarray | list[int]", width: int) -> int:
@@ -51,8 +74,17 @@ def unpack_lanes(word: int, width: int, count: int, signed: bool = True) -> np.n
 
 
 def pack_weight_beat(config: "AcceleratorConfig", values: np.ndarray, indices: np.ndarray) -> int:
-    """Pack one PE row: ``cols`` weights and their N:M indices."""
+    """Pack one weight beat.
+
+    int8/int4 weights: one PE row, ``values`` and ``indices`` of shape ``(cols,)``.
+    OVP-4 weights: one pair of PE rows, ``values`` = ``cols`` pair bytes (uint8) and
+    ``indices`` of shape ``(2, cols)`` (row ``2b``, row ``2b+1``).
+    """
     wb, ib = config.weight_bits, config.index_bits
+    if config.weight_is_ovp:
+        idx = np.asarray(indices, dtype=np.int64).reshape(2, config.cols)
+        lanes = (np.asarray(values, dtype=np.int64) & 0xFF) | (idx[0] << 8) | (idx[1] << (8 + ib))
+        return pack_lanes(lanes, 8 + 2 * ib)
     lanes = (np.asarray(values, dtype=np.int64) & ((1 << wb) - 1)) | (np.asarray(indices, dtype=np.int64) << wb)
     return pack_lanes(lanes, wb + ib)
 

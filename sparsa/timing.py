@@ -10,7 +10,8 @@ With every input stream valid and the output stream ready, an instruction costs
 
 ===========  ==========================================================
 NOP, HALT    0
-LOAD_W       ``rows`` (one weight beat per cycle)
+LOAD_W       ``rows`` (one weight beat per cycle); ``rows / 2`` with OVP-4 weights
+             (a beat carries one OVP pair per column and fills two PE rows)
 COMPUTE n    ``n`` (one activation beat per cycle) + ``rows + cols - 1`` flush
 DRAIN n      ``n`` (one output beat per cycle)
 ===========  ==========================================================
@@ -35,8 +36,12 @@ FETCH_CYCLES = 1
 
 
 def load_weights_cycles(config: "AcceleratorConfig") -> int:
-    """Body cycles of LOAD_W: one weight beat per PE row."""
-    return config.rows
+    """Body cycles of LOAD_W: one weight beat per cycle, ``config.weight_beats_per_load`` beats.
+
+    That is ``rows`` for int8/int4 weights and ``rows / 2`` for OVP-4 weights (one pair per
+    column and beat, two PE rows).
+    """
+    return config.weight_beats_per_load
 
 
 def compute_flush_cycles(config: "AcceleratorConfig") -> int:

@@ -109,3 +109,82 @@ def test_unknown_backend(cfg4x4):
 
     with pytest.raises(ConfigError, match="unknown backend 'gpu'; choose one of reference"):
         get_backend("gpu", cfg4x4)
+
+
+# ------------------------------------------------------------------------------------ OVP-4 (issue 3)
+# OVP-4 weights x int8 / OVP-4 activations, combined with N:M (random pairs with outliers;
+# compile_gemm rounds W's compressed pairs, A is exactly representable).
+
+OVP_CASES = [
+    ("systolic-4x4-ovp4", "2:4"), ("systolic-4x4-ovp4", "1:4"), ("systolic-4x4-ovp4", "1:2"),
+    ("systolic-4x4-ovp4", "dense"), ("systolic-4x4-ovp4-ovp4", "2:4"), ("systolic-4x4-ovp4-ovp4", "1:4"),
+    ("systolic-4x4-ovp4-ovp4", "dense"),
+]
+
+
+def _ovp_check(backend_name, cfg, m, k, n, pattern, seed):
+    from .test_ovp_hw import ovp_operands
+
+    a, w = ovp_operands(cfg, m, k, n, seed)
+    program = compile_gemm(cfg, w, m, pattern)
+    backend = rtl_backend(backend_name, cfg) if backend_name in RTL else get_backend(backend_name, cfg)
+    result = backend.run(program, {"A": a})
+    np.testing.assert_array_equal(result.outputs["Y"], gemm_reference(a, program.weights, cfg.accumulator_bits))
+    if result.cycles is not None:
+        assert result.cycles == program_cycles(program)
+    return result
+
+
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("config,pattern", OVP_CASES)
+@pytest.mark.parametrize("seed", range(4))
+def test_ovp_numpy_backends_random_shapes(backend, config, pattern, seed):
+    cfg = preset(config)
+    rng = np.random.default_rng(2000 + seed)
+    m, k, n = int(rng.integers(1, 90)), int(rng.integers(1, 130)), int(rng.integers(1, 30))
+    _ovp_check(backend, cfg, m, k, n, pattern, seed)
+
+
+@pytest.mark.parametrize("backend", RTL)
+@pytest.mark.parametrize("config,pattern", OVP_CASES)
+def test_ovp_rtl_matches_reference_and_cycle_model(backend, config, pattern):
+    cfg = preset(config)
+    rng = np.random.default_rng(zlib.crc32(f"{config}/{pattern}".encode()))
+    m, k, n = int(rng.integers(1, 12)), int(rng.integers(1, 40)), int(rng.integers(1, 2 * cfg.cols + 3))
+    _ovp_check(backend, cfg, m, k, n, pattern, 3)
+
+
+# Other geometries and the int4-activation variant: NumPy rungs + Amaranth (no extra Verilator builds).
+OVP_OVERRIDES = [
+    ("systolic-4x8-m8", {"types.weight": "ovp4", "types.activation": "ovp4"}, "2:8"),
+    ("systolic-4x8-m8", {"types.weight": "ovp4"}, "4:8"),
+    ("systolic-8x8-2of4", {"types.weight": "ovp4"}, "2:4"),
+    ("systolic-4x4-int4", {"types.weight": "ovp4", "types.activation": "int4"}, "1:8"),
+]
+
+
+@pytest.mark.parametrize("backend", FAST + ["amaranth"])
+@pytest.mark.parametrize("config,overrides,pattern", OVP_OVERRIDES)
+def test_ovp_other_geometries(backend, config, overrides, pattern):
+    cfg = preset(config).with_overrides({**overrides, "name": f"{config}-ovp"})
+    _ovp_check(backend, cfg, 6, 45, 11, pattern, 5)
+
+
+@pytest.mark.parametrize("backend", FAST + RTL)
+@pytest.mark.parametrize("config", ["systolic-4x4-ovp4", "systolic-4x4-ovp4-ovp4"])
+def test_ovp_largest_magnitudes_everywhere(backend, config):
+    """Every weight pair (-96, victim); activations -128 (int8) or pairs (-96, victim)."""
+    cfg = preset(config)
+    k, n, m = 24, 9, 3
+    w = np.zeros((k, n), dtype=np.int64)
+    w[0::2] = -96
+    a = np.zeros((m, k), dtype=np.int64)
+    if cfg.activation_is_ovp:
+        a[:, 0::2] = -96
+    else:
+        a[:] = -128
+    program = compile_gemm(cfg, w, m, "dense", prune=False)
+    be = rtl_backend(backend, cfg) if backend in RTL else get_backend(backend, cfg)
+    result = be.run(program, {"A": a})
+    np.testing.assert_array_equal(result.outputs["Y"], a @ w)
+    assert result.outputs["Y"][0, 0] == (k // 2) * 96 * (96 if cfg.activation_is_ovp else 128)

@@ -35,12 +35,34 @@ def parse_gemm(text: str) -> tuple[int, int, int]:
     return dims  # type: ignore[return-value]
 
 
+def _random_ovp4_values(rng: np.random.Generator, rows: int, length: int) -> np.ndarray:
+    """Values (int4 units) of uniformly random valid OVP-4 pair bytes, pairs along the last axis."""
+    from sparsa.models.formats import ovp
+
+    reserved = np.array(ovp.reserved_pair_codes(), dtype=np.int64)
+    codes = rng.integers(0, 256, size=(rows, -(-length // 2)), dtype=np.int64)
+    while np.isin(codes, reserved).any():
+        bad = np.isin(codes, reserved)
+        codes[bad] = rng.integers(0, 256, size=int(bad.sum()))
+    return ovp.decode(codes.astype(np.uint8)).astype(np.int64)[:, :length]
+
+
 def random_operands(config: AcceleratorConfig, m: int, k: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Uniform random activations A[m, k] and weights W[k, n] over the full integer ranges."""
+    """Random activations A[m, k] and weights W[k, n] covering each operand type's whole range.
+
+    Integer types are uniform over their range; OVP-4 operands are the values of uniformly random
+    valid pair bytes (normals, outliers and victims), paired along the reduction axis.
+    """
     rng = np.random.default_rng(seed)
     wb, ab = config.weight_bits, config.activation_bits
-    w = rng.integers(-(1 << (wb - 1)), 1 << (wb - 1), size=(k, n), dtype=np.int64)
-    a = rng.integers(-(1 << (ab - 1)), 1 << (ab - 1), size=(m, k), dtype=np.int64)
+    if config.types.weight == "ovp4":
+        w = _random_ovp4_values(rng, n, k).T.copy()
+    else:
+        w = rng.integers(-(1 << (wb - 1)), 1 << (wb - 1), size=(k, n), dtype=np.int64)
+    if config.types.activation == "ovp4":
+        a = _random_ovp4_values(rng, m, k)
+    else:
+        a = rng.integers(-(1 << (ab - 1)), 1 << (ab - 1), size=(m, k), dtype=np.int64)
     return a, w
 
 

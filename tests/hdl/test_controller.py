@@ -160,5 +160,7 @@ def test_arguments_checked():
     expect_error(TypeError, "config must be an AcceleratorConfig, not 'x'", lambda: SparseSystolicAccelerator("x"))
     expect_error(UnsupportedError, "datapath.kind='dsp_chain' is not implemented",
                  lambda: SparseSystolicAccelerator(CFG.with_overrides({"datapath.kind": "dsp_chain"})))
-    expect_error(UnsupportedError, "types.weight='ovp4' is not implemented",
-                 lambda: SparseSystolicAccelerator(CFG.with_overrides({"types.weight": "ovp4"})))
+    expect_error(UnsupportedError, "types.weight='ovp8' is not implemented",
+                 lambda: SparseSystolicAccelerator(CFG.with_overrides({"types.weight": "ovp8"})))
+    expect_error(UnsupportedError, "types.activation='ovp4' needs OVP weights",
+                 lambda: SparseSystolicAccelerator(CFG.with_overrides({"types.activation": "ovp4"})))

@@ -14,7 +14,7 @@ from sparsa.sim.backends.verilator_backend import unavailable_reason
 
 from ..conftest import ROOT, preset
 
-SMALL = ["systolic-4x4-2of4", "systolic-4x8-m8", "systolic-4x4-int4"]
+SMALL = ["systolic-4x4-2of4", "systolic-4x8-m8", "systolic-4x4-int4", "systolic-4x4-ovp4", "systolic-4x4-ovp4-ovp4"]
 
 
 def _dff_bits(design) -> int:

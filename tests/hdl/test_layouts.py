@@ -14,6 +14,7 @@ from sparsa.layout import pack_activation_beat, pack_lanes, pack_weight_beat, un
 from ..conftest import preset
 
 PRESETS = ["systolic-4x4-2of4", "systolic-4x8-m8", "systolic-4x4-int4", "systolic-8x8-2of4"]
+OVP_PRESETS = ["systolic-4x4-ovp4", "systolic-4x4-ovp4-ovp4"]
 
 
 def _bits(const) -> int:
@@ -43,6 +44,35 @@ def test_weight_beat_bits(name):
         indices = rng.integers(0, cfg.group_size, cfg.cols)
         const = layout.const([{"value": int(v), "index": int(i)} for v, i in zip(values, indices)])
         assert _bits(const) == pack_weight_beat(cfg, values, indices)
+
+
+@pytest.mark.parametrize("name", OVP_PRESETS)
+def test_ovp_weight_beat_bits(name):
+    cfg = preset(name)
+    layout = weight_beat_layout(cfg)
+    assert layout.size == cfg.weight_beat_bits == cfg.cols * (8 + 2 * cfg.index_bits)
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        pairs = rng.integers(0, 256, cfg.cols)
+        indices = rng.integers(0, cfg.group_size, (2, cfg.cols))
+        const = layout.const([{"pair": int(p), "index0": int(i0), "index1": int(i1)}
+                              for p, i0, i1 in zip(pairs, indices[0], indices[1])])
+        assert _bits(const) == pack_weight_beat(cfg, pairs, indices)
+
+
+@pytest.mark.parametrize("name", OVP_PRESETS)
+def test_ovp_activation_beat_is_ovp4_bytes(name):
+    cfg = preset(name)
+    layout = activation_beat_layout(cfg)
+    rng = np.random.default_rng(5)
+    codes = rng.integers(0, 16, (cfg.rows, cfg.group_size))
+    if cfg.activation_is_ovp:
+        const = layout.const([[int(x) for x in lane] for lane in codes])
+        word = pack_activation_beat(cfg, codes)
+        assert _bits(const) == word
+        # lane r, pair j = one OVP-4 byte, even element in the low nibble
+        byte = (word >> (8 * (cfg.group_size // 2) + 8)) & 0xFF
+        assert byte == codes[1, 2] | (codes[1, 3] << 4)
 
 
 @pytest.mark.parametrize("name", PRESETS)
