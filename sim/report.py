@@ -89,6 +89,12 @@ def write_plots(est: ModelEstimate, cfg: AcceleratorConfig, out_dir: Path) -> li
     ys = [2 * layer.macs / (layer.cycles / hz) for layer in gemms]
     lo, hi = min(xs + [0.1]) / 2, max(xs + [peak / bw]) * 4
     ax.plot([lo, peak / bw, hi], [lo * bw, peak, peak], "k-", label="roofline (dense peak)")
+    # N:M skips (M-N)/M of the MACs, so in dense-equivalent ops its compute roof is M/N higher
+    for pattern in sorted({layer.hw_sparsity for layer in gemms if layer.hw_sparsity not in ("-",)}):
+        n, m = (int(v) for v in pattern.split(":"))
+        if n < m:
+            roof = peak * m / n
+            ax.plot([roof / bw, hi], [roof, roof], "--", lw=1, label=f"{pattern} roof (dense-equivalent)")
     ax.scatter(xs, ys, c=["tab:red" if layer.bound == "memory" else "tab:blue" for layer in gemms], s=14)
     ax.set_xscale("log")
     ax.set_yscale("log")
