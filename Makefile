@@ -11,12 +11,12 @@ JOBS   ?= 2
 # tests and reports are parallel across processes instead.
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: setup models demo test test-fast lint bench clean
+.PHONY: setup models demo test test-fast board bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[hdl,sim,models,plot,sweep,test]'
+	$(PY) -m pip install --quiet -e '.[hdl,sim,fpga,models,plot,sweep,test]'
 	touch $@
 
 setup: $(VENV)/.installed
@@ -40,6 +40,9 @@ test: setup models
 
 test-fast: setup
 	$(PY) -m pytest -n $(JOBS) --dist loadgroup -m "not slow and not verilator"
+
+board: setup
+	$(SPARSA) build $(CONFIG) --board ulx3s-85f -o build/ulx3s-85f
 
 bench: setup
 	$(PY) benchmarks/bench_sim.py

