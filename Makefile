@@ -11,12 +11,13 @@ JOBS   ?= 2
 # tests and reports are parallel across processes instead.
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: setup models demo test test-fast board bench clean
+
+.PHONY: setup models data demo test test-fast board bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[hdl,sim,fpga,models,plot,sweep,test]'
+	$(PY) -m pip install --quiet -e '.[hdl,sim,fpga,models,plot,sweep,train,test]'
 	touch $@
 
 setup: $(VENV)/.installed
@@ -30,12 +31,24 @@ $(VENV)/.models: $(VENV)/.installed
 
 models: $(VENV)/.models
 
+# Fashion-MNIST for the sparse-training tests and reports: a Debian package. Installed when this
+# runs as root on a Debian/Ubuntu machine; otherwise the training code falls back to sklearn's
+# digits and the Fashion-MNIST tests skip, saying how to install it.
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+data:
+	@if [ -f $(FASHION_DIR)/t10k-labels-idx1-ubyte.gz ]; then echo "Fashion-MNIST: $(FASHION_DIR)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	  { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1; } || \
+	  echo "note: could not install dataset-fashion-mnist; training tests use the digits fallback"; \
+	else echo "note: Fashion-MNIST not installed (as root: apt-get install dataset-fashion-mnist); training tests use the digits fallback"; fi
+
 demo: setup
 	$(SPARSA) verilog $(CONFIG) -o build/verilog
 	$(SPARSA) run $(CONFIG) --gemm 37x300x45 --seed 1 --backend cycle
 	$(SPARSA) run $(CONFIG) --gemm 37x300x45 --seed 1 --backend verilator
 
-test: setup models
+test: setup models data
 	$(PY) -m pytest -n $(JOBS) --dist loadgroup
 
 test-fast: setup

@@ -1,0 +1,1 @@
+"""Tests of sparse training: reference layers, masks, data, trainer, accelerator GEMMs, estimates, CLI."""
