@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sparsa.commands.sweep",
     "sparsa.commands.train",
     "sparsa.commands.train_estimate",
+    "sparsa.commands.train_step",
     "sparsa.commands.build",
     "sparsa.commands.synth",
 )

@@ -93,3 +93,29 @@ def test_train_estimate_bad_input(capsys):
     assert "error: sparsity 1:8 needs groups of 8" in capsys.readouterr().err
     assert main(["train-estimate", VCU, "--batch", "0"]) == 2
     assert "error: batch must be a positive integer, not 0" in capsys.readouterr().err
+
+
+def test_train_step_runs_three_gemms_bit_exact(capsys):
+    m8 = str(CONFIGS / "systolic-4x8-m8.yaml")
+    assert main(["train-step", m8, "--dataset", "digits", "--model", "mlp", "--layer", "fc2", "--batch", "3",
+                 "--sparsity", "2:8", "--json", "-"]) == 0
+    cap = capsys.readouterr()
+    run = json.loads(cap.out)
+    gemms = {g["gemm"]: g for g in run["gemms"]}
+    assert list(gemms) == ["forward", "input_grad", "weight_grad"]
+    assert all(g["bit_exact"] and g["cycles"] == g["model_cycles"] for g in gemms.values())
+    assert gemms["forward"]["pattern"] == gemms["input_grad"]["pattern"] == "2:8"
+    assert gemms["weight_grad"]["pattern"] == "dense" and gemms["weight_grad"]["speedup"] == 1.0
+    assert gemms["forward"]["speedup"] > 2 and gemms["input_grad"]["speedup"] > 2
+    assert "dX = dY @ W_b^T" in cap.err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--sparsity", "2:8", str(CONFIGS / "systolic-4x4-2of4.yaml")], "selects 1 of 4"),
+    (["--layer", "fc9", str(CONFIGS / "systolic-4x8-m8.yaml")], "has weight layers fc1, fc2, fc3"),
+    (["--batch", "0", str(CONFIGS / "systolic-4x8-m8.yaml")], "--batch must be an integer >= 1, not 0"),
+])
+def test_train_step_errors(argv, message, capsys):
+    assert main(["train-step", "--dataset", "digits", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
