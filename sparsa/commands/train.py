@@ -115,14 +115,17 @@ def write_curve(result, path: Path) -> Path:
     ax1.set_ylabel("cross-entropy")
     ax1.legend()
     ax1.grid(alpha=0.3)
-    ax2.plot(epochs, [100 * r.test_acc for r in h], "o-", color="C2")
+    ax2.plot(epochs, [100 * r.train_acc for r in h], "o-", label="train")
+    ax2.plot(epochs, [100 * r.test_acc for r in h], "s-", label="test")
     ax2.set_xlabel("epoch")
-    ax2.set_ylabel("test accuracy (%)")
+    ax2.set_ylabel("accuracy (%)")
+    ax2.legend()
     ax2.grid(alpha=0.3)
     from matplotlib.ticker import MaxNLocator
 
     for ax in (ax1, ax2):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(0.5, max(epochs) + 0.5)
     fig.suptitle(f"{result.model.name} on {result.dataset}: {result.spec.method} {result.spec.pattern}")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
