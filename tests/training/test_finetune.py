@@ -74,3 +74,20 @@ def test_finetune_bad_input(model):
         finetune_minilm(model, {"layer0.q": w}, lr=float("nan"))
     with pytest.raises(ConfigError, match="at least batch_size=16 sentences, got 2"):
         finetune_minilm(model, {"layer0.q": w}, sentences=["a b c d e.", "f g h i j."])
+
+
+def test_quantize_cli_finetune(model, tmp_path, capsys):
+    """`sparsa quantize --prune M --finetune N`: rows say +ftN, quantized rows keep the N:M structure."""
+    import json
+
+    from sparsa.cli import main
+
+    out = tmp_path / "q.json"
+    assert main(["quantize", "--model", "minilm", "--prune", "magnitude", "--sparsity", "2:4", "--weights",
+                 "fp32,int8", "--acts", "none", "--finetune", "2", "--finetune-batch", "4", "--sentences", "8",
+                 "--calib-samples", "1", "--quiet", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["prune"] for r in rows] == ["magnitude+ft2", "magnitude+ft2"]
+    assert all(0 < r["cos_mean"] <= 1 and r["finetune_loss"] > 0 for r in rows)
+    assert rows[1]["bytes_per_weight"] < rows[0]["bytes_per_weight"]
+    assert "magnitude+ft2" in capsys.readouterr().out
