@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", nargs="+", default=["bdwp", "srste"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--train-subset", type=int, default=None)
+    ap.add_argument("--dense-layers", default="", help="weight layers kept dense in the sparse runs, e.g. conv1,fc2")
     ap.add_argument("--out", type=Path, default=Path("training_accuracy.json"))
     args = ap.parse_args(argv)
 
@@ -48,17 +49,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.out.exists():
         for rec in json.loads(args.out.read_text()):
             done[rec["key"]] = rec
+    dense_layers = tuple(d for d in args.dense_layers.split(",") if d)
     runs = [("dense", "dense")] + [(m, p) for m in args.methods for p in args.patterns]
     for seed in args.seeds:
         for method, pattern in runs:
             key = _key(args.model, data.name, method, pattern, seed, args.epochs, args.train_subset)
+            if dense_layers and method != "dense":
+                key += f"|dense={','.join(dense_layers)}"
             if key in done:
                 continue
-            spec = parse_spec(method, pattern)
+            spec = parse_spec(method, pattern, dense_layers=dense_layers)
             model = build_model(args.model, data.input_shape, data.classes, spec, seed=seed)
             t0 = time.perf_counter()
             result = train(model, data, TrainConfig(epochs=args.epochs, seed=seed))
-            rec = {"key": key, "model": args.model, "dataset": data.name, "method": method, "pattern": pattern,
+            rec = {"key": key, "dense_layers": list(dense_layers) if method != "dense" else [], "model": args.model, "dataset": data.name, "method": method, "pattern": pattern,
                    "seed": seed, "epochs": args.epochs, "train_subset": args.train_subset,
                    "test_acc": result.final_test_acc, "best_test_acc": max(r.test_acc for r in result.history),
                    "seconds": time.perf_counter() - t0}
@@ -76,7 +80,8 @@ def table(records: list[dict], model: str, dataset: str, epochs: int, subset) ->
             and r["train_subset"] == subset]
     by: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
-        by.setdefault((r["method"], r["pattern"]), []).append(r)
+        label = r["method"] + (f" ({','.join(r['dense_layers'])} dense)" if r.get("dense_layers") else "")
+        by.setdefault((label, r["pattern"]), []).append(r)
     dense = {r["seed"]: r["test_acc"] for r in by.get(("dense", "dense"), [])}
     out = [f"{model} on {dataset}, {epochs} epochs" + (f", first {subset} training images" if subset else ""),
            "", "| method | N:M | test accuracy | loss vs dense | seeds | time per run |",

@@ -63,7 +63,12 @@ def compile_gemm(
     Returns
     -------
     Program
+        (:class:`~sparsa.compiler.chain.ChainProgram` for ``datapath.kind: dsp_chain``.)
     """
+    if config.is_chain:
+        from sparsa.compiler.chain import compile_chain_gemm
+
+        return compile_chain_gemm(config, weights, m_rows, pattern, prune=prune, allow_overflow=allow_overflow)
     config.require_supported()
     w = np.asarray(weights)
     if w.ndim != 2:

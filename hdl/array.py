@@ -13,7 +13,8 @@ Data movement (``R = rows``, ``C = cols``)::
 
 Activation lanes move one PE to the right per enabled cycle, partial sums one PE down.
 A beat accepted in (enabled) cycle ``t`` reaches ``result`` in enabled cycle
-``t + R + C - 1`` (see :func:`latency` and docs/hdl.md), all columns at once.  A 1-bit tag
+``t + R + C + 1`` (see :func:`latency` and docs/hdl.md), all columns at once: every PE is
+three registers deep (sparse-MUX output, product, partial sum; :mod:`sparsa.hdl.pe`).  A 1-bit tag
 shift register of the same length turns ``valid_in`` into ``valid_out``.  All pipeline
 registers advance only while ``en`` is high.
 
@@ -39,6 +40,7 @@ from sparsa.hdl.layouts import (activation_beat_layout, activation_lane_layout, 
                                 output_beat_layout, pe_lane_layout, pe_weight_layout, weight_beat_layout)
 from sparsa.hdl.ovp import OVP4PairDecoder
 from sparsa.hdl.pe import SparsePE, sparse_mac
+from sparsa.timing import array_latency
 
 __all__ = ["SystolicArray", "latency"]
 
@@ -47,12 +49,13 @@ def latency(config: AcceleratorConfig) -> int:
     """Enabled cycles from accepting a beat to its result row at the array output.
 
     Row ``r`` starts after ``r`` skew registers, PE(r, c) sees the beat ``r + c`` cycles
-    after it was accepted and
-    registers its partial sum one cycle later, so the bottom PE of column ``c`` outputs at
-    ``R + c``; deskewing column ``c`` by ``C - 1 - c`` aligns every column at ``R + C - 1``.
+    after it was accepted and outputs its partial sum ``PE_LATENCY = 3`` cycles later (MUX
+    register, product register, partial sum), so the bottom PE of column ``c`` outputs at
+    ``R + c + 2``; deskewing column ``c`` by ``C - 1 - c`` aligns every column at
+    ``R + C + 1`` (:func:`sparsa.timing.array_latency`, the contract).
     """
     check_config(config)
-    return config.rows + config.cols - 1
+    return array_latency(config)
 
 
 class SystolicArray(wiring.Component):
@@ -117,7 +120,7 @@ class SystolicArray(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Enabled cycles from ``lanes_in`` to ``result`` (``rows + cols - 1``)."""
+        """Enabled cycles from ``lanes_in`` to ``result`` (``rows + cols + 1``)."""
         return latency(self._config)
 
     def elaborate(self, platform) -> Module:
@@ -199,7 +202,8 @@ class SystolicArray(wiring.Component):
                 else:
                     lane_out = Signal(pe_lane_layout(cfg), name=f"pe_r{r}_c{c}_lane") if forward else None
                     sparse_mac(m, cfg, en=self.en, load=load, weight_in=weight_for(r, c), lane_in=lane,
-                               psum_in=psum_in, psum_out=psum[r][c], lane_out=lane_out, prefix=f"pe_r{r}_c{c}_")
+                               psum_in=psum_in, psum_out=psum[r][c], lane_out=lane_out, prefix=f"pe_r{r}_c{c}_",
+                               platform=platform)
                     lane = lane_out
 
         # Output deskew: column c passes cols-1-c registers.

@@ -14,8 +14,11 @@ State machine (one instruction at a time, see :mod:`sparsa.timing`)::
 ``buffers.accumulator_depth`` are outside the contract (the compiler never emits them).
 
 The array's global enable is ``acts.valid & acts.ready`` in STREAM and ``1`` in FLUSH, else
-0.  A result row leaving the array (``array_valid_out``) is written to the accumulator in
-every enabled cycle; the write row counts up from 0 for each COMPUTE.
+0; it also advances the accumulator bank's write stage.  A result row leaving the array
+(``array_valid_out``) in an enabled cycle is a write request (``acc_wen``) to the bank, which
+writes the RAM in the next enabled cycle; the write row counts up from 0 for each COMPUTE.
+``F = rows + cols + 2`` covers the array (``rows + cols + 1``) and that write stage, so the last
+RAM write of a COMPUTE happens in its last flush cycle.
 
 Every ready/valid output depends on the state only (never on the partner's valid/ready).
 """
@@ -88,7 +91,8 @@ class Controller(wiring.Component):
     array_valid_out : In(1)
         Tag of the result row leaving the array.
     acc_raddr, acc_wen, acc_waddr, acc_accumulate : Out
-        Accumulator bank control (``acc_raddr`` is the row needed in the next cycle).
+        Accumulator bank control (``acc_raddr`` is the row needed in the next cycle; ``acc_wen``
+        is a write request, performed by the bank in the next enabled cycle).
     done : Out(1)
         High once HALT has been fetched.
     cycles : Out(32)
@@ -231,14 +235,15 @@ class Controller(wiring.Component):
 
             with m.Case(State.DRAIN):
                 m.d.comb += self.results_valid.eq(1)
+                # The next beat's row, also after the last beat (FETCH reads row 0 anyway and
+                # nothing uses the row read in the FETCH cycle): keeps the instruction count
+                # compare (a carry chain) out of the block-RAM address path - with it, this was
+                # the critical path of the 8x8 on ECP5 (12.4 ns, docs/fpga.md).
+                m.d.comb += self.acc_raddr.eq(row_addr(beat + self.results_ready))
                 with m.If(self.results_ready):
                     m.d.sync += beat.eq(beat + 1)
                     with m.If(beat == count - 1):
                         m.d.sync += state.eq(State.FETCH)
-                    with m.Else():
-                        m.d.comb += self.acc_raddr.eq(row_addr(beat + 1))
-                with m.Else():
-                    m.d.comb += self.acc_raddr.eq(row_addr(beat))
 
             with m.Case(State.DONE):
                 pass

@@ -188,7 +188,12 @@ def resource_summary(config: AcceleratorConfig) -> ResourceSummary:
     against the ``$dff`` cells of the elaborated design.
     """
     check_config(config)
+    if config.is_chain:
+        return _chain_resource_summary(config)
     from sparsa.hdl.controller import register_bits as controller_register_bits
+    from sparsa.hdl.accumulator import register_bits as accumulator_register_bits
+    from sparsa.hdl.pe import pipeline_register_bits as pe_pipeline_register_bits
+    from sparsa.timing import array_latency
 
     from sparsa.layout import DECODED_INT_BITS, lane_element_bits, pe_weight_bits
 
@@ -200,7 +205,9 @@ def resource_summary(config: AcceleratorConfig) -> ResourceSummary:
         "pe_lanes": r * (c - 1) * g * lane_element_bits(config),
         "input_skew": g * ab * r * (r - 1) // 2,
         "output_deskew": acc * c * (c - 1) // 2,
-        "valid_tag": r + c - 1,
+        "pe_pipeline": r * c * pe_pipeline_register_bits(config),
+        "valid_tag": array_latency(config),
+        "accumulator_write_stage": accumulator_register_bits(config),
         "controller": controller_register_bits(config),
     }
     depth = config.buffers.accumulator_depth
@@ -216,6 +223,41 @@ def resource_summary(config: AcceleratorConfig) -> ResourceSummary:
         register_breakdown=breakdown,
         accumulator_memory_bits=depth * c * acc,
         accumulator_shape=(depth, c * acc),
+    )
+
+
+def _chain_resource_summary(config: AcceleratorConfig) -> ResourceSummary:
+    """Architectural resources of the DSP-chain top (:mod:`sparsa.hdl.chain_top`)."""
+    from sparsa.chain_timing import chain_latency
+    from sparsa.hdl.chain_top import PACKED_SUM_BITS
+
+    r, c, g, p = config.rows, config.cols, config.group_size, config.token_lanes
+    acc, grp, groups = config.accumulator_bits, config.chain.group, config.chain_groups
+    lane_bits = config.weight_bits + config.index_bits
+    sum_bits = PACKED_SUM_BITS if p == 2 else acc
+    skew = sum(j + s + 1 for j in range(groups) for s in range(grp))          # weight registers per chain
+    breakdown = {
+        "weight_skew": c * skew * lane_bits,
+        "products": r * c * sum_bits,
+        "group_cascade": r * c * sum_bits,
+        "reduction_nodes": groups * c * p * acc,
+        "tile_accumulators": c * p * acc,
+        "address_skew": (groups + grp - 2) * max(1, (config.chain.act_depth - 1).bit_length()),
+        "tags": 3 * chain_latency(config),
+        "controller": 3 + 4 * 16 + config.count_bits + 1 + 32,
+    }
+    depth = config.buffers.accumulator_depth
+    return ResourceSummary(
+        multipliers=r * c,
+        multiplier_widths=(config.weight_bits, 27 if p == 2 else config.activation_bits),
+        ovp_decoders=0,
+        adders=r * c + groups * c * p + c * p,
+        muxes=r * c * p,
+        mux_inputs=g,
+        register_bits=sum(breakdown.values()),
+        register_breakdown=breakdown,
+        accumulator_memory_bits=depth * p * c * acc,
+        accumulator_shape=(depth, p * c * acc),
     )
 
 
@@ -269,9 +311,14 @@ def generate_verilog(config: AcceleratorConfig, out_dir: "str | os.PathLike", *,
     except ModuleNotFoundError:
         raise MissingToolError("Verilog export needs Amaranth 0.5: pip install 'sparsa[hdl]'") from None
     from sparsa.hdl.accumulator import address_bits
-    from sparsa.hdl.top import SparseSystolicAccelerator
+    if config.is_chain:
+        from sparsa.hdl.chain_top import SparseChainAccelerator
 
-    top = SparseSystolicAccelerator(config, pe_modules=pe_modules)
+        top = SparseChainAccelerator(config)
+    else:
+        from sparsa.hdl.top import SparseSystolicAccelerator
+
+        top = SparseSystolicAccelerator(config, pe_modules=pe_modules)
     with _builtin_yosys():
         try:
             text = verilog.convert(top, name=name)

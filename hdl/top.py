@@ -19,6 +19,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from sparsa.config import AcceleratorConfig
+from sparsa.errors import UnsupportedError
 from sparsa.hdl.accumulator import AccumulatorBank
 from sparsa.hdl.array import SystolicArray
 from sparsa.hdl.controller import CYCLE_COUNTER_BITS, Controller
@@ -70,11 +71,17 @@ class SparseSystolicAccelerator(wiring.Component):
     def __init__(self, config: AcceleratorConfig, *, flush_cycles: "int | None" = None,
                  pe_modules: bool = False) -> None:
         check_config(config)
+        if config.is_chain:
+            self._MustUse__silence = True     # no UnusedElaboratable warning for a refused design
+            raise UnsupportedError(
+                f"datapath.kind={config.datapath.kind!r} is not implemented by SparseSystolicAccelerator; "
+                f"use sparsa.hdl.chain_top.SparseChainAccelerator")
         config.require_supported()
         self._config = config
         self._array = SystolicArray(config, pe_modules=pe_modules)
         # Build the controller now so a bad flush_cycles fails at construction.
         self._controller = Controller(config, flush_cycles=flush_cycles)
+        self._acc = AccumulatorBank(config)
         super().__init__({
             "instr": In(stream.Signature(instruction_layout())),
             "weights": In(stream.Signature(weight_beat_layout(config))),
@@ -99,11 +106,16 @@ class SparseSystolicAccelerator(wiring.Component):
         """The systolic array submodule."""
         return self._array
 
+    @property
+    def acc(self) -> AccumulatorBank:
+        """The accumulator bank submodule (its ``mem_wen`` shows the RAM writes, for tests)."""
+        return self._acc
+
     def elaborate(self, platform) -> Module:
         m = Module()
         m.submodules.controller = ctrl = self._controller
         m.submodules.array = array = self._array
-        m.submodules.acc = acc = AccumulatorBank(self._config)
+        m.submodules.acc = acc = self._acc
 
         wiring.connect(m, wiring.flipped(self.instr), ctrl.instr)
         m.d.comb += [
@@ -127,6 +139,7 @@ class SparseSystolicAccelerator(wiring.Component):
             ctrl.array_valid_out.eq(array.valid_out),
 
             acc.raddr.eq(ctrl.acc_raddr),
+            acc.en.eq(ctrl.array_en),
             acc.wen.eq(ctrl.acc_wen),
             acc.waddr.eq(ctrl.acc_waddr),
             acc.wdata.eq(array.result),

@@ -123,4 +123,8 @@ def program_cycles(program: Program) -> int:
     from sparsa.timing import instruction_cycles
 
     cfg = program.config
+    if cfg.is_chain:
+        from sparsa import chain_timing
+
+        return chain_timing.program_cycles(cfg, program.instructions)
     return sum(instruction_cycles(cfg, i) for i in program.instructions)

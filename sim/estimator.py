@@ -193,6 +193,10 @@ def estimate_gemm(
     cfg = config
     if not static_weight:
         pattern = "dense"
+    if cfg.is_chain:
+        return _estimate_chain_gemm(cfg, m, k, n, pattern, name=name, kind=kind, count=count,
+                                    weight_format=weight_format, act_format=act_format,
+                                    static_weight=static_weight, overlap=overlap)
     tiling = plan_tiling(cfg, m, k, n, pattern)
     hw = tiling.hw_pattern
     requested = NMPattern.parse(pattern, dense_m=cfg.group_size) if pattern is not None \
@@ -242,6 +246,74 @@ def estimate_gemm(
             + m * tiling.ntiles * c * cfg.accumulator_bits / 8) * count
     register = array_macs * (cfg.group_size * abits + cfg.accumulator_bits) / 8
 
+    return _finish(cfg, name=name, kind=kind, count=count, m=m, k=k, n=n, requested=requested, hw=hw,
+                   wname=wname, aname=aname, array_macs=array_macs, compute_cycles=compute_cycles,
+                   memory_cycles=memory_cycles, cycles=cycles, offchip=offchip, total_offchip=total_offchip,
+                   sram=sram, register=register, instructions=instructions)
+
+
+def _estimate_chain_gemm(cfg: AcceleratorConfig, m: int, k: int, n: int, pattern, *, name: str, kind: str,
+                         count: int, weight_format, act_format, static_weight: bool, overlap: bool) -> LayerEstimate:
+    """:func:`estimate_gemm` for the DSP chain: the compiler's chain schedule and timing contract.
+
+    Weights stream once per token block (``token_lanes`` rows of A), from off-chip unless the
+    layer's weight image fits ``buffers.weight_buffer_bytes`` (then it is read off-chip once);
+    activations are read once into the activation buffer.
+    """
+    from sparsa import chain_timing
+    from sparsa.compiler.chain import plan_chain_tiling
+
+    tiling = plan_chain_tiling(cfg, m, k, n, pattern)
+    hw = tiling.hw_pattern
+    requested = NMPattern.parse(pattern, dense_m=cfg.group_size) if pattern is not None \
+        else cfg.sparsity.default_pattern
+    wname, wbits = _bits(weight_format if static_weight else (act_format or cfg.types.activation),
+                         cfg.types.weight)
+    aname, abits = _bits(act_format, cfg.types.activation)
+    r, c, p = cfg.rows, cfg.cols, cfg.token_lanes
+    ib = cfg.index_bits if (static_weight and not hw.dense) else 0
+
+    counts = tiling.instruction_counts()
+    compute_cycles = sum(mult * chain_timing.instruction_cycles(cfg, ins) for ins, mult in counts.items()) * count
+    instructions = sum(counts.values()) * count
+    array_macs = tiling.weight_beats * r * c * p * count
+
+    slots_used = tiling.slots * n
+    tile_slots = tiling.ktiles * r * tiling.ntiles * c
+    image_bits = tile_slots * (wbits + ib)
+    resident = tiling.blocks == 1 or image_bits / 8 <= cfg.buffers.weight_buffer_bytes
+    weight_reads = 1 if resident else tiling.blocks
+    offchip = {
+        "weights": slots_used * wbits / 8 * weight_reads if static_weight else 0.0,
+        "indices": slots_used * ib / 8 * weight_reads,
+        "scales": (n * SCALE_BYTES * weight_reads) if static_weight else 0.0,
+        "padding": (tile_slots - slots_used) * (wbits + ib) / 8 * weight_reads,
+        "kv": 0.0 if static_weight else k * n * wbits / 8 * weight_reads,
+        "activations": m * k * abits / 8,
+        "outputs": m * n * cfg.accumulator_bits / 8,
+    }
+    offchip = {key: v * count for key, v in offchip.items()}
+    total_offchip = sum(offchip.values())
+    bytes_per_cycle = cfg.memory.bandwidth_gbps * cfg.memory.efficiency * 1e9 / (cfg.clock_mhz * 1e6)
+    memory_cycles = total_offchip / bytes_per_cycle
+    cycles = max(compute_cycles, memory_cycles) if overlap else compute_cycles + memory_cycles
+    # on-chip: weight beats from the weight buffer, activation-buffer words written and read
+    # (every slice reads its lane's group every cycle), output-bank writes and drains.
+    sram = (tiling.weight_beats * r * c * (wbits + ib) / 8
+            + tiling.act_beats * r * p * cfg.group_size * abits / 8
+            + tiling.weight_beats * r * p * cfg.group_size * abits / 8
+            + tiling.blocks * tiling.ntiles * p * c * cfg.accumulator_bits / 8 * 2) * count
+    register = array_macs * (wbits + ib + abits + cfg.accumulator_bits) / 8
+    return _finish(cfg, name=name, kind=kind, count=count, m=m, k=k, n=n, requested=requested, hw=hw,
+                   wname=wname, aname=aname, array_macs=array_macs, compute_cycles=compute_cycles,
+                   memory_cycles=memory_cycles, cycles=cycles, offchip=offchip, total_offchip=total_offchip,
+                   sram=sram, register=register, instructions=instructions)
+
+
+def _finish(cfg: AcceleratorConfig, *, name, kind, count, m, k, n, requested, hw, wname, aname, array_macs,
+            compute_cycles, memory_cycles, cycles, offchip, total_offchip, sram, register,
+            instructions) -> LayerEstimate:
+    """Energy per action and the :class:`LayerEstimate` (shared by both datapaths)."""
     e = cfg.energy
     mac_key = f"{wname}x{aname}"
     if mac_key not in e.mac_pj:
@@ -315,10 +387,6 @@ def estimate_workload(config: AcceleratorConfig, workload: Any, *, overlap: bool
 
     ``progress`` is an optional callable invoked once per layer (a progress bar's update).
     """
-    if config.datapath.kind != "systolic":
-        raise UnsupportedError(
-            f"{config.name}: the estimator has timing for datapath.kind='systolic' only, "
-            f"not {config.datapath.kind!r}")
     check_resources(config)
     layers = []
     for layer in workload.layers:
@@ -337,6 +405,12 @@ def estimate_workload(config: AcceleratorConfig, workload: Any, *, overlap: bool
 def resource_usage(config: AcceleratorConfig) -> dict[str, float]:
     """DSP blocks and on-chip memory (kbit) the design needs."""
     macs = config.rows * config.cols
+    if config.is_chain:
+        # one DSP per MAC slice (a packed slice computes token_lanes MACs)
+        dsp = config.multipliers
+        mem_bits = ((config.buffers.weight_buffer_bytes + config.buffers.activation_buffer_bytes) * 8
+                    + config.buffers.accumulator_depth * config.token_lanes * config.cols * config.accumulator_bits)
+        return {"dsp": dsp, "memory_kbit": mem_bits / 1024}
     dsp = math.ceil(macs / config.resources.macs_per_dsp)
     mem_bits = ((config.buffers.weight_buffer_bytes + config.buffers.activation_buffer_bytes) * 8
                 + config.buffers.accumulator_depth * config.cols * config.accumulator_bits)

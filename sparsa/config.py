@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer,
+                      model_validator)
 
 from sparsa.errors import ConfigError, UnsupportedError
 
 __all__ = [
     "NMPattern",
+    "ChainConfig",
     "DatapathConfig",
     "TypesConfig",
     "SparsityConfig",
@@ -142,8 +144,36 @@ class NMPattern(BaseModel):
         return f"{self.n}:{self.m}"
 
 
+#: Operand types the DSP-chain datapath implements.
+CHAIN_TYPES: frozenset[str] = frozenset({"int8", "int4"})
+
+#: Bit offset of the high token lane in a packed activation operand (``a1 << 18 + a0``):
+#: the low lane of the 48-bit DSP48E2 product is 18 bits wide.
+PACK_SHIFT = 18
+
+
+class ChainConfig(BaseModel):
+    """The FlightLLM-style sparse DSP chain (``datapath.kind: dsp_chain``), docs/chain.md.
+
+    A vector unit is a chain of ``datapath.rows`` MAC slices, cut into DSP groups of ``group``
+    slices (fixed cascade inside a group, a reduction node at each group's end); there are
+    ``datapath.cols`` vector units.  With ``packing`` every slice is one wide multiplier that
+    computes two products per cycle (two tokens sharing one weight).
+    """
+
+    model_config = _FROZEN
+    group: int = Field(2, ge=1, le=16, description="MAC slices per DSP group (fixed cascade inside a group)")
+    packing: bool = Field(False, description="two tokens share one weight on one wide multiplier "
+                                             "(2 MACs per DSP48E2 and cycle)")
+    act_depth: int = Field(64, ge=1, le=65535, description="words (k-tiles) of the activation buffer")
+
+
 class DatapathConfig(BaseModel):
-    """Compute array geometry and organisation."""
+    """Compute array geometry and organisation.
+
+    ``systolic``: ``rows`` x ``cols`` PEs.  ``dsp_chain``: ``cols`` vector units (chains) of
+    ``rows`` MAC slices each, organised as ``chain`` says.
+    """
 
     model_config = _FROZEN
     kind: Literal["systolic", "dsp_chain"] = Field(
@@ -152,6 +182,31 @@ class DatapathConfig(BaseModel):
         "weight_stationary", description="which operand stays in the PEs")
     rows: int = Field(ge=1, le=256, description="PE rows = compressed weight slots along the reduction axis per tile")
     cols: int = Field(ge=1, le=256, description="PE columns = output channels per tile")
+    chain: ChainConfig | None = Field(None, description="dsp_chain only: DSP groups, packing, activation buffer")
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_chain(self, handler):
+        # Systolic configs dump (and hash) exactly as before the chain existed.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("chain") is None:
+            data.pop("chain", None)
+        return data
+
+    @model_validator(mode="after")
+    def _check_chain(self) -> "DatapathConfig":
+        if self.chain is not None and self.kind != "dsp_chain":
+            raise ValueError(f"datapath.chain is only used with kind 'dsp_chain', not kind={self.kind!r}")
+        if self.kind == "dsp_chain":
+            group = self.chain_config.group
+            if self.rows % group:
+                raise ValueError(f"datapath.chain.group={group} does not divide the chain length "
+                                 f"datapath.rows={self.rows}")
+        return self
+
+    @property
+    def chain_config(self) -> ChainConfig:
+        """``chain``, or the defaults when it is not given."""
+        return self.chain if self.chain is not None else ChainConfig()
 
 
 class TypesConfig(BaseModel):
@@ -277,6 +332,23 @@ class AcceleratorConfig(BaseModel):
     energy: EnergyConfig = EnergyConfig()
 
     @model_validator(mode="after")
+    def _check_chain_packing(self) -> "AcceleratorConfig":
+        if self.datapath.kind != "dsp_chain" or not self.datapath.chain_config.packing:
+            return self
+        for field in ("weight", "activation"):
+            value = getattr(self.types, field)
+            if value not in CHAIN_TYPES:
+                raise ValueError(f"datapath.chain.packing cannot pack types.{field}={value!r}; "
+                                 f"packing needs one of {sorted(CHAIN_TYPES)}")
+        group = self.datapath.chain_config.group
+        limit = self.max_packed_group()
+        if group > limit:
+            raise ValueError(
+                f"datapath.chain.group={group} packed products of {self.types.weight} x {self.types.activation} "
+                f"can overflow the {PACK_SHIFT}-bit low lane; use group <= {limit}")
+        return self
+
+    @model_validator(mode="after")
     def _check_ovp_rows(self) -> "AcceleratorConfig":
         if self.types.weight in OVP_TYPES and self.datapath.rows % 2:
             raise ValueError(
@@ -365,13 +437,59 @@ class AcceleratorConfig(BaseModel):
         return self.cols * self.accumulator_bits
 
     @property
+    def is_chain(self) -> bool:
+        """The datapath is the sparse DSP chain (``datapath.kind == 'dsp_chain'``)."""
+        return self.datapath.kind == "dsp_chain"
+
+    @property
+    def chain(self) -> ChainConfig:
+        """The DSP-chain settings (defaults when ``datapath.chain`` is not given)."""
+        return self.datapath.chain_config
+
+    @property
+    def token_lanes(self) -> int:
+        """Tokens (rows of A) one chain pass computes: 2 with packing, else 1 (systolic: 1)."""
+        return 2 if self.is_chain and self.chain.packing else 1
+
+    @property
+    def chain_groups(self) -> int:
+        """DSP groups per chain (``rows / chain.group``)."""
+        return self.rows // self.chain.group
+
+    def max_packed_group(self) -> int:
+        """Most packed products one DSP group may sum before its low lane can overflow.
+
+        The low lane is ``PACK_SHIFT`` = 18 bits signed; a sum of ``g`` products is exact
+        while ``g * worst_product <= 2^17 - 1`` (positive side) and ``g * most_negative >= -2^17``.
+        int8 x int8: products lie in [-16256, 16384], so g <= 7 (8 * 16384 = 2^17 overflows).
+        """
+        half = 1 << (PACK_SHIFT - 1)
+        wmax, amax = TYPE_MAX_MAGNITUDE[self.types.weight], TYPE_MAX_MAGNITUDE[self.types.activation]
+        most_positive = wmax * amax
+        most_negative = wmax * (amax - 1)
+        return min((half - 1) // most_positive, half // most_negative)
+
+    @property
     def peak_macs_per_cycle(self) -> int:
-        """Multipliers in the array (one MAC each per cycle)."""
+        """MAC lanes: multipliers (one MAC each per cycle), times 2 on a packed DSP chain."""
+        return self.rows * self.cols * self.token_lanes
+
+    @property
+    def multipliers(self) -> int:
+        """Hard multipliers (DSP slices) of the datapath: ``rows * cols``."""
         return self.rows * self.cols
 
     # ----------------------------------------------------------------- capability checks
     def require_supported(self) -> None:
         """Raise :class:`UnsupportedError` for valid settings this version does not implement."""
+        if self.datapath.kind == "dsp_chain":
+            for field in ("weight", "activation"):
+                value = getattr(self.types, field)
+                if value not in CHAIN_TYPES:
+                    raise UnsupportedError(
+                        f"types.{field}={value!r} is not implemented by the dsp_chain datapath; "
+                        f"use one of {sorted(CHAIN_TYPES)}")
+            return
         if self.datapath.kind != "systolic":
             raise UnsupportedError(
                 f"datapath.kind={self.datapath.kind!r} is not implemented yet; use 'systolic'")

@@ -9,7 +9,8 @@ Instructions (one 32-bit word each; fields LSB first)::
 
     [3:0]   opcode
     [4]     accumulate   COMPUTE only: 1 adds to the accumulator row, 0 overwrites it
-    [20:5]  count        COMPUTE / DRAIN: number of rows (1 .. buffers.accumulator_depth)
+    [20:5]  count        COMPUTE / DRAIN: number of rows (1 .. buffers.accumulator_depth);
+                         DSP chain: COMPUTE = weight beats, LOAD_A = activation-buffer words
     [31:21] reserved     must be zero
 
 Execution is in order and one instruction at a time (see :mod:`sparsa.timing`).
@@ -39,6 +40,9 @@ class Opcode(IntEnum):
     COMPUTE = 2
     #: Push accumulator rows ``0 .. count-1`` to the output stream, one beat each.
     DRAIN = 3
+    #: DSP chain only (docs/chain.md): pop ``count`` activation beats into activation-buffer
+    #: words ``0 .. count-1``; ``count`` becomes the k-tiles per output tile of the next COMPUTEs.
+    LOAD_A = 4
     #: Stop: the controller raises ``done`` and the cycle counter freezes.
     HALT = 15
 
@@ -91,7 +95,7 @@ class Instruction:
         limit = (1 << _OFFSETS["count"][1]) - 1
         if not 0 <= self.count <= limit:
             raise FormatError(f"instruction count must be in 0..{limit}, not {self.count!r}")
-        if self.op in (Opcode.COMPUTE, Opcode.DRAIN) and self.count < 1:
+        if self.op in (Opcode.COMPUTE, Opcode.DRAIN, Opcode.LOAD_A) and self.count < 1:
             raise FormatError(f"{self.op.name} needs count >= 1, not {self.count!r}")
         if self.accumulate and self.op is not Opcode.COMPUTE:
             raise FormatError(f"only COMPUTE takes the accumulate flag, not {self.op.name}")
@@ -99,8 +103,8 @@ class Instruction:
     def __str__(self) -> str:
         if self.op is Opcode.COMPUTE:
             return f"COMPUTE count={self.count} {'acc' if self.accumulate else 'set'}"
-        if self.op is Opcode.DRAIN:
-            return f"DRAIN count={self.count}"
+        if self.op in (Opcode.DRAIN, Opcode.LOAD_A):
+            return f"{self.op.name} count={self.count}"
         return self.op.name
 
 

@@ -12,9 +12,19 @@ With every input stream valid and the output stream ready, an instruction costs
 NOP, HALT    0
 LOAD_W       ``rows`` (one weight beat per cycle); ``rows / 2`` with OVP-4 weights
              (a beat carries one OVP pair per column and fills two PE rows)
-COMPUTE n    ``n`` (one activation beat per cycle) + ``rows + cols - 1`` flush
+COMPUTE n    ``n`` (one activation beat per cycle) + ``rows + cols + 2`` flush
 DRAIN n      ``n`` (one output beat per cycle)
 ===========  ==========================================================
+
+The flush is the array latency plus the accumulator's write stage:
+
+=============================  ===========================================================
+``PE_LATENCY``                 3: lane -> sparse-MUX register -> product register -> psum
+:func:`array_latency`          ``rows + cols - 2 + PE_LATENCY`` = ``rows + cols + 1``
+``ACCUMULATOR_WRITE_LATENCY``  1: the bank registers the result row and the row read from
+                               the RAM and writes their sum one (enabled) cycle later
+:func:`compute_flush_cycles`   ``array_latency + ACCUMULATOR_WRITE_LATENCY`` = ``rows + cols + 2``
+=============================  ===========================================================
 
 The cycle counter of the RTL counts every cycle from reset release until (and
 including) the cycle in which HALT is fetched.
@@ -29,10 +39,19 @@ from sparsa.isa import Instruction, Opcode
 if TYPE_CHECKING:
     from sparsa.config import AcceleratorConfig
 
-__all__ = ["FETCH_CYCLES", "compute_flush_cycles", "instruction_cycles", "load_weights_cycles"]
+__all__ = ["FETCH_CYCLES", "PE_LATENCY", "ACCUMULATOR_WRITE_LATENCY", "array_latency", "compute_flush_cycles",
+           "instruction_cycles", "load_weights_cycles"]
 
 #: Cycles to accept and decode one instruction word.
 FETCH_CYCLES = 1
+
+#: Enabled cycles from a PE's ``lane_in`` to its ``psum_out``: the sparse-MUX output register,
+#: the multiplier output register and the partial-sum register (``sparsa.hdl.pe``).
+PE_LATENCY = 3
+
+#: Enabled cycles from the array's result row to the accumulator RAM write: the bank registers
+#: the row (and the accumulator row read for it) and writes the sum in the next enabled cycle.
+ACCUMULATOR_WRITE_LATENCY = 1
 
 
 def load_weights_cycles(config: "AcceleratorConfig") -> int:
@@ -44,14 +63,25 @@ def load_weights_cycles(config: "AcceleratorConfig") -> int:
     return config.weight_beats_per_load
 
 
-def compute_flush_cycles(config: "AcceleratorConfig") -> int:
-    """Cycles after the last activation beat until its result is in the accumulator.
+def array_latency(config: "AcceleratorConfig") -> int:
+    """Enabled cycles from accepting an activation beat to its result row at the array output.
 
-    A beat enters row ``r`` after ``r`` skew registers, crosses ``cols`` PEs and the
-    partial sum crosses ``rows`` PEs, then column ``c`` is delayed ``cols-1-c`` deskew
-    registers: ``rows + cols - 1`` cycles in all.
+    A beat enters row ``r`` after ``r`` skew registers, PE(r, c) sees it ``r + c`` cycles after
+    it was accepted and outputs its partial sum ``PE_LATENCY`` cycles later, so the bottom PE of
+    column ``c`` outputs at ``rows - 1 + c + PE_LATENCY``; ``cols - 1 - c`` deskew registers
+    align every column at ``rows + cols - 2 + PE_LATENCY = rows + cols + 1``.
     """
-    return config.rows + config.cols - 1
+    return config.rows + config.cols - 2 + PE_LATENCY
+
+
+def compute_flush_cycles(config: "AcceleratorConfig") -> int:
+    """Cycles after the last activation beat until its result is written to the accumulator RAM.
+
+    The array latency (:func:`array_latency`, ``rows + cols + 1``) plus the accumulator's
+    write stage (``ACCUMULATOR_WRITE_LATENCY``): ``rows + cols + 2``.  The last RAM write
+    happens in the last flush cycle; one cycle less and it never happens.
+    """
+    return array_latency(config) + ACCUMULATOR_WRITE_LATENCY
 
 
 def instruction_cycles(config: "AcceleratorConfig", instr: Instruction) -> int:

@@ -93,8 +93,7 @@ def test_missing_file_and_bad_yaml(tmp_path):
 
 def test_unimplemented_values_are_refused_clearly():
     cfg = preset("systolic-4x4-2of4")
-    for path, value, msg in [("datapath.kind", "dsp_chain", "datapath.kind='dsp_chain' is not implemented"),
-                             ("datapath.dataflow", "output_stationary", "dataflow='output_stationary'"),
+    for path, value, msg in [("datapath.dataflow", "output_stationary", "dataflow='output_stationary'"),
                              ("types.weight", "ovp8", "types.weight='ovp8' is not implemented")]:
         with pytest.raises(UnsupportedError, match=msg):
             cfg.with_overrides({path: value}).require_supported()

@@ -2,7 +2,7 @@
 
 Exact ratios for the 8x8 array on a 256x4096x64 GEMM are recorded in docs/performance.md.
 The gap to the ideal N/M comes from the per-tile costs that do not shrink with sparsity:
-the weight load (rows cycles), the flush (rows + cols - 1) and the drain, amortised over
+the weight load (rows cycles), the flush (rows + cols + 2) and the drain, amortised over
 256 streamed rows.
 """
 

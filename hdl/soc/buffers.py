@@ -156,6 +156,13 @@ class SourceBuffer(wiring.Component):
 class ResultBuffer(wiring.Component):
     """A memory the result stream fills (always ready while running) and the host reads.
 
+    An accepted beat is registered (payload, row, write enable) and written to the memory in
+    the next cycle: the accelerator's result payload is its accumulator block RAM's output,
+    and RAM clock-to-out -> routing -> RAM write-data setup in one cycle would be one of the
+    longest paths of the SoC (ECP5: ~5 ns clock-to-out alone).  ``count`` still counts in
+    the cycle of the transfer; the last beat is in the memory one cycle after it, long before
+    a host can read it.
+
     Parameters
     ----------
     width : int
@@ -215,11 +222,16 @@ class ResultBuffer(wiring.Component):
         ptr = Signal(abits)
         full = Signal()
         take = self.stream.valid & self.running
+        # Write stage: the accepted beat is written one cycle later.
+        wen = Signal()
+        waddr = Signal(abits)
+        wdata = Signal(self._width)
+        m.d.sync += [wen.eq(take & ~full), waddr.eq(ptr), wdata.eq(self.stream.payload)]
         m.d.comb += [
             self.stream.ready.eq(self.running),
-            wport.addr.eq(ptr),
-            wport.data.eq(self.stream.payload),
-            wport.en.eq(take & ~full),
+            wport.addr.eq(waddr),
+            wport.data.eq(wdata),
+            wport.en.eq(wen),
             rport.addr.eq(self.host_raddr),
             rport.en.eq(1),
             self.host_rdata.eq(rport.data),

@@ -108,12 +108,13 @@ def build_mlp(input_shape: Sequence[int], classes: int, spec: SparseSpec, *, hid
     features = int(np.prod(input_shape))
     layers: list[Layer] = [Flatten("flatten")]
     for i, h in enumerate(hidden, start=1):
-        layers.append(Linear(f"fc{i}", features, h, rng, spec, dtype=dtype))
+        layers.append(Linear(f"fc{i}", features, h, rng, spec.for_layer(f"fc{i}"), dtype=dtype))
         if layernorm:
             layers.append(LayerNorm(f"ln{i}", h, dtype=dtype))
         layers.append(ReLU(f"act{i}") if activation == "relu" else GELU(f"act{i}"))
         features = h
-    layers.append(Linear(f"fc{len(hidden) + 1}", features, classes, rng, spec, dtype=dtype))
+    layers.append(Linear(f"fc{len(hidden) + 1}", features, classes, rng, spec.for_layer(f"fc{len(hidden) + 1}"),
+                         dtype=dtype))
     sizes = (int(np.prod(input_shape)), *hidden, classes)
     return Sequential(layers, input_shape, name="mlp-" + "-".join(str(s) for s in sizes))
 
@@ -130,13 +131,13 @@ def build_cnn(input_shape: Sequence[int], classes: int, spec: SparseSpec, *, cha
     layers: list[Layer] = []
     cin = input_shape[2]
     for i, c in enumerate(channels, start=1):
-        layers += [Conv2d(f"conv{i}", cin, c, 3, rng, spec, padding=1, dtype=dtype), ReLU(f"relu{i}"),
+        layers += [Conv2d(f"conv{i}", cin, c, 3, rng, spec.for_layer(f"conv{i}"), padding=1, dtype=dtype), ReLU(f"relu{i}"),
                    MaxPool2d(f"pool{i}")]
         cin = c
     probe = Sequential(layers, input_shape)  # shapes only
     flat = int(np.prod(probe.output_shape))
-    layers += [Flatten("flatten"), Linear("fc1", flat, hidden, rng, spec, dtype=dtype), ReLU("relu_fc"),
-               Linear("fc2", hidden, classes, rng, spec, dtype=dtype)]
+    layers += [Flatten("flatten"), Linear("fc1", flat, hidden, rng, spec.for_layer("fc1"), dtype=dtype), ReLU("relu_fc"),
+               Linear("fc2", hidden, classes, rng, spec.for_layer("fc2"), dtype=dtype)]
     return Sequential(layers, input_shape, name="cnn-" + "-".join(str(c) for c in channels) + f"-{hidden}-{classes}")
 
 
@@ -144,7 +145,15 @@ def build_model(name: str, input_shape: Sequence[int], classes: int, spec: Spars
                 dtype=np.float32) -> Sequential:
     """``mlp`` or ``cnn`` with their default widths."""
     if name == "mlp":
-        return build_mlp(input_shape, classes, spec, seed=seed, dtype=dtype)
-    if name == "cnn":
-        return build_cnn(input_shape, classes, spec, seed=seed, dtype=dtype)
-    raise ConfigError(f"model must be one of {', '.join(MODELS)}, not {name!r}")
+        model = build_mlp(input_shape, classes, spec, seed=seed, dtype=dtype)
+    elif name == "cnn":
+        model = build_cnn(input_shape, classes, spec, seed=seed, dtype=dtype)
+    else:
+        raise ConfigError(f"model must be one of {', '.join(MODELS)}, not {name!r}")
+    names = [layer.name for layer in model.weight_layers()]
+    unknown = [d for d in spec.dense_layers if d not in names]
+    if unknown:
+        raise ConfigError(f"dense layer {unknown[0]!r} is not a weight layer of {model.name}; "
+                          f"weight layers: {', '.join(names)}")
+    model.spec = spec
+    return model

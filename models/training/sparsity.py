@@ -157,6 +157,9 @@ class SparseSpec:
         What to do with a sparse axis whose length is not a multiple of ``m``.
     srste_lambda : float
         SR-STE's regularisation weight.
+    dense_layers : tuple of str
+        Weight layers trained dense whatever the method (e.g. the first conv and the classifier,
+        as N:M training papers usually keep them); see :meth:`for_layer`.
     """
 
     method: str = "dense"
@@ -165,6 +168,13 @@ class SparseSpec:
     mask_interval: int = 1
     ragged: str = "pad"
     srste_lambda: float = SRSTE_LAMBDA
+    dense_layers: tuple[str, ...] = ()
+
+    def for_layer(self, name: str) -> SparseSpec:
+        """The spec of weight layer ``name``: dense if it is listed in ``dense_layers``, else ``self``."""
+        if self.sparse and name in self.dense_layers:
+            return SparseSpec("dense", 1, 1, self.mask_interval, self.ragged, self.srste_lambda)
+        return self
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -213,7 +223,7 @@ class SparseSpec:
 
 
 def parse_spec(method: str, sparsity: str, *, mask_interval: int = 1, ragged: str = "pad",
-               srste_lambda: float = SRSTE_LAMBDA) -> SparseSpec:
+               srste_lambda: float = SRSTE_LAMBDA, dense_layers: tuple[str, ...] = ()) -> SparseSpec:
     """Build a :class:`SparseSpec` from CLI text (``"bdwp"``, ``"2:8"``).
 
     ``method="dense"`` ignores ``sparsity``.
@@ -223,4 +233,4 @@ def parse_spec(method: str, sparsity: str, *, mask_interval: int = 1, ragged: st
     parsed = parse_sparsity(sparsity)
     if parsed is None:
         raise ConfigError(f"method {method!r} needs an N:M sparsity such as 2:8, not {sparsity!r}")
-    return SparseSpec(method, parsed[0], parsed[1], mask_interval, ragged, srste_lambda)
+    return SparseSpec(method, parsed[0], parsed[1], mask_interval, ragged, srste_lambda, tuple(dense_layers))

@@ -120,6 +120,7 @@ class TrainResult:
         return {
             "model": self.model.name, "dataset": self.dataset, "method": self.spec.method,
             "sparsity": self.spec.pattern, "mask_interval": self.spec.mask_interval, "ragged": self.spec.ragged,
+            "dense_layers": list(self.spec.dense_layers),
             "config": asdict(self.config), "params": self.model.num_params, "steps": self.steps,
             "seconds": self.seconds, "final_test_acc": self.final_test_acc,
             "history": [asdict(r) for r in self.history],
@@ -170,7 +171,7 @@ def train(model: Sequential, data: Dataset, config: TrainConfig, *,
         The loss became NaN/inf; the message names the step and the first layer with a
         non-finite output or parameter.
     """
-    spec = model.weight_layers()[0].spec if model.weight_layers() else SparseSpec()
+    spec = getattr(model, "spec", None) or (model.weight_layers()[0].spec if model.weight_layers() else SparseSpec())
     rng = np.random.default_rng([config.seed, 1])   # shuffling; the model's init used `seed` alone
     steps_per_epoch = -(-len(data.y_train) // config.batch_size)
     total_steps = steps_per_epoch * config.epochs

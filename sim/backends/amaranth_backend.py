@@ -100,6 +100,13 @@ def default_max_cycles(config: AcceleratorConfig, plans: Sequence[Sequence[int]]
 def pack_program(program: Any, a: np.ndarray) -> tuple[list[int], list[int], list[int]]:
     """Pack a program's three input streams: instruction words, weight beats, activation beats."""
     cfg = program.config
+    if cfg.is_chain:
+        from sparsa.chain_layout import pack_chain_activation_beat, pack_chain_weight_beat
+
+        words = [int(w) for w in program.instruction_words()]
+        weights = [pack_chain_weight_beat(cfg, v, i) for v, i in program.weight_beats()]
+        acts = [pack_chain_activation_beat(cfg, word) for word in program.activation_beats(a)]
+        return words, weights, acts
     words = [int(w) for w in program.instruction_words()]
     weights = [pack_weight_beat(cfg, v, i) for v, i in program.weight_beats()]
     acts = [pack_activation_beat(cfg, lanes) for lanes in program.activation_beats(a)]
@@ -214,6 +221,37 @@ def run_streams(
     return StreamRun(outputs, observed["cycles"], observed["ticks"], wall)
 
 
+def make_dut(config: AcceleratorConfig):
+    """The top-level design of ``config``'s datapath (systolic array or DSP chain)."""
+    if config.is_chain:
+        from sparsa.hdl.chain_top import SparseChainAccelerator
+
+        return SparseChainAccelerator(config)
+    return SparseSystolicAccelerator(config)
+
+
+def unpack_outputs(config: AcceleratorConfig, outputs: Sequence[int]) -> np.ndarray:
+    """Output-stream payloads as a ``(beats, lanes)`` int64 array (lanes: ``cols``, chain: ``P * cols``)."""
+    if config.is_chain:
+        from sparsa.chain_layout import unpack_chain_output_beat
+
+        lanes = config.token_lanes * config.cols
+        beats = [unpack_chain_output_beat(config, w) for w in outputs]
+    else:
+        lanes = config.cols
+        beats = [unpack_output_beat(config, w) for w in outputs]
+    return np.array(beats, dtype=np.int64).reshape(len(outputs), lanes)
+
+
+def nominal_cycles(config: AcceleratorConfig, words: Sequence[int]) -> int:
+    """Cycles of the instruction words by the datapath's timing contract (no stalls)."""
+    if config.is_chain:
+        from sparsa import chain_timing
+
+        return sum(chain_timing.instruction_cycles(config, decode(w)) for w in words)
+    return sum(instruction_cycles(config, decode(w)) for w in words)
+
+
 class AmaranthBackend:
     """Backend running the Amaranth simulation of the HDL.
 
@@ -250,12 +288,11 @@ class AmaranthBackend:
                 f"{self.config.name!r}")
         a = program.check_inputs(tensors)
         words, weights, acts = pack_program(program, a)
-        run = run_streams(SparseSystolicAccelerator(self.config), words, weights, acts,
-                          program.num_output_beats, stall_seed=self.stall_seed)
-        beats = np.array([unpack_output_beat(self.config, w) for w in run.outputs], dtype=np.int64)
-        beats = beats.reshape(len(run.outputs), self.config.cols)
+        dut = make_dut(self.config)
+        run = run_streams(dut, words, weights, acts, program.num_output_beats, stall_seed=self.stall_seed)
+        beats = unpack_outputs(self.config, run.outputs)
         y = program.collect_outputs(beats)
-        nominal = sum(instruction_cycles(self.config, decode(w)) for w in words)
+        nominal = nominal_cycles(self.config, words)
         stats = {
             "cycles_measured": run.ticks,
             "cycles_nominal": nominal,

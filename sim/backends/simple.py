@@ -44,6 +44,13 @@ class ISABackend(_Base):
 
     def run(self, program: Program, tensors: Mapping[str, np.ndarray]) -> Result:
         a = program.check_inputs(tensors)
+        if self.config.is_chain:
+            from sparsa.sim.chain import ChainInterpreter
+
+            state = ChainInterpreter(self.config).run(program.instruction_words(), program.weight_beats(),
+                                                      program.activation_beats(a))
+            beats = np.asarray(state.outputs, dtype=np.int64).reshape(-1, program.output_lanes)
+            return Result({"Y": program.collect_outputs(beats)}, None, {})
         state = Interpreter(self.config).run(program.instruction_words(), program.weight_beats(),
                                              program.activation_beats(a))
         y = program.collect_outputs(np.asarray(state.outputs, dtype=np.int64).reshape(-1, self.config.cols))
@@ -57,7 +64,13 @@ class CycleBackend(_Base):
 
     def run(self, program: Program, tensors: Mapping[str, np.ndarray]) -> Result:
         t0 = time.perf_counter()
-        y, stats = CycleModel(self.config).run_program(program, program.check_inputs(tensors))
+        if self.config.is_chain:
+            from sparsa.sim.chain import ChainCycleModel
+
+            model = ChainCycleModel(self.config)
+        else:
+            model = CycleModel(self.config)
+        y, stats = model.run_program(program, program.check_inputs(tensors))
         info = stats.as_dict()
         info["wall_s"] = time.perf_counter() - t0
         return Result({"Y": y}, stats.cycles, info)

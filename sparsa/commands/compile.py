@@ -38,9 +38,16 @@ def run(args: argparse.Namespace) -> int:
     program = compile_gemm(cfg, w, m, args.sparsity)
     a = program.check_inputs({"A": a})
     expected = gemm_reference(a, program.weights, cfg.accumulator_bits)
-    files = write_images(program, a, expected, args.output)
+    if cfg.is_chain:
+        from sparsa.compiler.chain import write_chain_images
+
+        files = write_chain_images(program, a, expected, args.output)
+        tiles = f"{program.tiling.ktiles}x{program.tiling.ntiles}"
+    else:
+        files = write_images(program, a, expected, args.output)
+        tiles = f"{program.ktiles}x{program.ntiles}"
     print(f"compiled {program.shape} at {program.pattern} (hardware {program.hw_pattern}) for {cfg.name}: "
-          f"{len(program.instructions)} instructions, {program.ktiles}x{program.ntiles} tiles")
+          f"{len(program.instructions)} instructions, {tiles} tiles")
     for f in files:
         print(f"  wrote {f}")
     return 0

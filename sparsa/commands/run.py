@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     dense = compile_gemm(cfg, program.weights, m, "dense", prune=False) if not program.hw_pattern.dense else program
     dense_cycles = program_cycles(dense)
     cycles = result.cycles if result.cycles is not None else model_cycles
-    peak = cfg.rows * cfg.cols
+    peak = cfg.peak_macs_per_cycle   # MAC lanes (x2 on a packed DSP chain)
     report = {
         "config": cfg.name, "backend": backend.name, "gemm": f"{m}x{k}x{n}",
         "sparsity": str(program.pattern), "hardware_sparsity": str(program.hw_pattern),

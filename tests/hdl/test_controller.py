@@ -84,11 +84,12 @@ def test_hand_program_overwrite_accumulate_and_partial_drain():
 
 
 def _monitor_writes(dut, log):
+    """Logs (cycle, state, RAM write) - the bank's ``mem_wen``, one enabled cycle after the request."""
     ctrl = dut.controller
 
     async def monitor(ctx):
         cycle = 0
-        async for _, _, state, wen in ctx.tick().sample(ctrl.state, ctrl.acc_wen):
+        async for _, _, state, wen in ctx.tick().sample(ctrl.state, dut.acc.mem_wen):
             log.append((cycle, state, wen))
             cycle += 1
     return monitor
@@ -96,7 +97,7 @@ def _monitor_writes(dut, log):
 
 @pytest.mark.parametrize("name", ["systolic-4x4-2of4", "systolic-4x8-m8"])
 def test_flush_is_tight(name):
-    """The last accumulator write of every COMPUTE falls in its last flush cycle."""
+    """The last accumulator RAM write of every COMPUTE falls in its last flush cycle."""
     cfg = preset(name)
     rng = np.random.default_rng(32)
     v, i = _tile(rng, cfg)

@@ -77,3 +77,36 @@ def test_backend_arguments_checked():
     program = compile_gemm(preset("systolic-4x8-m8"), np.ones((8, 8), dtype=int), 2)
     with pytest.raises(ConfigError, match="compiled for config 'systolic-4x8-m8'"):
         AmaranthBackend(cfg).run(program, {"A": np.ones((2, 8), dtype=int)})
+
+
+def _mult18x18d_model(m, name, *, en, a, b, p):
+    """Amaranth model of the registered MULT18X18D of :func:`sparsa.hdl.pe._mult18x18d`."""
+    from amaranth.hdl import Signal
+
+    a_reg, b_reg = Signal(18, name=f"{name}_a_reg"), Signal(18, name=f"{name}_b_reg")
+    p_reg = Signal(36, name=f"{name}_p_reg")
+    with m.If(en):
+        m.d.sync += [a_reg.eq(a), b_reg.eq(b), p_reg.eq(a_reg * b_reg)]
+    m.d.comb += p.eq(p_reg)
+
+
+@pytest.mark.parametrize("name,pattern,shape,stall_seed", [
+    ("systolic-4x4-2of4", "2:4", (13, 37, 11), None),
+    ("systolic-4x4-2of4", "2:4", (9, 20, 7), 4),
+    ("systolic-4x4-int4", "2:8", (9, 45, 6), 5),
+])
+def test_ecp5_dsp_register_variant(monkeypatch, name, pattern, shape, stall_seed):
+    """The ECP5 board build puts the PE's MUX and product registers into MULT18X18D (A/B input and
+    output registers, CE = en): with a model of that primitive the array stays bit-exact and
+    cycle-exact, stalls included."""
+    from sparsa.hdl import pe
+
+    cfg = preset(name)
+    assert not pe.uses_ecp5_dsp_registers(cfg, None)
+    from amaranth_boards.ulx3s import ULX3S_85F_Platform
+
+    assert pe.uses_ecp5_dsp_registers(cfg, ULX3S_85F_Platform())
+    assert not pe.uses_ecp5_dsp_registers(preset("systolic-4x4-ovp4"), ULX3S_85F_Platform())
+    monkeypatch.setattr(pe, "uses_ecp5_dsp_registers", lambda config, platform: True)
+    monkeypatch.setattr(pe, "_mult18x18d", _mult18x18d_model)
+    _check(cfg, *shape, pattern, seed=sum(shape), stall_seed=stall_seed)

@@ -73,6 +73,9 @@ def test_ovp_pe_random_against_model(name):
             ctx.set(pe.psum_in, psum_in)
             ctx.set(pe.en, 1)
             await ctx.tick()
+            # the MAC is pipelined (PE_LATENCY = 3): two more enabled cycles with a zero lane
+            ctx.set(pe.lane_in.as_value(), 0)
+            await ctx.tick().repeat(2)
             ctx.set(pe.en, 0)
             sel = lane[index]
             prod = (wi * sel[1]) << (we + sel[0]) if cfg.activation_is_ovp else (wi * sel) << we

@@ -1,4 +1,4 @@
-"""SparsePE against a naive model: the sparse MUX picks lane[index], signed MAC, wrap, enable, load."""
+"""SparsePE against a naive model: the sparse MUX picks lane[index], signed MAC, wrap, enable, load, 3-stage pipeline."""
 
 from __future__ import annotations
 
@@ -13,30 +13,44 @@ from ..conftest import preset
 from .helpers import expect_error, simulate, wrap
 
 
-def _check_pe(cfg, cases, *, forward=True):
-    """cases: (value, index, lane, psum_in, en) tuples; checks psum_out / lane_out after each tick."""
+def _check_pe(cfg, cases, *, forward=True, flush=True):
+    """cases: (value, index, lane, psum_in, en) tuples; checks psum_out / lane_out after each tick.
+
+    The model is the PE's three register stages: ``act <= lane[index]``, ``prod <= value * act``,
+    ``psum <= psum_in + prod``, all advancing only when ``en``.  With ``flush`` every case is
+    followed by two enabled cycles with a zero lane and the same ``psum_in``, so the case's own
+    product reaches ``psum_out`` (``psum_in + value * lane[index]``), which is checked too.
+    """
     pe = SparsePE(cfg, forward=forward)
+    zero = [0] * cfg.group_size
 
     async def tb(ctx):
-        psum, lane_reg = 0, [0] * cfg.group_size
+        act = prod = psum = 0
+        lane_reg = list(zero)
         for value, index, lane, psum_in, en in cases:
             ctx.set(pe.weight_in.value, value)
             ctx.set(pe.weight_in.index, index)
             ctx.set(pe.load, 1)
+            ctx.set(pe.en, 0)                   # loading does not advance the pipeline
             await ctx.tick()
             ctx.set(pe.load, 0)
             ctx.set(pe.weight_in.value, 0)      # the register must hold without load
-            for j, x in enumerate(lane):
-                ctx.set(pe.lane_in[j], x)
-            ctx.set(pe.psum_in, psum_in)
-            ctx.set(pe.en, en)
-            await ctx.tick()
-            if en:
-                psum = int(wrap(psum_in + value * lane[index], cfg.accumulator_bits))
-                lane_reg = list(lane)
-            assert ctx.get(pe.psum_out) == psum, (value, index, lane, psum_in, en)
-            if forward:
-                assert [ctx.get(pe.lane_out[j]) for j in range(cfg.group_size)] == lane_reg
+            steps = [(lane, en)] + ([(zero, 1), (zero, 1)] if flush and en else [])
+            for k, (x, step_en) in enumerate(steps):
+                for j, v in enumerate(x):
+                    ctx.set(pe.lane_in[j], v)
+                ctx.set(pe.psum_in, psum_in)
+                ctx.set(pe.en, step_en)
+                await ctx.tick()
+                if step_en:
+                    psum = int(wrap(psum_in + prod, cfg.accumulator_bits))
+                    prod, act = value * act, x[index]
+                    lane_reg = list(x)
+                assert ctx.get(pe.psum_out) == psum, (value, index, lane, psum_in, en, k)
+                if forward:
+                    assert [ctx.get(pe.lane_out[j]) for j in range(cfg.group_size)] == lane_reg
+            if flush and en:
+                assert psum == int(wrap(psum_in + value * lane[index], cfg.accumulator_bits))
 
     simulate(pe, tb)
     return pe
@@ -69,6 +83,36 @@ def test_signed_extremes_and_wrap(name):
     _check_pe(cfg, cases)
 
 
+def test_pipeline_latency_is_three_enabled_cycles():
+    """A lane's product appears on psum_out exactly PE_LATENCY = 3 enabled cycles later."""
+    from sparsa.timing import PE_LATENCY
+
+    cfg = preset("systolic-4x4-2of4")
+    pe = SparsePE(cfg)
+
+    async def tb(ctx):
+        ctx.set(pe.weight_in.value, -3)
+        ctx.set(pe.weight_in.index, 2)
+        ctx.set(pe.load, 1)
+        await ctx.tick()
+        ctx.set(pe.load, 0)
+        ctx.set(pe.psum_in, 100)
+        seen = []
+        for t in range(6):
+            ctx.set(pe.lane_in.as_value(), 0)
+            if t == 0:
+                for j, v in enumerate([1, 2, 7, 4]):
+                    ctx.set(pe.lane_in[j], v)
+            ctx.set(pe.en, int(t != 1))         # one stall cycle: not counted
+            await ctx.tick()
+            seen.append(ctx.get(pe.psum_out))
+        # enabled cycles 0, 2, 3 -> psum_out shows 100 - 21 after the third enabled cycle
+        assert seen == [100, 100, 100, 100 - 21, 100, 100]
+        assert PE_LATENCY == 3
+
+    simulate(pe, tb)
+
+
 def test_enable_freezes_and_random_against_model():
     cfg = preset("systolic-4x8-m8")
     rng = np.random.default_rng(5)
@@ -78,7 +122,7 @@ def test_enable_freezes_and_random_against_model():
         cases.append((int(rng.integers(-128, 128)), int(rng.integers(0, cfg.group_size)),
                       [int(x) for x in rng.integers(-128, 128, cfg.group_size)],
                       int(rng.integers(-half, half)), int(rng.random() < 0.7)))
-    _check_pe(cfg, cases)
+    _check_pe(cfg, cases, flush=False)
 
 
 def test_last_column_pe_has_no_lane_register():

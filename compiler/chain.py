@@ -1,0 +1,408 @@
+"""Compile an N:M-sparse GEMM for the sparse DSP chain (``datapath.kind: dsp_chain``), docs/chain.md.
+
+Geometry: ``cols`` chains (vector units) of ``rows`` MAC slices; ``P = config.token_lanes``
+tokens (rows of A) per pass (2 with packing).  The compressed reduction axis
+(``ceil(k / group_size) * n_hw`` slots per output column) is cut into k-tiles of ``rows``
+slots (slot ``i`` of a k-tile runs on slice ``i``), the output axis into n-tiles of ``cols``
+columns (column ``c`` on chain ``c``), the rows of A into blocks of ``P`` tokens, the k-tiles
+into k-chunks the activation buffer holds (``chain.act_depth`` words) and the n-tiles into
+n-chunks the output bank holds (``accumulator_depth`` rows, at most 65535 weight beats per
+COMPUTE).  The loop nest (:meth:`ChainTiling.schedule`) is::
+
+    for block of P tokens:
+      LOAD_A kt                          (once per block when every k-tile fits)
+      for n-chunk of nn n-tiles:
+        for k-chunk of kk k-tiles:
+          LOAD_A kk                      (only when K needs several k-chunks)
+          COMPUTE nn * kk, accumulate = (k-chunk > 0)   weights stream: one beat per cycle
+        DRAIN nn                         one row per n-tile: P x cols results
+    HALT
+
+Weights stream (each is used once per block: no LOAD_W, no per-tile flush), the activations
+of the block sit in the buffer the sparse MUXes select from.  The estimator costs the same
+schedule with :meth:`ChainTiling.instruction_counts`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sparsa.compiler.program import GemmShape
+from sparsa.config import AcceleratorConfig, NMPattern
+from sparsa.errors import ConfigError, FormatError, ShapeError, UnsupportedError
+from sparsa.isa import Instruction, Opcode, encode
+from sparsa.models.formats import nm
+from sparsa.models.reference import check_int_range
+
+__all__ = ["ChainTiling", "ChainStep", "ChainProgram", "plan_chain_tiling", "compile_chain_gemm",
+           "MAX_COMPUTE_BEATS", "chain_output_beats", "write_chain_images"]
+
+#: Largest COMPUTE count (the 16-bit ``count`` field): weight beats of one COMPUTE.
+MAX_COMPUTE_BEATS = (1 << 16) - 1
+
+
+def _chunks(total: int, size: int) -> tuple[tuple[int, int], ...]:
+    """``(start, length)`` pieces of ``range(total)`` of at most ``size``."""
+    return tuple((s, min(size, total - s)) for s in range(0, total, size))
+
+
+@dataclass(frozen=True)
+class ChainTiling:
+    """How one GEMM is cut for the DSP chain (see the module docstring)."""
+
+    m: int
+    k: int
+    n: int
+    hw_pattern: NMPattern
+    groups: int
+    slots: int
+    ktiles: int
+    ntiles: int
+    tokens: int
+    blocks: int
+    kchunks: tuple[tuple[int, int], ...]
+    nchunks: tuple[tuple[int, int], ...]
+
+    @property
+    def act_resident(self) -> bool:
+        """Every k-tile fits the activation buffer: one LOAD_A per token block."""
+        return len(self.kchunks) == 1
+
+    def schedule(self) -> Iterator[tuple]:
+        """Yield ``("load_a", block, k0, kk)``, ``("compute", block, n0, nn, k0, kk, accumulate)``,
+        ``("drain", block, n0, nn)`` in program order."""
+        for b in range(self.blocks):
+            if self.act_resident:
+                yield ("load_a", b, 0, self.ktiles)
+            for n0, nn in self.nchunks:
+                for i, (k0, kk) in enumerate(self.kchunks):
+                    if not self.act_resident:
+                        yield ("load_a", b, k0, kk)
+                    yield ("compute", b, n0, nn, k0, kk, i > 0)
+                yield ("drain", b, n0, nn)
+
+    def instruction_counts(self) -> Counter:
+        """The :meth:`schedule`'s instructions with multiplicities, without iterating over tiles."""
+        counts: Counter = Counter()
+        b = self.blocks
+        if self.act_resident:
+            counts[Instruction(Opcode.LOAD_A, self.ktiles)] += b
+        for _, nn in self.nchunks:
+            for i, (_, kk) in enumerate(self.kchunks):
+                if not self.act_resident:
+                    counts[Instruction(Opcode.LOAD_A, kk)] += b
+                counts[Instruction(Opcode.COMPUTE, nn * kk, i > 0)] += b
+            counts[Instruction(Opcode.DRAIN, nn)] += b
+        counts[Instruction(Opcode.HALT)] = 1
+        return counts
+
+    @property
+    def weight_beats(self) -> int:
+        """Weight beats streamed by the whole program (each holds ``rows x cols`` slots)."""
+        return self.blocks * self.ntiles * self.ktiles
+
+    @property
+    def act_beats(self) -> int:
+        """Activation-buffer words loaded by the whole program."""
+        per_block = self.ktiles if self.act_resident else self.ktiles * len(self.nchunks)
+        return self.blocks * per_block
+
+
+def plan_chain_tiling(config: AcceleratorConfig, m: int, k: int, n: int,
+                      pattern: "NMPattern | str | None") -> ChainTiling:
+    """Cut an ``(m x k) @ (k x n)`` GEMM with sparsity ``pattern`` for the chain.
+
+    Raises
+    ------
+    ShapeError
+        If a dimension is not a positive integer.
+    UnsupportedError
+        If the pattern cannot run on the sparse MUX, or the config is not a DSP chain.
+    """
+    if not config.is_chain:
+        raise UnsupportedError(f"{config.name}: plan_chain_tiling needs datapath.kind='dsp_chain', "
+                               f"not {config.datapath.kind!r}")
+    for name, value in (("m", m), ("k", k), ("n", n)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ShapeError(f"GEMM dimension {name} must be a positive integer, not {value!r}")
+    hw = config.hardware_pattern(pattern)
+    groups = -(-k // config.group_size)
+    slots = groups * hw.n
+    ktiles = -(-slots // config.rows)
+    ntiles = -(-n // config.cols)
+    kk = min(ktiles, config.chain.act_depth, MAX_COMPUTE_BEATS)
+    kchunks = _chunks(ktiles, kk)
+    nn = max(1, min(config.buffers.accumulator_depth, MAX_COMPUTE_BEATS // kk))
+    p = config.token_lanes
+    return ChainTiling(m=m, k=k, n=n, hw_pattern=hw, groups=groups, slots=slots, ktiles=ktiles, ntiles=ntiles,
+                       tokens=p, blocks=-(-m // p), kchunks=kchunks, nchunks=_chunks(ntiles, nn))
+
+
+@dataclass(frozen=True)
+class ChainStep:
+    """One COMPUTE: token block ``block``, n-tiles ``n0 .. n0+nn-1``, k-tiles ``k0 .. k0+kk-1``."""
+
+    block: int
+    n0: int
+    nn: int
+    k0: int
+    kk: int
+    accumulate: bool
+
+
+@dataclass(frozen=True, eq=False)
+class ChainProgram:
+    """A GEMM compiled for a DSP-chain accelerator; the same interface as
+    :class:`~sparsa.compiler.program.Program` for the backends.
+
+    Attributes
+    ----------
+    tile_values, tile_indices : np.ndarray
+        ``(ktiles, ntiles, rows, cols)`` compressed weights: slot ``i`` of k-tile ``t`` for
+        column ``c`` of n-tile ``nt`` (the weight slice ``i`` of chain ``c`` multiplies).
+    row_groups : np.ndarray
+        ``(ktiles, rows)``: the activation group slot ``i`` of k-tile ``t`` indexes into (-1: padding).
+    """
+
+    config: AcceleratorConfig
+    shape: GemmShape
+    pattern: NMPattern
+    hw_pattern: NMPattern
+    tiling: ChainTiling
+    instructions: tuple[Instruction, ...]
+    tile_values: np.ndarray
+    tile_indices: np.ndarray
+    row_groups: np.ndarray
+    load_steps: tuple[tuple[int, int, int], ...]
+    computes: tuple[ChainStep, ...]
+    drains: tuple[tuple[int, int, int], ...]
+    weights: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def output_lanes(self) -> int:
+        """Accumulators per output beat: ``token_lanes * cols`` (token-major)."""
+        return self.config.token_lanes * self.config.cols
+
+    @property
+    def num_weight_beats(self) -> int:
+        return sum(s.nn * s.kk for s in self.computes)
+
+    @property
+    def num_activation_beats(self) -> int:
+        return sum(kk for _, _, kk in self.load_steps)
+
+    @property
+    def num_output_beats(self) -> int:
+        return sum(nn for _, _, nn in self.drains)
+
+    @property
+    def useful_macs(self) -> int:
+        """Multiplications by kept weight slots that fall inside the GEMM."""
+        return self.shape.m * self.tiling.slots * self.shape.n
+
+    # ------------------------------------------------------------------ stimulus
+    def instruction_words(self) -> list[int]:
+        return [encode(i) for i in self.instructions]
+
+    def weight_beats(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Weight-stream beats in order: ``(values[cols, rows], indices[cols, rows])`` (chain-major)."""
+        for s in self.computes:
+            for nt in range(s.n0, s.n0 + s.nn):
+                for t in range(s.k0, s.k0 + s.kk):
+                    yield self.tile_values[t, nt].T, self.tile_indices[t, nt].T
+
+    def check_inputs(self, tensors: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Validate ``tensors`` (must hold ``"A"`` of shape (m, k), activation-representable)."""
+        if "A" not in tensors:
+            raise ShapeError(f"tensors must contain the activation matrix 'A', got keys {sorted(tensors)}")
+        a = np.asarray(tensors["A"])
+        if a.shape != (self.shape.m, self.shape.k):
+            raise ShapeError(f"A has shape {a.shape}, the program was compiled for {(self.shape.m, self.shape.k)}")
+        return check_int_range(a, self.config.activation_bits, "activation A")
+
+    def grouped_activations(self, a: np.ndarray) -> np.ndarray:
+        """A as ``(blocks * P, groups + 1, group_size)``: rows and k zero-padded; the extra group is zero."""
+        g, p = self.config.group_size, self.config.token_lanes
+        t = self.tiling
+        padded = np.zeros((t.blocks * p, (t.groups + 1) * g), dtype=np.int64)
+        padded[: a.shape[0], : self.shape.k] = a
+        return padded.reshape(t.blocks * p, t.groups + 1, g)
+
+    def buffer_words(self, grouped: np.ndarray, block: int, k0: int, kk: int) -> np.ndarray:
+        """Activation-buffer words of one LOAD_A: ``(kk, rows, P, group_size)``."""
+        p = self.config.token_lanes
+        tokens = grouped[block * p: (block + 1) * p]                 # (P, groups+1, M)
+        words = tokens[:, self.row_groups[k0: k0 + kk], :]           # (P, kk, rows, M)
+        return words.transpose(1, 2, 0, 3)
+
+    def activation_beats(self, a: np.ndarray) -> Iterator[np.ndarray]:
+        """Activation-stream beats (LOAD_A words) in order, one ``(rows, P, group_size)`` array each."""
+        a = self.check_inputs({"A": a})
+        grouped = self.grouped_activations(a)
+        for block, k0, kk in self.load_steps:
+            yield from self.buffer_words(grouped, block, k0, kk)
+
+    def collect_outputs(self, beats: np.ndarray) -> np.ndarray:
+        """Assemble ``Y[m, n]`` from the output beats ``(num_output_beats, P * cols)`` in stream order."""
+        beats = np.asarray(beats, dtype=np.int64)
+        c, p = self.config.cols, self.config.token_lanes
+        if beats.shape != (self.num_output_beats, p * c):
+            raise FormatError(f"expected {self.num_output_beats} output beats of {p * c} lanes, got {beats.shape}")
+        t = self.tiling
+        y = np.zeros((t.blocks * p, t.ntiles * c), dtype=np.int64)
+        pos = 0
+        for block, n0, nn in self.drains:
+            rows = beats[pos: pos + nn].reshape(nn, p, c).transpose(1, 0, 2).reshape(p, nn * c)
+            y[block * p: (block + 1) * p, n0 * c: (n0 + nn) * c] = rows
+            pos += nn
+        return y[: self.shape.m, : self.shape.n]
+
+    def listing(self) -> str:
+        return "\n".join(f"{i:5d}  {encode(ins):08x}  {ins}" for i, ins in enumerate(self.instructions))
+
+    def opcode_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for ins in self.instructions:
+            counts[ins.op.name] = counts.get(ins.op.name, 0) + 1
+        return counts
+
+    def has(self, op: Opcode) -> bool:
+        return any(i.op is op for i in self.instructions)
+
+
+def compile_chain_gemm(
+    config: AcceleratorConfig,
+    weights: np.ndarray,
+    m_rows: int,
+    pattern: "NMPattern | str | None" = None,
+    *,
+    prune: bool = True,
+    allow_overflow: bool = False,
+) -> ChainProgram:
+    """Compile ``Y[m_rows, n] = A[m_rows, k] @ W[k, n]`` for a DSP-chain ``config``.
+
+    Same arguments and checks as :func:`sparsa.compiler.gemm.compile_gemm` (which dispatches here).
+    """
+    config.require_supported()
+    w = np.asarray(weights)
+    if w.ndim != 2:
+        raise ShapeError(f"weights must be a 2-D matrix W[k, n], not shape {w.shape}")
+    if 0 in w.shape:
+        raise ShapeError(f"weights shape {w.shape} has a zero dimension")
+    k, n = w.shape
+    w = check_int_range(w, config.weight_bits, "weights")
+    req = NMPattern.parse(pattern, dense_m=config.group_size) if pattern is not None \
+        else config.sparsity.default_pattern
+    tiling = plan_chain_tiling(config, m_rows, k, n, req)
+    hw = tiling.hw_pattern
+    if prune:
+        w = nm.prune(w, req.n, req.m, axis=0)
+    elif not nm.is_nm_sparse(w, req.n, req.m, axis=0):
+        raise FormatError(f"weights are not {req}-sparse along k (pass prune=True to prune them)")
+    comp = nm.compress(w, hw.n, hw.m, axis=0)
+    if not allow_overflow and tiling.slots > config.max_reduction_slots():
+        need = (tiling.slots * config.worst_product()).bit_length() + 1
+        raise ConfigError(
+            f"types.accumulator_bits={config.accumulator_bits} cannot hold {tiling.slots} "
+            f"{config.types.weight} x {config.types.activation} products (k={k} at {req}); needs {need} bits")
+
+    r, c = config.rows, config.cols
+    kt_n, nt_n = tiling.ktiles, tiling.ntiles
+    vals = np.zeros((kt_n * r, nt_n * c), dtype=np.int64)
+    idxs = np.zeros((kt_n * r, nt_n * c), dtype=np.int64)
+    vals[: tiling.slots, :n] = comp.values
+    idxs[: tiling.slots, :n] = comp.indices
+    tile_values = vals.reshape(kt_n, r, nt_n, c).transpose(0, 2, 1, 3).copy()
+    tile_indices = idxs.reshape(kt_n, r, nt_n, c).transpose(0, 2, 1, 3).copy()
+    slot = np.arange(kt_n * r)
+    row_groups = np.where(slot < tiling.slots, slot // hw.n, -1).reshape(kt_n, r)
+
+    instructions: list[Instruction] = []
+    loads, computes, drains = [], [], []
+    for item in tiling.schedule():
+        if item[0] == "load_a":
+            _, b, k0, kk = item
+            loads.append((b, k0, kk))
+            instructions.append(Instruction(Opcode.LOAD_A, kk))
+        elif item[0] == "compute":
+            _, b, n0, nn, k0, kk, acc = item
+            computes.append(ChainStep(b, n0, nn, k0, kk, acc))
+            instructions.append(Instruction(Opcode.COMPUTE, nn * kk, acc))
+        else:
+            _, b, n0, nn = item
+            drains.append((b, n0, nn))
+            instructions.append(Instruction(Opcode.DRAIN, nn))
+    instructions.append(Instruction(Opcode.HALT))
+    return ChainProgram(
+        config=config, shape=GemmShape(m_rows, k, n), pattern=req, hw_pattern=hw, tiling=tiling,
+        instructions=tuple(instructions), tile_values=tile_values, tile_indices=tile_indices,
+        row_groups=row_groups, load_steps=tuple(loads), computes=tuple(computes), drains=tuple(drains),
+        weights=w.astype(np.int64), meta={"tiling": tiling})
+
+
+def chain_output_beats(program: ChainProgram, y: np.ndarray) -> np.ndarray:
+    """The output-stream beats ``(num_output_beats, P * cols)`` that carry ``Y`` (zero padded)."""
+    c, p = program.config.cols, program.config.token_lanes
+    t = program.tiling
+    full = np.zeros((t.blocks * p, t.ntiles * c), dtype=np.int64)
+    full[: program.shape.m, : program.shape.n] = y
+    beats = []
+    for block, n0, nn in program.drains:
+        part = full[block * p: (block + 1) * p, n0 * c: (n0 + nn) * c].reshape(p, nn, c)
+        beats.append(part.transpose(1, 0, 2).reshape(nn, p * c))
+    return np.concatenate(beats) if beats else np.zeros((0, p * c), np.int64)
+
+
+def write_chain_images(program: ChainProgram, a: np.ndarray, expected: np.ndarray, out_dir) -> list:
+    """``sparsa compile`` for the chain: instr/weights/acts/expected hex images, listing and JSON."""
+    import json
+    from pathlib import Path
+
+    from sparsa.chain_layout import (chain_activation_beat_bits, chain_output_beat_bits,
+                                     chain_weight_beat_bits, pack_chain_activation_beat, pack_chain_weight_beat)
+    from sparsa.layout import pack_lanes
+
+    def hex_lines(words, bits):
+        digits = max(1, -(-bits // 4))
+        return "".join(f"{w:0{digits}x}\n" for w in words)
+
+    cfg = program.config
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    bits = {"instr": 32, "weights": chain_weight_beat_bits(cfg), "acts": chain_activation_beat_bits(cfg),
+            "outputs": chain_output_beat_bits(cfg)}
+    t = program.tiling
+    meta = {
+        "config": cfg.name, "datapath": "dsp_chain",
+        "gemm": {"m": program.shape.m, "k": program.shape.k, "n": program.shape.n},
+        "sparsity": str(program.pattern), "hardware_sparsity": str(program.hw_pattern),
+        "tiling": {"ktiles": t.ktiles, "ntiles": t.ntiles, "blocks": t.blocks, "kchunks": len(t.kchunks),
+                   "nchunks": len(t.nchunks), "slots": t.slots},
+        "instructions": program.opcode_counts(),
+        "beats": {"weights": program.num_weight_beats, "acts": program.num_activation_beats,
+                  "outputs": program.num_output_beats},
+        "beat_bits": bits,
+    }
+    contents = {
+        "instr.hex": hex_lines(program.instruction_words(), 32),
+        "weights.hex": hex_lines((pack_chain_weight_beat(cfg, v, i) for v, i in program.weight_beats()),
+                                 bits["weights"]),
+        "acts.hex": hex_lines((pack_chain_activation_beat(cfg, w) for w in program.activation_beats(a)),
+                              bits["acts"]),
+        "expected.hex": hex_lines((pack_lanes(b, cfg.accumulator_bits)
+                                   for b in chain_output_beats(program, expected)), bits["outputs"]),
+        "program.lst": program.listing() + "\n",
+        "program.json": json.dumps(meta, indent=2) + "\n",
+    }
+    written = []
+    for name, text in contents.items():
+        path = out / name
+        path.write_text(text)
+        written.append(path)
+    return written

@@ -1,0 +1,61 @@
+"""Stream-beat bit layouts of the DSP-chain datapath (docs/chain.md), defined once.
+
+Lane 0 at the least significant bits, like :mod:`sparsa.layout` and Amaranth's ``ArrayLayout``.
+
+weight beat (COMPUTE, one per cycle)
+    ``cols * rows`` lanes of ``weight_bits + index_bits``; lane ``c * rows + i`` feeds slice
+    ``i`` of chain ``c``: value at the LSBs, N:M index above (as the systolic weight lane).
+activation beat (LOAD_A, one activation-buffer word)
+    ``rows`` lanes x ``P`` tokens x ``group_size`` activations: element ``e`` of token ``p``
+    for slice ``i`` at bit ``((i * P + p) * group_size + e) * activation_bits``.  For ``P = 1``
+    this is exactly the systolic activation beat.
+output beat (DRAIN, one output-bank row = one n-tile)
+    ``P * cols`` accumulators, lane ``p * cols + c`` = token ``p`` of the block, chain ``c``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sparsa.layout import pack_lanes, unpack_lanes
+
+if TYPE_CHECKING:
+    from sparsa.config import AcceleratorConfig
+
+__all__ = ["chain_weight_beat_bits", "chain_activation_beat_bits", "chain_output_beat_bits",
+           "pack_chain_weight_beat", "pack_chain_activation_beat", "unpack_chain_output_beat"]
+
+
+def chain_weight_beat_bits(config: "AcceleratorConfig") -> int:
+    return config.cols * config.rows * (config.weight_bits + config.index_bits)
+
+
+def chain_activation_beat_bits(config: "AcceleratorConfig") -> int:
+    return config.rows * config.token_lanes * config.group_size * config.activation_bits
+
+
+def chain_output_beat_bits(config: "AcceleratorConfig") -> int:
+    return config.token_lanes * config.cols * config.accumulator_bits
+
+
+def pack_chain_weight_beat(config: "AcceleratorConfig", values: np.ndarray, indices: np.ndarray) -> int:
+    """Pack ``values`` / ``indices`` of shape ``(cols, rows)`` into one weight beat."""
+    wb = config.weight_bits
+    lanes = (np.asarray(values, dtype=np.int64) & ((1 << wb) - 1)) | (np.asarray(indices, dtype=np.int64) << wb)
+    return pack_lanes(lanes, wb + config.index_bits)
+
+
+def pack_chain_activation_beat(config: "AcceleratorConfig", word: np.ndarray) -> int:
+    """Pack one activation-buffer word of shape ``(rows, P, group_size)``."""
+    word = np.asarray(word)
+    shape = (config.rows, config.token_lanes, config.group_size)
+    if word.shape != shape:
+        raise ValueError(f"activation word must have shape {shape}, not {word.shape}")
+    return pack_lanes(word, config.activation_bits)
+
+
+def unpack_chain_output_beat(config: "AcceleratorConfig", word: int) -> np.ndarray:
+    """Unpack one output beat into ``P * cols`` signed accumulators."""
+    return unpack_lanes(word, config.accumulator_bits, config.token_lanes * config.cols, signed=True)
