@@ -15,7 +15,6 @@ the report says so (``timing_met``).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -32,6 +31,7 @@ from sparsa.fpga.boards import Board
 from sparsa.fpga.fit import FitEstimate, check_fit
 from sparsa.fpga.synth import ABC9_WORKAROUND, classify_cells, parse_stat, require_tool
 from sparsa.hdl.soc.params import SocParams
+from sparsa.environ import temporary_environ
 
 __all__ = ["BuildReport", "BuildError", "build_ecp5", "toolchain_env", "parse_nextpnr_report", "top_name",
            "missing_tools"]
@@ -44,18 +44,8 @@ class BuildError(SparsaError, RuntimeError):
     """A tool of the board flow failed (the message ends with its log's tail)."""
 
 
-@contextlib.contextmanager
-def _environ(updates: Mapping[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in updates}
-    os.environ.update(updates)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+#: Temporarily set environment variables (cocotb's runner and Amaranth read ``os.environ``).
+_environ = temporary_environ
 
 
 def toolchain_env(*, pnr: bool = True) -> dict[str, str]:

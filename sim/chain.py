@@ -19,6 +19,7 @@ from sparsa.config import AcceleratorConfig
 from sparsa.errors import FormatError
 from sparsa.isa import Opcode, decode
 from sparsa.models.reference import wrap
+from sparsa.sim.cycle import CycleStats
 
 __all__ = ["ChainState", "ChainInterpreter", "ChainCycleModel", "ChainStats"]
 
@@ -103,21 +104,9 @@ class ChainInterpreter:
         return state
 
 
-@dataclass
-class ChainStats:
-    """Where the cycles of a chain run went."""
-
-    cycles: int = 0
-    fetch: int = 0
-    load: int = 0
-    stream: int = 0
-    flush: int = 0
-    drain: int = 0
-    macs: int = 0
-    instructions: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+#: The chain's run statistics are the systolic cycle model's counters (fetch / load / stream /
+#: flush / drain cycles, MACs, instructions); one class, so reports treat both datapaths alike.
+ChainStats = CycleStats
 
 
 class ChainCycleModel:

@@ -40,6 +40,7 @@ import numpy as np
 from sparsa.config import AcceleratorConfig
 from sparsa.errors import ConfigError, MissingToolError, SparsaError
 from sparsa.sim.backends.base import Result
+from sparsa.environ import temporary_environ
 
 __all__ = ["VerilatorBackend", "VerilatorError", "unavailable_reason", "require_tools", "default_build_root",
            "BUILD_DIR_ENV"]
@@ -108,19 +109,8 @@ def _source_hash() -> str:
     return h.hexdigest()[:12]
 
 
-@contextlib.contextmanager
-def _environ(updates: Mapping[str, str]) -> Iterator[None]:
-    """Temporarily set environment variables (cocotb's runner reads ``os.environ``)."""
-    saved = {k: os.environ.get(k) for k in updates}
-    os.environ.update(updates)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+#: Temporarily set environment variables (cocotb's runner and Amaranth read ``os.environ``).
+_environ = temporary_environ
 
 
 @contextlib.contextmanager
