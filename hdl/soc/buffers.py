@@ -11,9 +11,15 @@ read port::
 
 The read port's enable is ``advance``, so the payload holds still while ``valid & ~ready`` -
 the stream rule - and the reader sustains one beat per cycle, so an always-ready consumer
-never waits: the accelerator's cycle count equals the timing contract.  By default a
-flip-flop stage follows the RAM (``registered``; both stages advance together).  ``valid``
-depends on the reader's state only.
+never waits: the accelerator's cycle count equals the timing contract.  By default two
+flip-flop stages follow the RAM (``stages=2``; all stages advance together): the first sits
+next to the block RAM and takes its slow clock-to-out (ECP5 DP16KD without its output
+register: ~5.8 ns measured), the second carries the beat across the chip to the
+accelerator.  With one stage the RAM -> routing -> register path was the critical path of
+the 8x8 SoC at 86.5 MHz (docs/fpga.md).  ``valid`` depends on the reader's state only.
+
+Host reads of every buffer go through a register too, so they answer
+:data:`HOST_READ_LATENCY` cycles after the address.
 
 :class:`ResultBuffer` is always ready while running and writes every result beat to the
 next row (beats past the depth are dropped and flagged).
@@ -27,10 +33,12 @@ from amaranth.lib.wiring import In, Out
 
 from sparsa.hdl.soc.params import ceil_log2
 
-__all__ = ["SourceBuffer", "ResultBuffer", "COUNTER_BITS"]
+__all__ = ["SourceBuffer", "ResultBuffer", "COUNTER_BITS", "HOST_READ_LATENCY"]
 
 #: Width of the beat counters (count, taken, result count).
 COUNTER_BITS = 32
+#: Cycles from ``host_raddr`` to the beat on ``host_rdata`` (block-RAM read, then a register).
+HOST_READ_LATENCY = 2
 
 
 def _check_geometry(width: object, depth: object) -> None:
@@ -49,19 +57,21 @@ class SourceBuffer(wiring.Component):
         Beat width in bits.
     depth : int
         Beats the memory holds.
-    registered : bool
-        Put a flip-flop stage after the block RAM's read latch (default).  Block RAM
-        clock-to-out is slow (ECP5 DP16KD without its output register: ~5 ns), and the
-        accelerator's first PE row uses the activation lane in the cycle it sees it; the
-        register keeps the RAM out of that path.  The reader then needs
-        :attr:`prime_cycles` = 2 cycles after ``start`` before its first beat is valid.
+    stages : int
+        Flip-flop stages after the block RAM's read latch: 0, 1 or 2 (default).  Block RAM
+        clock-to-out is slow (ECP5 DP16KD without its output register: ~5.8 ns), so the
+        first stage should sit next to the RAM; the second takes the beat to its consumer.
+        The reader needs :attr:`prime_cycles` = ``1 + stages`` cycles after ``start`` before
+        its first beat is valid.  With ``stages >= 1`` host reads answer from the first stage
+        (:data:`HOST_READ_LATENCY` cycles), with 0 straight from the RAM (1 cycle).
 
     Attributes
     ----------
     host_wen, host_waddr, host_wdata : In
         Host write port (one whole beat per cycle).
     host_raddr : In(abits)
-        Host read address while not ``running``; ``host_rdata`` shows the beat one cycle later.
+        Host read address while not ``running``; ``host_rdata`` shows the beat
+        :attr:`host_read_latency` cycles later.
     host_rdata : Out(width)
         Read data (while ``running`` it is the reader's, not the host's).
     start : In(1)
@@ -76,11 +86,13 @@ class SourceBuffer(wiring.Component):
         Beats transferred since ``start``.
     """
 
-    def __init__(self, width: int, depth: int, *, registered: bool = True) -> None:
+    def __init__(self, width: int, depth: int, *, stages: int = 2) -> None:
         _check_geometry(width, depth)
+        if stages not in (0, 1, 2) or isinstance(stages, bool):
+            raise ValueError(f"stages must be 0, 1 or 2, not {stages!r}")
         self._width = width
         self._depth = depth
-        self._registered = bool(registered)
+        self._stages = stages
         abits = max(1, ceil_log2(depth))
         super().__init__({
             "host_wen": In(1),
@@ -106,9 +118,19 @@ class SourceBuffer(wiring.Component):
         return self._depth
 
     @property
+    def stages(self) -> int:
+        """Register stages after the block RAM's read latch."""
+        return self._stages
+
+    @property
     def prime_cycles(self) -> int:
         """Cycles from ``start`` (with ``running``) until the first beat is valid."""
-        return 2 if self._registered else 1
+        return 1 + self._stages
+
+    @property
+    def host_read_latency(self) -> int:
+        """Cycles from ``host_raddr`` to the beat on ``host_rdata``."""
+        return HOST_READ_LATENCY if self._stages else 1
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -130,24 +152,32 @@ class SourceBuffer(wiring.Component):
             wport.data.eq(self.host_wdata),
             rport.addr.eq(Mux(self.running, addr, self.host_raddr)),
             rport.en.eq(Mux(self.running, advance, 1)),
-            self.host_rdata.eq(rport.data),
             self.stream.valid.eq(valid),
         ]
-        if self._registered:
-            data = Signal(self._width)
-            m.d.comb += self.stream.payload.eq(data)
+        # stage[0] is the RAM's read latch; stage[i] the i-th register after it.
+        data = [rport.data] + [Signal(self._width, name=f"stage{i}") for i in range(1, self._stages + 1)]
+        full = [ram_valid] + [Signal(name=f"stage{i}_valid") for i in range(1, self._stages)]
+        m.d.comb += self.stream.payload.eq(data[-1])
+        if self._stages:
+            # The first register follows the read port's enable, so host reads see it too.
+            with m.If(rport.en):
+                m.d.sync += data[1].eq(rport.data)
+            m.d.comb += self.host_rdata.eq(data[1])
         else:
-            m.d.comb += self.stream.payload.eq(rport.data)
+            m.d.comb += self.host_rdata.eq(rport.data)
         with m.If(self.start):
-            m.d.sync += [addr.eq(0), remaining.eq(self.count), valid.eq(0), ram_valid.eq(0), self.taken.eq(0)]
+            m.d.sync += [addr.eq(0), remaining.eq(self.count), valid.eq(0), self.taken.eq(0)]
+            m.d.sync += [f.eq(0) for f in full]
         with m.Elif(self.running):
             with m.If(self.stream.valid & self.stream.ready):
                 m.d.sync += self.taken.eq(self.taken + 1)
             with m.If(advance):
                 with m.If(fetch):
                     m.d.sync += [addr.eq(addr + 1), remaining.eq(remaining - 1)]
-                if self._registered:
-                    m.d.sync += [ram_valid.eq(fetch), valid.eq(ram_valid), data.eq(rport.data)]
+                if self._stages:
+                    chain = [fetch] + full
+                    m.d.sync += [dst.eq(src) for dst, src in zip(full + [valid], chain)]
+                    m.d.sync += [data[i + 1].eq(data[i]) for i in range(1, self._stages)]
                 else:
                     m.d.sync += valid.eq(fetch)
         return m
@@ -179,7 +209,7 @@ class ResultBuffer(wiring.Component):
     running : In(1)
         Accept beats.
     host_raddr : In(abits)
-        Host read address; ``host_rdata`` shows the beat one cycle later.
+        Host read address; ``host_rdata`` shows the beat :data:`HOST_READ_LATENCY` cycles later.
     host_rdata : Out(width)
     count : Out(32)
         Beats received since ``start`` (including dropped ones).
@@ -212,6 +242,11 @@ class ResultBuffer(wiring.Component):
         """Beats the memory holds."""
         return self._depth
 
+    @property
+    def host_read_latency(self) -> int:
+        """Cycles from ``host_raddr`` to the beat on ``host_rdata``."""
+        return HOST_READ_LATENCY
+
     def elaborate(self, platform) -> Module:
         m = Module()
         abits = len(self.host_raddr)
@@ -234,8 +269,9 @@ class ResultBuffer(wiring.Component):
             wport.en.eq(wen),
             rport.addr.eq(self.host_raddr),
             rport.en.eq(1),
-            self.host_rdata.eq(rport.data),
         ]
+        # Host reads: the RAM's read latch, then a register (HOST_READ_LATENCY cycles).
+        m.d.sync += self.host_rdata.eq(rport.data)
         with m.If(self.start):
             m.d.sync += [ptr.eq(0), full.eq(0), self.count.eq(0), self.overflow.eq(0)]
         with m.Elif(take):

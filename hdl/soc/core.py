@@ -29,7 +29,7 @@ from amaranth.hdl import Cat, Const, Module, ResetInserter, Signal
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
-from sparsa.hdl.soc.buffers import COUNTER_BITS, ResultBuffer, SourceBuffer
+from sparsa.hdl.soc.buffers import COUNTER_BITS, HOST_READ_LATENCY, ResultBuffer, SourceBuffer
 from sparsa.hdl.soc.bus import DATA_WIDTH, BusSignature
 from sparsa.hdl.soc.params import Ctrl, Reg, Region, SocParams, Status, ceil_log2
 
@@ -194,8 +194,10 @@ class SocCore(wiring.Component):
                     with m.Elif(word < last):
                         m.d.sync += staging.word_select(word, DATA_WIDTH).eq(bus.w_data)
 
-        # Reads answer READ_LATENCY = 2 cycles after r_en: cycle 1 registers the whole RAM word
-        # (and the register value), cycle 2 selects the 32-bit word combinationally.
+        # Reads answer READ_LATENCY = 3 cycles after r_en: the buffers' host ports answer
+        # HOST_READ_LATENCY = 2 cycles after the address (block RAM, then a register next to
+        # it), cycle 3 registers the whole word of the addressed buffer (the region mux) and
+        # selects the 32-bit word combinationally.  The register value waits alongside.
         values = p.register_values()
         reg_q = Signal(32)
         region_q = Signal(3)
@@ -223,20 +225,24 @@ class SocCore(wiring.Component):
             mem = mems[reg_region]
             lstride = ceil_log2(mem.stride)
             m.d.comb += buf.host_raddr.eq(offset[lstride:])
+        assert all(buf.host_read_latency == HOST_READ_LATENCY for buf in all_buffers.values())
         pending = Signal()
-        m.d.sync += pending.eq(bus.r_en)
-        reg_q2 = Signal(32)
-        region_q2 = Signal(3)
-        word_q2 = Signal(len(word_q))
+        pending2 = Signal()
+        m.d.sync += [pending.eq(bus.r_en), pending2.eq(pending)]
+        reg_q2, reg_q3 = Signal(32), Signal(32)
+        region_q2, region_q3 = Signal(3), Signal(3)
+        word_q2, word_q3 = Signal(len(word_q)), Signal(len(word_q))
         ram_q = {region: Signal(mems[region].bits, name=f"{region.name.lower()}_rdata") for region in all_buffers}
         with m.If(pending):
             m.d.sync += [reg_q2.eq(reg_q), region_q2.eq(region_q), word_q2.eq(word_q)]
+        with m.If(pending2):
+            m.d.sync += [reg_q3.eq(reg_q2), region_q3.eq(region_q2), word_q3.eq(word_q2)]
             for reg_region, buf in all_buffers.items():
-                with m.If(region_q == reg_region):
+                with m.If(region_q2 == reg_region):
                     m.d.sync += ram_q[reg_region].eq(buf.host_rdata)
-        with m.Switch(region_q2):
+        with m.Switch(region_q3):
             with m.Case(Region.REGS):
-                m.d.comb += bus.r_data.eq(reg_q2)
+                m.d.comb += bus.r_data.eq(reg_q3)
             for reg_region in all_buffers:
                 mem = mems[reg_region]
                 with m.Case(reg_region):
@@ -244,5 +250,5 @@ class SocCore(wiring.Component):
                     if mem.stride == 1:
                         m.d.comb += bus.r_data.eq(padded)
                     else:
-                        m.d.comb += bus.r_data.eq(padded.word_select(word_q2[:ceil_log2(mem.stride)], DATA_WIDTH))
+                        m.d.comb += bus.r_data.eq(padded.word_select(word_q3[:ceil_log2(mem.stride)], DATA_WIDTH))
         return m

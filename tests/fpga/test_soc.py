@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from sparsa.hdl.soc.buffers import ResultBuffer, SourceBuffer
+from sparsa.hdl.soc.buffers import HOST_READ_LATENCY, ResultBuffer, SourceBuffer
 from sparsa.hdl.soc.bus import READ_LATENCY
 from sparsa.hdl.soc.core import SocCore
 from sparsa.hdl.soc.params import SOC_ID, SOC_VERSION, Reg, Region, SocParams, Status, stride_for, words_per_beat
@@ -176,18 +176,19 @@ def _stream_sim(buf, beats, stall_seed, extra_checks=True):
     return got, violations
 
 
-@pytest.mark.parametrize("registered", [True, False])
-def test_source_buffer_streams_in_order_under_stalls(registered):
+@pytest.mark.parametrize("stages", [0, 1, 2])
+def test_source_buffer_streams_in_order_under_stalls(stages):
     rng = np.random.default_rng(11)
     beats = [int(x) for x in rng.integers(0, 1 << 40, 23, dtype=np.int64)]
-    got, violations = _stream_sim(SourceBuffer(40, 32, registered=registered), beats, stall_seed=5)
+    got, violations = _stream_sim(SourceBuffer(40, 32, stages=stages), beats, stall_seed=5)
     assert violations == []
     assert got == beats                      # exactly count beats, in order, nothing after
 
 
-def test_source_buffer_full_rate_after_prime():
+@pytest.mark.parametrize("stages", [0, 1, 2])
+def test_source_buffer_full_rate_after_prime(stages):
     """With an always-ready sink the beats leave one per cycle, the first prime_cycles after start."""
-    buf = SourceBuffer(16, 16)
+    buf = SourceBuffer(16, 16, stages=stages)
     sim = Simulator(buf)
     sim.add_clock(1e-8)
     seen = []
@@ -220,6 +221,39 @@ def test_source_buffer_rejects_bad_geometry():
         SourceBuffer(0, 4)
     with pytest.raises(ValueError, match="depth must be an integer >= 2, not 1"):
         SourceBuffer(8, 1)
+    with pytest.raises(ValueError, match="stages must be 0, 1 or 2, not 3"):
+        SourceBuffer(8, 4, stages=3)
+
+
+@pytest.mark.parametrize("stages", [0, 1, 2])
+def test_source_buffer_host_read_latency(stages):
+    """A host read shows mem[addr] exactly host_read_latency cycles after the address, for
+    back-to-back addresses (one read per cycle)."""
+    buf = SourceBuffer(12, 8, stages=stages)
+    sim = Simulator(buf)
+    sim.add_clock(1e-8)
+    seen = {}
+
+    async def tb(ctx):
+        for i in range(8):
+            ctx.set(buf.host_wen, 1)
+            ctx.set(buf.host_waddr, i)
+            ctx.set(buf.host_wdata, 0x100 + 7 * i)
+            await ctx.tick()
+        ctx.set(buf.host_wen, 0)
+        order = [3, 0, 7, 7, 5, 1]
+        for cycle in range(len(order) + 3):
+            if cycle < len(order):
+                ctx.set(buf.host_raddr, order[cycle])
+            await ctx.tick()
+            seen[cycle + 1] = ctx.get(buf.host_rdata)
+        seen["order"] = order
+    sim.add_testbench(tb)
+    sim.run()
+    lat = buf.host_read_latency
+    assert lat == (1 if stages == 0 else 2)
+    order = seen["order"]
+    assert [seen[c + lat] for c in range(len(order))] == [0x100 + 7 * a for a in order]
 
 
 def test_result_buffer_overflow_drops_and_flags():
@@ -243,7 +277,7 @@ def test_result_buffer_overflow_drops_and_flags():
         rows = []
         for i in range(4):
             ctx.set(buf.host_raddr, i)
-            await ctx.tick()
+            await ctx.tick().repeat(HOST_READ_LATENCY)
             rows.append(ctx.get(buf.host_rdata))
         result.update(rows=rows, count=ctx.get(buf.count), overflow=ctx.get(buf.overflow))
     sim.add_testbench(tb)
