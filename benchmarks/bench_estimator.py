@@ -81,7 +81,7 @@ def cycle_breakdown(cfg, workload) -> dict:
     """Cycles of one pass by what the datapath does, summed over layers.
 
     GEMM compute cycles are split with the timing contract: every instruction costs
-    ``FETCH_CYCLES``; LOAD_W ``rows`` (load); COMPUTE ``count`` (stream) + ``rows + cols + 2``
+    ``FETCH_CYCLES``; LOAD_W ``rows`` (load); COMPUTE ``count`` (stream) + ``rows + cols + 3``
     (flush); DRAIN ``count`` (drain).  ``memory_stall`` is what the layer's memory time adds on
     top of its compute (overlap model: ``max(compute, memory)``); ``vector`` the non-GEMM ops.
     The split of every layer is checked to add up to the estimator's own compute cycles.
@@ -121,7 +121,7 @@ def cycle_breakdown(cfg, workload) -> dict:
 
         # what-ifs (not modelled by the cycle model / RTL; lower bounds on compute):
         # 1. double-buffered weights: every LOAD_W but the first hides under the previous COMPUTE
-        #    (whose flush alone, rows + cols + 2, is longer than the rows-cycle load);
+        #    (whose flush alone, rows + cols + 3, is longer than the rows-cycle load);
         first_load = FETCH_CYCLES + load_weights_cycles(cfg)
         c1 = est.compute_cycles / layer.count - (split["load"] + FETCH_CYCLES * tiling.loads) + first_load
         # 2. ... and tiles pipelined back to back: a tile costs max(rows to load, beats to stream);

@@ -1,21 +1,25 @@
 """Compile an N:M-sparse GEMM for the sparse DSP chain (``datapath.kind: dsp_chain``), docs/chain.md.
 
 Geometry: ``cols`` chains (vector units) of ``rows`` MAC slices; ``P = config.token_lanes``
-tokens (rows of A) per pass (2 with packing).  The compressed reduction axis
-(``ceil(k / group_size) * n_hw`` slots per output column) is cut into k-tiles of ``rows``
-slots (slot ``i`` of a k-tile runs on slice ``i``), the output axis into n-tiles of ``cols``
-columns (column ``c`` on chain ``c``), the rows of A into blocks of ``P`` tokens, the k-tiles
-into k-chunks the activation buffer holds (``chain.act_depth`` words) and the n-tiles into
-n-chunks the output bank holds (``accumulator_depth`` rows, at most 65535 weight beats per
-COMPUTE).  The loop nest (:meth:`ChainTiling.schedule`) is::
+tokens (rows of A) per pass (2 with packing).  Each chain is cut at run time into ``S``
+segments of ``L = rows / S`` slices (cascade cutting, docs/chain.md; ``S`` divides
+``chain.max_segments``, chosen per GEMM by :func:`plan_chain_tiling`).  The compressed
+reduction axis (``ceil(k / group_size) * n_hw`` slots per output column) is cut into k-tiles
+of ``L`` slots (slot ``i`` of a k-tile runs on slice ``s * L + i`` of every segment ``s``), the
+output axis into n-tiles of ``S * cols`` columns (column ``s * cols + c`` on segment ``s`` of
+chain ``c``), the rows of A into blocks of ``P`` tokens, the k-tiles into k-chunks the
+activation buffer holds (``chain.act_depth`` words; each word holds its ``L``-slot k-tile
+replicated ``S`` times) and the n-tiles into n-chunks the output bank holds
+(``accumulator_depth`` rows, at most 65535 weight beats per COMPUTE and output beats per
+DRAIN).  The loop nest (:meth:`ChainTiling.schedule`) is::
 
     for block of P tokens:
-      LOAD_A kt                          (once per block when every k-tile fits)
+      LOAD_A kt, segments=S              (once per block when every k-tile fits)
       for n-chunk of nn n-tiles:
         for k-chunk of kk k-tiles:
-          LOAD_A kk                      (only when K needs several k-chunks)
+          LOAD_A kk, segments=S          (only when K needs several k-chunks)
           COMPUTE nn * kk, accumulate = (k-chunk > 0)   weights stream: one beat per cycle
-        DRAIN nn                         one row per n-tile: P x cols results
+        DRAIN nn * S                     S beats per n-tile: P x cols results each
     HALT
 
 Weights stream (each is used once per block: no LOAD_W, no per-tile flush), the activations
@@ -31,6 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sparsa import chain_timing
 from sparsa.compiler.program import GemmShape
 from sparsa.config import AcceleratorConfig, NMPattern
 from sparsa.errors import ConfigError, FormatError, ShapeError, UnsupportedError
@@ -41,7 +46,8 @@ from sparsa.models.reference import check_int_range
 __all__ = ["ChainTiling", "ChainStep", "ChainProgram", "plan_chain_tiling", "compile_chain_gemm",
            "MAX_COMPUTE_BEATS", "chain_output_beats", "write_chain_images"]
 
-#: Largest COMPUTE count (the 16-bit ``count`` field): weight beats of one COMPUTE.
+#: Largest COMPUTE count (the 16-bit ``count`` field): weight beats of one COMPUTE (and output
+#: beats of one DRAIN).
 MAX_COMPUTE_BEATS = (1 << 16) - 1
 
 
@@ -52,7 +58,12 @@ def _chunks(total: int, size: int) -> tuple[tuple[int, int], ...]:
 
 @dataclass(frozen=True)
 class ChainTiling:
-    """How one GEMM is cut for the DSP chain (see the module docstring)."""
+    """How one GEMM is cut for the DSP chain (see the module docstring).
+
+    ``ktiles`` k-tiles of ``seg_len = rows / segments`` slots, ``ntiles`` n-tiles of
+    ``segments * cols`` output columns; ``nchunks`` count n-tiles (each drains as ``segments``
+    output beats of ``cols`` columns).
+    """
 
     m: int
     k: int
@@ -66,6 +77,13 @@ class ChainTiling:
     blocks: int
     kchunks: tuple[tuple[int, int], ...]
     nchunks: tuple[tuple[int, int], ...]
+    segments: int
+    seg_len: int
+
+    @property
+    def out_tiles(self) -> int:
+        """Output tiles of ``cols`` columns (one output beat per token block each)."""
+        return self.ntiles * self.segments
 
     @property
     def act_resident(self) -> bool:
@@ -74,7 +92,8 @@ class ChainTiling:
 
     def schedule(self) -> Iterator[tuple]:
         """Yield ``("load_a", block, k0, kk)``, ``("compute", block, n0, nn, k0, kk, accumulate)``,
-        ``("drain", block, n0, nn)`` in program order."""
+        ``("drain", block, n0, nn)`` in program order (``n0``, ``nn`` in n-tiles; the LOAD_As
+        carry :attr:`segments`, a DRAIN pushes ``nn * segments`` beats)."""
         for b in range(self.blocks):
             if self.act_resident:
                 yield ("load_a", b, 0, self.ktiles)
@@ -88,15 +107,15 @@ class ChainTiling:
     def instruction_counts(self) -> Counter:
         """The :meth:`schedule`'s instructions with multiplicities, without iterating over tiles."""
         counts: Counter = Counter()
-        b = self.blocks
+        b, seg = self.blocks, self.segments
         if self.act_resident:
-            counts[Instruction(Opcode.LOAD_A, self.ktiles)] += b
+            counts[Instruction(Opcode.LOAD_A, self.ktiles, segments=seg)] += b
         for _, nn in self.nchunks:
             for i, (_, kk) in enumerate(self.kchunks):
                 if not self.act_resident:
-                    counts[Instruction(Opcode.LOAD_A, kk)] += b
+                    counts[Instruction(Opcode.LOAD_A, kk, segments=seg)] += b
                 counts[Instruction(Opcode.COMPUTE, nn * kk, i > 0)] += b
-            counts[Instruction(Opcode.DRAIN, nn)] += b
+            counts[Instruction(Opcode.DRAIN, nn * seg)] += b
         counts[Instruction(Opcode.HALT)] = 1
         return counts
 
@@ -111,15 +130,51 @@ class ChainTiling:
         per_block = self.ktiles if self.act_resident else self.ktiles * len(self.nchunks)
         return self.blocks * per_block
 
+    def cycles(self, config: AcceleratorConfig) -> int:
+        """Cycles of the whole :meth:`schedule` by the chain timing contract (no stalls)."""
+        return sum(mult * chain_timing.instruction_cycles(config, ins)
+                   for ins, mult in self.instruction_counts().items())
+
+
+def _plan(config: AcceleratorConfig, m: int, k: int, n: int, hw: NMPattern, segments: int) -> ChainTiling:
+    """:class:`ChainTiling` of one GEMM with the chains cut into ``segments`` segments."""
+    seg_len = config.rows // segments
+    groups = -(-k // config.group_size)
+    slots = groups * hw.n
+    ktiles = -(-slots // seg_len)
+    ntiles = -(-n // (config.cols * segments))
+    kk = min(ktiles, config.chain.act_depth, MAX_COMPUTE_BEATS)
+    kchunks = _chunks(ktiles, kk)
+    nn = max(1, min(config.buffers.accumulator_depth, MAX_COMPUTE_BEATS // kk, MAX_COMPUTE_BEATS // segments))
+    p = config.token_lanes
+    return ChainTiling(m=m, k=k, n=n, hw_pattern=hw, groups=groups, slots=slots, ktiles=ktiles, ntiles=ntiles,
+                       tokens=p, blocks=-(-m // p), kchunks=kchunks, nchunks=_chunks(ntiles, nn),
+                       segments=segments, seg_len=seg_len)
+
 
 def plan_chain_tiling(config: AcceleratorConfig, m: int, k: int, n: int,
-                      pattern: "NMPattern | str | None") -> ChainTiling:
+                      pattern: "NMPattern | str | None", segments: "int | None" = None) -> ChainTiling:
     """Cut an ``(m x k) @ (k x n)`` GEMM with sparsity ``pattern`` for the chain.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+        A ``dsp_chain`` configuration.
+    m, k, n : int
+        GEMM dimensions.
+    pattern : NMPattern or str or None
+        Requested N:M sparsity (None: the config's default).
+    segments : int, optional
+        Segments S each chain is cut into (one of ``config.chain.supported_segments()``).
+        None (default): the supported S with the fewest :meth:`ChainTiling.cycles` (ties: the
+        smaller S) - fewer k-tiles per output (short reductions) against more n-tiles.
 
     Raises
     ------
     ShapeError
         If a dimension is not a positive integer.
+    ConfigError
+        If ``segments`` is not a segment count the config supports.
     UnsupportedError
         If the pattern cannot run on the sparse MUX, or the config is not a DSP chain.
     """
@@ -129,17 +184,15 @@ def plan_chain_tiling(config: AcceleratorConfig, m: int, k: int, n: int,
     for name, value in (("m", m), ("k", k), ("n", n)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ShapeError(f"GEMM dimension {name} must be a positive integer, not {value!r}")
+    supported = config.chain.supported_segments()
+    if segments is not None and (isinstance(segments, bool) or segments not in supported):
+        raise ConfigError(f"segments={segments!r} is not supported by datapath.chain.max_segments="
+                          f"{config.chain.max_segments}; use one of {list(supported)}")
     hw = config.hardware_pattern(pattern)
-    groups = -(-k // config.group_size)
-    slots = groups * hw.n
-    ktiles = -(-slots // config.rows)
-    ntiles = -(-n // config.cols)
-    kk = min(ktiles, config.chain.act_depth, MAX_COMPUTE_BEATS)
-    kchunks = _chunks(ktiles, kk)
-    nn = max(1, min(config.buffers.accumulator_depth, MAX_COMPUTE_BEATS // kk))
-    p = config.token_lanes
-    return ChainTiling(m=m, k=k, n=n, hw_pattern=hw, groups=groups, slots=slots, ktiles=ktiles, ntiles=ntiles,
-                       tokens=p, blocks=-(-m // p), kchunks=kchunks, nchunks=_chunks(ntiles, nn))
+    if segments is not None:
+        return _plan(config, m, k, n, hw, segments)
+    plans = [_plan(config, m, k, n, hw, s) for s in supported]
+    return min(plans, key=lambda t: (t.cycles(config), t.segments))
 
 
 @dataclass(frozen=True)
@@ -162,10 +215,14 @@ class ChainProgram:
     Attributes
     ----------
     tile_values, tile_indices : np.ndarray
-        ``(ktiles, ntiles, rows, cols)`` compressed weights: slot ``i`` of k-tile ``t`` for
-        column ``c`` of n-tile ``nt`` (the weight slice ``i`` of chain ``c`` multiplies).
+        ``(ktiles, ntiles, rows, cols)`` compressed weights: for slice ``s * L + i`` of chain
+        ``c`` (segment ``s`` of ``S``, ``L = rows / S``), slot ``i`` of k-tile ``t`` of output
+        column ``nt * S * cols + s * cols + c``.
     row_groups : np.ndarray
-        ``(ktiles, rows)``: the activation group slot ``i`` of k-tile ``t`` indexes into (-1: padding).
+        ``(ktiles, rows)``: the activation group slice ``s * L + i`` of k-tile ``t`` indexes
+        into (-1: padding); the ``L``-lane pattern repeats for every segment ``s``.
+    drains : tuple
+        ``(block, o0, no)`` per DRAIN in output tiles of ``cols`` columns (``no`` beats).
     """
 
     config: AcceleratorConfig
@@ -184,6 +241,11 @@ class ChainProgram:
     meta: dict = field(default_factory=dict)
 
     # ------------------------------------------------------------------ sizes
+    @property
+    def segments(self) -> int:
+        """Segments S each chain is cut into (the LOAD_As' ``segments`` field)."""
+        return self.tiling.segments
+
     @property
     def output_lanes(self) -> int:
         """Accumulators per output beat: ``token_lanes * cols`` (token-major)."""
@@ -255,7 +317,7 @@ class ChainProgram:
         if beats.shape != (self.num_output_beats, p * c):
             raise FormatError(f"expected {self.num_output_beats} output beats of {p * c} lanes, got {beats.shape}")
         t = self.tiling
-        y = np.zeros((t.blocks * p, t.ntiles * c), dtype=np.int64)
+        y = np.zeros((t.blocks * p, t.out_tiles * c), dtype=np.int64)
         pos = 0
         for block, n0, nn in self.drains:
             rows = beats[pos: pos + nn].reshape(nn, p, c).transpose(1, 0, 2).reshape(p, nn * c)
@@ -284,10 +346,19 @@ def compile_chain_gemm(
     *,
     prune: bool = True,
     allow_overflow: bool = False,
+    segments: "int | None" = None,
 ) -> ChainProgram:
     """Compile ``Y[m_rows, n] = A[m_rows, k] @ W[k, n]`` for a DSP-chain ``config``.
 
-    Same arguments and checks as :func:`sparsa.compiler.gemm.compile_gemm` (which dispatches here).
+    Same arguments and checks as :func:`sparsa.compiler.gemm.compile_gemm` (which dispatches
+    here), plus ``segments``: the number S of segments each chain is cut into (None: chosen by
+    :func:`plan_chain_tiling` for the fewest cycles; ``program.segments`` tells which).
+
+    Raises
+    ------
+    ConfigError
+        If ``segments`` is not supported by ``datapath.chain.max_segments``, or the reduction
+        can overflow the accumulator (unless ``allow_overflow``).
     """
     config.require_supported()
     w = np.asarray(weights)
@@ -299,7 +370,7 @@ def compile_chain_gemm(
     w = check_int_range(w, config.weight_bits, "weights")
     req = NMPattern.parse(pattern, dense_m=config.group_size) if pattern is not None \
         else config.sparsity.default_pattern
-    tiling = plan_chain_tiling(config, m_rows, k, n, req)
+    tiling = plan_chain_tiling(config, m_rows, k, n, req, segments)
     hw = tiling.hw_pattern
     if prune:
         w = nm.prune(w, req.n, req.m, axis=0)
@@ -313,15 +384,20 @@ def compile_chain_gemm(
             f"{config.types.weight} x {config.types.activation} products (k={k} at {req}); needs {need} bits")
 
     r, c = config.rows, config.cols
+    seg, seg_len = tiling.segments, tiling.seg_len
     kt_n, nt_n = tiling.ktiles, tiling.ntiles
-    vals = np.zeros((kt_n * r, nt_n * c), dtype=np.int64)
-    idxs = np.zeros((kt_n * r, nt_n * c), dtype=np.int64)
+    vals = np.zeros((kt_n * seg_len, nt_n * seg * c), dtype=np.int64)
+    idxs = np.zeros((kt_n * seg_len, nt_n * seg * c), dtype=np.int64)
     vals[: tiling.slots, :n] = comp.values
     idxs[: tiling.slots, :n] = comp.indices
-    tile_values = vals.reshape(kt_n, r, nt_n, c).transpose(0, 2, 1, 3).copy()
-    tile_indices = idxs.reshape(kt_n, r, nt_n, c).transpose(0, 2, 1, 3).copy()
-    slot = np.arange(kt_n * r)
-    row_groups = np.where(slot < tiling.slots, slot // hw.n, -1).reshape(kt_n, r)
+
+    def tiles(x: np.ndarray) -> np.ndarray:
+        # (slot t*L + i, column (nt*S + s)*C + c) -> (t, nt, slice s*L + i, chain c)
+        return x.reshape(kt_n, seg_len, nt_n, seg, c).transpose(0, 2, 3, 1, 4).reshape(kt_n, nt_n, r, c).copy()
+
+    tile_values, tile_indices = tiles(vals), tiles(idxs)
+    slot = np.arange(kt_n * seg_len)
+    row_groups = np.tile(np.where(slot < tiling.slots, slot // hw.n, -1).reshape(kt_n, seg_len), (1, seg))
 
     instructions: list[Instruction] = []
     loads, computes, drains = [], [], []
@@ -329,28 +405,28 @@ def compile_chain_gemm(
         if item[0] == "load_a":
             _, b, k0, kk = item
             loads.append((b, k0, kk))
-            instructions.append(Instruction(Opcode.LOAD_A, kk))
+            instructions.append(Instruction(Opcode.LOAD_A, kk, segments=seg))
         elif item[0] == "compute":
             _, b, n0, nn, k0, kk, acc = item
             computes.append(ChainStep(b, n0, nn, k0, kk, acc))
             instructions.append(Instruction(Opcode.COMPUTE, nn * kk, acc))
         else:
             _, b, n0, nn = item
-            drains.append((b, n0, nn))
-            instructions.append(Instruction(Opcode.DRAIN, nn))
+            drains.append((b, n0 * seg, nn * seg))
+            instructions.append(Instruction(Opcode.DRAIN, nn * seg))
     instructions.append(Instruction(Opcode.HALT))
     return ChainProgram(
         config=config, shape=GemmShape(m_rows, k, n), pattern=req, hw_pattern=hw, tiling=tiling,
         instructions=tuple(instructions), tile_values=tile_values, tile_indices=tile_indices,
         row_groups=row_groups, load_steps=tuple(loads), computes=tuple(computes), drains=tuple(drains),
-        weights=w.astype(np.int64), meta={"tiling": tiling})
+        weights=w.astype(np.int64), meta={"tiling": tiling, "segments": seg})
 
 
 def chain_output_beats(program: ChainProgram, y: np.ndarray) -> np.ndarray:
     """The output-stream beats ``(num_output_beats, P * cols)`` that carry ``Y`` (zero padded)."""
     c, p = program.config.cols, program.config.token_lanes
     t = program.tiling
-    full = np.zeros((t.blocks * p, t.ntiles * c), dtype=np.int64)
+    full = np.zeros((t.blocks * p, t.out_tiles * c), dtype=np.int64)
     full[: program.shape.m, : program.shape.n] = y
     beats = []
     for block, n0, nn in program.drains:
@@ -383,7 +459,7 @@ def write_chain_images(program: ChainProgram, a: np.ndarray, expected: np.ndarra
         "gemm": {"m": program.shape.m, "k": program.shape.k, "n": program.shape.n},
         "sparsity": str(program.pattern), "hardware_sparsity": str(program.hw_pattern),
         "tiling": {"ktiles": t.ktiles, "ntiles": t.ntiles, "blocks": t.blocks, "kchunks": len(t.kchunks),
-                   "nchunks": len(t.nchunks), "slots": t.slots},
+                   "nchunks": len(t.nchunks), "slots": t.slots, "segments": t.segments},
         "instructions": program.opcode_counts(),
         "beats": {"weights": program.num_weight_beats, "acts": program.num_activation_beats,
                   "outputs": program.num_output_beats},

@@ -6,7 +6,8 @@ Files (one hex word per line, most significant digit first, widths from the conf
 ``weights.hex``   weight-stream beats (``weight_beat_bits`` wide; with OVP-4 weights one beat per
                   pair of PE rows: per column the pair byte and the two N:M indices)
 ``acts.hex``      activation-stream beats (``activation_beat_bits`` wide; OVP-4: 4-bit codes, each
-                  aligned pair one OVP-4 byte)
+                  aligned pair one OVP-4 byte; with activation scales the LOAD_S beats, one scale
+                  mantissa in the low bits each, in program order)
 ``expected.hex``  the output beats the hardware must produce (``output_beat_bits`` wide)
 ``program.json``  shape, patterns, tiling, instruction counts, beat widths and counts
 ``program.lst``   instruction listing
@@ -44,11 +45,13 @@ def output_beats(program: Program, y: np.ndarray) -> np.ndarray:
     return beats
 
 
-def write_images(program: Program, a: np.ndarray, expected: np.ndarray, out_dir: Path) -> list[Path]:
+def write_images(program: Program, a: np.ndarray, expected: np.ndarray, out_dir: Path,
+                 scales: "np.ndarray | None" = None) -> list[Path]:
     """Write the program's memory images and metadata into ``out_dir``; return the file paths.
 
-    Files are written to temporary names and renamed at the end, so a failure leaves no
-    half-written image behind.
+    ``scales`` (``S[m, scale_groups]``) is required for programs with activation scales (their
+    LOAD_S beats go into ``acts.hex``).  Files are written to temporary names and renamed at the
+    end, so a failure leaves no half-written image behind.
     """
     cfg = program.config
     out_dir = Path(out_dir)
@@ -60,7 +63,7 @@ def write_images(program: Program, a: np.ndarray, expected: np.ndarray, out_dir:
         "instr.hex": _hex_lines(program.instruction_words(), 32),
         "weights.hex": _hex_lines((pack_weight_beat(cfg, v, i) for v, i in program.weight_beats()),
                                   cfg.weight_beat_bits),
-        "acts.hex": _hex_lines((pack_activation_beat(cfg, b) for b in program.activation_beats(a)),
+        "acts.hex": _hex_lines((pack_activation_beat(cfg, b) for b in program.activation_beats(a, scales)),
                                cfg.activation_beat_bits),
         "expected.hex": _hex_lines((pack_lanes(b, cfg.accumulator_bits) for b in output_beats(program, expected)),
                                    cfg.output_beat_bits),
@@ -78,6 +81,11 @@ def write_images(program: Program, a: np.ndarray, expected: np.ndarray, out_dir:
         "beat_bits": {"instr": 32, "weights": cfg.weight_beat_bits, "acts": cfg.activation_beat_bits,
                       "outputs": cfg.output_beat_bits},
     }
+    if program.scaled:
+        spec = cfg.act_scale
+        meta["act_scale"] = {"granularity": spec.granularity, "group": spec.group,
+                             "mantissa_bits": spec.mantissa_bits, "scale_groups": program.scale_groups,
+                             "scale_beats": program.num_scale_beats}
     contents["program.json"] = json.dumps(meta, indent=2) + "\n"
     written = []
     for name, text in contents.items():

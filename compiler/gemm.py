@@ -12,13 +12,19 @@ a column form an OVP pair (an odd slot count is padded with one zero slot); with
 becomes its victim, 0), with ``prune=False`` every pair must already be representable.  The
 pairs are encoded into the pair bytes the weight stream carries (``Program.weight_codes``).
 :func:`compile_compressed_gemm` starts from already compressed weights (the quantizer uses it).
+
+Activation scales (``act_scale.granularity`` token / group, docs/actscale-hardware.md): the
+scale mantissas are run-time inputs, so the program's inputs become ``{"A": codes[m, k],
+"S": mantissa[m, G]}`` and ``Y`` the scaled integer sums ``sum_g S[t, g] * (A_g[t] . W_g[n])``;
+the compiler emits a LOAD_S before the first COMPUTE of every (row chunk, scale group) and the
+overflow check bounds the scaled sum (largest mantissa ``2**mantissa_bits - 1``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from sparsa.compiler.program import ComputeStep, DrainStep, GemmShape, Program
+from sparsa.compiler.program import ComputeStep, DrainStep, GemmShape, Program, ScaleStep
 from sparsa.compiler.tiling import plan_tiling
 from sparsa.config import AcceleratorConfig, NMPattern
 from sparsa.errors import ConfigError, FormatError, ShapeError
@@ -154,7 +160,20 @@ def _check_weights(config: AcceleratorConfig, w: np.ndarray) -> np.ndarray:
 
 
 def _check_overflow(config: AcceleratorConfig, tiling, req: NMPattern, allow_overflow: bool) -> None:
-    if not allow_overflow and tiling.slots > config.max_reduction_slots():
+    if allow_overflow:
+        return
+    if tiling.scaled:
+        # sum_g m[t, g] * partial_g with every partial_g bounded by its slots x worst product:
+        # at most slots x worst product x (2**mantissa_bits - 1), whatever the number of groups.
+        mb = config.act_scale.mantissa_bits
+        worst = tiling.slots * config.worst_product() * ((1 << mb) - 1)
+        if worst > (1 << (config.accumulator_bits - 1)) - 1:
+            raise ConfigError(
+                f"types.accumulator_bits={config.accumulator_bits} cannot hold {tiling.slots} "
+                f"{config.types.weight} x {config.types.activation} products scaled by {mb}-bit mantissas "
+                f"(k={tiling.k} at {req}, {tiling.scale_groups} scale group(s)); needs {worst.bit_length() + 1} bits")
+        return
+    if tiling.slots > config.max_reduction_slots():
         need = (tiling.slots * config.worst_product()).bit_length() + 1
         raise ConfigError(
             f"types.accumulator_bits={config.accumulator_bits} cannot hold {tiling.slots} "
@@ -211,10 +230,15 @@ def _assemble(config: AcceleratorConfig, tiling, req: NMPattern, comp: nm.NMComp
     loads: list[tuple[int, int]] = []
     computes: list[ComputeStep] = []
     drains: list[DrainStep] = []
+    scale_loads: list[ScaleStep] = []
     for item in tiling.schedule():
         if item[0] == "load":
             loads.append((item[1], item[2]))
             instructions.append(Instruction(Opcode.LOAD_W))
+        elif item[0] == "scale":
+            _, m0, rows, group = item
+            scale_loads.append(ScaleStep(m0, rows, group))
+            instructions.append(Instruction(Opcode.LOAD_S, rows))
         elif item[0] == "compute":
             _, m0, rows, kt, nt, acc = item
             computes.append(ComputeStep(m0, rows, kt, nt, acc))
@@ -229,5 +253,6 @@ def _assemble(config: AcceleratorConfig, tiling, req: NMPattern, comp: nm.NMComp
         config=config, shape=GemmShape(tiling.m, k, n), pattern=req, hw_pattern=hw,
         instructions=tuple(instructions), tile_values=tile_values, tile_indices=tile_indices,
         row_groups=groups, load_order=tuple(loads), computes=tuple(computes), drains=tuple(drains),
-        weights=w, meta={"tiling": tiling}, weight_codes=weight_codes,
+        weights=w, meta={"tiling": tiling}, weight_codes=weight_codes, scale_loads=tuple(scale_loads),
+        ktile_scale_group=tiling.ktile_scale_group, scale_groups=tiling.scale_groups,
     )

@@ -18,7 +18,7 @@ from sparsa.errors import FormatError, ShapeError
 from sparsa.isa import Instruction, Opcode, encode
 from sparsa.models.reference import check_int_range, encode_ovp4_exact
 
-__all__ = ["GemmShape", "ComputeStep", "DrainStep", "Program"]
+__all__ = ["GemmShape", "ComputeStep", "DrainStep", "ScaleStep", "Program", "scale_beat_lanes"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,28 @@ class ComputeStep:
     ktile: int
     ntile: int
     accumulate: bool
+
+
+@dataclass(frozen=True)
+class ScaleStep:
+    """One LOAD_S: scale-RAM row ``i`` gets the mantissa ``S[m0 + i, group]`` for ``i < rows``."""
+
+    m0: int
+    rows: int
+    group: int
+
+
+def scale_beat_lanes(config: AcceleratorConfig, mantissa: int) -> np.ndarray:
+    """The activation-stream beat of one LOAD_S row as ``(rows, group_size)`` lanes.
+
+    The mantissa sits in the beat's low ``act_scale.mantissa_bits`` bits, every other bit is
+    zero; the lanes are what :func:`sparsa.layout.pack_activation_beat` packs back into that
+    word (signed ``activation_bits`` elements, lane 0 element 0 at the LSBs).
+    """
+    from sparsa.layout import unpack_lanes
+
+    count = config.rows * config.group_size
+    return unpack_lanes(int(mantissa), config.activation_bits, count).reshape(config.rows, config.group_size)
 
 
 @dataclass(frozen=True)
@@ -89,6 +111,18 @@ class Program:
     weight_codes : np.ndarray or None
         OVP-4 weights only: ``(ktiles, ntiles, rows // 2, cols)`` pair bytes; byte ``b`` of a
         column holds PE row ``2b`` in its low nibble and ``2b + 1`` in its high nibble.
+    scale_loads : tuple[ScaleStep, ...]
+        The :class:`ScaleStep` of each LOAD_S in program order (empty without activation scales).
+    ktile_scale_group : tuple[int, ...]
+        Scale group of each k-tile (empty without activation scales).
+    scale_groups : int
+        Scale mantissas per row of A the program takes as input ``"S"``: 1 per token,
+        ``ceil(k / act_scale.group)`` per group, 0 without activation scales.
+
+    With activation scales (``config.act_scale.granularity`` token / group) the inputs are
+    ``{"A": codes[m, k], "S": mantissa[m, scale_groups]}`` and ``Y[t, n]`` is
+    ``sum_g S[t, g] * (A_g[t] . W_g[n])`` modulo ``2**accumulator_bits``
+    (:func:`sparsa.models.formats.actscale.scaled_gemm_reference`).
     """
 
     config: AcceleratorConfig
@@ -105,6 +139,14 @@ class Program:
     weights: np.ndarray
     meta: dict = field(default_factory=dict)
     weight_codes: "np.ndarray | None" = None
+    scale_loads: tuple[ScaleStep, ...] = ()
+    ktile_scale_group: tuple[int, ...] = ()
+    scale_groups: int = 0
+
+    @property
+    def scaled(self) -> bool:
+        """The program takes activation scale mantissas ``"S"`` and loads them with LOAD_S."""
+        return self.scale_groups > 0
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -124,8 +166,13 @@ class Program:
 
     @property
     def num_activation_beats(self) -> int:
-        """Beats on the activation stream (one per row per COMPUTE)."""
-        return sum(c.rows for c in self.computes)
+        """Beats on the activation stream (one per row per COMPUTE and per row per LOAD_S)."""
+        return sum(c.rows for c in self.computes) + self.num_scale_beats
+
+    @property
+    def num_scale_beats(self) -> int:
+        """Scale beats on the activation stream (one per row per LOAD_S)."""
+        return sum(s.rows for s in self.scale_loads)
 
     @property
     def num_output_beats(self) -> int:
@@ -171,6 +218,45 @@ class Program:
             return a.astype(np.int64)
         return check_int_range(a, self.config.activation_bits, "activation A")
 
+    def check_scales(self, tensors: Mapping[str, np.ndarray]) -> "np.ndarray | None":
+        """Validate the scale mantissas ``tensors["S"]`` of a scaled program; ``None`` for others.
+
+        ``S`` must be integers of shape ``(m, scale_groups)`` in ``0 .. 2**mantissa_bits - 1``.
+
+        Raises
+        ------
+        ShapeError
+            ``S`` is missing (scaled program), given to a program without activation scales,
+            or has the wrong shape.
+        FormatError
+            A mantissa is not an unsigned ``mantissa_bits``-bit integer.
+        """
+        if not self.scaled:
+            if "S" in tensors:
+                raise ShapeError(f"the program was compiled with act_scale.granularity="
+                                 f"{self.config.act_scale.granularity!r} and takes no scales 'S'")
+            return None
+        if "S" not in tensors:
+            raise ShapeError(f"the program scales activations per {self.config.act_scale.granularity} and needs the "
+                             f"scale mantissas 'S' of shape {(self.shape.m, self.scale_groups)}, got keys "
+                             f"{sorted(tensors)}")
+        s = np.asarray(tensors["S"])
+        if s.shape != (self.shape.m, self.scale_groups):
+            raise ShapeError(f"S has shape {s.shape}, the program was compiled for {(self.shape.m, self.scale_groups)}")
+        mb = self.config.act_scale.mantissa_bits
+        if s.dtype.kind == "f":
+            if not np.all(np.isfinite(s)) or not np.all(s == np.round(s)):
+                raise FormatError("scale mantissas S must be finite integers")
+        elif s.dtype.kind not in "iub":
+            raise FormatError(f"scale mantissas S must be an integer array, not dtype {s.dtype}")
+        s = s.astype(np.int64)
+        bad = (s < 0) | (s >= (1 << mb))
+        if bad.any():
+            pos = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise FormatError(f"scale mantissa S value {int(s[pos])} at {pos} is not an unsigned {mb}-bit integer "
+                              f"(0..{(1 << mb) - 1})")
+        return s
+
     def _ovp_activation_codes(self, a: np.ndarray) -> np.ndarray:
         """Packed OVP-4 bytes of A, k padded with zeros to ``(groups + 1) * group_size``."""
         g = self.config.group_size
@@ -202,12 +288,26 @@ class Program:
         # -1 (padding row) selects the extra all-zero group at the end.
         return grouped[step.m0 : step.m0 + step.rows][:, groups, :]
 
-    def activation_beats(self, a: np.ndarray) -> Iterator[np.ndarray]:
-        """Activation-stream beats in order, one ``(rows, group_size)`` array each."""
+    def activation_beats(self, a: np.ndarray, scales: "np.ndarray | None" = None) -> Iterator[np.ndarray]:
+        """Activation-stream beats in order, one ``(rows, group_size)`` array each.
+
+        With activation scales, ``scales`` (``S[m, scale_groups]``) is required and each LOAD_S
+        row is one beat carrying its mantissa (:func:`scale_beat_lanes`), in program order.
+        """
         a = self.check_inputs({"A": a})
+        if self.scaled and scales is None:
+            raise ShapeError(f"the program scales activations per {self.config.act_scale.granularity}: its activation "
+                             f"stream carries LOAD_S beats, pass scales=S of shape {(self.shape.m, self.scale_groups)}")
+        s = self.check_scales({"A": a, "S": scales} if scales is not None else {"A": a})
         grouped = self.grouped_activations(a)
-        for step in self.computes:
-            yield from self.lanes_for(grouped, step)
+        computes, loads = iter(self.computes), iter(self.scale_loads)
+        for instr in self.instructions:
+            if instr.op is Opcode.COMPUTE:
+                yield from self.lanes_for(grouped, next(computes))
+            elif instr.op is Opcode.LOAD_S:
+                step = next(loads)
+                for i in range(step.rows):
+                    yield scale_beat_lanes(self.config, s[step.m0 + i, step.group])
 
     def collect_outputs(self, beats: np.ndarray) -> np.ndarray:
         """Assemble ``Y[m, n]`` from the output beats ``(num_output_beats, cols)`` in stream order."""

@@ -12,12 +12,20 @@ Passes for one layer ``y = x @ W.T + b`` (``W[out, in]`` float, reduction axis `
    int4 / int8: :func:`sparsa.models.formats.intq.search_int_scale` + ``quantize_int``;
 4. **calibrate activations** - one scale per tensor from calibration inputs (same searches
    with ``granularity="tensor"``; OVP pairs along ``in``, an odd ``in`` padded with one zero
-   column - the accelerator pads k with zeros anyway);
+   column - the accelerator pads k with zeros anyway); skipped when the config's
+   ``act_scale.granularity`` is ``token`` or ``group`` (dynamic scales, below);
 5. **compile** - :func:`sparsa.compiler.gemm.compile_compressed_gemm` (codes + indices in the
    weight image, docs/formats/ovp.md section 7).
 
 At run time the inputs are quantized with the calibrated scale, the integer GEMM runs on any
-backend, and ``y = Y_int * act_scale * weight_scale[out] + bias``.  All-zero weight rows are
+backend, and ``y = Y_int * act_scale * weight_scale[out] + bias``.  With dynamic activation
+scales (``act_scale.granularity`` ``token`` / ``group``, int8 / int4 activations only; see
+:mod:`sparsa.models.formats.actscale` and docs/formats/actscale.md) the host quantizes every
+input with :func:`~sparsa.models.formats.actscale.quantize_activations_dynamic`, the backend gets
+``{"A": codes[rows, in], "S": mantissa[rows, G]}`` and returns the scaled integer sums
+``Y[t, o] = sum_g S[t, g] * (A_g[t] . W_g[o])``, and
+``y = Y * 2**-exponent * weight_scale[out] + bias``
+(:func:`~sparsa.models.formats.actscale.dequantize_output`).  All-zero weight rows are
 valid (scale 1.0, output = bias).  ``quantize_model`` maps every linear layer of a
 :mod:`sparsa.models.real` model through the same path and reports the bytes of each layer.
 
@@ -38,6 +46,8 @@ from sparsa.compiler.program import Program
 from sparsa.config import AcceleratorConfig, NMPattern
 from sparsa.errors import ConfigError, FormatError, ShapeError
 from sparsa.models.formats import intq, nm, ovp
+from sparsa.models.formats.actscale import (ActScaleSpec, ScaledActivations, dequantize_output,
+                                            quantize_activations_dynamic)
 
 __all__ = [
     "FORMATS",
@@ -46,6 +56,7 @@ __all__ = [
     "QuantizedModel",
     "quantize_linear",
     "quantize_activations",
+    "quantize_activations_scaled",
     "run_quantized_linear",
     "quantize_model",
 ]
@@ -85,11 +96,13 @@ class QuantizedLinear:
     weight_scale : np.ndarray
         float32 ``(out,)``: ``W[o, :] ~= W_int[:, o] * weight_scale[o]``.
     act_scale : float
-        Per-tensor activation scale.
+        Per-tensor (static) activation scale; NaN with dynamic activation scales.
     bias : np.ndarray or None
         float32 ``(out,)``.
     outliers : int
         Weights stored as OVP outliers (0 for int formats).
+    act_spec : ActScaleSpec
+        Activation-scale granularity (``config.act_scale.spec``); per tensor by default.
     """
 
     name: str
@@ -100,6 +113,7 @@ class QuantizedLinear:
     act_scale: float
     bias: "np.ndarray | None" = None
     outliers: int = 0
+    act_spec: ActScaleSpec = ActScaleSpec()
     _programs: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -122,6 +136,24 @@ class QuantizedLinear:
         """The activation format (``config.types.activation``)."""
         return self.config.types.activation
 
+    @property
+    def act_label(self) -> str:
+        """Activation format and scale granularity: ``int8`` (per tensor), ``int8/token``, ``int8/g32``."""
+        spec = self.act_spec
+        if not spec.dynamic:
+            return self.act_format
+        return f"{self.act_format}/" + ("token" if spec.granularity == "token" else f"g{spec.group}")
+
+    def act_scale_bytes(self, m_rows: int) -> int:
+        """Bytes of activation scale mantissas streamed for ``m_rows`` input rows (0 per tensor).
+
+        ``m_rows * G * ceil(mantissa_bits / 8)`` with ``G`` = 1 per token and ``ceil(in / group)``
+        per group (the shared exponent stays on the host).
+        """
+        if not self.act_spec.dynamic:
+            return 0
+        return int(m_rows) * self.act_spec.groups(self.in_features) * -(-self.act_spec.mantissa_bits // 8)
+
     def program(self, m_rows: int) -> Program:
         """The compiled program for ``m_rows`` input rows (tokens); cached per ``m_rows``."""
         if m_rows not in self._programs:
@@ -141,7 +173,8 @@ class QuantizedLinear:
 
         ``values`` (per row: ``ceil(slots / 2)`` OVP-4 bytes, ``ceil(slots / 2)`` int4 bytes or
         ``slots`` int8 bytes), ``indices`` (per row ``ceil(slots * log2(group_size) / 8)``, the
-        indices the accelerator streams), ``scales`` (fp32 per row + the activation scale),
+        indices the accelerator streams), ``scales`` (fp32 per row + the static activation scale;
+        dynamic activation scales are run-time inputs, :meth:`act_scale_bytes`),
         ``tag`` (1 byte, OVP normal type), ``total``, ``fp32`` (the dense float weights) and
         ``stream`` (bytes of the weight stream of one pass over the weights, tile padding
         included).
@@ -150,7 +183,7 @@ class QuantizedLinear:
         bits = FORMATS[self.weight_format]
         values = out * -(-slots * bits // 8)
         indices = out * -(-slots * self.config.index_bits // 8)
-        scales = 4 * out + 4
+        scales = 4 * out + (0 if self.act_spec.dynamic else 4)
         tag = 1 if self.weight_format == "ovp4" else 0
         prog = self.program(1)
         stream = prog.num_weight_beats * self.config.weight_beat_bits // 8
@@ -161,9 +194,11 @@ class QuantizedLinear:
 class QuantizedOutput(NamedTuple):
     """What :func:`run_quantized_linear` returns."""
 
-    #: float32 output ``[..., out]``: ``Y_int * act_scale * weight_scale + bias``.
+    #: float32 output ``[..., out]``: ``Y_int * act_scale * weight_scale + bias`` (dynamic scales:
+    #: ``Y_int * 2**-exponent * weight_scale + bias``).
     y: np.ndarray
-    #: the exact integer GEMM result ``[..., out]`` (int64) the backend produced.
+    #: the exact integer GEMM result ``[..., out]`` (int64) the backend produced (dynamic scales:
+    #: the mantissa-scaled sums).
     y_int: np.ndarray
     #: the backend's :class:`~sparsa.sim.backends.base.Result` (cycles, stats).
     result: Any
@@ -172,7 +207,7 @@ class QuantizedOutput(NamedTuple):
 def quantize_linear(
     config: AcceleratorConfig,
     weight: np.ndarray,
-    calibration: np.ndarray,
+    calibration: "np.ndarray | None",
     *,
     bias: "np.ndarray | None" = None,
     pattern: "NMPattern | str | None" = None,
@@ -188,8 +223,10 @@ def quantize_linear(
         Target accelerator; its ``types.weight`` / ``types.activation`` are the formats.
     weight : np.ndarray
         float ``[out, in]``.
-    calibration : np.ndarray
-        float calibration inputs ``[..., in]`` (per-tensor activation scale).
+    calibration : np.ndarray or None
+        float calibration inputs ``[..., in]`` (per-tensor activation scale).  With dynamic
+        activation scales (``config.act_scale.granularity`` token / group) nothing is
+        calibrated: None is accepted, and given inputs are only checked.
     bias : np.ndarray, optional
         float ``[out]``.
     pattern : NMPattern or str, optional
@@ -216,13 +253,22 @@ def quantize_linear(
                               f"types.{'weight' if what == 'weight' else 'activation'}={actual!r}")
     _check_format(wfmt, "weight")
     _check_format(afmt, "activation")
+    spec = config.act_scale.spec
+    if spec.dynamic and afmt not in ("int8", "int4"):
+        raise ConfigError(f"{name}: act_scale.granularity={spec.granularity!r} needs int8 or int4 activations, "
+                          f"not types.activation={afmt!r} (OVP activations have per-tensor scales)")
     w = intq.check_finite(weight, f"{name} weight")
     if w.ndim != 2 or 0 in w.shape:
         raise ShapeError(f"{name}: weight must be a non-empty 2-D [out, in] matrix, not shape {w.shape}")
     out_f, in_f = w.shape
-    x = intq.check_finite(calibration, f"{name} calibration")
-    if x.ndim < 1 or x.shape[-1] != in_f or x.size == 0:
-        raise ShapeError(f"{name}: calibration inputs must be [..., {in_f}], not shape {x.shape}")
+    x = None
+    if calibration is None:
+        if not spec.dynamic:
+            raise ShapeError(f"{name}: calibration inputs are required for per-tensor activation scales")
+    else:
+        x = intq.check_finite(calibration, f"{name} calibration")
+        if x.ndim < 1 or x.shape[-1] != in_f or x.size == 0:
+            raise ShapeError(f"{name}: calibration inputs must be [..., {in_f}], not shape {x.shape}")
     b = None
     if bias is not None:
         b = intq.check_finite(bias, f"{name} bias")
@@ -249,29 +295,53 @@ def quantize_linear(
         ints = intq.quantize_int(vals, scale, bits, name=f"{name} weight")
     w_scale = np.asarray(scale, dtype=np.float32).reshape(out_f)
 
-    xs = x.reshape(-1, in_f)
-    if afmt == "ovp4":
-        a_scale, _ = ovp.search_scale(_pad_even(xs), ovp.OVP4_INT4, "tensor", name=f"{name} calibration")
+    if spec.dynamic:
+        a_scale = float("nan")                                   # per input, at run time
+    elif afmt == "ovp4":
+        assert x is not None
+        a_scale, _ = ovp.search_scale(_pad_even(x.reshape(-1, in_f)), ovp.OVP4_INT4, "tensor",
+                                      name=f"{name} calibration")
     else:
-        a_scale = intq.search_int_scale(xs, FORMATS[afmt], "tensor")
+        assert x is not None
+        a_scale = intq.search_int_scale(x.reshape(-1, in_f), FORMATS[afmt], "tensor")
     compressed = nm.NMCompressed(values=ints.T.astype(np.int64), indices=comp.indices.T.copy(), n=hw.n, m=hw.m,
                                  axis=0, length=in_f)
     layer = QuantizedLinear(name=name, config=config, pattern=req, compressed=compressed, weight_scale=w_scale,
-                            act_scale=float(a_scale), bias=b, outliers=outliers)
+                            act_scale=float(a_scale), bias=b, outliers=outliers, act_spec=spec)
     layer.program(1)   # compile once now: an accumulator too narrow for `in` fails here
     return layer
 
 
-def quantize_activations(layer: QuantizedLinear, x: np.ndarray) -> np.ndarray:
-    """Integer activations ``A[rows, in]`` (int64) of float inputs ``x[..., in]`` for ``layer``."""
+def _input_rows(layer: QuantizedLinear, x: np.ndarray) -> np.ndarray:
+    """Checked float32 inputs ``[rows, in]``."""
     xf = intq.check_finite(x, f"{layer.name} input")
     if xf.ndim < 1 or xf.shape[-1] != layer.in_features:
         raise ShapeError(f"{layer.name}: inputs must be [..., {layer.in_features}], not shape {xf.shape}")
-    x2 = xf.reshape(-1, layer.in_features)
+    return xf.reshape(-1, layer.in_features)
+
+
+def quantize_activations(layer: QuantizedLinear, x: np.ndarray) -> np.ndarray:
+    """Integer activations ``A[rows, in]`` (int64) of float inputs ``x[..., in]`` for ``layer``.
+
+    Per-tensor scales only; a layer with dynamic scales needs :func:`quantize_activations_scaled`.
+    """
+    if layer.act_spec.dynamic:
+        raise ConfigError(f"{layer.name} has dynamic {layer.act_spec.granularity} activation scales: its codes "
+                          f"come with scale mantissas, use quantize_activations_scaled")
+    x2 = _input_rows(layer, x)
     if layer.act_format == "ovp4":
         q = ovp.quantize_values(_pad_even(x2), layer.act_scale, ovp.OVP4_INT4, name=f"{layer.name} input")
         return q[:, : layer.in_features].astype(np.int64)
     return intq.quantize_int(x2, layer.act_scale, FORMATS[layer.act_format], name=f"{layer.name} input").astype(np.int64)
+
+
+def quantize_activations_scaled(layer: QuantizedLinear, x: np.ndarray) -> ScaledActivations:
+    """Codes ``[rows, in]`` and scale mantissas ``[rows, G]`` of float inputs ``x[..., in]`` for a
+    ``layer`` with dynamic (per-token / per-group) activation scales."""
+    if not layer.act_spec.dynamic:
+        raise ConfigError(f"{layer.name} has a static per-tensor activation scale; use quantize_activations")
+    return quantize_activations_dynamic(_input_rows(layer, x), layer.act_spec, FORMATS[layer.act_format],
+                                        name=f"{layer.name} input")
 
 
 def run_quantized_linear(
@@ -290,7 +360,9 @@ def run_quantized_linear(
         float inputs ``[..., in]``.
     backend : str or Backend
         A backend name (``reference``, ``isa``, ``cycle``, ``amaranth``, ``verilator``) or an
-        object with ``run(program, tensors)``.
+        object with ``run(program, tensors)`` returning an object with ``outputs["Y"]``.
+        ``tensors`` is ``{"A": codes}`` with per-tensor scales and ``{"A": codes, "S":
+        mantissa}`` (int64 ``[rows, G]``) with dynamic scales.
     **backend_options
         Passed to :func:`sparsa.sim.get_backend` with a name.
 
@@ -303,12 +375,17 @@ def run_quantized_linear(
 
     if config != layer.config:
         raise ConfigError(f"{layer.name} was quantized for config {layer.config.name!r}, not {config.name!r}")
-    a = quantize_activations(layer, x_float)
-    program = layer.program(a.shape[0])
     be = get_backend(backend, config, **backend_options) if isinstance(backend, str) else backend
-    result = be.run(program, {"A": a})
-    y_int = np.asarray(result.outputs["Y"], dtype=np.int64)
-    y = y_int.astype(np.float64) * layer.act_scale * layer.weight_scale.astype(np.float64)[None, :]
+    if layer.act_spec.dynamic:
+        act = quantize_activations_scaled(layer, x_float)
+        result = be.run(layer.program(act.codes.shape[0]), {"A": act.codes, "S": act.mantissa})
+        y_int = np.asarray(result.outputs["Y"], dtype=np.int64)
+        y = dequantize_output(y_int, act, layer.weight_scale)
+    else:
+        a = quantize_activations(layer, x_float)
+        result = be.run(layer.program(a.shape[0]), {"A": a})
+        y_int = np.asarray(result.outputs["Y"], dtype=np.int64)
+        y = y_int.astype(np.float64) * layer.act_scale * layer.weight_scale.astype(np.float64)[None, :]
     if layer.bias is not None:
         y = y + layer.bias[None, :]
     lead = np.shape(x_float)[:-1]
@@ -337,7 +414,7 @@ class QuantizedModel:
         rows = []
         for name, layer in self.layers.items():
             row = {"layer": name, "out": layer.out_features, "in": layer.in_features,
-                   "weights": layer.weight_format, "acts": layer.act_format, "sparsity": str(layer.pattern),
+                   "weights": layer.weight_format, "acts": layer.act_label, "sparsity": str(layer.pattern),
                    "outliers": layer.outliers, **layer.storage_bytes()}
             row["bytes_per_weight"] = row["total"] / (layer.out_features * layer.in_features)
             rows.append(row)
@@ -361,7 +438,7 @@ class _Recorder:
 def quantize_model(
     config: AcceleratorConfig,
     model: Any,
-    calibration: "Mapping[str, np.ndarray] | Callable[[Callable], Any]",
+    calibration: "Mapping[str, np.ndarray] | Callable[[Callable], Any] | None",
     *,
     layers: "Iterable[str] | None" = None,
     pattern: "NMPattern | str | Mapping[str, str] | None" = None,
@@ -376,10 +453,11 @@ def quantize_model(
     model : object
         Has ``linear_names`` and ``linear`` (``name -> weight`` or ``name -> (weight, bias)``),
         as :class:`~sparsa.models.real.minilm.MiniLM` and the SmolLM2 model do.
-    calibration : mapping or callable
+    calibration : mapping, callable or None
         ``name -> inputs [..., in]``, or ``run(hook)`` that runs the model on calibration data
         with ``hook(name, x) -> x`` on every linear input (e.g.
-        ``lambda hook: model.embed(sentences, hook=hook)``).
+        ``lambda hook: model.embed(sentences, hook=hook)``).  None (or missing layers) only with
+        dynamic activation scales, which need no calibration.
     layers : iterable of str, optional
         Layer names (default: all, in execution order).
     pattern : str, NMPattern or mapping, optional
@@ -392,7 +470,10 @@ def quantize_model(
     for n in names:
         if n not in known:
             raise ShapeError(f"model has no linear layer {n!r}")
-    if callable(calibration) and not isinstance(calibration, Mapping):
+    dynamic = config.act_scale.spec.dynamic
+    if calibration is None or (dynamic and callable(calibration) and not isinstance(calibration, Mapping)):
+        inputs = {}                                   # dynamic scales: nothing to calibrate
+    elif callable(calibration) and not isinstance(calibration, Mapping):
         rec = _Recorder(set(names), max_rows)
         calibration(rec)
         inputs = {n: np.concatenate(v) for n, v in rec.rows.items()}
@@ -400,10 +481,10 @@ def quantize_model(
         inputs = dict(calibration)
     out = {}
     for n in names:
-        if n not in inputs:
+        if n not in inputs and not dynamic:
             raise ShapeError(f"no calibration inputs for layer {n!r}")
         entry = model.linear[n]
         w, b = (entry if isinstance(entry, tuple) else (entry, None))
         pat = pattern.get(n) if isinstance(pattern, Mapping) else pattern
-        out[n] = quantize_linear(config, w, inputs[n], bias=b, pattern=pat, name=n)
+        out[n] = quantize_linear(config, w, inputs.get(n), bias=b, pattern=pat, name=n)
     return QuantizedModel(config, out)

@@ -6,6 +6,13 @@ columns, and the rows of A into chunks of at most ``accumulator_depth``.  The lo
 is ``for chunk: for ntile: for ktile: LOAD_W; COMPUTE; then DRAIN`` - weights are
 reloaded per chunk (the accumulator bank cannot hold more rows), and a LOAD_W is skipped
 when the tile is already resident.
+
+With per-token or per-group activation scales (``act_scale``, docs/actscale-hardware.md) a
+``LOAD_S`` of the chunk's rows precedes the first COMPUTE of every (chunk, scale group) whose
+mantissas are not already in the scale RAM: once per chunk for per-token scales (reused by
+every n-tile and k-tile), once per (chunk, n-tile, group) for per-group scales.  Every k-tile
+lies inside one scale group (``act_scale.group`` must be a multiple of the dense k one k-tile
+covers, ``rows x M / N``).
 """
 
 from __future__ import annotations
@@ -15,10 +22,11 @@ from dataclasses import dataclass
 from collections import Counter
 
 from sparsa.config import AcceleratorConfig, NMPattern
-from sparsa.errors import ShapeError
+from sparsa.errors import ConfigError, ShapeError
 from sparsa.isa import Instruction, Opcode
+from sparsa.timing import has_scale_stage
 
-__all__ = ["Tiling", "plan_tiling"]
+__all__ = ["Tiling", "plan_tiling", "ktile_dense_k"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,12 @@ class Tiling:
         Tiles along compressed k and along n.
     chunk_rows : tuple[int, ...]
         Rows of A per accumulator chunk.
+    ktile_scale_group : tuple[int, ...]
+        Activation-scale group of each k-tile (all 0 for per-token scales); empty without the
+        scaling stage (per-tensor scales).
+    scale_groups : int
+        Scale mantissas per row of A (``G``): 1 per token, ``ceil(k / act_scale.group)`` per
+        group, 0 without the scaling stage.
     """
 
     m: int
@@ -50,6 +64,20 @@ class Tiling:
     ktiles: int
     ntiles: int
     chunk_rows: tuple[int, ...]
+    ktile_scale_group: tuple[int, ...] = ()
+    scale_groups: int = 0
+
+    @property
+    def scaled(self) -> bool:
+        """The program loads activation scales (LOAD_S) and the accumulator scales every result."""
+        return self.scale_groups > 0
+
+    @property
+    def scale_loads_per_chunk(self) -> int:
+        """LOAD_S instructions per chunk: 1 with one scale group, else one per n-tile and group."""
+        if not self.scaled:
+            return 0
+        return 1 if self.scale_groups == 1 else self.ntiles * self.scale_groups
 
     @property
     def chunks(self) -> int:
@@ -67,9 +95,10 @@ class Tiling:
         return self.ktiles * self.ntiles * (1 if self.weights_resident else self.chunks)
 
     def schedule(self):
-        """Yield ``("load", kt, nt)``, ``("compute", m0, rows, kt, nt, accumulate)`` and
-        ``("drain", m0, rows, nt)`` in program order."""
+        """Yield ``("load", kt, nt)``, ``("scale", m0, rows, group)``,
+        ``("compute", m0, rows, kt, nt, accumulate)`` and ``("drain", m0, rows, nt)`` in program order."""
         resident = None
+        scales = None
         m0 = 0
         for rows in self.chunk_rows:
             for nt in range(self.ntiles):
@@ -77,6 +106,9 @@ class Tiling:
                     if resident != (kt, nt):
                         yield ("load", kt, nt)
                         resident = (kt, nt)
+                    if self.scaled and scales != (m0, self.ktile_scale_group[kt]):
+                        scales = (m0, self.ktile_scale_group[kt])
+                        yield ("scale", m0, rows, scales[1])
                     yield ("compute", m0, rows, kt, nt, kt > 0)
                 yield ("drain", m0, rows, nt)
             m0 += rows
@@ -97,6 +129,8 @@ class Tiling:
             if self.ktiles > 1:
                 counts[Instruction(Opcode.COMPUTE, rows, True)] += chunks * (tiles - self.ntiles)
             counts[Instruction(Opcode.DRAIN, rows)] += chunks * self.ntiles
+            if self.scaled:
+                counts[Instruction(Opcode.LOAD_S, rows)] += chunks * self.scale_loads_per_chunk
         counts[Instruction(Opcode.HALT)] = 1
         return counts
 
@@ -110,6 +144,9 @@ def plan_tiling(config: AcceleratorConfig, m: int, k: int, n: int, pattern: "NMP
         If a dimension is not a positive integer.
     UnsupportedError
         If the pattern cannot run on the configured sparse MUX.
+    ConfigError
+        Per-group activation scales whose ``act_scale.group`` is not a multiple of the dense k
+        one k-tile covers (a k-tile would straddle two scale groups).
     """
     for name, value in (("m", m), ("k", k), ("n", n)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -120,5 +157,35 @@ def plan_tiling(config: AcceleratorConfig, m: int, k: int, n: int, pattern: "NMP
     depth = config.buffers.accumulator_depth
     full, rest = divmod(m, depth)
     chunk_rows = (depth,) * full + ((rest,) if rest else ())
+    ktiles = -(-slots // config.rows)
+    scale_group, scale_groups = _scale_groups(config, hw, k, ktiles)
     return Tiling(m=m, k=k, n=n, hw_pattern=hw, groups=groups, slots=slots,
-                  ktiles=-(-slots // config.rows), ntiles=-(-n // config.cols), chunk_rows=chunk_rows)
+                  ktiles=ktiles, ntiles=-(-n // config.cols), chunk_rows=chunk_rows,
+                  ktile_scale_group=scale_group, scale_groups=scale_groups)
+
+
+def ktile_dense_k(config: AcceleratorConfig, hw: NMPattern) -> "int | None":
+    """Dense reduction elements one k-tile covers, ``rows x M / N`` on the hardware pattern
+    (``None`` when ``rows`` is not a multiple of ``N``: k-tiles then split N:M groups)."""
+    if config.rows % hw.n:
+        return None
+    return config.rows // hw.n * hw.m
+
+
+def _scale_groups(config: AcceleratorConfig, hw: NMPattern, k: int, ktiles: int) -> tuple[tuple[int, ...], int]:
+    """(scale group of each k-tile, scale groups per row) for ``config.act_scale``."""
+    if not has_scale_stage(config):
+        return (), 0
+    spec = config.act_scale
+    if spec.granularity == "token":
+        return (0,) * ktiles, 1
+    group = spec.group
+    dense = ktile_dense_k(config, hw)
+    if dense is None:
+        raise ConfigError(f"per-group activation scales need whole N:M groups per k-tile, but datapath.rows="
+                          f"{config.rows} is not a multiple of N={hw.n} at {hw}")
+    if group % dense:
+        raise ConfigError(f"act_scale.group={group} is not a multiple of the {dense} dense k one k-tile covers "
+                          f"(rows={config.rows} x M={hw.m} / N={hw.n} at {hw}): a k-tile would straddle two "
+                          f"scale groups")
+    return tuple(kt * dense // group for kt in range(ktiles)), -(-k // group)

@@ -24,6 +24,19 @@ within a COMPUTE the rows are written in increasing order, so the row read for r
 is never the one pending from request ``k - 1``; the flush (:func:`sparsa.timing.
 compute_flush_cycles`) lasts until the pending write is done, so a following DRAIN or
 COMPUTE reads finished rows.  Like the array, the stage freezes while ``en`` is low.
+
+**Scaling stage** (only with ``act_scale.granularity`` token / group; nothing of it is built for
+per-tensor scales): a second memory, the *scale RAM* (``accumulator_depth`` x ``mantissa_bits``,
+unsigned, written by LOAD_S through ``scale_wen`` / ``scale_waddr`` / ``scale_wdata``), is read at
+the same address as the accumulator, so the registered request also holds the row's mantissa.
+One more enabled cycle (:data:`sparsa.timing.SCALE_STAGE_LATENCY`) registers the ``cols``
+products ``wdata[c] x mantissa`` (kept to ``accumulator_bits``, i.e. modulo
+``2**accumulator_bits``; each a registered ``accumulator_bits x mantissa_bits`` multiplier that
+maps to DSP blocks) together with the request and the old row, and the RAM write becomes::
+
+    mem[req.waddr] <= (req.accumulate ? old : 0) + product
+
+The pending rows of a COMPUTE are distinct, so the extra stage needs no forwarding either.
 """
 
 from __future__ import annotations
@@ -34,8 +47,9 @@ from amaranth.lib.wiring import In, Out
 
 from sparsa.config import AcceleratorConfig
 from sparsa.hdl.layouts import check_config, output_beat_layout
+from sparsa.timing import has_scale_stage
 
-__all__ = ["AccumulatorBank", "address_bits", "register_bits"]
+__all__ = ["AccumulatorBank", "address_bits", "register_bits", "scale_register_bits"]
 
 
 def address_bits(config: AcceleratorConfig) -> int:
@@ -45,9 +59,24 @@ def address_bits(config: AcceleratorConfig) -> int:
 
 
 def register_bits(config: AcceleratorConfig) -> int:
-    """Flip-flops of the write stage: request (wen, address, row, accumulate) and the read row."""
+    """Flip-flops of the write stage: request (wen, address, row, accumulate) and the read row.
+
+    With the scaling stage also the request's mantissa and a second copy of the request
+    (wen, address, accumulate, old row) next to the ``cols`` registered products.
+    """
     check_config(config)
-    return 1 + address_bits(config) + 2 * config.output_beat_bits + 1
+    bits = 1 + address_bits(config) + 2 * config.output_beat_bits + 1
+    if has_scale_stage(config):
+        bits += scale_register_bits(config)
+    return bits
+
+
+def scale_register_bits(config: AcceleratorConfig) -> int:
+    """Flip-flops the scaling stage adds: the mantissa, then request, old row and products."""
+    check_config(config)
+    if not has_scale_stage(config):
+        return 0
+    return config.act_scale.mantissa_bits + 1 + address_bits(config) + 1 + 2 * config.output_beat_bits
 
 
 class AccumulatorBank(wiring.Component):
@@ -78,13 +107,16 @@ class AccumulatorBank(wiring.Component):
         have addressed ``waddr`` on ``raddr`` in the previous cycle.
     mem_wen : Out(1)
         The RAM is written this cycle (the pending request, for tests and monitors).
+    scale_wen, scale_waddr, scale_wdata : In(1), In(address_bits), In(mantissa_bits)
+        Scaling stage only (``act_scale`` token / group): write mantissa ``scale_wdata`` to
+        scale-RAM row ``scale_waddr`` (LOAD_S; not enabled by ``en``).
     """
 
     def __init__(self, config: AcceleratorConfig) -> None:
         check_config(config)
         self._config = config
         abits = address_bits(config)
-        super().__init__({
+        members = {
             "raddr": In(abits),
             "rdata": Out(output_beat_layout(config)),
             "en": In(1),
@@ -93,7 +125,14 @@ class AccumulatorBank(wiring.Component):
             "wdata": In(output_beat_layout(config)),
             "accumulate": In(1),
             "mem_wen": Out(1),
-        })
+        }
+        if has_scale_stage(config):
+            members.update({
+                "scale_wen": In(1),
+                "scale_waddr": In(abits),
+                "scale_wdata": In(config.act_scale.mantissa_bits),
+            })
+        super().__init__(members)
 
     @property
     def config(self) -> AcceleratorConfig:
@@ -109,6 +148,16 @@ class AccumulatorBank(wiring.Component):
     def memory_bits(self) -> int:
         """Storage bits: ``depth * cols * accumulator_bits``."""
         return self.depth * self._config.output_beat_bits
+
+    @property
+    def scaled(self) -> bool:
+        """The bank has the activation-scaling stage and the scale RAM."""
+        return has_scale_stage(self._config)
+
+    @property
+    def scale_memory_bits(self) -> int:
+        """Scale-RAM bits: ``depth * mantissa_bits`` (0 without the scaling stage)."""
+        return self.depth * self._config.act_scale.mantissa_bits if self.scaled else 0
 
     def elaborate(self, platform) -> Module:
         cfg = self._config
@@ -135,11 +184,52 @@ class AccumulatorBank(wiring.Component):
                 req_accumulate.eq(self.accumulate),
                 old.eq(rport.data),
             ]
+        if not self.scaled:
+            m.d.comb += [
+                self.mem_wen.eq(self.en & req_wen),
+                wport.addr.eq(req_waddr),
+                wport.en.eq(self.mem_wen),
+            ]
+            for c in range(cfg.cols):
+                m.d.comb += wport.data[c].eq(Mux(req_accumulate, old[c] + req_wdata[c], req_wdata[c]))
+            return m
+
+        # Scaling stage: the scale RAM is read at the accumulator's address, so its (synchronous)
+        # output is the mantissa of the row the request writes; products are registered one
+        # enabled cycle later with the rest of the request.
+        mb = cfg.act_scale.mantissa_bits
+        m.submodules.scales = scales = memory.Memory(shape=mb, depth=self.depth, init=[])
+        sread = scales.read_port(domain="sync", transparent_for=())
+        swrite = scales.write_port(domain="sync")
         m.d.comb += [
-            self.mem_wen.eq(self.en & req_wen),
-            wport.addr.eq(req_waddr),
+            sread.addr.eq(self.raddr),
+            sread.en.eq(1),
+            swrite.addr.eq(self.scale_waddr),
+            swrite.data.eq(self.scale_wdata),
+            swrite.en.eq(self.scale_wen),
+        ]
+        req_scale = Signal(mb, name="req_scale")
+        prod_wen = Signal(name="prod_wen")
+        prod_waddr = Signal.like(self.waddr, name="prod_waddr")
+        prod_accumulate = Signal(name="prod_accumulate")
+        prod_old = Signal(output_beat_layout(cfg), name="prod_old")
+        product = Signal(output_beat_layout(cfg), name="product")
+        with m.If(self.en):
+            m.d.sync += [
+                req_scale.eq(sread.data),
+                prod_wen.eq(req_wen),
+                prod_waddr.eq(req_waddr),
+                prod_accumulate.eq(req_accumulate),
+                prod_old.eq(old),
+            ]
+            for c in range(cfg.cols):
+                # signed x unsigned, kept to accumulator_bits (wraps modulo 2**accumulator_bits)
+                m.d.sync += product[c].eq(req_wdata[c] * req_scale)
+        m.d.comb += [
+            self.mem_wen.eq(self.en & prod_wen),
+            wport.addr.eq(prod_waddr),
             wport.en.eq(self.mem_wen),
         ]
         for c in range(cfg.cols):
-            m.d.comb += wport.data[c].eq(Mux(req_accumulate, old[c] + req_wdata[c], req_wdata[c]))
+            m.d.comb += wport.data[c].eq(Mux(prod_accumulate, prod_old[c] + product[c], product[c]))
         return m

@@ -21,6 +21,15 @@ docs/chain.md).  The reduction node adds its group's lanes to the previous node'
 (the inter-group link) and registers them; the last node's output is a k-tile's partial
 dot product per token, summed over the tile's k-tiles and written to the output bank.
 
+Cascade cutting ("Cutting the cascade" in docs/chain.md): with ``Smax = chain.max_segments``
+the reduction nodes ``j = (u + 1) * groups / Smax - 1`` (``u = 0 .. Smax-1``) are *taps*.
+LOAD_A latches the run-time segment count ``S`` (a divisor of ``Smax``) as ``step = Smax / S``;
+tap ``u`` cuts the cascade (the next node's link input is 0) when ``(u + 1) % step == 0``.
+Every tap's output is delayed by ``groups - 1 - j`` registers so that all taps reach their
+tile accumulators with the last node (the latency is unchanged); an output-bank row holds
+``Smax`` slots of ``P * cols`` accumulators (slot ``u`` = tap ``u``), written in one cycle;
+DRAIN pushes the ``S`` cut slots ``step - 1, 2 * step - 1, ...`` of each row as ``S`` beats.
+
 Timing is :mod:`sparsa.chain_timing`.  Stream rules as the systolic top: every valid/ready
 the accelerator drives depends on its state only, ``results.payload`` is the registered
 output of the bank's synchronous read port.
@@ -28,7 +37,9 @@ output of the bank's synchronous read port.
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from collections.abc import Iterable
+
+from amaranth.hdl import Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -39,12 +50,21 @@ from sparsa.hdl.layouts import check_config, instruction_layout
 from sparsa.isa import FIELDS, Opcode
 
 __all__ = ["SparseChainAccelerator", "ChainState", "chain_weight_lane_layout", "chain_weight_beat_layout",
-           "chain_act_word_layout", "chain_act_beat_layout", "chain_output_beat_layout", "PACKED_SUM_BITS"]
+           "chain_act_word_layout", "chain_act_beat_layout", "chain_output_beat_layout", "chain_bank_row_layout",
+           "PACKED_SUM_BITS"]
 
 CYCLE_COUNTER_BITS = 32
 COUNT_BITS = {f.name: f.width for f in FIELDS}["count"]
 #: Width of the packed group sum (the DSP48E2's P register).
 PACKED_SUM_BITS = 48
+
+
+def _any(terms: "Iterable[Value]") -> Value:
+    """OR of 1-bit terms (``Const(0)`` for none)."""
+    out = Const(0)
+    for t in terms:
+        out = out | t
+    return out
 
 
 class ChainState(enum.Enum, shape=3):
@@ -80,8 +100,13 @@ def chain_act_beat_layout(config: AcceleratorConfig) -> data.ArrayLayout:
 
 
 def chain_output_beat_layout(config: AcceleratorConfig) -> data.ArrayLayout:
-    """One output-bank row: ``P * cols`` accumulators, lane ``p * cols + c``."""
+    """One output beat: ``P * cols`` accumulators, lane ``p * cols + c``."""
     return data.ArrayLayout(signed(config.accumulator_bits), config.token_lanes * config.cols)
+
+
+def chain_bank_row_layout(config: AcceleratorConfig) -> data.ArrayLayout:
+    """One output-bank row: ``chain.max_segments`` slots (one per tap) of an output beat."""
+    return data.ArrayLayout(chain_output_beat_layout(config), config.chain.max_segments)
 
 
 class SparseChainAccelerator(wiring.Component):
@@ -148,6 +173,9 @@ class SparseChainAccelerator(wiring.Component):
         act_depth = cfg.chain.act_depth
         lat = chain_latency(cfg)
         bank_abits = max(1, (depth - 1).bit_length())
+        smax = cfg.chain.max_segments
+        gps = groups // smax                     # DSP groups per tap (per segment at S = smax)
+        steps = [smax // seg for seg in cfg.chain.supported_segments()]
 
         # ------------------------------------------------------------ controller
         state = Signal(ChainState, init=ChainState.FETCH)
@@ -157,6 +185,9 @@ class SparseChainAccelerator(wiring.Component):
         ktc = Signal(COUNT_BITS)                 # k-tile of the next weight beat
         row = Signal(bank_abits + 1)             # next output-bank row to write
         accumulate = Signal()
+        step = Signal(range(smax + 1), init=smax)   # smax / S, latched by LOAD_A
+        drow = Signal(bank_abits + 1)               # DRAIN: bank row of the current beat
+        dseg = Signal(range(smax))                  # DRAIN: bank slot (tap) of the current beat
         m.d.comb += self.state.eq(state)
         with m.If(state != ChainState.DONE):
             m.d.sync += self.cycles.eq(self.cycles + 1)
@@ -169,10 +200,11 @@ class SparseChainAccelerator(wiring.Component):
         m.d.comb += [en.eq(take | in_flush), self.weights.ready.eq(in_stream)]
 
         # ------------------------------------------------------------ output bank
-        m.submodules.bank = bank = memory.Memory(shape=chain_output_beat_layout(cfg), depth=depth, init=[])
+        m.submodules.bank = bank = memory.Memory(shape=chain_bank_row_layout(cfg), depth=depth, init=[])
         bank_r = bank.read_port(domain="sync", transparent_for=())
         bank_w = bank.write_port(domain="sync")
-        m.d.comb += [bank_r.en.eq(1), self.results.payload.eq(bank_r.data), bank_r.addr.eq(0)]
+        m.d.comb += [bank_r.en.eq(1), self.results.payload.eq(bank_r.data[dseg] if smax > 1 else bank_r.data[0]),
+                     bank_r.addr.eq(0)]
 
         # ------------------------------------------------------------ activation buffer
         act_abits = max(1, (act_depth - 1).bit_length())
@@ -215,10 +247,21 @@ class SparseChainAccelerator(wiring.Component):
             j, s = divmod(i, group)
             m.d.comb += reads[i].addr.eq(addr_line[j + s])
 
+        # ------------------------------------------------------------ cut control
+        # cut[u]: tap u ends a segment at the latched S (the last tap always does).
+        cut = []
+        for u in range(smax):
+            hit = [st for st in steps if (u + 1) % st == 0]
+            sig = Signal(name=f"cut{u}")
+            m.d.comb += sig.eq(1 if u == smax - 1 else Const(0) if not hit
+                               else _any(step == st for st in hit))
+            cut.append(sig)
+
         # ------------------------------------------------------------ chains
-        results = []     # per chain: list of token lanes (signed acc_bits)
+        results = []     # per chain: per tap u, list of token lanes (signed acc_bits), aligned to the last node
         for c in range(cols):
             link = None
+            taps = []
             for j in range(groups):
                 gsum = None
                 for s in range(group):
@@ -263,7 +306,21 @@ class SparseChainAccelerator(wiring.Component):
                     for p in range(tokens):
                         m.d.sync += red[p].eq(lanes[p] if link is None else link[p] + lanes[p])
                 link = red
-            results.append(link)
+                if (j + 1) % gps == 0:
+                    # Tap u: emit this node's output (delayed to the last node's cycle) and, when
+                    # the latched S cuts here, feed the next node a zero link.
+                    u = (j + 1) // gps - 1
+                    out = red
+                    for k in range(groups - 1 - j):
+                        delayed = [Signal(signed(acc_bits), name=f"tap_c{c}_u{u}_t{p}_d{k + 1}")
+                                   for p in range(tokens)]
+                        with m.If(en):
+                            m.d.sync += [delayed[p].eq(out[p]) for p in range(tokens)]
+                        out = delayed
+                    taps.append(out)
+                    if j < groups - 1:
+                        link = [Mux(cut[u], 0, red[p]) for p in range(tokens)]
+            results.append(taps)
 
         # ------------------------------------------------------------ tile accumulator + bank write
         wen = Signal()
@@ -273,14 +330,15 @@ class SparseChainAccelerator(wiring.Component):
             bank_w.addr.eq(row[:bank_abits]),
         ]
         for c in range(cols):
-            for p in range(tokens):
-                accr = Signal(signed(acc_bits), name=f"acc_c{c}_t{p}")
-                total = Signal(signed(acc_bits), name=f"sum_c{c}_t{p}")
-                m.d.comb += total.eq(results[c][p] + Mux(tag.first, 0, accr))
-                with m.If(en & tag.valid):
-                    m.d.sync += accr.eq(total)
-                lane = p * cols + c
-                m.d.comb += bank_w.data[lane].eq(Mux(accumulate, total + bank_r.data[lane], total))
+            for u in range(smax):
+                for p in range(tokens):
+                    accr = Signal(signed(acc_bits), name=f"acc_c{c}_u{u}_t{p}")
+                    total = Signal(signed(acc_bits), name=f"sum_c{c}_u{u}_t{p}")
+                    m.d.comb += total.eq(results[c][u][p] + Mux(tag.first, 0, accr))
+                    with m.If(en & tag.valid):
+                        m.d.sync += accr.eq(total)
+                    lane = p * cols + c
+                    m.d.comb += bank_w.data[u][lane].eq(Mux(accumulate, total + bank_r.data[u][lane], total))
         with m.If(wen):
             m.d.sync += row.eq(row + 1)
 
@@ -291,11 +349,19 @@ class SparseChainAccelerator(wiring.Component):
                 m.d.comb += self.instr.ready.eq(1)
                 with m.If(self.instr.valid):
                     m.d.sync += [count.eq(instr.count), accumulate.eq(instr.accumulate), beat.eq(0),
-                                 row.eq(0), ktc.eq(0)]
+                                 row.eq(0), ktc.eq(0), drow.eq(0), dseg.eq(step - 1)]
                     with m.Switch(instr.opcode):
                         with m.Case(Opcode.LOAD_A):
                             with m.If(instr.count != 0):
                                 m.d.sync += [state.eq(ChainState.LOAD_A), ktiles.eq(instr.count)]
+                            # Segment count S (field S - 1): step = smax / S; a count the config
+                            # does not support runs uncut (the ISA interpreter refuses it).
+                            with m.Switch(instr.segments_m1):
+                                for seg in cfg.chain.supported_segments():
+                                    with m.Case(seg - 1):
+                                        m.d.sync += step.eq(smax // seg)
+                                with m.Default():
+                                    m.d.sync += step.eq(smax)
                         with m.Case(Opcode.COMPUTE):
                             with m.If(instr.count == 0):
                                 m.d.sync += state.eq(ChainState.FLUSH)
@@ -326,13 +392,19 @@ class SparseChainAccelerator(wiring.Component):
                         m.d.sync += state.eq(ChainState.FETCH)
 
             with m.Case(ChainState.DRAIN):
+                # Beat b of the DRAIN: bank row b // S, slot (b % S + 1) * step - 1; the read
+                # port is addressed one beat ahead (the same row again until its last slot).
                 m.d.comb += self.results.valid.eq(1)
                 with m.If(self.results.ready):
                     m.d.sync += beat.eq(beat + 1)
                     with m.If(beat == count - 1):
                         m.d.sync += state.eq(ChainState.FETCH)
+                    with m.Elif(dseg == smax - 1):
+                        m.d.sync += [drow.eq(drow + 1), dseg.eq(step - 1)]
+                        m.d.comb += bank_r.addr.eq(drow + 1)
                     with m.Else():
-                        m.d.comb += bank_r.addr.eq(beat + 1)
+                        m.d.sync += dseg.eq(dseg + step)
+                        m.d.comb += bank_r.addr.eq(drow)
                 with m.Else():
-                    m.d.comb += bank_r.addr.eq(beat)
+                    m.d.comb += bank_r.addr.eq(drow)
         return m

@@ -5,8 +5,14 @@ State machine (one instruction at a time, see :mod:`sparsa.timing`)::
     FETCH --LOAD_W--> LOAD_W  (rows weight beats; rows/2 with OVP-4)     --> FETCH
           --COMPUTE-> STREAM  (count activation beats) -> FLUSH (F cycles) --> FETCH
           --DRAIN---> DRAIN   (count output beats)                        --> FETCH
+          --LOAD_S--> LOAD_S  (count scale beats; scaling stage only)     --> FETCH
           --HALT----> DONE    (done = 1, cycle counter frozen)
           --NOP / unknown opcode--> FETCH
+
+LOAD_S exists only with per-token / per-group activation scales (the accumulator's scaling
+stage, ``act_scale``): it pops ``count`` beats from the activation stream and writes beat ``i``
+to scale-RAM row ``i`` (``scale_wen`` / ``scale_waddr``; the data is the beat's low bits,
+wired in the top).  Without the scaling stage it is a NOP like any opcode the datapath lacks.
 
 ``F = flush_cycles`` defaults to :func:`sparsa.timing.compute_flush_cycles`.  A COMPUTE with
 ``count = 0`` runs only the flush, a DRAIN with ``count = 0`` is a NOP - both as
@@ -14,11 +20,15 @@ State machine (one instruction at a time, see :mod:`sparsa.timing`)::
 ``buffers.accumulator_depth`` are outside the contract (the compiler never emits them).
 
 The array's global enable is ``acts.valid & acts.ready`` in STREAM and ``1`` in FLUSH, else
-0; it also advances the accumulator bank's write stage.  A result row leaving the array
+0, **registered** (:data:`sparsa.timing.ARRAY_INPUT_LATENCY`): the array side (enable, valid
+tag, flush flag, and in the top the activation beat) runs one cycle behind the stream, so the
+enable that fans out to every PE register is a flip-flop output.  It also advances the
+accumulator bank's write stage.  A result row leaving the array
 (``array_valid_out``) in an enabled cycle is a write request (``acc_wen``) to the bank, which
 writes the RAM in the next enabled cycle; the write row counts up from 0 for each COMPUTE.
-``F = rows + cols + 2`` covers the array (``rows + cols + 1``) and that write stage, so the last
-RAM write of a COMPUTE happens in its last flush cycle.
+``F = rows + cols + 3`` covers the input register, the array (``rows + cols + 1``) and that
+write stage (``+ 1`` for the scaling stage), so the last RAM write of a COMPUTE happens in its
+last flush cycle.
 
 Every ready/valid output depends on the state only (never on the partner's valid/ready).
 """
@@ -33,7 +43,7 @@ from sparsa.config import AcceleratorConfig
 from sparsa.hdl.accumulator import address_bits
 from sparsa.hdl.layouts import check_config, instruction_layout
 from sparsa.isa import FIELDS, Opcode
-from sparsa.timing import compute_flush_cycles, load_weights_cycles
+from sparsa.timing import compute_flush_cycles, has_scale_stage, load_weights_cycles
 
 __all__ = ["Controller", "State", "CYCLE_COUNTER_BITS", "COUNT_FIELD_BITS", "register_bits"]
 
@@ -53,12 +63,14 @@ class State(enum.Enum, shape=3):
     FLUSH = 3
     DRAIN = 4
     DONE = 5
+    LOAD_S = 6
 
 
 def register_bits(config: AcceleratorConfig) -> int:
-    """Flip-flops of the controller: state, count, beat, write row, accumulate flag, cycles."""
+    """Flip-flops of the controller: state, count, beat, write row, accumulate flag, cycles and
+    the three array-control registers (enable, valid tag, flush)."""
     check_config(config)
-    return State.as_shape().width + 2 * COUNT_FIELD_BITS + config.count_bits + 1 + CYCLE_COUNTER_BITS
+    return State.as_shape().width + 2 * COUNT_FIELD_BITS + config.count_bits + 1 + CYCLE_COUNTER_BITS + 3
 
 
 class Controller(wiring.Component):
@@ -93,6 +105,9 @@ class Controller(wiring.Component):
     acc_raddr, acc_wen, acc_waddr, acc_accumulate : Out
         Accumulator bank control (``acc_raddr`` is the row needed in the next cycle; ``acc_wen``
         is a write request, performed by the bank in the next enabled cycle).
+    scale_wen, scale_waddr : Out(1), Out(address_bits)
+        Scaling stage only: LOAD_S writes the accepted activation beat to scale-RAM row
+        ``scale_waddr``.
     done : Out(1)
         High once HALT has been fetched.
     cycles : Out(32)
@@ -110,7 +125,7 @@ class Controller(wiring.Component):
         self._config = config
         self._flush_cycles = flush_cycles
         abits = address_bits(config)
-        super().__init__({
+        members = {
             "instr": In(stream.Signature(instruction_layout())),
             "weights_valid": In(1),
             "weights_ready": Out(1),
@@ -131,7 +146,10 @@ class Controller(wiring.Component):
             "done": Out(1),
             "cycles": Out(CYCLE_COUNTER_BITS),
             "state": Out(State),
-        })
+        }
+        if has_scale_stage(config):
+            members.update({"scale_wen": Out(1), "scale_waddr": Out(abits)})
+        super().__init__(members)
 
     @property
     def config(self) -> AcceleratorConfig:
@@ -171,11 +189,25 @@ class Controller(wiring.Component):
         # Array enable and accumulator write path (active in STREAM and FLUSH).
         in_stream = state == State.STREAM
         in_flush = state == State.FLUSH
+        acts_ready = (in_stream | (state == State.LOAD_S)) if has_scale_stage(cfg) else in_stream
+        # The array side runs ARRAY_INPUT_LATENCY = 1 cycle behind the stream: the enable, the
+        # valid tag and the flush flag are registered here (the top registers the accepted
+        # activation beat), so the enable's fan-out to every PE starts at a flip-flop.
+        advance = Signal()                   # controller side: a beat accepted or a flush cycle
+        array_en = Signal()
+        array_valid_in = Signal()
+        array_flush = Signal()
+        m.d.comb += advance.eq((in_stream & self.acts_valid) | in_flush)
+        m.d.sync += [
+            array_en.eq(advance),
+            array_valid_in.eq(in_stream & self.acts_valid),
+            array_flush.eq(in_flush),
+        ]
         m.d.comb += [
-            self.acts_ready.eq(in_stream),
-            self.array_en.eq((in_stream & self.acts_valid) | in_flush),
-            self.array_valid_in.eq(in_stream & self.acts_valid),
-            self.array_flush.eq(in_flush),
+            self.acts_ready.eq(acts_ready),
+            self.array_en.eq(array_en),
+            self.array_valid_in.eq(array_valid_in),
+            self.array_flush.eq(array_flush),
             self.acc_wen.eq(self.array_en & self.array_valid_out),
             self.acc_waddr.eq(row_addr(row)),
             self.acc_accumulate.eq(accumulate),
@@ -209,6 +241,10 @@ class Controller(wiring.Component):
                         with m.Case(Opcode.DRAIN):
                             with m.If(instr.count != 0):
                                 m.d.sync += state.eq(State.DRAIN)
+                        if has_scale_stage(cfg):
+                            with m.Case(Opcode.LOAD_S):
+                                with m.If(instr.count != 0):
+                                    m.d.sync += state.eq(State.LOAD_S)
                         with m.Case(Opcode.HALT):
                             m.d.sync += state.eq(State.DONE)
                         # NOP and unknown opcodes: stay in FETCH.
@@ -226,7 +262,7 @@ class Controller(wiring.Component):
 
             with m.Case(State.STREAM, State.FLUSH):
                 m.d.comb += self.acc_raddr.eq(row_addr(row + self.acc_wen))
-                with m.If(self.array_en):
+                with m.If(advance):
                     m.d.sync += beat.eq(beat + 1)
                 with m.If(in_stream & self.acts_valid & (beat == count - 1)):
                     m.d.sync += [beat.eq(0), state.eq(State.FLUSH)]
@@ -244,6 +280,17 @@ class Controller(wiring.Component):
                     m.d.sync += beat.eq(beat + 1)
                     with m.If(beat == count - 1):
                         m.d.sync += state.eq(State.FETCH)
+
+            if has_scale_stage(cfg):
+                with m.Case(State.LOAD_S):
+                    m.d.comb += [
+                        self.scale_wen.eq(self.acts_valid),
+                        self.scale_waddr.eq(row_addr(beat)),
+                    ]
+                    with m.If(self.acts_valid):
+                        m.d.sync += beat.eq(beat + 1)
+                        with m.If(beat == count - 1):
+                            m.d.sync += state.eq(State.FETCH)
 
             with m.Case(State.DONE):
                 pass

@@ -111,6 +111,11 @@ class ResourceSummary:
     ovp_decoders : int
         Combinational OVP-4 pair decoders on the array borders (``cols`` for the weights, plus
         ``rows * group_size / 2`` for OVP-4 activations; 0 without OVP).
+    scale_multipliers : int
+        Activation-scaling stage (``act_scale`` token / group): ``cols`` registered
+        ``accumulator_bits x mantissa_bits`` multipliers in the accumulator write path; else 0.
+    scale_memory_bits : int
+        Bits of the scale RAM (``depth * mantissa_bits``; 0 without the scaling stage).
     """
 
     multipliers: int
@@ -123,6 +128,8 @@ class ResourceSummary:
     accumulator_memory_bits: int
     accumulator_shape: tuple[int, int]
     ovp_decoders: int = 0
+    scale_multipliers: int = 0
+    scale_memory_bits: int = 0
 
     def as_dict(self) -> dict:
         """Plain-dict form (for JSON reports)."""
@@ -132,6 +139,7 @@ class ResourceSummary:
             "register_bits": self.register_bits, "register_breakdown": dict(self.register_breakdown),
             "accumulator_memory_bits": self.accumulator_memory_bits,
             "accumulator_shape": list(self.accumulator_shape), "ovp_decoders": self.ovp_decoders,
+            "scale_multipliers": self.scale_multipliers, "scale_memory_bits": self.scale_memory_bits,
         }
 
 
@@ -192,7 +200,9 @@ def resource_summary(config: AcceleratorConfig) -> ResourceSummary:
         return _chain_resource_summary(config)
     from sparsa.hdl.controller import register_bits as controller_register_bits
     from sparsa.hdl.accumulator import register_bits as accumulator_register_bits
+    from sparsa.hdl.accumulator import scale_register_bits
     from sparsa.hdl.pe import pipeline_register_bits as pe_pipeline_register_bits
+    from sparsa.hdl.layouts import activation_beat_layout
     from sparsa.timing import array_latency
 
     from sparsa.layout import DECODED_INT_BITS, lane_element_bits, pe_weight_bits
@@ -207,9 +217,13 @@ def resource_summary(config: AcceleratorConfig) -> ResourceSummary:
         "output_deskew": acc * c * (c - 1) // 2,
         "pe_pipeline": r * c * pe_pipeline_register_bits(config),
         "valid_tag": array_latency(config),
-        "accumulator_write_stage": accumulator_register_bits(config),
+        "array_input": activation_beat_layout(config).size,
+        "accumulator_write_stage": accumulator_register_bits(config) - scale_register_bits(config),
         "controller": controller_register_bits(config),
     }
+    scaled = scale_register_bits(config) > 0
+    if scaled:
+        breakdown["accumulator_scale_stage"] = scale_register_bits(config)
     depth = config.buffers.accumulator_depth
     return ResourceSummary(
         multipliers=r * c,
@@ -223,6 +237,8 @@ def resource_summary(config: AcceleratorConfig) -> ResourceSummary:
         register_breakdown=breakdown,
         accumulator_memory_bits=depth * c * acc,
         accumulator_shape=(depth, c * acc),
+        scale_multipliers=c if scaled else 0,
+        scale_memory_bits=depth * config.act_scale.mantissa_bits if scaled else 0,
     )
 
 

@@ -5,7 +5,11 @@
     instr ---> Controller ----------------------------------+-------> done, cycles
                  |  load/row      | en, tag, flush          | addresses, wen
     weights ---> +--> SystolicArray (R x C SparsePEs) --> AccumulatorBank ---> results
-    acts ------> (zero lanes in FLUSH) -^
+    acts ------> (zero lanes in FLUSH) -^                       ^
+         +---- LOAD_S: low mantissa_bits bits -> scale RAM ---+
+
+The scale RAM and the scaling stage of the bank exist only with per-token / per-group
+activation scales (``act_scale``, docs/actscale-hardware.md).
 
 Stream rules: every ``valid`` / ``ready`` the accelerator drives depends only on its state
 (never on the partner's ``ready`` / ``valid``), and ``results.payload`` is the registered
@@ -14,7 +18,7 @@ output of the bank's synchronous read port, stable while ``results.valid & ~resu
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -52,7 +56,7 @@ class SparseSystolicAccelerator(wiring.Component):
     weights : In(stream.Signature(weight beat layout))
         One beat per PE row during LOAD_W.
     acts : In(stream.Signature(activation beat layout))
-        One beat per input row during COMPUTE.
+        One beat per input row during COMPUTE; one scale mantissa (low bits) per row during LOAD_S.
     results : Out(stream.Signature(output beat layout))
         One accumulator row per beat during DRAIN.
     done : Out(1)
@@ -118,6 +122,11 @@ class SparseSystolicAccelerator(wiring.Component):
         m.submodules.acc = acc = self._acc
 
         wiring.connect(m, wiring.flipped(self.instr), ctrl.instr)
+        # The array's input register (ARRAY_INPUT_LATENCY): the accepted activation beat, used
+        # in the next cycle, when the controller's registered enable lets the array take it.
+        act_q = Signal(len(self.acts.payload.as_value()), name="act_q")
+        with m.If(self.acts.valid & self.acts.ready):
+            m.d.sync += act_q.eq(self.acts.payload)
         m.d.comb += [
             ctrl.weights_valid.eq(self.weights.valid),
             self.weights.ready.eq(ctrl.weights_ready),
@@ -132,7 +141,7 @@ class SparseSystolicAccelerator(wiring.Component):
             array.en.eq(ctrl.array_en),
             array.valid_in.eq(ctrl.array_valid_in),
             # Zero lanes during the flush: no junk toggling, and nothing stale is ever summed.
-            array.lanes_in.eq(Mux(ctrl.array_flush, 0, self.acts.payload)),
+            array.lanes_in.eq(Mux(ctrl.array_flush, 0, act_q)),
             array.load.eq(ctrl.load),
             array.load_row.eq(ctrl.load_row),
             array.load_data.eq(self.weights.payload),
@@ -145,4 +154,11 @@ class SparseSystolicAccelerator(wiring.Component):
             acc.wdata.eq(array.result),
             acc.accumulate.eq(ctrl.acc_accumulate),
         ]
+        if acc.scaled:
+            # LOAD_S: the scale mantissa is the activation beat's low mantissa_bits bits.
+            m.d.comb += [
+                acc.scale_wen.eq(ctrl.scale_wen),
+                acc.scale_waddr.eq(ctrl.scale_waddr),
+                acc.scale_wdata.eq(self.acts.payload.as_value()[: self._config.act_scale.mantissa_bits]),
+            ]
         return m

@@ -8,6 +8,12 @@ A *scheme* is (weight format, activation format, sparsity):
 * activations (the input of every quantized linear layer): ``none`` (weight-only), ``int8`` /
   ``int4`` per tensor, ``ovp4`` / ``ovp8`` per tensor; scales calibrated by MSE on data that is
   disjoint from the evaluation data, on the model whose weights are already compressed.
+  Dynamic scales (no calibration; :mod:`sparsa.models.formats.actscale`): ``int8/token`` /
+  ``int4/token`` (one scale per token) and ``int8/gN`` / ``int4/gN`` (one scale per token and
+  group of ``N`` consecutive input elements, e.g. ``int8/g128``), computed from each input with
+  the accelerator's exact fixed-point scales (``mantissa * 2**-exponent``, 16-bit mantissas
+  by default, one shared exponent per tensor, mantissas rounded up so nothing clips); the
+  fake-quantized input is ``codes * s_hat`` (:func:`parse_acts`).
 * sparsity: ``dense`` or ``N:M`` (magnitude pruning of groups of M consecutive weights along the
   input axis with :func:`sparsa.models.formats.nm.compress`); quantization then runs on the
   compressed values of each row (N:M order: group by group, kept values in increasing index
@@ -41,17 +47,23 @@ import numpy as np
 
 from sparsa.errors import FormatError
 
-from .formats import intq, nm, ovp
+from .formats import actscale, intq, nm, ovp
 
 __all__ = [
     "WEIGHT_FORMATS",
     "ACT_FORMATS",
+    "ACT_NAMES_HELP",
+    "parse_acts",
+    "act_name",
     "Scheme",
     "CompressedLayer",
     "parse_sparsity",
     "compress_weight",
     "ActQuant",
+    "DynamicActQuant",
+    "fake_quant_dynamic",
     "calibrate_acts",
+    "act_quantizer",
     "grid",
     "PruneOptions",
     "evaluate_minilm",
@@ -62,6 +74,48 @@ __all__ = [
 WEIGHT_FORMATS: tuple[str, ...] = ("fp32", "int8", "int4", "ovp4", "ovp8")
 ACT_FORMATS: tuple[str, ...] = ("none", "int8", "int4", "ovp4", "ovp8")
 _BITS = {"fp32": 32, "int8": 8, "int4": 4, "ovp4": 4, "ovp8": 8}
+#: The activation names :func:`parse_acts` accepts, for error messages and ``--help``.
+ACT_NAMES_HELP = ("none, int8, int4, ovp4, ovp8 (per-tensor static), int8/token, int4/token (dynamic per token), "
+                  "int8/gN, int4/gN (dynamic per token and group of N inputs, e.g. int8/g128)")
+_DYNAMIC_RE = re.compile(r"(int8|int4)/(token|g([1-9]\d*))")
+
+
+def parse_acts(name: str, mantissa_bits: int = 16) -> "tuple[str, actscale.ActScaleSpec]":
+    """Split an activation name into (base format, scale granularity).
+
+    ``"int8"`` -> ``("int8", tensor)`` (static per-tensor, calibrated); ``"int8/token"`` ->
+    ``("int8", token)``; ``"int4/g64"`` -> ``("int4", group 64)``; ``"none"`` and the OVP
+    formats are per tensor.
+
+    Parameters
+    ----------
+    name : str
+        Activation name (see :data:`ACT_NAMES_HELP`).
+    mantissa_bits : int
+        Scale-mantissa width of the dynamic granularities.
+
+    Raises
+    ------
+    FormatError
+        An unknown name (one line listing the valid names).
+    """
+    if isinstance(name, str) and name in ACT_FORMATS:
+        return name, actscale.ActScaleSpec("tensor", mantissa_bits=mantissa_bits)
+    m = _DYNAMIC_RE.fullmatch(name) if isinstance(name, str) else None
+    if m is None:
+        raise FormatError(f"unknown activation format {name!r}; expected one of {ACT_NAMES_HELP}")
+    if m.group(2) == "token":
+        return m.group(1), actscale.ActScaleSpec("token", mantissa_bits=mantissa_bits)
+    return m.group(1), actscale.ActScaleSpec("group", group=int(m.group(3)), mantissa_bits=mantissa_bits)
+
+
+def act_name(fmt: str, spec: "actscale.ActScaleSpec") -> str:
+    """Inverse of :func:`parse_acts`: ``("int8", group 128)`` -> ``"int8/g128"``."""
+    if spec.granularity == "tensor":
+        return fmt
+    if fmt not in ("int8", "int4"):
+        raise FormatError(f"activation format {fmt!r} has per-tensor scales only, not {spec.granularity!r}")
+    return f"{fmt}/token" if spec.granularity == "token" else f"{fmt}/g{spec.group}"
 
 
 def parse_sparsity(spec: str) -> tuple[int, int] | None:
@@ -83,12 +137,13 @@ class Scheme:
     sparsity: str = "dense"
     #: calibrated pruning method (``magnitude``, ``wanda``, ``sparsegpt``); None = plain N:M magnitude
     prune: "str | None" = None
+    #: scale-mantissa width of dynamic activation scales (``int8/token``, ``int4/g64`` ...)
+    act_mantissa_bits: int = 16
 
     def __post_init__(self) -> None:
         if self.weights not in WEIGHT_FORMATS:
             raise FormatError(f"unknown weight format {self.weights!r}; expected one of {', '.join(WEIGHT_FORMATS)}")
-        if self.acts not in ACT_FORMATS:
-            raise FormatError(f"unknown activation format {self.acts!r}; expected one of {', '.join(ACT_FORMATS)}")
+        parse_acts(self.acts, self.act_mantissa_bits)
         if self.prune is None:
             parse_sparsity(self.sparsity)
             return
@@ -111,17 +166,18 @@ class Scheme:
 
 
 def grid(weights: Iterable[str], acts: Iterable[str], sparsity: Iterable[str],
-         prune: "Iterable[str] | None" = None) -> list[Scheme]:
+         prune: "Iterable[str] | None" = None, *, act_mantissa_bits: int = 16) -> list[Scheme]:
     """All schemes of the cartesian product, in (sparsity, prune, weights, acts) order.
 
     With ``prune`` (methods), every sparse pattern is evaluated with each method; ``dense``
-    appears once.
+    appears once.  ``act_mantissa_bits`` applies to the dynamic activation scales.
     """
     methods = list(prune) if prune is not None else [None]
     out = []
     for s in sparsity:
         for p in (methods if s != "dense" else methods[:1]):
-            out += [Scheme(w, a, s, p if s != "dense" else None) for w in weights for a in acts]
+            out += [Scheme(w, a, s, p if s != "dense" else None, act_mantissa_bits)
+                    for w in weights for a in acts]
     return out
 
 
@@ -262,6 +318,40 @@ class ActQuant:
         return ovp.fake_quant(x.astype(np.float32), s, self.ovp_formats[name]).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class DynamicActQuant:
+    """Dynamic per-token / per-group int activation fake-quantizer; call it as the model hook.
+
+    Every call quantizes its input ``x[..., K]`` (viewed as ``[T, K]``, ``T`` = all leading axes)
+    with :func:`~sparsa.models.formats.actscale.quantize_activations_dynamic` - exactly the
+    fixed-point scales the accelerator multiplies by (one shared exponent per call) - and returns
+    ``codes * s_hat`` as float32.  No calibration.
+    """
+
+    fmt: str
+    spec: actscale.ActScaleSpec
+
+    def __post_init__(self) -> None:
+        if self.fmt not in ("int8", "int4") or not self.spec.dynamic:
+            raise FormatError(f"dynamic activation scales need int8/int4 and granularity token/group, "
+                              f"not {self.fmt!r} / {self.spec.granularity!r}")
+
+    def __call__(self, name: str, x: np.ndarray) -> np.ndarray:
+        x2 = np.asarray(x, dtype=np.float32).reshape(-1, x.shape[-1])
+        q = actscale.quantize_activations_dynamic(x2, self.spec, _BITS[self.fmt], name=name)
+        return fake_quant_dynamic(q).reshape(x.shape).astype(np.float32)
+
+
+def fake_quant_dynamic(act: actscale.ScaledActivations) -> np.ndarray:
+    """float64 ``codes * s_hat`` of dynamically scaled activations (``[T, K]``)."""
+    s = act.scale
+    k = act.codes.shape[1]
+    if act.spec.granularity == "group":
+        assert act.spec.group is not None
+        s = np.repeat(s, act.spec.group, axis=1)[:, :k]
+    return act.codes.astype(np.float64) * s
+
+
 class _Recorder:
     """Hook collecting up to ``max_rows`` input rows per linear layer."""
 
@@ -294,7 +384,7 @@ def calibrate_acts(
         Calibration rows (tokens) kept per layer.
     """
     if fmt not in ACT_FORMATS or fmt == "none":
-        raise FormatError(f"cannot calibrate activation format {fmt!r}")
+        raise FormatError(f"cannot calibrate activation format {fmt!r}; expected one of {', '.join(ACT_FORMATS[1:])}")
     rec = _Recorder(max_rows)
     run(rec)
     scales, formats = {}, {}
@@ -306,6 +396,22 @@ def calibrate_acts(
             f, s = ovp.calibrate_activation(x, _BITS[fmt], name=name)
             scales[name], formats[name] = s, f.name
     return ActQuant(fmt, scales, formats)
+
+
+def act_quantizer(
+    run: Callable[[Callable[[str, np.ndarray], np.ndarray]], None], acts: str, *, mantissa_bits: int = 16
+) -> "ActQuant | DynamicActQuant | None":
+    """The activation hook of one activation name (:func:`parse_acts`).
+
+    ``none`` -> None; a per-tensor name -> :func:`calibrate_acts` on ``run``; a dynamic name ->
+    :class:`DynamicActQuant` (``run`` is not called).
+    """
+    fmt, spec = parse_acts(acts, mantissa_bits)
+    if fmt == "none":
+        return None
+    if spec.dynamic:
+        return DynamicActQuant(fmt, spec)
+    return calibrate_acts(run, fmt)
 
 
 # --------------------------------------------------------------------------------------------
@@ -493,7 +599,7 @@ def evaluate_minilm(
             for s in CALIBRATION:  # one sentence per pass: no padding rows in the statistics
                 qm.embed([s], hook=hook)  # type: ignore[attr-defined]
 
-        hook = calibrate_acts(run_calibration, sc.acts) if sc.acts != "none" else None
+        hook = act_quantizer(run_calibration, sc.acts, mantissa_bits=sc.act_mantissa_bits)
         cos = np.sum(qm.embed(sents, hook=hook) * ref, axis=-1, dtype=np.float64)
         metrics = {"cos_mean": round(float(cos.mean()), 5), "cos_min": round(float(cos.min()), 5)}
         row = _row(sc, info, metrics, time.perf_counter() - t0)
@@ -552,7 +658,7 @@ def evaluate_smollm2(
             for c in calib:
                 qm.logits(c, hook)  # type: ignore[attr-defined]
 
-        hook = calibrate_acts(run_calibration, sc.acts) if sc.acts != "none" else None
+        hook = act_quantizer(run_calibration, sc.acts, mantissa_bits=sc.act_mantissa_bits)
         ppl = qm.perplexity(evalc, hook)
         row = _row(sc, info, {"ppl": round(ppl, 3)}, time.perf_counter() - t0)
         rows.append(row)

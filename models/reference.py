@@ -12,7 +12,7 @@ import numpy as np
 
 from sparsa.errors import FormatError
 
-__all__ = ["wrap", "int_range", "check_int_range", "gemm_reference", "check_ovp4_range", "encode_ovp4_exact",
+__all__ = ["wrap", "wrap_exact", "int_range", "check_int_range", "gemm_reference", "check_ovp4_range", "encode_ovp4_exact",
            "OVP4_MAX"]
 
 #: Largest magnitude of an OVP-4 (int4 normals) value, in int4 units.
@@ -26,6 +26,15 @@ def wrap(x: np.ndarray, bits: int) -> np.ndarray:
         return x
     half = np.int64(1) << np.int64(bits - 1)
     return ((x + half) & ((half << np.int64(1)) - 1)) - half
+
+
+def wrap_exact(x: np.ndarray, bits: int) -> np.ndarray:
+    """:func:`wrap` for exact integers that may exceed int64 (object arrays of Python ints)."""
+    arr = np.asarray(x)
+    if arr.dtype != object:
+        return wrap(arr, bits)
+    half = 1 << (bits - 1)
+    return np.vectorize(lambda v: ((int(v) + half) % (half << 1)) - half, otypes=[np.int64])(arr)
 
 
 def int_range(bits: int) -> tuple[int, int]:

@@ -2,9 +2,16 @@
 
 :class:`ChainInterpreter` executes the packed-level streams (instruction words, weight beats,
 activation-buffer words) beat by beat on the architectural state: the activation buffer,
-the k-tile count latched by LOAD_A and the output bank.  :class:`ChainCycleModel` runs the
-same semantics on whole COMPUTEs at once (NumPy) and advances the cycle counter as
-:mod:`sparsa.chain_timing` says; tests compare both with NumPy and the RTL.
+the k-tile count and segment count latched by LOAD_A and the output bank.
+:class:`ChainCycleModel` runs the same semantics on whole COMPUTEs at once (NumPy) and
+advances the cycle counter as :mod:`sparsa.chain_timing` says; tests compare both with NumPy
+and the RTL.
+
+Cascade cutting (docs/chain.md): with ``S`` segments (a divisor of ``chain.max_segments``
+``Smax``), segment ``s`` of a chain is slices ``s * L .. (s + 1) * L - 1`` (``L = rows / S``)
+and its result lands in output-bank slot ``u = (s + 1) * Smax / S - 1`` of the row - the
+reduction node at the segment's end, one of the ``Smax`` nodes that can cut.  A bank row holds
+``Smax`` slots of ``P * cols`` accumulators; DRAIN pushes ``S`` beats per row (segment order).
 """
 
 from __future__ import annotations
@@ -21,23 +28,55 @@ from sparsa.isa import Opcode, decode
 from sparsa.models.reference import wrap
 from sparsa.sim.cycle import CycleStats
 
-__all__ = ["ChainState", "ChainInterpreter", "ChainCycleModel", "ChainStats"]
+__all__ = ["ChainState", "ChainInterpreter", "ChainCycleModel", "ChainStats", "tile_results", "segment_slots"]
 
 
 @dataclass
 class ChainState:
-    """Architectural state: activation buffer ``(act_depth, rows, P, M)``, k-tiles, output bank."""
+    """Architectural state: activation buffer ``(act_depth, rows, P, M)``, k-tiles and segments
+    (latched by LOAD_A), output bank ``(accumulator_depth, max_segments, P * cols)``.
+
+    ``bank_segments`` is the segment count the bank rows were last written with (an
+    accumulating COMPUTE must use the same).
+    """
 
     buffer: np.ndarray
     bank: np.ndarray
     ktiles: int = 1
+    segments: int = 1
+    bank_segments: int = 1
     outputs: list[np.ndarray] = field(default_factory=list)
 
     @classmethod
     def reset(cls, config: AcceleratorConfig) -> "ChainState":
         p = config.token_lanes
         return cls(np.zeros((config.chain.act_depth, config.rows, p, config.group_size), np.int64),
-                   np.zeros((config.buffers.accumulator_depth, p * config.cols), np.int64))
+                   np.zeros((config.buffers.accumulator_depth, config.chain.max_segments, p * config.cols), np.int64))
+
+
+def segment_slots(config: AcceleratorConfig, segments: int) -> np.ndarray:
+    """Output-bank slot of each of the ``segments`` segments: ``(s + 1) * max_segments / S - 1``."""
+    step = config.chain.max_segments // segments
+    return (np.arange(segments) + 1) * step - 1
+
+
+def write_bank(config: AcceleratorConfig, state: ChainState, res: np.ndarray, accumulate: bool) -> None:
+    """Write (or add) tile results ``res (tiles, S, P * cols)`` to bank rows ``0 .. tiles-1``."""
+    seg = state.segments
+    if accumulate and seg != state.bank_segments:
+        raise FormatError(f"an accumulating COMPUTE with segments={seg} adds to bank rows written with "
+                          f"segments={state.bank_segments}")
+    rows, slots = np.arange(res.shape[0])[:, None], segment_slots(config, seg)[None, :]
+    base = state.bank[rows, slots] if accumulate else 0
+    state.bank[rows, slots] = wrap(base + res, config.accumulator_bits)
+    state.bank_segments = seg
+
+
+def drain_beats(config: AcceleratorConfig, state: ChainState, n: int) -> np.ndarray:
+    """The ``n`` output beats of a DRAIN: bank row ``b // S``, segment ``b % S`` -> ``(n, P * cols)``."""
+    seg = state.segments
+    b = np.arange(n)
+    return state.bank[b // seg, segment_slots(config, seg)[b % seg]].copy()
 
 
 def _take(stream: Iterator, what: str):
@@ -47,14 +86,20 @@ def _take(stream: Iterator, what: str):
         raise FormatError(f"the {what} stream ran out: the program needs more beats than were given") from None
 
 
-def tile_results(config: AcceleratorConfig, words: np.ndarray, values: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """Chain outputs of weight beats ``values/indices (beats, cols, rows)`` against buffer words
-    ``(beats, rows, P, M)``: ``(beats, P, cols)`` (exact int64 sums)."""
+def tile_results(config: AcceleratorConfig, words: np.ndarray, values: np.ndarray, indices: np.ndarray,
+                 segments: int = 1) -> np.ndarray:
+    """Segment outputs of weight beats ``values/indices (beats, cols, rows)`` against buffer
+    words ``(beats, rows, P, M)``: ``(beats, segments, P * cols)``, lane ``p * cols + c`` (exact
+    int64 sums; segment ``s`` sums slices ``s * L .. (s + 1) * L - 1``, ``L = rows / segments``)."""
     # picked[b, c, i, p] = words[b, i, p, indices[b, c, i]]
-    b_idx = np.arange(words.shape[0])[:, None, None]
+    beats = words.shape[0]
+    b_idx = np.arange(beats)[:, None, None]
     i_idx = np.arange(config.rows)[None, None, :]
     picked = words.transpose(0, 1, 3, 2)[b_idx, i_idx, indices]       # (beats, cols, rows, P)
-    return np.einsum("bcip,bci->bpc", picked, values)
+    seg_len = config.rows // segments
+    picked = picked.reshape(beats, config.cols, segments, seg_len, -1)
+    res = np.einsum("bcsip,bcsi->bspc", picked, values.reshape(beats, config.cols, segments, seg_len))
+    return res.reshape(beats, segments, -1)
 
 
 class ChainInterpreter:
@@ -63,15 +108,24 @@ class ChainInterpreter:
     def __init__(self, config: AcceleratorConfig) -> None:
         self.config = config
 
-    def check_count(self, op: Opcode, count: int, ktiles: int) -> None:
+    def check_count(self, op: Opcode, count: int, ktiles: int, segments: int = 1) -> None:
+        """Refuse an instruction outside the contract (:class:`FormatError`, one line)."""
         cfg = self.config
         if op is Opcode.LOAD_A and count > cfg.chain.act_depth:
             raise FormatError(f"LOAD_A count {count} exceeds datapath.chain.act_depth={cfg.chain.act_depth}")
         if op is Opcode.COMPUTE and (count % ktiles or count // ktiles > cfg.buffers.accumulator_depth):
             raise FormatError(f"COMPUTE count {count} is not a multiple of the {ktiles} loaded k-tiles "
                               f"or exceeds buffers.accumulator_depth rows")
-        if op is Opcode.DRAIN and count > cfg.buffers.accumulator_depth:
-            raise FormatError(f"DRAIN count {count} exceeds buffers.accumulator_depth={cfg.buffers.accumulator_depth}")
+        if op is Opcode.DRAIN and count > cfg.buffers.accumulator_depth * segments:
+            raise FormatError(f"DRAIN count {count} exceeds buffers.accumulator_depth={cfg.buffers.accumulator_depth}"
+                              f" rows x {segments} segments")
+
+    def check_segments(self, segments: int) -> None:
+        """Refuse a LOAD_A segment count the config does not support (:class:`FormatError`)."""
+        chain = self.config.chain
+        if segments not in chain.supported_segments():
+            raise FormatError(f"LOAD_A segments={segments} is not supported by datapath.chain.max_segments="
+                              f"{chain.max_segments}; use one of {list(chain.supported_segments())}")
 
     def run(self, words: Iterable[int], weight_beats: Iterable, act_words: Iterable) -> ChainState:
         cfg = self.config
@@ -80,23 +134,23 @@ class ChainInterpreter:
         for word in words:
             instr = decode(int(word))
             op, n = instr.op, instr.count
-            self.check_count(op, n, state.ktiles)
+            if op is Opcode.LOAD_A:
+                self.check_segments(instr.segments)
+            self.check_count(op, n, state.ktiles, state.segments)
             if op is Opcode.LOAD_A:
                 for j in range(n):
                     state.buffer[j] = _take(acts, "activation")
-                state.ktiles = n
+                state.ktiles, state.segments = n, instr.segments
             elif op is Opcode.COMPUTE:
-                kt = state.ktiles
+                kt, seg = state.ktiles, state.segments
                 beats = [_take(weights, "weight") for _ in range(n)]
                 vals = np.stack([np.asarray(v, np.int64) for v, _ in beats])
                 idxs = np.stack([np.asarray(i, np.int64) for _, i in beats])
                 words_ = state.buffer[np.arange(n) % kt]
-                res = tile_results(cfg, words_, vals, idxs).reshape(n // kt, kt, -1).sum(axis=1)
-                rows = slice(0, n // kt)
-                base = state.bank[rows] if instr.accumulate else 0
-                state.bank[rows] = wrap(base + res, cfg.accumulator_bits)
+                res = tile_results(cfg, words_, vals, idxs, seg).reshape(n // kt, kt, seg, -1).sum(axis=1)
+                write_bank(cfg, state, res, instr.accumulate)
             elif op is Opcode.DRAIN:
-                state.outputs.extend(state.bank[:n].copy())
+                state.outputs.extend(drain_beats(cfg, state, n))
             elif op is Opcode.HALT:
                 break
         else:
@@ -134,28 +188,26 @@ class ChainCycleModel:
             if op is Opcode.LOAD_A:
                 block, k0, kk = next(loads)
                 state.buffer[:kk] = program.buffer_words(grouped, block, k0, kk)
-                state.ktiles = kk
+                state.ktiles, state.segments = kk, instr.segments
                 stats.load += n
                 stats.cycles += n
             elif op is Opcode.COMPUTE:
                 s = next(computes)
-                kt = state.ktiles
+                kt, seg = state.ktiles, state.segments
                 vals = program.tile_values[s.k0: s.k0 + kt, s.n0: s.n0 + s.nn]     # (kt, nn, rows, cols)
                 idxs = program.tile_indices[s.k0: s.k0 + kt, s.n0: s.n0 + s.nn]
                 words = np.broadcast_to(state.buffer[:kt, None], (kt, s.nn) + state.buffer.shape[1:])
                 res = tile_results(cfg, words.reshape((-1,) + state.buffer.shape[1:]),
                                    vals.transpose(0, 1, 3, 2).reshape(-1, cfg.cols, cfg.rows),
-                                   idxs.transpose(0, 1, 3, 2).reshape(-1, cfg.cols, cfg.rows))
-                res = res.reshape(kt, s.nn, -1).sum(axis=0)
-                rows = slice(0, s.nn)
-                base = state.bank[rows] if instr.accumulate else 0
-                state.bank[rows] = wrap(base + res, cfg.accumulator_bits)
+                                   idxs.transpose(0, 1, 3, 2).reshape(-1, cfg.cols, cfg.rows), seg)
+                res = res.reshape(kt, s.nn, seg, -1).sum(axis=0)
+                write_bank(cfg, state, res, instr.accumulate)
                 stats.stream += n
                 stats.flush += lat
                 stats.cycles += n + lat
                 stats.macs += n * cfg.peak_macs_per_cycle
             elif op is Opcode.DRAIN:
-                out.append(state.bank[:n].copy())
+                out.append(drain_beats(cfg, state, n))
                 stats.drain += n
                 stats.cycles += n
             elif op is Opcode.HALT:

@@ -8,7 +8,7 @@ batch of beats at once, so large GEMMs run fast; the timing is exact for streams
 are always valid/ready (the configuration every backend measures).
 
 Besides the total it records, per instruction, the start cycle and per phase (fetch,
-load, stream, flush, drain) the cycles spent, which the reports and the estimator use.
+load, stream, flush, drain, scale_load) the cycles spent, which the reports and the estimator use.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from sparsa.errors import FormatError
 from sparsa.isa import Opcode
 from sparsa.models.reference import wrap
 from sparsa.sim.interpreter import ArchState, Interpreter, decode_lanes
-from sparsa.timing import FETCH_CYCLES, compute_flush_cycles, load_weights_cycles
+from sparsa.timing import FETCH_CYCLES, compute_flush_cycles, has_scale_stage, load_weights_cycles
 
 __all__ = ["CycleStats", "CycleModel", "program_cycles"]
 
@@ -38,6 +38,7 @@ class CycleStats:
     stream: int = 0
     flush: int = 0
     drain: int = 0
+    scale_load: int = 0
     macs: int = 0
     instructions: int = 0
     timeline: list[tuple[int, str]] = field(default_factory=list)
@@ -45,7 +46,7 @@ class CycleStats:
     def as_dict(self) -> dict[str, int]:
         """The counters (not the timeline) as a plain dict."""
         return {k: getattr(self, k) for k in
-                ("cycles", "fetch", "load", "stream", "flush", "drain", "macs", "instructions")}
+                ("cycles", "fetch", "load", "stream", "flush", "drain", "scale_load", "macs", "instructions")}
 
 
 class CycleModel:
@@ -64,16 +65,20 @@ class CycleModel:
         self.interp = Interpreter(config)
         self.record_timeline = record_timeline
 
-    def run_program(self, program: Program, a: np.ndarray) -> tuple[np.ndarray, CycleStats]:
-        """Run ``program`` on activations ``a``; return ``(Y, stats)``.
+    def run_program(self, program: Program, a: np.ndarray,
+                    scales: "np.ndarray | None" = None) -> tuple[np.ndarray, CycleStats]:
+        """Run ``program`` on activations ``a`` (and scale mantissas ``scales``); return ``(Y, stats)``.
 
         Activation lanes are gathered per COMPUTE straight from ``a`` (no packed stream is
         materialised), which is what makes 4096x4096 GEMVs on a 32x32 array take seconds.
+        ``scales`` (``S[m, scale_groups]``) is required by programs with activation scales and
+        refused by the others.
         """
         cfg = self.config
         if program.config != cfg:
             raise FormatError("the program was compiled for a different configuration")
         a = program.check_inputs({"A": a})
+        s = program.check_scales({"A": a, "S": scales} if scales is not None else {"A": a})
         grouped = decode_lanes(cfg, program.grouped_activations(a))   # OVP-4 codes -> values
         state = ArchState.reset(cfg)
         stats = CycleStats()
@@ -81,6 +86,8 @@ class CycleModel:
         load = load_weights_cycles(cfg)
         beats = program.weight_beats()
         computes = iter(program.computes)
+        scale_loads = iter(program.scale_loads)
+        scaling = has_scale_stage(cfg)
         out = []
         for instr in program.instructions:
             if self.record_timeline:
@@ -96,7 +103,7 @@ class CycleModel:
             elif op is Opcode.COMPUTE:
                 step = next(computes)
                 lanes = program.lanes_for(grouped, step)
-                result = self.interp.array_outputs(state, lanes)
+                result = state.scaled(self.interp.array_outputs(state, lanes))
                 rows = slice(0, instr.count)
                 base = state.acc[rows] if instr.accumulate else 0
                 state.acc[rows] = wrap(base + result, cfg.accumulator_bits)
@@ -104,6 +111,11 @@ class CycleModel:
                 stats.flush += flush
                 stats.cycles += instr.count + flush
                 stats.macs += instr.count * cfg.rows * cfg.cols
+            elif op is Opcode.LOAD_S and scaling:
+                step = next(scale_loads)
+                state.scales[: step.rows] = s[step.m0 : step.m0 + step.rows, step.group]
+                stats.scale_load += instr.count
+                stats.cycles += instr.count
             elif op is Opcode.DRAIN:
                 out.append(state.acc[: instr.count].copy())
                 stats.drain += instr.count

@@ -36,7 +36,8 @@ class LayerEstimate:
 
     Byte dictionaries are keyed by what moves: ``weights`` (values), ``indices`` (N:M metadata),
     ``scales``, ``padding`` (zero slots of partial tiles), ``activations``, ``kv`` (the KV-cache
-    operand of attention GEMMs), ``outputs``.
+    operand of attention GEMMs), ``outputs``, and with per-token / per-group activation scales
+    ``act_scales`` (the dynamic scale mantissas LOAD_S streams).
     """
 
     name: str
@@ -231,6 +232,10 @@ def estimate_gemm(
         "activations": a_bytes * act_reads,
         "outputs": m * n * cfg.accumulator_bits / 8,
     }
+    scale_beats = m * tiling.scale_loads_per_chunk           # LOAD_S beats of one instance
+    if tiling.scaled:
+        # dynamic activation-scale mantissas (docs/actscale-hardware.md), read like the activations
+        offchip["act_scales"] = m * tiling.scale_groups * -(-cfg.act_scale.mantissa_bits // 8) * act_reads
     offchip = {key: v * count for key, v in offchip.items()}
     total_offchip = sum(offchip.values())
     bytes_per_cycle = cfg.memory.bandwidth_gbps * cfg.memory.efficiency * 1e9 / (cfg.clock_mhz * 1e6)
@@ -241,7 +246,7 @@ def estimate_gemm(
     # whole group), accumulator read-modify-write per result row, drains.
     loads = counts[next(i for i in counts if i.op.name == "LOAD_W")]
     sram = (loads * r * c * (wbits + ib) / 8
-            + streamed * r * cfg.group_size * abits / 8
+            + (streamed + scale_beats) * r * cfg.group_size * abits / 8
             + streamed * c * cfg.accumulator_bits / 8 * 2
             + m * tiling.ntiles * c * cfg.accumulator_bits / 8) * count
     register = array_macs * (cfg.group_size * abits + cfg.accumulator_bits) / 8
@@ -302,7 +307,7 @@ def _estimate_chain_gemm(cfg: AcceleratorConfig, m: int, k: int, n: int, pattern
     sram = (tiling.weight_beats * r * c * (wbits + ib) / 8
             + tiling.act_beats * r * p * cfg.group_size * abits / 8
             + tiling.weight_beats * r * p * cfg.group_size * abits / 8
-            + tiling.blocks * tiling.ntiles * p * c * cfg.accumulator_bits / 8 * 2) * count
+            + tiling.blocks * tiling.out_tiles * p * c * cfg.accumulator_bits / 8 * 2) * count
     register = array_macs * (wbits + ib + abits + cfg.accumulator_bits) / 8
     return _finish(cfg, name=name, kind=kind, count=count, m=m, k=k, n=n, requested=requested, hw=hw,
                    wname=wname, aname=aname, array_macs=array_macs, compute_cycles=compute_cycles,

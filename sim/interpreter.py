@@ -1,7 +1,11 @@
 """ISA interpreter: executes an instruction stream on the architectural state, no timing.
 
-State: the PE weight/index registers (``rows x cols``) and the accumulator bank
-(``accumulator_depth x cols``, wrapping two's complement).
+State: the PE weight/index registers (``rows x cols``), the accumulator bank
+(``accumulator_depth x cols``, wrapping two's complement) and, with per-token / per-group
+activation scales, the scale RAM (``accumulator_depth`` unsigned mantissas): LOAD_S fills it
+from the activation stream (low ``mantissa_bits`` bits of each beat) and every COMPUTE result
+row ``i`` is multiplied by mantissa ``i`` before it is added to (or overwrites) accumulator
+row ``i`` (docs/actscale-hardware.md).  Without the scaling stage LOAD_S is a NOP.
 
 OVP-4 operands are decoded functionally with the NumPy OVP decoder
 (:func:`sparsa.models.formats.ovp.decode_to_exp_int`), as the hardware's border decoders do:
@@ -22,6 +26,7 @@ from sparsa.config import AcceleratorConfig
 from sparsa.errors import FormatError
 from sparsa.isa import Instruction, Opcode, decode
 from sparsa.models.reference import wrap
+from sparsa.timing import has_scale_stage
 
 __all__ = ["ArchState", "Interpreter", "decode_lanes", "decode_weight_pairs"]
 
@@ -59,13 +64,23 @@ class ArchState:
     acc: np.ndarray
     outputs: list[np.ndarray] = field(default_factory=list)
     halted: bool = False
+    scales: "np.ndarray | None" = None
 
     @classmethod
     def reset(cls, config: AcceleratorConfig) -> "ArchState":
-        """State after reset: all registers and accumulators zero."""
+        """State after reset: all registers, accumulators (and scale mantissas) zero."""
         r, c = config.rows, config.cols
-        return cls(np.zeros((r, c), np.int64), np.zeros((r, c), np.int64),
-                   np.zeros((config.buffers.accumulator_depth, c), np.int64))
+        depth = config.buffers.accumulator_depth
+        return cls(np.zeros((r, c), np.int64), np.zeros((r, c), np.int64), np.zeros((depth, c), np.int64),
+                   scales=np.zeros(depth, np.int64) if has_scale_stage(config) else None)
+
+    def scaled(self, result: np.ndarray) -> np.ndarray:
+        """COMPUTE result rows ``(count, cols)`` times the scale mantissas of rows ``0 .. count-1``
+        (unchanged without the scaling stage; int64 products wrap like the hardware's, which
+        keeps only the low ``accumulator_bits``)."""
+        if self.scales is None:
+            return result
+        return result * self.scales[: result.shape[0], None]
 
 
 def _take(stream: Iterator, count: int, what: str) -> list:
@@ -118,10 +133,17 @@ class Interpreter:
         elif instr.op is Opcode.COMPUTE:
             self._check_count(instr)
             lanes = decode_lanes(cfg, np.asarray(_take(act_stream, instr.count, "activation"), dtype=np.int64))
-            result = self.array_outputs(state, lanes)
+            result = state.scaled(self.array_outputs(state, lanes))
             rows = slice(0, instr.count)
             base = state.acc[rows] if instr.accumulate else 0
             state.acc[rows] = wrap(base + result, cfg.accumulator_bits)
+        elif instr.op is Opcode.LOAD_S and state.scales is not None:
+            self._check_count(instr)
+            from sparsa.layout import pack_lanes
+
+            mask = (1 << cfg.act_scale.mantissa_bits) - 1
+            for row, beat in enumerate(_take(act_stream, instr.count, "activation")):
+                state.scales[row] = pack_lanes(np.asarray(beat, dtype=np.int64), cfg.activation_bits) & mask
         elif instr.op is Opcode.DRAIN:
             self._check_count(instr)
             state.outputs.extend(state.acc[: instr.count].copy())

@@ -9,8 +9,12 @@ activation beat (LOAD_A, one activation-buffer word)
     ``rows`` lanes x ``P`` tokens x ``group_size`` activations: element ``e`` of token ``p``
     for slice ``i`` at bit ``((i * P + p) * group_size + e) * activation_bits``.  For ``P = 1``
     this is exactly the systolic activation beat.
-output beat (DRAIN, one output-bank row = one n-tile)
+output beat (DRAIN, one segment of one output-bank row; one n-tile without cascade cutting)
     ``P * cols`` accumulators, lane ``p * cols + c`` = token ``p`` of the block, chain ``c``.
+    With ``S`` segments (LOAD_A ``segments``) an output-bank row drains as ``S`` beats, segment
+    ``s`` carrying output columns ``s * cols .. (s + 1) * cols - 1`` of the n-tile.
+    Inside the HDL a bank row is ``chain.max_segments`` such beats
+    (:func:`sparsa.hdl.chain_top.chain_bank_row_layout`); the stream beat never changes width.
 """
 
 from __future__ import annotations

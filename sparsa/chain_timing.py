@@ -24,6 +24,12 @@ registered (``t + d + 2``, the DSP's input registers), the product is registered
 of group ``j`` registers ``link + unpack(group sum)`` at ``t + j + group + 4``.  The last
 reduction node's output is summed into the per-tile accumulator and written to the output
 bank in cycle ``t + groups + group + 3``: that is the latency, and the flush after the last beat.
+
+Cascade cutting (``chain.max_segments > 1``, docs/chain.md "Cutting the cascade") does not
+change any of this: a node that cuts emits its segment's result ``groups - 1 - j`` cycles
+early, and the HDL delays it by that many registers so that every segment reaches its tile
+accumulator in the last node's cycle.  LOAD_A's segment field and the S beats per output-bank
+row of a DRAIN cost nothing extra: DRAIN ``n`` still pushes ``n`` beats in ``n`` cycles.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ __all__ = [
     "DatapathConfig",
     "TypesConfig",
     "SparsityConfig",
+    "ActScaleConfig",
     "BufferConfig",
     "MemoryConfig",
     "ResourceConfig",
@@ -166,6 +167,23 @@ class ChainConfig(BaseModel):
     packing: bool = Field(False, description="two tokens share one weight on one wide multiplier "
                                              "(2 MACs per DSP48E2 and cycle)")
     act_depth: int = Field(64, ge=1, le=65535, description="words (k-tiles) of the activation buffer")
+    max_segments: int = Field(1, ge=1, le=256, description="most output segments a chain can be cut into at "
+                                                        "run time (reduction nodes that cut the cascade); must "
+                                                        "divide rows / group; 1: the cascade is never cut")
+
+    @model_serializer(mode="wrap")
+    def _omit_default_segments(self, handler, info):
+        # The canonical JSON (config hashes, Verilator build keys, SoC digests) of a chain without
+        # cascade cutting is exactly what it was before max_segments existed; the Python dump keeps
+        # the field so overrides and sweeps (``datapath.chain.max_segments=1,2``) can address it.
+        data = handler(self)
+        if info.mode_is_json() and isinstance(data, dict) and data.get("max_segments") == 1:
+            data.pop("max_segments", None)
+        return data
+
+    def supported_segments(self) -> tuple[int, ...]:
+        """Segment counts a program may select at run time: the divisors of ``max_segments``."""
+        return tuple(s for s in range(1, self.max_segments + 1) if self.max_segments % s == 0)
 
 
 class DatapathConfig(BaseModel):
@@ -201,6 +219,10 @@ class DatapathConfig(BaseModel):
             if self.rows % group:
                 raise ValueError(f"datapath.chain.group={group} does not divide the chain length "
                                  f"datapath.rows={self.rows}")
+            segments = self.chain_config.max_segments
+            if (self.rows // group) % segments:
+                raise ValueError(f"datapath.chain.max_segments={segments} does not divide the number of DSP "
+                                 f"groups datapath.rows / datapath.chain.group = {self.rows // group}")
         return self
 
     @property
@@ -256,6 +278,39 @@ class SparsityConfig(BaseModel):
     def default_pattern(self) -> NMPattern:
         """The default pattern as an :class:`NMPattern`."""
         return NMPattern.parse(self.default, dense_m=self.group_size)
+
+
+class ActScaleConfig(BaseModel):
+    """Activation-scale granularity (docs/formats/actscale.md, :mod:`sparsa.models.formats.actscale`).
+
+    ``tensor``: one static calibrated scale per tensor, applied by the host (no hardware).
+    ``token`` / ``group``: dynamic fixed-point scales per token / per token and ``group`` dense
+    reduction elements, applied by the accumulator's scaling stage (``mantissa_bits``-bit
+    unsigned mantissas with one shared exponent per tensor).
+    """
+
+    model_config = _FROZEN
+    granularity: Literal["tensor", "token", "group"] = Field(
+        "tensor", description="tensor: static per-tensor; token: dynamic per token; group: dynamic per token "
+                              "and group of reduction elements")
+    group: int | None = Field(None, ge=1, le=65536, description="group only: dense reduction elements per scale")
+    mantissa_bits: int = Field(16, ge=2, le=24, description="unsigned scale mantissa width of the scaling stage")
+
+    @model_validator(mode="after")
+    def _check_group(self) -> "ActScaleConfig":
+        if self.granularity == "group" and self.group is None:
+            raise ValueError("granularity 'group' needs act_scale.group (dense reduction elements per scale)")
+        if self.granularity != "group" and self.group is not None:
+            raise ValueError(f"act_scale.group={self.group} is only used with granularity 'group', "
+                             f"not {self.granularity!r}")
+        return self
+
+    @property
+    def spec(self):
+        """The :class:`sparsa.models.formats.actscale.ActScaleSpec` of this section."""
+        from sparsa.models.formats.actscale import ActScaleSpec
+
+        return ActScaleSpec(self.granularity, self.group, self.mantissa_bits)
 
 
 class BufferConfig(BaseModel):
@@ -330,6 +385,7 @@ class AcceleratorConfig(BaseModel):
     memory: MemoryConfig = MemoryConfig()
     resources: ResourceConfig = ResourceConfig()
     energy: EnergyConfig = EnergyConfig()
+    act_scale: ActScaleConfig = ActScaleConfig()
 
     @model_validator(mode="after")
     def _check_chain_packing(self) -> "AcceleratorConfig":
@@ -354,6 +410,27 @@ class AcceleratorConfig(BaseModel):
             raise ValueError(
                 f"datapath.rows={self.datapath.rows} must be even with types.weight={self.types.weight!r} "
                 f"(one weight beat loads an OVP pair into two PE rows)")
+        return self
+
+    @model_validator(mode="after")
+    def _check_act_scale(self) -> "AcceleratorConfig":
+        # Per-token / per-group scales need the systolic accumulator's scaling stage (docs/actscale-hardware.md).
+        scale = self.act_scale
+        if scale.granularity == "tensor":
+            return self
+        if self.datapath.kind == "dsp_chain":
+            raise ValueError(f"act_scale.granularity={scale.granularity!r} needs the accumulator scaling stage of "
+                             f"the systolic datapath, not datapath.kind='dsp_chain'; use granularity 'tensor'")
+        if self.types.activation in OVP_TYPES:
+            raise ValueError(f"act_scale.granularity={scale.granularity!r} is not supported with "
+                             f"types.activation={self.types.activation!r} (OVP has its own scales); use 'tensor'")
+        beat = self.datapath.rows * self.sparsity.group_size * TYPE_BITS[self.types.activation]
+        if beat < scale.mantissa_bits:
+            raise ValueError(f"act_scale.mantissa_bits={scale.mantissa_bits} does not fit the {beat}-bit activation "
+                             f"beat that LOAD_S carries scales in; use mantissa_bits <= {beat}")
+        if scale.granularity == "group" and scale.group % self.sparsity.group_size:
+            raise ValueError(f"act_scale.group={scale.group} must be a multiple of sparsity.group_size="
+                             f"{self.sparsity.group_size} (no k-tile may straddle two scale groups)")
         return self
 
     # ----------------------------------------------------------------- derived widths

@@ -9,9 +9,12 @@ Instructions (one 32-bit word each; fields LSB first)::
 
     [3:0]   opcode
     [4]     accumulate   COMPUTE only: 1 adds to the accumulator row, 0 overwrites it
-    [20:5]  count        COMPUTE / DRAIN: number of rows (1 .. buffers.accumulator_depth);
-                         DSP chain: COMPUTE = weight beats, LOAD_A = activation-buffer words
-    [31:21] reserved     must be zero
+    [20:5]  count        COMPUTE / DRAIN / LOAD_S: number of rows (1 .. buffers.accumulator_depth);
+                         DSP chain: COMPUTE = weight beats, LOAD_A = activation-buffer words,
+                         DRAIN = output beats
+    [28:21] segments_m1  DSP chain LOAD_A only: output segments per chain minus one (0: one
+                         segment, the uncut cascade); zero in every other instruction
+    [31:29] reserved     must be zero
 
 Execution is in order and one instruction at a time (see :mod:`sparsa.timing`).
 """
@@ -41,8 +44,14 @@ class Opcode(IntEnum):
     #: Push accumulator rows ``0 .. count-1`` to the output stream, one beat each.
     DRAIN = 3
     #: DSP chain only (docs/chain.md): pop ``count`` activation beats into activation-buffer
-    #: words ``0 .. count-1``; ``count`` becomes the k-tiles per output tile of the next COMPUTEs.
+    #: words ``0 .. count-1``; ``count`` becomes the k-tiles per output tile of the next COMPUTEs
+    #: and ``segments`` the number of segments each chain is cut into for the next COMPUTEs/DRAINs.
     LOAD_A = 4
+    #: Systolic datapath with activation scales (``act_scale.granularity`` token / group,
+    #: docs/actscale-hardware.md): pop ``count`` activation beats; beat ``i``'s low
+    #: ``act_scale.mantissa_bits`` bits become the scale mantissa of accumulator row ``i``.  A NOP
+    #: (fetch only) on a datapath without the scaling stage.
+    LOAD_S = 5
     #: Stop: the controller raises ``done`` and the cycle counter freezes.
     HALT = 15
 
@@ -60,7 +69,8 @@ FIELDS: tuple[Field, ...] = (
     Field("opcode", 4),
     Field("accumulate", 1),
     Field("count", 16),
-    Field("reserved", 11),
+    Field("segments_m1", 8),
+    Field("reserved", 3),
 )
 assert sum(f.width for f in FIELDS) == INSTRUCTION_BITS
 
@@ -80,14 +90,18 @@ class Instruction:
     op : Opcode
         The operation.
     count : int
-        Row count for COMPUTE / DRAIN (0 otherwise).
+        Row count for COMPUTE / DRAIN / LOAD_S (0 otherwise).
     accumulate : bool
         COMPUTE only: add to (True) or overwrite (False) the accumulator rows.
+    segments : int
+        DSP-chain LOAD_A only: output segments per chain (run-time cascade cutting,
+        docs/chain.md), 1 .. 256; 1 (the default, encoded as 0) everywhere else.
     """
 
     op: Opcode
     count: int = 0
     accumulate: bool = False
+    segments: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.op, Opcode):
@@ -95,22 +109,31 @@ class Instruction:
         limit = (1 << _OFFSETS["count"][1]) - 1
         if not 0 <= self.count <= limit:
             raise FormatError(f"instruction count must be in 0..{limit}, not {self.count!r}")
-        if self.op in (Opcode.COMPUTE, Opcode.DRAIN, Opcode.LOAD_A) and self.count < 1:
+        if self.op in (Opcode.COMPUTE, Opcode.DRAIN, Opcode.LOAD_A, Opcode.LOAD_S) and self.count < 1:
             raise FormatError(f"{self.op.name} needs count >= 1, not {self.count!r}")
         if self.accumulate and self.op is not Opcode.COMPUTE:
             raise FormatError(f"only COMPUTE takes the accumulate flag, not {self.op.name}")
+        seg_limit = 1 << _OFFSETS["segments_m1"][1]
+        if isinstance(self.segments, bool) or not isinstance(self.segments, int) \
+                or not 1 <= self.segments <= seg_limit:
+            raise FormatError(f"instruction segments must be in 1..{seg_limit}, not {self.segments!r}")
+        if self.segments != 1 and self.op is not Opcode.LOAD_A:
+            raise FormatError(f"only LOAD_A takes a segment count, not {self.op.name} (segments={self.segments})")
 
     def __str__(self) -> str:
         if self.op is Opcode.COMPUTE:
             return f"COMPUTE count={self.count} {'acc' if self.accumulate else 'set'}"
-        if self.op in (Opcode.DRAIN, Opcode.LOAD_A):
+        if self.op is Opcode.LOAD_A and self.segments != 1:
+            return f"LOAD_A count={self.count} segments={self.segments}"
+        if self.op in (Opcode.DRAIN, Opcode.LOAD_A, Opcode.LOAD_S):
             return f"{self.op.name} count={self.count}"
         return self.op.name
 
 
 def encode(instr: Instruction) -> int:
     """Pack an instruction into its 32-bit word."""
-    values = {"opcode": int(instr.op), "accumulate": int(instr.accumulate), "count": instr.count, "reserved": 0}
+    values = {"opcode": int(instr.op), "accumulate": int(instr.accumulate), "count": instr.count,
+              "segments_m1": instr.segments - 1, "reserved": 0}
     word = 0
     for name, (offset, width) in _OFFSETS.items():
         word |= (values[name] & ((1 << width) - 1)) << offset
@@ -128,4 +151,4 @@ def decode(word: int) -> Instruction:
         op = Opcode(fields["opcode"])
     except ValueError:
         raise FormatError(f"instruction word {word:#010x} has unknown opcode {fields['opcode']}") from None
-    return Instruction(op, fields["count"], bool(fields["accumulate"]))
+    return Instruction(op, fields["count"], bool(fields["accumulate"]), fields["segments_m1"] + 1)

@@ -12,18 +12,26 @@ With every input stream valid and the output stream ready, an instruction costs
 NOP, HALT    0
 LOAD_W       ``rows`` (one weight beat per cycle); ``rows / 2`` with OVP-4 weights
              (a beat carries one OVP pair per column and fills two PE rows)
-COMPUTE n    ``n`` (one activation beat per cycle) + ``rows + cols + 2`` flush
+COMPUTE n    ``n`` (one activation beat per cycle) + ``rows + cols + 3`` flush
+             (``rows + cols + 4`` with the activation-scaling stage)
 DRAIN n      ``n`` (one output beat per cycle)
+LOAD_S n     ``n`` (one scale beat per cycle) with ``act_scale.granularity`` token /
+             group; 0 (a NOP) without the scaling stage
 ===========  ==========================================================
 
-The flush is the array latency plus the accumulator's write stage:
+The flush is the array's input register, the array latency and the accumulator's write stage:
 
 =============================  ===========================================================
+``ARRAY_INPUT_LATENCY``        1: the controller registers the array's enable / valid / flush
+                               and the top registers the accepted activation beat
 ``PE_LATENCY``                 3: lane -> sparse-MUX register -> product register -> psum
 :func:`array_latency`          ``rows + cols - 2 + PE_LATENCY`` = ``rows + cols + 1``
 ``ACCUMULATOR_WRITE_LATENCY``  1: the bank registers the result row and the row read from
                                the RAM and writes their sum one (enabled) cycle later
-:func:`compute_flush_cycles`   ``array_latency + ACCUMULATOR_WRITE_LATENCY`` = ``rows + cols + 2``
+:func:`scale_stage_latency`    ``SCALE_STAGE_LATENCY`` = 1 with per-token / per-group activation
+                               scales (the registered ``result x mantissa`` multipliers), else 0
+:func:`compute_flush_cycles`   ``ARRAY_INPUT_LATENCY + array_latency + ACCUMULATOR_WRITE_LATENCY
+                               + scale_stage_latency`` = ``rows + cols + 3`` (``+ 4`` scaled)
 =============================  ===========================================================
 
 The cycle counter of the RTL counts every cycle from reset release until (and
@@ -39,8 +47,9 @@ from sparsa.isa import Instruction, Opcode
 if TYPE_CHECKING:
     from sparsa.config import AcceleratorConfig
 
-__all__ = ["FETCH_CYCLES", "PE_LATENCY", "ACCUMULATOR_WRITE_LATENCY", "array_latency", "compute_flush_cycles",
-           "instruction_cycles", "load_weights_cycles"]
+__all__ = ["FETCH_CYCLES", "ARRAY_INPUT_LATENCY", "PE_LATENCY", "ACCUMULATOR_WRITE_LATENCY", "SCALE_STAGE_LATENCY", "array_latency",
+           "compute_flush_cycles", "scale_stage_latency", "has_scale_stage", "instruction_cycles",
+           "load_weights_cycles"]
 
 #: Cycles to accept and decode one instruction word.
 FETCH_CYCLES = 1
@@ -52,6 +61,29 @@ PE_LATENCY = 3
 #: Enabled cycles from the array's result row to the accumulator RAM write: the bank registers
 #: the row (and the accumulator row read for it) and writes the sum in the next enabled cycle.
 ACCUMULATOR_WRITE_LATENCY = 1
+
+#: Cycles the array's control (enable, valid tag, flush) and the activation lanes spend in the
+#: input register between the stream and the array: the controller registers the array's
+#: global clock enable, so the enable's fan-out to every PE register (and the MULT18X18D clock
+#: enables) starts at a flip-flop.  Combinational from ``acts.valid``, that net was the critical
+#: path of the 8x8 on ECP5 (12.05 ns, 10.6 of them routing, docs/fpga.md step 4).
+ARRAY_INPUT_LATENCY = 1
+
+#: Extra enabled cycles of the accumulator's activation-scaling stage (``act_scale`` token /
+#: group): the registered request row is multiplied by the row's scale mantissa into a second
+#: register before the read-modify-write (``sparsa.hdl.accumulator``).
+SCALE_STAGE_LATENCY = 1
+
+
+def has_scale_stage(config: "AcceleratorConfig") -> bool:
+    """True when the accumulator has the activation-scaling stage (and LOAD_S loads scales):
+    ``act_scale.granularity`` token or group on the systolic datapath."""
+    return config.act_scale.granularity != "tensor" and not config.is_chain
+
+
+def scale_stage_latency(config: "AcceleratorConfig") -> int:
+    """Cycles the scaling stage adds to the accumulator write path: ``SCALE_STAGE_LATENCY`` or 0."""
+    return SCALE_STAGE_LATENCY if has_scale_stage(config) else 0
 
 
 def load_weights_cycles(config: "AcceleratorConfig") -> int:
@@ -77,11 +109,13 @@ def array_latency(config: "AcceleratorConfig") -> int:
 def compute_flush_cycles(config: "AcceleratorConfig") -> int:
     """Cycles after the last activation beat until its result is written to the accumulator RAM.
 
-    The array latency (:func:`array_latency`, ``rows + cols + 1``) plus the accumulator's
-    write stage (``ACCUMULATOR_WRITE_LATENCY``): ``rows + cols + 2``.  The last RAM write
-    happens in the last flush cycle; one cycle less and it never happens.
+    The array's input register (``ARRAY_INPUT_LATENCY``) plus the array latency
+    (:func:`array_latency`, ``rows + cols + 1``) plus the accumulator's write stage
+    (``ACCUMULATOR_WRITE_LATENCY``) plus, with activation scales, the scaling stage
+    (:func:`scale_stage_latency`): ``rows + cols + 3`` (``rows + cols + 4`` scaled).  The last
+    RAM write happens in the last flush cycle; one cycle less and it never happens.
     """
-    return array_latency(config) + ACCUMULATOR_WRITE_LATENCY
+    return ARRAY_INPUT_LATENCY + array_latency(config) + ACCUMULATOR_WRITE_LATENCY + scale_stage_latency(config)
 
 
 def instruction_cycles(config: "AcceleratorConfig", instr: Instruction) -> int:
@@ -91,6 +125,8 @@ def instruction_cycles(config: "AcceleratorConfig", instr: Instruction) -> int:
     elif instr.op is Opcode.COMPUTE:
         body = instr.count + compute_flush_cycles(config)
     elif instr.op is Opcode.DRAIN:
+        body = instr.count
+    elif instr.op is Opcode.LOAD_S and has_scale_stage(config):
         body = instr.count
     else:
         body = 0

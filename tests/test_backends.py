@@ -188,3 +188,32 @@ def test_ovp_largest_magnitudes_everywhere(backend, config):
     result = be.run(program, {"A": a})
     np.testing.assert_array_equal(result.outputs["Y"], a @ w)
     assert result.outputs["Y"][0, 0] == (k // 2) * 96 * (96 if cfg.activation_is_ovp else 128)
+
+
+# ------------------------------------------------------------------ activation scales (issue 8 part 4)
+# Per-token and per-group dynamic activation scales: inputs {"A", "S"}, Y the scaled integer sums
+# (tests/test_actscale_hw.py has the details; one Verilator build per preset).
+
+SCALED_CASES = [("systolic-4x4-token", "2:4"), ("systolic-4x4-token", "1:4"),
+                ("systolic-4x4-group", "2:4"), ("systolic-4x4-group", "dense")]
+
+
+@pytest.mark.parametrize("backend", FAST + RTL)
+@pytest.mark.parametrize("config,pattern", SCALED_CASES)
+def test_scaled_activations_match_reference_and_cycle_model(backend, config, pattern):
+    from sparsa.models.formats import actscale
+    from sparsa.models.reference import wrap_exact
+
+    cfg = preset(config)
+    rng = np.random.default_rng(zlib.crc32(f"{config}/{pattern}/scaled".encode()))
+    m, k, n = int(rng.integers(1, 12)), int(rng.integers(1, 80)), int(rng.integers(1, 2 * cfg.cols + 3))
+    a, w = _operands(cfg, m, k, n, 5)
+    program = compile_gemm(cfg, w, m, pattern)
+    s = rng.integers(0, 1 << cfg.act_scale.mantissa_bits, size=(m, program.scale_groups))
+    backend_ = rtl_backend(backend, cfg) if backend in RTL else get_backend(backend, cfg)
+    result = backend_.run(program, {"A": a, "S": s})
+    spec = cfg.act_scale.spec
+    exact = actscale.scaled_gemm_reference(actscale.ScaledActivations(a, s, 0, spec), program.weights.T, spec)
+    np.testing.assert_array_equal(result.outputs["Y"], wrap_exact(exact, cfg.accumulator_bits))
+    if result.cycles is not None:
+        assert result.cycles == program_cycles(program)

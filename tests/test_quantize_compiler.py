@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sparsa.compiler.quantize import (quantize_activations, quantize_linear, quantize_model,
-                                      run_quantized_linear)
+from sparsa.compiler.quantize import (quantize_activations, quantize_activations_scaled, quantize_linear,
+                                      quantize_model, run_quantized_linear)
 from sparsa.errors import ConfigError, FormatError, ShapeError
 from sparsa.models.formats import ovp
 from sparsa.models.reference import gemm_reference
@@ -192,3 +192,133 @@ def test_quantize_model_rejects_unknown_layers(minilm):
         quantize_model(preset("systolic-4x4-ovp4"), minilm, {}, layers=["layer9.q"])
     with pytest.raises(ShapeError, match="no calibration inputs for layer 'layer0.q'"):
         quantize_model(preset("systolic-4x4-ovp4"), minilm, {}, layers=["layer0.q"])
+
+
+# ------------------------------------------------------------ dynamic activation scales (issue 8)
+
+
+class ScaledFakeBackend:
+    """A backend stand-in for configs with dynamic activation scales: ``Y = scaled_gemm_reference``.
+
+    It records the tensors it was given, so the tests check the interface (``{"A", "S"}``), not
+    the hardware worker's backends.
+    """
+
+    name = "fake-scaled"
+
+    def __init__(self, layer):
+        self.w = layer.integer_weights().T            # [out, in]
+        self.spec = layer.act_spec
+        self.calls = []
+
+    def run(self, program, tensors):
+        from sparsa.models.formats.actscale import ScaledActivations, scaled_gemm_reference
+        from sparsa.sim.backends.base import Result
+
+        self.calls.append({k: np.array(v) for k, v in tensors.items()})
+        act = ScaledActivations(np.asarray(tensors["A"]), np.asarray(tensors["S"]), 0, self.spec)
+        return Result({"Y": np.asarray(scaled_gemm_reference(act, self.w), dtype=np.int64)}, None)
+
+
+class RecordingBackend:
+    """Wraps a named backend and records the tensor names it receives."""
+
+    def __init__(self, inner):
+        self.inner, self.name, self.keys = inner, inner.name, []
+
+    def run(self, program, tensors):
+        self.keys.append(sorted(tensors))
+        return self.inner.run(program, tensors)
+
+
+@pytest.mark.parametrize("name,groups", [("systolic-4x4-token", 1), ("systolic-4x4-group", 2)])
+@pytest.mark.parametrize("pattern", ["2:4", "dense"])
+def test_dynamic_scales_float_layer(name, groups, pattern):
+    from sparsa.models.formats.actscale import scaled_gemm_reference
+
+    cfg = preset(name)
+    w, x, b = _layer(out_f=10, in_f=40, seed=3)                 # group 32: 2 scale groups over in=40
+    x[5] *= 1e-3                                               # a quiet token next to loud ones
+    layer = quantize_linear(cfg, w, None, bias=b, pattern=pattern, name="fc")
+    assert layer.act_spec == cfg.act_scale.spec and np.isnan(layer.act_scale)
+    assert layer.act_label == ("int8/token" if groups == 1 else "int8/g32")
+    be = ScaledFakeBackend(layer)
+    xs = x[:9].reshape(3, 3, 40)                                # leading axes are flattened to rows
+    out = run_quantized_linear(cfg, layer, xs, be)
+    (sent,) = be.calls
+    assert sorted(sent) == ["A", "S"] and sent["A"].shape == (9, 40) and sent["S"].shape == (9, groups)
+    act = quantize_activations_scaled(layer, xs)
+    np.testing.assert_array_equal(sent["A"], act.codes)
+    np.testing.assert_array_equal(sent["S"], act.mantissa)
+    exact = scaled_gemm_reference(act, layer.integer_weights().T)
+    np.testing.assert_array_equal(out.y_int.reshape(9, 10), exact)
+    # y = acc * 2**-e * weight_scale + bias = (codes * s_hat) @ W_hat.T + bias
+    s_hat = np.repeat(act.scale, 32, axis=1)[:, :40] if groups > 1 else act.scale
+    expect = (act.codes * s_hat) @ layer.dequantized_weight().T.astype(np.float64) + b
+    np.testing.assert_allclose(out.y.reshape(9, 10), expect, rtol=1e-5, atol=1e-5)
+    assert out.y.shape == (3, 3, 10) and out.y.dtype == np.float32
+    # the quiet token keeps its resolution (a per-tensor scale would round it to zero)
+    from sparsa.models.formats import nm
+
+    ref = xs.reshape(9, 40) @ nm.prune(w, *((2, 4) if pattern == "2:4" else (4, 4)), axis=1).T + b
+    quiet = out.y.reshape(9, 10)[5] - b
+    assert np.linalg.norm(quiet - (ref[5] - b)) < 0.05 * np.linalg.norm(ref[5] - b)
+    # bytes of the scales streamed per run; no static activation scale stored
+    assert layer.act_scale_bytes(9) == 9 * groups * 2
+    assert layer.storage_bytes()["scales"] == 4 * 10
+
+
+def test_dynamic_scales_reject_the_per_tensor_calls():
+    cfg = preset("systolic-4x4-token")
+    w, x, b = _layer(out_f=4, in_f=16)
+    layer = quantize_linear(cfg, w, x, bias=b)                  # calibration inputs are checked, not used
+    with pytest.raises(ConfigError, match="^linear has dynamic token activation scales: its codes come with scale mantissas"):
+        quantize_activations(layer, x)
+    xi = x.copy()
+    xi[1, 2] = np.nan
+    with pytest.raises(FormatError, match=r"^linear input: non-finite value nan at index \(1, 2\)$"):
+        run_quantized_linear(cfg, layer, xi, ScaledFakeBackend(layer))
+    with pytest.raises(FormatError, match=r"^linear calibration: non-finite value nan"):
+        quantize_linear(cfg, w, xi)
+    tensor_layer = quantize_linear(preset("systolic-4x4-2of4"), w, x)
+    with pytest.raises(ConfigError, match="static per-tensor activation scale; use quantize_activations$"):
+        quantize_activations_scaled(tensor_layer, x)
+    with pytest.raises(ShapeError, match="calibration inputs are required for per-tensor activation scales"):
+        quantize_linear(preset("systolic-4x4-2of4"), w, None)
+
+
+def test_per_tensor_path_is_unchanged():
+    """A per-tensor config still sends only ``A`` and scales by the calibrated act_scale."""
+    from sparsa.sim import get_backend
+
+    cfg = preset("systolic-4x4-2of4")
+    assert not cfg.act_scale.spec.dynamic
+    w, x, b = _layer()
+    layer = quantize_linear(cfg, w, x[:32], bias=b)
+    be = RecordingBackend(get_backend("reference", cfg))
+    out = run_quantized_linear(cfg, layer, x[32:], be)
+    assert be.keys == [["A"]] and layer.act_label == "int8" and layer.act_scale_bytes(8) == 0
+    a = quantize_activations(layer, x[32:])
+    y = (a @ layer.integer_weights()).astype(np.float64) * layer.act_scale * layer.weight_scale.astype(np.float64) + b
+    np.testing.assert_array_equal(out.y, y.astype(np.float32))
+    assert layer.storage_bytes()["scales"] == 4 * 10 + 4
+
+
+def test_quantize_model_with_dynamic_scales_needs_no_calibration():
+    class Tiny:
+        linear_names = ("a", "b")
+
+        def __init__(self):
+            w, _, b = _layer(out_f=8, in_f=32, seed=9)
+            self.linear = {"a": (w, b), "b": w[:, :16]}
+
+    cfg = preset("systolic-4x4-group")
+    model = quantize_model(cfg, Tiny(), None)
+    assert [r["acts"] for r in model.report()] == ["int8/g32", "int8/g32"]
+    model2 = quantize_model(cfg, Tiny(), lambda hook: pytest.fail("dynamic scales must not calibrate"))
+    x = np.random.default_rng(0).standard_normal((5, 16)).astype(np.float32)
+    be = ScaledFakeBackend(model2.layers["b"])
+    out = model2.run("b", x, be)
+    assert be.calls[0]["S"].shape == (5, 1) and out.y.shape == (5, 8)
+    with pytest.raises(ShapeError, match="no calibration inputs for layer 'a'"):
+        quantize_model(preset("systolic-4x4-2of4"), Tiny(), {})

@@ -151,12 +151,22 @@ class SocCore(wiring.Component):
             m.d.sync += [state.eq(RunState.IDLE), accel_reset.eq(1)]
 
         # ---------------------------------------------------------------- bus decode
+        # START / CLEAR act one cycle after the CTRL write: registered, so the bus decode
+        # (the UART bridge's state, the address compare) does not reach the synchronous
+        # resets of the buffers and the accelerator in the same cycle - that path was the
+        # critical path of the 8x8 on ECP5 once the array enable was registered (docs/fpga.md).
+        start_req = Signal()
+        clear_req = Signal()
+        m.d.sync += [start.eq(start_req), clear.eq(clear_req)]
         bus = self.bus
         shift = p.region_shift
         region = bus.addr[shift:shift + 3]
         offset = bus.addr[:shift]
         scratch = Signal(32)
-        flags = {Status.BUSY: running, Status.DONE: state == RunState.DONE, Status.RESULT_OVERFLOW: results.overflow}
+        # A pending (registered) START already reads as busy, a pending CLEAR as idle, so a
+        # STATUS read right after the CTRL write sees its effect.
+        flags = {Status.BUSY: running | start, Status.DONE: (state == RunState.DONE) & ~start & ~clear,
+                 Status.RESULT_OVERFLOW: results.overflow}
         status = Cat(*(flags[Status(1 << bit)] for bit in range(len(flags))))   # bit i = flag 1 << i
 
         # Writes: registers, and beats staged word by word (the last word commits the beat).
@@ -167,7 +177,7 @@ class SocCore(wiring.Component):
                     with m.Case(Reg.CTRL):
                         want_start = (bus.w_data & int(Ctrl.START)).any()
                         want_clear = (bus.w_data & int(Ctrl.CLEAR)).any()
-                        m.d.comb += [start.eq(want_start & ~running & ~want_clear), clear.eq(want_clear)]
+                        m.d.comb += [start_req.eq(want_start & ~running & ~want_clear), clear_req.eq(want_clear)]
                     with m.Case(Reg.INSTR_COUNT):
                         m.d.sync += counts[Region.INSTR].eq(bus.w_data)
                     with m.Case(Reg.WEIGHT_COUNT):

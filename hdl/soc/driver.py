@@ -232,8 +232,11 @@ class SocDriver:
                 time.sleep(poll)
 
     # ------------------------------------------------------------------ programs
-    def load(self, program: Any, a: np.ndarray) -> dict[str, int]:
+    def load(self, program: Any, a: np.ndarray, scales: "np.ndarray | None" = None) -> dict[str, int]:
         """Write a compiled program and its activations to the memories; set the stream counts.
+
+        ``scales`` (``S[m, groups]`` mantissas) is required by programs with per-token or
+        per-group activation scales: their LOAD_S beats travel in the activation memory.
 
         Returns
         -------
@@ -256,7 +259,7 @@ class SocDriver:
         streams = {
             Region.INSTR: [int(w) for w in program.instruction_words()],
             Region.WEIGHTS: [pack_weight_beat(cfg, v, i) for v, i in program.weight_beats()],
-            Region.ACTS: [pack_activation_beat(cfg, lanes) for lanes in program.activation_beats(a)],
+            Region.ACTS: [pack_activation_beat(cfg, lanes) for lanes in program.activation_beats(a, scales)],
         }
         needs = {**{r: len(b) for r, b in streams.items()}, Region.RESULTS: program.num_output_beats}
         for region, need in needs.items():
@@ -291,7 +294,7 @@ class SocDriver:
         from sparsa.sim.backends.base import Result
 
         wall = time.perf_counter()
-        counts = self.load(program, program.check_inputs(tensors))
+        counts = self.load(program, program.check_inputs(tensors), program.check_scales(tensors))
         load_seconds = time.perf_counter() - wall
         self.start()
         status = self.wait_done(timeout)

@@ -23,7 +23,7 @@ from sparsa.errors import ConfigError, MissingToolError, SparsaError
 from sparsa.isa import decode
 from sparsa.layout import pack_activation_beat, pack_weight_beat, unpack_output_beat
 from sparsa.sim.backends.base import Result
-from sparsa.timing import instruction_cycles
+from sparsa.timing import instruction_cycles, scale_stage_latency
 
 try:
     from amaranth.sim import Simulator
@@ -33,7 +33,7 @@ except ModuleNotFoundError:  # pragma: no cover - exercised only without the [hd
 from sparsa.hdl.top import SparseSystolicAccelerator
 
 __all__ = ["AmaranthBackend", "StreamRun", "run_streams", "SimulationError", "SimulationTimeout",
-           "pack_program", "stall_plans", "idle_plan", "default_max_cycles"]
+           "pack_program", "program_scales", "stall_plans", "idle_plan", "default_max_cycles"]
 
 #: Clock period used for the simulation (only matters for waveform files).
 CLOCK_PERIOD = 1e-8
@@ -93,12 +93,18 @@ def stall_plans(stall_seed: "int | None", counts: Sequence[int]) -> list[list[in
 def default_max_cycles(config: AcceleratorConfig, plans: Sequence[Sequence[int]]) -> int:
     """A cycle budget no correct run exceeds: every word a COMPUTE with a flush, plus every beat and stall."""
     words, weights, acts, outputs = (len(p) for p in plans)
-    nominal = words * (1 + config.rows + config.cols) + weights + acts + outputs
+    flush = 0 if config.is_chain else scale_stage_latency(config)
+    nominal = words * (1 + config.rows + config.cols + flush) + weights + acts + outputs
     return nominal + sum(sum(p) for p in plans) + 1000
 
 
-def pack_program(program: Any, a: np.ndarray) -> tuple[list[int], list[int], list[int]]:
-    """Pack a program's three input streams: instruction words, weight beats, activation beats."""
+def pack_program(program: Any, a: np.ndarray,
+                 scales: "np.ndarray | None" = None) -> tuple[list[int], list[int], list[int]]:
+    """Pack a program's three input streams: instruction words, weight beats, activation beats.
+
+    ``scales`` (``S[m, scale_groups]``) is required by programs with activation scales: their
+    LOAD_S beats travel on the activation stream (:meth:`Program.activation_beats`).
+    """
     cfg = program.config
     if cfg.is_chain:
         from sparsa.chain_layout import pack_chain_activation_beat, pack_chain_weight_beat
@@ -109,8 +115,15 @@ def pack_program(program: Any, a: np.ndarray) -> tuple[list[int], list[int], lis
         return words, weights, acts
     words = [int(w) for w in program.instruction_words()]
     weights = [pack_weight_beat(cfg, v, i) for v, i in program.weight_beats()]
-    acts = [pack_activation_beat(cfg, lanes) for lanes in program.activation_beats(a)]
+    acts = [pack_activation_beat(cfg, lanes) for lanes in program.activation_beats(a, scales)]
     return words, weights, acts
+
+
+def program_scales(program: Any, tensors: Mapping[str, np.ndarray]) -> "np.ndarray | None":
+    """The checked scale mantissas ``"S"`` of a systolic program (``None`` for chain / unscaled)."""
+    if program.config.is_chain:
+        return None
+    return program.check_scales(tensors)
 
 
 def run_streams(
@@ -281,13 +294,14 @@ class AmaranthBackend:
         self.stall_seed = stall_seed
 
     def run(self, program: Any, tensors: Mapping[str, np.ndarray]) -> Result:
-        """Simulate ``program`` on ``tensors["A"]``; return ``Y``, the RTL cycle count and stats."""
+        """Simulate ``program`` on ``tensors["A"]`` (and ``"S"`` with activation scales); return ``Y``,
+        the RTL cycle count and stats."""
         if program.config != self.config:
             raise ConfigError(
                 f"program was compiled for config {program.config.name!r}, this backend simulates "
                 f"{self.config.name!r}")
         a = program.check_inputs(tensors)
-        words, weights, acts = pack_program(program, a)
+        words, weights, acts = pack_program(program, a, program_scales(program, tensors))
         dut = make_dut(self.config)
         run = run_streams(dut, words, weights, acts, program.num_output_beats, stall_seed=self.stall_seed)
         beats = unpack_outputs(self.config, run.outputs)

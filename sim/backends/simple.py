@@ -9,7 +9,7 @@ import numpy as np
 
 from sparsa.compiler.program import Program
 from sparsa.config import AcceleratorConfig
-from sparsa.models.reference import gemm_reference
+from sparsa.models.reference import gemm_reference, wrap_exact
 from sparsa.sim.backends.base import Result
 from sparsa.sim.cycle import CycleModel
 from sparsa.sim.interpreter import Interpreter
@@ -26,14 +26,33 @@ class _Base:
         self.config = config
 
 
+def _scales(program, tensors: Mapping[str, np.ndarray]) -> "np.ndarray | None":
+    """The checked scale mantissas of a systolic program (``None`` for chain / unscaled programs)."""
+    if program.config.is_chain:
+        return None
+    return program.check_scales(tensors)
+
+
 class ReferenceBackend(_Base):
-    """The NumPy golden: ``wrap(A @ W_pruned)`` straight from the program's weights, no tiling."""
+    """The NumPy golden: ``wrap(A @ W_pruned)`` straight from the program's weights, no tiling.
+
+    With activation scales: ``wrap(sum_g S[:, g] * (A_g @ W_g))`` by
+    :func:`sparsa.models.formats.actscale.scaled_gemm_reference` (exact, then wrapped).
+    """
 
     name = "reference"
 
     def run(self, program: Program, tensors: Mapping[str, np.ndarray]) -> Result:
         a = program.check_inputs(tensors)
-        y = gemm_reference(a, program.weights, self.config.accumulator_bits)
+        s = _scales(program, tensors)
+        if s is None:
+            y = gemm_reference(a, program.weights, self.config.accumulator_bits)
+        else:
+            from sparsa.models.formats.actscale import ScaledActivations, scaled_gemm_reference
+
+            spec = self.config.act_scale.spec
+            exact = scaled_gemm_reference(ScaledActivations(a, s, 0, spec), program.weights.T, spec)
+            y = wrap_exact(exact, self.config.accumulator_bits)
         return Result({"Y": y}, None, {})
 
 
@@ -52,7 +71,7 @@ class ISABackend(_Base):
             beats = np.asarray(state.outputs, dtype=np.int64).reshape(-1, program.output_lanes)
             return Result({"Y": program.collect_outputs(beats)}, None, {})
         state = Interpreter(self.config).run(program.instruction_words(), program.weight_beats(),
-                                             program.activation_beats(a))
+                                             program.activation_beats(a, _scales(program, tensors)))
         y = program.collect_outputs(np.asarray(state.outputs, dtype=np.int64).reshape(-1, self.config.cols))
         return Result({"Y": y}, None, {})
 
@@ -70,7 +89,10 @@ class CycleBackend(_Base):
             model = ChainCycleModel(self.config)
         else:
             model = CycleModel(self.config)
-        y, stats = model.run_program(program, program.check_inputs(tensors))
+        if self.config.is_chain:
+            y, stats = model.run_program(program, program.check_inputs(tensors))
+        else:
+            y, stats = model.run_program(program, program.check_inputs(tensors), _scales(program, tensors))
         info = stats.as_dict()
         info["wall_s"] = time.perf_counter() - t0
         return Result({"Y": y}, stats.cycles, info)

@@ -262,16 +262,17 @@ class VerilatorBackend:
 
     # ------------------------------------------------------------------ run
     def run(self, program: Any, tensors: Mapping[str, np.ndarray]) -> Result:
-        """Simulate ``program`` on ``tensors["A"]``; return ``Y``, the RTL cycle count and stats."""
+        """Simulate ``program`` on ``tensors["A"]`` (and ``"S"`` with activation scales); return ``Y``,
+        the RTL cycle count and stats."""
         if program.config != self.config:
             raise ConfigError(
                 f"program was compiled for config {program.config.name!r}, this backend simulates "
                 f"{self.config.name!r}")
         from sparsa.sim.backends.amaranth_backend import (default_max_cycles, nominal_cycles, pack_program,
-                                                          stall_plans, unpack_outputs)
+                                                          program_scales, stall_plans, unpack_outputs)
 
         a = program.check_inputs(tensors)
-        words, weights, acts = pack_program(program, a)
+        words, weights, acts = pack_program(program, a, program_scales(program, tensors))
         plans = stall_plans(self.stall_seed, (len(words), len(weights), len(acts), program.num_output_beats))
         build_dir = self.build()
         run = self._simulate(build_dir, {

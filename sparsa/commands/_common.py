@@ -77,3 +77,33 @@ def load_matrix(path: Path, what: str) -> np.ndarray:
     if arr.ndim != 2:
         raise ShapeError(f"{what} in {str(path)!r} must be 2-D, not shape {arr.shape}")
     return arr
+
+
+def gemm_tensors(program, a: np.ndarray, seed: int, scales_path: "Path | None" = None) -> dict[str, np.ndarray]:
+    """The input tensors of ``program``: ``{"A": a}``, plus ``"S"`` for activation-scaled programs.
+
+    Scale mantissas ``S[m, groups]`` come from ``scales_path`` (a ``.npy`` file) or are random
+    over the whole unsigned ``act_scale.mantissa_bits`` range (seeded; 0 and the maximum included).
+    """
+    tensors = {"A": program.check_inputs({"A": a})}
+    if not getattr(program, "scaled", False):
+        if scales_path is not None:
+            raise FormatError(f"--scales {str(scales_path)!r}: config {program.config.name!r} has "
+                              f"act_scale.granularity 'tensor' (no scale mantissas to load)")
+        return tensors
+    if scales_path is not None:
+        s = load_matrix(scales_path, "scales")
+    else:
+        rng = np.random.default_rng([seed, 5])
+        top = (1 << program.config.act_scale.mantissa_bits) - 1
+        s = rng.integers(0, top + 1, size=(program.shape.m, program.scale_groups), dtype=np.int64)
+        s.flat[: min(2, s.size)] = [0, top][: min(2, s.size)]
+    tensors["S"] = program.check_scales({**tensors, "S": s})
+    return tensors
+
+
+def reference_outputs(program, tensors: dict[str, np.ndarray]) -> np.ndarray:
+    """The NumPy golden ``Y`` of ``program`` on ``tensors`` (the reference backend)."""
+    from sparsa.sim import get_backend
+
+    return np.asarray(get_backend("reference", program.config).run(program, tensors).outputs["Y"])

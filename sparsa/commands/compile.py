@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from sparsa.commands._common import add_config_argument, load, load_matrix, parse_gemm, random_operands
+from sparsa.commands._common import (add_config_argument, gemm_tensors, load, load_matrix, parse_gemm,
+                                     random_operands, reference_outputs)
 from sparsa.compiler import compile_gemm
 from sparsa.compiler.emit import write_images
-from sparsa.models.reference import gemm_reference
 
 NAME = "compile"
 HELP = "compile an N:M-sparse GEMM: instruction stream, weight/activation images, expected output"
@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random operands")
     parser.add_argument("--weights", type=Path, help=".npy int weights W[K, N] instead of random ones")
     parser.add_argument("--acts", type=Path, help=".npy int activations A[M, K] instead of random ones")
+    parser.add_argument("--scales", type=Path, help=".npy scale mantissas S[M, groups] for per-token / per-group "
+                                                     "act_scale configs (default: random)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output directory")
 
 
@@ -36,15 +38,16 @@ def run(args: argparse.Namespace) -> int:
     if args.acts:
         a = load_matrix(args.acts, "activations")
     program = compile_gemm(cfg, w, m, args.sparsity)
-    a = program.check_inputs({"A": a})
-    expected = gemm_reference(a, program.weights, cfg.accumulator_bits)
+    tensors = gemm_tensors(program, a, args.seed, args.scales)
+    a = tensors["A"]
+    expected = reference_outputs(program, tensors)
     if cfg.is_chain:
         from sparsa.compiler.chain import write_chain_images
 
         files = write_chain_images(program, a, expected, args.output)
         tiles = f"{program.tiling.ktiles}x{program.tiling.ntiles}"
     else:
-        files = write_images(program, a, expected, args.output)
+        files = write_images(program, a, expected, args.output, scales=tensors.get("S"))
         tiles = f"{program.ktiles}x{program.ntiles}"
     print(f"compiled {program.shape} at {program.pattern} (hardware {program.hw_pattern}) for {cfg.name}: "
           f"{len(program.instructions)} instructions, {tiles} tiles")

@@ -5,6 +5,14 @@ Examples::
     sparsa quantize --model minilm
     sparsa quantize --model smollm2 --weights int4,ovp4 --acts none --max-chunks 4 --json out.json
     sparsa quantize --model minilm --prune sparsegpt --sparsity 2:4 --weights fp32,int8,ovp4 --acts none
+    sparsa quantize --model smollm2 --weights fp32 --acts none,int8,int4 --act-scale tensor,token,group:128
+
+Activation scales: ``--acts int8`` is one static per-tensor scale; ``int8/token`` and
+``int8/g128`` (also ``int4/...``) are dynamic per-token / per-group fixed-point scales
+(docs/formats/actscale.md).  ``--act-scale`` expands every plain ``int8`` / ``int4`` entry of
+``--acts`` into one entry per listed granularity; without it, ``--config``'s ``act_scale``
+section does.  With ``--config``, a granularity its scaling stage cannot run is refused before any
+model is loaded.
 """
 
 from __future__ import annotations
@@ -14,9 +22,15 @@ import json
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sparsa.errors import FormatError, UnsupportedError
+
+if TYPE_CHECKING:
+    from sparsa.config import AcceleratorConfig
+    from sparsa.models.formats.actscale import ActScaleSpec
 
 NAME = "quantize"
 HELP = "measure accuracy and bytes/weight of int/OVP/N:M schemes on MiniLM or SmolLM2"
@@ -30,7 +44,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the options of ``sparsa quantize``."""
     parser.add_argument("--model", required=True, choices=("minilm", "smollm2"), help="real model to evaluate")
     parser.add_argument("--weights", default=_DEFAULT_WEIGHTS, help=f"weight formats, comma-separated (default {_DEFAULT_WEIGHTS}; also ovp8)")
-    parser.add_argument("--acts", default=_DEFAULT_ACTS, help=f"activation formats (default {_DEFAULT_ACTS}; also int4, ovp8)")
+    parser.add_argument("--acts", default=_DEFAULT_ACTS,
+                        help=f"activation formats (default {_DEFAULT_ACTS}; also int4, ovp8, and dynamic scales "
+                             "int8/token, int4/token, int8/gN, int4/gN)")
+    parser.add_argument("--act-scale", default=None, metavar="GRANULARITIES",
+                        help="activation-scale granularities for the int8/int4 entries of --acts, comma-separated: "
+                             "tensor (static, calibrated), token, group:N (dynamic); default: --config's act_scale "
+                             "section, else tensor")
+    parser.add_argument("--act-mantissa-bits", type=int, default=None, metavar="BITS",
+                        help="scale-mantissa width of dynamic activation scales (2..24; default: --config's "
+                             "act_scale.mantissa_bits, else 16)")
     parser.add_argument("--sparsity", default=None,
                         help=f"'dense' and/or N:M patterns (default {_DEFAULT_SPARSITY}; with --prune 2:4)")
     parser.add_argument("--report", action="store_true", help="print a Markdown table (default: aligned text)")
@@ -38,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-chunks", type=int, default=8, help="SmolLM2: held-out 256-token chunks to evaluate (default 8)")
     parser.add_argument("--sentences", type=int, default=None, help="MiniLM: evaluate the first N of the 120 sentences")
     parser.add_argument("--quiet", action="store_true", help="no per-scheme progress lines on stderr")
+    parser.add_argument("--config", type=Path, default=None, metavar="ACCEL.yaml",
+                        help="refuse patterns and activation-scale granularities this accelerator cannot run (before "
+                             "any work); OVP pairs form on its slots; its act_scale section is the default --act-scale")
     g = parser.add_argument_group("calibrated pruning (sparsa.compiler.pruning)")
     g.add_argument("--prune", default=None, metavar="METHODS",
                    help="prune the sparse schemes with magnitude, wanda and/or sparsegpt (comma-separated), calibrated "
@@ -54,8 +80,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(sparsa.compiler.finetune; ~2-6 s per step on one core)")
     g.add_argument("--finetune-lr", type=float, default=3e-4, help="fine-tuning peak learning rate (Adam, cosine; default 3e-4)")
     g.add_argument("--finetune-batch", type=int, default=16, help="fine-tuning sentences per step (default 16)")
-    g.add_argument("--config", type=Path, default=None, metavar="ACCEL.yaml",
-                   help="refuse patterns this accelerator cannot run (before any work); OVP pairs form on its slots")
 
 
 def _split(value: str, option: str, allowed: tuple[str, ...] | None, what: str = "format") -> list[str]:
@@ -66,6 +90,58 @@ def _split(value: str, option: str, allowed: tuple[str, ...] | None, what: str =
         if allowed is not None and item not in allowed:
             raise FormatError(f"{option}: unknown {what} {item!r}; expected one of {', '.join(allowed)}")
     return list(dict.fromkeys(items))
+
+
+def _parse_granularity(item: str, mantissa_bits: int) -> "ActScaleSpec":
+    """``tensor`` / ``token`` / ``group:N`` -> ActScaleSpec (FormatError quoting the item)."""
+    from sparsa.models.formats.actscale import ActScaleSpec
+
+    if item in ("tensor", "token"):
+        return ActScaleSpec(item, mantissa_bits=mantissa_bits)
+    head, _, size = item.partition(":")
+    if head != "group" or not size.isdigit() or int(size) < 1:
+        raise FormatError(f"--act-scale: unknown granularity {item!r}; expected tensor, token or group:N (N >= 1)")
+    return ActScaleSpec("group", group=int(size), mantissa_bits=mantissa_bits)
+
+
+def hardware_runs(config: "AcceleratorConfig", spec: "ActScaleSpec") -> bool:
+    """True when ``config``'s activation-scaling stage can run activation scales ``spec``.
+
+    Per-tensor scales need no hardware.  A per-token stage runs per-token scales; a per-group stage
+    (group ``G``) runs per-token scales (the token's mantissa repeated in every group) and groups
+    of any multiple of ``G`` (each mantissa repeated ``G' / G`` times).  The dynamic mantissas
+    must fit the stage's ``mantissa_bits``.
+    """
+    if not spec.dynamic:
+        return True
+    hw = config.act_scale
+    if hw.granularity == "tensor" or spec.mantissa_bits > hw.mantissa_bits:
+        return False
+    if hw.granularity == "token":
+        return spec.granularity == "token"
+    return spec.granularity == "token" or (spec.group is not None and spec.group % hw.group == 0)
+
+
+def _expand_acts(acts: list[str], specs: "list[ActScaleSpec] | None", mantissa_bits: int,
+                 explicit: bool = True) -> list[str]:
+    """Apply the granularities ``specs`` to the plain int entries of ``--acts``; validate every name.
+
+    ``none`` / OVP entries stay per tensor; with ``explicit`` (the specs come from ``--act-scale``)
+    an OVP entry next to dynamic granularities only is refused rather than silently kept.
+    """
+    from sparsa.models import accuracy
+
+    out = []
+    for a in acts:
+        fmt, spec = accuracy.parse_acts(a, mantissa_bits)
+        if specs is None or spec.dynamic or fmt not in ("int8", "int4"):
+            if explicit and specs is not None and fmt in ("ovp4", "ovp8") and all(s.dynamic for s in specs):
+                raise FormatError(f"--acts {a}: OVP activations have per-tensor scales only; add 'tensor' to "
+                                  f"--act-scale or drop {a}")
+            out.append(a)
+            continue
+        out += [accuracy.act_name(fmt, s) for s in specs]
+    return list(dict.fromkeys(out))
 
 
 def _table(result: dict, markdown: bool) -> str:
@@ -95,7 +171,23 @@ def run(args: argparse.Namespace) -> int:
     from sparsa.compiler import pruning
 
     weights = _split(args.weights, "--weights", accuracy.WEIGHT_FORMATS)
-    acts = _split(args.acts, "--acts", accuracy.ACT_FORMATS)
+    acts_in = _split(args.acts, "--acts", None)
+    config = None
+    if args.config is not None:
+        from sparsa.config import load_config
+
+        config = load_config(args.config)
+    mantissa_bits = args.act_mantissa_bits if args.act_mantissa_bits is not None else \
+        (config.act_scale.mantissa_bits if config is not None else 16)
+    if not 2 <= mantissa_bits <= 24:
+        raise FormatError(f"--act-mantissa-bits must be in 2..24, not {mantissa_bits}")
+    if args.act_scale is not None:
+        specs = [_parse_granularity(g, mantissa_bits) for g in _split(args.act_scale, "--act-scale", None)]
+    elif config is not None and config.act_scale.granularity != "tensor":
+        specs = [replace(config.act_scale.spec, mantissa_bits=mantissa_bits)]
+    else:
+        specs = None
+    acts = _expand_acts(acts_in, specs, mantissa_bits, explicit=args.act_scale is not None)
     methods = None if args.prune is None else _split(args.prune, "--prune", pruning.METHODS, "method")
     sparsity_arg = args.sparsity if args.sparsity is not None else (_DEFAULT_SPARSITY if methods is None else "2:4")
     sparsity = _split(sparsity_arg, "--sparsity", None)
@@ -104,6 +196,19 @@ def run(args: argparse.Namespace) -> int:
             accuracy.parse_sparsity(s)
         elif s != "dense":
             pruning.parse_sparsity(s)
+    if config is not None:  # refuse what the hardware cannot run before loading any model
+        for s in sparsity:
+            if s != "dense":
+                pruning.check_hardware(config, s)
+        hw = config.act_scale
+        have = "tensor (no scaling stage)" if hw.granularity == "tensor" else \
+            hw.granularity + (f":{hw.group}" if hw.group is not None else "") + f" with {hw.mantissa_bits}-bit mantissas"
+        for a in acts:
+            _, spec = accuracy.parse_acts(a, mantissa_bits)
+            if not hardware_runs(config, spec):
+                raise UnsupportedError(
+                    f"--acts {a}: accelerator {config.name!r} has act_scale {have}, which cannot run {spec.granularity}"
+                    + (f" {spec.group}" if spec.group else "") + f" scales with {mantissa_bits}-bit mantissas")
     opts = None
     if methods is not None:
         if args.calib_samples is not None and args.calib_samples < 1:
@@ -112,14 +217,6 @@ def run(args: argparse.Namespace) -> int:
             raise FormatError(f"--damp must be in [0, {pruning.MAX_DAMP:g}] (fraction of the mean Hessian diagonal), not {args.damp}")
         if args.blocksize < 1:
             raise FormatError(f"--blocksize must be >= 1, not {args.blocksize}")
-        config = None
-        if args.config is not None:
-            from sparsa.config import load_config
-
-            config = load_config(args.config)
-            for s in sparsity:  # refuse what the hardware cannot run before loading any model
-                if s != "dense":
-                    pruning.check_hardware(config, s)
         if args.finetune < 0 or args.finetune_batch < 1 or not (args.finetune_lr > 0 and math.isfinite(args.finetune_lr)):
             bad = (f"--finetune {args.finetune}" if args.finetune < 0 else f"--finetune-batch {args.finetune_batch}"
                    if args.finetune_batch < 1 else f"--finetune-lr {args.finetune_lr}")
@@ -131,11 +228,9 @@ def run(args: argparse.Namespace) -> int:
         opts = accuracy.PruneOptions(calib_samples=args.calib_samples, damp=args.damp, blocksize=args.blocksize,
                                      config=config, target=args.prune_target, finetune_steps=args.finetune,
                                      finetune_lr=args.finetune_lr, finetune_batch=args.finetune_batch)
-    elif args.config is not None:
-        raise FormatError("--config only applies with --prune")
     elif args.finetune:
         raise FormatError("--finetune only applies with --prune (it fine-tunes the pruned model)")
-    schemes = accuracy.grid(weights, acts, sparsity, methods)
+    schemes = accuracy.grid(weights, acts, sparsity, methods, act_mantissa_bits=mantissa_bits)
     progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     t0 = time.perf_counter()
     if args.model == "minilm":
@@ -150,6 +245,7 @@ def run(args: argparse.Namespace) -> int:
         title = f"{result['model']}: perplexity over {result['eval_chunks']} held-out {result['chunk_len']}-token Lee-corpus chunks"
     result["seconds"] = round(time.perf_counter() - t0, 1)
     result["pruning"] = methods is not None
+    result["act_mantissa_bits"] = mantissa_bits
     print(title)
     print(_table(result, args.report))
     if args.model == "smollm2":

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sparsa.commands._common import add_config_argument, load, load_matrix, parse_gemm, random_operands
+from sparsa.commands._common import (add_config_argument, gemm_tensors, load, load_matrix, parse_gemm,
+                                     random_operands, reference_outputs)
 from sparsa.compiler import compile_gemm
-from sparsa.models.reference import gemm_reference
 from sparsa.sim.backends.base import BACKENDS, get_backend
 from sparsa.sim.cycle import program_cycles
 
@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random operands")
     parser.add_argument("--weights", type=Path, help=".npy int weights W[K, N] instead of random ones")
     parser.add_argument("--acts", type=Path, help=".npy int activations A[M, K] instead of random ones")
+    parser.add_argument("--scales", type=Path, help=".npy scale mantissas S[M, groups] for per-token / per-group "
+                                                     "act_scale configs (default: random)")
     parser.add_argument("--json", type=Path, help="also write the report as JSON here")
 
 
@@ -39,12 +41,13 @@ def run(args: argparse.Namespace) -> int:
     if args.acts:
         a = load_matrix(args.acts, "activations")
     program = compile_gemm(cfg, w, m, args.sparsity)
-    a = program.check_inputs({"A": a})
+    tensors = gemm_tensors(program, a, args.seed, args.scales)
+    a = tensors["A"]
     backend = get_backend(args.backend, cfg)
 
-    expected = gemm_reference(a, program.weights, cfg.accumulator_bits)
+    expected = reference_outputs(program, tensors)
     t0 = time.perf_counter()
-    result = backend.run(program, {"A": a})
+    result = backend.run(program, tensors)
     wall = time.perf_counter() - t0
     y = result.outputs["Y"]
     mismatches = int(np.count_nonzero(y != expected))

@@ -29,7 +29,10 @@ CASES = [
     ("chain-4x4-packed", "2:8"), ("chain-4x4-packed", "1:8"), ("chain-4x4-packed", "2:4"),
     ("chain-4x4-packed", "1:2"), ("chain-4x4-packed", "dense"),
     ("chain-8x2-m16", "4:16"), ("chain-8x2-m16", "2:16"), ("chain-8x2-m16", "1:8"), ("chain-8x2-m16", "dense"),
+    # cascade cutting: the compiler picks S per GEMM (forced S: tests/chain/test_chain_segments.py)
+    ("chain-8x4-seg", "2:4"), ("chain-8x4-seg", "1:4"), ("chain-8x4-seg", "dense"),
 ]
+PRESETS = ["chain-4x4-2of4", "chain-4x4-packed", "chain-8x2-m16", "chain-8x4-seg"]
 
 
 def _operands(cfg, m, k, n, seed, edge=None):
@@ -70,7 +73,7 @@ def test_numpy_backends_random_shapes(backend, config, pattern, seed):
 
 
 @pytest.mark.parametrize("backend", FAST + RTL)
-@pytest.mark.parametrize("config", ["chain-4x4-2of4", "chain-4x4-packed", "chain-8x2-m16"])
+@pytest.mark.parametrize("config", PRESETS)
 def test_most_negative_everywhere(backend, config):
     cfg = preset(config)
     _check(backend, cfg, 3, 40, 5, "dense", 0, edge="min")
@@ -140,13 +143,13 @@ def test_flush_is_tight():
         assert np.array_equal(y, expected) is exact
 
 
-@pytest.mark.parametrize("config", ["chain-4x4-2of4", "chain-4x4-packed", "chain-8x2-m16"])
+@pytest.mark.parametrize("config", PRESETS)
 def test_schedule_counts_equal_program(config):
     """The estimator's aggregated counts are the compiler's program."""
     from sparsa.compiler.chain import plan_chain_tiling
 
     cfg = preset(config)
-    for m, k, n in ((1, 300, 50), (5, 33, 7), (9, 1000, 3)):
+    for m, k, n in ((1, 300, 50), (5, 33, 7), (9, 1000, 3), (64, 8, 256)):
         w = np.ones((k, n), dtype=np.int64)
         program = compile_gemm(cfg, w, m, "dense")
         assert plan_chain_tiling(cfg, m, k, n, "dense").instruction_counts() == Counter(program.instructions)

@@ -117,20 +117,39 @@ def test_flush_is_tight(name):
 
 
 def test_one_cycle_shorter_flush_loses_the_last_row():
+    """With one flush cycle less, the last row's RAM write spills into the next instruction's
+    fetch cycle - where a DRAIN already reads row 0: a one-row COMPUTE then reads stale data."""
     cfg = CFG
     rng = np.random.default_rng(33)
     v, i = _tile(rng, cfg)
-    a = rng.integers(-128, 128, (4, cfg.rows, cfg.group_size))
-    ws = words((Opcode.LOAD_W,), (Opcode.COMPUTE, 4, False), (Opcode.DRAIN, 4), Opcode.HALT)
+    a = rng.integers(-128, 128, (1, cfg.rows, cfg.group_size))
+    ws = words((Opcode.LOAD_W,), (Opcode.COMPUTE, 1, False), (Opcode.DRAIN, 1), Opcode.HALT)
     weights = [pack_weight_beat(cfg, v[r], i[r]) for r in range(cfg.rows)]
     acts = [pack_activation_beat(cfg, x) for x in a]
     expected = mac_reference(v, i, a, 32)
-    short = _run(ws, weights, acts, 4, flush_cycles=compute_flush_cycles(cfg) - 1)
+    assert np.any(expected[0] != 0)
+    short = _run(ws, weights, acts, 1, flush_cycles=compute_flush_cycles(cfg) - 1)
     y = np.array([unpack_output_beat(cfg, w) for w in short.outputs])
-    np.testing.assert_array_equal(y[:3], expected[:3])
-    assert not np.array_equal(y[3], expected[3]) and np.all(y[3] == 0)     # never written
-    full = _run(ws, weights, acts, 4)
+    assert np.all(y[0] == 0)                                  # read before it was written
+    full = _run(ws, weights, acts, 1)
     np.testing.assert_array_equal([unpack_output_beat(cfg, w) for w in full.outputs], expected)
+
+
+def test_one_cycle_shorter_flush_writes_after_the_compute():
+    """The flush-tightness contract seen on the RAM: one cycle less and the last write of a
+    COMPUTE happens after its FLUSH state has ended."""
+    cfg = CFG
+    rng = np.random.default_rng(34)
+    v, i = _tile(rng, cfg)
+    a = rng.integers(-128, 128, (4, cfg.rows, cfg.group_size))
+    ws = words((Opcode.LOAD_W,), (Opcode.COMPUTE, 4, False), Opcode.HALT)
+    log = []
+    dut = SparseSystolicAccelerator(cfg, flush_cycles=compute_flush_cycles(cfg) - 1)
+    run_streams(dut, ws, [pack_weight_beat(cfg, v[r], i[r]) for r in range(cfg.rows)],
+                [pack_activation_beat(cfg, x) for x in a], 0, monitors=[_monitor_writes(dut, log)])
+    flush = [c for c, state, _ in log if state == State.FLUSH]
+    writes = [c for c, _, wen in log if wen]
+    assert len(writes) == 4 and writes[-1] == flush[-1] + 1
 
 
 def test_done_freezes_counter_and_streams():

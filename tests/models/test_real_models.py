@@ -236,6 +236,59 @@ def test_activation_calibration_hook() -> None:
         accuracy.calibrate_acts(run, "none")
 
 
+def test_activation_names_parse_and_round_trip() -> None:
+    from sparsa.models.formats.actscale import ActScaleSpec
+
+    assert accuracy.parse_acts("int8") == ("int8", ActScaleSpec("tensor"))
+    assert accuracy.parse_acts("ovp4") == ("ovp4", ActScaleSpec("tensor"))
+    assert accuracy.parse_acts("int4/token", 12) == ("int4", ActScaleSpec("token", mantissa_bits=12))
+    assert accuracy.parse_acts("int8/g128") == ("int8", ActScaleSpec("group", 128))
+    for name in ("none", "int8", "int4", "ovp8", "int8/token", "int4/g64", "int8/g1"):
+        assert accuracy.act_name(*accuracy.parse_acts(name)) == name
+    for bad in ("int8/g0", "int8/g", "ovp4/token", "int8/channel", "int16", "int8/g064", "", None):
+        with pytest.raises(FormatError) as info:
+            accuracy.parse_acts(bad)  # type: ignore[arg-type]
+        msg = str(info.value)
+        assert f"unknown activation format {bad!r}; expected one of none, int8" in msg and "int8/gN" in msg
+        assert "\n" not in msg
+    with pytest.raises(FormatError, match="unknown activation format 'int8/tok'"):
+        accuracy.Scheme("fp32", "int8/tok")
+    with pytest.raises(FormatError, match="activation format 'ovp4' has per-tensor scales only, not 'token'"):
+        accuracy.act_name("ovp4", ActScaleSpec("token"))
+    assert accuracy.Scheme("int8", "int4/g64").label == "Wint8/Aint4/g64/dense"
+    assert [s.act_mantissa_bits for s in accuracy.grid(["fp32"], ["int8/token"], ["dense"], act_mantissa_bits=8)] == [8]
+
+
+def test_dynamic_activation_hook_uses_the_exact_fixed_point_scales() -> None:
+    from sparsa.models.formats.actscale import quantize_activations_dynamic
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 6, 40)).astype(np.float32)
+    x[..., 3] *= 30                                      # an outlier channel
+    x[1, 2] *= 1e-3                                      # a quiet token
+
+    def run(hook: Callable[[str, np.ndarray], np.ndarray]) -> None:
+        pytest.fail("dynamic activation scales are not calibrated")
+
+    assert accuracy.act_quantizer(run, "none") is None
+    for name, bits in (("int8/token", 8), ("int4/token", 4), ("int8/g16", 8), ("int4/g16", 4)):
+        hook = accuracy.act_quantizer(run, name)
+        assert isinstance(hook, accuracy.DynamicActQuant)
+        y = hook("fc", x)
+        q = quantize_activations_dynamic(x.reshape(-1, 40), hook.spec, bits)
+        s = q.scale if hook.spec.granularity == "token" else np.repeat(q.scale, 16, axis=1)[:, :40]
+        assert y.dtype == np.float32 and y.shape == x.shape
+        np.testing.assert_array_equal(y.reshape(-1, 40), (q.codes * s).astype(np.float32))
+        # the quiet token keeps its relative accuracy (per-tensor int8 would zero it out)
+        quiet = np.linalg.norm(y[1, 2] - x[1, 2]) / np.linalg.norm(x[1, 2])
+        assert quiet < (0.02 if bits == 8 else 0.3), (name, quiet)
+    # per group beats per token beats per tensor on an outlier channel
+    err = {n: float(np.mean((accuracy.act_quantizer(run, n)("fc", x) - x) ** 2)) for n in ("int4/token", "int4/g8")}
+    assert err["int4/g8"] < err["int4/token"]
+    with pytest.raises(FormatError, match="dynamic activation scales need int8/int4 and granularity token/group"):
+        accuracy.DynamicActQuant("ovp4", accuracy.parse_acts("int8/token")[1])
+
+
 # ---------------------------------------------------------------- CLI
 
 
@@ -245,6 +298,57 @@ def test_cli_rejects_unknown_formats(capsys: pytest.CaptureFixture[str]) -> None
     assert main(["quantize", "--model", "minilm", "--weights", "int3"]) == 2
     assert "unknown format 'int3'" in capsys.readouterr().err
     assert main(["quantize", "--model", "smollm2", "--sparsity", "3:2"]) == 2
+
+
+CONFIGS_DIR = __import__("pathlib").Path(__file__).resolve().parents[2] / "configs"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--acts", "int8/tok"], "unknown activation format 'int8/tok'; expected one of none, int8, int4, ovp4, ovp8"),
+    (["--act-scale", "channel"], "--act-scale: unknown granularity 'channel'; expected tensor, token or group:N"),
+    (["--act-scale", "group:0"], "unknown granularity 'group:0'"),
+    (["--act-scale", "token", "--acts", "int8,ovp4"], "--acts ovp4: OVP activations have per-tensor scales only"),
+    (["--act-mantissa-bits", "30", "--act-scale", "token"], "--act-mantissa-bits must be in 2..24, not 30"),
+    (["--acts", "int8/token", "--config", str(CONFIGS_DIR / "systolic-4x4-2of4.yaml")],
+     "--acts int8/token: accelerator 'systolic-4x4-2of4' has act_scale tensor (no scaling stage), which "
+     "cannot run token scales with 16-bit mantissas"),
+    (["--acts", "int8", "--act-scale", "group:64", "--config", str(CONFIGS_DIR / "systolic-4x4-token.yaml")],
+     "--acts int8/g64: accelerator 'systolic-4x4-token' has act_scale token"),
+    (["--acts", "int8", "--act-scale", "group:48", "--config", str(CONFIGS_DIR / "systolic-4x4-group.yaml")],
+     "--acts int8/g48: accelerator 'systolic-4x4-group' has act_scale group:32 with 16-bit mantissas, which "
+     "cannot run group 48 scales"),
+    (["--acts", "int8/token", "--act-mantissa-bits", "20", "--config", str(CONFIGS_DIR / "systolic-4x4-token.yaml")],
+     "cannot run token scales with 20-bit mantissas"),
+    (["--acts", "int8", "--sparsity", "1:8", "--config", str(CONFIGS_DIR / "systolic-4x4-token.yaml")], "sparsity 1:8 needs groups of 8"),
+])
+def test_cli_activation_scale_errors_are_one_line(argv: list[str], message: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Refused before any model is loaded (these run without the model packages)."""
+    from sparsa.cli import main
+
+    assert main(["quantize", "--model", "smollm2", "--weights", "int8", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+
+
+def test_cli_act_scale_expands_the_int_entries() -> None:
+    from sparsa.commands.quantize import _expand_acts, _parse_granularity, hardware_runs
+    from sparsa.config import load_config
+
+    specs = [_parse_granularity(g, 16) for g in ("tensor", "token", "group:128")]
+    assert _expand_acts(["none", "int8", "int4", "ovp4", "int8/g64"], specs, 16) == [
+        "none", "int8", "int8/token", "int8/g128", "int4", "int4/token", "int4/g128", "ovp4", "int8/g64"]
+    assert _expand_acts(["int8", "int8/token"], specs[1:2], 16) == ["int8/token"]
+    assert _expand_acts(["int8", "ovp4"], None, 16) == ["int8", "ovp4"]
+    # from --config's act_scale section: OVP stays per tensor (the config's hardware runs per tensor too)
+    assert _expand_acts(["none", "int8", "ovp4"], specs[1:2], 16, explicit=False) == ["none", "int8/token", "ovp4"]
+    tensor, token, group = (load_config(CONFIGS_DIR / f"systolic-4x4-{n}.yaml") for n in ("2of4", "token", "group"))
+    runs = {n: [hardware_runs(c, _parse_granularity(g, 16)) for g in ("tensor", "token", "group:32", "group:64",
+                                                                      "group:48")]
+            for n, c in (("tensor", tensor), ("token", token), ("group", group))}
+    assert runs == {"tensor": [True, False, False, False, False], "token": [True, True, False, False, False],
+                    "group": [True, True, True, True, False]}
+    assert not hardware_runs(token, _parse_granularity("token", 17))
 
 
 @pytest.mark.models
@@ -263,6 +367,24 @@ def test_cli_minilm_small_run(minilm: object, tmp_path: object, capsys: pytest.C
     assert "| fp32 | none | dense | 1.0 | 1.0 | 4.0 |" in text
     rows = json.loads(out.read_text())["rows"]
     assert [r["weights"] for r in rows] == ["fp32", "int8"] and rows[1]["cos_mean"] > 0.99
+
+
+@pytest.mark.models
+def test_cli_minilm_dynamic_activation_scales(minilm: object, tmp_path: object,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """``--config`` with a per-token scaling stage: its act_scale section expands ``--acts int8``."""
+    import json
+
+    from sparsa.cli import main
+
+    out = tmp_path / "q.json"  # type: ignore[operator]
+    rc = main(["quantize", "--model", "minilm", "--weights", "int8", "--acts", "none,int8", "--sparsity", "dense",
+               "--sentences", "8", "--config", str(CONFIGS_DIR / "systolic-4x4-token.yaml"), "--json", str(out),
+               "--quiet"])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert [r["acts"] for r in res["rows"]] == ["none", "int8/token"] and res["act_mantissa_bits"] == 16
+    assert res["rows"][1]["cos_mean"] > 0.99                  # per-tensor static int8 gives ~0.987 (120 sentences)
 
 
 @pytest.mark.models
