@@ -69,6 +69,11 @@ def run(args: argparse.Namespace) -> int:
         "time_us_at_clock": cycles / cfg.clock_mhz, "wall_s": wall,
         "instructions": program.opcode_counts(),
     }
+    if cfg.is_chain:
+        report["chain_segments"] = program.segments
+    if getattr(program, "scaled", False):
+        report["act_scale"] = {"granularity": cfg.act_scale.granularity, "groups": program.scale_groups,
+                               "load_s": program.opcode_counts().get("LOAD_S", 0)}
     _print(report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
@@ -99,6 +104,12 @@ def _print(r: dict) -> None:
         ("time at clock", f"{r['time_us_at_clock']:.2f} us"),
         ("wall time", f"{r['wall_s']:.3f} s"),
     ]
+    if "chain_segments" in r:
+        rows.insert(4, ("chain segments", f"{r['chain_segments']} per chain (chosen by the compiler)"))
+    if "act_scale" in r:
+        a = r["act_scale"]
+        rows.insert(4, ("activation scales", f"per {a['granularity']}: {a['groups']} scale group(s) per row, "
+                                             f"{a['load_s']} LOAD_S"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
