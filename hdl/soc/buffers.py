@@ -186,12 +186,12 @@ class SourceBuffer(wiring.Component):
 class ResultBuffer(wiring.Component):
     """A memory the result stream fills (always ready while running) and the host reads.
 
-    An accepted beat is registered (payload, row, write enable) and written to the memory in
-    the next cycle: the accelerator's result payload is its accumulator block RAM's output,
-    and RAM clock-to-out -> routing -> RAM write-data setup in one cycle would be one of the
-    longest paths of the SoC (ECP5: ~5 ns clock-to-out alone).  ``count`` still counts in
-    the cycle of the transfer; the last beat is in the memory one cycle after it, long before
-    a host can read it.
+    An accepted beat is registered twice (payload, row, write enable) and written to the
+    memory two cycles later: the accelerator's result payload is its accumulator block RAM's
+    output, and RAM clock-to-out -> routing -> register is one of the longest paths of the SoC
+    (ECP5: ~5.6 ns clock-to-out alone), so the first register should sit next to that RAM.
+    ``count`` still counts in the cycle of the transfer; the last beat is in the memory two
+    cycles after it, long before a host can read it.
 
     Parameters
     ----------
@@ -257,11 +257,18 @@ class ResultBuffer(wiring.Component):
         ptr = Signal(abits)
         full = Signal()
         take = self.stream.valid & self.running
-        # Write stage: the accepted beat is written one cycle later.
+        # Write stages: the accepted beat is registered twice and written two cycles later.
+        # The first register sits next to the beat's source (the accelerator's accumulator
+        # RAM, ~5.6 ns clock-to-out on ECP5), the second carries it to this memory: with one
+        # register, accumulator RAM -> routing -> register was the critical path of the 8x8.
+        beat = Signal(self._width)
+        beat_wen = Signal()
+        beat_addr = Signal(abits)
         wen = Signal()
         waddr = Signal(abits)
         wdata = Signal(self._width)
-        m.d.sync += [wen.eq(take & ~full), waddr.eq(ptr), wdata.eq(self.stream.payload)]
+        m.d.sync += [beat_wen.eq(take & ~full), beat_addr.eq(ptr), beat.eq(self.stream.payload),
+                     wen.eq(beat_wen), waddr.eq(beat_addr), wdata.eq(beat)]
         m.d.comb += [
             self.stream.ready.eq(self.running),
             wport.addr.eq(waddr),
