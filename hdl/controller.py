@@ -67,10 +67,10 @@ class State(enum.Enum, shape=3):
 
 
 def register_bits(config: AcceleratorConfig) -> int:
-    """Flip-flops of the controller: state, count, beat, write row, accumulate flag, cycles and
-    the three array-control registers (enable, valid tag, flush)."""
+    """Flip-flops of the controller: state, count, beat and beat + 1, write row and row + 1,
+    accumulate flag, cycles and the three array-control registers (enable, valid tag, flush)."""
     check_config(config)
-    return State.as_shape().width + 2 * COUNT_FIELD_BITS + config.count_bits + 1 + CYCLE_COUNTER_BITS + 3
+    return State.as_shape().width + 3 * COUNT_FIELD_BITS + 2 * config.count_bits + 1 + CYCLE_COUNTER_BITS + 3
 
 
 class Controller(wiring.Component):
@@ -171,6 +171,12 @@ class Controller(wiring.Component):
         count = Signal(COUNT_FIELD_BITS)     # latched instruction count
         beat = Signal(COUNT_FIELD_BITS)      # transfers (LOAD_W, STREAM, DRAIN) or flush cycles
         row = Signal(cfg.count_bits)         # next accumulator row to write (COMPUTE)
+        # ``beat + 1`` and ``row + 1``, kept in registers: the accumulator's read address is then
+        # a multiplexer of flip-flops, with no adder (carry chain) in front of the block RAM's
+        # address pins - with the adders that was the critical path of the 8x8 on ECP5
+        # (10.17 ns, docs/fpga.md step 7).
+        beat_next = Signal(COUNT_FIELD_BITS, init=1)
+        row_next = Signal(cfg.count_bits, init=1)
         accumulate = Signal()
         m.d.comb += self.state.eq(state)
 
@@ -213,7 +219,7 @@ class Controller(wiring.Component):
             self.acc_accumulate.eq(accumulate),
         ]
         with m.If(self.acc_wen):
-            m.d.sync += row.eq(row + 1)
+            m.d.sync += [row.eq(row + 1), row_next.eq(row_next + 1)]
 
         # Read address: the row the next cycle needs (row 0 by default, so a DRAIN or a
         # COMPUTE starting after FETCH finds row 0 already read).
@@ -228,7 +234,9 @@ class Controller(wiring.Component):
                         count.eq(instr.count),
                         accumulate.eq(instr.accumulate),
                         beat.eq(0),
+                        beat_next.eq(1),
                         row.eq(0),
+                        row_next.eq(1),
                     ]
                     with m.Switch(instr.opcode):
                         with m.Case(Opcode.LOAD_W):
@@ -256,16 +264,16 @@ class Controller(wiring.Component):
                     self.load_row.eq(beat),
                 ]
                 with m.If(self.weights_valid):
-                    m.d.sync += beat.eq(beat + 1)
+                    m.d.sync += [beat.eq(beat + 1), beat_next.eq(beat_next + 1)]
                     with m.If(beat == load_weights_cycles(cfg) - 1):
                         m.d.sync += state.eq(State.FETCH)
 
             with m.Case(State.STREAM, State.FLUSH):
-                m.d.comb += self.acc_raddr.eq(row_addr(row + self.acc_wen))
+                m.d.comb += self.acc_raddr.eq(row_addr(Mux(self.acc_wen, row_next, row)))
                 with m.If(advance):
-                    m.d.sync += beat.eq(beat + 1)
+                    m.d.sync += [beat.eq(beat + 1), beat_next.eq(beat_next + 1)]
                 with m.If(in_stream & self.acts_valid & (beat == count - 1)):
-                    m.d.sync += [beat.eq(0), state.eq(State.FLUSH)]
+                    m.d.sync += [beat.eq(0), beat_next.eq(1), state.eq(State.FLUSH)]
                 with m.If(in_flush & (beat == self._flush_cycles - 1)):
                     m.d.sync += state.eq(State.FETCH)
 
@@ -275,9 +283,9 @@ class Controller(wiring.Component):
                 # nothing uses the row read in the FETCH cycle): keeps the instruction count
                 # compare (a carry chain) out of the block-RAM address path - with it, this was
                 # the critical path of the 8x8 on ECP5 (12.4 ns, docs/fpga.md).
-                m.d.comb += self.acc_raddr.eq(row_addr(beat + self.results_ready))
+                m.d.comb += self.acc_raddr.eq(row_addr(Mux(self.results_ready, beat_next, beat)))
                 with m.If(self.results_ready):
-                    m.d.sync += beat.eq(beat + 1)
+                    m.d.sync += [beat.eq(beat + 1), beat_next.eq(beat_next + 1)]
                     with m.If(beat == count - 1):
                         m.d.sync += state.eq(State.FETCH)
 
@@ -288,7 +296,7 @@ class Controller(wiring.Component):
                         self.scale_waddr.eq(row_addr(beat)),
                     ]
                     with m.If(self.acts_valid):
-                        m.d.sync += beat.eq(beat + 1)
+                        m.d.sync += [beat.eq(beat + 1), beat_next.eq(beat_next + 1)]
                         with m.If(beat == count - 1):
                             m.d.sync += state.eq(State.FETCH)
 
