@@ -37,8 +37,9 @@ __all__ = ["SourceBuffer", "ResultBuffer", "COUNTER_BITS", "HOST_READ_LATENCY"]
 
 #: Width of the beat counters (count, taken, result count).
 COUNTER_BITS = 32
-#: Cycles from ``host_raddr`` to the beat on ``host_rdata`` (block-RAM read, then a register).
-HOST_READ_LATENCY = 2
+#: Cycles from ``host_raddr`` to the beat on ``host_rdata``: block-RAM read, then the two reader
+#: registers (so the first register after a RAM feeds only the second and can sit next to it).
+HOST_READ_LATENCY = 3
 
 
 def _check_geometry(width: object, depth: object) -> None:
@@ -63,7 +64,8 @@ class SourceBuffer(wiring.Component):
         first stage should sit next to the RAM; the second takes the beat to its consumer.
         The reader needs :attr:`prime_cycles` = ``1 + stages`` cycles after ``start`` before
         its first beat is valid.  With ``stages >= 1`` host reads answer from the first stage
-        (:data:`HOST_READ_LATENCY` cycles), with 0 straight from the RAM (1 cycle).
+        (``1 + stages`` cycles; :data:`HOST_READ_LATENCY` with the default 2), with 0 straight
+        from the RAM (1 cycle).
 
     Attributes
     ----------
@@ -130,7 +132,7 @@ class SourceBuffer(wiring.Component):
     @property
     def host_read_latency(self) -> int:
         """Cycles from ``host_raddr`` to the beat on ``host_rdata``."""
-        return HOST_READ_LATENCY if self._stages else 1
+        return 1 + self._stages
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -158,13 +160,12 @@ class SourceBuffer(wiring.Component):
         data = [rport.data] + [Signal(self._width, name=f"stage{i}") for i in range(1, self._stages + 1)]
         full = [ram_valid] + [Signal(name=f"stage{i}_valid") for i in range(1, self._stages)]
         m.d.comb += self.stream.payload.eq(data[-1])
-        if self._stages:
-            # The first register follows the read port's enable, so host reads see it too.
-            with m.If(rport.en):
-                m.d.sync += data[1].eq(rport.data)
-            m.d.comb += self.host_rdata.eq(data[1])
-        else:
-            m.d.comb += self.host_rdata.eq(rport.data)
+        # Every register follows the read port's enable (``advance`` while running, always for
+        # host reads), so host reads come out of the last one too: the first register after
+        # the RAM then feeds only the second and can be placed next to the RAM.
+        with m.If(rport.en):
+            m.d.sync += [data[i + 1].eq(data[i]) for i in range(self._stages)]
+        m.d.comb += self.host_rdata.eq(data[-1])
         with m.If(self.start):
             m.d.sync += [addr.eq(0), remaining.eq(self.count), valid.eq(0), self.taken.eq(0)]
             m.d.sync += [f.eq(0) for f in full]
@@ -177,7 +178,6 @@ class SourceBuffer(wiring.Component):
                 if self._stages:
                     chain = [fetch] + full
                     m.d.sync += [dst.eq(src) for dst, src in zip(full + [valid], chain)]
-                    m.d.sync += [data[i + 1].eq(data[i]) for i in range(1, self._stages)]
                 else:
                     m.d.sync += valid.eq(fetch)
         return m
@@ -277,8 +277,9 @@ class ResultBuffer(wiring.Component):
             rport.addr.eq(self.host_raddr),
             rport.en.eq(1),
         ]
-        # Host reads: the RAM's read latch, then a register (HOST_READ_LATENCY cycles).
-        m.d.sync += self.host_rdata.eq(rport.data)
+        # Host reads: the RAM's read latch, then two registers (HOST_READ_LATENCY cycles).
+        host_q = Signal(self._width)
+        m.d.sync += [host_q.eq(rport.data), self.host_rdata.eq(host_q)]
         with m.If(self.start):
             m.d.sync += [ptr.eq(0), full.eq(0), self.count.eq(0), self.overflow.eq(0)]
         with m.Elif(take):

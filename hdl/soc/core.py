@@ -204,10 +204,11 @@ class SocCore(wiring.Component):
                     with m.Elif(word < last):
                         m.d.sync += staging.word_select(word, DATA_WIDTH).eq(bus.w_data)
 
-        # Reads answer READ_LATENCY = 3 cycles after r_en: the buffers' host ports answer
-        # HOST_READ_LATENCY = 2 cycles after the address (block RAM, then a register next to
-        # it), cycle 3 registers the whole word of the addressed buffer (the region mux) and
-        # selects the 32-bit word combinationally.  The register value waits alongside.
+        # Reads answer READ_LATENCY = HOST_READ_LATENCY + 1 cycles after r_en: the buffers' host
+        # ports answer HOST_READ_LATENCY cycles after the address (block RAM, then the readers'
+        # two registers), the next cycle registers the whole word of the addressed buffer (the
+        # region mux) and selects the 32-bit word combinationally.  The register value waits
+        # alongside.
         values = p.register_values()
         reg_q = Signal(32)
         region_q = Signal(3)
@@ -236,20 +237,23 @@ class SocCore(wiring.Component):
             lstride = ceil_log2(mem.stride)
             m.d.comb += buf.host_raddr.eq(offset[lstride:])
         assert all(buf.host_read_latency == HOST_READ_LATENCY for buf in all_buffers.values())
-        pending = Signal()
-        pending2 = Signal()
-        m.d.sync += [pending.eq(bus.r_en), pending2.eq(pending)]
-        reg_q2, reg_q3 = Signal(32), Signal(32)
-        region_q2, region_q3 = Signal(3), Signal(3)
-        word_q2, word_q3 = Signal(len(word_q)), Signal(len(word_q))
+        # A pipeline of HOST_READ_LATENCY + 1 stages carries (register value, region, word) while
+        # the buffers read; the last stage registers the addressed buffer's word (region mux).
+        n = HOST_READ_LATENCY + 1
+        pending = [Signal(name=f"pending{i}") for i in range(1, n)]
+        regs = [reg_q] + [Signal(32, name=f"reg_q{i}") for i in range(2, n + 1)]
+        regions = [region_q] + [Signal(3, name=f"region_q{i}") for i in range(2, n + 1)]
+        words = [word_q] + [Signal(len(word_q), name=f"word_q{i}") for i in range(2, n + 1)]
+        m.d.sync += [pending[0].eq(bus.r_en)] + [pending[i].eq(pending[i - 1]) for i in range(1, n - 1)]
+        for i in range(n - 1):
+            with m.If(pending[i]):
+                m.d.sync += [regs[i + 1].eq(regs[i]), regions[i + 1].eq(regions[i]), words[i + 1].eq(words[i])]
         ram_q = {region: Signal(mems[region].bits, name=f"{region.name.lower()}_rdata") for region in all_buffers}
-        with m.If(pending):
-            m.d.sync += [reg_q2.eq(reg_q), region_q2.eq(region_q), word_q2.eq(word_q)]
-        with m.If(pending2):
-            m.d.sync += [reg_q3.eq(reg_q2), region_q3.eq(region_q2), word_q3.eq(word_q2)]
+        with m.If(pending[-1]):
             for reg_region, buf in all_buffers.items():
-                with m.If(region_q2 == reg_region):
+                with m.If(regions[-2] == reg_region):
                     m.d.sync += ram_q[reg_region].eq(buf.host_rdata)
+        reg_q3, region_q3, word_q3 = regs[-1], regions[-1], words[-1]
         with m.Switch(region_q3):
             with m.Case(Region.REGS):
                 m.d.comb += bus.r_data.eq(reg_q3)

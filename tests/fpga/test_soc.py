@@ -251,7 +251,7 @@ def test_source_buffer_host_read_latency(stages):
     sim.add_testbench(tb)
     sim.run()
     lat = buf.host_read_latency
-    assert lat == (1 if stages == 0 else 2)
+    assert lat == 1 + stages
     order = seen["order"]
     assert [seen[c + lat] for c in range(len(order))] == [0x100 + 7 * a for a in order]
 
