@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sparsa import chain_timing
-from sparsa.compiler.program import GemmShape
+from sparsa.compiler.program import GemmShape, InstructionListMixin
 from sparsa.config import AcceleratorConfig, NMPattern
 from sparsa.errors import ConfigError, FormatError, ShapeError, UnsupportedError
 from sparsa.isa import Instruction, Opcode, encode
@@ -208,7 +208,7 @@ class ChainStep:
 
 
 @dataclass(frozen=True, eq=False)
-class ChainProgram:
+class ChainProgram(InstructionListMixin):
     """A GEMM compiled for a DSP-chain accelerator; the same interface as
     :class:`~sparsa.compiler.program.Program` for the backends.
 
@@ -324,18 +324,6 @@ class ChainProgram:
             y[block * p: (block + 1) * p, n0 * c: (n0 + nn) * c] = rows
             pos += nn
         return y[: self.shape.m, : self.shape.n]
-
-    def listing(self) -> str:
-        return "\n".join(f"{i:5d}  {encode(ins):08x}  {ins}" for i, ins in enumerate(self.instructions))
-
-    def opcode_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for ins in self.instructions:
-            counts[ins.op.name] = counts.get(ins.op.name, 0) + 1
-        return counts
-
-    def has(self, op: Opcode) -> bool:
-        return any(i.op is op for i in self.instructions)
 
 
 def compile_chain_gemm(

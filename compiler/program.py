@@ -80,8 +80,29 @@ class DrainStep:
     ntile: int
 
 
+class InstructionListMixin:
+    """Listing and opcode queries shared by every compiled program (``self.instructions``)."""
+
+    instructions: "tuple[Instruction, ...]"
+
+    def listing(self) -> str:
+        """Human-readable instruction listing."""
+        return "\n".join(f"{i:5d}  {encode(ins):08x}  {ins}" for i, ins in enumerate(self.instructions))
+
+    def opcode_counts(self) -> dict[str, int]:
+        """How many instructions of each opcode the program has."""
+        counts: dict[str, int] = {}
+        for ins in self.instructions:
+            counts[ins.op.name] = counts.get(ins.op.name, 0) + 1
+        return counts
+
+    def has(self, op: Opcode) -> bool:
+        """True when the program contains ``op``."""
+        return any(i.op is op for i in self.instructions)
+
+
 @dataclass(frozen=True, eq=False)
-class Program:
+class Program(InstructionListMixin):
     """A GEMM compiled for one accelerator configuration.
 
     Attributes
@@ -324,18 +345,3 @@ class Program:
             y[d.m0 : d.m0 + d.rows, n0 : n0 + width] = beats[pos : pos + d.rows, :width]
             pos += d.rows
         return y
-
-    def listing(self) -> str:
-        """Human-readable instruction listing."""
-        return "\n".join(f"{i:5d}  {encode(ins):08x}  {ins}" for i, ins in enumerate(self.instructions))
-
-    def opcode_counts(self) -> dict[str, int]:
-        """How many instructions of each opcode the program has."""
-        counts: dict[str, int] = {}
-        for ins in self.instructions:
-            counts[ins.op.name] = counts.get(ins.op.name, 0) + 1
-        return counts
-
-    def has(self, op: Opcode) -> bool:
-        """True when the program contains ``op``."""
-        return any(i.op is op for i in self.instructions)

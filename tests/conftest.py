@@ -44,3 +44,18 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.verilator)
         if item.get_closest_marker("verilator") is not None:
             item.add_marker(pytest.mark.xdist_group("verilator"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI (``CI=true``, where ``make test`` installs every optional tool, model and
+    dataset) a skip means a guard went unexercised: report it as a failure with its reason.
+    Locally a skip stays a skip; its message says what to install."""
+    outcome = yield
+    report = outcome.get_result()
+    import os
+
+    if os.environ.get("CI", "").lower() == "true" and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true (make test installs every optional piece): {reason}"
