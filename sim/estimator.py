@@ -200,11 +200,8 @@ def estimate_gemm(
                                     static_weight=static_weight, overlap=overlap)
     tiling = plan_tiling(cfg, m, k, n, pattern)
     hw = tiling.hw_pattern
-    requested = NMPattern.parse(pattern, dense_m=cfg.group_size) if pattern is not None \
-        else cfg.sparsity.default_pattern
-    wname, wbits = _bits(weight_format if static_weight else (act_format or cfg.types.activation),
-                         cfg.types.weight)
-    aname, abits = _bits(act_format, cfg.types.activation)
+    requested, (wname, wbits), (aname, abits) = _operand_formats(cfg, pattern, weight_format, act_format,
+                                                                 static_weight)
     r, c = cfg.rows, cfg.cols
     ib = cfg.index_bits if (static_weight and not hw.dense) else 0
 
@@ -257,6 +254,15 @@ def estimate_gemm(
                    sram=sram, register=register, instructions=instructions)
 
 
+def _operand_formats(cfg: AcceleratorConfig, pattern, weight_format, act_format, static_weight: bool):
+    """The requested N:M pattern and the (name, bits) of the weight and activation operands of a
+    GEMM layer (a dynamic "weight", e.g. attention's K/V, is an activation operand)."""
+    requested = NMPattern.parse(pattern, dense_m=cfg.group_size) if pattern is not None \
+        else cfg.sparsity.default_pattern
+    weight = _bits(weight_format if static_weight else (act_format or cfg.types.activation), cfg.types.weight)
+    return requested, weight, _bits(act_format, cfg.types.activation)
+
+
 def _estimate_chain_gemm(cfg: AcceleratorConfig, m: int, k: int, n: int, pattern, *, name: str, kind: str,
                          count: int, weight_format, act_format, static_weight: bool, overlap: bool) -> LayerEstimate:
     """:func:`estimate_gemm` for the DSP chain: the compiler's chain schedule and timing contract.
@@ -270,11 +276,8 @@ def _estimate_chain_gemm(cfg: AcceleratorConfig, m: int, k: int, n: int, pattern
 
     tiling = plan_chain_tiling(cfg, m, k, n, pattern)
     hw = tiling.hw_pattern
-    requested = NMPattern.parse(pattern, dense_m=cfg.group_size) if pattern is not None \
-        else cfg.sparsity.default_pattern
-    wname, wbits = _bits(weight_format if static_weight else (act_format or cfg.types.activation),
-                         cfg.types.weight)
-    aname, abits = _bits(act_format, cfg.types.activation)
+    requested, (wname, wbits), (aname, abits) = _operand_formats(cfg, pattern, weight_format, act_format,
+                                                                 static_weight)
     r, c, p = cfg.rows, cfg.cols, cfg.token_lanes
     ib = cfg.index_bits if (static_weight and not hw.dense) else 0
 
