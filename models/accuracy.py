@@ -45,7 +45,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from sparsa.errors import FormatError
+from sparsa.errors import FormatError, ShapeError
 
 from .formats import actscale, intq, nm, ovp
 
@@ -69,6 +69,7 @@ __all__ = [
     "evaluate_minilm",
     "evaluate_smollm2",
     "minilm_calibration",
+    "smollm2_calibration",
 ]
 
 WEIGHT_FORMATS: tuple[str, ...] = ("fp32", "int8", "int4", "ovp4", "ovp8")
@@ -647,7 +648,7 @@ def evaluate_smollm2(
         if len(chunks) - n_cal < calib_chunks + len(evalc):
             raise FormatError(f"corpus has {len(chunks)} chunks: {n_cal} pruning-calibration chunks overlap the "
                               f"{calib_chunks + len(evalc)} activation-calibration and evaluation chunks")
-        cache.pruner = _pruner(m, chunks[len(chunks) - n_cal:], _smollm2_run_one, opts, progress)
+        cache.pruner = _pruner(m, smollm2_calibration(chunks[len(chunks) - n_cal:]), _smollm2_run_one, opts, progress)
     rows = []
     for sc in schemes:
         t0 = time.perf_counter()
@@ -685,6 +686,32 @@ def _minilm_run_one(model: object, texts: "str | Sequence[str]", hook: Callable[
 
 def _smollm2_run_one(model: object, ids: np.ndarray, hook: Callable[[str, np.ndarray], np.ndarray]) -> None:
     model.logits(ids, hook)  # type: ignore[attr-defined]
+
+
+#: Most calibration threads :func:`smollm2_calibration` makes (one per sample, see
+#: :mod:`sparsa.compiler.pruning`): OpenBLAS keeps per-thread buffers and is built for at most
+#: 64 threads; 284 one-chunk threads crashed the process (SIGSEGV) on this machine.
+MAX_CALIBRATION_THREADS = 32
+
+
+def smollm2_calibration(chunks: Sequence[np.ndarray], *, max_threads: int = MAX_CALIBRATION_THREADS) -> list[np.ndarray]:
+    """Pruning-calibration samples for SmolLM2: one chunk each, or ``[B, T]`` batches of chunks.
+
+    Up to ``max_threads`` chunks, every chunk is its own sample (one calibration thread each);
+    beyond that consecutive chunks are stacked into ``ceil(n / max_threads)``-chunk batches, so
+    at most ``max_threads`` threads run however much calibration text is given.  A batch is the
+    same tokens as its chunks; its layer inputs differ from the chunk-by-chunk ones only by
+    float32 summation order (BLAS blocking), ~4e-6 of the logits' range on real chunks.
+    """
+    if not isinstance(max_threads, int) or isinstance(max_threads, bool) or max_threads < 1:
+        raise FormatError(f"max_threads must be a positive int, not {max_threads!r}")
+    chunks = [np.asarray(c, dtype=np.int64) for c in chunks]
+    if len(chunks) <= max_threads:
+        return chunks
+    if len({c.shape for c in chunks}) != 1:
+        raise ShapeError(f"calibration chunks must have one length to be batched, got {sorted({c.size for c in chunks})}")
+    per = -(-len(chunks) // max_threads)
+    return [np.stack(chunks[i : i + per]) for i in range(0, len(chunks), per)]
 
 
 def minilm_calibration(n: "int | None" = None, *, batch: int = 48) -> list[list[str]]:

@@ -101,14 +101,32 @@ class SmolLM2:
         return out
 
     def logits(self, ids: np.ndarray, hook: ActHook | None = None) -> np.ndarray:
-        """Next-token logits ``[T, vocab]`` (float32) of one token sequence (causal attention)."""
+        """Next-token logits (float32, causal attention) of one sequence or a batch of equal-length ones.
+
+        Parameters
+        ----------
+        ids : ndarray of int
+            ``[T]`` token ids, or ``[B, T]``: B independent sequences of T tokens each (run as one
+            batch: a calibration pass over many chunks then needs one thread per batch, not per chunk).
+        hook : callable, optional
+            ``hook(name, x) -> x`` on the input of every linear layer; ``x`` is always 2-D,
+            ``[T, in]`` or ``[B*T, in]`` (token rows of all sequences).
+
+        Returns
+        -------
+        ndarray
+            ``[T, vocab]`` or ``[B, T, vocab]``.
+        """
         ids = np.asarray(ids, dtype=np.int64)
-        if ids.ndim != 1 or ids.size == 0:
-            raise ShapeError(f"SmolLM2.logits expects a non-empty 1-D id array, got shape {ids.shape}")
+        if ids.ndim not in (1, 2) or ids.size == 0:
+            raise ShapeError(f"SmolLM2.logits expects a non-empty [T] or [B, T] id array, got shape {ids.shape}")
+        single = ids.ndim == 1
+        ids2 = ids[None] if single else ids
         t = self.tensors
         emb = t["token_embd.weight"]
-        x = emb[ids]
-        length, d = x.shape
+        batch, length = ids2.shape
+        x = emb[ids2.reshape(-1)]  # token rows [B*T, d]
+        d = x.shape[-1]
         hd = d // self.n_heads
         rep = self.n_heads // self.n_kv_heads
         cos, sin = self._rope(length, hd)
@@ -119,24 +137,28 @@ class SmolLM2:
                 y = hook(name, y)
             return y @ self.linear[name].T
 
+        def heads(y: np.ndarray, n: int) -> np.ndarray:  # [B*T, n*hd] -> [B, n, T, hd]
+            return y.reshape(batch, length, n, hd).transpose(0, 2, 1, 3)
+
         for i in range(self.n_layers):
             h = self._rms(x, t[f"blk.{i}.attn_norm.weight"])
-            q = dense(f"layer{i}.q", h).reshape(length, self.n_heads, hd).transpose(1, 0, 2)
-            k = dense(f"layer{i}.k", h).reshape(length, self.n_kv_heads, hd).transpose(1, 0, 2)
-            v = dense(f"layer{i}.v", h).reshape(length, self.n_kv_heads, hd).transpose(1, 0, 2)
+            q = heads(dense(f"layer{i}.q", h), self.n_heads)
+            k = heads(dense(f"layer{i}.k", h), self.n_kv_heads)
+            v = heads(dense(f"layer{i}.v", h), self.n_kv_heads)
             q, k = self._apply_rope(q, cos, sin), self._apply_rope(k, cos, sin)
-            k, v = np.repeat(k, rep, axis=0), np.repeat(v, rep, axis=0)  # q head j uses kv head j // rep
-            s = q @ k.transpose(0, 2, 1) * np.float32(1 / np.sqrt(hd)) + causal
+            k, v = np.repeat(k, rep, axis=1), np.repeat(v, rep, axis=1)  # q head j uses kv head j // rep
+            s = q @ k.transpose(0, 1, 3, 2) * np.float32(1 / np.sqrt(hd)) + causal
             s = np.exp(s - s.max(axis=-1, keepdims=True))
             s /= s.sum(axis=-1, keepdims=True)
-            ctx = (s @ v).transpose(1, 0, 2).reshape(length, d)
+            ctx = (s @ v).transpose(0, 2, 1, 3).reshape(batch * length, d)
             x = x + dense(f"layer{i}.o", ctx)
             h = self._rms(x, t[f"blk.{i}.ffn_norm.weight"])
             g = dense(f"layer{i}.gate", h)
             u = dense(f"layer{i}.up", h)
             x = x + dense(f"layer{i}.down", (g / (1 + np.exp(-g))) * u)
         x = self._rms(x, t["output_norm.weight"])
-        return (x @ emb.T).astype(np.float32)
+        out = (x @ emb.T).astype(np.float32)
+        return out if single else out.reshape(batch, length, -1)
 
     def next_token_probs(self, prompt: str, hook: ActHook | None = None) -> np.ndarray:
         """Softmax distribution ``[vocab]`` of the token after ``prompt``."""
