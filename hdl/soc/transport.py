@@ -1,6 +1,8 @@
 """Transports for :class:`~sparsa.hdl.soc.driver.SocDriver`: Amaranth simulation, Verilator, a serial port.
 
-All three move bytes to and from the SoC's UART pins; the driver above them is the same.
+The first three move bytes to and from the UART SoC's pins; :class:`AxiSimTransport` is a
+register port (AXI4-Lite) to the shell kernel's SoC with a simulated device memory behind
+its AXI4 master.  The driver above them is the same.
 
 :class:`AmaranthSimTransport`
     Owns an ``amaranth.sim.Simulator`` of a :class:`~sparsa.hdl.soc.top.UartSoc` and steps it
@@ -32,7 +34,8 @@ from sparsa.errors import MissingToolError
 from sparsa.hdl.soc.driver import SocError, SocTimeout
 from sparsa.hdl.soc.params import SocParams
 
-__all__ = ["AmaranthSimTransport", "VerilatorTransport", "SerialTransport", "soc_verilog", "SIM_DIVISOR"]
+__all__ = ["AmaranthSimTransport", "AxiSimTransport", "VerilatorTransport", "SerialTransport", "soc_verilog",
+           "SIM_DIVISOR"]
 
 #: UART divisor used by simulations (clock cycles per bit).
 SIM_DIVISOR = 4
@@ -164,6 +167,150 @@ class AmaranthSimTransport(_ContextMixin):
         self._to_device.clear()
         self._closed = True
         self.cycles += 24 * self.divisor      # the longest testbench step is one byte
+        self._sim.run_until(self.cycles * self.CLOCK_PERIOD)
+        if self._vcd is not None:
+            self._vcd.__exit__(None, None, None)
+
+
+class AxiSimTransport(_ContextMixin):
+    """Drive an :class:`~sparsa.hdl.soc.top.AxiSoc` in ``amaranth.sim``: a register port
+    (:class:`~sparsa.hdl.soc.driver.RegisterTransport`) on ``s_axi_control`` and, for a SoC
+    with DMA, an AXI4 slave memory on ``m_axi_gmem``.
+
+    The AXI4-Lite master runs one transaction at a time (address and data together, then the
+    response), as a PCIe BAR access would.  The slave is an
+    :class:`~sparsa.hdl.soc.axi_model.AxiSlaveModel` over ``memory`` with random stalls and
+    latency; a protocol violation it records fails the next driver call (:class:`SocError`).
+
+    Parameters
+    ----------
+    soc : AxiSoc
+    memory : DeviceMemoryImage, optional
+        Device memory behind ``m_axi_gmem`` (default: 1 MiB at address 0); the driver
+        allocates in it (``SocDriver.run(..., memory=link.memory)``).
+    seed, stall, max_latency :
+        The slave's randomness (:class:`~sparsa.hdl.soc.axi_model.AxiSlaveModel`).
+    max_idle_cycles : int
+        Cycles one register access may take before :class:`SocTimeout`.
+    vcd_path : str, optional
+        Write a waveform file (closed by :meth:`close`).
+    """
+
+    CLOCK_PERIOD = 1e-8
+
+    def __init__(self, soc, memory=None, *, seed: int = 0, stall: float = 0.3, max_latency: int = 8,
+                 max_idle_cycles: int = 10_000, vcd_path: "str | None" = None) -> None:
+        from amaranth.sim import Simulator
+
+        from sparsa.hdl.soc.axi_model import AxiSlaveModel
+        from sparsa.hdl.soc.devmem import DeviceMemoryImage
+        from sparsa.hdl.soc.top import AxiSoc
+
+        if not isinstance(soc, AxiSoc):
+            raise TypeError(f"soc must be an AxiSoc, not {soc!r}")
+        self.soc = soc
+        self.memory = DeviceMemoryImage(1 << 20) if memory is None else memory
+        self.slave = None
+        if soc.dma is not None:
+            self.slave = AxiSlaveModel(self.memory, soc.dma.data_width, seed=seed, stall=stall,
+                                       max_latency=max_latency, max_burst=soc.dma.max_burst)
+        self.max_idle_cycles = max_idle_cycles
+        self.cycles = 0
+        self._ops: collections.deque = collections.deque()
+        self._reads: list[int] = []
+        self._stop = False
+        self._sim = Simulator(soc)
+        self._sim.add_clock(self.CLOCK_PERIOD)
+        self._sim.add_testbench(self._host, background=True)
+        if self.slave is not None:
+            self._sim.add_testbench(self._device, background=True)
+        self._vcd = None
+        if vcd_path:
+            self._vcd = self._sim.write_vcd(vcd_path)
+            self._vcd.__enter__()
+        self._closed = False
+
+    async def _host(self, ctx) -> None:
+        axi = self.soc.s_axi_control
+        while not self._stop:
+            if not self._ops:
+                await ctx.tick()
+                continue
+            op = self._ops[0]
+            if op[0] == "w":
+                ctx.set(axi.awaddr, op[1] * 4)
+                ctx.set(axi.wdata, op[2])
+                ctx.set(axi.wstrb, 0xF)
+                ctx.set(axi.awvalid, 1)
+                ctx.set(axi.wvalid, 1)
+                await ctx.tick().until(axi.awready & axi.wready)
+                ctx.set(axi.awvalid, 0)
+                ctx.set(axi.wvalid, 0)
+                ctx.set(axi.bready, 1)
+                await ctx.tick().until(axi.bvalid)
+                ctx.set(axi.bready, 0)
+            else:
+                ctx.set(axi.araddr, op[1] * 4)
+                ctx.set(axi.arvalid, 1)
+                await ctx.tick().until(axi.arready)
+                ctx.set(axi.arvalid, 0)
+                ctx.set(axi.rready, 1)
+                data, = await ctx.tick().sample(axi.rdata).until(axi.rvalid)
+                ctx.set(axi.rready, 0)
+                self._reads.append(data)
+            self._ops.popleft()
+
+    async def _device(self, ctx) -> None:
+        from sparsa.hdl.soc.axi_model import MASTER_SIGNALS, SLAVE_SIGNALS
+
+        port = self.soc.m_axi_gmem
+        outs = [(name, getattr(port, name)) for name in SLAVE_SIGNALS]
+        ins = [(name, getattr(port, name)) for name in MASTER_SIGNALS]
+        slave = self.slave
+        while not self._stop:
+            for name, sig in outs:
+                ctx.set(sig, slave.outputs()[name])
+            sampled = {name: ctx.get(sig) for name, sig in ins}
+            await ctx.tick()
+            slave.clock(sampled)
+
+    def _run_ops(self) -> None:
+        if self._closed:
+            raise SocError("transport is closed")
+        idle, left = 0, len(self._ops)
+        while self._ops:
+            self.cycles += 16
+            self._sim.run_until(self.cycles * self.CLOCK_PERIOD)
+            self._check()
+            idle = 0 if len(self._ops) < left else idle + 16
+            left = len(self._ops)
+            if idle > self.max_idle_cycles:
+                raise SocTimeout(f"an AXI4-Lite access took more than {self.max_idle_cycles} cycles")
+
+    def _check(self) -> None:
+        if self.slave is not None and self.slave.violations:
+            raise SocError("AXI4 protocol violations on m_axi_gmem: " + "; ".join(self.slave.violations[:5]))
+
+    def write_words(self, addr: int, words) -> None:
+        """Write ``words`` to word addresses ``addr`` on (one AXI4-Lite write each)."""
+        self._ops.extend(("w", addr + i, int(w)) for i, w in enumerate(words))
+        self._run_ops()
+
+    def read_words(self, addr: int, count: int) -> list[int]:
+        """Read ``count`` words from word address ``addr`` on."""
+        self._ops.extend(("r", addr + i) for i in range(count))
+        self._run_ops()
+        out, self._reads = self._reads[:count], self._reads[count:]
+        return out
+
+    def close(self) -> None:
+        """Stop the testbenches (and write the waveform file, if any)."""
+        if self._closed:
+            return
+        self._stop = True
+        self._ops.clear()
+        self._closed = True
+        self.cycles += 4
         self._sim.run_until(self.cycles * self.CLOCK_PERIOD)
         if self._vcd is not None:
             self._vcd.__exit__(None, None, None)
