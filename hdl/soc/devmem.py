@@ -166,6 +166,10 @@ class DeviceMemoryImage:
             raise ValueError(f"resp must be 2 (SLVERR) or 3 (DECERR), not {resp!r}")
         self._faults.append((kind, address, address + nbytes, resp))
 
+    def clear_errors(self) -> None:
+        """Forget every injected error."""
+        self._faults.clear()
+
     def fault(self, kind: str, address: int, nbytes: int) -> int:
         """The response for an access: an injected error, DECERR outside the memory, else OKAY (0)."""
         if not self.contains(address, nbytes):
