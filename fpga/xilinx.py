@@ -256,8 +256,8 @@ def _address_map(params: SocParams, dma: "DmaConfig | None") -> str:
     lines.append("STATUS bits: " + ", ".join(f"{st.name}={int(st)}" for st in Status
                                             if dma is not None or not st.name.startswith("DMA_")))
     if dma is not None:
-        lines += ["", f"AXI4 master m_axi_gmem: {dma.data_width}-bit data, 64-bit byte addresses, INCR bursts of at most "
-                  f"{dma.max_burst} beats, none across a 4 KiB boundary; DMA_CAPS = 0x{dma.caps:08x}.",
+        lines += ["", f"AXI4 master m_axi_gmem: {dma.data_width}-bit data, 64-bit byte addresses, INCR bursts of "
+                  f"at most {dma.max_burst} beats, none across a 4 KiB boundary; DMA_CAPS = 0x{dma.caps:08x}.",
                   f"Device addresses (DMA_*_ADDR_LO/HI) must be multiples of {dma.beat_bytes} bytes.",
                   "Device-memory images: each beat padded to its stride of 32-bit words (the window layout above), "
                   "little endian.",

@@ -645,7 +645,8 @@ class AxiVerilatorTransport(VerilatorTransport):
         from sparsa.hdl.export import config_hash
 
         key = f"axi-{config_hash(params.config)}-{params.instr_depth}-{dma.data_width}-{dma.max_burst}"
-        self.build_dir = self.build_root / f"axisoc-{hashlib.sha256(key.encode()).hexdigest()[:12]}-{_soc_source_hash()}"
+        digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+        self.build_dir = self.build_root / f"axisoc-{digest}-{_soc_source_hash()}"
         self.toplevel = "sparsa_axisoc_" + soc_module_name(params)[len("sparsa_soc_"):]
         self.bench_config = {"data_width": dma.data_width, "max_burst": dma.max_burst, "seed": seed, "stall": stall,
                              "max_latency": max_latency, "memory_bytes": memory_bytes}

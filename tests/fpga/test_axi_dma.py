@@ -24,7 +24,7 @@ from sparsa.hdl.soc.core import SocCore
 from sparsa.hdl.soc.devmem import DeviceMemoryError, DeviceMemoryImage
 from sparsa.hdl.soc.dma import AxiDma, axi4_signature
 from sparsa.hdl.soc.driver import SocDmaError, SocDriver, SocError
-from sparsa.hdl.soc.params import Ctrl, DmaConfig, DmaPhase, Reg, Region, SocParams, Status
+from sparsa.hdl.soc.params import Ctrl, DmaConfig, DmaPhase, Reg, SocParams, Status
 from sparsa.hdl.soc.top import AxiSoc
 from sparsa.hdl.soc.transport import AxiSimTransport
 from sparsa.models.reference import gemm_reference

@@ -84,8 +84,8 @@ def test_kernel_has_the_axi4_master_and_its_scripts(exported, small_params):
     assert f"sp={exp.kernel}_1.m_axi_gmem:{MEMORY_BANKS[exp.board]}" in cfg
     assert MEMORY_BANKS == {"u280": "HBM[0]", "vcu1525": "DDR[0]"}
     amap = exp.file("address_map.txt").read_text()
-    for line in ("0x0054  word 21  DMA_CAPS", "0x0060  word 24  DMA_INSTR_ADDR_LO", "0x007c  word 31  DMA_RESULT_ADDR_HI",
-                 "0x0080  word 32  DMA_RESULT_COUNT", "0x0088  word 34  DMA_CYCLES", "RUN_DMA=4", "DMA_ERROR=32",
+    for line in ("0x0054  word 21  DMA_CAPS", "0x0060  word 24  DMA_INSTR_ADDR_LO",
+                 "0x007c  word 31  DMA_RESULT_ADDR_HI", "0x0080  word 32  DMA_RESULT_COUNT", "0x0088  word 34  DMA_CYCLES", "RUN_DMA=4", "DMA_ERROR=32",
                  f"Device addresses (DMA_*_ADDR_LO/HI) must be multiples of {width // 8} bytes"):
         assert line in amap, line
     tcl = exp.file("create_project.tcl").read_text()
