@@ -17,6 +17,12 @@ Run control (``STATUS`` shows it)::
          --done--> DONE (accelerator frozen; CYCLES final) --START--> PRIME ...
     any  --CLEAR--> IDLE
 
+With ``dma`` (the Xilinx shell kernel) an :class:`~sparsa.hdl.soc.dma.AxiDma` is a second bus
+master behind the host, and RUN_DMA runs the whole sequence from device memory::
+
+    RUN_DMA --> check addresses / counts --> load instr, weights, acts (AXI4 reads -> bus writes)
+            --> START (as above) --> DONE --> store the result beats (bus reads -> AXI4 writes)
+
 Because the readers sustain one beat per cycle and the result writer is always ready, the
 accelerator never stalls on the SoC: ``CYCLES`` equals the timing contract
 (:func:`sparsa.sim.cycle.program_cycles`).  The bus and the address map are documented in

@@ -453,7 +453,7 @@ class SocDriver:
         what = {DmaPhase.INSTR: "reading the instruction image", DmaPhase.WEIGHTS: "reading the weight image",
                 DmaPhase.ACTS: "reading the activation image", DmaPhase.RESULTS: "writing the results"}.get(phase)
         return (f"the DMA got {RESP_NAMES[resp]} (AXI response {resp}) from device memory while {what}; "
-                "the run stopped there (DMA_ERROR_INFO 0x{:x})".format(info))
+                f"the run stopped there (DMA_ERROR_INFO 0x{info:x})")
 
     def run_dma(self, program: Any, tensors: Mapping[str, np.ndarray], memory: Any, *,
                 timeout: "float | None" = None):
