@@ -17,6 +17,12 @@ Run control (``STATUS`` shows it)::
          --done--> DONE (accelerator frozen; CYCLES final) --START--> PRIME ...
     any  --CLEAR--> IDLE
 
+With ``dma`` (the Xilinx shell kernel) an :class:`~sparsa.hdl.soc.dma.AxiDma` is a second bus
+master behind the host, and RUN_DMA runs the whole sequence from device memory::
+
+    RUN_DMA --> check addresses / counts --> load instr, weights, acts (AXI4 reads -> bus writes)
+            --> START (as above) --> DONE --> store the result beats (bus reads -> AXI4 writes)
+
 Because the readers sustain one beat per cycle and the result writer is always ready, the
 accelerator never stalls on the SoC: ``CYCLES`` equals the timing contract
 (:func:`sparsa.sim.cycle.program_cycles`).  The bus and the address map are documented in
@@ -25,15 +31,15 @@ accelerator never stalls on the SoC: ``CYCLES`` equals the timing contract
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, ResetInserter, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
 from sparsa.hdl.soc.buffers import COUNTER_BITS, HOST_READ_LATENCY, ResultBuffer, SourceBuffer
 from sparsa.hdl.soc.bus import DATA_WIDTH, BusSignature
-from sparsa.hdl.soc.params import Ctrl, Reg, Region, SocParams, Status, ceil_log2
+from sparsa.hdl.soc.params import DMA_REGS, Ctrl, DmaConfig, DmaPhase, Reg, Region, SocParams, Status, ceil_log2
 
-__all__ = ["SocCore", "RunState"]
+__all__ = ["SocCore", "RunState", "DmaState"]
 
 
 class RunState(enum.Enum, shape=2):
@@ -45,6 +51,24 @@ class RunState(enum.Enum, shape=2):
     DONE = 3
 
 
+class DmaState(enum.Enum, shape=4):
+    """States of the RUN_DMA sequencer (load -> run -> store)."""
+
+    IDLE = 0
+    LOAD_INSTR = 1      # start the instruction job ...
+    WAIT_INSTR = 2      # ... and wait for it
+    LOAD_WEIGHTS = 3
+    WAIT_WEIGHTS = 4
+    LOAD_ACTS = 5
+    WAIT_ACTS = 6
+    START = 7           # START the accelerator (as a host CTRL write would)
+    STARTED = 8         # START is registered: the run state leaves IDLE / DONE now
+    RUN = 9             # wait for DONE
+    STORE = 10          # start the result job ...
+    WAIT_STORE = 11     # ... and wait for it
+    DRAIN = 12          # CLEAR: let the current job finish (AXI bursts cannot be abandoned)
+
+
 class SocCore(wiring.Component):
     """Accelerator + memories + registers behind the 32-bit SoC bus.
 
@@ -52,6 +76,10 @@ class SocCore(wiring.Component):
     ----------
     params : SocParams
         Memory depths and address map (from the accelerator config).
+    dma : DmaConfig, optional
+        Add the AXI4 master DMA, its registers (``DMA_*``) and the RUN_DMA sequencer: load the
+        instruction, weight and activation memories from device memory, run, store the result
+        beats.  The DMA is a second bus master behind the host (the host has priority).
 
     Attributes
     ----------
@@ -59,20 +87,45 @@ class SocCore(wiring.Component):
         Host access to registers and memories.
     busy, done : Out(1)
         Run state (for LEDs / an interrupt line).
+    m_axi : Out(axi4_signature(64, dma.data_width))
+        Only with ``dma``: the AXI4 master to device memory (:class:`~sparsa.hdl.soc.dma.AxiDma`).
+    dma_busy, dma_error : Out(1)
+        Only with ``dma``: a RUN_DMA sequence is running / the last one failed.
     """
 
-    def __init__(self, params: SocParams) -> None:
+    def __init__(self, params: SocParams, *, dma: "DmaConfig | None" = None) -> None:
         if not isinstance(params, SocParams):
             raise TypeError(f"params must be a SocParams, not {params!r}")
+        if dma is not None and not isinstance(dma, DmaConfig):
+            raise TypeError(f"dma must be a DmaConfig or None, not {dma!r}")
         from sparsa.hdl.top import SparseSystolicAccelerator
 
         self._params = params
+        self._dma = dma
         self._accel = SparseSystolicAccelerator(params.config)
-        super().__init__({
+        members = {
             "bus": In(BusSignature(params.addr_width)),
             "busy": Out(1),
             "done": Out(1),
-        })
+        }
+        if dma is not None:
+            from sparsa.hdl.soc.dma import AXI_ADDR_WIDTH, AxiDma
+
+            self._engine = AxiDma(params.addr_width, data_width=dma.data_width, max_burst=dma.max_burst,
+                                  axi_addr_width=AXI_ADDR_WIDTH)
+            members.update({
+                "m_axi": Out(self._engine.axi.signature),
+                "dma_busy": Out(1),
+                "dma_error": Out(1),
+            })
+        else:
+            self._engine = None
+        super().__init__(members)
+
+    @property
+    def dma(self) -> "DmaConfig | None":
+        """The AXI4 master's shape (None: no DMA)."""
+        return self._dma
 
     @property
     def params(self) -> SocParams:
@@ -157,8 +210,29 @@ class SocCore(wiring.Component):
         # critical path of the 8x8 on ECP5 once the array enable was registered (docs/fpga.md).
         start_req = Signal()
         clear_req = Signal()
-        m.d.sync += [start.eq(start_req), clear.eq(clear_req)]
-        bus = self.bus
+        seq_start = Signal()            # the RUN_DMA sequencer starts the accelerator
+        m.d.sync += [start.eq(start_req | seq_start), clear.eq(clear_req)]
+        engine = self._engine
+        if engine is None:
+            bus = self.bus
+        else:
+            # Two bus masters: the host (AXI4-Lite bridge) has priority, the DMA takes the
+            # cycles the host leaves free (``grant``).  Read data returns READ_LATENCY cycles
+            # after each access, so both share r_data, each sampling its own cycles.
+            m.submodules.dma = engine
+            wiring.connect(m, wiring.flipped(self.m_axi), engine.axi)
+            host, dbus = self.bus, engine.bus
+            bus = BusSignature(p.addr_width).create(path=("soc_bus",))
+            host_active = host.r_en | host.w_en
+            m.d.comb += [
+                engine.grant.eq(~host_active),
+                bus.addr.eq(Mux(host_active, host.addr, dbus.addr)),
+                bus.w_data.eq(Mux(host_active, host.w_data, dbus.w_data)),
+                bus.w_en.eq(host.w_en | dbus.w_en & ~host_active),
+                bus.r_en.eq(host.r_en | dbus.r_en & ~host_active),
+                host.r_data.eq(bus.r_data),
+                dbus.r_data.eq(bus.r_data),
+            ]
         shift = p.region_shift
         region = bus.addr[shift:shift + 3]
         offset = bus.addr[:shift]
@@ -167,7 +241,15 @@ class SocCore(wiring.Component):
         # STATUS read right after the CTRL write sees its effect.
         flags = {Status.BUSY: running | start, Status.DONE: (state == RunState.DONE) & ~start & ~clear,
                  Status.RESULT_OVERFLOW: results.overflow}
+        dma_busy = Const(0)
+        run_dma_req = Signal()
+        if engine is not None:
+            dma_busy, dma_live, dma_writes = self._sequencer(m, engine, state, start, clear, counts, run_dma_req,
+                                                             seq_start)
+            flags.update(dma_live)
         status = Cat(*(flags[Status(1 << bit)] for bit in range(len(flags))))   # bit i = flag 1 << i
+        if engine is not None:
+            m.d.comb += [self.dma_busy.eq(flags[Status.DMA_BUSY]), self.dma_error.eq(flags[Status.DMA_ERROR])]
 
         # Writes: registers, and beats staged word by word (the last word commits the beat).
         staging = Signal(p.staging_words * DATA_WIDTH)
@@ -177,7 +259,11 @@ class SocCore(wiring.Component):
                     with m.Case(Reg.CTRL):
                         want_start = (bus.w_data & int(Ctrl.START)).any()
                         want_clear = (bus.w_data & int(Ctrl.CLEAR)).any()
-                        m.d.comb += [start_req.eq(want_start & ~running & ~want_clear), clear_req.eq(want_clear)]
+                        m.d.comb += [start_req.eq(want_start & ~running & ~dma_busy & ~want_clear),
+                                     clear_req.eq(want_clear)]
+                        if engine is not None:
+                            want_dma = (bus.w_data & int(Ctrl.RUN_DMA)).any()
+                            m.d.comb += run_dma_req.eq(want_dma & ~want_start & ~running & ~dma_busy & ~want_clear)
                     with m.Case(Reg.INSTR_COUNT):
                         m.d.sync += counts[Region.INSTR].eq(bus.w_data)
                     with m.Case(Reg.WEIGHT_COUNT):
@@ -186,6 +272,10 @@ class SocCore(wiring.Component):
                         m.d.sync += counts[Region.ACTS].eq(bus.w_data)
                     with m.Case(Reg.SCRATCH):
                         m.d.sync += scratch.eq(bus.w_data)
+                    if engine is not None:
+                        for reg, target in dma_writes.items():
+                            with m.Case(reg):
+                                m.d.sync += target.eq(bus.w_data)
         for reg_region, (buf, _) in sources.items():
             mem = mems[reg_region]
             lstride = ceil_log2(mem.stride)
@@ -210,6 +300,8 @@ class SocCore(wiring.Component):
         # region mux) and selects the 32-bit word combinationally.  The register value waits
         # alongside.
         values = p.register_values()
+        if engine is not None:
+            values[Reg.DMA_CAPS] = self._dma.caps
         reg_q = Signal(32)
         region_q = Signal(3)
         word_q = Signal(max(1, ceil_log2(max(mem.stride for mem in mems.values()))))
@@ -228,6 +320,8 @@ class SocCore(wiring.Component):
                         Reg.WEIGHT_TAKEN: sources[Region.WEIGHTS][0].taken,
                         Reg.ACT_TAKEN: sources[Region.ACTS][0].taken, Reg.SCRATCH: scratch,
                     }
+                    if engine is not None:
+                        live.update(self._dma_reads)
                     for reg, value in live.items():
                         with m.Case(reg):
                             m.d.sync += reg_q.eq(value)
@@ -266,3 +360,90 @@ class SocCore(wiring.Component):
                     else:
                         m.d.comb += bus.r_data.eq(padded.word_select(word_q3[:ceil_log2(mem.stride)], DATA_WIDTH))
         return m
+
+    # ---------------------------------------------------------------------------- DMA
+    def _sequencer(self, m: Module, engine, state, start, clear, counts, run_dma_req, seq_start):
+        """RUN_DMA: check the addresses and counts, load the three memories, START, wait for
+        DONE, store the result beats.  Returns (busy, STATUS flags, register writes); the
+        register reads are left in ``self._dma_reads``."""
+        p, cfg = self._params, self._dma
+        mems = p.memories
+        job = engine.job
+        seq = Signal(DmaState, init=DmaState.IDLE)
+        run_dma = Signal()                       # RUN_DMA, registered like START
+        m.d.sync += run_dma.eq(run_dma_req)
+        addrs = {region: Signal(64, name=f"dma_{region.name.lower()}_addr") for region in DMA_REGS}
+        store_count = Signal(32)
+        error_info = Signal(5)                   # phase << 2 | resp
+        dma_cycles = Signal(32)
+        done_flag = Signal()
+        error_flag = Signal()
+        writes = {}
+        reads = {}
+        for region, lo in DMA_REGS.items():
+            writes[lo] = addrs[region][:32]
+            writes[Reg(lo + 1)] = addrs[region][32:]
+            reads[lo] = addrs[region][:32]
+            reads[Reg(lo + 1)] = addrs[region][32:]
+        writes[Reg.DMA_RESULT_COUNT] = store_count
+        reads.update({Reg.DMA_RESULT_COUNT: store_count, Reg.DMA_ERROR_INFO: error_info,
+                      Reg.DMA_CYCLES: dma_cycles})
+        self._dma_reads = reads
+
+        all_counts = {**counts, Region.RESULTS: store_count}
+        misaligned = Cat(*(addr[:ceil_log2(cfg.beat_bytes)].any() for addr in addrs.values())).any() \
+            if cfg.beat_bytes > 1 else Const(0)
+        too_many = Cat(*(all_counts[r] > mems[r].depth for r in DMA_REGS)).any()
+
+        def words(region):
+            return all_counts[region] << ceil_log2(mems[region].stride)
+
+        loads = [(DmaState.LOAD_INSTR, DmaState.WAIT_INSTR, Region.INSTR, DmaPhase.INSTR, DmaState.LOAD_WEIGHTS),
+                 (DmaState.LOAD_WEIGHTS, DmaState.WAIT_WEIGHTS, Region.WEIGHTS, DmaPhase.WEIGHTS, DmaState.LOAD_ACTS),
+                 (DmaState.LOAD_ACTS, DmaState.WAIT_ACTS, Region.ACTS, DmaPhase.ACTS, DmaState.START),
+                 (DmaState.STORE, DmaState.WAIT_STORE, Region.RESULTS, DmaPhase.RESULTS, DmaState.IDLE)]
+        with m.If(seq != DmaState.IDLE):
+            m.d.sync += dma_cycles.eq(dma_cycles + 1)
+        with m.Switch(seq):
+            with m.Case(DmaState.IDLE):
+                with m.If(run_dma):
+                    m.d.sync += [done_flag.eq(0), error_flag.eq(0), error_info.eq(0), dma_cycles.eq(0)]
+                    with m.If(misaligned):
+                        m.d.sync += [error_flag.eq(1), error_info.eq(int(DmaPhase.ALIGN) << 2)]
+                    with m.Elif(too_many):
+                        m.d.sync += [error_flag.eq(1), error_info.eq(int(DmaPhase.RANGE) << 2)]
+                    with m.Else():
+                        m.d.sync += seq.eq(DmaState.LOAD_INSTR)
+            for go, wait, region, phase, after in loads:
+                with m.Case(go):
+                    m.d.comb += [job.start.eq(1), job.write.eq(int(region == Region.RESULTS)),
+                                 job.dev_addr.eq(addrs[region]), job.soc_addr.eq(p.base(region)),
+                                 job.words.eq(words(region))]
+                    m.d.sync += seq.eq(wait)
+                with m.Case(wait):
+                    with m.If(~job.busy):
+                        with m.If(job.error):
+                            m.d.sync += [seq.eq(DmaState.IDLE), error_flag.eq(1),
+                                         error_info.eq(int(phase) << 2 | job.resp)]
+                        with m.Else():
+                            m.d.sync += seq.eq(after)
+                            if after == DmaState.IDLE:
+                                m.d.sync += done_flag.eq(1)
+            with m.Case(DmaState.START):
+                m.d.comb += seq_start.eq(1)
+                m.d.sync += seq.eq(DmaState.STARTED)
+            with m.Case(DmaState.STARTED):
+                m.d.sync += seq.eq(DmaState.RUN)
+            with m.Case(DmaState.RUN):
+                with m.If(state == RunState.DONE):
+                    m.d.sync += seq.eq(DmaState.STORE)
+            with m.Case(DmaState.DRAIN):
+                with m.If(~job.busy):
+                    m.d.sync += seq.eq(DmaState.IDLE)
+        with m.If(clear):
+            m.d.sync += [done_flag.eq(0), error_flag.eq(0)]
+            with m.If(seq != DmaState.IDLE):
+                m.d.sync += seq.eq(DmaState.DRAIN)
+        busy = (seq != DmaState.IDLE) | run_dma
+        flags = {Status.DMA_BUSY: busy, Status.DMA_DONE: done_flag & ~busy, Status.DMA_ERROR: error_flag & ~busy}
+        return busy, flags, writes

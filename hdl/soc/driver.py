@@ -1,12 +1,29 @@
 """Host driver of the SoC: the same code drives the Amaranth simulation, Verilator and a board.
 
-The driver speaks the UART bridge's byte protocol (:mod:`sparsa.hdl.soc.uart`) over a
-*transport* - anything with ``write(bytes)``, ``read(n, timeout) -> bytes`` and ``close()``:
+The driver reads and writes 32-bit words at word addresses (the register map and memory
+windows of :mod:`sparsa.hdl.soc.params`) over a *transport* of one of two kinds:
 
-* :class:`~sparsa.hdl.soc.transport.AmaranthSimTransport` - the SoC in ``amaranth.sim``
-* :class:`~sparsa.hdl.soc.transport.VerilatorTransport` - the exported Verilog under
-  Verilator + cocotb, bytes over a local socket
-* :class:`~sparsa.hdl.soc.transport.SerialTransport` - a real board through pyserial
+* a byte pipe (:class:`Transport`: ``write(bytes)``, ``read(n, timeout) -> bytes``,
+  ``close()``) to the UART bridge; the driver speaks its byte protocol
+  (:mod:`sparsa.hdl.soc.uart`):
+
+  * :class:`~sparsa.hdl.soc.transport.AmaranthSimTransport` - the SoC in ``amaranth.sim``
+  * :class:`~sparsa.hdl.soc.transport.VerilatorTransport` - the exported Verilog under
+    Verilator + cocotb, bytes over a local socket
+  * :class:`~sparsa.hdl.soc.transport.SerialTransport` - a real board through pyserial
+
+* a register port (:class:`RegisterTransport`: ``read_words(addr, n)``,
+  ``write_words(addr, words)``, ``close()``) - the shell kernel's AXI4-Lite
+  ``s_axi_control`` (byte address = word address * 4):
+
+  * :class:`~sparsa.hdl.soc.transport.AxiSimTransport` - the AXI SoC in ``amaranth.sim``
+    with a simulated device memory behind its AXI4 master
+  * :class:`~sparsa.hdl.soc.transport.AxiVerilatorTransport` - the same under Verilator
+  * on a card: ``xrt::ip`` ``read_register`` / ``write_register`` (not provided here)
+
+With a :class:`~sparsa.hdl.soc.devmem.DeviceMemory` (``run(..., memory=...)``) the driver
+places the program's streams in device memory and lets the SoC's DMA load, run and store
+(``RUN_DMA``); without one it writes the on-chip memories through the transport.
 
 >>> with SerialTransport("/dev/ttyUSB0", baud=1_000_000) as link:          # doctest: +SKIP
 ...     soc = SocDriver(link, cfg)
@@ -29,10 +46,13 @@ import numpy as np
 
 from sparsa.config import AcceleratorConfig
 from sparsa.errors import ConfigError, ShapeError, SparsaError
-from sparsa.hdl.soc.params import SOC_ID, SOC_VERSION, Ctrl, Reg, Region, SocParams, Status
+from sparsa.hdl.soc.devmem import RESP_NAMES
+from sparsa.hdl.soc.params import (DMA_REGS, SOC_ID, SOC_VERSION, Ctrl, DmaPhase, Reg, Region, SocParams, Status,
+                                   parse_dma_caps)
 from sparsa.hdl.soc.uart import ACK, CMD_READ, CMD_WRITE
 
-__all__ = ["Transport", "SocDriver", "SocError", "SocTimeout", "MAX_WORDS_PER_COMMAND"]
+__all__ = ["Transport", "RegisterTransport", "SocDriver", "SocError", "SocTimeout", "SocDmaError",
+           "MAX_WORDS_PER_COMMAND", "beat_words", "image_bytes"]
 
 #: Most words one 'W' / 'R' command carries (16-bit count field).
 MAX_WORDS_PER_COMMAND = 0xFFFF
@@ -44,6 +64,10 @@ class SocError(SparsaError, RuntimeError):
 
 class SocTimeout(SocError, TimeoutError):
     """The device did not answer (or did not finish a run) in time."""
+
+
+class SocDmaError(SocError):
+    """A RUN_DMA sequence stopped: an AXI error response, a misaligned address or a count too large."""
 
 
 @runtime_checkable
@@ -61,6 +85,44 @@ class Transport(Protocol):
     def close(self) -> None:  # pragma: no cover - protocol
         """Release the link."""
         ...
+
+
+@runtime_checkable
+class RegisterTransport(Protocol):
+    """Word access to the SoC's registers and memory windows (AXI4-Lite, XRT ``xrt::ip``)."""
+
+    def read_words(self, addr: int, count: int) -> "list[int]":  # pragma: no cover - protocol
+        """Read ``count`` words from word address ``addr`` on."""
+        ...
+
+    def write_words(self, addr: int, words: Sequence[int]) -> None:  # pragma: no cover - protocol
+        """Write ``words`` to word addresses ``addr`` on."""
+        ...
+
+    def close(self) -> None:  # pragma: no cover - protocol
+        """Release the link."""
+        ...
+
+
+def beat_words(bits: int, stride: int, beats: Sequence[int]) -> list[int]:
+    """The words of ``beats`` (``bits`` wide) in the window layout: each beat's words lowest
+    first, padded with zeros to ``stride`` words."""
+    words: list[int] = []
+    mask = (1 << 32) - 1
+    n = -(-bits // 32)
+    for beat in beats:
+        beat = int(beat)
+        if beat < 0 or beat >> bits:
+            raise ValueError(f"beat 0x{beat:x} is wider than {bits} bits")
+        words.extend((beat >> (32 * i)) & mask for i in range(n))
+        words.extend([0] * (stride - n))
+    return words
+
+
+def image_bytes(bits: int, stride: int, beats: Sequence[int]) -> bytes:
+    """A stream's device-memory image: :func:`beat_words`, little-endian 32-bit words."""
+    words = beat_words(bits, stride, beats)
+    return struct.pack(f"<{len(words)}I", *words)
 
 
 def _check_word(value: int) -> int:
@@ -83,14 +145,16 @@ class SocDriver:
         Seconds to wait for any single answer.
     """
 
-    def __init__(self, transport: Transport, config: "AcceleratorConfig | SocParams", *,
+    def __init__(self, transport: "Transport | RegisterTransport", config: "AcceleratorConfig | SocParams", *,
                  timeout: float = 10.0) -> None:
         if isinstance(config, AcceleratorConfig):
             config = SocParams(config)
         if not isinstance(config, SocParams):
             raise TypeError(f"config must be an AcceleratorConfig or SocParams, not {config!r}")
-        if not isinstance(transport, Transport):
-            raise TypeError(f"transport must have write(), read() and close(), not {transport!r}")
+        self._registers = isinstance(transport, RegisterTransport)
+        if not self._registers and not isinstance(transport, Transport):
+            raise TypeError(f"transport must have write(), read() and close() (a byte link) or "
+                            f"read_words(), write_words() and close() (a register port), not {transport!r}")
         self.transport = transport
         self.params = config
         self.timeout = timeout
@@ -117,6 +181,10 @@ class SocDriver:
     def write_words(self, addr: int, words: Sequence[int]) -> None:
         """Write ``words`` to consecutive word addresses from ``addr``."""
         words = [_check_word(w) for w in words]
+        if self._registers:
+            self.transport.write_words(addr, words)
+            self.bytes_sent += 4 * len(words)
+            return
         pos = 0
         while pos < len(words):
             chunk = words[pos:pos + MAX_WORDS_PER_COMMAND]
@@ -130,6 +198,12 @@ class SocDriver:
 
     def read_words(self, addr: int, count: int) -> list[int]:
         """Read ``count`` words from consecutive word addresses from ``addr``."""
+        if self._registers:
+            out = [int(w) for w in self.transport.read_words(addr, count)] if count else []
+            if len(out) != count:
+                raise SocError(f"asked for {count} words at 0x{addr:x}, the register port returned {len(out)}")
+            self.bytes_received += 4 * count
+            return out
         out: list[int] = []
         while len(out) < count:
             n = min(MAX_WORDS_PER_COMMAND, count - len(out))
@@ -154,14 +228,7 @@ class SocDriver:
         if first + len(beats) > mem.depth:
             raise ShapeError(f"{len(beats)} beats from {first} do not fit the {region.name.lower()} memory "
                              f"({mem.depth} beats)")
-        words: list[int] = []
-        mask = (1 << 32) - 1
-        for beat in beats:
-            beat = int(beat)
-            if beat < 0 or beat >> mem.bits:
-                raise ValueError(f"beat 0x{beat:x} is wider than {mem.bits} bits")
-            words.extend((beat >> (32 * i)) & mask for i in range(mem.words))
-            words.extend([0] * (mem.stride - mem.words))
+        words = beat_words(mem.bits, mem.stride, beats)
         if words:
             self.write_words(self.params.beat_addr(region, first), words)
 
@@ -171,6 +238,10 @@ class SocDriver:
         if first + count > mem.depth:
             raise ShapeError(f"{count} beats from {first} exceed the {region.name.lower()} memory ({mem.depth} beats)")
         words = self.read_words(self.params.beat_addr(region, first), count * mem.stride) if count else []
+        return self._beats_of(region, words, count)
+
+    def _beats_of(self, region: Region, words: Sequence[int], count: int) -> list[int]:
+        mem = self.params.memory(region)
         beats = []
         for i in range(count):
             chunk = words[i * mem.stride:i * mem.stride + mem.words]
@@ -250,6 +321,16 @@ class SocDriver:
         ShapeError
             A stream does not fit its memory (the message names it and the sizes).
         """
+        streams, needs = self._streams(program, a, scales)
+        for region, beats in streams.items():
+            self.write_beats(region, beats)
+        self.write_words(self.params.reg_addr(Reg.INSTR_COUNT), [needs[Region.INSTR], needs[Region.WEIGHTS],
+                                                                   needs[Region.ACTS]])
+        return {"instr": needs[Region.INSTR], "weights": needs[Region.WEIGHTS], "acts": needs[Region.ACTS],
+                "outputs": needs[Region.RESULTS]}
+
+    def _streams(self, program: Any, a: np.ndarray, scales: "np.ndarray | None"):
+        """The program's beats per memory and the beat counts (results included), fit checked."""
         if program.config != self.config:
             raise ConfigError(f"program was compiled for {program.config.name!r}, the SoC runs {self.config.name!r}")
         from sparsa.layout import pack_activation_beat, pack_weight_beat
@@ -267,12 +348,7 @@ class SocDriver:
             if need > depth:
                 raise ShapeError(f"the program needs {need} {region.name.lower()} beats but the SoC's "
                                  f"{region.name.lower()} memory holds {depth}; split the GEMM or enlarge buffers")
-        for region, beats in streams.items():
-            self.write_beats(region, beats)
-        self.write_words(self.params.reg_addr(Reg.INSTR_COUNT), [needs[Region.INSTR], needs[Region.WEIGHTS],
-                                                                   needs[Region.ACTS]])
-        return {"instr": needs[Region.INSTR], "weights": needs[Region.WEIGHTS], "acts": needs[Region.ACTS],
-                "outputs": needs[Region.RESULTS]}
+        return streams, needs
 
     def counters(self) -> dict[str, int]:
         """Cycle and beat counters of the last run."""
@@ -281,15 +357,27 @@ class SocDriver:
         return {"cycles": cycles, "run_cycles": run_cycles, "result_beats": result_count,
                 "instr_taken": instr, "weight_taken": weights, "act_taken": acts}
 
-    def run(self, program: Any, tensors: Mapping[str, np.ndarray], *, timeout: "float | None" = None):
+    def run(self, program: Any, tensors: Mapping[str, np.ndarray], *, timeout: "float | None" = None,
+            memory: "Any | None" = None):
         """Load, start, wait, read back: ``Result(outputs={"Y": ...}, cycles=CYCLES, stats)``.
+
+        Parameters
+        ----------
+        memory : DeviceMemory, optional
+            Run through device memory (:meth:`run_dma`) instead of loading the on-chip
+            memories through the transport.
 
         Raises
         ------
         SocError
             The run finished with fewer beats consumed or produced than the program has, or
             the result memory overflowed.
+        SocDmaError
+            With ``memory``: the DMA reported an error (the message names the transfer and
+            the AXI response).
         """
+        if memory is not None:
+            return self.run_dma(program, tensors, memory, timeout=timeout)
         from sparsa.layout import unpack_output_beat
         from sparsa.sim.backends.base import Result
 
@@ -298,17 +386,148 @@ class SocDriver:
         load_seconds = time.perf_counter() - wall
         self.start()
         status = self.wait_done(timeout)
+        ctr = self._check_counters(counts, status)
+        beats = self.read_beats(Region.RESULTS, counts["outputs"])
+        y = self._outputs(program, beats)
+        stats = {"run_cycles": ctr["run_cycles"], "load_seconds": load_seconds,
+                 "wall_seconds": time.perf_counter() - wall, "bytes_sent": self.bytes_sent,
+                 "bytes_received": self.bytes_received, **counts}
+        return Result(outputs={"Y": y}, cycles=ctr["cycles"], stats=stats)
+
+    def _check_counters(self, counts: dict, status: Status) -> dict:
         ctr = self.counters()
         expected = {"instr_taken": counts["instr"], "weight_taken": counts["weights"], "act_taken": counts["acts"],
                     "result_beats": counts["outputs"]}
         wrong = {k: (ctr[k], v) for k, v in expected.items() if ctr[k] != v}
         if wrong or status & Status.RESULT_OVERFLOW:
             raise SocError(f"run finished with unexpected counters (got, expected): {wrong}, STATUS 0x{int(status):x}")
-        beats = self.read_beats(Region.RESULTS, counts["outputs"])
+        return ctr
+
+    def _outputs(self, program: Any, beats: Sequence[int]) -> np.ndarray:
+        from sparsa.layout import unpack_output_beat
+
         cfg = self.config
         lanes = np.array([unpack_output_beat(cfg, b) for b in beats], dtype=np.int64).reshape(len(beats), cfg.cols)
-        y = program.collect_outputs(lanes)
-        stats = {"run_cycles": ctr["run_cycles"], "load_seconds": load_seconds,
+        return program.collect_outputs(lanes)
+
+    # ------------------------------------------------------------------ device memory (DMA)
+    def dma_caps(self) -> "tuple[int, int] | None":
+        """``(data_width, max_burst)`` of the SoC's AXI4 master, or None (no DMA)."""
+        return parse_dma_caps(self.read_reg(Reg.DMA_CAPS))
+
+    def wait_dma(self, timeout: "float | None" = None, poll: float = 0.0) -> Status:
+        """Poll STATUS until the RUN_DMA sequence is over; return STATUS.
+
+        Raises
+        ------
+        SocDmaError
+            The sequence stopped with DMA_ERROR (the message decodes DMA_ERROR_INFO).
+        SocTimeout
+            Still busy after ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            status = self.status()
+            if not status & Status.DMA_BUSY:
+                break
+            if time.monotonic() > deadline:
+                raise SocTimeout(f"the DMA run did not finish in time (STATUS 0x{int(status):x}, "
+                                 f"{self.read_reg(Reg.DMA_CYCLES)} cycles)")
+            if poll:
+                time.sleep(poll)
+        if status & Status.DMA_ERROR:
+            raise SocDmaError(self._dma_error_message(self.read_reg(Reg.DMA_ERROR_INFO)))
+        if not status & Status.DMA_DONE:
+            raise SocDmaError(f"the DMA run ended without DMA_DONE or DMA_ERROR (STATUS 0x{int(status):x}): "
+                              "was it cleared?")
+        return status
+
+    def _dma_error_message(self, info: int) -> str:
+        phase, resp = DmaPhase(info >> 2), info & 3
+        caps = self.dma_caps()
+        width = f"{caps[0] // 8}-byte" if caps else "?"
+        if phase == DmaPhase.ALIGN:
+            return f"the DMA refused to start: a device address is not a multiple of the AXI beat ({width})"
+        if phase == DmaPhase.RANGE:
+            return "the DMA refused to start: a beat count is larger than its memory"
+        what = {DmaPhase.INSTR: "reading the instruction image", DmaPhase.WEIGHTS: "reading the weight image",
+                DmaPhase.ACTS: "reading the activation image", DmaPhase.RESULTS: "writing the results"}.get(phase)
+        return (f"the DMA got {RESP_NAMES[resp]} (AXI response {resp}) from device memory while {what}; "
+                f"the run stopped there (DMA_ERROR_INFO 0x{info:x})")
+
+    def run_dma(self, program: Any, tensors: Mapping[str, np.ndarray], memory: Any, *,
+                timeout: "float | None" = None):
+        """Run a program through device memory: place the streams in ``memory``, RUN_DMA
+        (load -> run -> store), wait, read the results from ``memory``.
+
+        Parameters
+        ----------
+        memory : DeviceMemory
+            Device memory the SoC's AXI4 master reaches (a
+            :class:`~sparsa.hdl.soc.devmem.DeviceMemoryImage` in simulation; XRT buffers on a
+            card).
+
+        Returns
+        -------
+        Result
+            ``outputs={"Y": ...}``, ``cycles`` = CYCLES; ``stats`` adds ``dma_cycles``
+            (SoC cycles of load + run + store) and the device addresses.
+
+        Raises
+        ------
+        SocError
+            The SoC has no AXI4 master, or the counters are off after the run.
+        SocDmaError
+            The DMA stopped on an error response, a misaligned address or a count too large.
+        """
+        from sparsa.hdl.soc.devmem import DeviceMemory
+        from sparsa.sim.backends.base import Result
+
+        if not isinstance(memory, DeviceMemory):
+            raise TypeError(f"memory must have allocate(), write(), read() and free(), not {memory!r}")
+        caps = self.dma_caps()
+        if caps is None:
+            raise SocError("this SoC has no AXI4 master (DMA_CAPS reads 0): build the shell kernel "
+                           "(AxiSoc with dma=DmaConfig(...)) or run without memory=")
+        beat_bytes = caps[0] // 8
+        align = max(4096, beat_bytes)
+        wall = time.perf_counter()
+        streams, needs = self._streams(program, program.check_inputs(tensors), program.check_scales(tensors))
+        p = self.params
+        res = p.memory(Region.RESULTS)
+        result_bytes = needs[Region.RESULTS] * res.stride * 4
+        addresses: dict[Region, int] = {}
+        try:
+            for region, beats in streams.items():
+                mem = p.memory(region)
+                image = image_bytes(mem.bits, mem.stride, beats)
+                addresses[region] = memory.allocate(max(len(image), beat_bytes), align)
+                if image:
+                    memory.write(addresses[region], image)
+            addresses[Region.RESULTS] = memory.allocate(max(result_bytes, beat_bytes), align)
+            regs = [needs[Region.INSTR], needs[Region.WEIGHTS], needs[Region.ACTS]]
+            self.write_words(p.reg_addr(Reg.INSTR_COUNT), regs)
+            addr_words = []
+            for region in DMA_REGS:
+                addr_words += [addresses[region] & 0xFFFFFFFF, addresses[region] >> 32]
+            self.write_words(p.reg_addr(Reg.DMA_INSTR_ADDR_LO), addr_words + [needs[Region.RESULTS]])
+            load_seconds = time.perf_counter() - wall
+            self.write_reg(Reg.CTRL, int(Ctrl.RUN_DMA))
+            status = self.wait_dma(timeout)
+            counts = {"instr": needs[Region.INSTR], "weights": needs[Region.WEIGHTS], "acts": needs[Region.ACTS],
+                      "outputs": needs[Region.RESULTS]}
+            ctr = self._check_counters(counts, status)
+            raw = memory.read(addresses[Region.RESULTS], result_bytes) if result_bytes else b""
+            words = struct.unpack(f"<{len(raw) // 4}I", raw)
+            y = self._outputs(program, self._beats_of(Region.RESULTS, words, needs[Region.RESULTS]))
+            dma_cycles = self.read_reg(Reg.DMA_CYCLES)
+        finally:
+            for address in addresses.values():
+                memory.free(address)
+        stats = {"run_cycles": ctr["run_cycles"], "dma_cycles": dma_cycles, "load_seconds": load_seconds,
                  "wall_seconds": time.perf_counter() - wall, "bytes_sent": self.bytes_sent,
-                 "bytes_received": self.bytes_received, **counts}
+                 "bytes_received": self.bytes_received,
+                 "device_addresses": {r.name.lower(): a for r, a in addresses.items()},
+                 "image_bytes": sum(len(streams[r]) * p.memory(r).stride * 4 for r in streams) + result_bytes,
+                 **counts}
         return Result(outputs={"Y": y}, cycles=ctr["cycles"], stats=stats)

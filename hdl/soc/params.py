@@ -32,13 +32,15 @@ from sparsa.config import AcceleratorConfig
 
 __all__ = [
     "SOC_ID", "SOC_VERSION", "Region", "Reg", "Ctrl", "Status", "MemoryRegion", "SocParams",
-    "words_per_beat", "stride_for", "ceil_log2", "DEFAULT_INSTR_DEPTH",
+    "words_per_beat", "stride_for", "ceil_log2", "DEFAULT_INSTR_DEPTH", "DmaPhase", "DMA_REGS",
+    "dma_caps", "parse_dma_caps", "DmaConfig", "DMA_DATA_WIDTHS",
 ]
 
 #: Value of the ID register: ASCII "SPSA".
 SOC_ID = 0x53505341
-#: Version of this register map and of the UART byte protocol.
-SOC_VERSION = 1
+#: Version of this register map and of the UART byte protocol.  2: the DMA registers
+#: (offsets 21, 24-34), CTRL bit 2 and STATUS bits 3-5 were added; offsets 0-20 are unchanged.
+SOC_VERSION = 2
 #: Instruction memory depth (words) when nothing else is asked for: 4 KiB, two ECP5 EBRs.
 DEFAULT_INSTR_DEPTH = 1024
 
@@ -76,6 +78,19 @@ class Reg(enum.IntEnum):
     ACT_DEPTH = 18
     RESULT_DEPTH = 19
     SCRATCH = 20       # RW  32-bit scratch register (link tests)
+    DMA_CAPS = 21      # R   0: no AXI4 master; else dma_caps(data_width, max_burst)
+    # The DMA registers below exist only in SoCs with the AXI4 master (DMA_CAPS != 0).
+    DMA_INSTR_ADDR_LO = 24    # RW  device byte address of the instruction image (64 bits: LO, HI)
+    DMA_INSTR_ADDR_HI = 25
+    DMA_WEIGHT_ADDR_LO = 26   # RW  weight image
+    DMA_WEIGHT_ADDR_HI = 27
+    DMA_ACT_ADDR_LO = 28      # RW  activation image
+    DMA_ACT_ADDR_HI = 29
+    DMA_RESULT_ADDR_LO = 30   # RW  where the result beats go
+    DMA_RESULT_ADDR_HI = 31
+    DMA_RESULT_COUNT = 32     # RW  result beats to store after the run
+    DMA_ERROR_INFO = 33       # R   phase << 2 | resp of the first failed transfer (0: none)
+    DMA_CYCLES = 34           # R   SoC cycles of the last RUN_DMA (load + run + store)
 
 
 class Ctrl(enum.IntFlag):
@@ -83,6 +98,7 @@ class Ctrl(enum.IntFlag):
 
     START = 1   # reset the accelerator, prime the stream readers, run (ignored while busy)
     CLEAR = 2   # abort a run and go idle (the accelerator is held in reset)
+    RUN_DMA = 4  # DMA SoCs: load the memories from device memory, run, store the results (ignored while busy)
 
 
 class Status(enum.IntFlag):
@@ -91,6 +107,79 @@ class Status(enum.IntFlag):
     BUSY = 1              # started, accelerator not done yet
     DONE = 2              # the accelerator raised done (CYCLES is final)
     RESULT_OVERFLOW = 4   # more result beats arrived than the result memory holds (extra ones dropped)
+    DMA_BUSY = 8          # a RUN_DMA sequence is in progress (load, run or store)
+    DMA_DONE = 16         # the last RUN_DMA finished without error (the results are in device memory)
+    DMA_ERROR = 32        # the last RUN_DMA stopped: an error response or a misaligned address (DMA_ERROR_INFO)
+
+
+class DmaPhase(enum.IntEnum):
+    """Which transfer of a RUN_DMA sequence failed (``DMA_ERROR_INFO >> 2``)."""
+
+    NONE = 0
+    INSTR = 1      # reading the instruction image
+    WEIGHTS = 2    # reading the weight image
+    ACTS = 3       # reading the activation image
+    RESULTS = 4    # writing the result beats
+    ALIGN = 5      # a device address is not aligned to the AXI data width (nothing was transferred)
+    RANGE = 6      # a beat count is larger than its memory (nothing was transferred)
+
+
+#: The DMA address registers of each memory (LO word; HI is the next offset).
+DMA_REGS = {
+    Region.INSTR: Reg.DMA_INSTR_ADDR_LO,
+    Region.WEIGHTS: Reg.DMA_WEIGHT_ADDR_LO,
+    Region.ACTS: Reg.DMA_ACT_ADDR_LO,
+    Region.RESULTS: Reg.DMA_RESULT_ADDR_LO,
+}
+
+
+#: AXI data widths of the DMA (bits).
+DMA_DATA_WIDTHS = (32, 64, 128, 256, 512, 1024)
+
+
+@dataclass(frozen=True)
+class DmaConfig:
+    """Shape of the SoC's AXI4 master (:class:`~sparsa.hdl.soc.dma.AxiDma`).
+
+    Parameters
+    ----------
+    data_width : int
+        AXI data width in bits: 32, 64, 128, 256, 512 or 1024 (HBM pseudo channels on the
+        U280 are 256 bits wide, the shells' DDR ports 512).
+    max_burst : int
+        Most beats per burst (AXI4 INCR: 1..256).
+    """
+
+    data_width: int = 64
+    max_burst: int = 16
+
+    def __post_init__(self) -> None:
+        if self.data_width not in DMA_DATA_WIDTHS or isinstance(self.data_width, bool):
+            raise ValueError(f"data_width must be one of {DMA_DATA_WIDTHS}, not {self.data_width!r}")
+        if not isinstance(self.max_burst, int) or isinstance(self.max_burst, bool) or not 1 <= self.max_burst <= 256:
+            raise ValueError(f"max_burst must be an integer in 1..256, not {self.max_burst!r}")
+
+    @property
+    def beat_bytes(self) -> int:
+        """Bytes per AXI beat (device addresses must be multiples of it)."""
+        return self.data_width // 8
+
+    @property
+    def caps(self) -> int:
+        """The DMA_CAPS register value."""
+        return dma_caps(self.data_width, self.max_burst)
+
+
+def dma_caps(data_width: int, max_burst: int) -> int:
+    """DMA_CAPS register value: ``data_width | (max_burst - 1) << 16 | 1 << 31``."""
+    return int(data_width) | (int(max_burst) - 1) << 16 | 1 << 31
+
+
+def parse_dma_caps(value: int) -> "tuple[int, int] | None":
+    """``(data_width, max_burst)`` from a DMA_CAPS value, or None for a SoC without DMA."""
+    if not value >> 31 & 1:
+        return None
+    return value & 0xFFFF, (value >> 16 & 0xFF) + 1
 
 
 def ceil_log2(n: int) -> int:

@@ -12,7 +12,7 @@ from amaranth.lib.wiring import In, Out
 
 from sparsa.hdl.soc.axi import AxiLiteBridge, axi_lite_signature
 from sparsa.hdl.soc.core import SocCore
-from sparsa.hdl.soc.params import SocParams
+from sparsa.hdl.soc.params import DmaConfig, SocParams
 from sparsa.hdl.soc.uart import UartBridge, check_divisor
 
 __all__ = ["UartSoc", "AxiSoc", "STATUS_BITS"]
@@ -85,30 +85,48 @@ class UartSoc(wiring.Component):
 
 
 class AxiSoc(wiring.Component):
-    """The SoC core behind an AXI4-Lite slave port (Vitis RTL kernel style).
+    """The SoC core behind an AXI4-Lite slave port (Vitis RTL kernel style), optionally with
+    an AXI4 master to device memory.
+
+    Parameters
+    ----------
+    params : SocParams
+        Memories and address map.
+    dma : DmaConfig, optional
+        Add the AXI4 master (``m_axi_gmem``) and the RUN_DMA sequencer
+        (:class:`~sparsa.hdl.soc.dma.AxiDma`, docs/fpga.md).
 
     Attributes
     ----------
     s_axi_control : In(AXI4-Lite)
         Registers and memory windows (byte address = word address * 4).
+    m_axi_gmem : Out(axi4_signature(64, dma.data_width))
+        Only with ``dma``: device memory (HBM / DDR).
     irq : Out(1)
-        High while the run is done (level; the shell wrapper calls it ``interrupt``).
+        High while the run is done (level; the shell wrapper calls it ``interrupt``); with
+        ``dma``, once the whole RUN_DMA sequence is over (done and stored, or failed).
     """
 
-    def __init__(self, params: SocParams) -> None:
+    def __init__(self, params: SocParams, *, dma: "DmaConfig | None" = None) -> None:
         if not isinstance(params, SocParams):
             raise TypeError(f"params must be a SocParams, not {params!r}")
         self._params = params
-        self._core = SocCore(params)
-        super().__init__({
-            "s_axi_control": In(axi_lite_signature(params.byte_addr_width)),
-            "irq": Out(1),
-        })
+        self._core = SocCore(params, dma=dma)
+        members = {"s_axi_control": In(axi_lite_signature(params.byte_addr_width))}
+        if dma is not None:
+            members["m_axi_gmem"] = Out(self._core.m_axi.signature)
+        members["irq"] = Out(1)
+        super().__init__(members)
 
     @property
     def params(self) -> SocParams:
         """Memories and address map."""
         return self._params
+
+    @property
+    def dma(self) -> "DmaConfig | None":
+        """The AXI4 master's shape (None: no m_axi port)."""
+        return self._core.dma
 
     @property
     def core(self) -> SocCore:
@@ -121,5 +139,9 @@ class AxiSoc(wiring.Component):
         m.submodules.axi = axi = AxiLiteBridge(self._params.addr_width)
         wiring.connect(m, wiring.flipped(self.s_axi_control), axi.axi)
         wiring.connect(m, axi.bus, core.bus)
-        m.d.comb += self.irq.eq(core.done)
+        if core.dma is None:
+            m.d.comb += self.irq.eq(core.done)
+        else:
+            wiring.connect(m, wiring.flipped(self.m_axi_gmem), core.m_axi)
+            m.d.comb += self.irq.eq((core.done | core.dma_error) & ~core.dma_busy)
         return m

@@ -1,6 +1,8 @@
 """Transports for :class:`~sparsa.hdl.soc.driver.SocDriver`: Amaranth simulation, Verilator, a serial port.
 
-All three move bytes to and from the SoC's UART pins; the driver above them is the same.
+The first three move bytes to and from the UART SoC's pins; :class:`AxiSimTransport` is a
+register port (AXI4-Lite) to the shell kernel's SoC with a simulated device memory behind
+its AXI4 master.  The driver above them is the same.
 
 :class:`AmaranthSimTransport`
     Owns an ``amaranth.sim.Simulator`` of a :class:`~sparsa.hdl.soc.top.UartSoc` and steps it
@@ -23,6 +25,7 @@ import json
 import os
 import shutil
 import socket
+import struct
 import tempfile
 import threading
 import time
@@ -32,7 +35,9 @@ from sparsa.errors import MissingToolError
 from sparsa.hdl.soc.driver import SocError, SocTimeout
 from sparsa.hdl.soc.params import SocParams
 
-__all__ = ["AmaranthSimTransport", "VerilatorTransport", "SerialTransport", "soc_verilog", "SIM_DIVISOR"]
+__all__ = ["AmaranthSimTransport", "AxiSimTransport", "VerilatorTransport", "AxiVerilatorTransport",
+           "SerialTransport", "soc_verilog",
+           "SIM_DIVISOR"]
 
 #: UART divisor used by simulations (clock cycles per bit).
 SIM_DIVISOR = 4
@@ -169,6 +174,150 @@ class AmaranthSimTransport(_ContextMixin):
             self._vcd.__exit__(None, None, None)
 
 
+class AxiSimTransport(_ContextMixin):
+    """Drive an :class:`~sparsa.hdl.soc.top.AxiSoc` in ``amaranth.sim``: a register port
+    (:class:`~sparsa.hdl.soc.driver.RegisterTransport`) on ``s_axi_control`` and, for a SoC
+    with DMA, an AXI4 slave memory on ``m_axi_gmem``.
+
+    The AXI4-Lite master runs one transaction at a time (address and data together, then the
+    response), as a PCIe BAR access would.  The slave is an
+    :class:`~sparsa.hdl.soc.axi_model.AxiSlaveModel` over ``memory`` with random stalls and
+    latency; a protocol violation it records fails the next driver call (:class:`SocError`).
+
+    Parameters
+    ----------
+    soc : AxiSoc
+    memory : DeviceMemoryImage, optional
+        Device memory behind ``m_axi_gmem`` (default: 1 MiB at address 0); the driver
+        allocates in it (``SocDriver.run(..., memory=link.memory)``).
+    seed, stall, max_latency :
+        The slave's randomness (:class:`~sparsa.hdl.soc.axi_model.AxiSlaveModel`).
+    max_idle_cycles : int
+        Cycles one register access may take before :class:`SocTimeout`.
+    vcd_path : str, optional
+        Write a waveform file (closed by :meth:`close`).
+    """
+
+    CLOCK_PERIOD = 1e-8
+
+    def __init__(self, soc, memory=None, *, seed: int = 0, stall: float = 0.3, max_latency: int = 8,
+                 max_idle_cycles: int = 10_000, vcd_path: "str | None" = None) -> None:
+        from amaranth.sim import Simulator
+
+        from sparsa.hdl.soc.axi_model import AxiSlaveModel
+        from sparsa.hdl.soc.devmem import DeviceMemoryImage
+        from sparsa.hdl.soc.top import AxiSoc
+
+        if not isinstance(soc, AxiSoc):
+            raise TypeError(f"soc must be an AxiSoc, not {soc!r}")
+        self.soc = soc
+        self.memory = DeviceMemoryImage(1 << 20) if memory is None else memory
+        self.slave = None
+        if soc.dma is not None:
+            self.slave = AxiSlaveModel(self.memory, soc.dma.data_width, seed=seed, stall=stall,
+                                       max_latency=max_latency, max_burst=soc.dma.max_burst)
+        self.max_idle_cycles = max_idle_cycles
+        self.cycles = 0
+        self._ops: collections.deque = collections.deque()
+        self._reads: list[int] = []
+        self._stop = False
+        self._sim = Simulator(soc)
+        self._sim.add_clock(self.CLOCK_PERIOD)
+        self._sim.add_testbench(self._host, background=True)
+        if self.slave is not None:
+            self._sim.add_testbench(self._device, background=True)
+        self._vcd = None
+        if vcd_path:
+            self._vcd = self._sim.write_vcd(vcd_path)
+            self._vcd.__enter__()
+        self._closed = False
+
+    async def _host(self, ctx) -> None:
+        axi = self.soc.s_axi_control
+        while not self._stop:
+            if not self._ops:
+                await ctx.tick()
+                continue
+            op = self._ops[0]
+            if op[0] == "w":
+                ctx.set(axi.awaddr, op[1] * 4)
+                ctx.set(axi.wdata, op[2])
+                ctx.set(axi.wstrb, 0xF)
+                ctx.set(axi.awvalid, 1)
+                ctx.set(axi.wvalid, 1)
+                await ctx.tick().until(axi.awready & axi.wready)
+                ctx.set(axi.awvalid, 0)
+                ctx.set(axi.wvalid, 0)
+                ctx.set(axi.bready, 1)
+                await ctx.tick().until(axi.bvalid)
+                ctx.set(axi.bready, 0)
+            else:
+                ctx.set(axi.araddr, op[1] * 4)
+                ctx.set(axi.arvalid, 1)
+                await ctx.tick().until(axi.arready)
+                ctx.set(axi.arvalid, 0)
+                ctx.set(axi.rready, 1)
+                data, = await ctx.tick().sample(axi.rdata).until(axi.rvalid)
+                ctx.set(axi.rready, 0)
+                self._reads.append(data)
+            self._ops.popleft()
+
+    async def _device(self, ctx) -> None:
+        from sparsa.hdl.soc.axi_model import MASTER_SIGNALS, SLAVE_SIGNALS
+
+        port = self.soc.m_axi_gmem
+        outs = [(name, getattr(port, name)) for name in SLAVE_SIGNALS]
+        ins = [(name, getattr(port, name)) for name in MASTER_SIGNALS]
+        slave = self.slave
+        while not self._stop:
+            for name, sig in outs:
+                ctx.set(sig, slave.outputs()[name])
+            sampled = {name: ctx.get(sig) for name, sig in ins}
+            await ctx.tick()
+            slave.clock(sampled)
+
+    def _run_ops(self) -> None:
+        if self._closed:
+            raise SocError("transport is closed")
+        idle, left = 0, len(self._ops)
+        while self._ops:
+            self.cycles += 16
+            self._sim.run_until(self.cycles * self.CLOCK_PERIOD)
+            self._check()
+            idle = 0 if len(self._ops) < left else idle + 16
+            left = len(self._ops)
+            if idle > self.max_idle_cycles:
+                raise SocTimeout(f"an AXI4-Lite access took more than {self.max_idle_cycles} cycles")
+
+    def _check(self) -> None:
+        if self.slave is not None and self.slave.violations:
+            raise SocError("AXI4 protocol violations on m_axi_gmem: " + "; ".join(self.slave.violations[:5]))
+
+    def write_words(self, addr: int, words) -> None:
+        """Write ``words`` to word addresses ``addr`` on (one AXI4-Lite write each)."""
+        self._ops.extend(("w", addr + i, int(w)) for i, w in enumerate(words))
+        self._run_ops()
+
+    def read_words(self, addr: int, count: int) -> list[int]:
+        """Read ``count`` words from word address ``addr`` on."""
+        self._ops.extend(("r", addr + i) for i in range(count))
+        self._run_ops()
+        out, self._reads = self._reads[:count], self._reads[count:]
+        return out
+
+    def close(self) -> None:
+        """Stop the testbenches (and write the waveform file, if any)."""
+        if self._closed:
+            return
+        self._stop = True
+        self._ops.clear()
+        self._closed = True
+        self.cycles += 4
+        self._sim.run_until(self.cycles * self.CLOCK_PERIOD)
+        if self._vcd is not None:
+            self._vcd.__exit__(None, None, None)
+
+
 # --------------------------------------------------------------------------- Verilator
 
 _BENCH_MODULE = "sparsa_soc_bench"
@@ -291,7 +440,7 @@ class VerilatorTransport(_ContextMixin):
             if self.build_dir.exists():
                 shutil.rmtree(self.build_dir)
             self.build_dir.mkdir(parents=True)
-            path = soc_verilog(self.params, self.divisor, self.build_dir / "src", name=self.toplevel)
+            path = self._write_verilog(self.build_dir / "src")
             log = self.build_dir / "build.log"
             env = verilator_env()
             try:
@@ -307,20 +456,33 @@ class VerilatorTransport(_ContextMixin):
             self.build_seconds = time.perf_counter() - start
         return self.build_dir
 
+    def _write_verilog(self, out_dir: Path) -> Path:
+        return soc_verilog(self.params, self.divisor, out_dir, name=self.toplevel)
+
+    def _bench(self):
+        """(module whose file is the cocotb bench, the name it runs under)."""
+        from sparsa.hdl.soc import soc_bench
+
+        return soc_bench, _BENCH_MODULE
+
+    def _extra_env(self, sock_path: str) -> dict:
+        from sparsa.hdl.soc import soc_bench
+
+        return {soc_bench.SOCKET_ENV: sock_path, soc_bench.DIVISOR_ENV: str(self.divisor)}
+
     # ------------------------------------------------------------------ run
     def open(self, timeout: float = 60.0) -> "VerilatorTransport":
         """Build if needed, start the simulator and connect (idempotent)."""
         if self._sock is not None:
             return self
-        from sparsa.hdl.soc import soc_bench
-
+        bench, bench_name = self._bench()
         build_dir = self.build()
         bench_dir = build_dir / "bench"
         bench_dir.mkdir(exist_ok=True)
-        text = Path(soc_bench.__file__).read_text()
-        target = bench_dir / f"{_BENCH_MODULE}.py"
+        text = Path(bench.__file__).read_text()
+        target = bench_dir / f"{bench_name}.py"
         if not target.is_file() or target.read_text() != text:
-            tmp = bench_dir / f".{_BENCH_MODULE}.{os.getpid()}.tmp"
+            tmp = bench_dir / f".{bench_name}.{os.getpid()}.tmp"
             tmp.write_text(text)
             tmp.replace(target)
         runs = build_dir / "runs"
@@ -345,17 +507,17 @@ class VerilatorTransport(_ContextMixin):
         from cocotb_tools.runner import get_runner
 
         from sparsa.hdl.export import verilator_env
-        from sparsa.hdl.soc import soc_bench
         from sparsa.sim.backends.verilator_backend import _environ, _failed_tests, _on_sys_path, _tail
 
+        _, bench_name = self._bench()
         env = verilator_env()
         results_xml, log = self._run_dir / "results.xml", self._run_dir / "sim.log"
         try:
             with _environ({k: env[k] for k in ("PATH", "VERILATOR_ROOT")}), _on_sys_path(bench_dir):
                 get_runner("verilator").test(
-                    test_module=_BENCH_MODULE, hdl_toplevel=self.toplevel, hdl_toplevel_lang="verilog",
+                    test_module=bench_name, hdl_toplevel=self.toplevel, hdl_toplevel_lang="verilog",
                     build_dir=build_dir, test_dir=self._run_dir, results_xml=str(results_xml), log_file=log,
-                    extra_env={soc_bench.SOCKET_ENV: sock_path, soc_bench.DIVISOR_ENV: str(self.divisor)})
+                    extra_env=self._extra_env(sock_path))
         except (RuntimeError, SystemExit) as exc:
             self._failure = f"simulator exited ({exc!r})"
         failed = _failed_tests(results_xml)
@@ -417,6 +579,131 @@ class VerilatorTransport(_ContextMixin):
         if self._run_dir is not None:
             shutil.rmtree(self._run_dir, ignore_errors=True)
             self._run_dir = None
+
+
+class _RemoteMemory:
+    """:class:`~sparsa.hdl.soc.devmem.DeviceMemory` of an :class:`AxiVerilatorTransport`: the
+    memory lives in the simulator process, copies go over the socket (as XRT buffer transfers
+    go over PCIe)."""
+
+    def __init__(self, link: "AxiVerilatorTransport") -> None:
+        self._link = link
+
+    def allocate(self, nbytes: int, align: int = 4096) -> int:
+        """Reserve device memory in the bench; its address."""
+        return struct.unpack("<Q", self._link._request(b"A" + struct.pack("<QQ", nbytes, align), 8))[0]
+
+    def write(self, address: int, data: bytes) -> None:
+        """Copy to device memory."""
+        self._link._request(b"P" + struct.pack("<QQ", address, len(data)) + bytes(data), 0)
+
+    def read(self, address: int, nbytes: int) -> bytes:
+        """Copy from device memory."""
+        return self._link._request(b"G" + struct.pack("<QQ", address, nbytes), nbytes)
+
+    def free(self, address: int) -> None:
+        """Release an allocation."""
+        self._link._request(b"F" + struct.pack("<Q", address), 0)
+
+    def inject_error(self, address: int, nbytes: int, *, resp: int = 2, kind: str = "read") -> None:
+        """Make accesses to a range answer ``resp`` (see DeviceMemoryImage.inject_error)."""
+        self._link._request(b"I" + struct.pack("<QQBB", address, nbytes, resp, ("read", "write").index(kind)), 0)
+
+    def clear_errors(self) -> None:
+        """Forget the injected errors."""
+        self._link._request(b"C", 0)
+
+
+class AxiVerilatorTransport(VerilatorTransport):
+    """The AXI SoC (:class:`~sparsa.hdl.soc.top.AxiSoc` with DMA) under Verilator + cocotb.
+
+    A register port (:class:`~sparsa.hdl.soc.driver.RegisterTransport`) for
+    :class:`~sparsa.hdl.soc.driver.SocDriver`; :attr:`memory` is the device memory behind
+    ``m_axi_gmem``, held by the bench (:mod:`sparsa.hdl.soc.axi_bench`) with the same
+    stalling, rule-checking slave model as :class:`AxiSimTransport`.  Built once per
+    (config, SoC parameters, DMA shape, sources), cached like :class:`VerilatorTransport`.
+
+    Parameters
+    ----------
+    params : SocParams
+    dma : DmaConfig
+    seed, stall, max_latency :
+        The slave's randomness.
+    memory_bytes : int
+        Size of the simulated device memory.
+    build_root : path, optional
+    """
+
+    def __init__(self, params: SocParams, dma, *, seed: int = 0, stall: float = 0.3, max_latency: int = 8,
+                 memory_bytes: int = 1 << 20, build_root: "str | os.PathLike | None" = None) -> None:
+        from sparsa.hdl.soc.params import DmaConfig
+
+        if not isinstance(dma, DmaConfig):
+            raise TypeError(f"dma must be a DmaConfig, not {dma!r}")
+        self.dma = dma
+        super().__init__(params, SIM_DIVISOR, build_root=build_root)
+        from sparsa.hdl.export import config_hash
+
+        key = f"axi-{config_hash(params.config)}-{params.instr_depth}-{dma.data_width}-{dma.max_burst}"
+        digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+        self.build_dir = self.build_root / f"axisoc-{digest}-{_soc_source_hash()}"
+        self.toplevel = "sparsa_axisoc_" + soc_module_name(params)[len("sparsa_soc_"):]
+        self.bench_config = {"data_width": dma.data_width, "max_burst": dma.max_burst, "seed": seed, "stall": stall,
+                             "max_latency": max_latency, "memory_bytes": memory_bytes}
+        self.memory = _RemoteMemory(self)
+
+    def _stamp(self) -> dict:
+        return {**super()._stamp(), "dma": [self.dma.data_width, self.dma.max_burst]}
+
+    def _write_verilog(self, out_dir: Path) -> Path:
+        from amaranth.back import verilog
+
+        from sparsa.hdl.export import _builtin_yosys
+        from sparsa.hdl.soc.top import AxiSoc
+
+        with _builtin_yosys():
+            text = verilog.convert(AxiSoc(self.params, dma=self.dma), name=self.toplevel)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / f"{self.toplevel}.v"
+        path.write_text(text)
+        return path
+
+    def _bench(self):
+        from sparsa.hdl.soc import axi_bench
+
+        return axi_bench, "sparsa_axi_bench"
+
+    def _extra_env(self, sock_path: str) -> dict:
+        from sparsa.hdl.soc import axi_bench
+
+        return {axi_bench.SOCKET_ENV: sock_path, axi_bench.CONFIG_ENV: json.dumps(self.bench_config)}
+
+    # ------------------------------------------------------------------ requests
+    def _request(self, message: bytes, answer: int) -> bytes:
+        """Send one message; return the ``answer`` bytes after its 'K' (SocError on 'E')."""
+        self.write(message)
+        head = self.read(1)
+        if head == b"E":
+            n, = struct.unpack("<I", self.read(4))
+            raise SocError(f"device memory: {self.read(n).decode()}")
+        if head != b"K":
+            raise SocError(f"the AXI bench answered {head!r}, expected b'K'")
+        return self.read(answer) if answer else b""
+
+    def write_words(self, addr: int, words) -> None:
+        """AXI4-Lite writes of ``words`` from word address ``addr`` on."""
+        words = [int(w) for w in words]
+        self._request(b"W" + struct.pack(f"<II{len(words)}I", addr, len(words), *words), 0)
+
+    def read_words(self, addr: int, count: int) -> list[int]:
+        """AXI4-Lite reads of ``count`` words."""
+        self.write(b"R" + struct.pack("<II", addr, count))
+        return list(struct.unpack(f"<{count}I", self.read(4 * count))) if count else []
+
+    def report(self) -> dict:
+        """The slave's record: violations, bursts, the longest burst, bursts starting on a 4 KiB boundary."""
+        n, = struct.unpack("<I", self._request(b"V", 4))
+        return json.loads(self.read(n))
 
 
 # --------------------------------------------------------------------------- serial

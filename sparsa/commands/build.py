@@ -30,6 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a config field, e.g. --set buffers.activation_buffer_bytes=8192 (repeatable)")
     parser.add_argument("--synth", action="store_true",
                         help="Xilinx: also run Yosys synth_xilinx on the kernel for DSP/LUT/FF/BRAM estimates")
+    parser.add_argument("--axi-width", type=int, metavar="BITS",
+                        help="Xilinx: data width of the kernel's m_axi_gmem master (32..1024; default 256 on "
+                             "U280 HBM, 512 on VCU1525 DDR; 0 = no AXI4 master, s_axi_control only)")
+    parser.add_argument("--axi-burst", type=int, metavar="BEATS",
+                        help="Xilinx: most beats per m_axi_gmem burst (1..256, default 64)")
     parser.add_argument("--require-timing", action="store_true",
                         help="ECP5: exit with status 1 when the post-route Fmax misses clock_mhz")
     parser.add_argument("--json", type=Path, help="also write the report as JSON to this file")
@@ -92,16 +97,33 @@ def _xilinx(args, cfg, board, out: Path) -> int:
     from sparsa.hdl.export import LintError, lint_verilog
 
     start = time.perf_counter()
-    exp = export_xilinx(cfg, board, out, baud=args.baud, instr_depth=args.instr_depth)
+    from sparsa.fpga.xilinx import DEFAULT_DMA, MEMORY_BANKS
+    from sparsa.hdl.soc.params import DmaConfig
+
+    width, burst = DEFAULT_DMA[board.name]
+    if args.axi_width == 0:
+        dma = None
+    else:
+        try:
+            dma = DmaConfig(args.axi_width or width, args.axi_burst or burst)
+        except ValueError as exc:
+            raise ConfigError(f"--axi-width / --axi-burst: {exc}") from None
+    exp = export_xilinx(cfg, board, out, baud=args.baud, instr_depth=args.instr_depth, dma=dma)
     print(f"wrote the {board.description} design for {cfg.name} ({exp.part}) in {out} "
           f"({time.perf_counter() - start:.0f} s):")
     for path in exp.files:
-        if path.suffix in {".v", ".tcl", ".xdc", ".sh", ".txt"} and not path.name.endswith(".debug.v"):
+        if path.suffix in {".v", ".tcl", ".xdc", ".sh", ".txt", ".cfg"} and not path.name.endswith(".debug.v"):
             print(f"  {path.relative_to(out.resolve())}")
+    if exp.dma is not None:
+        print(f"  m_axi_gmem: AXI4 master, {exp.dma.data_width}-bit data, bursts up to {exp.dma.max_burst} beats "
+              f"to {MEMORY_BANKS[board.name]} (connectivity.cfg)")
     print(f"  fit estimate: {exp.fit.dsp} DSP48E2 of {board.dsp}, ~{exp.fit.bram:g} BRAM36 of {board.bram} "
           f"({exp.fit.memory_kbit:.0f} kbit of on-chip memory)")
     report = {"board": board.name, "part": exp.part, "kernel": exp.kernel, "fit_estimate": exp.fit.as_dict(),
-              "files": [str(p) for p in exp.files]}
+              "files": [str(p) for p in exp.files],
+              "m_axi_gmem": None if exp.dma is None else {"data_width": exp.dma.data_width,
+                                                           "max_burst": exp.dma.max_burst,
+                                                           "bank": MEMORY_BANKS[board.name]}}
     kernel_v = exp.file(f"{exp.kernel}.v")
     try:
         lint_verilog(kernel_v, top=exp.kernel)

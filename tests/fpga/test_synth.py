@@ -46,3 +46,24 @@ def test_cli_synth_json(verilog_4x4, capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["dsp"] == 16 and data["available"]["dsp"] == 6840
     assert {"lut", "ff", "bram", "uram", "cells"} <= set(data)
+
+
+def test_kernel_dma_costs_flip_flops_and_luts_but_no_dsp_or_bram(small_cfg, tmp_path):
+    """Yosys on the shell kernel without and with m_axi_gmem (64 bit): same DSPs (one per PE)
+    and block RAMs; the DMA adds at least its beat buffers and address registers in FFs."""
+    if yowasp_missing():
+        pytest.skip(yowasp_missing())
+    from sparsa.fpga.boards import get_board
+    from sparsa.fpga.xilinx import export_xilinx
+    from sparsa.hdl.soc.params import DmaConfig
+
+    reports = {}
+    for name, dma in (("lite", False), ("dma", DmaConfig(64, 16))):
+        exp = export_xilinx(small_cfg, get_board("u280"), tmp_path / name, instr_depth=64, board_design=False, dma=dma)
+        reports[name] = synthesize([exp.file(f"{exp.kernel}.v")], exp.kernel, "xcu280", tmp_path / f"synth-{name}")
+    lite, dma = reports["lite"], reports["dma"]
+    assert lite.dsp == dma.dsp == small_cfg.rows * small_cfg.cols
+    assert lite.bram == dma.bram
+    # read + write beat buffers (2 x 64) + strobes + 4 x 64-bit addresses + the burst address
+    assert dma.ff - lite.ff >= 2 * 64 + 8 + 4 * 64 + 64
+    assert dma.lut > lite.lut
