@@ -51,7 +51,7 @@ from sparsa.hdl.soc.params import (DMA_REGS, SOC_ID, SOC_VERSION, Ctrl, DmaPhase
                                    parse_dma_caps)
 from sparsa.hdl.soc.uart import ACK, CMD_READ, CMD_WRITE
 
-__all__ = ["Transport", "RegisterTransport", "SocDriver", "SocError", "SocTimeout", "SocDmaError",
+__all__ = ["Transport", "RegisterTransport", "SocDriver", "DEFAULT_TIMEOUT", "SocError", "SocTimeout", "SocDmaError",
            "MAX_WORDS_PER_COMMAND", "beat_words", "image_bytes"]
 
 #: Most words one 'W' / 'R' command carries (16-bit count field).
@@ -132,6 +132,10 @@ def _check_word(value: int) -> int:
     return value
 
 
+#: Seconds :class:`SocDriver` waits by default on a transport without ``default_timeout`` (a board).
+DEFAULT_TIMEOUT = 10.0
+
+
 class SocDriver:
     """Register, memory and run-level access to a SoC over a transport.
 
@@ -141,12 +145,19 @@ class SocDriver:
         The byte link.
     config : AcceleratorConfig or SocParams
         What the SoC was built from (the address map and beat widths come from it).
-    timeout : float
-        Seconds to wait for any single answer.
+    timeout : float, optional
+        Wall-clock seconds to wait for any single answer and for a run to finish.  Default: the
+        transport's ``default_timeout`` attribute if it has one (the simulation transports set a
+        generous one: a simulator's speed depends on the machine's load, and they bound a run in
+        cycles themselves), else :data:`DEFAULT_TIMEOUT`.
     """
 
     def __init__(self, transport: "Transport | RegisterTransport", config: "AcceleratorConfig | SocParams", *,
-                 timeout: float = 10.0) -> None:
+                 timeout: "float | None" = None) -> None:
+        if timeout is None:
+            timeout = float(getattr(transport, "default_timeout", DEFAULT_TIMEOUT))
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
         if isinstance(config, AcceleratorConfig):
             config = SocParams(config)
         if not isinstance(config, SocParams):

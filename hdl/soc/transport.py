@@ -43,6 +43,13 @@ __all__ = ["AmaranthSimTransport", "AxiSimTransport", "VerilatorTransport", "Axi
 SIM_DIVISOR = 4
 
 
+#: Wall-clock seconds a :class:`~sparsa.hdl.soc.driver.SocDriver` waits on a simulated SoC by
+#: default: generous, because a simulator's speed depends on the machine's load (a DMA run of
+#: 1500 cycles took over 10 s in Amaranth on a loaded 2-core machine); the simulation transports
+#: bound a run in cycles themselves.
+SIM_TIMEOUT = 600.0
+
+
 class _ContextMixin:
     def __enter__(self):
         return self
@@ -66,6 +73,8 @@ class AmaranthSimTransport(_ContextMixin):
     vcd_path : str, optional
         Write a waveform file (closed by :meth:`close`).
     """
+
+    default_timeout = SIM_TIMEOUT
 
     CLOCK_PERIOD = 1e-8
 
@@ -197,6 +206,8 @@ class AxiSimTransport(_ContextMixin):
     vcd_path : str, optional
         Write a waveform file (closed by :meth:`close`).
     """
+
+    default_timeout = SIM_TIMEOUT
 
     CLOCK_PERIOD = 1e-8
 
@@ -386,6 +397,8 @@ class VerilatorTransport(_ContextMixin):
         UART clock cycles per bit of the design.
     build_root : path, optional
     """
+
+    default_timeout = SIM_TIMEOUT
 
     def __init__(self, params: SocParams, divisor: int = SIM_DIVISOR, *,
                  build_root: "str | os.PathLike | None" = None) -> None:
