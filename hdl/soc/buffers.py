@@ -31,6 +31,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from sparsa.hdl.bram import PipelinedBlockRam
 from sparsa.hdl.soc.params import ceil_log2
 
 __all__ = ["SourceBuffer", "ResultBuffer", "COUNTER_BITS", "HOST_READ_LATENCY"]
@@ -137,9 +138,22 @@ class SourceBuffer(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         abits = len(self.host_raddr)
-        m.submodules.mem = mem = memory.Memory(shape=self._width, depth=self._depth, init=[])
-        wport = mem.write_port(domain="sync")
-        rport = mem.read_port(domain="sync", transparent_for=())
+        ren = Signal()                 # the read port's enable: every read stage advances with it
+        raddr = Signal(abits)
+        if self._stages:
+            # The RAM's read latch and output register (on ECP5 the DP16KD's own, REGMODE_B =
+            # OUTREG), then stages - 1 fabric registers.
+            m.submodules.ram = ram = PipelinedBlockRam(self._width, self._depth)
+            m.d.comb += [ram.wen.eq(self.host_wen), ram.waddr.eq(self.host_waddr), ram.wdata.eq(self.host_wdata),
+                         ram.ren.eq(ren), ram.raddr.eq(raddr)]
+            first = ram.rdata
+        else:
+            m.submodules.mem = mem = memory.Memory(shape=self._width, depth=self._depth, init=[])
+            wport = mem.write_port(domain="sync")
+            rport = mem.read_port(domain="sync", transparent_for=())
+            m.d.comb += [wport.en.eq(self.host_wen), wport.addr.eq(self.host_waddr), wport.data.eq(self.host_wdata),
+                         rport.en.eq(ren), rport.addr.eq(raddr)]
+            first = rport.data
 
         addr = Signal(abits)
         remaining = Signal(COUNTER_BITS)
@@ -149,22 +163,20 @@ class SourceBuffer(wiring.Component):
         fetch = self.running & advance & (remaining != 0)
 
         m.d.comb += [
-            wport.en.eq(self.host_wen),
-            wport.addr.eq(self.host_waddr),
-            wport.data.eq(self.host_wdata),
-            rport.addr.eq(Mux(self.running, addr, self.host_raddr)),
-            rport.en.eq(Mux(self.running, advance, 1)),
+            raddr.eq(Mux(self.running, addr, self.host_raddr)),
+            ren.eq(Mux(self.running, advance, 1)),
             self.stream.valid.eq(valid),
         ]
-        # stage[0] is the RAM's read latch; stage[i] the i-th register after it.
-        data = [rport.data] + [Signal(self._width, name=f"stage{i}") for i in range(1, self._stages + 1)]
+        # data[0] is the RAM's read latch (stages = 0) or its output register; data[i] the i-th
+        # fabric register after that.  full[i] says stage i holds a beat (full[0]: the latch).
+        data = [first] + [Signal(self._width, name=f"stage{i}") for i in range(2, self._stages + 1)]
         full = [ram_valid] + [Signal(name=f"stage{i}_valid") for i in range(1, self._stages)]
         m.d.comb += self.stream.payload.eq(data[-1])
         # Every register follows the read port's enable (``advance`` while running, always for
         # host reads), so host reads come out of the last one too: the first register after
         # the RAM then feeds only the second and can be placed next to the RAM.
-        with m.If(rport.en):
-            m.d.sync += [data[i + 1].eq(data[i]) for i in range(self._stages)]
+        with m.If(ren):
+            m.d.sync += [data[i + 1].eq(data[i]) for i in range(len(data) - 1)]
         m.d.comb += self.host_rdata.eq(data[-1])
         with m.If(self.start):
             m.d.sync += [addr.eq(0), remaining.eq(self.count), valid.eq(0), self.taken.eq(0)]
@@ -250,9 +262,8 @@ class ResultBuffer(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         abits = len(self.host_raddr)
-        m.submodules.mem = mem = memory.Memory(shape=self._width, depth=self._depth, init=[])
-        wport = mem.write_port(domain="sync")
-        rport = mem.read_port(domain="sync", transparent_for=())
+        # The RAM's read latch and output register (on ECP5 the DP16KD's own), for host reads.
+        m.submodules.ram = ram = PipelinedBlockRam(self._width, self._depth)
 
         ptr = Signal(abits)
         full = Signal()
@@ -271,15 +282,15 @@ class ResultBuffer(wiring.Component):
                      wen.eq(beat_wen), waddr.eq(beat_addr), wdata.eq(beat)]
         m.d.comb += [
             self.stream.ready.eq(self.running),
-            wport.addr.eq(waddr),
-            wport.data.eq(wdata),
-            wport.en.eq(wen),
-            rport.addr.eq(self.host_raddr),
-            rport.en.eq(1),
+            ram.waddr.eq(waddr),
+            ram.wdata.eq(wdata),
+            ram.wen.eq(wen),
+            ram.raddr.eq(self.host_raddr),
+            ram.ren.eq(1),
         ]
-        # Host reads: the RAM's read latch, then two registers (HOST_READ_LATENCY cycles).
-        host_q = Signal(self._width)
-        m.d.sync += [host_q.eq(rport.data), self.host_rdata.eq(host_q)]
+        # Host reads: the RAM's read latch and output register, then one fabric register
+        # (HOST_READ_LATENCY cycles).
+        m.d.sync += self.host_rdata.eq(ram.rdata)
         with m.If(self.start):
             m.d.sync += [ptr.eq(0), full.eq(0), self.count.eq(0), self.overflow.eq(0)]
         with m.Elif(take):
