@@ -12,14 +12,17 @@ read port::
 The read port's enable is ``advance``, so the payload holds still while ``valid & ~ready`` -
 the stream rule - and the reader sustains one beat per cycle, so an always-ready consumer
 never waits: the accelerator's cycle count equals the timing contract.  By default two
-flip-flop stages follow the RAM (``stages=2``; all stages advance together): the first sits
-next to the block RAM and takes its slow clock-to-out (ECP5 DP16KD without its output
-register: ~5.8 ns measured), the second carries the beat across the chip to the
-accelerator.  With one stage the RAM -> routing -> register path was the critical path of
-the 8x8 SoC at 86.5 MHz (docs/fpga.md).  ``valid`` depends on the reader's state only.
+register stages follow the RAM's read latch (``stages=2``; all stages advance together): the
+first is the block RAM's own output register (:class:`sparsa.hdl.bram.PipelinedBlockRam`; on
+ECP5 the DP16KD's ``REGMODE_B = "OUTREG"``, which takes the RAM's slow clock-to-out, ~5.8 ns
+without it, off the fabric), the second, a fabric register, carries the beat across the chip
+to the accelerator.  With one fabric stage the RAM -> routing -> register path was the
+critical path of the 8x8 SoC at 86.5 MHz, and with two fabric stages still (95.0 MHz: nextpnr
+put the first far from its RAM; docs/fpga.md).  ``valid`` depends on the reader's state only.
 
-Host reads of every buffer go through a register too, so they answer
-:data:`HOST_READ_LATENCY` cycles after the address.
+Host reads of every buffer come out of the same registers, so they answer
+:data:`HOST_READ_LATENCY` cycles after the address.  Host writes are registered once before
+the RAM (a beat is in the memory one cycle after ``host_wen``).
 
 :class:`ResultBuffer` is always ready while running and writes every result beat to the
 next row (beats past the depth are dropped and flagged).
@@ -60,9 +63,10 @@ class SourceBuffer(wiring.Component):
     depth : int
         Beats the memory holds.
     stages : int
-        Flip-flop stages after the block RAM's read latch: 0, 1 or 2 (default).  Block RAM
-        clock-to-out is slow (ECP5 DP16KD without its output register: ~5.8 ns), so the
-        first stage should sit next to the RAM; the second takes the beat to its consumer.
+        Register stages after the block RAM's read latch: 0, 1 or 2 (default).  The first is
+        the RAM's output register (:class:`~sparsa.hdl.bram.PipelinedBlockRam`; 0: a plain
+        ``Memory``, read straight from its latch), the second a fabric register that takes the
+        beat to its consumer.
         The reader needs :attr:`prime_cycles` = ``1 + stages`` cycles after ``start`` before
         its first beat is valid.  With ``stages >= 1`` host reads answer from the first stage
         (``1 + stages`` cycles; :data:`HOST_READ_LATENCY` with the default 2), with 0 straight
@@ -71,7 +75,8 @@ class SourceBuffer(wiring.Component):
     Attributes
     ----------
     host_wen, host_waddr, host_wdata : In
-        Host write port (one whole beat per cycle).
+        Host write port (one whole beat per cycle; registered, the RAM is written in the next
+        cycle).
     host_raddr : In(abits)
         Host read address while not ``running``; ``host_rdata`` shows the beat
         :attr:`host_read_latency` cycles later.
@@ -140,19 +145,26 @@ class SourceBuffer(wiring.Component):
         abits = len(self.host_raddr)
         ren = Signal()                 # the read port's enable: every read stage advances with it
         raddr = Signal(abits)
+        # Host writes are registered and reach the RAM one cycle after ``host_wen``: the bus
+        # decode (from the UART bridge's receiver state) -> block-RAM write-data path was the
+        # critical path of the 8x8 once the reads used the DP16KD output register (docs/fpga.md).
+        wen = Signal()
+        waddr = Signal(abits)
+        wdata = Signal(self._width)
+        m.d.sync += [wen.eq(self.host_wen), waddr.eq(self.host_waddr), wdata.eq(self.host_wdata)]
         if self._stages:
             # The RAM's read latch and output register (on ECP5 the DP16KD's own, REGMODE_B =
             # OUTREG), then stages - 1 fabric registers.
             m.submodules.ram = ram = PipelinedBlockRam(self._width, self._depth)
-            m.d.comb += [ram.wen.eq(self.host_wen), ram.waddr.eq(self.host_waddr), ram.wdata.eq(self.host_wdata),
-                         ram.ren.eq(ren), ram.raddr.eq(raddr)]
+            m.d.comb += [ram.wen.eq(wen), ram.waddr.eq(waddr), ram.wdata.eq(wdata), ram.ren.eq(ren),
+                         ram.raddr.eq(raddr)]
             first = ram.rdata
         else:
             m.submodules.mem = mem = memory.Memory(shape=self._width, depth=self._depth, init=[])
             wport = mem.write_port(domain="sync")
             rport = mem.read_port(domain="sync", transparent_for=())
-            m.d.comb += [wport.en.eq(self.host_wen), wport.addr.eq(self.host_waddr), wport.data.eq(self.host_wdata),
-                         rport.en.eq(ren), rport.addr.eq(raddr)]
+            m.d.comb += [wport.en.eq(wen), wport.addr.eq(waddr), wport.data.eq(wdata), rport.en.eq(ren),
+                         rport.addr.eq(raddr)]
             first = rport.data
 
         addr = Signal(abits)
