@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """PipelinedBlockRam (sparsa.hdl.bram): the block RAM with a read latch and an output register.
 
 Every flavour is checked cycle by cycle against a deliberately naive Python model under random
