@@ -8,32 +8,40 @@ The estimates follow what Yosys infers for this design (checked by the synthesis
 * **Block RAM**: each memory (instruction, weight, activation, result buffers and the
   accumulator bank) takes the cheapest tiling of the block RAM's aspect ratios
   (ECP5 DP16KD: 16384x1 ... 512x36; Xilinx RAMB36E2: 32768x1 ... 512x72, RAMB18E2 halves).
-  Small memories may end up in LUT RAM instead, so this is an upper bound.
+  On ECP5 the four SoC buffers are :class:`sparsa.hdl.bram.PipelinedBlockRam` grids of
+  DP16KD with the output register, which never use the 512x36 mode: their tiling is the one
+  that class instantiates (:func:`sparsa.hdl.bram.cheapest_tiling` over
+  :data:`~sparsa.hdl.bram.DP16KD_OUTREG_ASPECTS`).  The accumulator bank is inferred by Yosys
+  (all aspects).  Small memories may end up in LUT RAM instead, so this is an upper bound.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from sparsa.errors import UnsupportedError
 from sparsa.fpga.boards import Board
+from sparsa.hdl.bram import DP16KD_ASPECTS, DP16KD_OUTREG_ASPECTS, cheapest_tiling
 from sparsa.hdl.soc.params import SocParams
 
 __all__ = ["FitEstimate", "estimate", "check_fit", "block_rams"]
 
 #: (depth, width) aspect ratios of one block RAM, simple dual port.
-_DP16KD = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
+_DP16KD = DP16KD_ASPECTS
 _RAMB36 = ((32768, 1), (16384, 2), (8192, 4), (4096, 9), (2048, 18), (1024, 36), (512, 72))
 _RAMB18 = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
 
 
-def block_rams(depth: int, width: int, family: str) -> float:
-    """Block RAMs (ECP5: DP16KD; Xilinx: RAMB36 units, a RAMB18 counts 0.5) for one memory."""
+def block_rams(depth: int, width: int, family: str, *, output_register: bool = False) -> float:
+    """Block RAMs (ECP5: DP16KD; Xilinx: RAMB36 units, a RAMB18 counts 0.5) for one memory.
+
+    ``output_register``: the memory is a :class:`sparsa.hdl.bram.PipelinedBlockRam` (on ECP5
+    its DP16KD grid, without the 512x36 mode).
+    """
     def tiles(aspects):
-        return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in aspects)
+        return cheapest_tiling(depth, width, aspects)[2]
     if family == "ecp5":
-        return float(tiles(_DP16KD))
+        return float(tiles(DP16KD_OUTREG_ASPECTS if output_register else _DP16KD))
     return min(float(tiles(_RAMB36)), 0.5 * tiles(_RAMB18))
 
 
@@ -57,7 +65,8 @@ def estimate(params: SocParams, board: Board) -> FitEstimate:
     """DSP and block-RAM use of the SoC for ``params`` on ``board``."""
     cfg = params.config
     family = "ecp5" if board.flow == "ecp5" else "xilinx"
-    memories = {region.name.lower(): block_rams(mem.depth, mem.bits, family)
+    # The four SoC buffers are PipelinedBlockRams (sparsa.hdl.soc.buffers).
+    memories = {region.name.lower(): block_rams(mem.depth, mem.bits, family, output_register=True)
                 for region, mem in params.memories.items()}
     memories["accumulator"] = block_rams(cfg.buffers.accumulator_depth, cfg.output_beat_bits, family)
     return FitEstimate(board=board.name, dsp=cfg.rows * cfg.cols, bram=sum(memories.values()),

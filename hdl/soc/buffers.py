@@ -12,14 +12,17 @@ read port::
 The read port's enable is ``advance``, so the payload holds still while ``valid & ~ready`` -
 the stream rule - and the reader sustains one beat per cycle, so an always-ready consumer
 never waits: the accelerator's cycle count equals the timing contract.  By default two
-flip-flop stages follow the RAM (``stages=2``; all stages advance together): the first sits
-next to the block RAM and takes its slow clock-to-out (ECP5 DP16KD without its output
-register: ~5.8 ns measured), the second carries the beat across the chip to the
-accelerator.  With one stage the RAM -> routing -> register path was the critical path of
-the 8x8 SoC at 86.5 MHz (docs/fpga.md).  ``valid`` depends on the reader's state only.
+register stages follow the RAM's read latch (``stages=2``; all stages advance together): the
+first is the block RAM's own output register (:class:`sparsa.hdl.bram.PipelinedBlockRam`; on
+ECP5 the DP16KD's ``REGMODE_B = "OUTREG"``, which takes the RAM's slow clock-to-out, ~5.8 ns
+without it, off the fabric), the second, a fabric register, carries the beat across the chip
+to the accelerator.  With one fabric stage the RAM -> routing -> register path was the
+critical path of the 8x8 SoC at 86.5 MHz, and with two fabric stages still (95.0 MHz: nextpnr
+put the first far from its RAM; docs/fpga.md).  ``valid`` depends on the reader's state only.
 
-Host reads of every buffer go through a register too, so they answer
-:data:`HOST_READ_LATENCY` cycles after the address.
+Host reads of every buffer come out of the same registers, so they answer
+:data:`HOST_READ_LATENCY` cycles after the address.  Host writes are registered once before
+the RAM (a beat is in the memory one cycle after ``host_wen``).
 
 :class:`ResultBuffer` is always ready while running and writes every result beat to the
 next row (beats past the depth are dropped and flagged).
@@ -31,6 +34,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from sparsa.hdl.bram import PipelinedBlockRam
 from sparsa.hdl.soc.params import ceil_log2
 
 __all__ = ["SourceBuffer", "ResultBuffer", "COUNTER_BITS", "HOST_READ_LATENCY"]
@@ -59,9 +63,10 @@ class SourceBuffer(wiring.Component):
     depth : int
         Beats the memory holds.
     stages : int
-        Flip-flop stages after the block RAM's read latch: 0, 1 or 2 (default).  Block RAM
-        clock-to-out is slow (ECP5 DP16KD without its output register: ~5.8 ns), so the
-        first stage should sit next to the RAM; the second takes the beat to its consumer.
+        Register stages after the block RAM's read latch: 0, 1 or 2 (default).  The first is
+        the RAM's output register (:class:`~sparsa.hdl.bram.PipelinedBlockRam`; 0: a plain
+        ``Memory``, read straight from its latch), the second a fabric register that takes the
+        beat to its consumer.
         The reader needs :attr:`prime_cycles` = ``1 + stages`` cycles after ``start`` before
         its first beat is valid.  With ``stages >= 1`` host reads answer from the first stage
         (``1 + stages`` cycles; :data:`HOST_READ_LATENCY` with the default 2), with 0 straight
@@ -70,7 +75,8 @@ class SourceBuffer(wiring.Component):
     Attributes
     ----------
     host_wen, host_waddr, host_wdata : In
-        Host write port (one whole beat per cycle).
+        Host write port (one whole beat per cycle; registered, the RAM is written in the next
+        cycle).
     host_raddr : In(abits)
         Host read address while not ``running``; ``host_rdata`` shows the beat
         :attr:`host_read_latency` cycles later.
@@ -137,9 +143,29 @@ class SourceBuffer(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         abits = len(self.host_raddr)
-        m.submodules.mem = mem = memory.Memory(shape=self._width, depth=self._depth, init=[])
-        wport = mem.write_port(domain="sync")
-        rport = mem.read_port(domain="sync", transparent_for=())
+        ren = Signal()                 # the read port's enable: every read stage advances with it
+        raddr = Signal(abits)
+        # Host writes are registered and reach the RAM one cycle after ``host_wen``: the bus
+        # decode (from the UART bridge's receiver state) -> block-RAM write-data path was the
+        # critical path of the 8x8 once the reads used the DP16KD output register (docs/fpga.md).
+        wen = Signal()
+        waddr = Signal(abits)
+        wdata = Signal(self._width)
+        m.d.sync += [wen.eq(self.host_wen), waddr.eq(self.host_waddr), wdata.eq(self.host_wdata)]
+        if self._stages:
+            # The RAM's read latch and output register (on ECP5 the DP16KD's own, REGMODE_B =
+            # OUTREG), then stages - 1 fabric registers.
+            m.submodules.ram = ram = PipelinedBlockRam(self._width, self._depth)
+            m.d.comb += [ram.wen.eq(wen), ram.waddr.eq(waddr), ram.wdata.eq(wdata), ram.ren.eq(ren),
+                         ram.raddr.eq(raddr)]
+            first = ram.rdata
+        else:
+            m.submodules.mem = mem = memory.Memory(shape=self._width, depth=self._depth, init=[])
+            wport = mem.write_port(domain="sync")
+            rport = mem.read_port(domain="sync", transparent_for=())
+            m.d.comb += [wport.en.eq(wen), wport.addr.eq(waddr), wport.data.eq(wdata), rport.en.eq(ren),
+                         rport.addr.eq(raddr)]
+            first = rport.data
 
         addr = Signal(abits)
         remaining = Signal(COUNTER_BITS)
@@ -149,22 +175,20 @@ class SourceBuffer(wiring.Component):
         fetch = self.running & advance & (remaining != 0)
 
         m.d.comb += [
-            wport.en.eq(self.host_wen),
-            wport.addr.eq(self.host_waddr),
-            wport.data.eq(self.host_wdata),
-            rport.addr.eq(Mux(self.running, addr, self.host_raddr)),
-            rport.en.eq(Mux(self.running, advance, 1)),
+            raddr.eq(Mux(self.running, addr, self.host_raddr)),
+            ren.eq(Mux(self.running, advance, 1)),
             self.stream.valid.eq(valid),
         ]
-        # stage[0] is the RAM's read latch; stage[i] the i-th register after it.
-        data = [rport.data] + [Signal(self._width, name=f"stage{i}") for i in range(1, self._stages + 1)]
+        # data[0] is the RAM's read latch (stages = 0) or its output register; data[i] the i-th
+        # fabric register after that.  full[i] says stage i holds a beat (full[0]: the latch).
+        data = [first] + [Signal(self._width, name=f"stage{i}") for i in range(2, self._stages + 1)]
         full = [ram_valid] + [Signal(name=f"stage{i}_valid") for i in range(1, self._stages)]
         m.d.comb += self.stream.payload.eq(data[-1])
         # Every register follows the read port's enable (``advance`` while running, always for
         # host reads), so host reads come out of the last one too: the first register after
         # the RAM then feeds only the second and can be placed next to the RAM.
-        with m.If(rport.en):
-            m.d.sync += [data[i + 1].eq(data[i]) for i in range(self._stages)]
+        with m.If(ren):
+            m.d.sync += [data[i + 1].eq(data[i]) for i in range(len(data) - 1)]
         m.d.comb += self.host_rdata.eq(data[-1])
         with m.If(self.start):
             m.d.sync += [addr.eq(0), remaining.eq(self.count), valid.eq(0), self.taken.eq(0)]
@@ -250,9 +274,8 @@ class ResultBuffer(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         abits = len(self.host_raddr)
-        m.submodules.mem = mem = memory.Memory(shape=self._width, depth=self._depth, init=[])
-        wport = mem.write_port(domain="sync")
-        rport = mem.read_port(domain="sync", transparent_for=())
+        # The RAM's read latch and output register (on ECP5 the DP16KD's own), for host reads.
+        m.submodules.ram = ram = PipelinedBlockRam(self._width, self._depth)
 
         ptr = Signal(abits)
         full = Signal()
@@ -271,15 +294,15 @@ class ResultBuffer(wiring.Component):
                      wen.eq(beat_wen), waddr.eq(beat_addr), wdata.eq(beat)]
         m.d.comb += [
             self.stream.ready.eq(self.running),
-            wport.addr.eq(waddr),
-            wport.data.eq(wdata),
-            wport.en.eq(wen),
-            rport.addr.eq(self.host_raddr),
-            rport.en.eq(1),
+            ram.waddr.eq(waddr),
+            ram.wdata.eq(wdata),
+            ram.wen.eq(wen),
+            ram.raddr.eq(self.host_raddr),
+            ram.ren.eq(1),
         ]
-        # Host reads: the RAM's read latch, then two registers (HOST_READ_LATENCY cycles).
-        host_q = Signal(self._width)
-        m.d.sync += [host_q.eq(rport.data), self.host_rdata.eq(host_q)]
+        # Host reads: the RAM's read latch and output register, then one fabric register
+        # (HOST_READ_LATENCY cycles).
+        m.d.sync += self.host_rdata.eq(ram.rdata)
         with m.If(self.start):
             m.d.sync += [ptr.eq(0), full.eq(0), self.count.eq(0), self.overflow.eq(0)]
         with m.Elif(take):
