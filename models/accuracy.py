@@ -236,7 +236,7 @@ class PruneOptions:
 #: Default (learning rate, batch) of MiniLM fine-tuning: 16 sentences per step.
 MINILM_FINETUNE: tuple[float, int] = (3e-4, 16)
 #: Default (learning rate, batch) of SmolLM2 fine-tuning: sequences of ``finetune_seq`` tokens per step.
-SMOLLM2_FINETUNE: tuple[float, int] = (1e-4, 2)
+SMOLLM2_FINETUNE: tuple[float, int] = (1e-4, 1)
 
 
 # --------------------------------------------------------------------------------------------

@@ -79,11 +79,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--finetune", type=int, default=0, metavar="STEPS",
                    help="after pruning, STEPS of masked distillation against the dense model (sparsa.compiler.finetune); "
                         "MiniLM: hidden states, ~2-6 s per step on one core; SmolLM2: --finetune-loss, "
-                        "~9 s per 256-token sequence per step on one core")
+                        "~6 CPU s per 256-token sequence per step")
     g.add_argument("--finetune-lr", type=float, default=None,
                    help="fine-tuning peak learning rate (Adam, cosine; default MiniLM 3e-4, SmolLM2 1e-4)")
     g.add_argument("--finetune-batch", type=int, default=None,
-                   help="fine-tuning sentences (MiniLM, default 16) / sequences (SmolLM2, default 2) per step")
+                   help="fine-tuning sentences (MiniLM, default 16) / sequences (SmolLM2, default 1) per step")
     g.add_argument("--finetune-seq", type=int, default=256, metavar="TOKENS",
                    help="SmolLM2: tokens per fine-tuning sequence, 2..256 (default 256; Lee chunks after the evaluation ones)")
     g.add_argument("--finetune-loss", default="kl", metavar="LOSS",
