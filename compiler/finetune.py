@@ -2,7 +2,19 @@
 
 After one-shot N:M pruning (:mod:`sparsa.compiler.pruning`) the kept weights are trained with
 the pruning masks held fixed - a pruned weight stays exactly zero, so the result has the same
-N:M structure and runs on the same hardware.  The loss is **hidden-state distillation**: the
+N:M structure and runs on the same hardware.  Both models share one loop (:func:`_masked_training`:
+seeded batches, Adam, cosine decay, masked gradients, pruned entries reset to exactly 0).
+
+**SmolLM2** (:func:`finetune_smollm2`): the seven projections of every block are trained through
+the NumPy decoder backward pass (:mod:`sparsa.models.training.decoder`); embeddings, RMSNorm
+gains and the tied head stay frozen.  Default loss: the KL divergence of the student's
+next-token distribution from the dense teacher's, averaged over tokens (``loss="kl"``); the
+alternative ``"hidden"`` is the relative squared error of every block's output,
+``1/L sum_l ||h_s^l - h_t^l||^2 / ||h_t^l||^2``.  Training text: 256-token Lee-corpus chunks
+10 onwards (:func:`smollm2_training_chunks`), disjoint from the activation-calibration chunks
+0-1 and the evaluation chunks 2-9 of :func:`sparsa.models.accuracy.evaluate_smollm2`.
+
+**MiniLM** (:func:`finetune_minilm`): the loss is **hidden-state distillation**: the
 mean squared difference between the student's and the dense teacher's output of every encoder
 layer, over real (non-padding) tokens::
 
@@ -29,9 +41,13 @@ import numpy as np
 
 from sparsa.errors import ConfigError, ShapeError
 from sparsa.models.training.encoder import encoder_backward, encoder_forward
-from sparsa.models.training.optim import Adam
+from sparsa.models.training.optim import Adam, cosine_lr
 
-__all__ = ["FinetuneResult", "finetune_minilm", "training_sentences"]
+__all__ = ["FINETUNE_LOSSES", "FinetuneResult", "finetune_minilm", "finetune_smollm2", "smollm2_training_chunks",
+           "training_sentences"]
+
+#: Losses :func:`finetune_smollm2` accepts.
+FINETUNE_LOSSES: tuple[str, ...] = ("kl", "hidden", "kl+hidden")
 
 _LAYERS = 6
 _HEADS = 12
@@ -65,12 +81,12 @@ def training_sentences(min_words: int = 5, max_words: int = 48) -> list[str]:
 
 @dataclass
 class FinetuneResult:
-    """Outcome of :func:`finetune_minilm`.
+    """Outcome of :func:`finetune_minilm` / :func:`finetune_smollm2`.
 
     Attributes
     ----------
-    model : MiniLM
-        The student with fine-tuned linear weights and biases (pruned entries exactly zero).
+    model : MiniLM or SmolLM2
+        The student with fine-tuned linear weights (and MiniLM biases; pruned entries exactly zero).
     weights : dict
         ``name -> weight [out, in]`` of the fine-tuned layers.
     losses : list of float
@@ -79,6 +95,8 @@ class FinetuneResult:
         Wall time.
     steps, batch_size, lr : int, int, float
         The run's settings.
+    cpu_seconds : float
+        CPU time of this process (all threads) during the run.
     """
 
     model: object = field(repr=False)
@@ -88,6 +106,7 @@ class FinetuneResult:
     steps: int
     batch_size: int
     lr: float
+    cpu_seconds: float = float("nan")
 
 
 def _embed_input(model, ids: np.ndarray) -> np.ndarray:
@@ -118,6 +137,73 @@ def distillation_loss(student: list[np.ndarray], teacher: list[np.ndarray], mask
         loss += float(np.sum(diff.astype(np.float64) ** 2)) * norm
         grads.append((2.0 * norm * diff).astype(hs.dtype))
     return loss, grads
+
+
+def _check_settings(steps: object, lr: object, batch_size: object) -> None:
+    if type(steps) is not int or steps < 1:
+        raise ConfigError(f"fine-tuning steps must be a positive integer, not {steps!r}")
+    if type(batch_size) is not int or batch_size < 1:
+        raise ConfigError(f"fine-tuning batch size must be a positive integer, not {batch_size!r}")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ConfigError(f"fine-tuning learning rate must be a positive finite number, not {lr!r}")
+
+
+def _masks(student_weights: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray], model: str,
+           ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``name -> (float32 copy of the pruned weight, its mask w != 0)``, names and shapes checked."""
+    unknown = sorted(set(student_weights) - set(reference))
+    if unknown:
+        raise ConfigError(f"{model} has no linear layer {unknown[0]!r}")
+    out = {}
+    for name, w in student_weights.items():
+        w = np.array(w, dtype=np.float32)
+        if w.shape != reference[name].shape:
+            raise ShapeError(f"{model} {name}: weight shape {w.shape} != {reference[name].shape}")
+        out[name] = (w, w != 0)
+    return out
+
+
+def _masked_training(weights: Mapping[str, tuple[np.ndarray, np.ndarray]], extras: Mapping[str, np.ndarray],
+                     n_items: int, loss_and_grads: Callable[[np.ndarray], tuple[float, dict[str, np.ndarray]]], *,
+                     steps: int, lr: float, batch_size: int, seed: int,
+                     on_step: Callable[[int, float], None] | None) -> list[float]:
+    """The loop both models share: Adam with cosine decay on masked weights (+ unmasked extras).
+
+    ``weights`` maps a name to ``(array, mask)`` and ``extras`` (biases) to an array; both are
+    updated in place.  Every step takes ``batch_size`` item indices from a seeded permutation of
+    ``range(n_items)`` (a new permutation when it runs out) and calls ``loss_and_grads(indices)``
+    -> ``(loss, {name: gradient})``; the weight gradients are masked, and after the update the
+    pruned entries are set to exactly 0 (Adam keeps them at 0 up to rounding; this makes it exact).
+    """
+    if n_items < batch_size:
+        raise ConfigError(f"fine-tuning needs at least batch_size={batch_size} samples, got {n_items}")
+    grads = {n: np.zeros_like(w) for n, (w, _) in weights.items()} | {n: np.zeros_like(b) for n, b in extras.items()}
+    params = [(f"{n}.w", w, grads[n]) for n, (w, _) in weights.items()] + [
+        (f"{n}.b", b, grads[n]) for n, b in extras.items()]
+    opt = Adam(params, lr=lr)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n_items)
+    cursor = 0
+    losses = []
+    for step in range(steps):
+        if cursor + batch_size > len(order):
+            order, cursor = rng.permutation(n_items), 0
+        loss, g = loss_and_grads(order[cursor: cursor + batch_size])
+        cursor += batch_size
+        if not math.isfinite(loss):
+            raise ConfigError(f"fine-tuning loss is {loss} at step {step + 1}; lower the learning rate (now {lr:g})")
+        for n, (_, mask) in weights.items():
+            np.multiply(g[n], mask, out=grads[n])
+        for n in extras:
+            grads[n][...] = g[n]
+        opt.lr = cosine_lr(lr, step, steps)
+        opt.step()
+        for w, mask in weights.values():
+            w[~mask] = 0.0
+        losses.append(loss)
+        if on_step is not None:
+            on_step(step + 1, loss)
+    return losses
 
 
 def finetune_minilm(teacher, student_weights: Mapping[str, np.ndarray], *, steps: int = 200, lr: float = 5e-5,
@@ -151,64 +237,159 @@ def finetune_minilm(teacher, student_weights: Mapping[str, np.ndarray], *, steps
     ShapeError
         A weight's shape differs from the teacher's.
     """
-    if type(steps) is not int or steps < 1:
-        raise ConfigError(f"fine-tuning steps must be a positive integer, not {steps!r}")
-    if type(batch_size) is not int or batch_size < 1:
-        raise ConfigError(f"fine-tuning batch size must be a positive integer, not {batch_size!r}")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ConfigError(f"fine-tuning learning rate must be a positive finite number, not {lr!r}")
-    unknown = sorted(set(student_weights) - set(teacher.linear))
-    if unknown:
-        raise ConfigError(f"MiniLM has no linear layer {unknown[0]!r}")
+    _check_settings(steps, lr, batch_size)
+    masked = _masks(student_weights, {n: w for n, (w, _) in teacher.linear.items()}, "MiniLM")
     texts = list(sentences) if sentences is not None else training_sentences()
     if len(texts) < batch_size:
         raise ConfigError(f"fine-tuning needs at least batch_size={batch_size} sentences, got {len(texts)}")
-
-    student = {name: (np.array(w, dtype=np.float32), np.array(b, dtype=np.float32))
-               for name, (w, b) in teacher.linear.items()}
-    masks: dict[str, np.ndarray] = {}
-    for name, w in student_weights.items():
-        w = np.asarray(w, dtype=np.float32)
-        if w.shape != student[name][0].shape:
-            raise ShapeError(f"MiniLM {name}: weight shape {w.shape} != {student[name][0].shape}")
-        masks[name] = w != 0
-        student[name] = (w.copy(), student[name][1])
-    trained = list(student_weights)
-    grad_w = {n: np.zeros_like(student[n][0]) for n in trained}
-    grad_b = {n: np.zeros_like(student[n][1]) for n in trained}
-    params = [(f"{n}.w", student[n][0], grad_w[n]) for n in trained] + [
-        (f"{n}.b", student[n][1], grad_b[n]) for n in trained]
-    opt = Adam(params, lr=lr)
+    student = {name: masked[name][0] if name in masked else np.array(w, dtype=np.float32)
+               for name, (w, _) in teacher.linear.items()}
+    student = {name: (student[name], np.array(b, dtype=np.float32)) for name, (_, b) in teacher.linear.items()}
     norms = teacher.tensors
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(texts))
-    cursor = 0
-    losses = []
-    t0 = time.perf_counter()
-    for step in range(steps):
-        if cursor + batch_size > len(order):
-            order, cursor = rng.permutation(len(texts)), 0
-        batch = [texts[j] for j in order[cursor: cursor + batch_size]]
-        cursor += batch_size
-        ids, mask = teacher.tokenize(batch)
+
+    def loss_and_grads(idx: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
+        ids, mask = teacher.tokenize([texts[j] for j in idx])
         x0 = _embed_input(teacher, ids)
         target, _ = encoder_forward(x0, mask, teacher.linear, norms, _LAYERS, _HEADS, _EPS)
         hidden, caches = encoder_forward(x0, mask, student, norms, _LAYERS, _HEADS, _EPS)
         loss, d_hidden = distillation_loss(hidden, target, mask)
-        if not math.isfinite(loss):
-            raise ConfigError(f"fine-tuning loss is {loss} at step {step + 1}; lower the learning rate (now {lr:g})")
         grads, _ = encoder_backward(d_hidden, caches, student, norms, _HEADS)
-        for n in trained:
-            gw, gb = grads[n]
-            np.multiply(gw, masks[n], out=grad_w[n])
-            grad_b[n][...] = gb
-        opt.lr = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-        opt.step()
-        for n in trained:
-            student[n][0][~masks[n]] = 0.0      # Adam's epsilon-free update keeps them 0; make it exact
-        losses.append(loss)
-        if on_step is not None:
-            on_step(step + 1, loss)
+        return loss, {n: grads[n][0] for n in masked} | {f"{n}.bias": grads[n][1] for n in masked}
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    losses = _masked_training({n: (student[n][0], masked[n][1]) for n in masked},
+                              {f"{n}.bias": student[n][1] for n in masked}, len(texts), loss_and_grads,
+                              steps=steps, lr=lr, batch_size=batch_size, seed=seed, on_step=on_step)
     model = replace(teacher, linear={n: (w, b) for n, (w, b) in student.items()})
-    return FinetuneResult(model, {n: student[n][0] for n in trained}, losses, time.perf_counter() - t0, steps,
-                          batch_size, lr)
+    return FinetuneResult(model, {n: student[n][0] for n in masked}, losses, time.perf_counter() - t0, steps,
+                          batch_size, lr, time.process_time() - c0)
+
+
+def smollm2_training_chunks(tokenize: Callable[[str], np.ndarray], seq_len: int = 256, *, first_chunk: int = 10,
+                            chunk_len: int = 256) -> list[np.ndarray]:
+    """SmolLM2 fine-tuning sequences: Lee chunks ``first_chunk..`` of ``chunk_len`` tokens, cut into ``seq_len`` pieces.
+
+    The default starts after the activation-calibration (0-1) and evaluation (2-9) chunks of
+    :func:`sparsa.models.accuracy.evaluate_smollm2`; it overlaps the pruning-calibration chunks
+    (the last 16), which are not evaluation data.
+    """
+    from sparsa.models.real.corpus import token_chunks
+
+    if type(seq_len) is not int or not 2 <= seq_len <= chunk_len:
+        raise ConfigError(f"fine-tuning sequence length must be an int in 2..{chunk_len}, not {seq_len!r}")
+    chunks = token_chunks(tokenize, chunk_len)[first_chunk:]
+    return [c[j: j + seq_len] for c in chunks for j in range(0, chunk_len - seq_len + 1, seq_len)]
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def kl_loss(student_logits: np.ndarray, teacher_logits: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean over tokens of KL(teacher || student) of the next-token distributions, and its gradient.
+
+    ``d/d student_logits = (softmax(student) - softmax(teacher)) / tokens``.
+    """
+    tokens = int(np.prod(student_logits.shape[:-1]))
+    ls, lt = _log_softmax(student_logits), _log_softmax(teacher_logits)
+    pt = np.exp(lt)
+    loss = float(np.sum((pt * (lt - ls)).astype(np.float64))) / tokens
+    grad = (np.exp(ls) - pt) / student_logits.dtype.type(tokens)
+    return loss, grad
+
+
+def relative_hidden_loss(student: list[np.ndarray], teacher: list[np.ndarray]) -> tuple[float, list[np.ndarray]]:
+    """``1/L sum_l ||h_s^l - h_t^l||^2 / ||h_t^l||^2`` over all blocks, and its gradients."""
+    if len(student) != len(teacher):
+        raise ShapeError(f"{len(student)} student blocks vs {len(teacher)} teacher blocks")
+    loss, grads = 0.0, []
+    for hs, ht in zip(student, teacher, strict=True):
+        diff = hs - ht
+        norm = 1.0 / (len(student) * max(float(np.sum(np.square(ht, dtype=np.float64))), 1e-30))
+        loss += float(np.sum(np.square(diff, dtype=np.float64))) * norm
+        grads.append((diff * hs.dtype.type(2.0 * norm)).astype(hs.dtype, copy=False))
+    return loss, grads
+
+
+def finetune_smollm2(teacher, student_weights: Mapping[str, np.ndarray], *, steps: int = 100, lr: float = 1e-4,
+                     batch_size: int = 4, seq_len: int = 256, seed: int = 0, loss: str = "kl",
+                     sequences: "list[np.ndarray] | None" = None,
+                     on_step: Callable[[int, float], None] | None = None) -> FinetuneResult:
+    """Fine-tune pruned SmolLM2 projections against the dense model with fixed masks.
+
+    Parameters
+    ----------
+    teacher : SmolLM2
+        The dense (as-loaded) model: its projections are the teacher; its embeddings, norms and
+        head are shared and frozen.
+    student_weights : mapping
+        ``name -> pruned weight [out, in]`` for any subset of the 210 projections; the zeros of
+        each weight are its mask.  Layers not given stay as in the teacher and are not trained.
+    steps, lr, batch_size, seq_len, seed : int, float, int, int, int
+        Adam steps, peak learning rate (cosine decay to 0), sequences per step, tokens per
+        sequence, shuffling seed.
+    loss : str
+        ``"kl"`` (logits), ``"hidden"`` (every block's output, relative squared error) or
+        ``"kl+hidden"`` (their sum); see the module docstring.
+    sequences : list of np.ndarray, optional
+        Training token sequences of equal length (default :func:`smollm2_training_chunks` with
+        ``seq_len``; when given, ``seq_len`` is theirs).
+    on_step : callable, optional
+        Called as ``on_step(step, loss)`` after every step.
+
+    Returns
+    -------
+    FinetuneResult
+
+    Raises
+    ------
+    ConfigError
+        Non-positive steps / batch size / learning rate, a bad sequence length or loss, an
+        unknown layer name, fewer sequences than the batch.
+    ShapeError
+        A weight's shape differs from the teacher's.
+    """
+    from sparsa.models.training.decoder import DecoderConfig, decoder_backward, decoder_forward, head_backward, head_forward
+
+    _check_settings(steps, lr, batch_size)
+    if loss not in FINETUNE_LOSSES:
+        raise ConfigError(f"fine-tuning loss must be one of {', '.join(FINETUNE_LOSSES)}, not {loss!r}")
+    masked = _masks(student_weights, teacher.linear, "SmolLM2")
+    if sequences is None:
+        sequences = smollm2_training_chunks(teacher.tokenize, seq_len)
+    data = np.asarray(sequences, dtype=np.int64)
+    if data.ndim != 2 or data.shape[1] < 2:
+        raise ConfigError(f"fine-tuning sequences must be equal-length token arrays (>= 2 tokens), got shape {data.shape}")
+    cfg = DecoderConfig.of(teacher)
+    t = teacher.tensors
+    emb, out_norm = t["token_embd.weight"], t["output_norm.weight"]
+    student = dict(teacher.linear) | {n: w for n, (w, _) in masked.items()}
+    use_kl, use_hidden = "kl" in loss, "hidden" in loss
+
+    def loss_and_grads(idx: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
+        x0 = emb[data[idx]]
+        target, _ = decoder_forward(x0, teacher.linear, t, teacher.n_layers, cfg, cache=False)
+        hidden, caches = decoder_forward(x0, student, t, teacher.n_layers, cfg)
+        total, d_hidden = 0.0, [None] * len(hidden)
+        if use_hidden:
+            total, d_hidden = relative_hidden_loss(hidden, target)
+        if use_kl:
+            t_logits, _ = head_forward(target[-1], out_norm, emb, cfg.eps)
+            s_logits, hc = head_forward(hidden[-1], out_norm, emb, cfg.eps)
+            del target
+            kl, d_logits = kl_loss(s_logits, t_logits)
+            del t_logits, s_logits
+            dx = head_backward(d_logits, hc, out_norm, emb)
+            d_hidden[-1] = dx if d_hidden[-1] is None else d_hidden[-1] + dx
+            total += kl
+        del hidden
+        grads, _ = decoder_backward(d_hidden, caches, student, t, cfg)
+        return total, {n: grads[n] for n in masked}
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    losses = _masked_training(masked, {}, len(data), loss_and_grads, steps=steps, lr=lr, batch_size=batch_size,
+                              seed=seed, on_step=on_step)
+    weights = {n: w for n, (w, _) in masked.items()}
+    return FinetuneResult(teacher.with_weights(weights), weights, losses, time.perf_counter() - t0, steps, batch_size,
+                          lr, time.process_time() - c0)

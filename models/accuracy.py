@@ -66,6 +66,8 @@ __all__ = [
     "act_quantizer",
     "grid",
     "PruneOptions",
+    "MINILM_FINETUNE",
+    "SMOLLM2_FINETUNE",
     "evaluate_minilm",
     "evaluate_smollm2",
     "minilm_calibration",
@@ -200,12 +202,18 @@ class PruneOptions:
     target : str
         ``"pruned"`` or ``"dense"`` (see :func:`sparsa.compiler.pruning.prune_layer`).
     finetune_steps : int
-        MiniLM only: after pruning, this many steps of masked hidden-state distillation against
-        the dense model (:func:`sparsa.compiler.finetune.finetune_minilm`), in float from the
+        After pruning, this many steps of masked distillation against the dense model
+        (:func:`sparsa.compiler.finetune.finetune_minilm`: hidden states;
+        :func:`~sparsa.compiler.finetune.finetune_smollm2`: ``finetune_loss``), in float from the
         method's fp32 pruned weights; int8 / OVP-4 rows quantize the fine-tuned weights (same
         masks).  0 = no fine-tuning.
-    finetune_lr, finetune_batch : float, int
-        Peak learning rate (Adam, cosine decay) and sentences per step of the fine-tuning.
+    finetune_lr, finetune_batch : float or None, int or None
+        Peak learning rate (Adam, cosine decay) and sentences (MiniLM) / sequences (SmolLM2) per
+        step; None = the model's default (MiniLM 3e-4 and 16, SmolLM2 :data:`SMOLLM2_FINETUNE`).
+    finetune_seq : int
+        SmolLM2: tokens per training sequence (the 256-token training chunks cut into pieces).
+    finetune_loss : str
+        SmolLM2: ``kl``, ``hidden`` or ``kl+hidden`` (see :mod:`sparsa.compiler.finetune`).
     """
 
     calib_samples: "int | None" = None
@@ -214,8 +222,22 @@ class PruneOptions:
     config: object = None
     target: str = "pruned"
     finetune_steps: int = 0
-    finetune_lr: float = 3e-4
-    finetune_batch: int = 16
+    finetune_lr: "float | None" = None
+    finetune_batch: "int | None" = None
+    finetune_seq: int = 256
+    finetune_loss: str = "kl"
+
+    def lr_batch(self, model: str) -> tuple[float, int]:
+        """(learning rate, batch) for ``model`` (``"minilm"`` / ``"smollm2"``), defaults filled in."""
+        lr, batch = MINILM_FINETUNE if model == "minilm" else SMOLLM2_FINETUNE
+        return (lr if self.finetune_lr is None else self.finetune_lr,
+                batch if self.finetune_batch is None else self.finetune_batch)
+
+
+#: Default (learning rate, batch) of MiniLM fine-tuning: 16 sentences per step.
+MINILM_FINETUNE: tuple[float, int] = (3e-4, 16)
+#: Default (learning rate, batch) of SmolLM2 fine-tuning: sequences of ``finetune_seq`` tokens per step.
+SMOLLM2_FINETUNE: tuple[float, int] = (1e-4, 1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -509,6 +531,47 @@ def _pruner(model: object, samples: Sequence[object], run_one: Callable, opts: "
     return prune
 
 
+def _finetuned(sc: Scheme, cache: _WeightCache, tuned: dict, steps: int,
+               finetune: Callable[[dict[str, np.ndarray]], object],
+               progress: "Callable[[str], None] | None") -> tuple[object, dict[str, float]]:
+    """(model, info) of a pruned scheme with fine-tuning.
+
+    The method's fp32 pruned weights are fine-tuned once per (sparsity, method) with
+    ``finetune(weights) -> FinetuneResult``; each weight format then quantizes the fine-tuned
+    weights (the zeros stay, so the N:M structure does too).
+    """
+    key = (sc.sparsity, sc.prune)
+    if key not in tuned:
+        w_fp, _, _ = cache.get("fp32", sc.sparsity, sc.prune)
+        ft = finetune(w_fp)
+        tuned[key] = (ft.model, ft.losses)
+        if progress:
+            progress(f"{sc.sparsity} {sc.prune}: fine-tuned {steps} steps in {ft.seconds:.0f} s "  # type: ignore[attr-defined]
+                     f"({ft.cpu_seconds:.0f} s CPU), loss {ft.losses[0]:.4f} -> {ft.losses[-1]:.4f}")  # type: ignore[attr-defined]
+    base, losses = tuned[key]
+    w, info = _quantize_set(base.linear_weights(), sc.weights, sc.sparsity)  # type: ignore[attr-defined]
+    return base.with_weights(w), {**info, "finetune_steps": steps, "finetune_loss": losses[-1]}  # type: ignore[attr-defined]
+
+
+def _step_progress(progress: "Callable[[str], None] | None", steps: int, every: int = 10,
+                   ) -> "Callable[[int, float], None] | None":
+    """An ``on_step`` that reports the loss and the time per step every ``every`` steps."""
+    if progress is None:
+        return None
+    last = [time.perf_counter(), time.process_time()]
+
+    def on_step(step: int, loss: float) -> None:
+        if step % every and step != steps:
+            return
+        now = [time.perf_counter(), time.process_time()]
+        k = every if step % every == 0 else step % every
+        progress(f"fine-tuning step {step}/{steps}: loss {loss:.4f}, {(now[0] - last[0]) / k:.1f} s/step "
+                 f"({(now[1] - last[1]) / k:.1f} s CPU)")
+        last[:] = now
+
+    return on_step
+
+
 def _row(scheme: Scheme, info: dict[str, float], metrics: dict[str, float], seconds: float) -> dict[str, object]:
     """One result row; ``seconds`` includes compressing the weights when this scheme did it first."""
     prune = scheme.prune if scheme.pruned else ("magnitude" if scheme.sparsity != "dense" else "-")
@@ -578,20 +641,11 @@ def evaluate_minilm(
     for sc in schemes:
         t0 = time.perf_counter()
         if sc.pruned and steps:
-            key = (sc.sparsity, sc.prune)
-            if key not in tuned:
-                from sparsa.compiler.finetune import finetune_minilm
+            from sparsa.compiler.finetune import finetune_minilm
 
-                w_fp, _, _ = cache.get("fp32", sc.sparsity, sc.prune)
-                ft = finetune_minilm(m, w_fp, steps=steps, lr=prune.finetune_lr, batch_size=prune.finetune_batch)
-                tuned[key] = (ft.model, ft.losses)
-                if progress:
-                    progress(f"{sc.sparsity} {sc.prune}: fine-tuned {steps} steps in {ft.seconds:.0f} s, "
-                             f"distillation loss {ft.losses[0]:.4f} -> {ft.losses[-1]:.4f}")
-            base, losses = tuned[key]
-            w, info = _quantize_set(base.linear_weights(), sc.weights, sc.sparsity)
-            info = {**info, "finetune_steps": steps, "finetune_loss": losses[-1]}
-            qm = base.with_weights(w)
+            lr, batch = prune.lr_batch("minilm")
+            qm, info = _finetuned(sc, cache, tuned, steps, lambda w: finetune_minilm(
+                m, w, steps=steps, lr=lr, batch_size=batch, on_step=_step_progress(progress, steps)), progress)
         else:
             w, info, _ = cache.get(sc.weights, sc.sparsity, sc.prune)
             qm = m.with_weights(w)
@@ -650,10 +704,22 @@ def evaluate_smollm2(
                               f"{calib_chunks + len(evalc)} activation-calibration and evaluation chunks")
         cache.pruner = _pruner(m, smollm2_calibration(chunks[len(chunks) - n_cal:]), _smollm2_run_one, opts, progress)
     rows = []
+    tuned: dict[tuple[str, object], object] = {}
+    steps = prune.finetune_steps if prune is not None else 0
     for sc in schemes:
         t0 = time.perf_counter()
-        w, info, _ = cache.get(sc.weights, sc.sparsity, sc.prune)
-        qm = m.with_weights(w)
+        if sc.pruned and steps:
+            from sparsa.compiler.finetune import finetune_smollm2, smollm2_training_chunks
+
+            lr, batch = prune.lr_batch("smollm2")
+            seqs = smollm2_training_chunks(m.tokenize, prune.finetune_seq, first_chunk=calib_chunks + len(evalc),
+                                           chunk_len=chunk_len)
+            qm, info = _finetuned(sc, cache, tuned, steps, lambda w: finetune_smollm2(
+                m, w, steps=steps, lr=lr, batch_size=batch, seq_len=prune.finetune_seq, loss=prune.finetune_loss,
+                sequences=seqs, on_step=_step_progress(progress, steps)), progress)
+        else:
+            w, info, _ = cache.get(sc.weights, sc.sparsity, sc.prune)
+            qm = m.with_weights(w)
 
         def run_calibration(hook: Callable[[str, np.ndarray], np.ndarray], qm: object = qm) -> None:
             for c in calib:

@@ -5,6 +5,7 @@ Examples::
     sparsa quantize --model minilm
     sparsa quantize --model smollm2 --weights int4,ovp4 --acts none --max-chunks 4 --json out.json
     sparsa quantize --model minilm --prune sparsegpt --sparsity 2:4 --weights fp32,int8,ovp4 --acts none
+    sparsa quantize --model smollm2 --prune sparsegpt --sparsity 2:4 --weights fp32,int8 --acts none --finetune 100
     sparsa quantize --model smollm2 --weights fp32 --acts none,int8,int4 --act-scale tensor,token,group:128
 
 Activation scales: ``--acts int8`` is one static per-tensor scale; ``int8/token`` and
@@ -76,10 +77,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--prune-target", choices=("pruned", "dense"), default="pruned",
                    help="SparseGPT objective: inputs of the pruned model (default) or the dense model's outputs")
     g.add_argument("--finetune", type=int, default=0, metavar="STEPS",
-                   help="MiniLM: after pruning, STEPS of masked hidden-state distillation against the dense model "
-                        "(sparsa.compiler.finetune; ~2-6 s per step on one core)")
-    g.add_argument("--finetune-lr", type=float, default=3e-4, help="fine-tuning peak learning rate (Adam, cosine; default 3e-4)")
-    g.add_argument("--finetune-batch", type=int, default=16, help="fine-tuning sentences per step (default 16)")
+                   help="after pruning, STEPS of masked distillation against the dense model (sparsa.compiler.finetune); "
+                        "MiniLM: hidden states, ~2-6 s per step on one core; SmolLM2: --finetune-loss, "
+                        "~6 CPU s per 256-token sequence per step")
+    g.add_argument("--finetune-lr", type=float, default=None,
+                   help="fine-tuning peak learning rate (Adam, cosine; default MiniLM 3e-4, SmolLM2 1e-4)")
+    g.add_argument("--finetune-batch", type=int, default=None,
+                   help="fine-tuning sentences (MiniLM, default 16) / sequences (SmolLM2, default 1) per step")
+    g.add_argument("--finetune-seq", type=int, default=256, metavar="TOKENS",
+                   help="SmolLM2: tokens per fine-tuning sequence, 2..256 (default 256; Lee chunks after the evaluation ones)")
+    g.add_argument("--finetune-loss", default="kl", metavar="LOSS",
+                   help="SmolLM2: kl (next-token distributions, default), hidden (every block's output) or kl+hidden")
 
 
 def _split(value: str, option: str, allowed: tuple[str, ...] | None, what: str = "format") -> list[str]:
@@ -217,17 +225,22 @@ def run(args: argparse.Namespace) -> int:
             raise FormatError(f"--damp must be in [0, {pruning.MAX_DAMP:g}] (fraction of the mean Hessian diagonal), not {args.damp}")
         if args.blocksize < 1:
             raise FormatError(f"--blocksize must be >= 1, not {args.blocksize}")
-        if args.finetune < 0 or args.finetune_batch < 1 or not (args.finetune_lr > 0 and math.isfinite(args.finetune_lr)):
-            bad = (f"--finetune {args.finetune}" if args.finetune < 0 else f"--finetune-batch {args.finetune_batch}"
-                   if args.finetune_batch < 1 else f"--finetune-lr {args.finetune_lr}")
-            raise FormatError(f"{bad}: steps must be >= 0, the batch >= 1 and the learning rate a positive number")
-        if args.finetune and args.model != "minilm":
-            raise UnsupportedError(
-                "--finetune is implemented for MiniLM only: the NumPy backward pass covers the BERT encoder; "
-                "SmolLM2 (RoPE, GQA, SwiGLU, RMSNorm) has none yet (docs/accuracy.md)")
+        from sparsa.compiler.finetune import FINETUNE_LOSSES
+
+        if args.finetune < 0:
+            raise FormatError(f"--finetune must be >= 0 (steps), not {args.finetune}")
+        if args.finetune_batch is not None and args.finetune_batch < 1:
+            raise FormatError(f"--finetune-batch must be >= 1, not {args.finetune_batch}")
+        if args.finetune_lr is not None and not (args.finetune_lr > 0 and math.isfinite(args.finetune_lr)):
+            raise FormatError(f"--finetune-lr must be a positive finite number, not {args.finetune_lr}")
+        if not 2 <= args.finetune_seq <= 256:
+            raise FormatError(f"--finetune-seq must be in 2..256 (tokens of the 256-token chunks), not {args.finetune_seq}")
+        if args.finetune_loss not in FINETUNE_LOSSES:
+            raise FormatError(f"--finetune-loss: unknown loss {args.finetune_loss!r}; expected one of {', '.join(FINETUNE_LOSSES)}")
         opts = accuracy.PruneOptions(calib_samples=args.calib_samples, damp=args.damp, blocksize=args.blocksize,
                                      config=config, target=args.prune_target, finetune_steps=args.finetune,
-                                     finetune_lr=args.finetune_lr, finetune_batch=args.finetune_batch)
+                                     finetune_lr=args.finetune_lr, finetune_batch=args.finetune_batch,
+                                     finetune_seq=args.finetune_seq, finetune_loss=args.finetune_loss)
     elif args.finetune:
         raise FormatError("--finetune only applies with --prune (it fine-tunes the pruned model)")
     schemes = accuracy.grid(weights, acts, sparsity, methods, act_mantissa_bits=mantissa_bits)

@@ -1,0 +1,212 @@
+"""Sparse fine-tuning of SmolLM2 (a tiny random decoder of the same architecture, and the real model)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sparsa.compiler.finetune import (
+    FINETUNE_LOSSES,
+    finetune_smollm2,
+    kl_loss,
+    relative_hidden_loss,
+    smollm2_training_chunks,
+)
+from sparsa.models.formats import nm
+from sparsa.models.real.smollm2 import SmolLM2
+from sparsa.models.training.decoder import LINEAR_SUFFIXES
+
+from sparsa.cli import main
+from sparsa.errors import ConfigError, MissingToolError, ShapeError
+
+D, HEADS, KV, FFN, LAYERS, VOCAB = 16, 4, 2, 24, 2, 40
+
+
+def _tiny(seed: int = 0) -> SmolLM2:
+    """A random 2-block SmolLM2 (d=16, 4/2 heads) in float32: the real class, so the real code paths run."""
+    rng = np.random.default_rng(seed)
+    hd = D // HEADS
+    shapes = {"q": (D, D), "k": (KV * hd, D), "v": (KV * hd, D), "o": (D, D), "gate": (FFN, D), "up": (FFN, D),
+              "down": (D, FFN)}
+    linear = {f"layer{i}.{s}": (rng.standard_normal(shapes[s]) * 0.3).astype(np.float32)
+              for i in range(LAYERS) for s in LINEAR_SUFFIXES}
+    tensors = {f"blk.{i}.{n}.weight": (1 + 0.1 * rng.standard_normal(D)).astype(np.float32)
+               for i in range(LAYERS) for n in ("attn_norm", "ffn_norm")}
+    tensors["output_norm.weight"] = np.ones(D, np.float32)
+    tensors["token_embd.weight"] = rng.standard_normal((VOCAB, D)).astype(np.float32)
+    return SmolLM2(tensors=tensors, linear=linear, tokenizer=None, n_layers=LAYERS, n_heads=HEADS, n_kv_heads=KV,
+                   rope_base=100.0, eps=1e-5)
+
+
+def _pruned(model: SmolLM2, names=None) -> dict[str, np.ndarray]:
+    names = list(model.linear) if names is None else names
+    return {n: nm.prune(model.linear[n], 2, 4, axis=1) for n in names}
+
+
+def _sequences(n: int = 8, length: int = 10) -> list[np.ndarray]:
+    rng = np.random.default_rng(7)
+    return list(rng.integers(0, VOCAB, size=(n, length)))
+
+
+def test_kl_loss_and_gradient():
+    rng = np.random.default_rng(0)
+    s, t = rng.standard_normal((2, 3, 5)), rng.standard_normal((2, 3, 5))
+    loss, grad = kl_loss(s, t)
+    assert loss > 0 and kl_loss(t, t)[0] == pytest.approx(0.0, abs=1e-15)
+    eps = 1e-6
+    for idx in [(0, 0, 0), (1, 2, 4), (0, 1, 3)]:
+        up, down = s.copy(), s.copy()
+        up[idx] += eps
+        down[idx] -= eps
+        assert grad[idx] == pytest.approx((kl_loss(up, t)[0] - kl_loss(down, t)[0]) / (2 * eps), rel=1e-6)
+
+
+def test_relative_hidden_loss_and_gradient():
+    rng = np.random.default_rng(1)
+    s = [rng.standard_normal((2, 3, 4)) for _ in range(2)]
+    t = [rng.standard_normal((2, 3, 4)) * (10 ** i) for i in range(2)]     # blocks of very different scale
+    loss, grads = relative_hidden_loss(s, t)
+    assert relative_hidden_loss(t, t)[0] == 0.0
+    eps = 1e-6
+    s[1][1, 2, 3] += eps
+    up, _ = relative_hidden_loss(s, t)
+    s[1][1, 2, 3] -= 2 * eps
+    down, _ = relative_hidden_loss(s, t)
+    assert grads[1][1, 2, 3] == pytest.approx((up - down) / (2 * eps), rel=1e-5)
+    with pytest.raises(ShapeError, match="1 student blocks vs 2 teacher blocks"):
+        relative_hidden_loss(s[:1], t)
+
+
+@pytest.mark.parametrize("loss", FINETUNE_LOSSES)
+def test_finetune_keeps_masks_and_lowers_loss(loss):
+    """One fixed batch (all sequences): the loss is a function of the weights only and must fall."""
+    model = _tiny()
+    pruned = _pruned(model, [n for n in model.linear if n != "layer1.v"])
+    seqs = _sequences(4)
+    result = finetune_smollm2(model, pruned, steps=8, lr=3e-3, batch_size=4, loss=loss, sequences=seqs)
+    assert len(result.losses) == 8 and result.losses[-1] < 0.8 * result.losses[0]
+    for n, w in pruned.items():
+        got = result.weights[n]
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got[w == 0], 0.0)           # pruned weights stay exactly 0
+        assert np.count_nonzero(got) == np.count_nonzero(w)      # the same N:M structure
+        assert not np.array_equal(got, w)                         # and the kept weights did train
+        np.testing.assert_array_equal(result.model.linear[n], got)
+    np.testing.assert_array_equal(result.model.linear["layer1.v"], model.linear["layer1.v"])  # not given: untouched
+    np.testing.assert_array_equal(model.linear["layer0.q"], _tiny().linear["layer0.q"])        # teacher unchanged
+    assert result.seconds > 0 and result.cpu_seconds > 0
+
+
+def test_finetune_is_deterministic_and_seeded():
+    model = _tiny()
+    pruned = _pruned(model)
+    seqs = _sequences(8)
+    a = finetune_smollm2(model, pruned, steps=3, lr=1e-3, batch_size=2, sequences=seqs, seed=5)
+    b = finetune_smollm2(model, pruned, steps=3, lr=1e-3, batch_size=2, sequences=seqs, seed=5)
+    c = finetune_smollm2(model, pruned, steps=3, lr=1e-3, batch_size=2, sequences=seqs, seed=6)
+    assert a.losses == b.losses
+    np.testing.assert_array_equal(a.weights["layer1.down"], b.weights["layer1.down"])
+    assert a.losses != c.losses                                   # other batches
+    steps = []
+    finetune_smollm2(model, pruned, steps=2, lr=1e-3, batch_size=2, sequences=seqs, on_step=lambda s, v: steps.append(s))
+    assert steps == [1, 2]
+
+
+def test_finetune_bad_input():
+    model = _tiny()
+    w = model.linear["layer0.q"]
+    seqs = _sequences(4)
+    with pytest.raises(ConfigError, match="SmolLM2 has no linear layer 'layer9.q'"):
+        finetune_smollm2(model, {"layer9.q": w}, sequences=seqs)
+    with pytest.raises(ShapeError, match=r"SmolLM2 layer0.q: weight shape \(3, 3\) != \(16, 16\)"):
+        finetune_smollm2(model, {"layer0.q": np.ones((3, 3))}, sequences=seqs)
+    with pytest.raises(ConfigError, match="steps must be a positive integer, not 0"):
+        finetune_smollm2(model, {"layer0.q": w}, steps=0, sequences=seqs)
+    with pytest.raises(ConfigError, match="batch size must be a positive integer, not 0"):
+        finetune_smollm2(model, {"layer0.q": w}, batch_size=0, sequences=seqs)
+    with pytest.raises(ConfigError, match="learning rate must be a positive finite number, not inf"):
+        finetune_smollm2(model, {"layer0.q": w}, lr=float("inf"), sequences=seqs)
+    with pytest.raises(ConfigError, match="loss must be one of kl, hidden, kl\\+hidden, not 'mse'"):
+        finetune_smollm2(model, {"layer0.q": w}, loss="mse", sequences=seqs)
+    with pytest.raises(ConfigError, match="at least batch_size=8 samples, got 4"):
+        finetune_smollm2(model, {"layer0.q": w}, batch_size=8, sequences=seqs)
+    with pytest.raises(ConfigError, match=r"equal-length token arrays \(>= 2 tokens\), got shape \(4, 1\)"):
+        finetune_smollm2(model, {"layer0.q": w}, sequences=[np.array([1])] * 4)
+    with pytest.raises(ConfigError, match="lower the learning rate"), np.errstate(all="ignore"):
+        finetune_smollm2(model, {"layer0.q": w * np.float32(np.inf)}, batch_size=2, sequences=seqs)
+
+
+def test_training_chunks_skip_the_evaluation_chunks():
+    from sparsa.models.real.corpus import token_chunks
+
+    def tokenize(text: str) -> np.ndarray:  # bytes as tokens: no tokenizer needed
+        return np.frombuffer(text.encode(), dtype=np.uint8).astype(np.int64)
+
+    try:
+        chunks = token_chunks(tokenize, 256)
+    except MissingToolError as exc:
+        pytest.skip(f"the Lee corpus ships with gensim ({exc})")
+    seqs = smollm2_training_chunks(tokenize, 64)
+    assert len(seqs) == 4 * (len(chunks) - 10)
+    np.testing.assert_array_equal(seqs[0], chunks[10][:64])
+    np.testing.assert_array_equal(seqs[5], chunks[11][64:128])
+    assert all(s.shape == (64,) for s in seqs)
+    assert len(smollm2_training_chunks(tokenize, 100, first_chunk=12)) == 2 * (len(chunks) - 12)
+    with pytest.raises(ConfigError, match="sequence length must be an int in 2..256, not 300"):
+        smollm2_training_chunks(tokenize, 300)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--finetune-batch", "0"], "error: --finetune-batch must be >= 1, not 0"),
+    (["--finetune", "-1"], "error: --finetune must be >= 0 (steps), not -1"),
+    (["--finetune-lr", "nan"], "error: --finetune-lr must be a positive finite number, not nan"),
+    (["--finetune-seq", "1"], "error: --finetune-seq must be in 2..256 (tokens of the 256-token chunks), not 1"),
+    (["--finetune-loss", "mse"], "error: --finetune-loss: unknown loss 'mse'; expected one of kl, hidden, kl+hidden"),
+])
+def test_quantize_cli_bad_finetune_values(argv, message, capsys):
+    """Refused before any model is loaded (no model package needed)."""
+    assert main(["quantize", "--model", "smollm2", "--prune", "sparsegpt", "--sparsity", "2:4", "--weights", "fp32",
+                 "--acts", "none", "--finetune", "2", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    try:
+        from sparsa.models.real import smollm2 as mod
+
+        return mod.load()
+    except MissingToolError as exc:
+        pytest.skip(f"SmolLM2 is not installed ({exc}); `make models` installs it")
+
+
+@pytest.mark.models
+@pytest.mark.slow
+def test_real_smollm2_finetune_lowers_loss_and_keeps_masks(smollm2):
+    """Four steps on one fixed 48-token sequence of the training chunks, all 210 projections pruned 2:4."""
+    pruned = _pruned(smollm2)
+    seq = smollm2_training_chunks(smollm2.tokenize, 48)[:1]
+    result = finetune_smollm2(smollm2, pruned, steps=4, lr=5e-5, batch_size=1, sequences=seq)
+    assert result.losses[-1] < result.losses[0]
+    for n in ("layer0.q", "layer14.gate", "layer29.down"):
+        np.testing.assert_array_equal(result.weights[n][pruned[n] == 0], 0.0)
+        assert np.count_nonzero(result.weights[n]) == np.count_nonzero(pruned[n])
+    for n, w in result.weights.items():                   # still 2:4 (at most 2 of every 4; Q4_1 has exact zeros)
+        assert np.count_nonzero(w.reshape(w.shape[0], -1, 4), axis=-1).max() <= 2, n
+
+
+@pytest.mark.models
+@pytest.mark.slow
+def test_real_smollm2_quantize_cli_finetune(smollm2, tmp_path, capsys):
+    """`sparsa quantize --model smollm2 --prune magnitude --finetune 2`: rows say +ft2, int8 keeps the structure."""
+    out = tmp_path / "q.json"
+    assert main(["quantize", "--model", "smollm2", "--prune", "magnitude", "--sparsity", "2:4", "--weights", "fp32,int8",
+                 "--acts", "none", "--finetune", "2", "--finetune-batch", "1", "--finetune-seq", "32", "--max-chunks",
+                 "1", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["prune"] for r in rows] == ["magnitude+ft2", "magnitude+ft2"]
+    assert all(r["ppl"] > 1 and r["finetune_loss"] > 0 for r in rows)
+    assert rows[1]["bytes_per_weight"] < rows[0]["bytes_per_weight"]
+    cap = capsys.readouterr()
+    assert "magnitude+ft2" in cap.out and "fine-tuning step 2/2" in cap.err
