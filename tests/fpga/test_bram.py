@@ -329,8 +329,9 @@ def test_yosys_keeps_outreg_and_drops_the_fabric_register(tmp_path):
     assert len(cells(portable, "DP16KD")) == 9
     assert all(c["parameters"]["REGMODE_B"] == "NOREG" for c in cells(portable, "DP16KD"))
     ff_ecp5, ff_portable = len(cells(ecp5, "TRELLIS_FF")), len(cells(portable, "TRELLIS_FF"))
-    # stage 2 (80), address (11), remaining (32), taken (32), three valid flags: nothing else.
-    assert ff_ecp5 == 80 + 11 + 32 + 32 + 3
+    # stage 2 (80), address (11), remaining (32), taken (32), three valid flags, and the registered
+    # host write (data 80, address 11, enable 1): nothing else.
+    assert ff_ecp5 == 80 + 11 + 32 + 32 + 3 + (80 + 11 + 1)
     assert ff_portable >= ff_ecp5 + 80
     # Each used DOB bit reaches flip-flop D inputs through at most one LUT (the hold multiplexer):
     # no fabric register sits between the output register and the reader's stage.
