@@ -8,11 +8,12 @@ The estimates follow what Yosys infers for this design (checked by the synthesis
 * **Block RAM**: each memory (instruction, weight, activation, result buffers and the
   accumulator bank) takes the cheapest tiling of the block RAM's aspect ratios
   (ECP5 DP16KD: 16384x1 ... 512x36; Xilinx RAMB36E2: 32768x1 ... 512x72, RAMB18E2 halves).
-  On ECP5 the four SoC buffers are :class:`sparsa.hdl.bram.PipelinedBlockRam` grids of
-  DP16KD with the output register, which never use the 512x36 mode: their tiling is the one
-  that class instantiates (:func:`sparsa.hdl.bram.cheapest_tiling` over
-  :data:`~sparsa.hdl.bram.DP16KD_OUTREG_ASPECTS`).  The accumulator bank is inferred by Yosys
-  (all aspects).  Small memories may end up in LUT RAM instead, so this is an upper bound.
+  On ECP5 every one of them is a :class:`sparsa.hdl.bram.PipelinedBlockRam` grid of DP16KD
+  (the four SoC buffers with the output register, the accumulator bank without), which never
+  uses the 512x36 mode: their tiling is the one that class instantiates
+  (:func:`sparsa.hdl.bram.cheapest_tiling` over :data:`~sparsa.hdl.bram.DP16KD_OUTREG_ASPECTS`).
+  On Xilinx they are inferred (all aspects), and small memories may end up in LUT RAM
+  instead, so this is an upper bound there.
 """
 
 from __future__ import annotations
@@ -32,16 +33,16 @@ _RAMB36 = ((32768, 1), (16384, 2), (8192, 4), (4096, 9), (2048, 18), (1024, 36),
 _RAMB18 = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
 
 
-def block_rams(depth: int, width: int, family: str, *, output_register: bool = False) -> float:
+def block_rams(depth: int, width: int, family: str, *, instantiated: bool = False) -> float:
     """Block RAMs (ECP5: DP16KD; Xilinx: RAMB36 units, a RAMB18 counts 0.5) for one memory.
 
-    ``output_register``: the memory is a :class:`sparsa.hdl.bram.PipelinedBlockRam` (on ECP5
-    its DP16KD grid, without the 512x36 mode).
+    ``instantiated``: the memory is a :class:`sparsa.hdl.bram.PipelinedBlockRam` (on ECP5
+    its DP16KD grid, without the 512x36 mode); otherwise any aspect ratio.
     """
     def tiles(aspects):
         return cheapest_tiling(depth, width, aspects)[2]
     if family == "ecp5":
-        return float(tiles(DP16KD_OUTREG_ASPECTS if output_register else _DP16KD))
+        return float(tiles(DP16KD_OUTREG_ASPECTS if instantiated else _DP16KD))
     return min(float(tiles(_RAMB36)), 0.5 * tiles(_RAMB18))
 
 
@@ -65,10 +66,12 @@ def estimate(params: SocParams, board: Board) -> FitEstimate:
     """DSP and block-RAM use of the SoC for ``params`` on ``board``."""
     cfg = params.config
     family = "ecp5" if board.flow == "ecp5" else "xilinx"
-    # The four SoC buffers are PipelinedBlockRams (sparsa.hdl.soc.buffers).
-    memories = {region.name.lower(): block_rams(mem.depth, mem.bits, family, output_register=True)
+    # The four SoC buffers (sparsa.hdl.soc.buffers) and the accumulator bank
+    # (sparsa.hdl.accumulator) are PipelinedBlockRams.
+    memories = {region.name.lower(): block_rams(mem.depth, mem.bits, family, instantiated=True)
                 for region, mem in params.memories.items()}
-    memories["accumulator"] = block_rams(cfg.buffers.accumulator_depth, cfg.output_beat_bits, family)
+    memories["accumulator"] = block_rams(cfg.buffers.accumulator_depth, cfg.output_beat_bits, family,
+                                         instantiated=True)
     return FitEstimate(board=board.name, dsp=cfg.rows * cfg.cols, bram=sum(memories.values()),
                        memory_kbit=params.memory_kbit, memories=memories)
 

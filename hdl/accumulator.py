@@ -1,9 +1,15 @@
 """The accumulator bank: ``accumulator_depth`` rows of ``cols`` wrapping accumulators.
 
-One :class:`amaranth.lib.memory.Memory` with one write port and one **synchronous**,
-non-transparent read port: a simple dual-port RAM that maps to block RAM (ECP5 DP16KD,
-Xilinx RAMB18/36) - a 256 x 256-bit bank is 64 kbit, too big for LUTRAM - and to LUTRAM
-plus an output register when the synthesiser prefers that for small banks.
+One simple dual-port RAM with one write port and one **synchronous**, non-transparent read
+port: a :class:`sparsa.hdl.bram.PipelinedBlockRam` without its output register (read latency
+1).  Off ECP5 that is an :class:`amaranth.lib.memory.Memory`, which maps to block RAM (Xilinx
+RAMB18/36) - a 256 x 256-bit bank is 64 kbit, too big for LUTRAM - or to LUTRAM plus an
+output register when the synthesiser prefers that for small banks.  On ECP5 it is a grid of
+``DP16KD`` (``REGMODE_B = "NOREG"``, x18 tiles) instantiated directly: inferred by Yosys, every
+read-data bit passed a LUT multiplexer of its read-during-write emulation, and
+``DP16KD DOB`` -> LUT -> the write stage's ``old`` register was the critical path of the 8x8
+(docs/fpga.md).  The bank never reads the row it writes in the same cycle (below), so the
+DP16KD's undefined result for that case is never seen.
 
 The read port is shared by the read-modify-write of COMPUTE (``accumulate=1``) and by DRAIN,
 which never run at the same time.  Because the read is synchronous, the controller presents
@@ -46,6 +52,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from sparsa.config import AcceleratorConfig
+from sparsa.hdl.bram import PipelinedBlockRam
 from sparsa.hdl.layouts import check_config, output_beat_layout
 from sparsa.timing import has_scale_stage
 
@@ -162,13 +169,15 @@ class AccumulatorBank(wiring.Component):
     def elaborate(self, platform) -> Module:
         cfg = self._config
         m = Module()
-        m.submodules.mem = mem = memory.Memory(shape=output_beat_layout(cfg), depth=self.depth, init=[])
-        rport = mem.read_port(domain="sync", transparent_for=())
-        wport = mem.write_port(domain="sync")
+        m.submodules.mem = mem = PipelinedBlockRam(cfg.output_beat_bits, self.depth, output_register=False)
+        read_row = Signal(output_beat_layout(cfg), name="read_row")     # the RAM's read latch
+        write_row = Signal(output_beat_layout(cfg), name="write_row")
         m.d.comb += [
-            rport.addr.eq(self.raddr),
-            rport.en.eq(1),
-            self.rdata.eq(rport.data),
+            mem.raddr.eq(self.raddr),
+            mem.ren.eq(1),
+            read_row.eq(mem.rdata),
+            self.rdata.eq(read_row),
+            mem.wdata.eq(write_row),
         ]
         # Write stage: the request and the row read for it, registered in an enabled cycle.
         req_wen = Signal(name="req_wen")
@@ -182,16 +191,16 @@ class AccumulatorBank(wiring.Component):
                 req_waddr.eq(self.waddr),
                 req_wdata.eq(self.wdata),
                 req_accumulate.eq(self.accumulate),
-                old.eq(rport.data),
+                old.eq(read_row),
             ]
         if not self.scaled:
             m.d.comb += [
                 self.mem_wen.eq(self.en & req_wen),
-                wport.addr.eq(req_waddr),
-                wport.en.eq(self.mem_wen),
+                mem.waddr.eq(req_waddr),
+                mem.wen.eq(self.mem_wen),
             ]
             for c in range(cfg.cols):
-                m.d.comb += wport.data[c].eq(Mux(req_accumulate, old[c] + req_wdata[c], req_wdata[c]))
+                m.d.comb += write_row[c].eq(Mux(req_accumulate, old[c] + req_wdata[c], req_wdata[c]))
             return m
 
         # Scaling stage: the scale RAM is read at the accumulator's address, so its (synchronous)
@@ -227,9 +236,9 @@ class AccumulatorBank(wiring.Component):
                 m.d.sync += product[c].eq(req_wdata[c] * req_scale)
         m.d.comb += [
             self.mem_wen.eq(self.en & prod_wen),
-            wport.addr.eq(prod_waddr),
-            wport.en.eq(self.mem_wen),
+            mem.waddr.eq(prod_waddr),
+            mem.wen.eq(self.mem_wen),
         ]
         for c in range(cfg.cols):
-            m.d.comb += wport.data[c].eq(Mux(prod_accumulate, prod_old[c] + product[c], product[c]))
+            m.d.comb += write_row[c].eq(Mux(prod_accumulate, prod_old[c] + product[c], product[c]))
         return m

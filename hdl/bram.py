@@ -27,9 +27,19 @@ as its ``advance`` and keep its payload stable while ``valid & ~ready``.
   :class:`amaranth.lib.memory.Memory` with a synchronous, non-transparent read port plus one
   register with the same enable.
 
+With ``output_register=False`` the read path is the latch alone (``READ_LATENCY`` 1, ECP5
+``REGMODE_B = "NOREG"``): the accumulator bank (:mod:`sparsa.hdl.accumulator`) reads that way,
+because its read is in the accelerator's cycle contract.  It is instantiated rather than
+inferred for another reason: Yosys emulates the old-data read-during-write of an inferred
+``Memory`` on ECP5 with registered write signals, an address compare and a LUT multiplexer
+behind every DOB bit, and that LUT sat on the critical path of the 8x8 (docs/fpga.md).
+
 Reading the word that the write port writes in the same cycle returns the old word in the
 Amaranth description; on ECP5 the DP16KD does not promise old or new data for that case.  The
-SoC's buffers never do it (the host writes while the readers are idle).
+SoC's buffers never do it (the host writes while the readers are idle), nor does the accumulator
+bank (within a COMPUTE it writes row ``r - 1`` while reading row ``r + 1``, and the flush
+finishes the last write before anything reads again; ``tests/hdl/test_integration.py`` runs the
+accelerator on a DP16KD model that returns garbage on such a read).
 
 The ``DP16KD`` instantiation is :func:`_dp16kd`; tests replace it by an Amaranth model of the
 primitive to simulate the ECP5 flavour (the ``MULT18X18D`` of :mod:`sparsa.hdl.pe` is handled
@@ -92,13 +102,16 @@ def uses_ecp5_block_ram(platform) -> bool:
     return isinstance(platform, LatticePlatform) and getattr(platform, "family", None) == "ecp5"
 
 
-def _dp16kd(m: Module, name: str, *, width: int, wen, waddr, wdata, ren, raddr, rdata) -> None:
+def _dp16kd(m: Module, name: str, *, width: int, wen, waddr, wdata, ren, raddr, rdata,
+            output_register: bool = True) -> None:
     """One ``DP16KD``: port A writes ``wdata`` at ``waddr`` (edge with ``wen``), port B reads.
 
     ``waddr`` / ``raddr`` are word addresses of ``14 - _ADDRESS_SHIFT[width]`` bits, ``wdata`` /
     ``rdata`` ``width`` bits.  Port B's read latch (``CEB``) and output register (``OCEB``,
     ``REGMODE_B = "OUTREG"``) both advance with ``ren``: ``rdata`` shows ``mem[raddr]`` two
-    edges with ``ren`` after the address.  (Tests replace this function by an Amaranth model.)
+    edges with ``ren`` after the address.  Without ``output_register`` (``REGMODE_B =
+    "NOREG"``, ``OCEB`` low) ``rdata`` is the latch, one edge after the address.  (Tests
+    replace this function by an Amaranth model.)
     """
     shift = _ADDRESS_SHIFT[width]
     ports = {}
@@ -121,13 +134,13 @@ def _dp16kd(m: Module, name: str, *, width: int, wen, waddr, wdata, ren, raddr, 
     m.submodules[name] = Instance(
         "DP16KD",
         p_DATA_WIDTH_A=width, p_DATA_WIDTH_B=width,
-        p_REGMODE_A="NOREG", p_REGMODE_B="OUTREG",
+        p_REGMODE_A="NOREG", p_REGMODE_B="OUTREG" if output_register else "NOREG",
         p_RESETMODE="SYNC", p_ASYNC_RESET_RELEASE="SYNC",
         p_CSDECODE_A="0b000", p_CSDECODE_B="0b000",
         p_WRITEMODE_A="NORMAL", p_WRITEMODE_B="NORMAL",
         p_GSR="DISABLED",
         i_CLKA=ClockSignal("sync"), i_CEA=wen, i_OCEA=0, i_WEA=wen, i_RSTA=0,
-        i_CLKB=ClockSignal("sync"), i_CEB=ren, i_OCEB=ren, i_WEB=0, i_RSTB=0,
+        i_CLKB=ClockSignal("sync"), i_CEB=ren, i_OCEB=ren if output_register else 0, i_WEB=0, i_RSTB=0,
         **ports)
 
 
@@ -140,6 +153,9 @@ class PipelinedBlockRam(wiring.Component):
         Word width in bits.
     depth : int
         Words (at least 2).
+    output_register : bool
+        Keep the output register (default).  ``False``: ``rdata`` is the read latch, one
+        enabled cycle after ``raddr`` (ECP5 ``REGMODE_B = "NOREG"``).
 
     Attributes
     ----------
@@ -150,20 +166,23 @@ class PipelinedBlockRam(wiring.Component):
     wdata : In(width)
         Write data.
     ren : In(1)
-        Advance both read stages: the latch takes ``mem[raddr]``, the output register the latch.
+        Advance the read stages: the latch takes ``mem[raddr]``, the output register the latch.
     raddr : In(abits)
         Read address.
     rdata : Out(width)
-        The output register: the word addressed :data:`READ_LATENCY` edges with ``ren`` earlier;
-        unchanged while ``ren`` is low.  (Undefined before two enabled reads: 0 in the
-        Amaranth description.)
+        The word addressed :attr:`read_latency` edges with ``ren`` earlier (the output register,
+        or the latch without it); unchanged while ``ren`` is low.  (Undefined before that many
+        enabled reads: 0 in the Amaranth description.)
     """
 
-    def __init__(self, width: int, depth: int) -> None:
+    def __init__(self, width: int, depth: int, *, output_register: bool = True) -> None:
         if not isinstance(width, int) or isinstance(width, bool) or width < 1:
             raise ValueError(f"width must be a positive integer, not {width!r}")
         if not isinstance(depth, int) or isinstance(depth, bool) or depth < 2:
             raise ValueError(f"depth must be an integer >= 2, not {depth!r}")
+        if not isinstance(output_register, bool):
+            raise TypeError(f"output_register must be a bool, not {output_register!r}")
+        self._output_register = output_register
         self._width = width
         self._depth = depth
         abits = max(1, (depth - 1).bit_length())
@@ -187,9 +206,14 @@ class PipelinedBlockRam(wiring.Component):
         return self._depth
 
     @property
+    def output_register(self) -> bool:
+        """Whether the read path has the output register after the latch."""
+        return self._output_register
+
+    @property
     def read_latency(self) -> int:
-        """Enabled cycles from ``raddr`` to ``rdata`` (:data:`READ_LATENCY`)."""
-        return READ_LATENCY
+        """Enabled cycles from ``raddr`` to ``rdata``: :data:`READ_LATENCY` (2), or 1 without the output register."""
+        return READ_LATENCY if self._output_register else 1
 
     def ecp5_tiling(self) -> tuple[int, int, int]:
         """``(tile_depth, tile_width, tiles)`` of the DP16KD grid on ECP5."""
@@ -207,8 +231,11 @@ class PipelinedBlockRam(wiring.Component):
             wport.en.eq(self.wen), wport.addr.eq(self.waddr), wport.data.eq(self.wdata),
             rport.en.eq(self.ren), rport.addr.eq(self.raddr),
         ]
-        with m.If(self.ren):
-            m.d.sync += self.rdata.eq(rport.data)
+        if self._output_register:
+            with m.If(self.ren):
+                m.d.sync += self.rdata.eq(rport.data)
+        else:
+            m.d.comb += self.rdata.eq(rport.data)
         return m
 
     def _elaborate_ecp5(self, m: Module) -> None:
@@ -230,15 +257,20 @@ class PipelinedBlockRam(wiring.Component):
                 sl = slice(col * tile_width, (col + 1) * tile_width)
                 _dp16kd(m, f"bram_r{row}_c{col}", width=tile_width, wen=row_wen,
                         waddr=self.waddr[:low], wdata=padded[sl], ren=self.ren,
-                        raddr=self.raddr[:low], rdata=out[sl])
+                        raddr=self.raddr[:low], rdata=out[sl], output_register=self._output_register)
         if rows == 1:
             m.d.comb += self.rdata.eq(outputs[0][:self._width])
             return
-        # The row of a deep memory: the high read-address bits follow the two read stages.
+        # The row of a deep memory: the high read-address bits follow the read stages.
         sel_latch = Signal(len(self.raddr) - low, name="row_sel_latch")
-        sel = Signal(len(self.raddr) - low, name="row_sel")
         with m.If(self.ren):
-            m.d.sync += [sel_latch.eq(self.raddr[low:]), sel.eq(sel_latch)]
+            m.d.sync += sel_latch.eq(self.raddr[low:])
+        if self._output_register:
+            sel = Signal(len(self.raddr) - low, name="row_sel")
+            with m.If(self.ren):
+                m.d.sync += sel.eq(sel_latch)
+        else:
+            sel = sel_latch
         with m.Switch(sel):
             for row, out in enumerate(outputs):
                 with m.Case(row):

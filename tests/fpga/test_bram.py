@@ -50,10 +50,11 @@ ECP5_GEOMETRIES = [
 class NaiveRam:
     """The behaviour written out as plainly as possible: a list, a latch, an output register."""
 
-    def __init__(self, depth: int) -> None:
+    def __init__(self, depth: int, output_register: bool = True) -> None:
         self.mem = [0] * depth
         self.latch = 0
         self.out = 0
+        self.output_register = output_register
 
     def edge(self, wen: int, waddr: int, wdata: int, ren: int, raddr: int) -> int:
         """One clock edge; returns ``rdata`` after it."""
@@ -62,7 +63,7 @@ class NaiveRam:
             self.latch = self.mem[raddr]       # the word before this edge's write
         if wen:
             self.mem[waddr] = wdata
-        return self.out
+        return self.out if self.output_register else self.latch
 
 
 def stimulus(width: int, depth: int, cycles: int, seed: int, *, collisions: bool) -> list[tuple]:
@@ -84,8 +85,8 @@ def stimulus(width: int, depth: int, cycles: int, seed: int, *, collisions: bool
     return ops
 
 
-def expected(depth: int, ops: list[tuple]) -> list[int]:
-    model = NaiveRam(depth)
+def expected(depth: int, ops: list[tuple], output_register: bool = True) -> list[int]:
+    model = NaiveRam(depth, output_register)
     return [model.edge(*op) for op in ops]
 
 
@@ -109,8 +110,8 @@ def simulate(dut: PipelinedBlockRam, ops: list[tuple]) -> list[int]:
     return seen
 
 
-def _dp16kd_model(m, name, *, width, wen, waddr, wdata, ren, raddr, rdata):
-    """Amaranth model of :func:`sparsa.hdl.bram._dp16kd`: one tile, read latch + output register on ``ren``."""
+def _dp16kd_model(m, name, *, width, wen, waddr, wdata, ren, raddr, rdata, output_register=True):
+    """Amaranth model of :func:`sparsa.hdl.bram._dp16kd`: one tile, read latch (+ output register) on ``ren``."""
     from amaranth.hdl import Signal
 
     words = 16384 >> bram._ADDRESS_SHIFT[width]
@@ -121,6 +122,9 @@ def _dp16kd_model(m, name, *, width, wen, waddr, wdata, ren, raddr, rdata):
     rport = mem.read_port(domain="sync", transparent_for=())
     m.d.comb += [wport.en.eq(wen), wport.addr.eq(waddr), wport.data.eq(wdata), rport.en.eq(ren),
                  rport.addr.eq(raddr)]
+    if not output_register:
+        m.d.comb += rdata.eq(rport.data)
+        return
     out = Signal(width, name=f"{name}_outreg")
     with m.If(ren):
         m.d.sync += out.eq(rport.data)
@@ -138,6 +142,8 @@ def test_rejects_bad_geometry():
         PipelinedBlockRam(8, 1)
     with pytest.raises(ValueError, match=r"depth must be an integer >= 2, not '64'"):
         PipelinedBlockRam(8, "64")
+    with pytest.raises(TypeError, match="output_register must be a bool, not 1"):
+        PipelinedBlockRam(8, 64, output_register=1)
     with pytest.raises(ValueError, match="depth must be a positive integer, not -3"):
         cheapest_tiling(-3, 8)
     with pytest.raises(ValueError, match=r"aspects must name at least one \(depth, width\), not \(\)"):
@@ -154,8 +160,9 @@ def test_tiling_is_the_fit_estimates():
     for width, depth, tiling in ECP5_GEOMETRIES:
         ram = PipelinedBlockRam(width, depth)
         assert ram.ecp5_tiling() == tiling
-        assert block_rams(depth, width, "ecp5", output_register=True) == tiling[2]
+        assert block_rams(depth, width, "ecp5", instantiated=True) == tiling[2]
     assert PipelinedBlockRam(8, 16).read_latency == READ_LATENCY == 2
+    assert PipelinedBlockRam(8, 16, output_register=False).read_latency == 1
 
 
 def test_ecp5_is_chosen_by_platform():
@@ -169,23 +176,30 @@ def test_ecp5_is_chosen_by_platform():
     text = verilog.convert(PipelinedBlockRam(20, 5000), platform=ULX3S_85F_Platform(), name="pbr")
     assert text.count("DP16KD #(") == 9 and text.count('.REGMODE_B("OUTREG")') == 9
     assert "DP16KD" not in verilog.convert(PipelinedBlockRam(20, 5000), name="pbr")
+    text = verilog.convert(PipelinedBlockRam(20, 5000, output_register=False), platform=ULX3S_85F_Platform(),
+                           name="pbr")
+    assert text.count("DP16KD #(") == 9 and text.count('.REGMODE_B("NOREG")') == 9
 
 
 # --------------------------------------------------------------------------- Amaranth simulation
 
+@pytest.mark.parametrize("output_register", [True, False])
 @pytest.mark.parametrize("width,depth,seed", [(8, 16, 1), (40, 37, 2), (1, 2, 3), (256, 64, 4)])
-def test_portable_flavour_matches_naive_model(width, depth, seed):
+def test_portable_flavour_matches_naive_model(width, depth, seed, output_register):
     ops = stimulus(width, depth, 400, seed, collisions=True)
-    assert simulate(PipelinedBlockRam(width, depth), ops) == expected(depth, ops)
+    got = simulate(PipelinedBlockRam(width, depth, output_register=output_register), ops)
+    assert got == expected(depth, ops, output_register)
 
 
+@pytest.mark.parametrize("output_register", [True, False])
 @pytest.mark.parametrize("width,depth,tiling", ECP5_GEOMETRIES)
-def test_ecp5_structure_matches_naive_model(monkeypatch, width, depth, tiling):
-    """The DP16KD grid (tiles, column slices, row select behind the two read stages) with a model per tile."""
+def test_ecp5_structure_matches_naive_model(monkeypatch, width, depth, tiling, output_register):
+    """The DP16KD grid (tiles, column slices, row select behind the read stages) with a model per tile."""
     monkeypatch.setattr(bram, "uses_ecp5_block_ram", lambda platform: True)
     monkeypatch.setattr(bram, "_dp16kd", _dp16kd_model)
     ops = stimulus(width, depth, 300, width + depth, collisions=False)
-    assert simulate(PipelinedBlockRam(width, depth), ops) == expected(depth, ops)
+    got = simulate(PipelinedBlockRam(width, depth, output_register=output_register), ops)
+    assert got == expected(depth, ops, output_register)
 
 
 def test_source_buffer_on_the_ecp5_structure_keeps_the_stream_rule(monkeypatch):
@@ -257,12 +271,13 @@ def test_ecp5_verilog_with_dp16kd_model_in_verilator(tmp_path):
 
     duts = []
     sources = [str(HERE / "dp16kd_model.v")]
-    for i, (width, depth, _) in enumerate(ECP5_GEOMETRIES):
+    for i, ((width, depth, _), outreg) in enumerate([(g, r) for r in (True, False) for g in ECP5_GEOMETRIES]):
         name = f"pbr{i}"
-        dut = PipelinedBlockRam(width, depth)
+        dut = PipelinedBlockRam(width, depth, output_register=outreg)
         path = tmp_path / f"{name}.v"
         path.write_text(verilog.convert(dut, platform=ULX3S_85F_Platform(), name=name))
-        assert path.read_text().count('.REGMODE_B("OUTREG")') == dut.ecp5_tiling()[2]
+        mode = "OUTREG" if outreg else "NOREG"
+        assert path.read_text().count(f'.REGMODE_B("{mode}")') == dut.ecp5_tiling()[2]
         sources.append(str(path))
         duts.append((name, dut, stimulus(width, depth, 250, 100 + i, collisions=False)))
     (tmp_path / "tb.v").write_text(_testbench(duts, tmp_path))
@@ -283,7 +298,7 @@ def test_ecp5_verilog_with_dp16kd_model_in_verilator(tmp_path):
             assert int(parts[1]) == len(got[parts[0]])
             got[parts[0]].append(int(parts[2], 16))
     for name, dut, ops in duts:
-        assert got[name] == expected(dut.depth, ops), name
+        assert got[name] == expected(dut.depth, ops, dut.output_register), name
 
 
 # --------------------------------------------------------------------------- Yosys synth_ecp5
@@ -359,3 +374,35 @@ def test_yosys_keeps_outreg_and_drops_the_fabric_register(tmp_path):
                 outs = [b for p, bs in cell["connections"].items() if cell["port_directions"][p] == "output"
                         for b in bs]
                 assert all(s["type"] == "TRELLIS_FF" and p == "DI" for b in outs for s, p in sinks.get(b, []))
+
+
+@pytest.mark.slow
+def test_yosys_accumulator_bank_reads_dp16kd_straight_into_its_registers(tmp_path):
+    """synth_ecp5 of the 8x8's accumulator bank (256 x 256 bit): 15 DP16KD x18 with REGMODE_B =
+    NOREG, every used DOB bit driving flip-flop D inputs directly (no read-during-write emulation:
+    inferred, Yosys put a LUT multiplexer behind every DOB bit and 522 more flip-flops), and no
+    flip-flop but the write stage's own."""
+    if yowasp_missing():
+        pytest.skip(yowasp_missing())
+    from amaranth_boards.ulx3s import ULX3S_85F_Platform
+
+    from sparsa.hdl.accumulator import AccumulatorBank, register_bits
+
+    from ..conftest import preset
+
+    cfg = preset("systolic-8x8-2of4")
+    module = _synth_ecp5(tmp_path, AccumulatorBank(cfg), "acc_ecp5", ULX3S_85F_Platform())
+    rams = [c for c in module["cells"].values() if c["type"] == "DP16KD"]
+    assert len(rams) == cheapest_tiling(256, 256, DP16KD_OUTREG_ASPECTS)[2] == 15
+    assert all(r["parameters"]["REGMODE_B"] == "NOREG" for r in rams)
+    assert sum(c["type"] == "TRELLIS_FF" for c in module["cells"].values()) == register_bits(cfg)
+    sinks: dict = {}
+    for cell in module["cells"].values():
+        for port, bits in cell["connections"].items():
+            if cell["port_directions"].get(port) == "input":
+                for bit in bits:
+                    sinks.setdefault(bit, []).append((cell["type"], port))
+    dob_bits = [bit for ram in rams for port, bits in ram["connections"].items() if port.startswith("DOB")
+                for bit in bits if bit in sinks]
+    assert len(dob_bits) == cfg.output_beat_bits
+    assert all(sinks[bit] == [("TRELLIS_FF", "DI")] for bit in dob_bits)

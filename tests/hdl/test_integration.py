@@ -110,3 +110,81 @@ def test_ecp5_dsp_register_variant(monkeypatch, name, pattern, shape, stall_seed
     monkeypatch.setattr(pe, "uses_ecp5_dsp_registers", lambda config, platform: True)
     monkeypatch.setattr(pe, "_mult18x18d", _mult18x18d_model)
     _check(cfg, *shape, pattern, seed=sum(shape), stall_seed=stall_seed)
+
+
+def _poisoning_dp16kd(m, name, *, width, wen, waddr, wdata, ren, raddr, rdata, output_register=True):
+    """Amaranth model of one ``DP16KD`` of :func:`sparsa.hdl.bram._dp16kd` that returns the
+    *inverted* word when a read hits the word written at the same edge (the primitive promises
+    neither old nor new data then), so a design that relies on such a read fails bit-exactness."""
+    from amaranth.hdl import Signal
+    from amaranth.lib import memory
+
+    from sparsa.hdl import bram
+
+    words = 16384 >> bram._ADDRESS_SHIFT[width]
+    m.submodules[name] = mem = memory.Memory(shape=width, depth=words, init=[])
+    wport = mem.write_port(domain="sync")
+    rport = mem.read_port(domain="sync", transparent_for=())
+    m.d.comb += [wport.en.eq(wen), wport.addr.eq(waddr), wport.data.eq(wdata), rport.en.eq(ren),
+                 rport.addr.eq(raddr)]
+    collided = Signal(name=f"{name}_collided")
+    with m.If(ren):
+        m.d.sync += collided.eq(wen & (waddr == raddr))
+    latch = Signal(width, name=f"{name}_latch")
+    m.d.comb += latch.eq(rport.data ^ (collided.replicate(width)))
+    if not output_register:
+        m.d.comb += rdata.eq(latch)
+        return
+    out = Signal(width, name=f"{name}_outreg")
+    with m.If(ren):
+        m.d.sync += out.eq(latch)
+    m.d.comb += rdata.eq(out)
+
+
+def test_poisoning_dp16kd_model_corrupts_a_colliding_read(monkeypatch):
+    """The model below is strict: a read of the word written in the same cycle comes back inverted."""
+    from amaranth.sim import Simulator
+
+    from sparsa.hdl import bram
+
+    monkeypatch.setattr(bram, "uses_ecp5_block_ram", lambda platform: True)
+    monkeypatch.setattr(bram, "_dp16kd", _poisoning_dp16kd)
+    dut = bram.PipelinedBlockRam(36, 64, output_register=False)
+    seen = []
+
+    async def tb(ctx):
+        for wen, addr, data, raddr in [(1, 5, 0x123, 9), (1, 5, 0x456, 5), (0, 0, 0, 5)]:
+            ctx.set(dut.wen, wen)
+            ctx.set(dut.waddr, addr)
+            ctx.set(dut.wdata, data)
+            ctx.set(dut.ren, 1)
+            ctx.set(dut.raddr, raddr)
+            await ctx.tick()
+            seen.append(ctx.get(dut.rdata))
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    assert seen[1] == 0x123 ^ ((1 << 36) - 1)       # the collision: poisoned
+    assert seen[2] == 0x456                          # a later read: the new word
+
+
+@pytest.mark.parametrize("name,pattern,shape,stall_seed", [
+    ("systolic-4x4-2of4", "2:4", (13, 37, 11), None),
+    ("systolic-4x4-2of4", "1:4", (70, 9, 5), None),        # more rows than the 64-row accumulator
+    ("systolic-4x4-2of4", "2:4", (9, 20, 7), 4),
+    ("systolic-4x8-m8", "2:8", (7, 50, 17), 2),
+    ("systolic-4x4-int4", "2:8", (9, 45, 6), None),
+    ("systolic-4x4-2of4", None, (1, 50, 7), None),         # GEMV
+    ("systolic-8x8-2of4", "2:4", (24, 70, 19), None),      # the ULX3S-85F build's design
+])
+def test_ecp5_accumulator_block_ram_never_reads_the_row_it_writes(monkeypatch, name, pattern, shape, stall_seed):
+    """On ECP5 the accumulator bank is a DP16KD grid (sparsa.hdl.bram, NOREG), whose read of the
+    word written in the same cycle is undefined.  With a DP16KD model that inverts such reads,
+    the accelerator stays bit-exact and cycle-exact: the bank never relies on one (stalls,
+    accumulator chunks and GEMV included)."""
+    from sparsa.hdl import bram
+
+    monkeypatch.setattr(bram, "uses_ecp5_block_ram", lambda platform: True)
+    monkeypatch.setattr(bram, "_dp16kd", _poisoning_dp16kd)
+    _check(preset(name), *shape, pattern, seed=sum(shape), stall_seed=stall_seed)
