@@ -11,8 +11,8 @@
 
 Run control (``STATUS`` shows it)::
 
-    IDLE --START--> PRIME (2 cycles: readers fetch beat 0 into their output registers;
-                           the accelerator is held in reset)
+    IDLE --START--> PRIME (the readers' prime_cycles, 3 with two register stages: they fetch
+                           beat 0 into their output registers; the accelerator is held in reset)
          --> RUN (accelerator out of reset: its cycle 0 finds every stream's first beat valid)
          --done--> DONE (accelerator frozen; CYCLES final) --START--> PRIME ...
     any  --CLEAR--> IDLE
