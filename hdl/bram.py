@@ -54,7 +54,7 @@ from amaranth.hdl import ClockSignal, Const, Instance, Module, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["PipelinedBlockRam", "uses_ecp5_block_ram", "cheapest_tiling", "DP16KD_ASPECTS",
+__all__ = ["PipelinedBlockRam", "check_memory_geometry", "uses_ecp5_block_ram", "cheapest_tiling", "DP16KD_ASPECTS",
            "DP16KD_OUTREG_ASPECTS", "READ_LATENCY"]
 
 #: (depth, width) aspect ratios of one ECP5 DP16KD (18 kbit), simple dual port.
@@ -89,6 +89,18 @@ def cheapest_tiling(depth: int, width: int, aspects=DP16KD_ASPECTS) -> tuple[int
     if best is None:
         raise ValueError(f"aspects must name at least one (depth, width), not {aspects!r}")
     return best
+
+
+def check_memory_geometry(width: object, depth: object) -> None:
+    """Raise ``ValueError`` unless ``width`` is a positive integer and ``depth`` an integer >= 2.
+
+    The one argument check of every RAM-backed component (:class:`PipelinedBlockRam`, the SoC
+    buffers of :mod:`sparsa.hdl.soc.buffers`).
+    """
+    if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+        raise ValueError(f"width must be a positive integer, not {width!r}")
+    if not isinstance(depth, int) or isinstance(depth, bool) or depth < 2:
+        raise ValueError(f"depth must be an integer >= 2, not {depth!r}")
 
 
 def uses_ecp5_block_ram(platform) -> bool:
@@ -176,10 +188,7 @@ class PipelinedBlockRam(wiring.Component):
     """
 
     def __init__(self, width: int, depth: int, *, output_register: bool = True) -> None:
-        if not isinstance(width, int) or isinstance(width, bool) or width < 1:
-            raise ValueError(f"width must be a positive integer, not {width!r}")
-        if not isinstance(depth, int) or isinstance(depth, bool) or depth < 2:
-            raise ValueError(f"depth must be an integer >= 2, not {depth!r}")
+        check_memory_geometry(width, depth)
         if not isinstance(output_register, bool):
             raise TypeError(f"output_register must be a bool, not {output_register!r}")
         self._output_register = output_register

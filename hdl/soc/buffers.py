@@ -34,7 +34,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from sparsa.hdl.bram import PipelinedBlockRam
+from sparsa.hdl.bram import PipelinedBlockRam, check_memory_geometry
 from sparsa.hdl.soc.params import ceil_log2
 
 __all__ = ["SourceBuffer", "ResultBuffer", "COUNTER_BITS", "HOST_READ_LATENCY"]
@@ -44,13 +44,6 @@ COUNTER_BITS = 32
 #: Cycles from ``host_raddr`` to the beat on ``host_rdata``: block-RAM read, then the two reader
 #: registers (so the first register after a RAM feeds only the second and can sit next to it).
 HOST_READ_LATENCY = 3
-
-
-def _check_geometry(width: object, depth: object) -> None:
-    if not isinstance(width, int) or isinstance(width, bool) or width < 1:
-        raise ValueError(f"width must be a positive integer, not {width!r}")
-    if not isinstance(depth, int) or isinstance(depth, bool) or depth < 2:
-        raise ValueError(f"depth must be an integer >= 2, not {depth!r}")
 
 
 class SourceBuffer(wiring.Component):
@@ -95,7 +88,7 @@ class SourceBuffer(wiring.Component):
     """
 
     def __init__(self, width: int, depth: int, *, stages: int = 2) -> None:
-        _check_geometry(width, depth)
+        check_memory_geometry(width, depth)
         if stages not in (0, 1, 2) or isinstance(stages, bool):
             raise ValueError(f"stages must be 0, 1 or 2, not {stages!r}")
         self._width = width
@@ -242,7 +235,7 @@ class ResultBuffer(wiring.Component):
     """
 
     def __init__(self, width: int, depth: int) -> None:
-        _check_geometry(width, depth)
+        check_memory_geometry(width, depth)
         self._width = width
         self._depth = depth
         abits = max(1, ceil_log2(depth))
