@@ -169,7 +169,7 @@ class AccumulatorBank(wiring.Component):
     def elaborate(self, platform) -> Module:
         cfg = self._config
         m = Module()
-        m.submodules.mem = mem = PipelinedBlockRam(cfg.output_beat_bits, self.depth, output_register=False)
+        m.submodules.ram = mem = PipelinedBlockRam(cfg.output_beat_bits, self.depth, output_register=False)
         read_row = Signal(output_beat_layout(cfg), name="read_row")     # the RAM's read latch
         write_row = Signal(output_beat_layout(cfg), name="write_row")
         m.d.comb += [
