@@ -161,6 +161,11 @@ class SocCore(wiring.Component):
 
         start = Signal()
         running = (state == RunState.PRIME) | (state == RunState.RUN)
+        # ``state == RUN`` as a flip-flop of its own (kept equal to it by the run control below):
+        # it is the result stream's ready, which the controller's DRAIN read address depends on
+        # in the same cycle; the state decode in front of that multiplexer was the critical path
+        # of the 8x8 on ECP5 once the accumulator read its DP16KD directly (docs/fpga.md).
+        in_run = Signal()
         counts = {region: Signal(COUNTER_BITS, name=f"{region.name.lower()}_count") for region in sources}
         for region, (buf, port) in sources.items():
             m.d.comb += [
@@ -173,7 +178,7 @@ class SocCore(wiring.Component):
             ]
         m.d.comb += [
             results.start.eq(start),
-            results.running.eq(state == RunState.RUN),
+            results.running.eq(in_run),
             results.stream.payload.eq(accel.results.payload),
             results.stream.valid.eq(accel.results.valid),
             accel.results.ready.eq(results.stream.ready),
@@ -194,14 +199,14 @@ class SocCore(wiring.Component):
             with m.Case(RunState.PRIME):
                 m.d.sync += prime.eq(prime - 1)
                 with m.If(prime == 0):
-                    m.d.sync += [state.eq(RunState.RUN), accel_reset.eq(0)]
+                    m.d.sync += [state.eq(RunState.RUN), in_run.eq(1), accel_reset.eq(0)]
             with m.Case(RunState.RUN):
                 with m.If(accel.done):
-                    m.d.sync += state.eq(RunState.DONE)
+                    m.d.sync += [state.eq(RunState.DONE), in_run.eq(0)]
                 with m.Else():
                     m.d.sync += run_cycles.eq(run_cycles + 1)
         with m.If(clear):
-            m.d.sync += [state.eq(RunState.IDLE), accel_reset.eq(1)]
+            m.d.sync += [state.eq(RunState.IDLE), in_run.eq(0), accel_reset.eq(1)]
 
         # ---------------------------------------------------------------- bus decode
         # START / CLEAR act one cycle after the CTRL write: registered, so the bus decode
