@@ -6,7 +6,7 @@ Seen from the master (the UART bridge or the AXI4-Lite adapter)::
     w_en    write ``w_data`` to ``addr`` in this cycle
     w_data  32-bit write data
     r_en    read ``addr`` in this cycle
-    r_data  the word read, valid READ_LATENCY (4) cycles after ``r_en`` (and only then)
+    r_data  the word read, valid READ_LATENCY (5) cycles after ``r_en`` (and only then)
 
 There is no back-pressure: the slave accepts every access in the cycle it is presented.
 ``w_en`` and ``r_en`` are never high together.
@@ -25,8 +25,10 @@ DATA_WIDTH = 32
 #: clock-to-out is ~5.8 ns on ECP5), then a register after the region multiplexer (measured on
 #: ECP5: with one cycle, RAM -> mux -> bridge was the critical path of a pipelined 8x8 design;
 #: with two, RAM -> routing -> register was, in the stream readers that share the read port;
-#: with three, the readers' first register still fed the host path and sat far from its RAM).
-READ_LATENCY = 4
+#: with three, the readers' first register still fed the host path and sat far from its RAM),
+#: and before all that the SoC registers the request itself (the bridge's strobe -> decode
+#: path was critical once the rest was pipelined).
+READ_LATENCY = 5
 
 
 class BusSignature(wiring.Signature):

@@ -238,6 +238,15 @@ class SocCore(wiring.Component):
                 host.r_data.eq(bus.r_data),
                 dbus.r_data.eq(bus.r_data),
             ]
+        # Every bus request is registered before the decode (READ_LATENCY counts that cycle): the
+        # host bridge's strobe (UART receiver timer -> byte done -> word complete) reached the
+        # register file and the buffers' staging registers in the same cycle, a critical path of
+        # the 8x8 on ECP5 (docs/fpga.md).  Everything below decodes ``bus``, the registered copy.
+        request = BusSignature(p.addr_width).create(path=("bus_request",))
+        m.d.sync += [request.addr.eq(bus.addr), request.w_data.eq(bus.w_data), request.w_en.eq(bus.w_en),
+                     request.r_en.eq(bus.r_en)]
+        m.d.comb += bus.r_data.eq(request.r_data)
+        bus = request
         shift = p.region_shift
         region = bus.addr[shift:shift + 3]
         offset = bus.addr[:shift]
@@ -299,7 +308,8 @@ class SocCore(wiring.Component):
                     with m.Elif(word < last):
                         m.d.sync += staging.word_select(word, DATA_WIDTH).eq(bus.w_data)
 
-        # Reads answer READ_LATENCY = HOST_READ_LATENCY + 1 cycles after r_en: the buffers' host
+        # Reads answer READ_LATENCY = HOST_READ_LATENCY + 2 cycles after r_en: the request
+        # register, then HOST_READ_LATENCY + 1 cycles after the registered r_en: the buffers' host
         # ports answer HOST_READ_LATENCY cycles after the address (block RAM, then the readers'
         # two registers), the next cycle registers the whole word of the addressed buffer (the
         # region mux) and selects the 32-bit word combinationally.  The register value waits

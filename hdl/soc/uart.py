@@ -208,7 +208,7 @@ class UartBridge(wiring.Component):
         addr = Signal(32)
         count = Signal(16)
         word = Signal(DATA_WIDTH)
-        index = Signal(2)             # byte index inside addr / count / word
+        index = Signal(range(max(4, READ_LATENCY)))   # byte index inside addr / count / word; RWAIT's cycle count
         idle = Signal(range(self._timeout + 1))
         m.d.comb += self.bus.addr.eq(addr[:aw])
         byte = rx.data
