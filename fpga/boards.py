@@ -80,6 +80,14 @@ def _ulx3s(variant: str):
     return make
 
 
+def _ecpix5(variant: str):
+    def make():
+        from amaranth_boards import ecpix5
+
+        return getattr(ecpix5, f"ECPIX5{variant}Platform")()
+    return make
+
+
 def _u280():
     from sparsa.fpga.platforms import AlveoU280Platform
 
@@ -107,6 +115,14 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
           platform_factory=_ulx3s("45F"), **_ECP5),
     Board("ulx3s-85f", "Radiona ULX3S with LFE5U-85F", device="LFE5U-85F", dsp=156, lut=83640, ff=83640, bram=208,
           platform_factory=_ulx3s("85F"), **_ECP5),
+    # LambdaConcept ECPIX-5: the ECP5-5G parts in speed grade 8 (the ULX3S has grade 6), a 100 MHz
+    # oscillator, an FT2232 USB-UART and four RGB LEDs.
+    Board("ecpix5-45f", "LambdaConcept ECPIX-5 with LFE5UM5G-45F", device="LFE5UM5G-45F", dsp=72, lut=43848,
+          ff=43848, bram=108, platform_factory=_ecpix5("45"),
+          **(_ECP5 | dict(package="CABGA554", speed="8", clock_mhz=100.0, clock_resource="clk100"))),
+    Board("ecpix5-85f", "LambdaConcept ECPIX-5 with LFE5UM5G-85F", device="LFE5UM5G-85F", dsp=156, lut=83640,
+          ff=83640, bram=208, platform_factory=_ecpix5("85"),
+          **(_ECP5 | dict(package="CABGA554", speed="8", clock_mhz=100.0, clock_resource="clk100"))),
     Board("u280", "Xilinx Alveo U280 (HBM2)", device="xcu280", package="fsvh2892", dsp=9024, lut=1303680,
           ff=2607360, bram=2016, uram=960, clock_mhz=100.0, platform_factory=_u280, clock_resource="sysclk",
           **_XILINX),

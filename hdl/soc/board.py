@@ -159,6 +159,15 @@ def _leds(platform, m: Module, status, heartbeat) -> None:
         buf = io.Buffer("o", port)
         m.submodules[f"led_{i}"] = buf
         leds.append(buf)
+    if not leds:                # RGB LEDs only (ECPIX-5): their green parts show the status
+        for i in range(8):
+            try:
+                rgb = platform.request("rgb_led", i, dir="-")
+            except ResourceError:
+                break
+            buf = io.Buffer("o", rgb.g)
+            m.submodules[f"led_{i}"] = buf
+            leds.append(buf)
     for i, led in enumerate(leds[:4]):
         m.d.comb += led.o.eq(status[i])
     if len(leds) > 4:

@@ -20,7 +20,7 @@ HELP = ("build the accelerator SoC for a board: bitstream + utilization + Fmax w
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_argument(parser)
     parser.add_argument("--board", required=True, metavar="BOARD",
-                        help="ulx3s-12f, ulx3s-25f, ulx3s-45f, ulx3s-85f, u280 or vcu1525")
+                        help="ulx3s-12f, ulx3s-25f, ulx3s-45f, ulx3s-85f, ecpix5-45f, ecpix5-85f, u280 or vcu1525")
     parser.add_argument("-o", "--output", type=Path, help="build directory (default: build/<board>)")
     parser.add_argument("--no-pnr", action="store_true", help="ECP5: stop after synthesis (no nextpnr / ecppack)")
     parser.add_argument("--baud", type=int, help="UART baud rate (default: 1000000 on ULX3S, 115200 on Xilinx boards)")

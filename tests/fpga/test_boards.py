@@ -107,3 +107,28 @@ def test_cli_bad_override_and_target(capsys):
     assert "unknown synthesis target 'xc7a35t'; choose one of xcu280, xcvu9p" in capsys.readouterr().err
     assert main(["synth", str(CONFIGS / "systolic-4x4-2of4.yaml"), "--target", "xcu280", "--pnr"]) == 2
     assert "--pnr needs an ECP5 target" in capsys.readouterr().err
+
+
+def test_ecpix5_boards_are_ecp5_5g_speed_8():
+    b = get_board("ecpix5-85f")
+    assert (b.device, b.package, b.speed, b.flow, b.dsp, b.bram, b.clock_mhz) == (
+        "LFE5UM5G-85F", "CABGA554", "8", "ecp5", 156, 208, 100.0)
+    assert get_board("ecpix5-45f").device == "LFE5UM5G-45F"
+    platform = b.platform()
+    assert (platform.device, platform.package, platform.speed) == ("LFE5UM5G-85F", "BG554", "8")
+
+
+def test_ecpix5_top_plan_uses_the_100_mhz_clock_uart_and_rgb_leds(tmp_path):
+    """The board top elaborates for the ECPIX-5 (no tools run): PLL from the 100 MHz oscillator,
+    the FT2232 UART pins, the four RGB LEDs' green parts, and nextpnr told the 5G 85k part."""
+    from sparsa.hdl.soc.board import Ecp5BoardTop
+
+    b = get_board("ecpix5-85f")
+    top = Ecp5BoardTop(SocParams(preset("systolic-4x4-2of4"), instr_depth=64), 100.0, 1_000_000)
+    plan = b.platform().build(top, name="t", do_build=False)
+    files = dict(plan.files)
+    lpf = files["t.lpf"]
+    assert top.pll.f_in_mhz == 100 and top.pll.f_out_mhz == 100
+    for pin in ("K23", "R26", "R24", "R21", "W21", "K24", "R23"):    # clk100, uart rx/tx, green LEDs
+        assert f'SITE "{pin}"' in lpf, pin
+    assert "--um5g-85k" in files["build_t.sh"] and "--package CABGA554" in files["build_t.sh"]
