@@ -241,7 +241,7 @@ def _dw_gemm(config: AcceleratorConfig, layer: GemmLayer) -> tuple[str, int, int
 
 def estimate_training_step(config: AcceleratorConfig, ops: Iterable, *, method: str = "bdwp",
                            pattern: str = "2:8", model: str = "model", batch: int = 1,
-                           include_vector: bool = True) -> TrainingStepEstimate:
+                           include_vector: bool = True, dense_layers: Iterable[str] = ()) -> TrainingStepEstimate:
     """Cost one training step (forward, input gradient, weight gradient, vector work) of ``ops``.
 
     Parameters
@@ -256,14 +256,26 @@ def estimate_training_step(config: AcceleratorConfig, ops: Iterable, *, method: 
         N:M of the sparse GEMMs.
     include_vector : bool
         Add the vector-path work (activations forward and backward, optimizer update, masks).
+    dense_layers : iterable of str
+        Weight layers trained dense whatever the method (as ``sparsa train --dense-layers``: e.g.
+        the first conv and the classifier); every name must be a weight layer of ``ops``.
+
+    Raises
+    ------
+    ConfigError
+        An unknown method, a name in ``dense_layers`` that is not a weight layer of ``ops``.
     """
     from sparsa.models.training.sparsity import parse_spec
 
-    spec = parse_spec(method, pattern)
+    ops = list(ops)
+    dense_layers = tuple(dense_layers)
+    spec = parse_spec(method, pattern, dense_layers=dense_layers)
     check_resources(config)
-    fwd_pat = spec.pattern
-    bwd_pat = spec.pattern if spec.method == "bdwp" else "dense"
-    masks = {"dense": 0, "srste": 1, "bdwp": 2}[spec.method]
+    weight_names = [op.name for op in ops if isinstance(op, GemmLayer)]
+    unknown = [name for name in dense_layers if name not in weight_names]
+    if unknown:
+        raise ConfigError(f"dense layer {unknown[0]!r} is not a weight layer of {model}; "
+                          f"its weight layers are {', '.join(weight_names)}")
     gemms: list[TrainingGemm] = []
     vector: list[LayerEstimate] = []
     first = True
@@ -271,6 +283,10 @@ def estimate_training_step(config: AcceleratorConfig, ops: Iterable, *, method: 
         if isinstance(op, GemmLayer):
             if not op.weight_is_static:
                 raise ConfigError(f"op {op.name!r}: training estimates cover weight layers, not {op.kind}")
+            layer_spec = spec.for_layer(op.name)
+            fwd_pat = layer_spec.pattern
+            bwd_pat = layer_spec.pattern if layer_spec.method == "bdwp" else "dense"
+            masks = {"dense": 0, "srste": 1, "bdwp": 2}[layer_spec.method]
             est = estimate_gemm(config, op.m, op.k, op.n, fwd_pat, name=f"{op.name}.fwd", kind=op.kind,
                                 count=op.count)
             gemms.append(TrainingGemm(op.name, "forward", op.m, op.k, op.n, fwd_pat, "W_f", est))
@@ -285,7 +301,7 @@ def estimate_training_step(config: AcceleratorConfig, ops: Iterable, *, method: 
                 # optimizer update: read W, dW, momentum; write W, momentum, and for the sparse methods
                 # the next step's compressed W_f (and W_b^T) from the N:M selector it streams through
                 p = op.weight_elements
-                compressed = masks * math.ceil(p * spec.n / spec.m) if spec.sparse else 0
+                compressed = masks * math.ceil(p * layer_spec.n / layer_spec.m) if layer_spec.sparse else 0
                 vector.append(estimate_vector_op(config, VectorOp(f"{op.name}.update", 2 * p + compressed,
                                                                   "eltwise_add", input_elements=3 * p)))
         elif isinstance(op, VectorOp):
@@ -304,11 +320,14 @@ def estimate_training_step(config: AcceleratorConfig, ops: Iterable, *, method: 
 
 def compare_training(config: AcceleratorConfig, model: str, *, pattern: str = "2:8", method: str = "bdwp",
                      batch: int | None = None, samples: int | None = None, include_vector: bool = True,
-                     workload: Callable[[int], list] | None = None) -> TrainingComparison:
+                     workload: Callable[[int], list] | None = None,
+                     dense_layers: Iterable[str] = ()) -> TrainingComparison:
     """Dense vs ``method`` at ``pattern`` for ``model`` (see :data:`TRAINING_MODELS`).
 
-    ``workload(batch)`` overrides how the ops are built (default :func:`training_workload`).
+    ``workload(batch)`` overrides how the ops are built (default :func:`training_workload`);
+    ``dense_layers`` stay dense in the sparse step (see :func:`estimate_training_step`).
     """
+    dense_layers = tuple(dense_layers)
     if model not in TRAINING_MODELS and workload is None:
         raise ConfigError(f"model must be one of {', '.join(TRAINING_MODELS)}, not {model!r}")
     default_batch, default_samples, _ = TRAINING_MODELS.get(model, (1, 1, ""))
@@ -324,7 +343,7 @@ def compare_training(config: AcceleratorConfig, model: str, *, pattern: str = "2
         return (estimate_training_step(config, ops, method="dense", model=model, batch=b,
                                        include_vector=include_vector),
                 estimate_training_step(config, ops, method=method, pattern=pattern, model=model, batch=b,
-                                       include_vector=include_vector))
+                                       include_vector=include_vector, dense_layers=dense_layers))
 
     dense, sparse = pair(batch)
     rest = samples % batch

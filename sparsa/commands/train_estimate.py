@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="bdwp: forward and input-gradient GEMMs sparse; srste: forward only (default bdwp)")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default 128 mlp/cnn, 32 resnet18)")
     parser.add_argument("--samples", type=int, default=None, help="training samples per epoch (default per model)")
+    parser.add_argument("--dense-layers", default="", metavar="NAMES",
+                        help="comma-separated weight layers kept dense in the sparse step, as `sparsa train "
+                             "--dense-layers` (e.g. conv1,fc2; resnet18: conv1,fc); see --layers for the names")
     parser.add_argument("--no-vector", action="store_true",
                         help="GEMMs only: leave out activations, pooling, optimizer update and mask writes")
     parser.add_argument("--layers", action="store_true", help="print the per-layer, per-pass table")
@@ -84,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load(args)
     c = compare_training(cfg, args.model, pattern=args.sparsity, method=args.method, batch=args.batch,
-                         samples=args.samples, include_vector=not args.no_vector)
+                         samples=args.samples, include_vector=not args.no_vector,
+                         dense_layers=tuple(d.strip() for d in args.dense_layers.split(",") if d.strip()))
     to_stdout = args.json is not None and str(args.json) == "-"
     out = sys.stderr if to_stdout else sys.stdout
     if args.layers:

@@ -93,6 +93,19 @@ def test_train_estimate_bad_input(capsys):
     assert "error: sparsity 1:8 needs groups of 8" in capsys.readouterr().err
     assert main(["train-estimate", VCU, "--batch", "0"]) == 2
     assert "error: batch must be a positive integer, not 0" in capsys.readouterr().err
+    assert main(["train-estimate", VCU, "--model", "resnet18", "--dense-layers", "conv1,fc9"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: dense layer 'fc9' is not a weight layer of resnet18; its weight layers are conv1,")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_train_estimate_dense_layers(capsys):
+    assert main(["train-estimate", VCU, "--model", "resnet18", "--sparsity", "2:8", "--json", "-"]) == 0
+    full = json.loads(capsys.readouterr().out)
+    assert main(["train-estimate", VCU, "--model", "resnet18", "--sparsity", "2:8", "--dense-layers", "conv1,fc",
+                 "--json", "-"]) == 0
+    part = json.loads(capsys.readouterr().out)
+    assert 1 < part["speedup"] < full["speedup"]
 
 
 def test_train_step_runs_three_gemms_bit_exact(capsys):

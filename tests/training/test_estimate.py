@@ -95,3 +95,29 @@ def test_bad_requests(vcu):
         compare_training(vcu, "mlp", batch=0)
     with pytest.raises(UnsupportedError, match="1:8 needs groups of 8"):
         compare_training(preset("systolic-4x4-2of4"), "mlp", pattern="1:8")
+
+
+def test_dense_layers_cost_the_listed_layers_dense(vcu):
+    """--dense-layers: the named layers' forward / input-gradient GEMMs equal the dense step's, the
+    others stay sparse; the update writes no compressed copy for them; the speedup drops."""
+    full = compare_training(vcu, "cnn", pattern="2:8")
+    part = compare_training(vcu, "cnn", pattern="2:8", dense_layers=("conv1", "fc2"))
+    dense_gemms = {(g.layer, g.pass_): g for g in part.dense.gemms}
+    for g in part.sparse.gemms:
+        if g.layer in ("conv1", "fc2") or g.pass_ == "weight_grad":
+            assert g.pattern == "dense" and g.cycles == dense_gemms[g.layer, g.pass_].cycles
+        else:
+            assert g.pattern == "2:8"
+    assert {g.layer for g in part.sparse.gemms if g.pattern == "2:8"} == {"conv2", "fc1"}
+    updates = {v.name: v for v in part.sparse.vector if v.name.endswith(".update")}
+    dense_updates = {v.name: v for v in part.dense.vector if v.name.endswith(".update")}
+    assert updates["fc2.update"].cycles == dense_updates["fc2.update"].cycles
+    assert updates["fc1.update"].cycles > dense_updates["fc1.update"].cycles     # + 2 compressed copies
+    assert 1 < part.speedup < full.speedup
+    assert part.dense.cycles == full.dense.cycles
+
+
+def test_dense_layers_must_name_weight_layers(vcu):
+    with pytest.raises(ConfigError, match=r"dense layer 'conv9' is not a weight layer of cnn; its weight layers "
+                                          r"are conv1, conv2, fc1, fc2"):
+        compare_training(vcu, "cnn", dense_layers=("conv9",))
