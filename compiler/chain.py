@@ -41,6 +41,7 @@ from sparsa.config import AcceleratorConfig, NMPattern
 from sparsa.errors import ConfigError, FormatError, ShapeError, UnsupportedError
 from sparsa.isa import Instruction, Opcode, encode
 from sparsa.models.formats import nm
+from sparsa.compiler.weights import check_reduction_fits, prune_to_pattern, requested_pattern, weight_matrix
 from sparsa.models.reference import check_int_range
 
 __all__ = ["ChainTiling", "ChainStep", "ChainProgram", "plan_chain_tiling", "compile_chain_gemm",
@@ -349,27 +350,15 @@ def compile_chain_gemm(
         can overflow the accumulator (unless ``allow_overflow``).
     """
     config.require_supported()
-    w = np.asarray(weights)
-    if w.ndim != 2:
-        raise ShapeError(f"weights must be a 2-D matrix W[k, n], not shape {w.shape}")
-    if 0 in w.shape:
-        raise ShapeError(f"weights shape {w.shape} has a zero dimension")
+    w = weight_matrix(config, weights)
     k, n = w.shape
-    w = check_int_range(w, config.weight_bits, "weights")
-    req = NMPattern.parse(pattern, dense_m=config.group_size) if pattern is not None \
-        else config.sparsity.default_pattern
+    req = requested_pattern(config, pattern)
     tiling = plan_chain_tiling(config, m_rows, k, n, req, segments)
     hw = tiling.hw_pattern
-    if prune:
-        w = nm.prune(w, req.n, req.m, axis=0)
-    elif not nm.is_nm_sparse(w, req.n, req.m, axis=0):
-        raise FormatError(f"weights are not {req}-sparse along k (pass prune=True to prune them)")
+    w = prune_to_pattern(w, req, prune)
     comp = nm.compress(w, hw.n, hw.m, axis=0)
-    if not allow_overflow and tiling.slots > config.max_reduction_slots():
-        need = (tiling.slots * config.worst_product()).bit_length() + 1
-        raise ConfigError(
-            f"types.accumulator_bits={config.accumulator_bits} cannot hold {tiling.slots} "
-            f"{config.types.weight} x {config.types.activation} products (k={k} at {req}); needs {need} bits")
+    if not allow_overflow:
+        check_reduction_fits(config, tiling.slots, k, req)
 
     r, c = config.rows, config.cols
     seg, seg_len = tiling.segments, tiling.seg_len

@@ -30,7 +30,9 @@ from sparsa.config import AcceleratorConfig, NMPattern
 from sparsa.errors import ConfigError, FormatError, ShapeError
 from sparsa.isa import Instruction, Opcode
 from sparsa.models.formats import nm
-from sparsa.models.reference import check_int_range, check_ovp4_range, encode_ovp4_exact
+from sparsa.compiler.weights import (check_reduction_fits, check_weight_values, prune_to_pattern, requested_pattern,
+                                     weight_matrix)
+from sparsa.models.reference import encode_ovp4_exact
 
 __all__ = ["compile_gemm", "compile_compressed_gemm"]
 
@@ -43,6 +45,7 @@ def compile_gemm(
     *,
     prune: bool = True,
     allow_overflow: bool = False,
+    segments: "int | None" = None,
 ) -> Program:
     """Compile ``Y[m_rows, n] = A[m_rows, k] @ W[k, n]`` for ``config``.
 
@@ -65,6 +68,9 @@ def compile_gemm(
     allow_overflow : bool
         Compile even when the worst-case sum can overflow the accumulator (it then wraps,
         two's complement).  By default that is refused.
+    segments : int, optional
+        DSP chain only: the segments each chain is cut into (default: the compiler's choice, see
+        :func:`~sparsa.compiler.chain.compile_chain_gemm`); refused for the systolic array.
 
     Returns
     -------
@@ -74,24 +80,18 @@ def compile_gemm(
     if config.is_chain:
         from sparsa.compiler.chain import compile_chain_gemm
 
-        return compile_chain_gemm(config, weights, m_rows, pattern, prune=prune, allow_overflow=allow_overflow)
+        return compile_chain_gemm(config, weights, m_rows, pattern, prune=prune, allow_overflow=allow_overflow,
+                                  segments=segments)
+    if segments is not None:
+        raise ConfigError(f"segments={segments!r} applies to the DSP chain (datapath.kind: dsp_chain) only, "
+                          f"not to {config.datapath.kind!r}")
     config.require_supported()
-    w = np.asarray(weights)
-    if w.ndim != 2:
-        raise ShapeError(f"weights must be a 2-D matrix W[k, n], not shape {w.shape}")
-    if 0 in w.shape:
-        raise ShapeError(f"weights shape {w.shape} has a zero dimension")
+    w = weight_matrix(config, weights)
     k, n = w.shape
-    w = _check_weights(config, w)
-    req = NMPattern.parse(pattern, dense_m=config.group_size) if pattern is not None \
-        else config.sparsity.default_pattern
+    req = requested_pattern(config, pattern)
     tiling = plan_tiling(config, m_rows, k, n, req)
     hw = tiling.hw_pattern
-
-    if prune:
-        w = nm.prune(w, req.n, req.m, axis=0)
-    elif not nm.is_nm_sparse(w, req.n, req.m, axis=0):
-        raise FormatError(f"weights are not {req}-sparse along k (pass prune=True to prune them)")
+    w = prune_to_pattern(w, req, prune)
     comp = nm.compress(w, hw.n, hw.m, axis=0)
     _check_overflow(config, tiling, req, allow_overflow)
     if config.weight_is_ovp:
@@ -137,14 +137,13 @@ def compile_compressed_gemm(
         raise ShapeError(f"compressed weights must be W[k, n] compressed along axis 0, not axis {compressed.axis} "
                          f"of shape {compressed.values.shape}")
     k, n = compressed.length, compressed.values.shape[1]
-    req = NMPattern.parse(pattern, dense_m=config.group_size) if pattern is not None \
-        else config.sparsity.default_pattern
+    req = requested_pattern(config, pattern)
     tiling = plan_tiling(config, m_rows, k, n, req)
     hw = tiling.hw_pattern
     if (compressed.n, compressed.m) != (hw.n, hw.m):
         raise FormatError(f"weights are compressed as {compressed.n}:{compressed.m} but sparsity {req} runs as "
                           f"{hw} on this sparse MUX; compress with nm.compress(W, {hw.n}, {hw.m}, axis=0)")
-    values = _check_weights(config, compressed.values)
+    values = check_weight_values(config, compressed.values)
     comp = nm.NMCompressed(values=values, indices=np.asarray(compressed.indices, dtype=np.uint8), n=hw.n, m=hw.m,
                            axis=0, length=k)
     _check_overflow(config, tiling, req, allow_overflow)
@@ -153,31 +152,9 @@ def compile_compressed_gemm(
     return _assemble(config, tiling, req, comp, nm.decompress(comp).astype(np.int64))
 
 
-def _check_weights(config: AcceleratorConfig, w: np.ndarray) -> np.ndarray:
-    if config.weight_is_ovp:
-        return check_ovp4_range(w, "weights")
-    return check_int_range(w, config.weight_bits, "weights")
-
-
 def _check_overflow(config: AcceleratorConfig, tiling, req: NMPattern, allow_overflow: bool) -> None:
-    if allow_overflow:
-        return
-    if tiling.scaled:
-        # sum_g m[t, g] * partial_g with every partial_g bounded by its slots x worst product:
-        # at most slots x worst product x (2**mantissa_bits - 1), whatever the number of groups.
-        mb = config.act_scale.mantissa_bits
-        worst = tiling.slots * config.worst_product() * ((1 << mb) - 1)
-        if worst > (1 << (config.accumulator_bits - 1)) - 1:
-            raise ConfigError(
-                f"types.accumulator_bits={config.accumulator_bits} cannot hold {tiling.slots} "
-                f"{config.types.weight} x {config.types.activation} products scaled by {mb}-bit mantissas "
-                f"(k={tiling.k} at {req}, {tiling.scale_groups} scale group(s)); needs {worst.bit_length() + 1} bits")
-        return
-    if tiling.slots > config.max_reduction_slots():
-        need = (tiling.slots * config.worst_product()).bit_length() + 1
-        raise ConfigError(
-            f"types.accumulator_bits={config.accumulator_bits} cannot hold {tiling.slots} "
-            f"{config.types.weight} x {config.types.activation} products (k={tiling.k} at {req}); needs {need} bits")
+    if not allow_overflow:
+        check_reduction_fits(config, tiling.slots, tiling.k, req, scale_groups=tiling.scale_groups)
 
 
 def _fit_ovp4_pairs(comp: nm.NMCompressed, *, round_pairs: bool, hint: str = "") -> nm.NMCompressed:

@@ -217,3 +217,19 @@ def test_interpreter_refuses_unsupported_segments():
     words = [encode(Instruction(Opcode.LOAD_A, 1, segments=8)), encode(Instruction(Opcode.HALT))]
     with pytest.raises(FormatError, match=r"LOAD_A segments=8 is not supported by datapath.chain.max_segments=4"):
         ChainInterpreter(cfg).run(words, [], [np.zeros((8, 2, 4), np.int64)])
+
+
+def test_generic_compile_gemm_takes_segments_for_the_chain_only():
+    """compile_gemm passes segments= to the chain compiler and refuses it for the systolic array."""
+    from sparsa.compiler import compile_gemm
+
+    cfg = preset(SEG)
+    a, w = _operands(cfg, 2, 9, 10, 2)
+    program = compile_gemm(cfg, w, 2, "2:4", segments=2)
+    assert program.segments == 2
+    assert compile_gemm(cfg, w, 2, "2:4", segments=4).segments == 4
+    np.testing.assert_array_equal(get_backend("cycle", cfg).run(program, {"A": a}).outputs["Y"],
+                                  gemm_reference(a, program.weights, 32))
+    with pytest.raises(ConfigError, match=r"segments=2 applies to the DSP chain \(datapath.kind: dsp_chain\) only, "
+                                          r"not to 'systolic'"):
+        compile_gemm(preset("systolic-4x4-2of4"), w, 2, "2:4", segments=2)
