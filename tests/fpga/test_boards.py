@@ -173,3 +173,17 @@ def test_cli_bad_seeds_and_jobs(capsys, tmp_path):
     assert main(["build", cfg, "--board", "ulx3s-85f", "-o", str(tmp_path), "--seed", "1,2", "--jobs", "0"]) == 2
     assert "error: --jobs must be a positive integer, not 0" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())                  # nothing was built
+
+
+def test_cli_refuses_options_of_the_other_flow(capsys, tmp_path):
+    """An option the board's flow would ignore is an error, not silently dropped."""
+    cfg = str(CONFIGS / "systolic-4x4-2of4.yaml")
+    assert main(["build", cfg, "--board", "u280", "-o", str(tmp_path), "--seed", "2"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: --seed: ECP5 boards only (the u280 export runs no place "
+                                               "and route)")
+    assert main(["build", cfg, "--board", "vcu1525", "-o", str(tmp_path), "--jobs", "2", "--no-pnr"]) == 2
+    assert "error: --jobs, --no-pnr: ECP5 boards only" in capsys.readouterr().err
+    assert main(["build", cfg, "--board", "ulx3s-85f", "-o", str(tmp_path), "--axi-width", "64", "--synth"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: --synth, --axi-width: Xilinx boards only (u280, vcu1525), "
+                                               "not ulx3s-85f")
+    assert not any(tmp_path.iterdir())
