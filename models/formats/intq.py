@@ -314,8 +314,14 @@ def absmax_scale(
 def mse_per_unit(
     a: np.ndarray, b: np.ndarray, granularity: Granularity, group_size: int | None = None
 ) -> np.ndarray:
-    """Mean squared difference per scale unit (compact shape), accumulated in float64."""
-    d = np.asarray(a, dtype=np.float32) - np.asarray(b, dtype=np.float32)
+    """Mean squared difference per scale unit (compact shape), squared and accumulated in float64.
+
+    The difference of the float32 inputs is exact in float64, and squaring there keeps the error of
+    tiny tensors (|x| ~ 1e-23: squares below float32's smallest subnormal) from flushing to 0, which
+    would make every candidate scale tie.
+    """
+    d = np.asarray(a, dtype=np.float32).astype(np.float64)
+    d -= np.asarray(b, dtype=np.float32)
     np.square(d, out=d)
     u = _units(d, granularity, group_size)
     total = u.sum(axis=-1, keepdims=granularity == "row", dtype=np.float64) / u.shape[-1]

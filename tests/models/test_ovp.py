@@ -331,3 +331,14 @@ def test_large_matrix_is_fast_enough() -> None:
     codes = ovp.encode(w, s)
     ovp.decode(codes)
     assert time.perf_counter() - t < 2.0  # ~0.1 s on one core; generous for loaded CI machines
+
+
+def test_scale_search_on_tiny_values_does_not_tie_on_underflow() -> None:
+    """Found by hypothesis: with |x| ~ 5e-23 the squared errors underflow float32; the search must still
+    see that the outlier scale max|x| / outlier_max represents [x, 0] exactly."""
+    x = np.array([[4.9439346e-23, 0.0]], dtype=np.float32)
+    fm = ovp.get_format("ovp4-int4")
+    s, err = ovp.search_scale(x, fm, "row", factors=(0.75, 1.0, 1.5, 2.5))
+    assert err == 0.0
+    assert np.array_equal(ovp.fake_quant(x, s, fm), x)
+

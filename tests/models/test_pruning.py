@@ -76,7 +76,7 @@ def test_exact_unstructured_counts(out, k, frac, seed):
         assert np.all((~res.mask).sum(axis=1) == round(frac * k))
         assert np.all(res.weight[~res.mask] == 0)
     res = P.prune_layer(w, "sparsegpt", str(frac), stats=stats, blocksize=8)  # per column block
-    expect = sum(round(frac * out * min(8, k - b)) for b in range(0, k, 8))
+    expect = sum(round(frac * (out * min(8, k - b))) for b in range(0, k, 8))   # the fraction of each block's elements
     assert int((~res.mask).sum()) == expect
 
 
@@ -384,3 +384,12 @@ def test_minilm_2of4_sparsegpt_golden():
     assert sum(map(len, calib)) > 100  # sentences
     assert row["damp_max"] == 0.01 and row["calib_tokens"] >= 1536
     assert row["cos_mean"] > 0.79 and row["cos_min"] > 0.66, row  # magnitude: 0.648 / 0.499
+
+
+def test_exact_unstructured_count_when_the_fraction_product_rounds_at_half():
+    """Found by hypothesis: 0.7 of a 9 x 5 block is 31.5 elements (0.7 * 45 = 31.499999999999996)."""
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((9, 5)).astype(np.float32)
+    res = P.prune_layer(w, "sparsegpt", "0.7", stats=_stats(rng.standard_normal((6, 5)).astype(np.float32)),
+                        blocksize=8)
+    assert int((~res.mask).sum()) == round(0.7 * 45) == 31
