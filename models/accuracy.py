@@ -261,6 +261,9 @@ class CompressedLayer:
         Elements stored as OVP outliers (0 for other formats).
     normal : str
         OVP normal type chosen for this tensor (``""`` for other formats).
+    scale : np.ndarray or None
+        float32 ``[out, 1]`` per-row scales of the stored values (None for fp32); pass the layer
+        as ``compress_weight(..., scales_from=layer)`` to quantize other values on the same grid.
     """
 
     weight: np.ndarray
@@ -268,21 +271,38 @@ class CompressedLayer:
     n_weights: int
     outliers: int = 0
     normal: str = ""
+    scale: "np.ndarray | None" = field(default=None, repr=False)
 
 
-def _quantize_rows(values: np.ndarray, fmt: str, name: str) -> tuple[np.ndarray, int, int, str]:
-    """Quantize a row-major [rows, cols] block; returns (dequantized, bytes, outliers, normal)."""
+def _quantize_rows(values: np.ndarray, fmt: str, name: str, scales_from: "CompressedLayer | None" = None,
+                   ) -> tuple[np.ndarray, int, int, str, "np.ndarray | None"]:
+    """Quantize a row-major [rows, cols] block; returns (dequantized, bytes, outliers, normal, scales).
+
+    The per-row scales (and the OVP normal type) are searched by MSE, or taken from
+    ``scales_from`` (a :class:`CompressedLayer` of the same format and row count).
+    """
     rows, cols = values.shape
     if fmt == "fp32":
-        return values, 4 * values.size, 0, ""
+        return values, 4 * values.size, 0, "", None
+    if scales_from is not None:
+        s_given = scales_from.scale
+        if s_given is None or np.shape(s_given) != (rows, 1) or (fmt.startswith("ovp") != bool(scales_from.normal)):
+            raise FormatError(f"{name}: scales_from must be a {fmt} layer with {rows} row scales, got scale shape "
+                              f"{None if s_given is None else np.shape(s_given)} and OVP normal {scales_from.normal!r}")
     if fmt in ("int8", "int4"):
         bits = _BITS[fmt]
-        s = intq.search_int_scale(values, bits, "row")
+        s = intq.search_int_scale(values, bits, "row") if scales_from is None else scales_from.scale
         deq = intq.dequantize_int(intq.quantize_int(values, s, bits, name=name), s)
-        return deq, rows * (-(-cols * bits // 8) + 4), 0, ""
+        return deq, rows * (-(-cols * bits // 8) + 4), 0, "", s
     padded = values if cols % 2 == 0 else np.concatenate([values, np.zeros((rows, 1), np.float32)], axis=1)
-    t = ovp.quantize_weight(padded, _BITS[fmt], name=name)
-    return t.dequantize()[:, :cols], t.nbytes, _count_victims(t), t.fmt.name
+    if scales_from is None:
+        t = ovp.quantize_weight(padded, _BITS[fmt], name=name)
+    else:
+        fm = ovp.get_format(scales_from.normal)
+        if fm.bits != _BITS[fmt]:
+            raise FormatError(f"{name}: scales_from is {scales_from.normal!r}, not a {fmt} layer")
+        t = ovp.OVPTensor(ovp.encode(padded, scales_from.scale, fm, name=name), scales_from.scale, fm)
+    return t.dequantize()[:, :cols], t.nbytes, _count_victims(t), t.fmt.name, t.scale
 
 
 def _count_victims(t: ovp.OVPTensor) -> int:
@@ -292,7 +312,8 @@ def _count_victims(t: ovp.OVPTensor) -> int:
     return int(np.count_nonzero(t.codes == t.fmt.victim_code))
 
 
-def compress_weight(w: np.ndarray, fmt: str, sparsity: str = "dense", *, name: str = "weight") -> CompressedLayer:
+def compress_weight(w: np.ndarray, fmt: str, sparsity: str = "dense", *, name: str = "weight",
+                    scales_from: "CompressedLayer | None" = None) -> CompressedLayer:
     """Prune (optionally) and quantize one weight ``[out, in]``.
 
     Parameters
@@ -305,20 +326,31 @@ def compress_weight(w: np.ndarray, fmt: str, sparsity: str = "dense", *, name: s
         ``"dense"`` or ``"N:M"``.
     name : str
         Layer name for error messages.
+    scales_from : CompressedLayer, optional
+        Reuse this layer's per-row scales and OVP normal type instead of searching them (same
+        format and shape; quantization-aware fine-tuning holds scales between refreshes).
+        ``compress_weight(w, f, s, scales_from=compress_weight(w, f, s))`` equals
+        ``compress_weight(w, f, s)`` exactly.
+
+    Raises
+    ------
+    FormatError
+        Unknown format or pattern, NaN / inf, or ``scales_from`` of another format or row count.
     """
     if fmt not in WEIGHT_FORMATS:
         raise FormatError(f"unknown weight format {fmt!r}; expected one of {', '.join(WEIGHT_FORMATS)}")
     wf = intq.check_finite(w, name)
     pattern = parse_sparsity(sparsity)
     if pattern is None:
-        deq, nbytes, outliers, normal = _quantize_rows(wf, fmt, name)
-        return CompressedLayer(deq.astype(np.float32), nbytes, wf.size, outliers, normal)
+        deq, nbytes, outliers, normal, scale = _quantize_rows(wf, fmt, name, scales_from)
+        return CompressedLayer(deq.astype(np.float32), nbytes, wf.size, outliers, normal, scale)
     n, m = pattern
     c = nm.compress(wf, n, m, axis=1)
-    deq, nbytes, outliers, normal = _quantize_rows(np.ascontiguousarray(c.values, dtype=np.float32), fmt, name)
+    deq, nbytes, outliers, normal, scale = _quantize_rows(np.ascontiguousarray(c.values, dtype=np.float32), fmt, name,
+                                                          scales_from)
     index_bytes = wf.shape[0] * (-(-c.values.shape[1] * c.index_bits // 8))
     dense = nm.decompress(replace(c, values=deq.astype(np.float32)))
-    return CompressedLayer(dense.astype(np.float32), nbytes + index_bytes, wf.size, outliers, normal)
+    return CompressedLayer(dense.astype(np.float32), nbytes + index_bytes, wf.size, outliers, normal, scale)
 
 
 # --------------------------------------------------------------------------------------------
@@ -474,24 +506,27 @@ class _WeightCache:
 
 def _quantize_set(weights: dict[str, np.ndarray], fmt: str, sparsity: str) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Magnitude-prune (N:M along the reduction axis) and quantize every weight; (weights, info)."""
-    out, nbytes, n, outl, flint, pairs, rel = {}, 0, 0, 0, 0, 0, []
-    for name, w in weights.items():
-        layer = compress_weight(w, fmt, sparsity, name=name)
-        out[name] = layer.weight
+    layers = {name: compress_weight(w, fmt, sparsity, name=name) for name, w in weights.items()}
+    return {name: layer.weight for name, layer in layers.items()}, _set_info(layers, weights, fmt)
+
+
+def _set_info(layers: "dict[str, CompressedLayer]", originals: dict[str, np.ndarray], fmt: str) -> dict[str, float]:
+    """Storage and error summary of compressed ``layers`` (``weight_rel_mse`` against ``originals``)."""
+    nbytes, n, outl, flint, pairs, rel = 0, 0, 0, 0, 0, []
+    for name, layer in layers.items():
         nbytes += layer.nbytes
         n += layer.n_weights
         outl += layer.outliers
         flint += layer.normal == "ovp4-flint4"
         pairs += layer.n_weights // 2
-        w64 = w.astype(np.float64)
+        w64 = originals[name].astype(np.float64)
         rel.append(float(np.sum((layer.weight - w64) ** 2) / max(float(np.sum(w64**2)), 1e-30)))
-    info = {
+    return {
         "bytes_per_weight": nbytes / n,
         "weight_rel_mse": float(np.mean(rel)),
         "outlier_pairs_pct": 100.0 * outl / pairs if fmt.startswith("ovp") else 0.0,
         "flint4_layers": float(flint),
     }
-    return out, info
 
 
 def _pruner(model: object, samples: Sequence[object], run_one: Callable, opts: "PruneOptions",
