@@ -42,6 +42,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -206,7 +207,16 @@ class PruneOptions:
         (:func:`sparsa.compiler.finetune.finetune_minilm`: hidden states;
         :func:`~sparsa.compiler.finetune.finetune_smollm2`: ``finetune_loss``), in float from the
         method's fp32 pruned weights; int8 / OVP-4 rows quantize the fine-tuned weights (same
-        masks).  0 = no fine-tuning.
+        masks), or, with ``finetune_qat``, are fine-tuned each on their own format.  0 = no
+        fine-tuning.
+    finetune_qat : bool
+        Quantization-aware fine-tuning: every quantized weight format is fine-tuned separately
+        with its quantizer in the forward pass (straight-through estimator; ``weight_format=`` of
+        :func:`~sparsa.compiler.finetune.finetune_minilm`), from the same fp32 pruned weights and
+        masks; the fp32 row is the float fine-tuning.  Rows say ``+qatSTEPS`` instead of ``+ftSTEPS``.
+    finetune_scale_every : int
+        QAT: steps between per-row scale searches (0 = frozen after step 1; default
+        :data:`sparsa.compiler.finetune.QAT_SCALE_EVERY`).
     finetune_lr, finetune_batch : float or None, int or None
         Peak learning rate (Adam, cosine decay) and sentences (MiniLM) / sequences (SmolLM2) per
         step; None = the model's default (MiniLM 3e-4 and 16, SmolLM2 :data:`SMOLLM2_FINETUNE`).
@@ -226,6 +236,8 @@ class PruneOptions:
     finetune_batch: "int | None" = None
     finetune_seq: int = 256
     finetune_loss: str = "kl"
+    finetune_qat: bool = False
+    finetune_scale_every: int = 10  # sparsa.compiler.finetune.QAT_SCALE_EVERY (not imported: no compiler import here)
 
     def lr_batch(self, model: str) -> tuple[float, int]:
         """(learning rate, batch) for ``model`` (``"minilm"`` / ``"smollm2"``), defaults filled in."""
@@ -567,25 +579,39 @@ def _pruner(model: object, samples: Sequence[object], run_one: Callable, opts: "
 
 
 def _finetuned(sc: Scheme, cache: _WeightCache, tuned: dict, steps: int,
-               finetune: Callable[[dict[str, np.ndarray]], object],
-               progress: "Callable[[str], None] | None") -> tuple[object, dict[str, float]]:
+               finetune: Callable[[dict[str, np.ndarray], "str | None", str], object],
+               progress: "Callable[[str], None] | None", qat: bool = False) -> tuple[object, dict[str, float]]:
     """(model, info) of a pruned scheme with fine-tuning.
 
-    The method's fp32 pruned weights are fine-tuned once per (sparsity, method) with
-    ``finetune(weights) -> FinetuneResult``; each weight format then quantizes the fine-tuned
-    weights (the zeros stay, so the N:M structure does too).
+    ``finetune(weights, weight_format, sparsity) -> FinetuneResult`` starts from the method's fp32
+    pruned weights.  Without ``qat`` it runs once per (sparsity, method) in float and each weight
+    format quantizes the fine-tuned weights (the zeros stay, so the N:M structure does too).  With
+    ``qat`` every quantized format is fine-tuned on its own quantizer (``weight_format``) and its
+    weights are used as returned (already quantized: quantizing them again could move them).
     """
-    key = (sc.sparsity, sc.prune)
+    fmt = sc.weights if qat and sc.weights != "fp32" else None
+    key = (sc.sparsity, sc.prune, fmt)
     if key not in tuned:
+        if qat:  # one QAT model at a time (SmolLM2: ~1 GB each); the float one serves only the fp32 rows
+            for k in [k for k in tuned if k[2] is not None]:
+                del tuned[k]
         w_fp, _, _ = cache.get("fp32", sc.sparsity, sc.prune)
-        ft = finetune(w_fp)
-        tuned[key] = (ft.model, ft.losses)
+        ft = finetune(w_fp, fmt, sc.sparsity)
+        tuned[key] = ft
         if progress:
-            progress(f"{sc.sparsity} {sc.prune}: fine-tuned {steps} steps in {ft.seconds:.0f} s "  # type: ignore[attr-defined]
-                     f"({ft.cpu_seconds:.0f} s CPU), loss {ft.losses[0]:.4f} -> {ft.losses[-1]:.4f}")  # type: ignore[attr-defined]
-    base, losses = tuned[key]
-    w, info = _quantize_set(base.linear_weights(), sc.weights, sc.sparsity)  # type: ignore[attr-defined]
-    return base.with_weights(w), {**info, "finetune_steps": steps, "finetune_loss": losses[-1]}  # type: ignore[attr-defined]
+            r: Any = ft
+            what = "fine-tuned" if fmt is None else \
+                f"QAT {fmt} fine-tuned ({r.scale_searches} scale searches, {r.quant_seconds:.0f} s in the quantizer)"
+            progress(f"{sc.sparsity} {sc.prune}: {what} {steps} steps in {r.seconds:.0f} s "
+                     f"({r.cpu_seconds:.0f} s CPU), loss {r.losses[0]:.4f} -> {r.losses[-1]:.4f}")
+    ft = tuned[key]
+    done = {"finetune_steps": steps, "finetune_loss": ft.losses[-1]}  # type: ignore[attr-defined]
+    if fmt is not None:
+        info = _set_info(ft.layers, ft.master, fmt)  # type: ignore[attr-defined]
+        return ft.model, {**info, **done, "finetune_qat": 1.0}  # type: ignore[attr-defined]
+    base = ft.model  # type: ignore[attr-defined]
+    w, info = _quantize_set(base.linear_weights(), sc.weights, sc.sparsity)
+    return base.with_weights(w), {**info, **done}
 
 
 def _step_progress(progress: "Callable[[str], None] | None", steps: int, every: int = 10,
@@ -611,7 +637,7 @@ def _row(scheme: Scheme, info: dict[str, float], metrics: dict[str, float], seco
     """One result row; ``seconds`` includes compressing the weights when this scheme did it first."""
     prune = scheme.prune if scheme.pruned else ("magnitude" if scheme.sparsity != "dense" else "-")
     if info.get("finetune_steps"):
-        prune = f"{prune}+ft{int(info['finetune_steps'])}"
+        prune = f"{prune}+{'qat' if info.get('finetune_qat') else 'ft'}{int(info['finetune_steps'])}"
     row = {
         "weights": scheme.weights,
         "acts": scheme.acts,
@@ -671,7 +697,7 @@ def evaluate_minilm(
         opts = prune or PruneOptions()
         cache.pruner = _pruner(m, minilm_calibration(opts.calib_samples), _minilm_run_one, opts, progress)
     rows = []
-    tuned: dict[tuple[str, object], object] = {}
+    tuned: dict[tuple[str, object, "str | None"], object] = {}
     steps = prune.finetune_steps if prune is not None else 0
     for sc in schemes:
         t0 = time.perf_counter()
@@ -679,8 +705,9 @@ def evaluate_minilm(
             from sparsa.compiler.finetune import finetune_minilm
 
             lr, batch = prune.lr_batch("minilm")
-            qm, info = _finetuned(sc, cache, tuned, steps, lambda w: finetune_minilm(
-                m, w, steps=steps, lr=lr, batch_size=batch, on_step=_step_progress(progress, steps)), progress)
+            qm, info = _finetuned(sc, cache, tuned, steps, lambda w, fmt, sp: finetune_minilm(
+                m, w, steps=steps, lr=lr, batch_size=batch, on_step=_step_progress(progress, steps), weight_format=fmt,
+                sparsity=sp, scale_every=prune.finetune_scale_every), progress, prune.finetune_qat)
         else:
             w, info, _ = cache.get(sc.weights, sc.sparsity, sc.prune)
             qm = m.with_weights(w)
@@ -739,7 +766,7 @@ def evaluate_smollm2(
                               f"{calib_chunks + len(evalc)} activation-calibration and evaluation chunks")
         cache.pruner = _pruner(m, smollm2_calibration(chunks[len(chunks) - n_cal:]), _smollm2_run_one, opts, progress)
     rows = []
-    tuned: dict[tuple[str, object], object] = {}
+    tuned: dict[tuple[str, object, "str | None"], object] = {}
     steps = prune.finetune_steps if prune is not None else 0
     for sc in schemes:
         t0 = time.perf_counter()
@@ -749,9 +776,10 @@ def evaluate_smollm2(
             lr, batch = prune.lr_batch("smollm2")
             seqs = smollm2_training_chunks(m.tokenize, prune.finetune_seq, first_chunk=calib_chunks + len(evalc),
                                            chunk_len=chunk_len)
-            qm, info = _finetuned(sc, cache, tuned, steps, lambda w: finetune_smollm2(
+            qm, info = _finetuned(sc, cache, tuned, steps, lambda w, fmt, sp: finetune_smollm2(
                 m, w, steps=steps, lr=lr, batch_size=batch, seq_len=prune.finetune_seq, loss=prune.finetune_loss,
-                sequences=seqs, on_step=_step_progress(progress, steps)), progress)
+                sequences=seqs, on_step=_step_progress(progress, steps), weight_format=fmt, sparsity=sp,
+                scale_every=prune.finetune_scale_every), progress, prune.finetune_qat)
         else:
             w, info, _ = cache.get(sc.weights, sc.sparsity, sc.prune)
             qm = m.with_weights(w)
