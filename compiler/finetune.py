@@ -40,11 +40,13 @@ round to 0), masked like in float fine-tuning, so pruned master entries stay exa
 Scales: the per-row MSE scale search (and OVP-4's int4 / flint4 choice per tensor) runs on the
 current master at step 1 and then every ``scale_every`` steps (default
 :data:`QAT_SCALE_EVERY` = 10; ``0`` = frozen after step 1); in between, ``Q`` quantizes on the
-held scales (``compress_weight(..., scales_from=...)``, the same code path).  A full search
-costs ~3.4 CPU s per step on all 36 MiniLM layers for OVP-4 (0.8 s for int8), as much as or
-more than the training step itself, an encode on held scales about 1/40 of that.  After the last
-step the returned weights are ``compress_weight(master)`` with a fresh search: exactly what the
-quantizer (and so the hardware) makes of the final master weights.  MiniLM biases stay float.
+held scales (``compress_weight(..., scales_from=...)``, the same code path).  On all 36 MiniLM
+layers (2:4) a search costs ~3.5 CPU s for OVP-4 and ~0.8 s for int8 / int4, against ~1.2 s for
+a training step of 16 sentences; quantizing on held scales ~0.4 s (mostly the N:M packing).
+After the last step the returned weights are ``compress_weight(master)`` with a fresh search:
+exactly what the quantizer (and so the hardware) makes of the final master weights.  MiniLM
+biases stay float.  ``sparsa quantize --finetune-qat`` starts every format from the method's fp32
+pruned weights (the masks of the float row), see docs/accuracy.md for the measured effect.
 Without ``weight_format`` (or with ``"fp32"``) the float path runs, bitwise as before QAT existed.
 """
 
