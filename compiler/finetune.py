@@ -38,16 +38,21 @@ round to 0), masked like in float fine-tuning, so pruned master entries stay exa
 ``Q(W)`` is 0 there too (``Q(0) = 0`` in every format; N:M slots keep the mask's positions).
 
 Scales: the per-row MSE scale search (and OVP-4's int4 / flint4 choice per tensor) runs on the
-current master at step 1 and then every ``scale_every`` steps (default
-:data:`QAT_SCALE_EVERY` = 10; ``0`` = frozen after step 1); in between, ``Q`` quantizes on the
-held scales (``compress_weight(..., scales_from=...)``, the same code path).  On all 36 MiniLM
-layers (2:4) a search costs ~3.5 CPU s for OVP-4 and ~0.8 s for int8 / int4, against ~1.2 s for
+master at step 1 and, with ``scale_every`` = K > 0, again every K steps; in between, ``Q``
+quantizes on the held scales (``compress_weight(..., scales_from=...)``, the same code path).  The
+default is :data:`QAT_SCALE_EVERY` = 0: the scales of the one-shot pruned weights, frozen for the
+whole run.  After the last step the returned weights are the quantizer applied to the final
+master weights, on the scales of the last search (``final_scales="held"``, default: the grid the
+last steps trained against) or with a fresh search (``"search"``); either way exactly what the
+hardware stores (codes + the returned scales, :attr:`FinetuneResult.layers`).  Measured on
+MiniLM 2:4 SparseGPT, OVP-4, 200 steps (docs/accuracy.md): frozen + held 0.8839 mean cosine,
+every 10 steps + held 0.8793, every 10 + fresh 0.8787, frozen + fresh 0.8650 (the fresh search
+moves every layer's grid away from the one the masters were trained on).  Cost on all 36
+MiniLM layers (2:4): a search ~3.5 CPU s for OVP-4 and ~0.8 s for int8 / int4, against ~1.2 s for
 a training step of 16 sentences; quantizing on held scales ~0.4 s (mostly the N:M packing).
-After the last step the returned weights are ``compress_weight(master)`` with a fresh search:
-exactly what the quantizer (and so the hardware) makes of the final master weights.  MiniLM
-biases stay float.  ``sparsa quantize --finetune-qat`` starts every format from the method's fp32
-pruned weights (the masks of the float row), see docs/accuracy.md for the measured effect.
-Without ``weight_format`` (or with ``"fp32"``) the float path runs, bitwise as before QAT existed.
+MiniLM biases stay float.  ``sparsa quantize --finetune-qat`` starts every format from the
+method's fp32 pruned weights (the masks of the float row).  Without ``weight_format`` (or with
+``"fp32"``) the float path runs, bitwise as before QAT existed.
 """
 
 from __future__ import annotations
@@ -63,15 +68,18 @@ from sparsa.errors import ConfigError, FormatError, ShapeError
 from sparsa.models.training.encoder import encoder_backward, encoder_forward
 from sparsa.models.training.optim import Adam, cosine_lr
 
-__all__ = ["FINETUNE_LOSSES", "QAT_FORMATS", "QAT_SCALE_EVERY", "FinetuneResult", "finetune_minilm",
-           "finetune_smollm2", "smollm2_training_chunks", "training_sentences"]
+__all__ = ["FINETUNE_LOSSES", "QAT_FINAL_SCALES", "QAT_FORMATS", "QAT_SCALE_EVERY", "FinetuneResult",
+           "finetune_minilm", "finetune_smollm2", "smollm2_training_chunks", "training_sentences"]
 
 #: Losses :func:`finetune_smollm2` accepts.
 FINETUNE_LOSSES: tuple[str, ...] = ("kl", "hidden", "kl+hidden")
 #: Weight formats that fine-tune quantization-aware (``weight_format=``); ``"fp32"`` / None train in float.
 QAT_FORMATS: tuple[str, ...] = ("int8", "int4", "ovp4", "ovp8")
-#: Default steps between two scale searches in quantization-aware fine-tuning.
-QAT_SCALE_EVERY = 10
+#: Default steps between two scale searches in quantization-aware fine-tuning (0: searched at step 1 only).
+QAT_SCALE_EVERY = 0
+#: How QAT quantizes the final master weights: ``"held"`` (the scales of the last search during
+#: training) or ``"search"`` (a fresh search on the final masters).
+QAT_FINAL_SCALES: tuple[str, ...] = ("held", "search")
 
 _LAYERS = 6
 _HEADS = 12
@@ -123,13 +131,15 @@ class FinetuneResult:
         CPU time of this process (all threads) during the run.
     weight_format : str
         ``"fp32"`` (float fine-tuning) or the QAT format; with QAT, ``weights`` (and the model's
-        weights) are ``compress_weight(master[name], weight_format, sparsity)``.
+        weights) are ``compress_weight(master[name], weight_format, sparsity,
+        scales_from=layers[name]).weight``.
     sparsity : str or None
         QAT: the pattern the weights are quantized on (``"dense"`` or ``"N:M"``).
     master : dict or None
         QAT: ``name -> float32 master weight`` after the last step (zeros where pruned).
     layers : dict or None
-        QAT: ``name -> CompressedLayer`` of the returned weights (scales, bytes, OVP outliers).
+        QAT: ``name -> CompressedLayer`` of the returned weights (their scales - held or freshly
+        searched, see ``final_scales`` - bytes, OVP outliers).
     scale_searches : int
         QAT: scale searches during training (the final one not counted).
     quant_seconds : float
@@ -206,7 +216,8 @@ def _masks(student_weights: Mapping[str, np.ndarray], reference: Mapping[str, np
     return out
 
 
-def _check_qat(weight_format: object, sparsity: object, scale_every: object) -> "str | None":
+def _check_qat(weight_format: object, sparsity: object, scale_every: object, final_scales: object = "held",
+               ) -> "str | None":
     """The QAT format (None = float fine-tuning), arguments checked with messages quoting them."""
     if weight_format is None or weight_format == "fp32":
         return None
@@ -225,6 +236,8 @@ def _check_qat(weight_format: object, sparsity: object, scale_every: object) -> 
     if type(scale_every) is not int or scale_every < 0:
         raise ConfigError(f"scale_every must be a non-negative integer (0 = scales frozen after step 1), "
                           f"not {scale_every!r}")
+    if final_scales not in QAT_FINAL_SCALES:
+        raise ConfigError(f"final_scales must be one of {', '.join(QAT_FINAL_SCALES)}, not {final_scales!r}")
     return str(weight_format)
 
 
@@ -268,12 +281,17 @@ class _FakeQuant:
         self.searches += search
         self.seconds += time.perf_counter() - t0
 
-    def final(self) -> dict[str, object]:
-        """``name -> CompressedLayer`` of the masters with a fresh scale search (the hardware's weights)."""
+    def final(self, scales: str) -> dict[str, object]:
+        """``name -> CompressedLayer`` of the final masters (the hardware's weights and scales).
+
+        ``scales="held"``: on the scales of the last search; ``"search"``: a fresh search.
+        """
         from sparsa.models.accuracy import compress_weight
 
         t0 = time.perf_counter()
-        out = {n: compress_weight(w, self.fmt, self.sparsity, name=n) for n, w in self.masters.items()}
+        out = {n: compress_weight(w, self.fmt, self.sparsity, name=n,
+                                  scales_from=self.held[n] if scales == "held" else None)
+               for n, w in self.masters.items()}
         self.seconds += time.perf_counter() - t0
         return out
 
@@ -328,7 +346,8 @@ def _masked_training(weights: Mapping[str, tuple[np.ndarray, np.ndarray]], extra
 def finetune_minilm(teacher, student_weights: Mapping[str, np.ndarray], *, steps: int = 200, lr: float = 5e-5,
                     batch_size: int = 16, seed: int = 0, sentences: list[str] | None = None,
                     on_step: Callable[[int, float], None] | None = None, weight_format: "str | None" = None,
-                    sparsity: "str | None" = None, scale_every: int = QAT_SCALE_EVERY) -> FinetuneResult:
+                    sparsity: "str | None" = None, scale_every: int = QAT_SCALE_EVERY,
+                    final_scales: str = "held") -> FinetuneResult:
     """Fine-tune pruned MiniLM linear layers against the dense model with fixed masks.
 
     Parameters
@@ -352,7 +371,10 @@ def finetune_minilm(teacher, student_weights: Mapping[str, np.ndarray], *, steps
         With ``weight_format``: ``"dense"`` or the ``"N:M"`` pattern (along the input axis) the
         weights are stored and quantized on; each weight's zeros must fit it.
     scale_every : int
-        With ``weight_format``: steps between scale searches (0 = frozen after step 1).
+        With ``weight_format``: steps between scale searches (default 0 = frozen after step 1).
+    final_scales : str
+        With ``weight_format``: quantize the final masters on the scales of the last search
+        (``"held"``, what the last steps trained against) or with a fresh search (``"search"``).
 
     Returns
     -------
@@ -367,7 +389,7 @@ def finetune_minilm(teacher, student_weights: Mapping[str, np.ndarray], *, steps
         A weight's shape differs from the teacher's.
     """
     _check_settings(steps, lr, batch_size)
-    qat_fmt = _check_qat(weight_format, sparsity, scale_every)
+    qat_fmt = _check_qat(weight_format, sparsity, scale_every, final_scales)
     masked = _masks(student_weights, {n: w for n, (w, _) in teacher.linear.items()}, "MiniLM")
     texts = list(sentences) if sentences is not None else training_sentences()
     if len(texts) < batch_size:
@@ -397,7 +419,7 @@ def finetune_minilm(teacher, student_weights: Mapping[str, np.ndarray], *, steps
         model = replace(teacher, linear={n: (w, b) for n, (w, b) in student.items()})
         return FinetuneResult(model, {n: student[n][0] for n in masked}, losses, time.perf_counter() - t0, steps,
                               batch_size, lr, time.process_time() - c0)
-    layers = fq.final()
+    layers = fq.final(final_scales)
     weights = {n: layer.weight for n, layer in layers.items()}  # type: ignore[attr-defined]
     model = replace(teacher, linear={n: (weights.get(n, w), b) for n, (w, b) in student.items()})
     return FinetuneResult(model, weights, losses, time.perf_counter() - t0, steps, batch_size, lr,
@@ -456,7 +478,8 @@ def finetune_smollm2(teacher, student_weights: Mapping[str, np.ndarray], *, step
                      batch_size: int = 4, seq_len: int = 256, seed: int = 0, loss: str = "kl",
                      sequences: "list[np.ndarray] | None" = None,
                      on_step: Callable[[int, float], None] | None = None, weight_format: "str | None" = None,
-                     sparsity: "str | None" = None, scale_every: int = QAT_SCALE_EVERY) -> FinetuneResult:
+                     sparsity: "str | None" = None, scale_every: int = QAT_SCALE_EVERY,
+                    final_scales: str = "held") -> FinetuneResult:
     """Fine-tune pruned SmolLM2 projections against the dense model with fixed masks.
 
     Parameters
@@ -478,7 +501,7 @@ def finetune_smollm2(teacher, student_weights: Mapping[str, np.ndarray], *, step
         ``seq_len``; when given, ``seq_len`` is theirs).
     on_step : callable, optional
         Called as ``on_step(step, loss)`` after every step.
-    weight_format, sparsity, scale_every : str, str, int, optional
+    weight_format, sparsity, scale_every, final_scales : str, str, int, str, optional
         Quantization-aware fine-tuning, as in :func:`finetune_minilm`.
 
     Returns
@@ -499,7 +522,7 @@ def finetune_smollm2(teacher, student_weights: Mapping[str, np.ndarray], *, step
     _check_settings(steps, lr, batch_size)
     if loss not in FINETUNE_LOSSES:
         raise ConfigError(f"fine-tuning loss must be one of {', '.join(FINETUNE_LOSSES)}, not {loss!r}")
-    qat_fmt = _check_qat(weight_format, sparsity, scale_every)
+    qat_fmt = _check_qat(weight_format, sparsity, scale_every, final_scales)
     masked = _masks(student_weights, teacher.linear, "SmolLM2")
     if sequences is None:
         sequences = smollm2_training_chunks(teacher.tokenize, seq_len)
@@ -541,7 +564,7 @@ def finetune_smollm2(teacher, student_weights: Mapping[str, np.ndarray], *, step
         weights = {n: w for n, (w, _) in masked.items()}
         return FinetuneResult(teacher.with_weights(weights), weights, losses, time.perf_counter() - t0, steps,
                               batch_size, lr, time.process_time() - c0)
-    layers = fq.final()
+    layers = fq.final(final_scales)
     weights = {n: layer.weight for n, layer in layers.items()}  # type: ignore[attr-defined]
     return FinetuneResult(teacher.with_weights(weights), weights, losses, time.perf_counter() - t0, steps, batch_size,
                           lr, time.process_time() - c0, qat_fmt, sparsity, dict(fq.masters), layers, fq.searches,

@@ -215,8 +215,11 @@ class PruneOptions:
         :func:`~sparsa.compiler.finetune.finetune_minilm`), from the same fp32 pruned weights and
         masks; the fp32 row is the float fine-tuning.  Rows say ``+qatSTEPS`` instead of ``+ftSTEPS``.
     finetune_scale_every : int
-        QAT: steps between per-row scale searches (0 = frozen after step 1; default
+        QAT: steps between per-row scale searches (0 = frozen after step 1, the default
         :data:`sparsa.compiler.finetune.QAT_SCALE_EVERY`).
+    finetune_final_scales : str
+        QAT: the final masters are quantized on the scales of the last search (``"held"``) or
+        with a fresh search (``"search"``).
     finetune_lr, finetune_batch : float or None, int or None
         Peak learning rate (Adam, cosine decay) and sentences (MiniLM) / sequences (SmolLM2) per
         step; None = the model's default (MiniLM 3e-4 and 16, SmolLM2 :data:`SMOLLM2_FINETUNE`).
@@ -237,7 +240,8 @@ class PruneOptions:
     finetune_seq: int = 256
     finetune_loss: str = "kl"
     finetune_qat: bool = False
-    finetune_scale_every: int = 10  # sparsa.compiler.finetune.QAT_SCALE_EVERY (not imported: no compiler import here)
+    finetune_scale_every: int = 0  # sparsa.compiler.finetune.QAT_SCALE_EVERY (not imported: no compiler import here)
+    finetune_final_scales: str = "held"
 
     def lr_batch(self, model: str) -> tuple[float, int]:
         """(learning rate, batch) for ``model`` (``"minilm"`` / ``"smollm2"``), defaults filled in."""
@@ -707,7 +711,8 @@ def evaluate_minilm(
             lr, batch = prune.lr_batch("minilm")
             qm, info = _finetuned(sc, cache, tuned, steps, lambda w, fmt, sp: finetune_minilm(
                 m, w, steps=steps, lr=lr, batch_size=batch, on_step=_step_progress(progress, steps), weight_format=fmt,
-                sparsity=sp, scale_every=prune.finetune_scale_every), progress, prune.finetune_qat)
+                sparsity=sp, scale_every=prune.finetune_scale_every, final_scales=prune.finetune_final_scales), progress,
+                prune.finetune_qat)
         else:
             w, info, _ = cache.get(sc.weights, sc.sparsity, sc.prune)
             qm = m.with_weights(w)
@@ -779,7 +784,8 @@ def evaluate_smollm2(
             qm, info = _finetuned(sc, cache, tuned, steps, lambda w, fmt, sp: finetune_smollm2(
                 m, w, steps=steps, lr=lr, batch_size=batch, seq_len=prune.finetune_seq, loss=prune.finetune_loss,
                 sequences=seqs, on_step=_step_progress(progress, steps), weight_format=fmt, sparsity=sp,
-                scale_every=prune.finetune_scale_every), progress, prune.finetune_qat)
+                scale_every=prune.finetune_scale_every, final_scales=prune.finetune_final_scales), progress,
+                prune.finetune_qat)
         else:
             w, info, _ = cache.get(sc.weights, sc.sparsity, sc.prune)
             qm = m.with_weights(w)

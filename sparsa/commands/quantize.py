@@ -95,8 +95,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "its quantizer in the forward pass (straight-through gradients to float master weights; "
                         "rows say +qatSTEPS) instead of quantizing the float fine-tuned weights; needs --finetune")
     g.add_argument("--finetune-scale-every", type=int, default=None, metavar="STEPS",
-                   help="with --finetune-qat: steps between per-row scale searches (default 10; 0 = scales frozen "
-                        "after the first step); the final weights always get a fresh search")
+                   help="with --finetune-qat: steps between per-row scale searches (default 0: searched at the "
+                        "first step, then frozen)")
+    g.add_argument("--finetune-final-scales", choices=("held", "search"), default=None,
+                   help="with --finetune-qat: quantize the final master weights on the scales of the last search "
+                        "(held, default: what the last steps trained against) or with a fresh search")
 
 
 def _split(value: str, option: str, allowed: tuple[str, ...] | None, what: str = "format") -> list[str]:
@@ -181,13 +184,18 @@ def _table(result: dict, markdown: bool) -> str:
     return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths))] + [fmt.format(*b) for b in body])
 
 
-def _check_qat_args(args: argparse.Namespace, weights: list[str], sparsity: list[str]) -> int:
-    """``--finetune-qat`` / ``--finetune-scale-every`` checked (FormatError); the scale interval to use."""
-    from sparsa.compiler.finetune import QAT_FORMATS, QAT_SCALE_EVERY
+def _check_qat_args(args: argparse.Namespace, weights: list[str], sparsity: list[str]) -> tuple[int, str]:
+    """``--finetune-qat`` / ``--finetune-scale-every`` / ``--finetune-final-scales`` checked (FormatError).
+
+    Returns the scale interval and the final-scale mode to use.
+    """
+    from sparsa.compiler.finetune import QAT_FINAL_SCALES, QAT_FORMATS, QAT_SCALE_EVERY
 
     every = args.finetune_scale_every
     if every is not None and not args.finetune_qat:
         raise FormatError(f"--finetune-scale-every {every} only applies with --finetune-qat")
+    if args.finetune_final_scales is not None and not args.finetune_qat:
+        raise FormatError(f"--finetune-final-scales {args.finetune_final_scales} only applies with --finetune-qat")
     if every is not None and every < 0:
         raise FormatError(f"--finetune-scale-every must be >= 0 (steps; 0 = frozen scales), not {every}")
     if args.finetune_qat:
@@ -200,7 +208,7 @@ def _check_qat_args(args: argparse.Namespace, weights: list[str], sparsity: list
             if s != "dense" and re.fullmatch(r"\d+:\d+", s.strip()) is None:
                 raise FormatError(f"--finetune-qat: sparsity {s!r} is unstructured; quantization-aware fine-tuning "
                                   "quantizes on N:M slots (use N:M)")
-    return QAT_SCALE_EVERY if every is None else every
+    return (QAT_SCALE_EVERY if every is None else every), (args.finetune_final_scales or QAT_FINAL_SCALES[0])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -268,15 +276,19 @@ def run(args: argparse.Namespace) -> int:
             raise FormatError(f"--finetune-seq must be in 2..256 (tokens of the 256-token chunks), not {args.finetune_seq}")
         if args.finetune_loss not in FINETUNE_LOSSES:
             raise FormatError(f"--finetune-loss: unknown loss {args.finetune_loss!r}; expected one of {', '.join(FINETUNE_LOSSES)}")
-        scale_every = _check_qat_args(args, weights, sparsity)
+        scale_every, final_scales = _check_qat_args(args, weights, sparsity)
         opts = accuracy.PruneOptions(calib_samples=args.calib_samples, damp=args.damp, blocksize=args.blocksize,
                                      config=config, target=args.prune_target, finetune_steps=args.finetune,
                                      finetune_lr=args.finetune_lr, finetune_batch=args.finetune_batch,
                                      finetune_seq=args.finetune_seq, finetune_loss=args.finetune_loss,
-                                     finetune_qat=args.finetune_qat, finetune_scale_every=scale_every)
-    elif args.finetune or args.finetune_qat:
-        raise FormatError(f"{'--finetune' if args.finetune else '--finetune-qat'} only applies with --prune "
-                          "(it fine-tunes the pruned model)")
+                                     finetune_qat=args.finetune_qat, finetune_scale_every=scale_every,
+                                     finetune_final_scales=final_scales)
+    else:
+        given = [flag for flag, on in (("--finetune", args.finetune), ("--finetune-qat", args.finetune_qat),
+                                       ("--finetune-scale-every", args.finetune_scale_every is not None),
+                                       ("--finetune-final-scales", args.finetune_final_scales is not None)) if on]
+        if given:
+            raise FormatError(f"{given[0]} only applies with --prune (it fine-tunes the pruned model)")
     schemes = accuracy.grid(weights, acts, sparsity, methods, act_mantissa_bits=mantissa_bits)
     progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     t0 = time.perf_counter()

@@ -268,21 +268,27 @@ def test_qat_ste_gradient_is_the_float_gradient_at_q(fmt, monkeypatch):
 
 
 @pytest.mark.parametrize("fmt", QAT)
-def test_qat_returns_the_quantizer_of_the_master_and_keeps_masks(fmt):
+@pytest.mark.parametrize("final_scales", ["held", "search"])
+def test_qat_returns_the_quantizer_of_the_master_and_keeps_masks(fmt, final_scales, monkeypatch):
     from sparsa.models.accuracy import compress_weight
 
     model = _tiny()
     pruned = _pruned(model, [n for n in model.linear if n != "layer1.v"])
     seqs = _sequences(4)
+    calls = _capture_backward(monkeypatch)
     result = finetune_smollm2(model, pruned, steps=8, lr=3e-3, batch_size=4, sequences=seqs, weight_format=fmt,
-                              sparsity="2:4", scale_every=3)
+                              sparsity="2:4", scale_every=3, final_scales=final_scales)
     assert result.losses[-1] < 0.8 * result.losses[0]              # the quantized model's loss falls
     assert result.weight_format == fmt and result.sparsity == "2:4" and result.scale_searches == 3   # steps 1, 4, 7
     for n, w in pruned.items():
-        got, master = result.weights[n], result.master[n]
-        layer = compress_weight(master, fmt, "2:4", name=n)
-        np.testing.assert_array_equal(got, layer.weight)           # exactly what the quantizer makes of the master
-        np.testing.assert_array_equal(result.layers[n].weight, got)
+        got, master, layer = result.weights[n], result.master[n], result.layers[n]
+        if final_scales == "search":
+            np.testing.assert_array_equal(got, compress_weight(master, fmt, "2:4", name=n).weight)
+        else:   # the scales of the last search (step 7), which steps 7 and 8 ran on
+            np.testing.assert_array_equal(got, compress_weight(master, fmt, "2:4", name=n, scales_from=layer).weight)
+            units = calls[-1][0][n] / layer.scale                    # step 8's weights lie on that grid
+            np.testing.assert_allclose(units, np.rint(units), atol=1e-4)
+        np.testing.assert_array_equal(got, layer.weight)            # exactly what the quantizer makes of the master
         np.testing.assert_array_equal(result.model.linear[n], got)  # the evaluated model is the hardware's weights
         np.testing.assert_array_equal(master[w == 0], 0.0)         # pruned masters stay exactly 0 ...
         np.testing.assert_array_equal(got[w == 0], 0.0)            # ... and so do the quantized weights
@@ -307,6 +313,8 @@ def test_qat_frozen_scales_hold_the_first_search(monkeypatch):
     trained = {n: calls[2][0][n] for n in pruned}                   # the weights step 3 ran on
     searched = 0
     for n, layer in first.items():
+        np.testing.assert_array_equal(result.layers[n].scale, layer.scale)   # final_scales="held": the same grid
+        assert result.layers[n].normal == layer.normal
         assert nm.is_nm_sparse(trained[n], 2, 4, axis=1)
         scale = layer.scale[:, 0][:, None]
         units = np.where(trained[n] != 0, trained[n] / scale, 0.0)  # values on the held per-row grid
@@ -340,6 +348,8 @@ def test_qat_bad_input():
         finetune_smollm2(model, two_four, sequences=seqs, weight_format="int8", sparsity="0.5")
     with pytest.raises(ConfigError, match="scale_every must be a non-negative integer .*, not -1"):
         finetune_smollm2(model, two_four, sequences=seqs, weight_format="int8", sparsity="2:4", scale_every=-1)
+    with pytest.raises(ConfigError, match="final_scales must be one of held, search, not 'fresh'"):
+        finetune_smollm2(model, two_four, sequences=seqs, weight_format="int8", sparsity="2:4", final_scales="fresh")
     with pytest.raises(ConfigError, match="SmolLM2 layer0.q: the pruned weight is not 2:4 along its input axis"):
         finetune_smollm2(model, {"layer0.q": w}, sequences=seqs, weight_format="int8", sparsity="2:4")
     dense = finetune_smollm2(model, {"layer0.q": w}, steps=1, batch_size=2, sequences=seqs, weight_format="int8",
@@ -386,6 +396,8 @@ def test_compress_weight_refuses_foreign_scales():
 @pytest.mark.parametrize("argv,message", [
     (["--finetune-qat"], "error: --finetune-qat needs --finetune STEPS (the number of quantization-aware steps)"),
     (["--finetune", "2", "--finetune-scale-every", "3"], "error: --finetune-scale-every 3 only applies with --finetune-qat"),
+    (["--finetune", "2", "--finetune-final-scales", "search"],
+     "error: --finetune-final-scales search only applies with --finetune-qat"),
     (["--finetune", "2", "--finetune-qat", "--finetune-scale-every", "-1"],
      "error: --finetune-scale-every must be >= 0 (steps; 0 = frozen scales), not -1"),
     (["--finetune", "2", "--finetune-qat", "--weights", "fp32"],
@@ -401,6 +413,7 @@ def test_quantize_cli_bad_qat_values(argv, message, capsys):
     assert message in err and err.count("\n") == 1
 
 
-def test_quantize_cli_qat_needs_prune(capsys):
-    assert main(["quantize", "--model", "minilm", "--weights", "int8", "--finetune-qat"]) == 2
-    assert "error: --finetune-qat only applies with --prune (it fine-tunes the pruned model)" in capsys.readouterr().err
+@pytest.mark.parametrize("argv", [["--finetune-qat"], ["--finetune-scale-every", "2"], ["--finetune-final-scales", "held"]])
+def test_quantize_cli_qat_needs_prune(argv, capsys):
+    assert main(["quantize", "--model", "minilm", "--weights", "int8", *argv]) == 2
+    assert f"error: {argv[0]} only applies with --prune (it fine-tunes the pruned model)" in capsys.readouterr().err
