@@ -219,6 +219,11 @@ def _masks(student_weights: Mapping[str, np.ndarray], reference: Mapping[str, np
 def _check_qat(weight_format: object, sparsity: object, scale_every: object, final_scales: object = "held",
                ) -> "str | None":
     """The QAT format (None = float fine-tuning), arguments checked with messages quoting them."""
+    if type(scale_every) is not int or scale_every < 0:
+        raise ConfigError(f"scale_every must be a non-negative integer (0 = scales frozen after step 1), "
+                          f"not {scale_every!r}")
+    if final_scales not in QAT_FINAL_SCALES:
+        raise ConfigError(f"final_scales must be one of {', '.join(QAT_FINAL_SCALES)}, not {final_scales!r}")
     if weight_format is None or weight_format == "fp32":
         return None
     if weight_format not in QAT_FORMATS:
@@ -233,11 +238,6 @@ def _check_qat(weight_format: object, sparsity: object, scale_every: object, fin
         parse_sparsity(sparsity)  # type: ignore[arg-type]
     except FormatError as exc:
         raise ConfigError(f"fine-tuning {exc}") from None
-    if type(scale_every) is not int or scale_every < 0:
-        raise ConfigError(f"scale_every must be a non-negative integer (0 = scales frozen after step 1), "
-                          f"not {scale_every!r}")
-    if final_scales not in QAT_FINAL_SCALES:
-        raise ConfigError(f"final_scales must be one of {', '.join(QAT_FINAL_SCALES)}, not {final_scales!r}")
     return str(weight_format)
 
 

@@ -350,6 +350,8 @@ def test_qat_bad_input():
         finetune_smollm2(model, two_four, sequences=seqs, weight_format="int8", sparsity="2:4", scale_every=-1)
     with pytest.raises(ConfigError, match="final_scales must be one of held, search, not 'fresh'"):
         finetune_smollm2(model, two_four, sequences=seqs, weight_format="int8", sparsity="2:4", final_scales="fresh")
+    with pytest.raises(ConfigError, match="scale_every must be a non-negative integer .*, not 1.5"):
+        finetune_smollm2(model, two_four, sequences=seqs, scale_every=1.5)      # checked on the float path too
     with pytest.raises(ConfigError, match="SmolLM2 layer0.q: the pruned weight is not 2:4 along its input axis"):
         finetune_smollm2(model, {"layer0.q": w}, sequences=seqs, weight_format="int8", sparsity="2:4")
     dense = finetune_smollm2(model, {"layer0.q": w}, steps=1, batch_size=2, sequences=seqs, weight_format="int8",
