@@ -26,8 +26,33 @@ cosine learning-rate decay.  Training text is the Lee news corpus (gensim's test
 same text SmolLM2's perplexity is measured on) split into sentences - never the 120
 evaluation sentences nor the 24 calibration sentences of :mod:`sparsa.models.real.sentences`.
 
-Quantized targets (int8 / int4 / OVP-4 weights) are fine-tuned in float with the masks and then
-quantized; the quantizer never changes the zero pattern.
+**Quantized weights** (``weight_format`` = ``int8`` / ``int4`` / ``ovp4`` / ``ovp8``):
+quantization-aware fine-tuning (QAT) with a straight-through estimator.  The trained
+variables are float32 *master* weights; every step the student's forward and backward pass run
+on ``Q(W)``, where ``Q`` is exactly the quantizer of the evaluation and hardware path,
+:func:`sparsa.models.accuracy.compress_weight` (``sparsity`` N:M: the kept values of each row
+packed into slots, per-row scales, OVP pairs formed on those slots, the result decoded back to a
+dense ``[out, in]`` weight).  The gradient of the loss with respect to ``Q(W)`` is applied to the
+master as if ``Q`` were the identity (STE, also for clipped values and for kept weights that
+round to 0), masked like in float fine-tuning, so pruned master entries stay exactly 0 and
+``Q(W)`` is 0 there too (``Q(0) = 0`` in every format; N:M slots keep the mask's positions).
+
+Scales: the per-row MSE scale search (and OVP-4's int4 / flint4 choice per tensor) runs on the
+master at step 1 and, with ``scale_every`` = K > 0, again every K steps; in between, ``Q``
+quantizes on the held scales (``compress_weight(..., scales_from=...)``, the same code path).  The
+default is :data:`QAT_SCALE_EVERY` = 0: the scales of the one-shot pruned weights, frozen for the
+whole run.  After the last step the returned weights are the quantizer applied to the final
+master weights, on the scales of the last search (``final_scales="held"``, default: the grid the
+last steps trained against) or with a fresh search (``"search"``); either way exactly what the
+hardware stores (codes + the returned scales, :attr:`FinetuneResult.layers`).  Measured on
+MiniLM 2:4 SparseGPT, OVP-4, 200 steps (docs/accuracy.md): frozen + held 0.8839 mean cosine,
+every 10 steps + held 0.8793, every 10 + fresh 0.8787, frozen + fresh 0.8650 (the fresh search
+moves every layer's grid away from the one the masters were trained on).  Cost on all 36
+MiniLM layers (2:4): a search ~3.5 CPU s for OVP-4 and ~0.8 s for int8 / int4, against ~1.2 s for
+a training step of 16 sentences; quantizing on held scales ~0.4 s (mostly the N:M packing).
+MiniLM biases stay float.  ``sparsa quantize --finetune-qat`` starts every format from the
+method's fp32 pruned weights (the masks of the float row).  Without ``weight_format`` (or with
+``"fp32"``) the float path runs, bitwise as before QAT existed.
 """
 
 from __future__ import annotations
@@ -39,15 +64,22 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from sparsa.errors import ConfigError, ShapeError
+from sparsa.errors import ConfigError, FormatError, ShapeError
 from sparsa.models.training.encoder import encoder_backward, encoder_forward
 from sparsa.models.training.optim import Adam, cosine_lr
 
-__all__ = ["FINETUNE_LOSSES", "FinetuneResult", "finetune_minilm", "finetune_smollm2", "smollm2_training_chunks",
-           "training_sentences"]
+__all__ = ["FINETUNE_LOSSES", "QAT_FINAL_SCALES", "QAT_FORMATS", "QAT_SCALE_EVERY", "FinetuneResult",
+           "finetune_minilm", "finetune_smollm2", "smollm2_training_chunks", "training_sentences"]
 
 #: Losses :func:`finetune_smollm2` accepts.
 FINETUNE_LOSSES: tuple[str, ...] = ("kl", "hidden", "kl+hidden")
+#: Weight formats that fine-tune quantization-aware (``weight_format=``); ``"fp32"`` / None train in float.
+QAT_FORMATS: tuple[str, ...] = ("int8", "int4", "ovp4", "ovp8")
+#: Default steps between two scale searches in quantization-aware fine-tuning (0: searched at step 1 only).
+QAT_SCALE_EVERY = 0
+#: How QAT quantizes the final master weights: ``"held"`` (the scales of the last search during
+#: training) or ``"search"`` (a fresh search on the final masters).
+QAT_FINAL_SCALES: tuple[str, ...] = ("held", "search")
 
 _LAYERS = 6
 _HEADS = 12
@@ -97,6 +129,21 @@ class FinetuneResult:
         The run's settings.
     cpu_seconds : float
         CPU time of this process (all threads) during the run.
+    weight_format : str
+        ``"fp32"`` (float fine-tuning) or the QAT format; with QAT, ``weights`` (and the model's
+        weights) are ``compress_weight(master[name], weight_format, sparsity,
+        scales_from=layers[name]).weight``.
+    sparsity : str or None
+        QAT: the pattern the weights are quantized on (``"dense"`` or ``"N:M"``).
+    master : dict or None
+        QAT: ``name -> float32 master weight`` after the last step (zeros where pruned).
+    layers : dict or None
+        QAT: ``name -> CompressedLayer`` of the returned weights (their scales - held or freshly
+        searched, see ``final_scales`` - bytes, OVP outliers).
+    scale_searches : int
+        QAT: scale searches during training (the final one not counted).
+    quant_seconds : float
+        QAT: wall time spent in the quantizer (included in ``seconds``).
     """
 
     model: object = field(repr=False)
@@ -107,6 +154,12 @@ class FinetuneResult:
     batch_size: int
     lr: float
     cpu_seconds: float = float("nan")
+    weight_format: str = "fp32"
+    sparsity: "str | None" = None
+    master: "dict[str, np.ndarray] | None" = field(default=None, repr=False)
+    layers: "dict[str, object] | None" = field(default=None, repr=False)
+    scale_searches: int = 0
+    quant_seconds: float = 0.0
 
 
 def _embed_input(model, ids: np.ndarray) -> np.ndarray:
@@ -163,10 +216,91 @@ def _masks(student_weights: Mapping[str, np.ndarray], reference: Mapping[str, np
     return out
 
 
+def _check_qat(weight_format: object, sparsity: object, scale_every: object, final_scales: object = "held",
+               ) -> "str | None":
+    """The QAT format (None = float fine-tuning), arguments checked with messages quoting them."""
+    if type(scale_every) is not int or scale_every < 0:
+        raise ConfigError(f"scale_every must be a non-negative integer (0 = scales frozen after step 1), "
+                          f"not {scale_every!r}")
+    if final_scales not in QAT_FINAL_SCALES:
+        raise ConfigError(f"final_scales must be one of {', '.join(QAT_FINAL_SCALES)}, not {final_scales!r}")
+    if weight_format is None or weight_format == "fp32":
+        return None
+    if weight_format not in QAT_FORMATS:
+        raise ConfigError(f"fine-tuning weight format must be fp32 or one of {', '.join(QAT_FORMATS)}, "
+                          f"not {weight_format!r}")
+    if sparsity is None:
+        raise ConfigError(f"weight_format={weight_format!r} needs sparsity: 'dense' or the N:M pattern the weights are "
+                          "stored on (OVP pairs and scales form on its slots)")
+    from sparsa.models.accuracy import parse_sparsity
+
+    try:
+        parse_sparsity(sparsity)  # type: ignore[arg-type]
+    except FormatError as exc:
+        raise ConfigError(f"fine-tuning {exc}") from None
+    return str(weight_format)
+
+
+class _FakeQuant:
+    """``Q(master)`` of quantization-aware fine-tuning, written into the arrays the forward pass uses.
+
+    ``Q`` is :func:`sparsa.models.accuracy.compress_weight`; the scales are searched at step 0
+    and every ``scale_every`` steps and held in between (``scales_from``).
+    """
+
+    def __init__(self, fmt: str, sparsity: str, scale_every: int, masters: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                 model: str) -> None:
+        from sparsa.models.accuracy import parse_sparsity
+        from sparsa.models.formats import nm
+
+        self.fmt, self.sparsity, self.scale_every = fmt, sparsity, scale_every
+        self.masters = {n: w for n, (w, _) in masters.items()}
+        pattern = parse_sparsity(sparsity)
+        if pattern is not None:
+            for n, (_, mask) in masters.items():
+                if not nm.is_nm_sparse(mask, *pattern, axis=1):
+                    raise ConfigError(f"{model} {n}: the pruned weight is not {sparsity} along its input axis (a group "
+                                      f"of {pattern[1]} holds more than {pattern[0]} nonzeros); QAT quantizes on "
+                                      f"{sparsity} slots")
+        self.forward = {n: np.empty_like(w) for n, w in self.masters.items()}
+        self.held: dict[str, object] = {}
+        self.searches = 0
+        self.seconds = 0.0
+
+    def __call__(self, step: int) -> None:
+        """Write ``Q(master)`` into :attr:`forward` before step ``step`` (0-based)."""
+        from sparsa.models.accuracy import compress_weight
+
+        t0 = time.perf_counter()
+        search = step == 0 or (self.scale_every > 0 and step % self.scale_every == 0)
+        for n, w in self.masters.items():
+            layer = compress_weight(w, self.fmt, self.sparsity, name=n, scales_from=None if search else self.held[n])
+            if search:
+                self.held[n] = layer
+            self.forward[n][...] = layer.weight
+        self.searches += search
+        self.seconds += time.perf_counter() - t0
+
+    def final(self, scales: str) -> dict[str, object]:
+        """``name -> CompressedLayer`` of the final masters (the hardware's weights and scales).
+
+        ``scales="held"``: on the scales of the last search; ``"search"``: a fresh search.
+        """
+        from sparsa.models.accuracy import compress_weight
+
+        t0 = time.perf_counter()
+        out = {n: compress_weight(w, self.fmt, self.sparsity, name=n,
+                                  scales_from=self.held[n] if scales == "held" else None)
+               for n, w in self.masters.items()}
+        self.seconds += time.perf_counter() - t0
+        return out
+
+
 def _masked_training(weights: Mapping[str, tuple[np.ndarray, np.ndarray]], extras: Mapping[str, np.ndarray],
                      n_items: int, loss_and_grads: Callable[[np.ndarray], tuple[float, dict[str, np.ndarray]]], *,
                      steps: int, lr: float, batch_size: int, seed: int,
-                     on_step: Callable[[int, float], None] | None) -> list[float]:
+                     on_step: Callable[[int, float], None] | None,
+                     before_step: Callable[[int], None] | None = None) -> list[float]:
     """The loop both models share: Adam with cosine decay on masked weights (+ unmasked extras).
 
     ``weights`` maps a name to ``(array, mask)`` and ``extras`` (biases) to an array; both are
@@ -174,6 +308,7 @@ def _masked_training(weights: Mapping[str, tuple[np.ndarray, np.ndarray]], extra
     ``range(n_items)`` (a new permutation when it runs out) and calls ``loss_and_grads(indices)``
     -> ``(loss, {name: gradient})``; the weight gradients are masked, and after the update the
     pruned entries are set to exactly 0 (Adam keeps them at 0 up to rounding; this makes it exact).
+    ``before_step(step)`` (0-based) runs first in every step (QAT writes ``Q(W)`` there).
     """
     if n_items < batch_size:
         raise ConfigError(f"fine-tuning needs at least batch_size={batch_size} samples, got {n_items}")
@@ -188,6 +323,8 @@ def _masked_training(weights: Mapping[str, tuple[np.ndarray, np.ndarray]], extra
     for step in range(steps):
         if cursor + batch_size > len(order):
             order, cursor = rng.permutation(n_items), 0
+        if before_step is not None:
+            before_step(step)
         loss, g = loss_and_grads(order[cursor: cursor + batch_size])
         cursor += batch_size
         if not math.isfinite(loss):
@@ -208,7 +345,9 @@ def _masked_training(weights: Mapping[str, tuple[np.ndarray, np.ndarray]], extra
 
 def finetune_minilm(teacher, student_weights: Mapping[str, np.ndarray], *, steps: int = 200, lr: float = 5e-5,
                     batch_size: int = 16, seed: int = 0, sentences: list[str] | None = None,
-                    on_step: Callable[[int, float], None] | None = None) -> FinetuneResult:
+                    on_step: Callable[[int, float], None] | None = None, weight_format: "str | None" = None,
+                    sparsity: "str | None" = None, scale_every: int = QAT_SCALE_EVERY,
+                    final_scales: str = "held") -> FinetuneResult:
     """Fine-tune pruned MiniLM linear layers against the dense model with fixed masks.
 
     Parameters
@@ -225,6 +364,17 @@ def finetune_minilm(teacher, student_weights: Mapping[str, np.ndarray], *, steps
         Training text (default :func:`training_sentences`).
     on_step : callable, optional
         Called as ``on_step(step, loss)`` after every step.
+    weight_format : str, optional
+        ``int8``, ``int4``, ``ovp4`` or ``ovp8``: quantization-aware fine-tuning of the given
+        layers on that format (see the module docstring); None or ``"fp32"``: float.
+    sparsity : str, optional
+        With ``weight_format``: ``"dense"`` or the ``"N:M"`` pattern (along the input axis) the
+        weights are stored and quantized on; each weight's zeros must fit it.
+    scale_every : int
+        With ``weight_format``: steps between scale searches (default 0 = frozen after step 1).
+    final_scales : str
+        With ``weight_format``: quantize the final masters on the scales of the last search
+        (``"held"``, what the last steps trained against) or with a fresh search (``"search"``).
 
     Returns
     -------
@@ -233,11 +383,13 @@ def finetune_minilm(teacher, student_weights: Mapping[str, np.ndarray], *, steps
     Raises
     ------
     ConfigError
-        Non-positive steps / batch size / learning rate, or an unknown layer name.
+        Non-positive steps / batch size / learning rate, an unknown layer name, an unknown weight
+        format, a missing or bad ``sparsity``, a weight whose zeros do not fit ``sparsity``.
     ShapeError
         A weight's shape differs from the teacher's.
     """
     _check_settings(steps, lr, batch_size)
+    qat_fmt = _check_qat(weight_format, sparsity, scale_every, final_scales)
     masked = _masks(student_weights, {n: w for n, (w, _) in teacher.linear.items()}, "MiniLM")
     texts = list(sentences) if sentences is not None else training_sentences()
     if len(texts) < batch_size:
@@ -246,23 +398,33 @@ def finetune_minilm(teacher, student_weights: Mapping[str, np.ndarray], *, steps
                for name, (w, _) in teacher.linear.items()}
     student = {name: (student[name], np.array(b, dtype=np.float32)) for name, (_, b) in teacher.linear.items()}
     norms = teacher.tensors
+    fq = None if qat_fmt is None else _FakeQuant(qat_fmt, str(sparsity), scale_every, masked, "MiniLM")
+    # the forward / backward weights: the masters themselves, or Q(master) buffers sharing the biases (STE)
+    net = student if fq is None else {n: (fq.forward.get(n, w), b) for n, (w, b) in student.items()}
 
     def loss_and_grads(idx: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
         ids, mask = teacher.tokenize([texts[j] for j in idx])
         x0 = _embed_input(teacher, ids)
         target, _ = encoder_forward(x0, mask, teacher.linear, norms, _LAYERS, _HEADS, _EPS)
-        hidden, caches = encoder_forward(x0, mask, student, norms, _LAYERS, _HEADS, _EPS)
+        hidden, caches = encoder_forward(x0, mask, net, norms, _LAYERS, _HEADS, _EPS)
         loss, d_hidden = distillation_loss(hidden, target, mask)
-        grads, _ = encoder_backward(d_hidden, caches, student, norms, _HEADS)
+        grads, _ = encoder_backward(d_hidden, caches, net, norms, _HEADS)
         return loss, {n: grads[n][0] for n in masked} | {f"{n}.bias": grads[n][1] for n in masked}
 
     t0, c0 = time.perf_counter(), time.process_time()
     losses = _masked_training({n: (student[n][0], masked[n][1]) for n in masked},
                               {f"{n}.bias": student[n][1] for n in masked}, len(texts), loss_and_grads,
-                              steps=steps, lr=lr, batch_size=batch_size, seed=seed, on_step=on_step)
-    model = replace(teacher, linear={n: (w, b) for n, (w, b) in student.items()})
-    return FinetuneResult(model, {n: student[n][0] for n in masked}, losses, time.perf_counter() - t0, steps,
-                          batch_size, lr, time.process_time() - c0)
+                              steps=steps, lr=lr, batch_size=batch_size, seed=seed, on_step=on_step, before_step=fq)
+    if fq is None:
+        model = replace(teacher, linear={n: (w, b) for n, (w, b) in student.items()})
+        return FinetuneResult(model, {n: student[n][0] for n in masked}, losses, time.perf_counter() - t0, steps,
+                              batch_size, lr, time.process_time() - c0)
+    layers = fq.final(final_scales)
+    weights = {n: layer.weight for n, layer in layers.items()}  # type: ignore[attr-defined]
+    model = replace(teacher, linear={n: (weights.get(n, w), b) for n, (w, b) in student.items()})
+    return FinetuneResult(model, weights, losses, time.perf_counter() - t0, steps, batch_size, lr,
+                          time.process_time() - c0, qat_fmt, sparsity, dict(fq.masters), layers, fq.searches,
+                          fq.seconds)
 
 
 def smollm2_training_chunks(tokenize: Callable[[str], np.ndarray], seq_len: int = 256, *, first_chunk: int = 10,
@@ -315,7 +477,9 @@ def relative_hidden_loss(student: list[np.ndarray], teacher: list[np.ndarray]) -
 def finetune_smollm2(teacher, student_weights: Mapping[str, np.ndarray], *, steps: int = 100, lr: float = 1e-4,
                      batch_size: int = 4, seq_len: int = 256, seed: int = 0, loss: str = "kl",
                      sequences: "list[np.ndarray] | None" = None,
-                     on_step: Callable[[int, float], None] | None = None) -> FinetuneResult:
+                     on_step: Callable[[int, float], None] | None = None, weight_format: "str | None" = None,
+                     sparsity: "str | None" = None, scale_every: int = QAT_SCALE_EVERY,
+                    final_scales: str = "held") -> FinetuneResult:
     """Fine-tune pruned SmolLM2 projections against the dense model with fixed masks.
 
     Parameters
@@ -337,6 +501,8 @@ def finetune_smollm2(teacher, student_weights: Mapping[str, np.ndarray], *, step
         ``seq_len``; when given, ``seq_len`` is theirs).
     on_step : callable, optional
         Called as ``on_step(step, loss)`` after every step.
+    weight_format, sparsity, scale_every, final_scales : str, str, int, str, optional
+        Quantization-aware fine-tuning, as in :func:`finetune_minilm`.
 
     Returns
     -------
@@ -346,7 +512,8 @@ def finetune_smollm2(teacher, student_weights: Mapping[str, np.ndarray], *, step
     ------
     ConfigError
         Non-positive steps / batch size / learning rate, a bad sequence length or loss, an
-        unknown layer name, fewer sequences than the batch.
+        unknown layer name, fewer sequences than the batch, an unknown weight format, a missing
+        or bad ``sparsity``, a weight whose zeros do not fit ``sparsity``.
     ShapeError
         A weight's shape differs from the teacher's.
     """
@@ -355,6 +522,7 @@ def finetune_smollm2(teacher, student_weights: Mapping[str, np.ndarray], *, step
     _check_settings(steps, lr, batch_size)
     if loss not in FINETUNE_LOSSES:
         raise ConfigError(f"fine-tuning loss must be one of {', '.join(FINETUNE_LOSSES)}, not {loss!r}")
+    qat_fmt = _check_qat(weight_format, sparsity, scale_every, final_scales)
     masked = _masks(student_weights, teacher.linear, "SmolLM2")
     if sequences is None:
         sequences = smollm2_training_chunks(teacher.tokenize, seq_len)
@@ -364,7 +532,9 @@ def finetune_smollm2(teacher, student_weights: Mapping[str, np.ndarray], *, step
     cfg = DecoderConfig.of(teacher)
     t = teacher.tensors
     emb, out_norm = t["token_embd.weight"], t["output_norm.weight"]
-    student = dict(teacher.linear) | {n: w for n, (w, _) in masked.items()}
+    fq = None if qat_fmt is None else _FakeQuant(qat_fmt, str(sparsity), scale_every, masked, "SmolLM2")
+    # the forward / backward weights: the masters themselves, or the Q(master) buffers (STE)
+    student = dict(teacher.linear) | ({n: w for n, (w, _) in masked.items()} if fq is None else fq.forward)
     use_kl, use_hidden = "kl" in loss, "hidden" in loss
 
     def loss_and_grads(idx: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
@@ -389,7 +559,13 @@ def finetune_smollm2(teacher, student_weights: Mapping[str, np.ndarray], *, step
 
     t0, c0 = time.perf_counter(), time.process_time()
     losses = _masked_training(masked, {}, len(data), loss_and_grads, steps=steps, lr=lr, batch_size=batch_size,
-                              seed=seed, on_step=on_step)
-    weights = {n: w for n, (w, _) in masked.items()}
+                              seed=seed, on_step=on_step, before_step=fq)
+    if fq is None:
+        weights = {n: w for n, (w, _) in masked.items()}
+        return FinetuneResult(teacher.with_weights(weights), weights, losses, time.perf_counter() - t0, steps,
+                              batch_size, lr, time.process_time() - c0)
+    layers = fq.final(final_scales)
+    weights = {n: layer.weight for n, layer in layers.items()}  # type: ignore[attr-defined]
     return FinetuneResult(teacher.with_weights(weights), weights, losses, time.perf_counter() - t0, steps, batch_size,
-                          lr, time.process_time() - c0)
+                          lr, time.process_time() - c0, qat_fmt, sparsity, dict(fq.masters), layers, fq.searches,
+                          fq.seconds)

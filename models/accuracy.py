@@ -42,6 +42,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -206,7 +207,19 @@ class PruneOptions:
         (:func:`sparsa.compiler.finetune.finetune_minilm`: hidden states;
         :func:`~sparsa.compiler.finetune.finetune_smollm2`: ``finetune_loss``), in float from the
         method's fp32 pruned weights; int8 / OVP-4 rows quantize the fine-tuned weights (same
-        masks).  0 = no fine-tuning.
+        masks), or, with ``finetune_qat``, are fine-tuned each on their own format.  0 = no
+        fine-tuning.
+    finetune_qat : bool
+        Quantization-aware fine-tuning: every quantized weight format is fine-tuned separately
+        with its quantizer in the forward pass (straight-through estimator; ``weight_format=`` of
+        :func:`~sparsa.compiler.finetune.finetune_minilm`), from the same fp32 pruned weights and
+        masks; the fp32 row is the float fine-tuning.  Rows say ``+qatSTEPS`` instead of ``+ftSTEPS``.
+    finetune_scale_every : int
+        QAT: steps between per-row scale searches (0 = frozen after step 1, the default
+        :data:`sparsa.compiler.finetune.QAT_SCALE_EVERY`).
+    finetune_final_scales : str
+        QAT: the final masters are quantized on the scales of the last search (``"held"``) or
+        with a fresh search (``"search"``).
     finetune_lr, finetune_batch : float or None, int or None
         Peak learning rate (Adam, cosine decay) and sentences (MiniLM) / sequences (SmolLM2) per
         step; None = the model's default (MiniLM 3e-4 and 16, SmolLM2 :data:`SMOLLM2_FINETUNE`).
@@ -226,6 +239,9 @@ class PruneOptions:
     finetune_batch: "int | None" = None
     finetune_seq: int = 256
     finetune_loss: str = "kl"
+    finetune_qat: bool = False
+    finetune_scale_every: int = 0  # sparsa.compiler.finetune.QAT_SCALE_EVERY (not imported: no compiler import here)
+    finetune_final_scales: str = "held"
 
     def lr_batch(self, model: str) -> tuple[float, int]:
         """(learning rate, batch) for ``model`` (``"minilm"`` / ``"smollm2"``), defaults filled in."""
@@ -261,6 +277,9 @@ class CompressedLayer:
         Elements stored as OVP outliers (0 for other formats).
     normal : str
         OVP normal type chosen for this tensor (``""`` for other formats).
+    scale : np.ndarray or None
+        float32 ``[out, 1]`` per-row scales of the stored values (None for fp32); pass the layer
+        as ``compress_weight(..., scales_from=layer)`` to quantize other values on the same grid.
     """
 
     weight: np.ndarray
@@ -268,21 +287,38 @@ class CompressedLayer:
     n_weights: int
     outliers: int = 0
     normal: str = ""
+    scale: "np.ndarray | None" = field(default=None, repr=False)
 
 
-def _quantize_rows(values: np.ndarray, fmt: str, name: str) -> tuple[np.ndarray, int, int, str]:
-    """Quantize a row-major [rows, cols] block; returns (dequantized, bytes, outliers, normal)."""
+def _quantize_rows(values: np.ndarray, fmt: str, name: str, scales_from: "CompressedLayer | None" = None,
+                   ) -> tuple[np.ndarray, int, int, str, "np.ndarray | None"]:
+    """Quantize a row-major [rows, cols] block; returns (dequantized, bytes, outliers, normal, scales).
+
+    The per-row scales (and the OVP normal type) are searched by MSE, or taken from
+    ``scales_from`` (a :class:`CompressedLayer` of the same format and row count).
+    """
     rows, cols = values.shape
     if fmt == "fp32":
-        return values, 4 * values.size, 0, ""
+        return values, 4 * values.size, 0, "", None
+    if scales_from is not None:
+        s_given = scales_from.scale
+        if s_given is None or np.shape(s_given) != (rows, 1) or (fmt.startswith("ovp") != bool(scales_from.normal)):
+            raise FormatError(f"{name}: scales_from must be a {fmt} layer with {rows} row scales, got scale shape "
+                              f"{None if s_given is None else np.shape(s_given)} and OVP normal {scales_from.normal!r}")
     if fmt in ("int8", "int4"):
         bits = _BITS[fmt]
-        s = intq.search_int_scale(values, bits, "row")
+        s = intq.search_int_scale(values, bits, "row") if scales_from is None else scales_from.scale
         deq = intq.dequantize_int(intq.quantize_int(values, s, bits, name=name), s)
-        return deq, rows * (-(-cols * bits // 8) + 4), 0, ""
+        return deq, rows * (-(-cols * bits // 8) + 4), 0, "", s
     padded = values if cols % 2 == 0 else np.concatenate([values, np.zeros((rows, 1), np.float32)], axis=1)
-    t = ovp.quantize_weight(padded, _BITS[fmt], name=name)
-    return t.dequantize()[:, :cols], t.nbytes, _count_victims(t), t.fmt.name
+    if scales_from is None:
+        t = ovp.quantize_weight(padded, _BITS[fmt], name=name)
+    else:
+        fm = ovp.get_format(scales_from.normal)
+        if fm.bits != _BITS[fmt]:
+            raise FormatError(f"{name}: scales_from is {scales_from.normal!r}, not a {fmt} layer")
+        t = ovp.OVPTensor(ovp.encode(padded, scales_from.scale, fm, name=name), scales_from.scale, fm)
+    return t.dequantize()[:, :cols], t.nbytes, _count_victims(t), t.fmt.name, t.scale
 
 
 def _count_victims(t: ovp.OVPTensor) -> int:
@@ -292,7 +328,8 @@ def _count_victims(t: ovp.OVPTensor) -> int:
     return int(np.count_nonzero(t.codes == t.fmt.victim_code))
 
 
-def compress_weight(w: np.ndarray, fmt: str, sparsity: str = "dense", *, name: str = "weight") -> CompressedLayer:
+def compress_weight(w: np.ndarray, fmt: str, sparsity: str = "dense", *, name: str = "weight",
+                    scales_from: "CompressedLayer | None" = None) -> CompressedLayer:
     """Prune (optionally) and quantize one weight ``[out, in]``.
 
     Parameters
@@ -305,20 +342,31 @@ def compress_weight(w: np.ndarray, fmt: str, sparsity: str = "dense", *, name: s
         ``"dense"`` or ``"N:M"``.
     name : str
         Layer name for error messages.
+    scales_from : CompressedLayer, optional
+        Reuse this layer's per-row scales and OVP normal type instead of searching them (same
+        format and shape; quantization-aware fine-tuning holds scales between refreshes).
+        ``compress_weight(w, f, s, scales_from=compress_weight(w, f, s))`` equals
+        ``compress_weight(w, f, s)`` exactly.
+
+    Raises
+    ------
+    FormatError
+        Unknown format or pattern, NaN / inf, or ``scales_from`` of another format or row count.
     """
     if fmt not in WEIGHT_FORMATS:
         raise FormatError(f"unknown weight format {fmt!r}; expected one of {', '.join(WEIGHT_FORMATS)}")
     wf = intq.check_finite(w, name)
     pattern = parse_sparsity(sparsity)
     if pattern is None:
-        deq, nbytes, outliers, normal = _quantize_rows(wf, fmt, name)
-        return CompressedLayer(deq.astype(np.float32), nbytes, wf.size, outliers, normal)
+        deq, nbytes, outliers, normal, scale = _quantize_rows(wf, fmt, name, scales_from)
+        return CompressedLayer(deq.astype(np.float32), nbytes, wf.size, outliers, normal, scale)
     n, m = pattern
     c = nm.compress(wf, n, m, axis=1)
-    deq, nbytes, outliers, normal = _quantize_rows(np.ascontiguousarray(c.values, dtype=np.float32), fmt, name)
+    deq, nbytes, outliers, normal, scale = _quantize_rows(np.ascontiguousarray(c.values, dtype=np.float32), fmt, name,
+                                                          scales_from)
     index_bytes = wf.shape[0] * (-(-c.values.shape[1] * c.index_bits // 8))
     dense = nm.decompress(replace(c, values=deq.astype(np.float32)))
-    return CompressedLayer(dense.astype(np.float32), nbytes + index_bytes, wf.size, outliers, normal)
+    return CompressedLayer(dense.astype(np.float32), nbytes + index_bytes, wf.size, outliers, normal, scale)
 
 
 # --------------------------------------------------------------------------------------------
@@ -474,24 +522,27 @@ class _WeightCache:
 
 def _quantize_set(weights: dict[str, np.ndarray], fmt: str, sparsity: str) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Magnitude-prune (N:M along the reduction axis) and quantize every weight; (weights, info)."""
-    out, nbytes, n, outl, flint, pairs, rel = {}, 0, 0, 0, 0, 0, []
-    for name, w in weights.items():
-        layer = compress_weight(w, fmt, sparsity, name=name)
-        out[name] = layer.weight
+    layers = {name: compress_weight(w, fmt, sparsity, name=name) for name, w in weights.items()}
+    return {name: layer.weight for name, layer in layers.items()}, _set_info(layers, weights, fmt)
+
+
+def _set_info(layers: "dict[str, CompressedLayer]", originals: dict[str, np.ndarray], fmt: str) -> dict[str, float]:
+    """Storage and error summary of compressed ``layers`` (``weight_rel_mse`` against ``originals``)."""
+    nbytes, n, outl, flint, pairs, rel = 0, 0, 0, 0, 0, []
+    for name, layer in layers.items():
         nbytes += layer.nbytes
         n += layer.n_weights
         outl += layer.outliers
         flint += layer.normal == "ovp4-flint4"
         pairs += layer.n_weights // 2
-        w64 = w.astype(np.float64)
+        w64 = originals[name].astype(np.float64)
         rel.append(float(np.sum((layer.weight - w64) ** 2) / max(float(np.sum(w64**2)), 1e-30)))
-    info = {
+    return {
         "bytes_per_weight": nbytes / n,
         "weight_rel_mse": float(np.mean(rel)),
         "outlier_pairs_pct": 100.0 * outl / pairs if fmt.startswith("ovp") else 0.0,
         "flint4_layers": float(flint),
     }
-    return out, info
 
 
 def _pruner(model: object, samples: Sequence[object], run_one: Callable, opts: "PruneOptions",
@@ -532,25 +583,39 @@ def _pruner(model: object, samples: Sequence[object], run_one: Callable, opts: "
 
 
 def _finetuned(sc: Scheme, cache: _WeightCache, tuned: dict, steps: int,
-               finetune: Callable[[dict[str, np.ndarray]], object],
-               progress: "Callable[[str], None] | None") -> tuple[object, dict[str, float]]:
+               finetune: Callable[[dict[str, np.ndarray], "str | None", str], object],
+               progress: "Callable[[str], None] | None", qat: bool = False) -> tuple[object, dict[str, float]]:
     """(model, info) of a pruned scheme with fine-tuning.
 
-    The method's fp32 pruned weights are fine-tuned once per (sparsity, method) with
-    ``finetune(weights) -> FinetuneResult``; each weight format then quantizes the fine-tuned
-    weights (the zeros stay, so the N:M structure does too).
+    ``finetune(weights, weight_format, sparsity) -> FinetuneResult`` starts from the method's fp32
+    pruned weights.  Without ``qat`` it runs once per (sparsity, method) in float and each weight
+    format quantizes the fine-tuned weights (the zeros stay, so the N:M structure does too).  With
+    ``qat`` every quantized format is fine-tuned on its own quantizer (``weight_format``) and its
+    weights are used as returned (already quantized: quantizing them again could move them).
     """
-    key = (sc.sparsity, sc.prune)
+    fmt = sc.weights if qat and sc.weights != "fp32" else None
+    key = (sc.sparsity, sc.prune, fmt)
     if key not in tuned:
+        if qat:  # one QAT model at a time (SmolLM2: ~1 GB each); the float one serves only the fp32 rows
+            for k in [k for k in tuned if k[2] is not None]:
+                del tuned[k]
         w_fp, _, _ = cache.get("fp32", sc.sparsity, sc.prune)
-        ft = finetune(w_fp)
-        tuned[key] = (ft.model, ft.losses)
+        ft = finetune(w_fp, fmt, sc.sparsity)
+        tuned[key] = ft
         if progress:
-            progress(f"{sc.sparsity} {sc.prune}: fine-tuned {steps} steps in {ft.seconds:.0f} s "  # type: ignore[attr-defined]
-                     f"({ft.cpu_seconds:.0f} s CPU), loss {ft.losses[0]:.4f} -> {ft.losses[-1]:.4f}")  # type: ignore[attr-defined]
-    base, losses = tuned[key]
-    w, info = _quantize_set(base.linear_weights(), sc.weights, sc.sparsity)  # type: ignore[attr-defined]
-    return base.with_weights(w), {**info, "finetune_steps": steps, "finetune_loss": losses[-1]}  # type: ignore[attr-defined]
+            r: Any = ft
+            what = "fine-tuned" if fmt is None else \
+                f"QAT {fmt} fine-tuned ({r.scale_searches} scale searches, {r.quant_seconds:.0f} s in the quantizer)"
+            progress(f"{sc.sparsity} {sc.prune}: {what} {steps} steps in {r.seconds:.0f} s "
+                     f"({r.cpu_seconds:.0f} s CPU), loss {r.losses[0]:.4f} -> {r.losses[-1]:.4f}")
+    ft = tuned[key]
+    done = {"finetune_steps": steps, "finetune_loss": ft.losses[-1]}  # type: ignore[attr-defined]
+    if fmt is not None:
+        info = _set_info(ft.layers, ft.master, fmt)  # type: ignore[attr-defined]
+        return ft.model, {**info, **done, "finetune_qat": 1.0}  # type: ignore[attr-defined]
+    base = ft.model  # type: ignore[attr-defined]
+    w, info = _quantize_set(base.linear_weights(), sc.weights, sc.sparsity)
+    return base.with_weights(w), {**info, **done}
 
 
 def _step_progress(progress: "Callable[[str], None] | None", steps: int, every: int = 10,
@@ -576,7 +641,7 @@ def _row(scheme: Scheme, info: dict[str, float], metrics: dict[str, float], seco
     """One result row; ``seconds`` includes compressing the weights when this scheme did it first."""
     prune = scheme.prune if scheme.pruned else ("magnitude" if scheme.sparsity != "dense" else "-")
     if info.get("finetune_steps"):
-        prune = f"{prune}+ft{int(info['finetune_steps'])}"
+        prune = f"{prune}+{'qat' if info.get('finetune_qat') else 'ft'}{int(info['finetune_steps'])}"
     row = {
         "weights": scheme.weights,
         "acts": scheme.acts,
@@ -636,7 +701,7 @@ def evaluate_minilm(
         opts = prune or PruneOptions()
         cache.pruner = _pruner(m, minilm_calibration(opts.calib_samples), _minilm_run_one, opts, progress)
     rows = []
-    tuned: dict[tuple[str, object], object] = {}
+    tuned: dict[tuple[str, object, "str | None"], object] = {}
     steps = prune.finetune_steps if prune is not None else 0
     for sc in schemes:
         t0 = time.perf_counter()
@@ -644,8 +709,10 @@ def evaluate_minilm(
             from sparsa.compiler.finetune import finetune_minilm
 
             lr, batch = prune.lr_batch("minilm")
-            qm, info = _finetuned(sc, cache, tuned, steps, lambda w: finetune_minilm(
-                m, w, steps=steps, lr=lr, batch_size=batch, on_step=_step_progress(progress, steps)), progress)
+            qm, info = _finetuned(sc, cache, tuned, steps, lambda w, fmt, sp: finetune_minilm(
+                m, w, steps=steps, lr=lr, batch_size=batch, on_step=_step_progress(progress, steps), weight_format=fmt,
+                sparsity=sp, scale_every=prune.finetune_scale_every, final_scales=prune.finetune_final_scales), progress,
+                prune.finetune_qat)
         else:
             w, info, _ = cache.get(sc.weights, sc.sparsity, sc.prune)
             qm = m.with_weights(w)
@@ -704,7 +771,7 @@ def evaluate_smollm2(
                               f"{calib_chunks + len(evalc)} activation-calibration and evaluation chunks")
         cache.pruner = _pruner(m, smollm2_calibration(chunks[len(chunks) - n_cal:]), _smollm2_run_one, opts, progress)
     rows = []
-    tuned: dict[tuple[str, object], object] = {}
+    tuned: dict[tuple[str, object, "str | None"], object] = {}
     steps = prune.finetune_steps if prune is not None else 0
     for sc in schemes:
         t0 = time.perf_counter()
@@ -714,9 +781,11 @@ def evaluate_smollm2(
             lr, batch = prune.lr_batch("smollm2")
             seqs = smollm2_training_chunks(m.tokenize, prune.finetune_seq, first_chunk=calib_chunks + len(evalc),
                                            chunk_len=chunk_len)
-            qm, info = _finetuned(sc, cache, tuned, steps, lambda w: finetune_smollm2(
+            qm, info = _finetuned(sc, cache, tuned, steps, lambda w, fmt, sp: finetune_smollm2(
                 m, w, steps=steps, lr=lr, batch_size=batch, seq_len=prune.finetune_seq, loss=prune.finetune_loss,
-                sequences=seqs, on_step=_step_progress(progress, steps)), progress)
+                sequences=seqs, on_step=_step_progress(progress, steps), weight_format=fmt, sparsity=sp,
+                scale_every=prune.finetune_scale_every, final_scales=prune.finetune_final_scales), progress,
+                prune.finetune_qat)
         else:
             w, info, _ = cache.get(sc.weights, sc.sparsity, sc.prune)
             qm = m.with_weights(w)

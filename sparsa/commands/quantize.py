@@ -6,6 +6,7 @@ Examples::
     sparsa quantize --model smollm2 --weights int4,ovp4 --acts none --max-chunks 4 --json out.json
     sparsa quantize --model minilm --prune sparsegpt --sparsity 2:4 --weights fp32,int8,ovp4 --acts none
     sparsa quantize --model smollm2 --prune sparsegpt --sparsity 2:4 --weights fp32,int8 --acts none --finetune 100
+    sparsa quantize --model minilm --prune sparsegpt --sparsity 2:4 --weights ovp4 --acts none --finetune 200 --finetune-qat
     sparsa quantize --model smollm2 --weights fp32 --acts none,int8,int4 --act-scale tensor,token,group:128
 
 Activation scales: ``--acts int8`` is one static per-tensor scale; ``int8/token`` and
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import time
 from dataclasses import replace
@@ -88,6 +90,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="SmolLM2: tokens per fine-tuning sequence, 2..256 (default 256; Lee chunks after the evaluation ones)")
     g.add_argument("--finetune-loss", default="kl", metavar="LOSS",
                    help="SmolLM2: kl (next-token distributions, default), hidden (every block's output) or kl+hidden")
+    g.add_argument("--finetune-qat", action="store_true",
+                   help="quantization-aware fine-tuning: fine-tune every quantized --weights format separately with "
+                        "its quantizer in the forward pass (straight-through gradients to float master weights; "
+                        "rows say +qatSTEPS) instead of quantizing the float fine-tuned weights; needs --finetune")
+    g.add_argument("--finetune-scale-every", type=int, default=None, metavar="STEPS",
+                   help="with --finetune-qat: steps between per-row scale searches (default 0: searched at the "
+                        "first step, then frozen)")
+    g.add_argument("--finetune-final-scales", choices=("held", "search"), default=None,
+                   help="with --finetune-qat: quantize the final master weights on the scales of the last search "
+                        "(held, default: what the last steps trained against) or with a fresh search")
 
 
 def _split(value: str, option: str, allowed: tuple[str, ...] | None, what: str = "format") -> list[str]:
@@ -172,6 +184,33 @@ def _table(result: dict, markdown: bool) -> str:
     return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths))] + [fmt.format(*b) for b in body])
 
 
+def _check_qat_args(args: argparse.Namespace, weights: list[str], sparsity: list[str]) -> tuple[int, str]:
+    """``--finetune-qat`` / ``--finetune-scale-every`` / ``--finetune-final-scales`` checked (FormatError).
+
+    Returns the scale interval and the final-scale mode to use.
+    """
+    from sparsa.compiler.finetune import QAT_FINAL_SCALES, QAT_FORMATS, QAT_SCALE_EVERY
+
+    every = args.finetune_scale_every
+    if every is not None and not args.finetune_qat:
+        raise FormatError(f"--finetune-scale-every {every} only applies with --finetune-qat")
+    if args.finetune_final_scales is not None and not args.finetune_qat:
+        raise FormatError(f"--finetune-final-scales {args.finetune_final_scales} only applies with --finetune-qat")
+    if every is not None and every < 0:
+        raise FormatError(f"--finetune-scale-every must be >= 0 (steps; 0 = frozen scales), not {every}")
+    if args.finetune_qat:
+        if not args.finetune:
+            raise FormatError("--finetune-qat needs --finetune STEPS (the number of quantization-aware steps)")
+        if not any(w in QAT_FORMATS for w in weights):
+            raise FormatError(f"--finetune-qat: --weights {','.join(weights)} has no quantized format to fine-tune; "
+                              f"add one of {', '.join(QAT_FORMATS)}")
+        for s in sparsity:
+            if s != "dense" and re.fullmatch(r"\d+:\d+", s.strip()) is None:
+                raise FormatError(f"--finetune-qat: sparsity {s!r} is unstructured; quantization-aware fine-tuning "
+                                  "quantizes on N:M slots (use N:M)")
+    return (QAT_SCALE_EVERY if every is None else every), (args.finetune_final_scales or QAT_FINAL_SCALES[0])
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate the scheme grid and print one row per scheme."""
     from sparsa.models import accuracy
@@ -237,12 +276,19 @@ def run(args: argparse.Namespace) -> int:
             raise FormatError(f"--finetune-seq must be in 2..256 (tokens of the 256-token chunks), not {args.finetune_seq}")
         if args.finetune_loss not in FINETUNE_LOSSES:
             raise FormatError(f"--finetune-loss: unknown loss {args.finetune_loss!r}; expected one of {', '.join(FINETUNE_LOSSES)}")
+        scale_every, final_scales = _check_qat_args(args, weights, sparsity)
         opts = accuracy.PruneOptions(calib_samples=args.calib_samples, damp=args.damp, blocksize=args.blocksize,
                                      config=config, target=args.prune_target, finetune_steps=args.finetune,
                                      finetune_lr=args.finetune_lr, finetune_batch=args.finetune_batch,
-                                     finetune_seq=args.finetune_seq, finetune_loss=args.finetune_loss)
-    elif args.finetune:
-        raise FormatError("--finetune only applies with --prune (it fine-tunes the pruned model)")
+                                     finetune_seq=args.finetune_seq, finetune_loss=args.finetune_loss,
+                                     finetune_qat=args.finetune_qat, finetune_scale_every=scale_every,
+                                     finetune_final_scales=final_scales)
+    else:
+        given = [flag for flag, on in (("--finetune", args.finetune), ("--finetune-qat", args.finetune_qat),
+                                       ("--finetune-scale-every", args.finetune_scale_every is not None),
+                                       ("--finetune-final-scales", args.finetune_final_scales is not None)) if on]
+        if given:
+            raise FormatError(f"{given[0]} only applies with --prune (it fine-tunes the pruned model)")
     schemes = accuracy.grid(weights, acts, sparsity, methods, act_mantissa_bits=mantissa_bits)
     progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     t0 = time.perf_counter()

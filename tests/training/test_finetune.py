@@ -91,3 +91,49 @@ def test_quantize_cli_finetune(model, tmp_path, capsys):
     assert all(0 < r["cos_mean"] <= 1 and r["finetune_loss"] > 0 for r in rows)
     assert rows[1]["bytes_per_weight"] < rows[0]["bytes_per_weight"]
     assert "magnitude+ft2" in capsys.readouterr().out
+
+
+def test_finetune_qat_minilm_returns_the_hardware_weights(model):
+    """QAT on OVP-4 2:4: the model runs compress_weight(master); zeros, N:M and untouched layers hold; biases train."""
+    from sparsa.models.accuracy import compress_weight
+    from sparsa.models.formats import nm
+
+    names = ["layer0.q", "layer0.up", "layer5.down"]
+    pruned = {n: nm.prune(model.linear[n][0], 2, 4, axis=1) for n in names}
+    texts = training_sentences()[:64]
+    result = finetune_minilm(model, pruned, steps=3, lr=3e-4, batch_size=8, sentences=texts, weight_format="ovp4",
+                             sparsity="2:4")
+    assert result.weight_format == "ovp4" and result.scale_searches == 1
+    for n in names:
+        got, master = result.weights[n], result.master[n]
+        first = compress_weight(pruned[n], "ovp4", "2:4", name=n)         # the step-1 search, held to the end
+        np.testing.assert_array_equal(result.layers[n].scale, first.scale)
+        np.testing.assert_array_equal(got, compress_weight(master, "ovp4", "2:4", name=n, scales_from=first).weight)
+        np.testing.assert_array_equal(result.model.linear[n][0], got)
+        np.testing.assert_array_equal(master[pruned[n] == 0], 0.0)
+        np.testing.assert_array_equal(got[pruned[n] == 0], 0.0)
+        assert nm.is_nm_sparse(got, 2, 4, axis=1) and not np.array_equal(master, pruned[n])
+        assert not np.array_equal(result.model.linear[n][1], model.linear[n][1])     # biases train (in float)
+    np.testing.assert_array_equal(result.model.linear["layer3.v"][0], model.linear["layer3.v"][0])
+    flt = finetune_minilm(model, pruned, steps=3, lr=3e-4, batch_size=8, sentences=texts, weight_format="fp32")
+    ref = finetune_minilm(model, pruned, steps=3, lr=3e-4, batch_size=8, sentences=texts)
+    assert flt.losses == ref.losses and flt.master is None                           # fp32 = the float path
+
+
+def test_quantize_cli_finetune_qat(model, tmp_path, capsys):
+    """`--finetune N --finetune-qat`: fp32 row fine-tuned in float (+ftN), each quantized row with QAT (+qatN)."""
+    import json
+
+    from sparsa.cli import main
+
+    out = tmp_path / "q.json"
+    assert main(["quantize", "--model", "minilm", "--prune", "magnitude", "--sparsity", "2:4", "--weights",
+                 "fp32,int8,ovp4", "--acts", "none", "--finetune", "2", "--finetune-qat", "--finetune-batch", "4",
+                 "--sentences", "8", "--calib-samples", "1", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["prune"] for r in rows] == ["magnitude+ft2", "magnitude+qat2", "magnitude+qat2"]
+    assert all(0 < r["cos_mean"] <= 1 and r["finetune_loss"] > 0 for r in rows)
+    assert rows[2]["bytes_per_weight"] < rows[1]["bytes_per_weight"] < rows[0]["bytes_per_weight"]
+    cap = capsys.readouterr()
+    assert "magnitude+qat2" in cap.out
+    assert "QAT int8 fine-tuned (1 scale searches" in cap.err and "QAT ovp4 fine-tuned" in cap.err

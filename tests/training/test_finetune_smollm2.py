@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sparsa.compiler.finetune import (
     FINETUNE_LOSSES,
     finetune_smollm2,
@@ -210,3 +212,210 @@ def test_real_smollm2_quantize_cli_finetune(smollm2, tmp_path, capsys):
     assert rows[1]["bytes_per_weight"] < rows[0]["bytes_per_weight"]
     cap = capsys.readouterr()
     assert "magnitude+ft2" in cap.out and "fine-tuning step 2/2" in cap.err
+
+
+# --------------------------------------------------------------------------------------------
+# quantization-aware fine-tuning (weight_format=...)
+# --------------------------------------------------------------------------------------------
+
+QAT = ("int8", "int4", "ovp4", "ovp8")
+
+
+def _capture_backward(monkeypatch) -> list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+    """Record (forward weights, weight gradients) of every decoder_backward call of finetune_smollm2."""
+    from sparsa.models.training import decoder
+
+    calls: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = []
+    real = decoder.decoder_backward
+
+    def spy(d_hidden, caches, weights, tensors, cfg):
+        grads, dx = real(d_hidden, caches, weights, tensors, cfg)
+        calls.append(({n: np.array(w) for n, w in weights.items()}, {n: np.array(g) for n, g in grads.items()}))
+        return grads, dx
+
+    monkeypatch.setattr(decoder, "decoder_backward", spy)
+    return calls
+
+
+@pytest.mark.parametrize("fmt", QAT)
+def test_qat_ste_gradient_is_the_float_gradient_at_q(fmt, monkeypatch):
+    """Step 1 runs on Q(W0); its gradient is the float model's at Q(W0), applied to the master unchanged (STE)."""
+    from sparsa.models.accuracy import compress_weight
+    from sparsa.models.training.optim import Adam, cosine_lr
+
+    model = _tiny()
+    pruned = _pruned(model)
+    seqs = _sequences(4)
+    calls = _capture_backward(monkeypatch)
+    qat = finetune_smollm2(model, pruned, steps=1, lr=1e-3, batch_size=2, sequences=seqs, weight_format=fmt,
+                           sparsity="2:4")
+    q0 = {n: compress_weight(w, fmt, "2:4", name=n).weight for n, w in pruned.items()}
+    used, g_qat = calls.pop()
+    for n in pruned:
+        np.testing.assert_array_equal(used[n], q0[n])             # the forward pass saw Q(W0)
+    flt = finetune_smollm2(model, q0, steps=1, lr=1e-3, batch_size=2, sequences=seqs)   # float, started at Q(W0)
+    _, g_float = calls.pop()
+    assert qat.losses == flt.losses                               # the same loss: the quantized model's
+    for n, w0 in pruned.items():
+        np.testing.assert_array_equal(g_qat[n], g_float[n])       # the float gradient evaluated at Q(W0)
+        mask = w0 != 0
+        expect = w0.copy()
+        opt = Adam([("w", expect, g_qat[n] * mask)], lr=1e-3)     # ... applied to the master W0 as if Q = identity
+        opt.lr = cosine_lr(1e-3, 0, 1)
+        opt.step()
+        expect[~mask] = 0.0
+        np.testing.assert_array_equal(qat.master[n], expect)
+
+
+@pytest.mark.parametrize("fmt", QAT)
+@pytest.mark.parametrize("final_scales", ["held", "search"])
+def test_qat_returns_the_quantizer_of_the_master_and_keeps_masks(fmt, final_scales, monkeypatch):
+    from sparsa.models.accuracy import compress_weight
+
+    model = _tiny()
+    pruned = _pruned(model, [n for n in model.linear if n != "layer1.v"])
+    seqs = _sequences(4)
+    calls = _capture_backward(monkeypatch)
+    result = finetune_smollm2(model, pruned, steps=8, lr=3e-3, batch_size=4, sequences=seqs, weight_format=fmt,
+                              sparsity="2:4", scale_every=3, final_scales=final_scales)
+    assert result.losses[-1] < 0.8 * result.losses[0]              # the quantized model's loss falls
+    assert result.weight_format == fmt and result.sparsity == "2:4" and result.scale_searches == 3   # steps 1, 4, 7
+    for n, w in pruned.items():
+        got, master, layer = result.weights[n], result.master[n], result.layers[n]
+        if final_scales == "search":
+            np.testing.assert_array_equal(got, compress_weight(master, fmt, "2:4", name=n).weight)
+        else:   # the scales of the last search (step 7), which steps 7 and 8 ran on
+            np.testing.assert_array_equal(got, compress_weight(master, fmt, "2:4", name=n, scales_from=layer).weight)
+            units = calls[-1][0][n] / layer.scale                    # step 8's weights lie on that grid
+            np.testing.assert_allclose(units, np.rint(units), atol=1e-4)
+        np.testing.assert_array_equal(got, layer.weight)            # exactly what the quantizer makes of the master
+        np.testing.assert_array_equal(result.model.linear[n], got)  # the evaluated model is the hardware's weights
+        np.testing.assert_array_equal(master[w == 0], 0.0)         # pruned masters stay exactly 0 ...
+        np.testing.assert_array_equal(got[w == 0], 0.0)            # ... and so do the quantized weights
+        assert np.count_nonzero(master) == np.count_nonzero(w)     # kept masters all trained, none pruned
+        assert nm.is_nm_sparse(got, 2, 4, axis=1)
+        assert not np.array_equal(master, w)
+    np.testing.assert_array_equal(result.model.linear["layer1.v"], model.linear["layer1.v"])  # not given: untouched
+    assert result.quant_seconds > 0
+
+
+def test_qat_frozen_scales_hold_the_first_search(monkeypatch):
+    """scale_every=0: one search at step 1; later steps quantize on those scales (compress_weight scales_from)."""
+    from sparsa.models.accuracy import compress_weight
+
+    model = _tiny()
+    pruned = _pruned(model)
+    calls = _capture_backward(monkeypatch)
+    result = finetune_smollm2(model, pruned, steps=3, lr=3e-3, batch_size=4, sequences=_sequences(4),
+                              weight_format="ovp4", sparsity="2:4", scale_every=0)
+    assert result.scale_searches == 1 and len(calls) == 3
+    first = {n: compress_weight(w, "ovp4", "2:4", name=n) for n, w in pruned.items()}
+    trained = {n: calls[2][0][n] for n in pruned}                   # the weights step 3 ran on
+    searched = 0
+    for n, layer in first.items():
+        np.testing.assert_array_equal(result.layers[n].scale, layer.scale)   # final_scales="held": the same grid
+        assert result.layers[n].normal == layer.normal
+        assert nm.is_nm_sparse(trained[n], 2, 4, axis=1)
+        scale = layer.scale[:, 0][:, None]
+        units = np.where(trained[n] != 0, trained[n] / scale, 0.0)  # values on the held per-row grid
+        np.testing.assert_allclose(units, np.rint(units), atol=1e-4)
+        searched += not np.array_equal(compress_weight(result.master[n], "ovp4", "2:4").scale, layer.scale)
+    assert searched > 0                                             # a fresh search would have moved some scales
+
+
+def test_qat_fp32_is_the_float_path():
+    model = _tiny()
+    pruned = _pruned(model)
+    seqs = _sequences(8)
+    a = finetune_smollm2(model, pruned, steps=3, lr=1e-3, batch_size=2, sequences=seqs)
+    b = finetune_smollm2(model, pruned, steps=3, lr=1e-3, batch_size=2, sequences=seqs, weight_format="fp32",
+                         sparsity="2:4", scale_every=1)
+    assert a.losses == b.losses and a.weight_format == b.weight_format == "fp32" and b.master is None
+    for n in pruned:
+        np.testing.assert_array_equal(a.weights[n], b.weights[n])
+
+
+def test_qat_bad_input():
+    model = _tiny()
+    seqs = _sequences(4)
+    w = model.linear["layer0.q"]
+    two_four = _pruned(model, ["layer0.q"])
+    with pytest.raises(ConfigError, match="weight format must be fp32 or one of int8, int4, ovp4, ovp8, not 'int2'"):
+        finetune_smollm2(model, two_four, sequences=seqs, weight_format="int2", sparsity="2:4")
+    with pytest.raises(ConfigError, match="weight_format='ovp4' needs sparsity: 'dense' or the N:M pattern"):
+        finetune_smollm2(model, two_four, sequences=seqs, weight_format="ovp4")
+    with pytest.raises(ConfigError, match="fine-tuning sparsity must be 'dense' or 'N:M' with 1 <= N <= M, not '0.5'"):
+        finetune_smollm2(model, two_four, sequences=seqs, weight_format="int8", sparsity="0.5")
+    with pytest.raises(ConfigError, match="scale_every must be a non-negative integer .*, not -1"):
+        finetune_smollm2(model, two_four, sequences=seqs, weight_format="int8", sparsity="2:4", scale_every=-1)
+    with pytest.raises(ConfigError, match="final_scales must be one of held, search, not 'fresh'"):
+        finetune_smollm2(model, two_four, sequences=seqs, weight_format="int8", sparsity="2:4", final_scales="fresh")
+    with pytest.raises(ConfigError, match="scale_every must be a non-negative integer .*, not 1.5"):
+        finetune_smollm2(model, two_four, sequences=seqs, scale_every=1.5)      # checked on the float path too
+    with pytest.raises(ConfigError, match="SmolLM2 layer0.q: the pruned weight is not 2:4 along its input axis"):
+        finetune_smollm2(model, {"layer0.q": w}, sequences=seqs, weight_format="int8", sparsity="2:4")
+    dense = finetune_smollm2(model, {"layer0.q": w}, steps=1, batch_size=2, sequences=seqs, weight_format="int8",
+                             sparsity="dense")                      # dense rows: any zero pattern
+    assert dense.layers["layer0.q"].scale.shape == (16, 1)
+
+
+@given(rows=st.integers(1, 6), groups=st.integers(1, 6), fmt=st.sampled_from(QAT),
+       pattern=st.sampled_from(["dense", "1:4", "2:4", "2:8", "4:8"]), seed=st.integers(0, 2**16))
+@settings(max_examples=40, deadline=None)
+def test_qat_quantizer_keeps_zeros_and_reuses_scales(rows, groups, fmt, pattern, seed):
+    """Q (compress_weight) keeps the mask's zeros and N:M; held scales reproduce the searched result exactly."""
+    from sparsa.models.accuracy import compress_weight, parse_sparsity
+
+    rng = np.random.default_rng(seed)
+    nm_ = parse_sparsity(pattern)
+    w = (rng.standard_normal((rows, 8 * groups)) * rng.choice([0.01, 1.0, 100.0])).astype(np.float32)
+    if nm_ is not None:
+        w = nm.prune(w, *nm_, axis=1)
+    layer = compress_weight(w, fmt, pattern)
+    np.testing.assert_array_equal(layer.weight[w == 0], 0.0)
+    if nm_ is not None:
+        assert nm.is_nm_sparse(layer.weight, *nm_, axis=1)
+    again = compress_weight(w, fmt, pattern, scales_from=layer)
+    np.testing.assert_array_equal(again.weight, layer.weight)
+    assert (again.nbytes, again.outliers, again.normal) == (layer.nbytes, layer.outliers, layer.normal)
+    np.testing.assert_array_equal(again.scale, layer.scale)
+
+
+def test_compress_weight_refuses_foreign_scales():
+    from sparsa.errors import FormatError
+    from sparsa.models.accuracy import compress_weight
+
+    w = np.ones((4, 8), np.float32)
+    with pytest.raises(FormatError, match="w: scales_from must be a ovp4 layer with 4 row scales, got scale shape "
+                                          r"\(4, 1\) and OVP normal ''"):
+        compress_weight(w, "ovp4", name="w", scales_from=compress_weight(w, "int4"))
+    with pytest.raises(FormatError, match="scales_from is 'ovp8', not a ovp4 layer"):
+        compress_weight(w, "ovp4", scales_from=compress_weight(w, "ovp8"))
+    with pytest.raises(FormatError, match=r"got scale shape \(2, 1\)"):
+        compress_weight(w, "int8", scales_from=compress_weight(w[:2], "int8"))
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--finetune-qat"], "error: --finetune-qat needs --finetune STEPS (the number of quantization-aware steps)"),
+    (["--finetune", "2", "--finetune-scale-every", "3"], "error: --finetune-scale-every 3 only applies with --finetune-qat"),
+    (["--finetune", "2", "--finetune-final-scales", "search"],
+     "error: --finetune-final-scales search only applies with --finetune-qat"),
+    (["--finetune", "2", "--finetune-qat", "--finetune-scale-every", "-1"],
+     "error: --finetune-scale-every must be >= 0 (steps; 0 = frozen scales), not -1"),
+    (["--finetune", "2", "--finetune-qat", "--weights", "fp32"],
+     "error: --finetune-qat: --weights fp32 has no quantized format to fine-tune; add one of int8, int4, ovp4, ovp8"),
+    (["--finetune", "2", "--finetune-qat", "--sparsity", "0.5"],
+     "error: --finetune-qat: sparsity '0.5' is unstructured; quantization-aware fine-tuning quantizes on N:M slots"),
+])
+def test_quantize_cli_bad_qat_values(argv, message, capsys):
+    """Refused before any model is loaded, one line, exit 2."""
+    assert main(["quantize", "--model", "smollm2", "--prune", "sparsegpt", "--sparsity", "2:4", "--weights", "int8",
+                 "--acts", "none", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv", [["--finetune-qat"], ["--finetune-scale-every", "2"], ["--finetune-final-scales", "held"]])
+def test_quantize_cli_qat_needs_prune(argv, capsys):
+    assert main(["quantize", "--model", "minilm", "--weights", "int8", *argv]) == 2
+    assert f"error: {argv[0]} only applies with --prune (it fine-tunes the pruned model)" in capsys.readouterr().err
