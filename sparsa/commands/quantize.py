@@ -86,9 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="fine-tuning peak learning rate (Adam, cosine; default MiniLM 3e-4, SmolLM2 1e-4)")
     g.add_argument("--finetune-batch", type=int, default=None,
                    help="fine-tuning sentences (MiniLM, default 16) / sequences (SmolLM2, default 1) per step")
-    g.add_argument("--finetune-seq", type=int, default=256, metavar="TOKENS",
+    g.add_argument("--finetune-seq", type=int, default=None, metavar="TOKENS",
                    help="SmolLM2: tokens per fine-tuning sequence, 2..256 (default 256; Lee chunks after the evaluation ones)")
-    g.add_argument("--finetune-loss", default="kl", metavar="LOSS",
+    g.add_argument("--finetune-loss", default=None, metavar="LOSS",
                    help="SmolLM2: kl (next-token distributions, default), hidden (every block's output) or kl+hidden")
     g.add_argument("--finetune-qat", action="store_true",
                    help="quantization-aware fine-tuning: fine-tune every quantized --weights format separately with "
@@ -198,6 +198,12 @@ def _check_qat_args(args: argparse.Namespace, weights: list[str], sparsity: list
         raise FormatError(f"--finetune-final-scales {args.finetune_final_scales} only applies with --finetune-qat")
     if every is not None and every < 0:
         raise FormatError(f"--finetune-scale-every must be >= 0 (steps; 0 = frozen scales), not {every}")
+    quantized = [w for w in weights if w != "fp32"]
+    if args.finetune and quantized and not args.finetune_qat:
+        for s in sparsity:
+            if s != "dense" and re.fullmatch(r"\d+:\d+", s.strip()) is None:
+                raise FormatError(f"--finetune with --weights {','.join(quantized)}: sparsity {s!r} is unstructured, "
+                                  "and the fine-tuned weights are quantized on N:M slots (use N:M, or --weights fp32)")
     if args.finetune_qat:
         if not args.finetune:
             raise FormatError("--finetune-qat needs --finetune STEPS (the number of quantization-aware steps)")
@@ -209,6 +215,14 @@ def _check_qat_args(args: argparse.Namespace, weights: list[str], sparsity: list
                 raise FormatError(f"--finetune-qat: sparsity {s!r} is unstructured; quantization-aware fine-tuning "
                                   "quantizes on N:M slots (use N:M)")
     return (QAT_SCALE_EVERY if every is None else every), (args.finetune_final_scales or QAT_FINAL_SCALES[0])
+
+
+def _refuse_finetune_settings(args: argparse.Namespace, needs: str) -> None:
+    """A fine-tuning setting given where nothing is fine-tuned is an error, not silently ignored."""
+    for flag, value in (("--finetune-lr", args.finetune_lr), ("--finetune-batch", args.finetune_batch),
+                        ("--finetune-seq", args.finetune_seq), ("--finetune-loss", args.finetune_loss)):
+        if value is not None:
+            raise FormatError(f"{flag} {value} only applies with {needs} (nothing is fine-tuned without it)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -268,6 +282,15 @@ def run(args: argparse.Namespace) -> int:
 
         if args.finetune < 0:
             raise FormatError(f"--finetune must be >= 0 (steps), not {args.finetune}")
+        if not args.finetune:
+            _refuse_finetune_settings(args, "--finetune STEPS")
+        if args.model == "minilm":
+            for flag, value in (("--finetune-seq", args.finetune_seq), ("--finetune-loss", args.finetune_loss)):
+                if value is not None:
+                    raise FormatError(f"{flag} {value} applies to SmolLM2 only (MiniLM fine-tunes on sentences "
+                                      "with hidden-state distillation)")
+        args.finetune_seq = 256 if args.finetune_seq is None else args.finetune_seq
+        args.finetune_loss = "kl" if args.finetune_loss is None else args.finetune_loss
         if args.finetune_batch is not None and args.finetune_batch < 1:
             raise FormatError(f"--finetune-batch must be >= 1, not {args.finetune_batch}")
         if args.finetune_lr is not None and not (args.finetune_lr > 0 and math.isfinite(args.finetune_lr)):
@@ -289,6 +312,7 @@ def run(args: argparse.Namespace) -> int:
                                        ("--finetune-final-scales", args.finetune_final_scales is not None)) if on]
         if given:
             raise FormatError(f"{given[0]} only applies with --prune (it fine-tunes the pruned model)")
+        _refuse_finetune_settings(args, "--prune and --finetune")
     schemes = accuracy.grid(weights, acts, sparsity, methods, act_mantissa_bits=mantissa_bits)
     progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     t0 = time.perf_counter()

@@ -419,3 +419,27 @@ def test_quantize_cli_bad_qat_values(argv, message, capsys):
 def test_quantize_cli_qat_needs_prune(argv, capsys):
     assert main(["quantize", "--model", "minilm", "--weights", "int8", *argv]) == 2
     assert f"error: {argv[0]} only applies with --prune (it fine-tunes the pruned model)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--prune", "sparsegpt", "--finetune-lr", "0.001"],
+     "error: --finetune-lr 0.001 only applies with --finetune STEPS (nothing is fine-tuned without it)"),
+    (["--prune", "sparsegpt", "--finetune", "0", "--finetune-batch", "4"],
+     "error: --finetune-batch 4 only applies with --finetune STEPS"),
+    (["--finetune-seq", "64"], "error: --finetune-seq 64 only applies with --prune and --finetune"),
+    (["--prune", "wanda", "--finetune", "2", "--sparsity", "0.5", "--weights", "fp32,int8"],
+     "error: --finetune with --weights int8: sparsity '0.5' is unstructured, and the fine-tuned weights are "
+     "quantized on N:M slots (use N:M, or --weights fp32)"),
+])
+def test_quantize_cli_finetune_settings_are_not_silently_ignored(argv, message, capsys):
+    """A fine-tuning setting without fine-tuning, or a combination that would fail after the fine-tuning,
+    is refused before any model is loaded."""
+    assert main(["quantize", "--model", "smollm2", "--acts", "none", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_quantize_cli_smollm2_only_finetune_settings_refused_for_minilm(capsys):
+    assert main(["quantize", "--model", "minilm", "--prune", "sparsegpt", "--acts", "none", "--finetune", "2",
+                 "--finetune-loss", "hidden"]) == 2
+    assert "error: --finetune-loss hidden applies to SmolLM2 only" in capsys.readouterr().err
