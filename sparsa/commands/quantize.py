@@ -184,8 +184,9 @@ def _table(result: dict, markdown: bool) -> str:
     return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths))] + [fmt.format(*b) for b in body])
 
 
-def _check_qat_args(args: argparse.Namespace, weights: list[str], sparsity: list[str]) -> tuple[int, str]:
-    """``--finetune-qat`` / ``--finetune-scale-every`` / ``--finetune-final-scales`` checked (FormatError).
+def _check_finetune_args(args: argparse.Namespace, weights: list[str], sparsity: list[str]) -> tuple[int, str]:
+    """``--finetune`` with quantized weights, and ``--finetune-qat`` / ``--finetune-scale-every`` /
+    ``--finetune-final-scales``, checked against the formats and patterns (FormatError).
 
     Returns the scale interval and the final-scale mode to use.
     """
@@ -299,7 +300,7 @@ def run(args: argparse.Namespace) -> int:
             raise FormatError(f"--finetune-seq must be in 2..256 (tokens of the 256-token chunks), not {args.finetune_seq}")
         if args.finetune_loss not in FINETUNE_LOSSES:
             raise FormatError(f"--finetune-loss: unknown loss {args.finetune_loss!r}; expected one of {', '.join(FINETUNE_LOSSES)}")
-        scale_every, final_scales = _check_qat_args(args, weights, sparsity)
+        scale_every, final_scales = _check_finetune_args(args, weights, sparsity)
         opts = accuracy.PruneOptions(calib_samples=args.calib_samples, damp=args.damp, blocksize=args.blocksize,
                                      config=config, target=args.prune_target, finetune_steps=args.finetune,
                                      finetune_lr=args.finetune_lr, finetune_batch=args.finetune_batch,
