@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sparsa.models.formats import intq, ovp
+from sparsa.formats import intq, ovp
 
 
 def _best_of(fn: Callable[[], object], repeat: int) -> float:

@@ -29,7 +29,7 @@ from sparsa.compiler.tiling import plan_tiling
 from sparsa.config import AcceleratorConfig, NMPattern
 from sparsa.errors import ConfigError, FormatError, ShapeError
 from sparsa.isa import Instruction, Opcode
-from sparsa.models.formats import nm
+from sparsa.formats import nm
 from sparsa.compiler.weights import (check_reduction_fits, check_weight_values, prune_to_pattern, requested_pattern,
                                      weight_matrix)
 from sparsa.models.reference import encode_ovp4_exact
@@ -62,7 +62,7 @@ def compile_gemm(
         The layer's sparsity (``"2:4"``, ``"dense"``); default ``config.sparsity.default``.
     prune : bool
         Magnitude-prune ``weights`` to ``pattern`` (documented tie-break in
-        :mod:`sparsa.models.formats.nm`).  With ``False`` the weights must already satisfy it.
+        :mod:`sparsa.formats.nm`).  With ``False`` the weights must already satisfy it.
         With OVP-4 weights it also rounds every compressed pair to OVP-4 (``False``: the pairs
         must already be representable).
     allow_overflow : bool
@@ -114,7 +114,7 @@ def compile_compressed_gemm(
     ----------
     config : AcceleratorConfig
         Target hardware.
-    compressed : sparsa.models.formats.nm.NMCompressed
+    compressed : sparsa.formats.nm.NMCompressed
         ``compress(W[k, n], n_hw, m_hw, axis=0)`` with integer values: the kept slots in the
         order they are loaded (for OVP-4 weights, slots ``(2i, 2i+1)`` of a column are a pair and
         must be exactly representable).  ``(n_hw, m_hw)`` must be the layer pattern mapped on
@@ -159,7 +159,7 @@ def _check_overflow(config: AcceleratorConfig, tiling, req: NMPattern, allow_ove
 
 def _fit_ovp4_pairs(comp: nm.NMCompressed, *, round_pairs: bool, hint: str = "") -> nm.NMCompressed:
     """Round (or check) the compressed slots of every column to OVP-4 pairs ``(2i, 2i+1)``."""
-    from sparsa.models.formats import ovp
+    from sparsa.formats import ovp
 
     vals = np.asarray(comp.values, dtype=np.int64)
     slots, n = vals.shape

@@ -143,7 +143,7 @@ class Program(InstructionListMixin):
     With activation scales (``config.act_scale.granularity`` token / group) the inputs are
     ``{"A": codes[m, k], "S": mantissa[m, scale_groups]}`` and ``Y[t, n]`` is
     ``sum_g S[t, g] * (A_g[t] . W_g[n])`` modulo ``2**accumulator_bits``
-    (:func:`sparsa.models.formats.actscale.scaled_gemm_reference`).
+    (:func:`sparsa.formats.actscale.scaled_gemm_reference`).
     """
 
     config: AcceleratorConfig

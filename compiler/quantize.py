@@ -4,12 +4,12 @@ Passes for one layer ``y = x @ W.T + b`` (``W[out, in]`` float, reduction axis `
 
 1. **check** - finite weights / calibration / inputs (``FormatError`` naming tensor and index),
    shapes, formats (the config's ``types.weight`` / ``types.activation``);
-2. **prune** - magnitude N:M along ``in`` (:func:`sparsa.models.formats.nm.prune`), then
+2. **prune** - magnitude N:M along ``in`` (:func:`sparsa.formats.nm.prune`), then
    compress on the sparse MUX's group size (the order the slots are loaded in);
 3. **quantize weights** - per output row, on the kept values only, scale by MSE search:
-   OVP-4 (int4 normals): :func:`sparsa.models.formats.ovp.search_scale` + ``encode``, pairs =
+   OVP-4 (int4 normals): :func:`sparsa.formats.ovp.search_scale` + ``encode``, pairs =
    consecutive kept slots ``(2i, 2i+1)``, an odd slot count padded with one zero slot;
-   int4 / int8: :func:`sparsa.models.formats.intq.search_int_scale` + ``quantize_int``;
+   int4 / int8: :func:`sparsa.formats.intq.search_int_scale` + ``quantize_int``;
 4. **calibrate activations** - one scale per tensor from calibration inputs (same searches
    with ``granularity="tensor"``; OVP pairs along ``in``, an odd ``in`` padded with one zero
    column - the accelerator pads k with zeros anyway); skipped when the config's
@@ -20,17 +20,17 @@ Passes for one layer ``y = x @ W.T + b`` (``W[out, in]`` float, reduction axis `
 At run time the inputs are quantized with the calibrated scale, the integer GEMM runs on any
 backend, and ``y = Y_int * act_scale * weight_scale[out] + bias``.  With dynamic activation
 scales (``act_scale.granularity`` ``token`` / ``group``, int8 / int4 activations only; see
-:mod:`sparsa.models.formats.actscale` and docs/formats/actscale.md) the host quantizes every
-input with :func:`~sparsa.models.formats.actscale.quantize_activations_dynamic`, the backend gets
+:mod:`sparsa.formats.actscale` and docs/formats/actscale.md) the host quantizes every
+input with :func:`~sparsa.formats.actscale.quantize_activations_dynamic`, the backend gets
 ``{"A": codes[rows, in], "S": mantissa[rows, G]}`` and returns the scaled integer sums
 ``Y[t, o] = sum_g S[t, g] * (A_g[t] . W_g[o])``, and
 ``y = Y * 2**-exponent * weight_scale[out] + bias``
-(:func:`~sparsa.models.formats.actscale.dequantize_output`).  All-zero weight rows are
+(:func:`~sparsa.formats.actscale.dequantize_output`).  All-zero weight rows are
 valid (scale 1.0, output = bias).  ``quantize_model`` maps every linear layer of a
 :mod:`sparsa.models.real` model through the same path and reports the bytes of each layer.
 
 >>> layer = quantize_linear(cfg, W, calibration_x, bias=b, pattern="2:4")    # doctest: +SKIP
->>> y, y_int, result = run_quantized_linear(cfg, layer, x, "cycle")          # doctest: +SKIP
+>>> y, y_int, result = run_quantized_linear(cfg, layer, x, get_backend("cycle", cfg))          # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from sparsa.compiler.gemm import compile_compressed_gemm
 from sparsa.compiler.program import Program
 from sparsa.config import AcceleratorConfig, NMPattern
 from sparsa.errors import ConfigError, FormatError, ShapeError
-from sparsa.models.formats import intq, nm, ovp
-from sparsa.models.formats.actscale import (ActScaleSpec, ScaledActivations, dequantize_output,
+from sparsa.formats import intq, nm, ovp
+from sparsa.formats.actscale import (ActScaleSpec, ScaledActivations, dequantize_output,
                                             quantize_activations_dynamic)
 
 __all__ = [
@@ -345,8 +345,7 @@ def quantize_activations_scaled(layer: QuantizedLinear, x: np.ndarray) -> Scaled
 
 
 def run_quantized_linear(
-    config: AcceleratorConfig, layer: QuantizedLinear, x_float: np.ndarray, backend: Any = "cycle",
-    **backend_options: Any,
+    config: AcceleratorConfig, layer: QuantizedLinear, x_float: np.ndarray, backend: Any,
 ) -> QuantizedOutput:
     """Run ``layer`` on float inputs ``x_float[..., in]`` on ``backend``.
 
@@ -358,24 +357,23 @@ def run_quantized_linear(
         From :func:`quantize_linear`.
     x_float : np.ndarray
         float inputs ``[..., in]``.
-    backend : str or Backend
-        A backend name (``reference``, ``isa``, ``cycle``, ``amaranth``, ``verilator``) or an
-        object with ``run(program, tensors)`` returning an object with ``outputs["Y"]``.
-        ``tensors`` is ``{"A": codes}`` with per-tensor scales and ``{"A": codes, "S":
-        mantissa}`` (int64 ``[rows, G]``) with dynamic scales.
-    **backend_options
-        Passed to :func:`sparsa.sim.get_backend` with a name.
+    backend : Backend
+        An object with ``run(program, tensors)`` returning an object with ``outputs["Y"]``,
+        e.g. ``sparsa.sim.get_backend("cycle", config)`` (the compiler does not import the
+        simulators: the caller picks the rung).  ``tensors`` is ``{"A": codes}`` with per-tensor
+        scales and ``{"A": codes, "S": mantissa}`` (int64 ``[rows, G]``) with dynamic scales.
 
     Returns
     -------
     QuantizedOutput
         ``(y, y_int, result)``.
     """
-    from sparsa.sim import get_backend
-
     if config != layer.config:
         raise ConfigError(f"{layer.name} was quantized for config {layer.config.name!r}, not {config.name!r}")
-    be = get_backend(backend, config, **backend_options) if isinstance(backend, str) else backend
+    if not callable(getattr(backend, "run", None)):
+        raise ConfigError(f"backend must be a Backend object with run(program, tensors) (sparsa.sim.get_backend("
+                          f"name, config)), not {backend!r}")
+    be = backend
     if layer.act_spec.dynamic:
         act = quantize_activations_scaled(layer, x_float)
         result = be.run(layer.program(act.codes.shape[0]), {"A": act.codes, "S": act.mantissa})
@@ -403,11 +401,11 @@ class QuantizedModel:
     config: AcceleratorConfig
     layers: dict[str, QuantizedLinear]
 
-    def run(self, name: str, x: np.ndarray, backend: Any = "cycle", **options: Any) -> QuantizedOutput:
-        """:func:`run_quantized_linear` on layer ``name``."""
+    def run(self, name: str, x: np.ndarray, backend: Any) -> QuantizedOutput:
+        """:func:`run_quantized_linear` on layer ``name`` (``backend``: a Backend object)."""
         if name not in self.layers:
             raise ShapeError(f"no quantized layer {name!r}; have {', '.join(self.layers)}")
-        return run_quantized_linear(self.config, self.layers[name], x, backend, **options)
+        return run_quantized_linear(self.config, self.layers[name], x, backend)
 
     def report(self) -> list[dict[str, Any]]:
         """One row per layer: shape, formats, sparsity, bytes (:meth:`QuantizedLinear.storage_bytes`)."""

@@ -165,7 +165,7 @@ def _check_mask(mask: np.ndarray | None, w_shape: tuple[int, int], n: int, m: in
     mask = np.asarray(mask)
     if mask.shape != w_shape or mask.dtype != bool:
         raise ShapeError(f"{what} must be a bool array of the weight's shape {w_shape}, not {mask.dtype} {mask.shape}")
-    from sparsa.models.formats import nm
+    from sparsa.formats import nm
 
     if not nm.is_nm_sparse(mask, n, m, axis=axis):
         axis_name = "k (axis 0)" if axis == 0 else "n (axis 1)"

@@ -13,7 +13,7 @@ import numpy as np
 
 from sparsa.config import AcceleratorConfig, NMPattern
 from sparsa.errors import ConfigError, FormatError, ShapeError
-from sparsa.models.formats import nm
+from sparsa.formats import nm
 from sparsa.models.reference import check_int_range, check_ovp4_range
 
 __all__ = ["weight_matrix", "check_weight_values", "requested_pattern", "prune_to_pattern", "check_reduction_fits"]

@@ -1,8 +1,8 @@
 """OVP-4 border decoders: a pair byte -> two (exponent, integer) elements.
 
 The decoder is generated from the NumPy reference tables
-(:func:`sparsa.models.formats.ovp.exp_int_tables` for ``ovp4-int4``), so it mirrors
-:func:`sparsa.models.formats.ovp.decode_to_exp_int` by construction; ``tests/hdl/test_ovp.py``
+(:func:`sparsa.formats.ovp.exp_int_tables` for ``ovp4-int4``), so it mirrors
+:func:`sparsa.formats.ovp.decode_to_exp_int` by construction; ``tests/hdl/test_ovp.py``
 checks all 256 bytes.  An element is an *outlier* when its partner's code is the victim code
 ``1000``, else *normal* (the victim code itself decodes to ``(0, 0)``)::
 
@@ -30,7 +30,7 @@ VICTIM_CODE = 0b1000
 
 
 def _tables():
-    from sparsa.models.formats import ovp
+    from sparsa.formats import ovp
 
     t = ovp.exp_int_tables(ovp.OVP4_INT4)
     return ([(int(e), int(i)) for e, i in zip(t.normal_exp, t.normal_int)],

@@ -1,7 +1,7 @@
 """NumPy golden references for the datapath's integer arithmetic.
 
 With OVP operands every value is an integer in units of its scale (int4 units for OVP-4), i.e.
-what ``sparsa.models.formats.ovp.decode`` returns; the golden GEMM is then the same exact
+what ``sparsa.formats.ovp.decode`` returns; the golden GEMM is then the same exact
 ``A_decoded @ W_decoded``.  :func:`encode_ovp4_exact` is the strict (no rounding) encoder the
 compiler and the program use to turn such values back into the codes the hardware streams.
 """
@@ -116,7 +116,7 @@ def encode_ovp4_exact(values: np.ndarray, what: str) -> np.ndarray:
     Pairs are elements ``(2k, 2k+1)`` of the last axis (even length).  A pair is representable
     when both values are int4 normals (``-7..7``) or one is an outlier (``+-12 .. +-96`` on the
     E2M1 grid) and the other is 0 (the victim).  Returns the packed bytes of
-    ``sparsa.models.formats.ovp.encode`` (even element in the low nibble).
+    ``sparsa.formats.ovp.encode`` (even element in the low nibble).
 
     Raises
     ------
@@ -124,7 +124,7 @@ def encode_ovp4_exact(values: np.ndarray, what: str) -> np.ndarray:
         A value is out of range or its pair is not representable (naming value, position and
         partner).
     """
-    from sparsa.models.formats import ovp
+    from sparsa.formats import ovp
 
     v = check_ovp4_range(values, what)
     if v.shape[-1] % 2:

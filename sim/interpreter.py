@@ -8,7 +8,7 @@ row ``i`` is multiplied by mantissa ``i`` before it is added to (or overwrites) 
 row ``i`` (docs/actscale-hardware.md).  Without the scaling stage LOAD_S is a NOP.
 
 OVP-4 operands are decoded functionally with the NumPy OVP decoder
-(:func:`sparsa.models.formats.ovp.decode_to_exp_int`), as the hardware's border decoders do:
+(:func:`sparsa.formats.ovp.decode_to_exp_int`), as the hardware's border decoders do:
 a LOAD_W beat of pair bytes fills two PE rows with ``integer << exponent``, and activation
 lanes of 4-bit codes are decoded pair by pair (:func:`decode_lanes`).  Streams are consumed in
 order exactly as the hardware consumes them, so a program that pops too few or too many
@@ -40,7 +40,7 @@ def decode_lanes(config: AcceleratorConfig, lanes: np.ndarray) -> np.ndarray:
     lanes = np.asarray(lanes, dtype=np.int64)
     if not config.activation_is_ovp:
         return lanes
-    from sparsa.models.formats import ovp
+    from sparsa.formats import ovp
 
     pairs = (lanes[..., 0::2] | (lanes[..., 1::2] << 4)).astype(np.uint8)
     exp, integer = ovp.decode_to_exp_int(pairs, ovp.OVP4_INT4)
@@ -49,7 +49,7 @@ def decode_lanes(config: AcceleratorConfig, lanes: np.ndarray) -> np.ndarray:
 
 def decode_weight_pairs(pair_bytes: np.ndarray) -> np.ndarray:
     """OVP-4 pair bytes ``(cols,)`` -> ``(2, cols)`` values (low nibble = first PE row)."""
-    from sparsa.models.formats import ovp
+    from sparsa.formats import ovp
 
     exp, integer = ovp.decode_to_exp_int(np.asarray(pair_bytes, dtype=np.uint8)[:, None], ovp.OVP4_INT4)
     return (integer.astype(np.int64) << exp.astype(np.int64)).T

@@ -59,7 +59,7 @@ TYPE_BITS: dict[str, int] = {"int8": 8, "int4": 4, "ovp4": 4, "ovp8": 8}
 TYPE_MAX_MAGNITUDE: dict[str, int] = {"int8": 128, "int4": 8, "ovp4": 96, "ovp8": 31744}
 
 #: Operand types the systolic datapath implements today (others are refused with a clear error).
-#: ``ovp4`` is OVP-4 with int4 normals (``sparsa.models.formats.ovp.OVP4_INT4``); ``ovp4``
+#: ``ovp4`` is OVP-4 with int4 normals (``sparsa.formats.ovp.OVP4_INT4``); ``ovp4``
 #: activations need ``ovp4`` weights.
 IMPLEMENTED_TYPES: frozenset[str] = frozenset({"int8", "int4", "ovp4"})
 
@@ -281,7 +281,7 @@ class SparsityConfig(BaseModel):
 
 
 class ActScaleConfig(BaseModel):
-    """Activation-scale granularity (docs/formats/actscale.md, :mod:`sparsa.models.formats.actscale`).
+    """Activation-scale granularity (docs/formats/actscale.md, :mod:`sparsa.formats.actscale`).
 
     ``tensor``: one static calibrated scale per tensor, applied by the host (no hardware).
     ``token`` / ``group``: dynamic fixed-point scales per token / per token and ``group`` dense
@@ -307,8 +307,8 @@ class ActScaleConfig(BaseModel):
 
     @property
     def spec(self):
-        """The :class:`sparsa.models.formats.actscale.ActScaleSpec` of this section."""
-        from sparsa.models.formats.actscale import ActScaleSpec
+        """The :class:`sparsa.formats.actscale.ActScaleSpec` of this section."""
+        from sparsa.formats.actscale import ActScaleSpec
 
         return ActScaleSpec(self.granularity, self.group, self.mantissa_bits)
 

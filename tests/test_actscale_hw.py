@@ -20,7 +20,7 @@ from sparsa.compiler.tiling import plan_tiling
 from sparsa.config import parse_config
 from sparsa.errors import ConfigError, FormatError, ShapeError
 from sparsa.isa import Instruction, Opcode, decode, encode
-from sparsa.models.formats import actscale, nm
+from sparsa.formats import actscale, nm
 from sparsa.models.reference import wrap_exact
 from sparsa.sim import get_backend
 from sparsa.sim.cycle import program_cycles

@@ -201,7 +201,7 @@ SCALED_CASES = [("systolic-4x4-token", "2:4"), ("systolic-4x4-token", "1:4"),
 @pytest.mark.parametrize("backend", FAST + RTL)
 @pytest.mark.parametrize("config,pattern", SCALED_CASES)
 def test_scaled_activations_match_reference_and_cycle_model(backend, config, pattern):
-    from sparsa.models.formats import actscale
+    from sparsa.formats import actscale
     from sparsa.models.reference import wrap_exact
 
     cfg = preset(config)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from sparsa.compiler import compile_gemm, plan_tiling
 from sparsa.errors import ConfigError, FormatError, ShapeError, UnsupportedError
 from sparsa.isa import Opcode
-from sparsa.models.formats import nm
+from sparsa.formats import nm
 from sparsa.sim.cycle import program_cycles
 from sparsa.timing import compute_flush_cycles
 

@@ -16,7 +16,7 @@ from sparsa.config import parse_config
 from sparsa.errors import ConfigError, FormatError, UnsupportedError
 from sparsa.isa import Instruction, Opcode
 from sparsa.layout import pack_weight_beat
-from sparsa.models.formats import nm, ovp
+from sparsa.formats import nm, ovp
 from sparsa.models.reference import encode_ovp4_exact, gemm_reference
 from sparsa.sim import get_backend
 from sparsa.sim.cycle import program_cycles

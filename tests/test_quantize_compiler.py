@@ -8,8 +8,9 @@ import pytest
 from sparsa.compiler.quantize import (quantize_activations, quantize_activations_scaled, quantize_linear,
                                       quantize_model, run_quantized_linear)
 from sparsa.errors import ConfigError, FormatError, ShapeError
-from sparsa.models.formats import ovp
+from sparsa.formats import ovp
 from sparsa.models.reference import gemm_reference
+from sparsa.sim import get_backend
 from sparsa.sim.cycle import program_cycles
 
 from .conftest import preset
@@ -34,7 +35,7 @@ def test_float_layer_through_the_backends(name, pattern):
     w, x, b = _layer()
     layer = quantize_linear(cfg, w, x[:32], bias=b, pattern=pattern, name="fc")
     xs = x[32:]
-    ys = {be: run_quantized_linear(cfg, layer, xs, be) for be in ("reference", "isa", "cycle")}
+    ys = {be: run_quantized_linear(cfg, layer, xs, get_backend(be, cfg)) for be in ("reference", "isa", "cycle")}
     a = quantize_activations(layer, xs)
     exact = gemm_reference(a, layer.integer_weights(), cfg.accumulator_bits)
     for be, out in ys.items():
@@ -46,7 +47,7 @@ def test_float_layer_through_the_backends(name, pattern):
     expect = x_hat @ layer.dequantized_weight().T.astype(np.float64) + b
     np.testing.assert_allclose(ys["cycle"].y, expect, rtol=1e-4, atol=1e-4)
     # and close to the float layer with the same pruning
-    from sparsa.models.formats import nm
+    from sparsa.formats import nm
 
     hw_pruned = nm.prune(w, *((2, 4) if pattern == "2:4" else (4, 4)), axis=1)
     ref = xs @ hw_pruned.T + b
@@ -60,7 +61,7 @@ def test_ovp4_beats_int4_weights_on_a_layer_with_outliers():
     for name in ("systolic-4x4-ovp4", "systolic-4x4-int4"):      # both: int8 activations
         cfg = preset(name)
         layer = quantize_linear(cfg, w, x[:32], bias=b, pattern="dense")
-        y = run_quantized_linear(cfg, layer, x[32:], "cycle").y
+        y = run_quantized_linear(cfg, layer, x[32:], get_backend("cycle", cfg)).y
         errs[name] = np.linalg.norm(y - ref) / np.linalg.norm(ref)
     assert errs["systolic-4x4-ovp4"] < 0.8 * errs["systolic-4x4-int4"], errs    # measured 0.17 vs 0.28
 
@@ -70,7 +71,7 @@ def test_ovp_weights_are_per_row_pairs_of_kept_values():
     w, x, _ = _layer(out_f=6, in_f=36, seed=2)
     layer = quantize_linear(cfg, w, x, pattern="2:4")
     # compressed values of row o, re-encoded with its scale, are what ovp.encode gives on the kept floats
-    from sparsa.models.formats import nm
+    from sparsa.formats import nm
 
     comp = nm.compress(nm.prune(w, 2, 4, axis=1), 2, 4, axis=1)
     codes = ovp.encode(comp.values, layer.weight_scale[:, None], ovp.OVP4_INT4)
@@ -86,7 +87,7 @@ def test_odd_reduction_and_odd_slot_count_are_padded():
     w, x, b = _layer(out_f=5, in_f=13, seed=4)              # 1:4 on 13 -> 4 groups -> 4 slots; dense: 13
     for pattern in ("1:4", "dense", "1:2"):
         layer = quantize_linear(cfg, w, x, bias=b, pattern=pattern)
-        out = run_quantized_linear(cfg, layer, x[:3], "isa")
+        out = run_quantized_linear(cfg, layer, x[:3], get_backend("isa", cfg))
         np.testing.assert_array_equal(out.y_int, quantize_activations(layer, x[:3]) @ layer.integer_weights())
 
 
@@ -96,7 +97,7 @@ def test_all_zero_row_gives_the_bias():
     w[2] = 0
     layer = quantize_linear(cfg, w, x, bias=b, pattern="2:4")
     assert layer.weight_scale[2] == 1.0
-    out = run_quantized_linear(cfg, layer, x[:5], "cycle")
+    out = run_quantized_linear(cfg, layer, x[:5], get_backend("cycle", cfg))
     assert np.all(out.y_int[:, 2] == 0) and np.all(out.y[:, 2] == b[2])
 
 
@@ -113,7 +114,7 @@ def test_bad_input_one_line_errors():
         quantize_linear(cfg, w, xi, name="fc")
     layer = quantize_linear(cfg, w, x, name="fc")
     with pytest.raises(FormatError, match=r"^fc input: non-finite value inf"):
-        run_quantized_linear(cfg, layer, xi, "cycle")
+        run_quantized_linear(cfg, layer, xi, get_backend("cycle", cfg))
     with pytest.raises(FormatError, match=r"^unknown weight format 'fp3'; expected one of int8, int4, ovp4$"):
         quantize_linear(cfg, w, x, weight_format="fp3")
     with pytest.raises(ConfigError, match=r"activation format 'ovp4' does not match the accelerator's "
@@ -122,7 +123,7 @@ def test_bad_input_one_line_errors():
     with pytest.raises(ShapeError, match=r"calibration inputs must be \[..., 16\], not shape \(40, 15\)"):
         quantize_linear(cfg, w, x[:, :15])
     with pytest.raises(ConfigError, match="was quantized for config 'systolic-4x4-ovp4', not 'systolic-4x4-2of4'"):
-        run_quantized_linear(preset("systolic-4x4-2of4"), layer, x, "cycle")
+        run_quantized_linear(preset("systolic-4x4-2of4"), layer, x, get_backend("cycle", preset("systolic-4x4-2of4")))
     narrow = cfg.with_overrides({"types.accumulator_bits": 16})
     with pytest.raises(ConfigError, match="types.accumulator_bits=16 cannot hold 8 ovp4 x int8 products"):
         quantize_linear(narrow, w, x, pattern="2:4")
@@ -177,7 +178,7 @@ def test_minilm_first_layers_through_the_accelerator(minilm, name):
         assert row["total"] == row["values"] + row["indices"] + 384 * 4 + 4 + 1 < row["fp32"] / 5
         x = inputs[layer_name]
         w, b = minilm.linear[layer_name]
-        out = qm.run(layer_name, x, "cycle")
+        out = qm.run(layer_name, x, get_backend("cycle", qm.config))
         layer = qm.layers[layer_name]
         np.testing.assert_array_equal(out.y_int, quantize_activations(layer, x) @ layer.integer_weights())
         ref = x @ w.T + b
@@ -212,7 +213,7 @@ class ScaledFakeBackend:
         self.calls = []
 
     def run(self, program, tensors):
-        from sparsa.models.formats.actscale import ScaledActivations, scaled_gemm_reference
+        from sparsa.formats.actscale import ScaledActivations, scaled_gemm_reference
         from sparsa.sim.backends.base import Result
 
         self.calls.append({k: np.array(v) for k, v in tensors.items()})
@@ -234,7 +235,7 @@ class RecordingBackend:
 @pytest.mark.parametrize("name,groups", [("systolic-4x4-token", 1), ("systolic-4x4-group", 2)])
 @pytest.mark.parametrize("pattern", ["2:4", "dense"])
 def test_dynamic_scales_float_layer(name, groups, pattern):
-    from sparsa.models.formats.actscale import scaled_gemm_reference
+    from sparsa.formats.actscale import scaled_gemm_reference
 
     cfg = preset(name)
     w, x, b = _layer(out_f=10, in_f=40, seed=3)                 # group 32: 2 scale groups over in=40
@@ -258,7 +259,7 @@ def test_dynamic_scales_float_layer(name, groups, pattern):
     np.testing.assert_allclose(out.y.reshape(9, 10), expect, rtol=1e-5, atol=1e-5)
     assert out.y.shape == (3, 3, 10) and out.y.dtype == np.float32
     # the quiet token keeps its resolution (a per-tensor scale would round it to zero)
-    from sparsa.models.formats import nm
+    from sparsa.formats import nm
 
     ref = xs.reshape(9, 40) @ nm.prune(w, *((2, 4) if pattern == "2:4" else (4, 4)), axis=1).T + b
     quiet = out.y.reshape(9, 10)[5] - b
@@ -289,7 +290,6 @@ def test_dynamic_scales_reject_the_per_tensor_calls():
 
 def test_per_tensor_path_is_unchanged():
     """A per-tensor config still sends only ``A`` and scales by the calibrated act_scale."""
-    from sparsa.sim import get_backend
 
     cfg = preset("systolic-4x4-2of4")
     assert not cfg.act_scale.spec.dynamic

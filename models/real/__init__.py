@@ -13,7 +13,7 @@ installed with ``--no-deps`` because its own dependencies pull in torch or llama
 
 A missing package raises :class:`sparsa.errors.MissingToolError` whose message is the exact
 install command.  Every linear layer of a model goes through one hook point so that
-:mod:`sparsa.models.accuracy` can swap weights and quantize layer inputs.
+:mod:`sparsa.models.compression` can swap weights and quantize layer inputs.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A differentiable Llama-style decoder (the SmolLM2 architecture) in NumPy: forward with caches, backward.
 
-Used by sparse fine-tuning (:func:`sparsa.compiler.finetune.finetune_smollm2`): the pruned
+Used by sparse fine-tuning (:func:`sparsa.models.compression.finetune.finetune_smollm2`): the pruned
 student is trained against the dense teacher.  The forward pass computes what
 :meth:`sparsa.models.real.smollm2.SmolLM2.logits` computes, in the same op order (equal up to
 float32 rounding, tested on the real weights) and the backward pass is its exact gradient

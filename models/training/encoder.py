@@ -1,6 +1,6 @@
 """A differentiable BERT encoder (the MiniLM architecture) in NumPy: forward with caches, backward.
 
-Used by sparse fine-tuning (:mod:`sparsa.compiler.finetune`): the pruned student is trained
+Used by sparse fine-tuning (:mod:`sparsa.models.compression.finetune`): the pruned student is trained
 against the dense teacher.  The forward pass computes what
 :meth:`sparsa.models.real.minilm.MiniLM.hidden_states` computes (same erf GELU, same LayerNorm
 epsilon; equal up to float32 rounding, tested) and the backward pass is its exact gradient

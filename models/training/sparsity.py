@@ -27,12 +27,12 @@ Dense weights are always kept; masks are regenerated from their magnitudes every
 
 Ragged axes
     A sparse axis whose length is not a multiple of ``M`` is **padded** by default, exactly
-    like :mod:`sparsa.models.formats.nm` and the compiler do: the last group is short and
+    like :mod:`sparsa.formats.nm` and the compiler do: the last group is short and
     keeps ``min(N, length)`` of its real elements.  ``ragged="refuse"`` raises
     :class:`~sparsa.errors.ShapeError` naming the layer, axis and size instead.
 
 Tie-break: among equal magnitudes the lower index wins, the same rule as
-:func:`sparsa.models.formats.nm.prune`, so ``W * nm_mask(W, n, m, axis)`` equals
+:func:`sparsa.formats.nm.prune`, so ``W * nm_mask(W, n, m, axis)`` equals
 ``nm.prune(W, n, m, axis)`` bit for bit.
 """
 

@@ -37,7 +37,7 @@ class ReferenceBackend(_Base):
     """The NumPy golden: ``wrap(A @ W_pruned)`` straight from the program's weights, no tiling.
 
     With activation scales: ``wrap(sum_g S[:, g] * (A_g @ W_g))`` by
-    :func:`sparsa.models.formats.actscale.scaled_gemm_reference` (exact, then wrapped).
+    :func:`sparsa.formats.actscale.scaled_gemm_reference` (exact, then wrapped).
     """
 
     name = "reference"
@@ -48,7 +48,7 @@ class ReferenceBackend(_Base):
         if s is None:
             y = gemm_reference(a, program.weights, self.config.accumulator_bits)
         else:
-            from sparsa.models.formats.actscale import ScaledActivations, scaled_gemm_reference
+            from sparsa.formats.actscale import ScaledActivations, scaled_gemm_reference
 
             spec = self.config.act_scale.spec
             exact = scaled_gemm_reference(ScaledActivations(a, s, 0, spec), program.weights.T, spec)

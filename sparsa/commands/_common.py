@@ -37,7 +37,7 @@ def parse_gemm(text: str) -> tuple[int, int, int]:
 
 def _random_ovp4_values(rng: np.random.Generator, rows: int, length: int) -> np.ndarray:
     """Values (int4 units) of uniformly random valid OVP-4 pair bytes, pairs along the last axis."""
-    from sparsa.models.formats import ovp
+    from sparsa.formats import ovp
 
     reserved = np.array(ovp.reserved_pair_codes(), dtype=np.int64)
     codes = rng.integers(0, 256, size=(rows, -(-length // 2)), dtype=np.int64)

@@ -33,7 +33,7 @@ from sparsa.errors import FormatError, UnsupportedError
 
 if TYPE_CHECKING:
     from sparsa.config import AcceleratorConfig
-    from sparsa.models.formats.actscale import ActScaleSpec
+    from sparsa.formats.actscale import ActScaleSpec
 
 NAME = "quantize"
 HELP = "measure accuracy and bytes/weight of int/OVP/N:M schemes on MiniLM or SmolLM2"
@@ -67,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=None, metavar="ACCEL.yaml",
                         help="refuse patterns and activation-scale granularities this accelerator cannot run (before "
                              "any work); OVP pairs form on its slots; its act_scale section is the default --act-scale")
-    g = parser.add_argument_group("calibrated pruning (sparsa.compiler.pruning)")
+    g = parser.add_argument_group("calibrated pruning (sparsa.models.compression.pruning)")
     g.add_argument("--prune", default=None, metavar="METHODS",
                    help="prune the sparse schemes with magnitude, wanda and/or sparsegpt (comma-separated), calibrated "
                         "one-shot and jointly with the weight quantization; --sparsity then also accepts an "
@@ -79,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--prune-target", choices=("pruned", "dense"), default="pruned",
                    help="SparseGPT objective: inputs of the pruned model (default) or the dense model's outputs")
     g.add_argument("--finetune", type=int, default=0, metavar="STEPS",
-                   help="after pruning, STEPS of masked distillation against the dense model (sparsa.compiler.finetune); "
+                   help="after pruning, STEPS of masked distillation against the dense model (sparsa.models.compression.finetune); "
                         "MiniLM: hidden states, ~2-6 s per step on one core; SmolLM2: --finetune-loss, "
                         "~6 CPU s per 256-token sequence per step")
     g.add_argument("--finetune-lr", type=float, default=None,
@@ -114,7 +114,7 @@ def _split(value: str, option: str, allowed: tuple[str, ...] | None, what: str =
 
 def _parse_granularity(item: str, mantissa_bits: int) -> "ActScaleSpec":
     """``tensor`` / ``token`` / ``group:N`` -> ActScaleSpec (FormatError quoting the item)."""
-    from sparsa.models.formats.actscale import ActScaleSpec
+    from sparsa.formats.actscale import ActScaleSpec
 
     if item in ("tensor", "token"):
         return ActScaleSpec(item, mantissa_bits=mantissa_bits)
@@ -149,7 +149,7 @@ def _expand_acts(acts: list[str], specs: "list[ActScaleSpec] | None", mantissa_b
     ``none`` / OVP entries stay per tensor; with ``explicit`` (the specs come from ``--act-scale``)
     an OVP entry next to dynamic granularities only is refused rather than silently kept.
     """
-    from sparsa.models import accuracy
+    from sparsa.models import compression as accuracy
 
     out = []
     for a in acts:
@@ -190,7 +190,7 @@ def _check_finetune_args(args: argparse.Namespace, weights: list[str], sparsity:
 
     Returns the scale interval and the final-scale mode to use.
     """
-    from sparsa.compiler.finetune import QAT_FINAL_SCALES, QAT_FORMATS, QAT_SCALE_EVERY
+    from sparsa.models.compression.schemes import QAT_FINAL_SCALES, QAT_FORMATS, QAT_SCALE_EVERY
 
     every = args.finetune_scale_every
     if every is not None and not args.finetune_qat:
@@ -228,9 +228,9 @@ def _refuse_finetune_settings(args: argparse.Namespace, needs: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate the scheme grid and print one row per scheme."""
-    from sparsa.models import accuracy
+    from sparsa.models import compression as accuracy
 
-    from sparsa.compiler import pruning
+    from sparsa.models.compression import pruning
 
     weights = _split(args.weights, "--weights", accuracy.WEIGHT_FORMATS)
     acts_in = _split(args.acts, "--acts", None)
@@ -279,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
             raise FormatError(f"--damp must be in [0, {pruning.MAX_DAMP:g}] (fraction of the mean Hessian diagonal), not {args.damp}")
         if args.blocksize < 1:
             raise FormatError(f"--blocksize must be >= 1, not {args.blocksize}")
-        from sparsa.compiler.finetune import FINETUNE_LOSSES
+        from sparsa.models.compression.schemes import FINETUNE_LOSSES
 
         if args.finetune < 0:
             raise FormatError(f"--finetune must be >= 0 (steps), not {args.finetune}")

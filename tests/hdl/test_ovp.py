@@ -8,7 +8,7 @@ from amaranth.sim import Simulator
 
 from sparsa.hdl.ovp import OVP4PairDecoder
 from sparsa.hdl.pe import SparsePE
-from sparsa.models.formats import ovp
+from sparsa.formats import ovp
 
 from ..conftest import preset
 from .helpers import simulate, wrap

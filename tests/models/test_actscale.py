@@ -1,4 +1,4 @@
-"""Activation-scale granularity (sparsa.models.formats.actscale): dynamic fixed-point scales."""
+"""Activation-scale granularity (sparsa.formats.actscale): dynamic fixed-point scales."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from sparsa.errors import FormatError, ShapeError
-from sparsa.models.formats import intq
-from sparsa.models.formats.actscale import (ActScaleSpec, ScaledActivations, dequantize_output,
+from sparsa.formats import intq
+from sparsa.formats.actscale import (ActScaleSpec, ScaledActivations, dequantize_output,
                                             quantize_activations_dynamic, scaled_accumulate,
                                             scaled_accumulator_bits, scaled_gemm_reference)
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from sparsa.errors import FormatError, ShapeError
-from sparsa.models.formats import intq
+from sparsa.formats import intq
 
 floats = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False, width=32)
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from sparsa.errors import FormatError, ShapeError
-from sparsa.models.formats import nm
+from sparsa.formats import nm
 
 PATTERNS = [(n, m) for m in (2, 4, 8, 16) for n in range(1, m + 1)]
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from sparsa.errors import FormatError, ShapeError
-from sparsa.models.formats import intq, ovp
+from sparsa.formats import intq, ovp
 
 OVP4 = [ovp.OVP4_INT4, ovp.OVP4_FLINT4]
 ALL = [*OVP4, ovp.OVP8]

@@ -1,4 +1,4 @@
-"""Calibrated one-shot pruning (sparsa.compiler.pruning): structure, quality order, joint quantization,
+"""Calibrated one-shot pruning (sparsa.models.compression.pruning): structure, quality order, joint quantization,
 sequential calibration, determinism, bad input, and one real-model golden."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparsa.cli import main
-from sparsa.compiler import pruning as P
+from sparsa.models.compression import pruning as P
 from sparsa.errors import FormatError, MissingToolError, ShapeError, UnsupportedError
-from sparsa.models.formats import intq, nm, ovp
+from sparsa.formats import intq, nm, ovp
 
 from ..conftest import CONFIGS, preset
 
@@ -369,7 +369,7 @@ def test_minilm_2of4_sparsegpt_golden():
     Measured here: mean 0.811, min 0.699 (213 s on a loaded 2-core machine); with the full 64-article calibration and all 120 sentences it is
     0.84 (docs/accuracy.md "Calibrated pruning"), magnitude 0.648 and Wanda 0.757.
     """
-    from sparsa.models import accuracy
+    from sparsa.models import compression as accuracy
     from sparsa.models.real import minilm
 
     try:

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from sparsa.errors import FormatError, MissingToolError
-from sparsa.models import accuracy
-from sparsa.models.formats import nm, ovp
+from sparsa.models import compression as accuracy
+from sparsa.formats import nm, ovp
 from sparsa.models.real import package_dir, require_module
 
 
@@ -237,7 +237,7 @@ def test_activation_calibration_hook() -> None:
 
 
 def test_activation_names_parse_and_round_trip() -> None:
-    from sparsa.models.formats.actscale import ActScaleSpec
+    from sparsa.formats.actscale import ActScaleSpec
 
     assert accuracy.parse_acts("int8") == ("int8", ActScaleSpec("tensor"))
     assert accuracy.parse_acts("ovp4") == ("ovp4", ActScaleSpec("tensor"))
@@ -260,7 +260,7 @@ def test_activation_names_parse_and_round_trip() -> None:
 
 
 def test_dynamic_activation_hook_uses_the_exact_fixed_point_scales() -> None:
-    from sparsa.models.formats.actscale import quantize_activations_dynamic
+    from sparsa.formats.actscale import quantize_activations_dynamic
 
     rng = np.random.default_rng(4)
     x = rng.standard_normal((2, 6, 40)).astype(np.float32)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sparsa.compiler import pruning as P
+from sparsa.models.compression import pruning as P
 from sparsa.errors import FormatError, ShapeError
-from sparsa.models import accuracy
+from sparsa.models import compression as accuracy
 from sparsa.models.real.smollm2 import SmolLM2
 
 VOCAB, D, FFN, LAYERS, HEADS, KV = 50, 16, 40, 2, 4, 2

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sparsa.compiler import compile_gemm
 from sparsa.compiler.training import GEMM_NAMES, compile_training_step, layer_step_operands, quantize_symmetric
-from sparsa.models.formats import nm
+from sparsa.formats import nm
 from sparsa.models.training import SparseSpec, build_mlp
 from sparsa.sim import get_backend
 from sparsa.sim.cycle import program_cycles

@@ -86,7 +86,7 @@ def test_matches_minilm_forward():
         model = minilm.load()
     except MissingToolError as exc:
         pytest.skip(f"MiniLM is not installed ({exc}); `make models` installs it")
-    from sparsa.compiler.finetune import _embed_input
+    from sparsa.models.compression.finetune import _embed_input
 
     ids, mask = model.tokenize(["A man is eating food.", "The spacecraft entered orbit around Mars."])
     hidden, _ = encoder_forward(_embed_input(model, ids), mask, model.linear, model.tensors, 6, 12, 1e-12)

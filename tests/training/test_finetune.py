@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sparsa.compiler.finetune import distillation_loss, finetune_minilm, training_sentences
+from sparsa.models.compression.finetune import distillation_loss, finetune_minilm, training_sentences
 
 from sparsa.errors import ConfigError, MissingToolError, ShapeError
 
@@ -45,7 +45,7 @@ def test_training_text_is_held_out():
 
 
 def test_finetune_keeps_masks_and_lowers_loss(model):
-    from sparsa.models.formats import nm
+    from sparsa.formats import nm
 
     names = ["layer0.q", "layer0.up", "layer5.down"]
     pruned = {n: nm.prune(model.linear[n][0], 2, 4, axis=1) for n in names}
@@ -95,8 +95,8 @@ def test_quantize_cli_finetune(model, tmp_path, capsys):
 
 def test_finetune_qat_minilm_returns_the_hardware_weights(model):
     """QAT on OVP-4 2:4: the model runs compress_weight(master); zeros, N:M and untouched layers hold; biases train."""
-    from sparsa.models.accuracy import compress_weight
-    from sparsa.models.formats import nm
+    from sparsa.models.compression.schemes import compress_weight
+    from sparsa.formats import nm
 
     names = ["layer0.q", "layer0.up", "layer5.down"]
     pruned = {n: nm.prune(model.linear[n][0], 2, 4, axis=1) for n in names}

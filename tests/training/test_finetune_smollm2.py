@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sparsa.compiler.finetune import (
+from sparsa.models.compression.finetune import (
     FINETUNE_LOSSES,
     finetune_smollm2,
     kl_loss,
     relative_hidden_loss,
     smollm2_training_chunks,
 )
-from sparsa.models.formats import nm
+from sparsa.formats import nm
 from sparsa.models.real.smollm2 import SmolLM2
 from sparsa.models.training.decoder import LINEAR_SUFFIXES
 
@@ -240,7 +240,7 @@ def _capture_backward(monkeypatch) -> list[tuple[dict[str, np.ndarray], dict[str
 @pytest.mark.parametrize("fmt", QAT)
 def test_qat_ste_gradient_is_the_float_gradient_at_q(fmt, monkeypatch):
     """Step 1 runs on Q(W0); its gradient is the float model's at Q(W0), applied to the master unchanged (STE)."""
-    from sparsa.models.accuracy import compress_weight
+    from sparsa.models.compression.schemes import compress_weight
     from sparsa.models.training.optim import Adam, cosine_lr
 
     model = _tiny()
@@ -270,7 +270,7 @@ def test_qat_ste_gradient_is_the_float_gradient_at_q(fmt, monkeypatch):
 @pytest.mark.parametrize("fmt", QAT)
 @pytest.mark.parametrize("final_scales", ["held", "search"])
 def test_qat_returns_the_quantizer_of_the_master_and_keeps_masks(fmt, final_scales, monkeypatch):
-    from sparsa.models.accuracy import compress_weight
+    from sparsa.models.compression.schemes import compress_weight
 
     model = _tiny()
     pruned = _pruned(model, [n for n in model.linear if n != "layer1.v"])
@@ -301,7 +301,7 @@ def test_qat_returns_the_quantizer_of_the_master_and_keeps_masks(fmt, final_scal
 
 def test_qat_frozen_scales_hold_the_first_search(monkeypatch):
     """scale_every=0: one search at step 1; later steps quantize on those scales (compress_weight scales_from)."""
-    from sparsa.models.accuracy import compress_weight
+    from sparsa.models.compression.schemes import compress_weight
 
     model = _tiny()
     pruned = _pruned(model)
@@ -364,7 +364,7 @@ def test_qat_bad_input():
 @settings(max_examples=40, deadline=None)
 def test_qat_quantizer_keeps_zeros_and_reuses_scales(rows, groups, fmt, pattern, seed):
     """Q (compress_weight) keeps the mask's zeros and N:M; held scales reproduce the searched result exactly."""
-    from sparsa.models.accuracy import compress_weight, parse_sparsity
+    from sparsa.models.compression.schemes import compress_weight, parse_sparsity
 
     rng = np.random.default_rng(seed)
     nm_ = parse_sparsity(pattern)
@@ -383,7 +383,7 @@ def test_qat_quantizer_keeps_zeros_and_reuses_scales(rows, groups, fmt, pattern,
 
 def test_compress_weight_refuses_foreign_scales():
     from sparsa.errors import FormatError
-    from sparsa.models.accuracy import compress_weight
+    from sparsa.models.compression.schemes import compress_weight
 
     w = np.ones((4, 8), np.float32)
     with pytest.raises(FormatError, match="w: scales_from must be a ovp4 layer with 4 row scales, got scale shape "

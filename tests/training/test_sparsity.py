@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sparsa.models.formats import nm
+from sparsa.formats import nm
 from sparsa.models.training import Linear, SparseSpec, nm_mask, parse_spec
 from sparsa.models.training.model import build_mlp
 

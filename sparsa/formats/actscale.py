@@ -37,7 +37,7 @@ from typing import Literal
 import numpy as np
 
 from sparsa.errors import FormatError, ShapeError
-from sparsa.models.formats import intq
+from sparsa.formats import intq
 
 __all__ = [
     "GRANULARITIES",

@@ -1,6 +1,6 @@
 """Sparse fine-tuning: recover a pruned model's accuracy by masked training against the dense teacher.
 
-After one-shot N:M pruning (:mod:`sparsa.compiler.pruning`) the kept weights are trained with
+After one-shot N:M pruning (:mod:`sparsa.models.compression.pruning`) the kept weights are trained with
 the pruning masks held fixed - a pruned weight stays exactly zero, so the result has the same
 N:M structure and runs on the same hardware.  Both models share one loop (:func:`_masked_training`:
 seeded batches, Adam, cosine decay, masked gradients, pruned entries reset to exactly 0).
@@ -12,7 +12,7 @@ next-token distribution from the dense teacher's, averaged over tokens (``loss="
 alternative ``"hidden"`` is the relative squared error of every block's output,
 ``1/L sum_l ||h_s^l - h_t^l||^2 / ||h_t^l||^2``.  Training text: 256-token Lee-corpus chunks
 10 onwards (:func:`smollm2_training_chunks`), disjoint from the activation-calibration chunks
-0-1 and the evaluation chunks 2-9 of :func:`sparsa.models.accuracy.evaluate_smollm2`.
+0-1 and the evaluation chunks 2-9 of :func:`sparsa.models.compression.evaluate.evaluate_smollm2`.
 
 **MiniLM** (:func:`finetune_minilm`): the loss is **hidden-state distillation**: the
 mean squared difference between the student's and the dense teacher's output of every encoder
@@ -30,7 +30,7 @@ evaluation sentences nor the 24 calibration sentences of :mod:`sparsa.models.rea
 quantization-aware fine-tuning (QAT) with a straight-through estimator.  The trained
 variables are float32 *master* weights; every step the student's forward and backward pass run
 on ``Q(W)``, where ``Q`` is exactly the quantizer of the evaluation and hardware path,
-:func:`sparsa.models.accuracy.compress_weight` (``sparsity`` N:M: the kept values of each row
+:func:`sparsa.models.compression.schemes.compress_weight` (``sparsity`` N:M: the kept values of each row
 packed into slots, per-row scales, OVP pairs formed on those slots, the result decoded back to a
 dense ``[out, in]`` weight).  The gradient of the loss with respect to ``Q(W)`` is applied to the
 master as if ``Q`` were the identity (STE, also for clipped values and for kept weights that
@@ -65,21 +65,15 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from sparsa.errors import ConfigError, FormatError, ShapeError
+from sparsa.formats import nm
 from sparsa.models.training.encoder import encoder_backward, encoder_forward
 from sparsa.models.training.optim import Adam, cosine_lr
+
+from .schemes import FINETUNE_LOSSES, QAT_FINAL_SCALES, QAT_FORMATS, QAT_SCALE_EVERY, compress_weight, parse_sparsity
 
 __all__ = ["FINETUNE_LOSSES", "QAT_FINAL_SCALES", "QAT_FORMATS", "QAT_SCALE_EVERY", "FinetuneResult",
            "finetune_minilm", "finetune_smollm2", "smollm2_training_chunks", "training_sentences"]
 
-#: Losses :func:`finetune_smollm2` accepts.
-FINETUNE_LOSSES: tuple[str, ...] = ("kl", "hidden", "kl+hidden")
-#: Weight formats that fine-tune quantization-aware (``weight_format=``); ``"fp32"`` / None train in float.
-QAT_FORMATS: tuple[str, ...] = ("int8", "int4", "ovp4", "ovp8")
-#: Default steps between two scale searches in quantization-aware fine-tuning (0: searched at step 1 only).
-QAT_SCALE_EVERY = 0
-#: How QAT quantizes the final master weights: ``"held"`` (the scales of the last search during
-#: training) or ``"search"`` (a fresh search on the final masters).
-QAT_FINAL_SCALES: tuple[str, ...] = ("held", "search")
 
 _LAYERS = 6
 _HEADS = 12
@@ -232,7 +226,6 @@ def _check_qat(weight_format: object, sparsity: object, scale_every: object, fin
     if sparsity is None:
         raise ConfigError(f"weight_format={weight_format!r} needs sparsity: 'dense' or the N:M pattern the weights are "
                           "stored on (OVP pairs and scales form on its slots)")
-    from sparsa.models.accuracy import parse_sparsity
 
     try:
         parse_sparsity(sparsity)  # type: ignore[arg-type]
@@ -244,15 +237,12 @@ def _check_qat(weight_format: object, sparsity: object, scale_every: object, fin
 class _FakeQuant:
     """``Q(master)`` of quantization-aware fine-tuning, written into the arrays the forward pass uses.
 
-    ``Q`` is :func:`sparsa.models.accuracy.compress_weight`; the scales are searched at step 0
+    ``Q`` is :func:`sparsa.models.compression.schemes.compress_weight`; the scales are searched at step 0
     and every ``scale_every`` steps and held in between (``scales_from``).
     """
 
     def __init__(self, fmt: str, sparsity: str, scale_every: int, masters: Mapping[str, tuple[np.ndarray, np.ndarray]],
                  model: str) -> None:
-        from sparsa.models.accuracy import parse_sparsity
-        from sparsa.models.formats import nm
-
         self.fmt, self.sparsity, self.scale_every = fmt, sparsity, scale_every
         self.masters = {n: w for n, (w, _) in masters.items()}
         pattern = parse_sparsity(sparsity)
@@ -269,8 +259,6 @@ class _FakeQuant:
 
     def __call__(self, step: int) -> None:
         """Write ``Q(master)`` into :attr:`forward` before step ``step`` (0-based)."""
-        from sparsa.models.accuracy import compress_weight
-
         t0 = time.perf_counter()
         search = step == 0 or (self.scale_every > 0 and step % self.scale_every == 0)
         for n, w in self.masters.items():
@@ -286,8 +274,6 @@ class _FakeQuant:
 
         ``scales="held"``: on the scales of the last search; ``"search"``: a fresh search.
         """
-        from sparsa.models.accuracy import compress_weight
-
         t0 = time.perf_counter()
         out = {n: compress_weight(w, self.fmt, self.sparsity, name=n,
                                   scales_from=self.held[n] if scales == "held" else None)
@@ -432,7 +418,7 @@ def smollm2_training_chunks(tokenize: Callable[[str], np.ndarray], seq_len: int 
     """SmolLM2 fine-tuning sequences: Lee chunks ``first_chunk..`` of ``chunk_len`` tokens, cut into ``seq_len`` pieces.
 
     The default starts after the activation-calibration (0-1) and evaluation (2-9) chunks of
-    :func:`sparsa.models.accuracy.evaluate_smollm2`; it overlaps the pruning-calibration chunks
+    :func:`sparsa.models.compression.evaluate.evaluate_smollm2`; it overlaps the pruning-calibration chunks
     (the last 16), which are not evaluation data.
     """
     from sparsa.models.real.corpus import token_chunks

@@ -8,7 +8,7 @@ Methods
 -------
 ``magnitude``
     Keep the largest ``|W|`` (N:M: per group of ``M`` consecutive inputs of a row; ties to the
-    lower index, exactly :func:`sparsa.models.formats.nm.prune`; unstructured: per row).
+    lower index, exactly :func:`sparsa.formats.nm.prune`; unstructured: per row).
 ``wanda``
     Score ``|W_ij| * ||x_j||_2`` (Sun et al. 2023), compared within each N:M group along ``in``
     (unstructured: within each output row).  Needs only the per-input-channel activation norms.
@@ -25,15 +25,15 @@ Methods
 Joint quantization
 ------------------
 ``weight_format`` ``fp32`` (no quantization), ``int8`` / ``int4`` (symmetric narrow range per
-output row, :mod:`sparsa.models.formats.intq`), ``ovp4`` / ``ovp8`` (OliVe pairs,
-:mod:`sparsa.models.formats.ovp`).  OVP pairs are formed on the *compressed slots* of each row
+output row, :mod:`sparsa.formats.intq`), ``ovp4`` / ``ovp8`` (OliVe pairs,
+:mod:`sparsa.formats.ovp`).  OVP pairs are formed on the *compressed slots* of each row
 (the kept values, in increasing index order, on the hardware group size when a config is given),
 as in :mod:`sparsa.compiler.quantize`.  For SparseGPT each column is quantized element-wise on
 the OVP value set (normal U outlier grid) during the sweep; the final slots are then OVP-encoded
 with the same scales, which applies the pair (victim) rule, and the returned weight is exactly
 ``decode(codes) * scale`` (the rare victimised elements are counted in ``victims_changed``).
 Magnitude and Wanda prune first and then quantize the kept slots with the usual MSE scale
-search (same as :func:`sparsa.models.accuracy.compress_weight`).
+search (same as :func:`sparsa.models.compression.schemes.compress_weight`).
 
 Sequential calibration
 ----------------------
@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 
 from sparsa.errors import FormatError, ShapeError, UnsupportedError
-from sparsa.models.formats import intq, nm, ovp
+from sparsa.formats import intq, nm, ovp
 
 __all__ = [
     "METHODS",
