@@ -12,7 +12,7 @@ JOBS   ?= 2
 export OPENBLAS_NUM_THREADS ?= 1
 
 
-.PHONY: setup models data demo test test-fast board bench clean
+.PHONY: setup models data demo test test-fast board bench docs clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,11 @@ board: setup
 bench: setup
 	$(PY) benchmarks/bench_sim.py
 	$(PY) benchmarks/bench_estimator.py
+
+# Tables in docs/*.md that restate the code (ISA, stream layouts, config fields, program.json) are
+# generated between `<!-- generated: NAME ... -->` markers; `--check` (run by the tests) fails on stale ones.
+docs: setup
+	$(PY) docs/generate.py
 
 clean:
 	rm -rf build .pytest_cache

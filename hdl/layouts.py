@@ -6,16 +6,17 @@ The bits equal what :mod:`sparsa.layout` packs in Python (lane 0 at the least si
 bits, like :class:`amaranth.lib.data.ArrayLayout`); ``tests/hdl/test_layouts.py`` checks it.
 
 =====================  ==============================================================
-layout                 bits
+layout                 contents
 =====================  ==============================================================
-instruction            ``opcode[3:0] accumulate[4] count[20:5] reserved[31:21]``
-weight lane            ``value`` (signed ``weight_bits``) at the LSBs, ``index`` above
-                       OVP-4 weights: ``pair`` (8-bit OVP-4 byte), ``index0``, ``index1``
-weight beat            ``cols`` weight lanes
-activation lane        ``group_size`` signed activations (one N:M group); OVP-4: 4-bit codes
-activation beat        ``rows`` activation lanes
+instruction            the fields of :data:`sparsa.isa.FIELDS`, LSB first
+weight beat            ``cols`` weight lanes (:func:`weight_lane_layout`; OVP-4 weights: pairs)
+activation beat        ``rows`` activation lanes of ``group_size`` activations
 output beat            ``cols`` signed accumulators
 =====================  ==============================================================
+
+The bit positions are not restated here: the instruction word's table in ``docs/isa.md`` and
+the beats' tables in ``docs/streams.md`` are generated from :data:`sparsa.isa.FIELDS` and from
+these functions by ``docs/generate.py`` (``make docs``).
 
 Inside the array (after the OVP border decoders) the PEs use :func:`pe_weight_layout` and
 :func:`pe_lane_layout`; for int8/int4 operands they equal the stream layouts above.

@@ -3,18 +3,21 @@
 The compiler packs :class:`Instruction` objects into 32-bit words with :func:`encode`;
 the HDL controller decodes them with a ``data.StructLayout`` built from :data:`FIELDS`
 (see :func:`sparsa.hdl.layouts.instruction_layout`); the ISA interpreter and the cycle
-model execute them.  The bit layout is documented in ``docs/isa.md``.
+model execute them.
 
-Instructions (one 32-bit word each; fields LSB first)::
+Instruction fields, one 32-bit word.  Their order and widths, and so their bit positions, are
+:data:`FIELDS` (LSB first); the table in docs/isa.md, with bit positions, is generated from
+:data:`FIELDS` and the meanings below by ``docs/generate.py``::
 
-    [3:0]   opcode
-    [4]     accumulate   COMPUTE only: 1 adds to the accumulator row, 0 overwrites it
-    [20:5]  count        COMPUTE / DRAIN / LOAD_S: number of rows (1 .. buffers.accumulator_depth);
-                         DSP chain: COMPUTE = weight beats, LOAD_A = activation-buffer words,
-                         DRAIN = output beats
-    [28:21] segments_m1  DSP chain LOAD_A only: output segments per chain minus one (0: one
-                         segment, the uncut cascade); zero in every other instruction
-    [31:29] reserved     must be zero
+    opcode       the operation, :class:`Opcode` (values not assigned are refused by :func:`decode`)
+    accumulate   COMPUTE only: 1 adds the results to the accumulator rows, 0 overwrites them
+    count        COMPUTE / DRAIN / LOAD_S: number of rows, 1 .. ``buffers.accumulator_depth``;
+                 DSP chain: COMPUTE = weight beats, LOAD_A = activation-buffer words,
+                 DRAIN = output beats
+    segments_m1  DSP chain LOAD_A only: output segments per chain minus one (``S - 1``, 0: one
+                 segment, the uncut cascade; docs/chain.md#cutting-the-cascade); zero in every
+                 other word (decoding a non-LOAD_A word with it set is an error)
+    reserved     must be zero (decoding a word with reserved bits set is an error)
 
 Execution is in order and one instruction at a time (see :mod:`sparsa.timing`).
 """
@@ -32,24 +35,29 @@ INSTRUCTION_BITS = 32
 
 
 class Opcode(IntEnum):
-    """Operation codes (4 bits)."""
+    """Operation codes, the ``opcode`` field of :data:`FIELDS`."""
 
     #: Do nothing for one fetch cycle.
     NOP = 0
-    #: Pop ``rows`` beats from the weight stream; beat ``r`` fills PE row ``r`` (value + N:M index per column).
+    #: Pop ``rows`` beats from the weight stream; beat ``r`` fills PE row ``r`` (value + N:M index per
+    #: column).  With OVP-4 weights ``rows / 2`` beats: beat ``b`` fills PE rows ``2b`` and ``2b+1`` (one
+    #: OVP pair per column).  A NOP (fetch only) on the DSP chain, whose weights stream during COMPUTE.
     LOAD_W = 1
     #: Pop ``count`` activation beats, run them through the array; result row ``i`` is written to
-    #: accumulator row ``i`` (overwrite, or add when ``accumulate``).
+    #: accumulator row ``i`` (overwrite, or add when ``accumulate``).  DSP chain: stream ``count``
+    #: weight beats instead (output tiles x loaded k-tiles; docs/chain.md).
     COMPUTE = 2
     #: Push accumulator rows ``0 .. count-1`` to the output stream, one beat each.
     DRAIN = 3
     #: DSP chain only (docs/chain.md): pop ``count`` activation beats into activation-buffer
     #: words ``0 .. count-1``; ``count`` becomes the k-tiles per output tile of the next COMPUTEs
     #: and ``segments`` the number of segments each chain is cut into for the next COMPUTEs/DRAINs.
+    #: A NOP (fetch only) on the systolic datapath.
     LOAD_A = 4
     #: Systolic datapath with activation scales (``act_scale.granularity`` token / group,
     #: docs/actscale-hardware.md): pop ``count`` activation beats; beat ``i``'s low
-    #: ``act_scale.mantissa_bits`` bits become the scale mantissa of accumulator row ``i``.  A NOP
+    #: ``act_scale.mantissa_bits`` bits become the scale mantissa of accumulator row ``i``; every
+    #: following COMPUTE writes ``(accumulate ? old : 0) + result x mantissa`` to row ``i``.  A NOP
     #: (fetch only) on a datapath without the scaling stage.
     LOAD_S = 5
     #: Stop: the controller raises ``done`` and the cycle counter freezes.
