@@ -179,7 +179,7 @@ def plan_chain_tiling(config: AcceleratorConfig, m: int, k: int, n: int,
     UnsupportedError
         If the pattern cannot run on the sparse MUX, or the config is not a DSP chain.
     """
-    if not config.is_chain:
+    if config.datapath.kind != "dsp_chain":
         raise UnsupportedError(f"{config.name}: plan_chain_tiling needs datapath.kind='dsp_chain', "
                                f"not {config.datapath.kind!r}")
     for name, value in (("m", m), ("k", k), ("n", n)):
@@ -289,6 +289,27 @@ class ChainProgram(InstructionListMixin):
             raise ShapeError(f"A has shape {a.shape}, the program was compiled for {(self.shape.m, self.shape.k)}")
         return check_int_range(a, self.config.activation_bits, "activation A")
 
+    def check_scales(self, tensors: Mapping[str, np.ndarray]) -> None:
+        """The chain has no activation-scaling stage: ``"S"`` is refused, and there are no scales."""
+        if "S" in tensors:
+            raise ShapeError(f"the DSP chain ({self.config.name}) has per-tensor activation scales only and takes "
+                             f"no scales 'S'")
+        return None
+
+    @property
+    def tile_grid(self) -> str:
+        """``"ktiles x ntiles"`` of the tiling, for reports."""
+        return f"{self.tiling.ktiles}x{self.tiling.ntiles}"
+
+    def report_fields(self) -> dict:
+        """Datapath-specific fields of a run report: the segments each chain is cut into."""
+        return {"chain_segments": self.segments}
+
+    def write_images(self, a: np.ndarray, expected: np.ndarray, out_dir, scales: "np.ndarray | None" = None) -> list:
+        """``sparsa compile``: write the memory images and metadata (:func:`write_chain_images`)."""
+        self.check_scales({} if scales is None else {"S": scales})
+        return write_chain_images(self, a, expected, out_dir)
+
     def grouped_activations(self, a: np.ndarray) -> np.ndarray:
         """A as ``(blocks * P, groups + 1, group_size)``: rows and k zero-padded; the extra group is zero."""
         g, p = self.config.group_size, self.config.token_lanes
@@ -304,8 +325,12 @@ class ChainProgram(InstructionListMixin):
         words = tokens[:, self.row_groups[k0: k0 + kk], :]           # (P, kk, rows, M)
         return words.transpose(1, 2, 0, 3)
 
-    def activation_beats(self, a: np.ndarray) -> Iterator[np.ndarray]:
-        """Activation-stream beats (LOAD_A words) in order, one ``(rows, P, group_size)`` array each."""
+    def activation_beats(self, a: np.ndarray, scales: "np.ndarray | None" = None) -> Iterator[np.ndarray]:
+        """Activation-stream beats (LOAD_A words) in order, one ``(rows, P, group_size)`` array each.
+
+        ``scales`` is part of the program protocol; the chain has no scales, so it must be None.
+        """
+        self.check_scales({} if scales is None else {"S": scales})
         a = self.check_inputs({"A": a})
         grouped = self.grouped_activations(a)
         for block, k0, kk in self.load_steps:
@@ -339,7 +364,7 @@ def compile_chain_gemm(
 ) -> ChainProgram:
     """Compile ``Y[m_rows, n] = A[m_rows, k] @ W[k, n]`` for a DSP-chain ``config``.
 
-    Same arguments and checks as :func:`sparsa.compiler.gemm.compile_gemm` (which dispatches
+    Same arguments and checks as :func:`sparsa.compiler.compile_gemm` (which dispatches
     here), plus ``segments``: the number S of segments each chain is cut into (None: chosen by
     :func:`plan_chain_tiling` for the fewest cycles; ``program.segments`` tells which).
 

@@ -34,10 +34,10 @@ from sparsa.compiler.weights import (check_reduction_fits, check_weight_values, 
                                      weight_matrix)
 from sparsa.models.reference import encode_ovp4_exact
 
-__all__ = ["compile_gemm", "compile_compressed_gemm"]
+__all__ = ["compile_systolic_gemm", "compile_compressed_gemm"]
 
 
-def compile_gemm(
+def compile_systolic_gemm(
     config: AcceleratorConfig,
     weights: np.ndarray,
     m_rows: int,
@@ -47,7 +47,9 @@ def compile_gemm(
     allow_overflow: bool = False,
     segments: "int | None" = None,
 ) -> Program:
-    """Compile ``Y[m_rows, n] = A[m_rows, k] @ W[k, n]`` for ``config``.
+    """Compile ``Y[m_rows, n] = A[m_rows, k] @ W[k, n]`` for a systolic ``config``.
+
+    :func:`sparsa.compiler.compile_gemm` dispatches here for ``datapath.kind: systolic``.
 
     Parameters
     ----------
@@ -75,13 +77,7 @@ def compile_gemm(
     Returns
     -------
     Program
-        (:class:`~sparsa.compiler.chain.ChainProgram` for ``datapath.kind: dsp_chain``.)
     """
-    if config.is_chain:
-        from sparsa.compiler.chain import compile_chain_gemm
-
-        return compile_chain_gemm(config, weights, m_rows, pattern, prune=prune, allow_overflow=allow_overflow,
-                                  segments=segments)
     if segments is not None:
         raise ConfigError(f"segments={segments!r} applies to the DSP chain (datapath.kind: dsp_chain) only, "
                           f"not to {config.datapath.kind!r}")

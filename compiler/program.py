@@ -278,6 +278,21 @@ class Program(InstructionListMixin):
                               f"(0..{(1 << mb) - 1})")
         return s
 
+    @property
+    def tile_grid(self) -> str:
+        """``"ktiles x ntiles"`` of the tiling, for reports."""
+        return f"{self.ktiles}x{self.ntiles}"
+
+    def report_fields(self) -> dict:
+        """Datapath-specific fields of a run report (none for the systolic array)."""
+        return {}
+
+    def write_images(self, a: np.ndarray, expected: np.ndarray, out_dir, scales: "np.ndarray | None" = None) -> list:
+        """``sparsa compile``: write the memory images and metadata (:func:`sparsa.compiler.emit.write_images`)."""
+        from sparsa.compiler.emit import write_images
+
+        return write_images(self, a, expected, out_dir, scales=scales)
+
     def _ovp_activation_codes(self, a: np.ndarray) -> np.ndarray:
         """Packed OVP-4 bytes of A, k padded with zeros to ``(groups + 1) * group_size``."""
         g = self.config.group_size

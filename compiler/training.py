@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sparsa.compiler.gemm import compile_gemm
+from sparsa.compiler.datapath import compile_gemm
 from sparsa.compiler.program import Program
 from sparsa.models.reference import gemm_reference
 

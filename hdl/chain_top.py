@@ -133,7 +133,7 @@ class SparseChainAccelerator(wiring.Component):
 
     def __init__(self, config: AcceleratorConfig, *, flush_cycles: "int | None" = None) -> None:
         check_config(config)
-        if not config.is_chain:
+        if config.datapath.kind != "dsp_chain":
             self._MustUse__silence = True     # no UnusedElaboratable warning for a refused design
             raise UnsupportedError(f"SparseChainAccelerator needs datapath.kind='dsp_chain', "
                                    f"not {config.datapath.kind!r}")

@@ -196,9 +196,14 @@ def resource_summary(config: AcceleratorConfig) -> ResourceSummary:
     The register count is the sum of what each component instantiates; a test checks it
     against the ``$dff`` cells of the elaborated design.
     """
+    from sparsa.hdl.datapath import hdl_datapath
+
     check_config(config)
-    if config.is_chain:
-        return _chain_resource_summary(config)
+    return hdl_datapath(config).resource_summary(config)
+
+
+def systolic_resource_summary(config: AcceleratorConfig) -> ResourceSummary:
+    """:func:`resource_summary` of the systolic array (PEs, accumulator, controller registers)."""
     from sparsa.hdl.controller import register_bits as controller_register_bits
     from sparsa.hdl.accumulator import register_bits as accumulator_register_bits
     from sparsa.hdl.accumulator import scale_register_bits
@@ -243,7 +248,7 @@ def resource_summary(config: AcceleratorConfig) -> ResourceSummary:
     )
 
 
-def _chain_resource_summary(config: AcceleratorConfig) -> ResourceSummary:
+def chain_resource_summary(config: AcceleratorConfig) -> ResourceSummary:
     """Architectural resources of the DSP-chain top (:mod:`sparsa.hdl.chain_top`)."""
     from sparsa.chain_timing import chain_latency
     from sparsa.hdl.chain_top import PACKED_SUM_BITS
@@ -328,14 +333,9 @@ def generate_verilog(config: AcceleratorConfig, out_dir: "str | os.PathLike", *,
     except ModuleNotFoundError:
         raise MissingToolError("Verilog export needs Amaranth 0.5: pip install 'sparsa[hdl]'") from None
     from sparsa.hdl.accumulator import address_bits
-    if config.is_chain:
-        from sparsa.hdl.chain_top import SparseChainAccelerator
+    from sparsa.hdl.datapath import hdl_datapath
 
-        top = SparseChainAccelerator(config)
-    else:
-        from sparsa.hdl.top import SparseSystolicAccelerator
-
-        top = SparseSystolicAccelerator(config, pe_modules=pe_modules)
+    top = hdl_datapath(config).top(config, pe_modules=pe_modules)
     with _builtin_yosys():
         try:
             text = verilog.convert(top, name=name)

@@ -75,7 +75,7 @@ class SparseSystolicAccelerator(wiring.Component):
     def __init__(self, config: AcceleratorConfig, *, flush_cycles: "int | None" = None,
                  pe_modules: bool = False) -> None:
         check_config(config)
-        if config.is_chain:
+        if config.datapath.kind != "systolic":
             self._MustUse__silence = True     # no UnusedElaboratable warning for a refused design
             raise UnsupportedError(
                 f"datapath.kind={config.datapath.kind!r} is not implemented by SparseSystolicAccelerator; "

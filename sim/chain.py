@@ -28,7 +28,8 @@ from sparsa.isa import Opcode, decode
 from sparsa.models.reference import wrap
 from sparsa.sim.cycle import CycleStats
 
-__all__ = ["ChainState", "ChainInterpreter", "ChainCycleModel", "ChainStats", "tile_results", "segment_slots"]
+__all__ = ["ChainState", "ChainInterpreter", "ChainCycleModel", "ChainStats", "tile_results", "segment_slots",
+           "interpret_program"]
 
 
 @dataclass
@@ -169,8 +170,12 @@ class ChainCycleModel:
     def __init__(self, config: AcceleratorConfig) -> None:
         self.config = config
 
-    def run_program(self, program, a: np.ndarray) -> tuple[np.ndarray, ChainStats]:
+    def run_program(self, program, a: np.ndarray,
+                    scales: "np.ndarray | None" = None) -> tuple[np.ndarray, ChainStats]:
+        """Run ``program`` on activations ``a``; return ``(Y, stats)`` (the chain takes no ``scales``)."""
         cfg = self.config
+        if scales is not None:
+            raise FormatError("the DSP chain has per-tensor activation scales only and takes no scales 'S'")
         if program.config != cfg:
             raise FormatError("the program was compiled for a different configuration")
         a = program.check_inputs({"A": a})
@@ -214,3 +219,13 @@ class ChainCycleModel:
                 break
         beats = np.concatenate(out) if out else np.zeros((0, program.output_lanes), np.int64)
         return program.collect_outputs(beats), stats
+
+
+def interpret_program(config: AcceleratorConfig, program, a: np.ndarray, scales: "np.ndarray | None" = None) -> np.ndarray:
+    """The ISA rung of the chain: :class:`ChainInterpreter` fed with exactly the hardware's beats; returns ``Y``."""
+    if scales is not None:
+        raise FormatError("the DSP chain has per-tensor activation scales only and takes no scales 'S'")
+    state = ChainInterpreter(config).run(program.instruction_words(), program.weight_beats(),
+                                         program.activation_beats(a))
+    beats = np.asarray(state.outputs, dtype=np.int64).reshape(-1, program.output_lanes)
+    return program.collect_outputs(beats)

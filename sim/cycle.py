@@ -19,6 +19,7 @@ import numpy as np
 
 from sparsa.compiler.program import Program
 from sparsa.config import AcceleratorConfig
+from sparsa.datapath import matrix_datapath
 from sparsa.errors import FormatError
 from sparsa.isa import Opcode
 from sparsa.models.reference import wrap
@@ -132,11 +133,4 @@ def program_cycles(program: Program) -> int:
     Equal to :meth:`CycleModel.run_program`'s count by construction of the timing contract;
     the estimator and the "speedup vs dense" figure use it for programs too big to run.
     """
-    from sparsa.timing import instruction_cycles
-
-    cfg = program.config
-    if cfg.is_chain:
-        from sparsa import chain_timing
-
-        return chain_timing.program_cycles(cfg, program.instructions)
-    return sum(instruction_cycles(cfg, i) for i in program.instructions)
+    return matrix_datapath(program.config).program_cycles(program.config, program.instructions)

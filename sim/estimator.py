@@ -24,7 +24,8 @@ from sparsa.errors import ConfigError, UnsupportedError
 from sparsa.timing import instruction_cycles
 
 __all__ = ["LayerEstimate", "ModelEstimate", "estimate_gemm", "estimate_layer", "estimate_workload",
-           "check_resources", "resource_usage"]
+           "check_resources", "resource_usage", "estimate_systolic_gemm", "estimate_chain_gemm",
+           "systolic_resource_usage", "chain_resource_usage"]
 
 #: Bytes of one per-output-channel scale (fp16) for quantized weight formats.
 SCALE_BYTES = 2
@@ -191,13 +192,19 @@ def estimate_gemm(
     ``static_weight=False`` marks an activation x activation GEMM (attention): its ``k x n``
     operand is KV cache / activations, dense, with no scales or indices.
     """
-    cfg = config
+    from sparsa.sim.datapath import sim_datapath
+
     if not static_weight:
         pattern = "dense"
-    if cfg.is_chain:
-        return _estimate_chain_gemm(cfg, m, k, n, pattern, name=name, kind=kind, count=count,
-                                    weight_format=weight_format, act_format=act_format,
-                                    static_weight=static_weight, overlap=overlap)
+    return sim_datapath(config).estimate_gemm(config, m, k, n, pattern, name=name, kind=kind, count=count,
+                                               weight_format=weight_format, act_format=act_format,
+                                               static_weight=static_weight, overlap=overlap)
+
+
+def estimate_systolic_gemm(cfg: AcceleratorConfig, m: int, k: int, n: int, pattern, *, name: str, kind: str,
+                           count: int, weight_format: str | None, act_format: str | None, static_weight: bool,
+                           overlap: bool) -> LayerEstimate:
+    """:func:`estimate_gemm` on the systolic array: the compiler's :func:`plan_tiling` and its schedule."""
     tiling = plan_tiling(cfg, m, k, n, pattern)
     hw = tiling.hw_pattern
     requested, (wname, wbits), (aname, abits) = _operand_formats(cfg, pattern, weight_format, act_format,
@@ -263,7 +270,7 @@ def _operand_formats(cfg: AcceleratorConfig, pattern, weight_format, act_format,
     return requested, weight, _bits(act_format, cfg.types.activation)
 
 
-def _estimate_chain_gemm(cfg: AcceleratorConfig, m: int, k: int, n: int, pattern, *, name: str, kind: str,
+def estimate_chain_gemm(cfg: AcceleratorConfig, m: int, k: int, n: int, pattern, *, name: str, kind: str,
                          count: int, weight_format, act_format, static_weight: bool, overlap: bool) -> LayerEstimate:
     """:func:`estimate_gemm` for the DSP chain: the compiler's chain schedule and timing contract.
 
@@ -412,17 +419,27 @@ def estimate_workload(config: AcceleratorConfig, workload: Any, *, overlap: bool
 
 def resource_usage(config: AcceleratorConfig) -> dict[str, float]:
     """DSP blocks and on-chip memory (kbit) the design needs."""
-    macs = config.rows * config.cols
-    if config.is_chain:
-        # one DSP per MAC slice (a packed slice computes token_lanes MACs)
-        dsp = config.multipliers
-        mem_bits = ((config.buffers.weight_buffer_bytes + config.buffers.activation_buffer_bytes) * 8
-                    + config.buffers.accumulator_depth * config.token_lanes * config.cols * config.accumulator_bits)
-        return {"dsp": dsp, "memory_kbit": mem_bits / 1024}
-    dsp = math.ceil(macs / config.resources.macs_per_dsp)
-    mem_bits = ((config.buffers.weight_buffer_bytes + config.buffers.activation_buffer_bytes) * 8
-                + config.buffers.accumulator_depth * config.cols * config.accumulator_bits)
+    from sparsa.sim.datapath import sim_datapath
+
+    return sim_datapath(config).resource_usage(config)
+
+
+def _buffer_bits(config: AcceleratorConfig) -> int:
+    return (config.buffers.weight_buffer_bytes + config.buffers.activation_buffer_bytes) * 8
+
+
+def systolic_resource_usage(config: AcceleratorConfig) -> dict[str, float]:
+    """:func:`resource_usage` of the systolic array: MACs / ``resources.macs_per_dsp`` DSPs."""
+    dsp = math.ceil(config.rows * config.cols / config.resources.macs_per_dsp)
+    mem_bits = _buffer_bits(config) + config.buffers.accumulator_depth * config.cols * config.accumulator_bits
     return {"dsp": dsp, "memory_kbit": mem_bits / 1024}
+
+
+def chain_resource_usage(config: AcceleratorConfig) -> dict[str, float]:
+    """:func:`resource_usage` of the DSP chain: one DSP per MAC slice (a packed slice computes token_lanes MACs)."""
+    mem_bits = _buffer_bits(config) + (config.buffers.accumulator_depth * config.token_lanes * config.cols
+                                       * config.accumulator_bits)
+    return {"dsp": config.multipliers, "memory_kbit": mem_bits / 1024}
 
 
 def check_resources(config: AcceleratorConfig) -> dict[str, float]:

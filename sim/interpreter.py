@@ -28,7 +28,7 @@ from sparsa.isa import Instruction, Opcode, decode
 from sparsa.models.reference import wrap
 from sparsa.timing import has_scale_stage
 
-__all__ = ["ArchState", "Interpreter", "decode_lanes", "decode_weight_pairs"]
+__all__ = ["ArchState", "Interpreter", "decode_lanes", "decode_weight_pairs", "interpret_program"]
 
 
 def decode_lanes(config: AcceleratorConfig, lanes: np.ndarray) -> np.ndarray:
@@ -166,3 +166,10 @@ class Interpreter:
         else:
             raise FormatError("the program ended without HALT")
         return state
+
+
+def interpret_program(config: AcceleratorConfig, program, a: np.ndarray, scales: "np.ndarray | None" = None) -> np.ndarray:
+    """The ISA rung of the systolic array: :class:`Interpreter` fed with exactly the hardware's beats; returns ``Y``."""
+    state = Interpreter(config).run(program.instruction_words(), program.weight_beats(),
+                                    program.activation_beats(a, scales))
+    return program.collect_outputs(np.asarray(state.outputs, dtype=np.int64).reshape(-1, config.cols))

@@ -24,6 +24,7 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer,
                       model_validator)
 
+from sparsa.datapath import matrix_datapath
 from sparsa.errors import ConfigError, UnsupportedError
 
 __all__ = [
@@ -144,9 +145,6 @@ class NMPattern(BaseModel):
     def __str__(self) -> str:
         return f"{self.n}:{self.m}"
 
-
-#: Operand types the DSP-chain datapath implements.
-CHAIN_TYPES: frozenset[str] = frozenset({"int8", "int4"})
 
 #: Bit offset of the high token lane in a packed activation operand (``a1 << 18 + a0``):
 #: the low lane of the 48-bit DSP48E2 product is 18 bits wide.
@@ -388,20 +386,8 @@ class AcceleratorConfig(BaseModel):
     act_scale: ActScaleConfig = ActScaleConfig()
 
     @model_validator(mode="after")
-    def _check_chain_packing(self) -> "AcceleratorConfig":
-        if self.datapath.kind != "dsp_chain" or not self.datapath.chain_config.packing:
-            return self
-        for field in ("weight", "activation"):
-            value = getattr(self.types, field)
-            if value not in CHAIN_TYPES:
-                raise ValueError(f"datapath.chain.packing cannot pack types.{field}={value!r}; "
-                                 f"packing needs one of {sorted(CHAIN_TYPES)}")
-        group = self.datapath.chain_config.group
-        limit = self.max_packed_group()
-        if group > limit:
-            raise ValueError(
-                f"datapath.chain.group={group} packed products of {self.types.weight} x {self.types.activation} "
-                f"can overflow the {PACK_SHIFT}-bit low lane; use group <= {limit}")
+    def _check_datapath(self) -> "AcceleratorConfig":
+        matrix_datapath(self.datapath.kind).validate(self)
         return self
 
     @model_validator(mode="after")
@@ -418,9 +404,10 @@ class AcceleratorConfig(BaseModel):
         scale = self.act_scale
         if scale.granularity == "tensor":
             return self
-        if self.datapath.kind == "dsp_chain":
+        if not matrix_datapath(self.datapath.kind).act_scale_stage:
             raise ValueError(f"act_scale.granularity={scale.granularity!r} needs the accumulator scaling stage of "
-                             f"the systolic datapath, not datapath.kind='dsp_chain'; use granularity 'tensor'")
+                             f"the systolic datapath, not datapath.kind={self.datapath.kind!r}; use granularity "
+                             f"'tensor'")
         if self.types.activation in OVP_TYPES:
             raise ValueError(f"act_scale.granularity={scale.granularity!r} is not supported with "
                              f"types.activation={self.types.activation!r} (OVP has its own scales); use 'tensor'")
@@ -514,11 +501,6 @@ class AcceleratorConfig(BaseModel):
         return self.cols * self.accumulator_bits
 
     @property
-    def is_chain(self) -> bool:
-        """The datapath is the sparse DSP chain (``datapath.kind == 'dsp_chain'``)."""
-        return self.datapath.kind == "dsp_chain"
-
-    @property
     def chain(self) -> ChainConfig:
         """The DSP-chain settings (defaults when ``datapath.chain`` is not given)."""
         return self.datapath.chain_config
@@ -526,7 +508,7 @@ class AcceleratorConfig(BaseModel):
     @property
     def token_lanes(self) -> int:
         """Tokens (rows of A) one chain pass computes: 2 with packing, else 1 (systolic: 1)."""
-        return 2 if self.is_chain and self.chain.packing else 1
+        return matrix_datapath(self.datapath.kind).token_lanes(self)
 
     @property
     def chain_groups(self) -> int:
@@ -559,30 +541,7 @@ class AcceleratorConfig(BaseModel):
     # ----------------------------------------------------------------- capability checks
     def require_supported(self) -> None:
         """Raise :class:`UnsupportedError` for valid settings this version does not implement."""
-        if self.datapath.kind == "dsp_chain":
-            for field in ("weight", "activation"):
-                value = getattr(self.types, field)
-                if value not in CHAIN_TYPES:
-                    raise UnsupportedError(
-                        f"types.{field}={value!r} is not implemented by the dsp_chain datapath; "
-                        f"use one of {sorted(CHAIN_TYPES)}")
-            return
-        if self.datapath.kind != "systolic":
-            raise UnsupportedError(
-                f"datapath.kind={self.datapath.kind!r} is not implemented yet; use 'systolic'")
-        if self.datapath.dataflow != "weight_stationary":
-            raise UnsupportedError(
-                f"datapath.dataflow={self.datapath.dataflow!r} is not implemented yet; use 'weight_stationary'")
-        for field in ("weight", "activation"):
-            value = getattr(self.types, field)
-            if value not in IMPLEMENTED_TYPES:
-                raise UnsupportedError(
-                    f"types.{field}={value!r} is not implemented by the systolic datapath yet; "
-                    f"use one of {sorted(IMPLEMENTED_TYPES)}")
-        if self.activation_is_ovp and not self.weight_is_ovp:
-            raise UnsupportedError(
-                f"types.activation={self.types.activation!r} needs OVP weights (types.weight='ovp4'), "
-                f"not types.weight={self.types.weight!r}")
+        matrix_datapath(self.datapath.kind).check_supported(self)
 
     def hardware_pattern(self, pattern: "NMPattern | str | None") -> NMPattern:
         """Map a layer's N:M pattern onto the sparse MUX's group size.

@@ -77,8 +77,8 @@ SCALE_STAGE_LATENCY = 1
 
 def has_scale_stage(config: "AcceleratorConfig") -> bool:
     """True when the accumulator has the activation-scaling stage (and LOAD_S loads scales):
-    ``act_scale.granularity`` token or group on the systolic datapath."""
-    return config.act_scale.granularity != "tensor" and not config.is_chain
+    ``act_scale.granularity`` token or group (which the config allows only on the systolic datapath)."""
+    return config.act_scale.granularity != "tensor"
 
 
 def scale_stage_latency(config: "AcceleratorConfig") -> int:

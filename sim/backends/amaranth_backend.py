@@ -21,15 +21,15 @@ import numpy as np
 from sparsa.config import AcceleratorConfig
 from sparsa.errors import ConfigError, MissingToolError, SparsaError
 from sparsa.isa import decode
-from sparsa.layout import pack_activation_beat, pack_weight_beat, unpack_output_beat
+from sparsa.datapath import matrix_datapath
 from sparsa.sim.backends.base import Result
-from sparsa.timing import instruction_cycles, scale_stage_latency
 
 try:
     from amaranth.sim import Simulator
 except ModuleNotFoundError:  # pragma: no cover - exercised only without the [hdl] extra
     raise MissingToolError("the amaranth backend needs Amaranth 0.5: pip install 'sparsa[hdl]'") from None
 
+from sparsa.hdl.datapath import hdl_datapath
 from sparsa.hdl.top import SparseSystolicAccelerator
 
 __all__ = ["AmaranthBackend", "StreamRun", "run_streams", "SimulationError", "SimulationTimeout",
@@ -93,7 +93,7 @@ def stall_plans(stall_seed: "int | None", counts: Sequence[int]) -> list[list[in
 def default_max_cycles(config: AcceleratorConfig, plans: Sequence[Sequence[int]]) -> int:
     """A cycle budget no correct run exceeds: every word a COMPUTE with a flush, plus every beat and stall."""
     words, weights, acts, outputs = (len(p) for p in plans)
-    flush = 0 if config.is_chain else scale_stage_latency(config)
+    flush = matrix_datapath(config).scale_stage_latency(config)
     nominal = words * (1 + config.rows + config.cols + flush) + weights + acts + outputs
     return nominal + sum(sum(p) for p in plans) + 1000
 
@@ -106,23 +106,15 @@ def pack_program(program: Any, a: np.ndarray,
     LOAD_S beats travel on the activation stream (:meth:`Program.activation_beats`).
     """
     cfg = program.config
-    if cfg.is_chain:
-        from sparsa.chain_layout import pack_chain_activation_beat, pack_chain_weight_beat
-
-        words = [int(w) for w in program.instruction_words()]
-        weights = [pack_chain_weight_beat(cfg, v, i) for v, i in program.weight_beats()]
-        acts = [pack_chain_activation_beat(cfg, word) for word in program.activation_beats(a)]
-        return words, weights, acts
+    contract = matrix_datapath(cfg)
     words = [int(w) for w in program.instruction_words()]
-    weights = [pack_weight_beat(cfg, v, i) for v, i in program.weight_beats()]
-    acts = [pack_activation_beat(cfg, lanes) for lanes in program.activation_beats(a, scales)]
+    weights = [contract.pack_weight_beat(cfg, v, i) for v, i in program.weight_beats()]
+    acts = [contract.pack_activation_beat(cfg, lanes) for lanes in program.activation_beats(a, scales)]
     return words, weights, acts
 
 
 def program_scales(program: Any, tensors: Mapping[str, np.ndarray]) -> "np.ndarray | None":
-    """The checked scale mantissas ``"S"`` of a systolic program (``None`` for chain / unscaled)."""
-    if program.config.is_chain:
-        return None
+    """The checked scale mantissas ``"S"`` of a program (``None`` for programs without scales)."""
     return program.check_scales(tensors)
 
 
@@ -236,33 +228,20 @@ def run_streams(
 
 def make_dut(config: AcceleratorConfig):
     """The top-level design of ``config``'s datapath (systolic array or DSP chain)."""
-    if config.is_chain:
-        from sparsa.hdl.chain_top import SparseChainAccelerator
-
-        return SparseChainAccelerator(config)
-    return SparseSystolicAccelerator(config)
+    return hdl_datapath(config).top(config)
 
 
 def unpack_outputs(config: AcceleratorConfig, outputs: Sequence[int]) -> np.ndarray:
     """Output-stream payloads as a ``(beats, lanes)`` int64 array (lanes: ``cols``, chain: ``P * cols``)."""
-    if config.is_chain:
-        from sparsa.chain_layout import unpack_chain_output_beat
-
-        lanes = config.token_lanes * config.cols
-        beats = [unpack_chain_output_beat(config, w) for w in outputs]
-    else:
-        lanes = config.cols
-        beats = [unpack_output_beat(config, w) for w in outputs]
+    contract = matrix_datapath(config)
+    lanes = contract.output_lanes(config)
+    beats = [contract.unpack_output_beat(config, w) for w in outputs]
     return np.array(beats, dtype=np.int64).reshape(len(outputs), lanes)
 
 
 def nominal_cycles(config: AcceleratorConfig, words: Sequence[int]) -> int:
     """Cycles of the instruction words by the datapath's timing contract (no stalls)."""
-    if config.is_chain:
-        from sparsa import chain_timing
-
-        return sum(chain_timing.instruction_cycles(config, decode(w)) for w in words)
-    return sum(instruction_cycles(config, decode(w)) for w in words)
+    return matrix_datapath(config).program_cycles(config, (decode(w) for w in words))
 
 
 class AmaranthBackend:

@@ -11,8 +11,7 @@ from sparsa.compiler.program import Program
 from sparsa.config import AcceleratorConfig
 from sparsa.models.reference import gemm_reference, wrap_exact
 from sparsa.sim.backends.base import Result
-from sparsa.sim.cycle import CycleModel
-from sparsa.sim.interpreter import Interpreter
+from sparsa.sim.datapath import sim_datapath
 
 __all__ = ["ReferenceBackend", "ISABackend", "CycleBackend"]
 
@@ -26,13 +25,6 @@ class _Base:
         self.config = config
 
 
-def _scales(program, tensors: Mapping[str, np.ndarray]) -> "np.ndarray | None":
-    """The checked scale mantissas of a systolic program (``None`` for chain / unscaled programs)."""
-    if program.config.is_chain:
-        return None
-    return program.check_scales(tensors)
-
-
 class ReferenceBackend(_Base):
     """The NumPy golden: ``wrap(A @ W_pruned)`` straight from the program's weights, no tiling.
 
@@ -44,7 +36,7 @@ class ReferenceBackend(_Base):
 
     def run(self, program: Program, tensors: Mapping[str, np.ndarray]) -> Result:
         a = program.check_inputs(tensors)
-        s = _scales(program, tensors)
+        s = program.check_scales(tensors)
         if s is None:
             y = gemm_reference(a, program.weights, self.config.accumulator_bits)
         else:
@@ -63,16 +55,7 @@ class ISABackend(_Base):
 
     def run(self, program: Program, tensors: Mapping[str, np.ndarray]) -> Result:
         a = program.check_inputs(tensors)
-        if self.config.is_chain:
-            from sparsa.sim.chain import ChainInterpreter
-
-            state = ChainInterpreter(self.config).run(program.instruction_words(), program.weight_beats(),
-                                                      program.activation_beats(a))
-            beats = np.asarray(state.outputs, dtype=np.int64).reshape(-1, program.output_lanes)
-            return Result({"Y": program.collect_outputs(beats)}, None, {})
-        state = Interpreter(self.config).run(program.instruction_words(), program.weight_beats(),
-                                             program.activation_beats(a, _scales(program, tensors)))
-        y = program.collect_outputs(np.asarray(state.outputs, dtype=np.int64).reshape(-1, self.config.cols))
+        y = sim_datapath(self.config).interpret(self.config, program, a, program.check_scales(tensors))
         return Result({"Y": y}, None, {})
 
 
@@ -83,16 +66,8 @@ class CycleBackend(_Base):
 
     def run(self, program: Program, tensors: Mapping[str, np.ndarray]) -> Result:
         t0 = time.perf_counter()
-        if self.config.is_chain:
-            from sparsa.sim.chain import ChainCycleModel
-
-            model = ChainCycleModel(self.config)
-        else:
-            model = CycleModel(self.config)
-        if self.config.is_chain:
-            y, stats = model.run_program(program, program.check_inputs(tensors))
-        else:
-            y, stats = model.run_program(program, program.check_inputs(tensors), _scales(program, tensors))
+        model = sim_datapath(self.config).cycle_model(self.config)
+        y, stats = model.run_program(program, program.check_inputs(tensors), program.check_scales(tensors))
         info = stats.as_dict()
         info["wall_s"] = time.perf_counter() - t0
         return Result({"Y": y}, stats.cycles, info)

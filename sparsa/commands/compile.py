@@ -11,7 +11,6 @@ import numpy as np
 from sparsa.commands._common import (add_config_argument, gemm_tensors, load, load_matrix, parse_gemm,
                                      random_operands, reference_outputs)
 from sparsa.compiler import compile_gemm
-from sparsa.compiler.emit import write_images
 
 NAME = "compile"
 HELP = "compile an N:M-sparse GEMM: instruction stream, weight/activation images, expected output"
@@ -41,14 +40,8 @@ def run(args: argparse.Namespace) -> int:
     tensors = gemm_tensors(program, a, args.seed, args.scales)
     a = tensors["A"]
     expected = reference_outputs(program, tensors)
-    if cfg.is_chain:
-        from sparsa.compiler.chain import write_chain_images
-
-        files = write_chain_images(program, a, expected, args.output)
-        tiles = f"{program.tiling.ktiles}x{program.tiling.ntiles}"
-    else:
-        files = write_images(program, a, expected, args.output, scales=tensors.get("S"))
-        tiles = f"{program.ktiles}x{program.ntiles}"
+    files = program.write_images(a, expected, args.output, scales=tensors.get("S"))
+    tiles = program.tile_grid
     print(f"compiled {program.shape} at {program.pattern} (hardware {program.hw_pattern}) for {cfg.name}: "
           f"{len(program.instructions)} instructions, {tiles} tiles")
     for f in files:

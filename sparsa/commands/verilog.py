@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from sparsa.datapath import matrix_datapath
 from sparsa.commands._common import add_config_argument, load
 
 NAME = "verilog"
@@ -28,12 +29,7 @@ def run(args: argparse.Namespace) -> int:
     art = generate_verilog(cfg, args.output, name=args.name)
     res = art.resources
     print(f"wrote {art.path} (top module {art.name}, {art.path.stat().st_size / 1024:.0f} KiB)")
-    if cfg.datapath.kind == "dsp_chain":
-        chain = cfg.datapath.chain
-        shape = (f"{cfg.cols} DSP chains x {cfg.rows} slices (groups of {chain.group}"
-                 f"{', two tokens packed per multiplier' if chain.packing else ''})")
-    else:
-        shape = f"{cfg.rows}x{cfg.cols} weight-stationary array"
+    shape = matrix_datapath(cfg).describe(cfg)
     print(f"  {shape}, {cfg.types.weight} x {cfg.types.activation} -> "
           f"int{cfg.accumulator_bits}, sparse MUX 1-of-{cfg.group_size}, accumulator depth "
           f"{cfg.buffers.accumulator_depth}")

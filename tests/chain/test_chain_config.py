@@ -11,13 +11,13 @@ from ..conftest import preset
 
 def test_systolic_configs_dump_unchanged():
     cfg = preset("systolic-4x4-2of4")
-    assert "chain" not in cfg.model_dump()["datapath"] and not cfg.is_chain
+    assert "chain" not in cfg.model_dump()["datapath"] and cfg.datapath.kind != "dsp_chain"
     assert cfg.token_lanes == 1 and cfg.peak_macs_per_cycle == 16
 
 
 def test_chain_derived_values():
     cfg = preset("chain-4x4-packed")
-    assert cfg.is_chain and cfg.token_lanes == 2 and cfg.chain_groups == 2
+    assert cfg.datapath.kind == "dsp_chain" and cfg.token_lanes == 2 and cfg.chain_groups == 2
     assert cfg.peak_macs_per_cycle == 32 and cfg.multipliers == 16
     cfg.require_supported()
     assert preset("chain-4x4-2of4").with_overrides({"datapath.rows": 6, "datapath.chain.group": 3}).chain_groups == 2
