@@ -331,7 +331,6 @@ class AxiSimTransport(_ContextMixin):
 # --------------------------------------------------------------------------- Verilator
 
 _BENCH_MODULE = "sparsa_soc_bench"
-_STAMP = "sparsa-soc-build.json"
 
 
 def soc_module_name(params: SocParams) -> str:
@@ -344,39 +343,17 @@ def soc_module_name(params: SocParams) -> str:
 def soc_verilog(params: SocParams, divisor: int, out_dir: "str | os.PathLike", *, name: "str | None" = None) -> Path:
     """Write the Verilog of a :class:`~sparsa.hdl.soc.top.UartSoc` (ports ``clk``, ``rst``,
     ``uart_rx``, ``uart_tx``, ``status``); return the file path."""
-    from amaranth.back import verilog
-
-    from sparsa.hdl.export import _builtin_yosys
+    from sparsa.hdl.export import write_verilog
     from sparsa.hdl.soc.top import UartSoc
 
     name = name or soc_module_name(params)
-    top = UartSoc(params, divisor)
-    with _builtin_yosys():
-        text = verilog.convert(top, name=name)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}.v"
-    tmp = out / f".{name}.v.tmp"
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
+    return write_verilog(UartSoc(params, divisor), name, out_dir)
 
 
 def _soc_source_hash() -> str:
-    import sparsa
-    import sparsa.hdl
+    from sparsa.sim.backends.verilator_build import source_hash
 
-    h = hashlib.sha256()
-    hdl_dir = Path(sparsa.hdl.__file__).parent
-    core = Path(sparsa.__file__).parent
-    for path in sorted(hdl_dir.glob("*.py")) + sorted((hdl_dir / "soc").glob("*.py")) + \
-            [core / "isa.py", core / "timing.py"]:
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
-    from sparsa.hdl.export import toolchain_fingerprint
-
-    h.update(toolchain_fingerprint().encode())
-    return h.hexdigest()[:12]
+    return source_hash()
 
 
 class VerilatorTransport(_ContextMixin):
@@ -400,7 +377,8 @@ class VerilatorTransport(_ContextMixin):
     def __init__(self, params: SocParams, divisor: int = SIM_DIVISOR, *,
                  build_root: "str | os.PathLike | None" = None) -> None:
         from sparsa.hdl.export import config_hash
-        from sparsa.sim.backends.verilator_backend import default_build_root, require_tools
+        from sparsa.sim.backends.verilator_backend import require_tools
+        from sparsa.sim.backends.verilator_build import default_build_root
 
         if not isinstance(params, SocParams):
             raise TypeError(f"params must be a SocParams, not {params!r}")
@@ -427,43 +405,17 @@ class VerilatorTransport(_ContextMixin):
 
     def is_built(self) -> bool:
         """Whether the cached model exists."""
-        try:
-            ok = json.loads((self.build_dir / _STAMP).read_text()) == self._stamp()
-        except (OSError, ValueError):
-            return False
-        return ok and (self.build_dir / self.toplevel).is_file()
+        from sparsa.sim.backends.verilator_build import is_built
+
+        return is_built(self.build_dir, self.toplevel, self._stamp())
 
     def build(self) -> Path:
         """Export and build the model unless cached; return the build directory."""
-        from sparsa.sim.backends.verilator_backend import VerilatorError, _environ, _locked, _tail
+        from sparsa.sim.backends.verilator_build import build_model
 
-        if self.is_built():
-            return self.build_dir
-        with _locked(self.build_root / f".{self.build_dir.name}.lock"):
-            if self.is_built():
-                return self.build_dir
-            from cocotb_tools.runner import get_runner
-
-            from sparsa.hdl.export import lint_warning_args, verilator_env
-
-            start = time.perf_counter()
-            if self.build_dir.exists():
-                shutil.rmtree(self.build_dir)
-            self.build_dir.mkdir(parents=True)
-            path = self._write_verilog(self.build_dir / "src")
-            log = self.build_dir / "build.log"
-            env = verilator_env()
-            try:
-                with _environ({k: env[k] for k in ("PATH", "VERILATOR_ROOT", "MAKEFLAGS")}):
-                    get_runner("verilator").build(
-                        sources=[path], hdl_toplevel=self.toplevel, build_dir=self.build_dir,
-                        build_args=["-Wno-fatal", *lint_warning_args()], timescale=("1ns", "1ps"), log_file=log)
-            except (RuntimeError, SystemExit) as exc:
-                raise VerilatorError(f"Verilator build of the SoC failed ({exc}); log {log}:\n{_tail(log)}") from None
-            for pch in self.build_dir.glob("*.gch"):
-                pch.unlink()
-            (self.build_dir / _STAMP).write_text(json.dumps(self._stamp(), indent=1))
-            self.build_seconds = time.perf_counter() - start
+        seconds = build_model(self.build_dir, self.toplevel, self._stamp(), self._write_verilog, what="the SoC")
+        if seconds is not None:
+            self.build_seconds = seconds
         return self.build_dir
 
     def _write_verilog(self, out_dir: Path) -> Path:
@@ -485,16 +437,11 @@ class VerilatorTransport(_ContextMixin):
         """Build if needed, start the simulator and connect (idempotent)."""
         if self._sock is not None:
             return self
+        from sparsa.sim.backends.verilator_build import install_bench
+
         bench, bench_name = self._bench()
         build_dir = self.build()
-        bench_dir = build_dir / "bench"
-        bench_dir.mkdir(exist_ok=True)
-        text = Path(bench.__file__).read_text()
-        target = bench_dir / f"{bench_name}.py"
-        if not target.is_file() or target.read_text() != text:
-            tmp = bench_dir / f".{bench_name}.{os.getpid()}.tmp"
-            tmp.write_text(text)
-            tmp.replace(target)
+        bench_dir = install_bench(build_dir, bench.__file__, bench_name)
         runs = build_dir / "runs"
         runs.mkdir(exist_ok=True)
         self._run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=runs))
@@ -514,27 +461,15 @@ class VerilatorTransport(_ContextMixin):
         return self
 
     def _simulate(self, build_dir: Path, bench_dir: Path, sock_path: str) -> None:
-        from cocotb_tools.runner import get_runner
-
-        from sparsa.hdl.export import verilator_env
-        from sparsa.sim.backends.verilator_backend import _environ, _failed_tests, _on_sys_path, _tail
+        from sparsa.sim.backends.verilator_build import run_bench
 
         _, bench_name = self._bench()
-        env = verilator_env()
-        results_xml, log = self._run_dir / "results.xml", self._run_dir / "sim.log"
-        try:
-            with _environ({k: env[k] for k in ("PATH", "VERILATOR_ROOT")}), _on_sys_path(bench_dir):
-                get_runner("verilator").test(
-                    test_module=bench_name, hdl_toplevel=self.toplevel, hdl_toplevel_lang="verilog",
-                    build_dir=build_dir, test_dir=self._run_dir, results_xml=str(results_xml), log_file=log,
-                    extra_env=self._extra_env(sock_path))
-        except (RuntimeError, SystemExit) as exc:
-            self._failure = f"simulator exited ({exc!r})"
-        failed = _failed_tests(results_xml)
-        if failed:
-            self._failure = "the cocotb bench failed: " + "; ".join(failed)
+        run = run_bench(build_dir, self.toplevel, bench_dir, bench_name, self._run_dir, self._extra_env(sock_path))
+        self._failure = run.exited
+        if run.failed:
+            self._failure = "the cocotb bench failed: " + "; ".join(run.failed)
         if self._failure:
-            self._failure += f"; log {log}:\n{_tail(log)}"
+            self._failure += f"; log {run.log}:\n{run.tail()}"
 
     def write(self, data: bytes) -> None:
         """Send bytes to the simulated UART."""
@@ -666,17 +601,10 @@ class AxiVerilatorTransport(VerilatorTransport):
         return {**super()._stamp(), "dma": [self.dma.data_width, self.dma.max_burst]}
 
     def _write_verilog(self, out_dir: Path) -> Path:
-        from amaranth.back import verilog
-
-        from sparsa.hdl.export import _builtin_yosys
+        from sparsa.hdl.export import write_verilog
         from sparsa.hdl.soc.top import AxiSoc
 
-        with _builtin_yosys():
-            text = verilog.convert(AxiSoc(self.params, dma=self.dma), name=self.toplevel)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / f"{self.toplevel}.v"
-        path.write_text(text)
-        return path
+        return write_verilog(AxiSoc(self.params, dma=self.dma), self.toplevel, out_dir)
 
     def _bench(self):
         from sparsa.hdl.soc import axi_bench
