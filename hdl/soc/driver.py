@@ -47,9 +47,8 @@ import numpy as np
 from sparsa.config import AcceleratorConfig
 from sparsa.errors import ConfigError, ShapeError, SparsaError
 from sparsa.hdl.soc.devmem import RESP_NAMES
-from sparsa.hdl.soc.params import (DMA_REGS, SOC_ID, SOC_VERSION, Ctrl, DmaPhase, Reg, Region, SocParams, Status,
-                                   parse_dma_caps)
-from sparsa.hdl.soc.uart import ACK, CMD_READ, CMD_WRITE
+from sparsa.hdl.soc.params import (ACK, CMD_READ, CMD_WRITE, DMA_REGS, SOC_ID, SOC_VERSION, Ctrl, DmaPhase, Reg,
+                                   Region, SocParams, Status, parse_dma_caps)
 
 __all__ = ["Transport", "RegisterTransport", "SocDriver", "DEFAULT_TIMEOUT", "SocError", "SocTimeout", "SocDmaError",
            "MAX_WORDS_PER_COMMAND", "beat_words", "image_bytes"]
