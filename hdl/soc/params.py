@@ -1,7 +1,7 @@
 """Sizes, address map and register map of the SoC around the accelerator (pure Python).
 
 Everything the hardware (:mod:`sparsa.hdl.soc.core`) and the host driver
-(:mod:`sparsa.hdl.soc.driver`) must agree on is computed here, once, from the
+(:mod:`sparsa.sim.backends.soc.driver`) must agree on is computed here, once, from the
 :class:`~sparsa.config.AcceleratorConfig`; neither side re-derives a width or an address.
 This module does not import Amaranth, so the driver runs on a host without it.
 

@@ -104,7 +104,7 @@ def test_build_key_covers_the_environment_the_model_links_against(monkeypatch):
     from pathlib import Path
 
     from sparsa.hdl import verilator as export
-    from sparsa.hdl.soc import transport
+    from sparsa.sim.backends.soc import verilator_transport as transport
 
     if importlib.util.find_spec("cocotb") is None:
         pytest.skip("cocotb is not installed: pip install 'sparsa[sim]'")
