@@ -282,9 +282,7 @@ def export_xilinx(config: AcceleratorConfig, board: Board, out_dir: "str | os.Pa
     MissingToolError
         Amaranth is missing.
     """
-    from amaranth.back import verilog
-
-    from sparsa.hdl.export import _builtin_yosys
+    from sparsa.hdl.export import builtin_yosys, convert_verilog
     from sparsa.hdl.soc.board import XilinxBoardTop
     from sparsa.hdl.soc.top import AxiSoc
 
@@ -309,8 +307,7 @@ def export_xilinx(config: AcceleratorConfig, board: Board, out_dir: "str | os.Pa
         raise TypeError(f"dma must be a DmaConfig, True or False, not {dma!r}")
     result.dma = dma
     soc = AxiSoc(params, dma=dma)
-    with _builtin_yosys():
-        core_text = verilog.convert(soc, name=core)
+    core_text = convert_verilog(soc, core)
     result.ports = _core_ports(soc)
     files = {
         f"{name}.v": core_text + "\n" + kernel_wrapper(name, core, result.ports),
@@ -331,7 +328,7 @@ def export_xilinx(config: AcceleratorConfig, board: Board, out_dir: "str | os.Pa
         top = XilinxBoardTop(params, config.clock_mhz, board.baud if baud is None else baud, board.clock_resource)
         platform = board.platform()
         stem = f"sparsa_{re.sub(r'[^A-Za-z0-9_]', '_', config.name)}_{board.name}"
-        with _builtin_yosys():
+        with builtin_yosys():
             plan = platform.build(top, name=stem, do_build=False)
         plan.extract(bdir)
         result.files.extend(bdir / f for f in plan.files)

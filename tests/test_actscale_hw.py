@@ -458,7 +458,8 @@ def test_load_s_is_a_nop_without_the_scaling_stage():
 @pytest.mark.verilator
 @pytest.mark.parametrize("config", SCALED)
 def test_scaled_verilog_is_lint_clean(tmp_path, config):
-    from sparsa.hdl.export import generate_verilog, lint_verilog
+    from sparsa.hdl.export import generate_verilog
+    from sparsa.hdl.verilator import lint_verilog
     from sparsa.sim.backends.verilator_backend import unavailable_reason
 
     if unavailable_reason():

@@ -1,7 +1,7 @@
 """Sizes, address map and register map of the SoC around the accelerator (pure Python).
 
 Everything the hardware (:mod:`sparsa.hdl.soc.core`) and the host driver
-(:mod:`sparsa.hdl.soc.driver`) must agree on is computed here, once, from the
+(:mod:`sparsa.sim.backends.soc.driver`) must agree on is computed here, once, from the
 :class:`~sparsa.config.AcceleratorConfig`; neither side re-derives a width or an address.
 This module does not import Amaranth, so the driver runs on a host without it.
 
@@ -33,7 +33,7 @@ from sparsa.config import AcceleratorConfig
 __all__ = [
     "SOC_ID", "SOC_VERSION", "Region", "Reg", "Ctrl", "Status", "MemoryRegion", "SocParams",
     "words_per_beat", "stride_for", "ceil_log2", "DEFAULT_INSTR_DEPTH", "DmaPhase", "DMA_REGS",
-    "dma_caps", "parse_dma_caps", "DmaConfig", "DMA_DATA_WIDTHS",
+    "dma_caps", "parse_dma_caps", "DmaConfig", "DMA_DATA_WIDTHS", "CMD_WRITE", "CMD_READ", "ACK",
 ]
 
 #: Value of the ID register: ASCII "SPSA".
@@ -43,6 +43,15 @@ SOC_ID = 0x53505341
 SOC_VERSION = 2
 #: Instruction memory depth (words) when nothing else is asked for: 4 KiB, two ECP5 EBRs.
 DEFAULT_INSTR_DEPTH = 1024
+
+# The UART byte protocol (the bridge in :mod:`sparsa.hdl.soc.uart`, the host driver in
+# :mod:`sparsa.sim.backends.soc.driver`): command and answer bytes.
+#: Host -> device: write words (``'W' addr[4] n[2] data[4*n]``).
+CMD_WRITE = 0x57   # 'W'
+#: Host -> device: read words (``'R' addr[4] n[2]``).
+CMD_READ = 0x52    # 'R'
+#: Device -> host: the n-th word of a write is written.
+ACK = 0x4B         # 'K'
 
 
 class Region(enum.IntEnum):

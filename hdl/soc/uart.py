@@ -10,6 +10,8 @@ Byte protocol (all multi-byte fields little-endian; see docs/fpga.md)::
     'R' (0x52) addr[4] n[2]                          data[4*n]
     any other byte                                   (ignored)
 
+The command and answer bytes (``CMD_WRITE``, ``CMD_READ``, ``ACK``) are defined in
+:mod:`sparsa.hdl.soc.params`, which the host driver imports without Amaranth.
 ``addr`` is a word address on the SoC bus (:mod:`sparsa.hdl.soc.params`); it increments
 after every word.  ``n = 0`` does nothing (a 'W' with n = 0 still answers 'K').  If a
 command stops arriving for ``timeout`` cycles (default 1024 byte times) the bridge drops it
@@ -24,12 +26,10 @@ from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
 from sparsa.hdl.soc.bus import DATA_WIDTH, READ_LATENCY, BusSignature
+from sparsa.hdl.soc.params import ACK, CMD_READ, CMD_WRITE
 
-__all__ = ["UartRx", "UartTx", "UartBridge", "CMD_WRITE", "CMD_READ", "ACK", "MIN_DIVISOR", "check_divisor"]
+__all__ = ["UartRx", "UartTx", "UartBridge", "MIN_DIVISOR", "check_divisor"]
 
-CMD_WRITE = 0x57   # 'W'
-CMD_READ = 0x52    # 'R'
-ACK = 0x4B         # 'K'
 #: Smallest supported clock cycles per bit.
 MIN_DIVISOR = 4
 

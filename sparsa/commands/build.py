@@ -111,7 +111,7 @@ def _ecp5(args, cfg, board, out: Path) -> int:
 
 def _xilinx(args, cfg, board, out: Path) -> int:
     from sparsa.fpga.xilinx import export_xilinx
-    from sparsa.hdl.export import LintError, lint_verilog
+    from sparsa.hdl.verilator import LintError, lint_verilog
 
     start = time.perf_counter()
     from sparsa.fpga.xilinx import DEFAULT_DMA, MEMORY_BANKS

@@ -56,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
             art = generate_verilog(cfg, src_dir)
             path, top = art.path, art.name
         else:
+            from sparsa.hdl.soc.export import soc_verilog
             from sparsa.hdl.soc.params import SocParams
-            from sparsa.hdl.soc.transport import soc_verilog
 
             params = SocParams(cfg)
             path = soc_verilog(params, 100, src_dir)

@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sparsa.hdl.export import generate_verilog, lint_verilog
+    from sparsa.hdl.export import generate_verilog
+    from sparsa.hdl.verilator import lint_verilog
 
     cfg = load(args)
     cfg.require_supported()

@@ -267,7 +267,7 @@ def test_ecp5_verilog_with_dp16kd_model_in_verilator(tmp_path):
     behaves like the naive model cycle by cycle, with this project's behavioural DP16KD."""
     from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
-    from sparsa.hdl.export import verilator_env
+    from sparsa.hdl.verilator import verilator_env
 
     duts = []
     sources = [str(HERE / "dp16kd_model.v")]

@@ -10,10 +10,10 @@ import pytest
 from amaranth.hdl import Module
 from amaranth.sim import Simulator
 
-from sparsa.hdl.soc.params import SOC_VERSION, Reg
+from sparsa.hdl.soc.params import ACK, SOC_VERSION, Reg
 from sparsa.hdl.soc.top import UartSoc
-from sparsa.hdl.soc.transport import AmaranthSimTransport
-from sparsa.hdl.soc.uart import ACK, UartBridge, UartRx, UartTx, check_divisor
+from sparsa.hdl.soc.uart import UartBridge, UartRx, UartTx, check_divisor
+from sparsa.sim.backends.soc.amaranth_transport import AmaranthSimTransport
 
 
 @pytest.mark.parametrize("divisor", [4, 7, 16])

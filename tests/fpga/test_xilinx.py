@@ -116,7 +116,7 @@ def test_board_design_uses_the_board_pins(exported):
 
 
 def test_kernel_verilog_lints_clean(exported):
-    from sparsa.hdl.export import lint_verilog
+    from sparsa.hdl.verilator import lint_verilog
     from sparsa.sim.backends.verilator_backend import unavailable_reason
 
     if unavailable_reason():

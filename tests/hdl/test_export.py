@@ -7,8 +7,8 @@ import re
 import pytest
 from amaranth.back import rtlil
 
-from sparsa.hdl.export import (LINT_WAIVERS, LintError, config_hash, generate_verilog, lint_verilog,
-                               module_name, resource_summary)
+from sparsa.hdl.export import config_hash, generate_verilog, module_name, resource_summary
+from sparsa.hdl.verilator import LINT_WAIVERS, LintError, lint_verilog
 from sparsa.hdl.top import SparseSystolicAccelerator
 from sparsa.sim.backends.verilator_backend import unavailable_reason
 

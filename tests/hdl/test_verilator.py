@@ -17,7 +17,8 @@ from sparsa.models.reference import gemm_reference
 from sparsa.sim import get_backend
 from sparsa.sim.backends import verilator_backend
 from sparsa.sim.backends.amaranth_backend import AmaranthBackend
-from sparsa.sim.backends.verilator_backend import VerilatorBackend, VerilatorError, unavailable_reason
+from sparsa.sim.backends.verilator_backend import VerilatorBackend, unavailable_reason
+from sparsa.sim.backends.verilator_build import VerilatorError
 
 from ..conftest import preset
 
@@ -102,8 +103,8 @@ def test_build_key_covers_the_environment_the_model_links_against(monkeypatch):
     build key (Verilator backend and SoC transports) includes cocotb's and Verilator's locations."""
     from pathlib import Path
 
-    from sparsa.hdl import export
-    from sparsa.hdl.soc import transport
+    from sparsa.hdl import verilator as export
+    from sparsa.sim.backends.soc import verilator_transport as transport
 
     if importlib.util.find_spec("cocotb") is None:
         pytest.skip("cocotb is not installed: pip install 'sparsa[sim]'")

@@ -1,27 +1,18 @@
 """Host driver of the SoC: the same code drives the Amaranth simulation, Verilator and a board.
 
 The driver reads and writes 32-bit words at word addresses (the register map and memory
-windows of :mod:`sparsa.hdl.soc.params`) over a *transport* of one of two kinds:
+windows of :mod:`sparsa.hdl.soc.params`) over a transport of one of two kinds
+(:mod:`sparsa.sim.backends.soc.transport`, which lists the implementations):
 
-* a byte pipe (:class:`Transport`: ``write(bytes)``, ``read(n, timeout) -> bytes``,
-  ``close()``) to the UART bridge; the driver speaks its byte protocol
-  (:mod:`sparsa.hdl.soc.uart`):
+* a byte pipe (:class:`~sparsa.sim.backends.soc.transport.Transport`: ``write(bytes)``,
+  ``read(n, timeout) -> bytes``, ``close()``) to the UART bridge; the driver speaks its byte
+  protocol (:mod:`sparsa.hdl.soc.uart`; the command bytes are in :mod:`sparsa.hdl.soc.params`);
+* a register port (:class:`~sparsa.sim.backends.soc.transport.RegisterTransport`:
+  ``read_words(addr, n)``, ``write_words(addr, words)``, ``close()``) - the shell kernel's
+  AXI4-Lite ``s_axi_control`` (byte address = word address * 4); on a card, ``xrt::ip``
+  ``read_register`` / ``write_register`` (not provided here).
 
-  * :class:`~sparsa.hdl.soc.transport.AmaranthSimTransport` - the SoC in ``amaranth.sim``
-  * :class:`~sparsa.hdl.soc.transport.VerilatorTransport` - the exported Verilog under
-    Verilator + cocotb, bytes over a local socket
-  * :class:`~sparsa.hdl.soc.transport.SerialTransport` - a real board through pyserial
-
-* a register port (:class:`RegisterTransport`: ``read_words(addr, n)``,
-  ``write_words(addr, words)``, ``close()``) - the shell kernel's AXI4-Lite
-  ``s_axi_control`` (byte address = word address * 4):
-
-  * :class:`~sparsa.hdl.soc.transport.AxiSimTransport` - the AXI SoC in ``amaranth.sim``
-    with a simulated device memory behind its AXI4 master
-  * :class:`~sparsa.hdl.soc.transport.AxiVerilatorTransport` - the same under Verilator
-  * on a card: ``xrt::ip`` ``read_register`` / ``write_register`` (not provided here)
-
-With a :class:`~sparsa.hdl.soc.devmem.DeviceMemory` (``run(..., memory=...)``) the driver
+With a :class:`~sparsa.sim.backends.soc.devmem.DeviceMemory` (``run(..., memory=...)``) the driver
 places the program's streams in device memory and lets the SoC's DMA load, run and store
 (``RUN_DMA``); without one it writes the on-chip memories through the transport.
 
@@ -40,68 +31,27 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
 from sparsa.config import AcceleratorConfig
-from sparsa.errors import ConfigError, ShapeError, SparsaError
-from sparsa.hdl.soc.devmem import RESP_NAMES
-from sparsa.hdl.soc.params import (DMA_REGS, SOC_ID, SOC_VERSION, Ctrl, DmaPhase, Reg, Region, SocParams, Status,
-                                   parse_dma_caps)
-from sparsa.hdl.soc.uart import ACK, CMD_READ, CMD_WRITE
+from sparsa.errors import ConfigError, ShapeError
+from sparsa.hdl.soc.params import (ACK, CMD_READ, CMD_WRITE, DMA_REGS, SOC_ID, SOC_VERSION, Ctrl, DmaPhase, Reg,
+                                   Region, SocParams, Status, parse_dma_caps)
+from sparsa.layout import pack_activation_beat, pack_weight_beat, unpack_output_beat
+from sparsa.sim.backends.base import Result
+from sparsa.sim.backends.soc.devmem import RESP_NAMES, DeviceMemory
+from sparsa.sim.backends.soc.transport import RegisterTransport, SocError, SocTimeout, Transport
 
-__all__ = ["Transport", "RegisterTransport", "SocDriver", "DEFAULT_TIMEOUT", "SocError", "SocTimeout", "SocDmaError",
-           "MAX_WORDS_PER_COMMAND", "beat_words", "image_bytes"]
+__all__ = ["SocDriver", "DEFAULT_TIMEOUT", "SocDmaError", "MAX_WORDS_PER_COMMAND", "beat_words", "image_bytes"]
 
 #: Most words one 'W' / 'R' command carries (16-bit count field).
 MAX_WORDS_PER_COMMAND = 0xFFFF
 
 
-class SocError(SparsaError, RuntimeError):
-    """The device answered something the protocol does not allow, or is not the expected SoC."""
-
-
-class SocTimeout(SocError, TimeoutError):
-    """The device did not answer (or did not finish a run) in time."""
-
-
 class SocDmaError(SocError):
     """A RUN_DMA sequence stopped: an AXI error response, a misaligned address or a count too large."""
-
-
-@runtime_checkable
-class Transport(Protocol):
-    """A byte pipe to the SoC's UART."""
-
-    def write(self, data: bytes) -> None:  # pragma: no cover - protocol
-        """Send ``data``."""
-        ...
-
-    def read(self, n: int, timeout: "float | None" = None) -> bytes:  # pragma: no cover - protocol
-        """Receive exactly ``n`` bytes or raise :class:`SocTimeout`."""
-        ...
-
-    def close(self) -> None:  # pragma: no cover - protocol
-        """Release the link."""
-        ...
-
-
-@runtime_checkable
-class RegisterTransport(Protocol):
-    """Word access to the SoC's registers and memory windows (AXI4-Lite, XRT ``xrt::ip``)."""
-
-    def read_words(self, addr: int, count: int) -> "list[int]":  # pragma: no cover - protocol
-        """Read ``count`` words from word address ``addr`` on."""
-        ...
-
-    def write_words(self, addr: int, words: Sequence[int]) -> None:  # pragma: no cover - protocol
-        """Write ``words`` to word addresses ``addr`` on."""
-        ...
-
-    def close(self) -> None:  # pragma: no cover - protocol
-        """Release the link."""
-        ...
 
 
 def beat_words(bits: int, stride: int, beats: Sequence[int]) -> list[int]:
@@ -141,8 +91,8 @@ class SocDriver:
 
     Parameters
     ----------
-    transport : Transport
-        The byte link.
+    transport : Transport or RegisterTransport
+        The link (:mod:`sparsa.sim.backends.soc.transport`).
     config : AcceleratorConfig or SocParams
         What the SoC was built from (the address map and beat widths come from it).
     timeout : float, optional
@@ -344,8 +294,6 @@ class SocDriver:
         """The program's beats per memory and the beat counts (results included), fit checked."""
         if program.config != self.config:
             raise ConfigError(f"program was compiled for {program.config.name!r}, the SoC runs {self.config.name!r}")
-        from sparsa.layout import pack_activation_beat, pack_weight_beat
-
         cfg = self.config
         a = program.check_inputs({"A": a})
         streams = {
@@ -389,9 +337,6 @@ class SocDriver:
         """
         if memory is not None:
             return self.run_dma(program, tensors, memory, timeout=timeout)
-        from sparsa.layout import unpack_output_beat
-        from sparsa.sim.backends.base import Result
-
         wall = time.perf_counter()
         counts = self.load(program, program.check_inputs(tensors), program.check_scales(tensors))
         load_seconds = time.perf_counter() - wall
@@ -415,8 +360,6 @@ class SocDriver:
         return ctr
 
     def _outputs(self, program: Any, beats: Sequence[int]) -> np.ndarray:
-        from sparsa.layout import unpack_output_beat
-
         cfg = self.config
         lanes = np.array([unpack_output_beat(cfg, b) for b in beats], dtype=np.int64).reshape(len(beats), cfg.cols)
         return program.collect_outputs(lanes)
@@ -475,7 +418,7 @@ class SocDriver:
         ----------
         memory : DeviceMemory
             Device memory the SoC's AXI4 master reaches (a
-            :class:`~sparsa.hdl.soc.devmem.DeviceMemoryImage` in simulation; XRT buffers on a
+            :class:`~sparsa.sim.backends.soc.devmem.DeviceMemoryImage` in simulation; XRT buffers on a
             card).
 
         Returns
@@ -491,9 +434,6 @@ class SocDriver:
         SocDmaError
             The DMA stopped on an error response, a misaligned address or a count too large.
         """
-        from sparsa.hdl.soc.devmem import DeviceMemory
-        from sparsa.sim.backends.base import Result
-
         if not isinstance(memory, DeviceMemory):
             raise TypeError(f"memory must have allocate(), write(), read() and free(), not {memory!r}")
         caps = self.dma_caps()

@@ -8,10 +8,11 @@ import struct
 import pytest
 
 from sparsa.errors import ConfigError, ShapeError
-from sparsa.hdl.soc.driver import SocDriver, SocError, SocTimeout
 from sparsa.hdl.soc.params import Reg, Region, SocParams
+from sparsa.sim.backends.soc.driver import SocDriver
+from sparsa.sim.backends.soc.transport import SocError, SocTimeout
 
-from ..conftest import preset
+from ....conftest import preset
 from .conftest import gemm
 from .fake import FakeSocTransport
 
@@ -99,7 +100,7 @@ def test_driver_checks_its_arguments(small_params, fake):
 
 
 def test_long_transfers_are_split(small_params, fake):
-    from sparsa.hdl.soc import driver as drv_mod
+    from sparsa.sim.backends.soc import driver as drv_mod
 
     drv = SocDriver(fake, small_params)
     old = drv_mod.MAX_WORDS_PER_COMMAND

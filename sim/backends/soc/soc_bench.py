@@ -1,7 +1,8 @@
 """cocotb module: a virtual serial port between a local socket and the SoC's UART pins.
 
-Not imported by user code: :class:`~sparsa.hdl.soc.transport.VerilatorTransport` copies it
-into the build directory and runs it as the top-level cocotb test module (so the simulator
+Not imported by user code:
+:class:`~sparsa.sim.backends.soc.verilator_transport.VerilatorTransport` copies it into the
+build directory and runs it as the top-level cocotb test module (so the simulator
 process imports only the standard library and cocotb).  The host driver runs in the
 calling process and connects through a Unix socket, exactly as it would talk to a board
 through a serial port.

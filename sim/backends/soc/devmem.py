@@ -1,6 +1,6 @@
 """Device memory (HBM / DDR on the card) as the host driver sees it: allocate, write, read.
 
-:class:`~sparsa.hdl.soc.driver.SocDriver` places a program's instruction, weight and
+:class:`~sparsa.sim.backends.soc.driver.SocDriver` places a program's instruction, weight and
 activation images in device memory and gets the results back from it through an object
 with this interface (:class:`DeviceMemory`):
 
@@ -13,7 +13,7 @@ with this interface (:class:`DeviceMemory`):
     Release an allocation.
 
 :class:`DeviceMemoryImage` implements it over a Python ``bytearray`` - the memory the
-simulated AXI4 slave (:class:`~sparsa.hdl.soc.axi_model.AxiSlaveModel`) serves.  On a card
+simulated AXI4 slave (:class:`~sparsa.sim.backends.soc.axi_model.AxiSlaveModel`) serves.  On a card
 the same four methods map onto XRT buffer objects (not provided here: no XRT on this
 machine): ``allocate`` = ``xrt::bo(device, nbytes, bank)`` + ``bo.address()`` (``bank``: the
 memory group of the bank the kernel's ``m_axi_gmem`` is connected to, e.g. HBM[0] on the U280 -
@@ -41,7 +41,7 @@ class DeviceMemoryError(SparsaError, ValueError):
 
 @runtime_checkable
 class DeviceMemory(Protocol):
-    """What :class:`~sparsa.hdl.soc.driver.SocDriver` needs of device memory."""
+    """What :class:`~sparsa.sim.backends.soc.driver.SocDriver` needs of device memory."""
 
     def allocate(self, nbytes: int, align: int = 4096) -> int:  # pragma: no cover - protocol
         """Reserve ``nbytes``; return the device byte address (a multiple of ``align``)."""

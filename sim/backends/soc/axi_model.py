@@ -1,8 +1,8 @@
 """A cycle model of an AXI4 slave memory that stalls at random and checks the master's bursts.
 
 Pure Python, one call per clock edge, so the same model serves the Amaranth simulation
-(:class:`~sparsa.hdl.soc.transport.AxiSimTransport`) and the cocotb bench on the Verilator
-model (:mod:`sparsa.hdl.soc.axi_bench`)::
+(:class:`~sparsa.sim.backends.soc.amaranth_transport.AxiSimTransport`) and the cocotb bench on
+the Verilator model (:mod:`sparsa.sim.backends.soc.axi_bench`)::
 
     slave = AxiSlaveModel(memory, data_width=64, seed=1)
     every cycle:
@@ -28,7 +28,7 @@ from __future__ import annotations
 import collections
 import random
 
-from sparsa.hdl.soc.devmem import DeviceMemoryImage
+from sparsa.sim.backends.soc.devmem import DeviceMemoryImage
 
 __all__ = ["AxiSlaveModel", "MASTER_SIGNALS", "SLAVE_SIGNALS", "BOUNDARY"]
 
@@ -42,7 +42,7 @@ BOUNDARY = 4096
 
 
 class AxiSlaveModel:
-    """AXI4 slave memory over a :class:`~sparsa.hdl.soc.devmem.DeviceMemoryImage`.
+    """AXI4 slave memory over a :class:`~sparsa.sim.backends.soc.devmem.DeviceMemoryImage`.
 
     Parameters
     ----------

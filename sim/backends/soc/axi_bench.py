@@ -1,10 +1,11 @@
 """cocotb module: the AXI SoC's Verilog with a host on ``s_axi_control`` and device memory on ``m_axi_gmem``.
 
-Not imported by user code: :class:`~sparsa.hdl.soc.transport.AxiVerilatorTransport` copies it
-into the build directory and runs it as the top-level cocotb test module.  The device memory
-(a :class:`~sparsa.hdl.soc.devmem.DeviceMemoryImage`) and the AXI4 slave serving it (the same
-:class:`~sparsa.hdl.soc.axi_model.AxiSlaveModel` as in the Amaranth simulation, with its
-random stalls and burst checks) live in this process; the host driver runs in the calling
+Not imported by user code:
+:class:`~sparsa.sim.backends.soc.verilator_transport.AxiVerilatorTransport` copies it into the
+build directory and runs it as the top-level cocotb test module.  The device memory (a
+:class:`~sparsa.sim.backends.soc.devmem.DeviceMemoryImage`) and the AXI4 slave serving it (the
+same :class:`~sparsa.sim.backends.soc.axi_model.AxiSlaveModel` as in the Amaranth simulation,
+with its random stalls and burst checks) live in this process; the host driver runs in the calling
 process and talks to both through a Unix socket - register accesses as on a PCIe BAR,
 memory copies as XRT buffer transfers would be.
 
@@ -42,8 +43,8 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
-from sparsa.hdl.soc.axi_model import MASTER_SIGNALS, SLAVE_SIGNALS, AxiSlaveModel
-from sparsa.hdl.soc.devmem import DeviceMemoryError, DeviceMemoryImage
+from sparsa.sim.backends.soc.axi_model import MASTER_SIGNALS, SLAVE_SIGNALS, AxiSlaveModel
+from sparsa.sim.backends.soc.devmem import DeviceMemoryError, DeviceMemoryImage
 
 SOCKET_ENV = "SPARSA_SOC_SOCKET"
 CONFIG_ENV = "SPARSA_AXI_CONFIG"

@@ -10,10 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sparsa.hdl.soc.driver import SocDriver
 from sparsa.hdl.soc.top import UartSoc
-from sparsa.hdl.soc.transport import SIM_DIVISOR, AmaranthSimTransport
 from sparsa.models.reference import gemm_reference
+from sparsa.sim.backends.soc.amaranth_transport import AmaranthSimTransport
+from sparsa.sim.backends.soc.driver import SocDriver
+from sparsa.sim.backends.soc.transport import SIM_DIVISOR
 from sparsa.sim.cycle import program_cycles
 
 from .conftest import gemm
@@ -46,7 +47,7 @@ def verilator_link(small_params):
     problem = unavailable_reason()
     if problem:
         pytest.skip(problem)
-    from sparsa.hdl.soc.transport import VerilatorTransport
+    from sparsa.sim.backends.soc.verilator_transport import VerilatorTransport
 
     if "link" not in _VERILATOR:
         link = VerilatorTransport(small_params, SIM_DIVISOR)
