@@ -244,9 +244,9 @@ def resource_summary(config: AcceleratorConfig) -> ResourceSummary:
 
 
 def _chain_resource_summary(config: AcceleratorConfig) -> ResourceSummary:
-    """Architectural resources of the DSP-chain top (:mod:`sparsa.hdl.chain_top`)."""
+    """Architectural resources of the DSP-chain top (:mod:`sparsa.hdl.chain`)."""
     from sparsa.chain_timing import chain_latency
-    from sparsa.hdl.chain_top import PACKED_SUM_BITS
+    from sparsa.hdl.chain.layouts import PACKED_SUM_BITS
 
     r, c, g, p = config.rows, config.cols, config.group_size, config.token_lanes
     acc, grp, groups = config.accumulator_bits, config.chain.group, config.chain_groups
@@ -329,7 +329,7 @@ def generate_verilog(config: AcceleratorConfig, out_dir: "str | os.PathLike", *,
         raise MissingToolError("Verilog export needs Amaranth 0.5: pip install 'sparsa[hdl]'") from None
     from sparsa.hdl.accumulator import address_bits
     if config.is_chain:
-        from sparsa.hdl.chain_top import SparseChainAccelerator
+        from sparsa.hdl.chain.top import SparseChainAccelerator
 
         top = SparseChainAccelerator(config)
     else:

@@ -237,7 +237,7 @@ def run_streams(
 def make_dut(config: AcceleratorConfig):
     """The top-level design of ``config``'s datapath (systolic array or DSP chain)."""
     if config.is_chain:
-        from sparsa.hdl.chain_top import SparseChainAccelerator
+        from sparsa.hdl.chain.top import SparseChainAccelerator
 
         return SparseChainAccelerator(config)
     return SparseSystolicAccelerator(config)

@@ -96,8 +96,8 @@ def _source_hash() -> str:
     h = hashlib.sha256()
     hdl_dir = Path(sparsa.hdl.__file__).parent
     core_dir = Path(sparsa.__file__).parent
-    for path in sorted(hdl_dir.glob("*.py")) + [core_dir / "isa.py", core_dir / "timing.py",
-                                                core_dir / "chain_timing.py"]:
+    sources = sorted(hdl_dir.glob("*.py")) + sorted((hdl_dir / "chain").glob("*.py"))   # hdl/chain/: the DSP chain
+    for path in sources + [core_dir / "isa.py", core_dir / "timing.py", core_dir / "chain_timing.py"]:
         h.update(path.name.encode())
         h.update(path.read_bytes())
     from sparsa.hdl.export import toolchain_fingerprint
