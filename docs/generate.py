@@ -327,12 +327,8 @@ def streams_systolic() -> str:
 
 
 def _chain_layouts() -> dict[str, Callable]:
-    """The DSP chain's stream layout functions, from the one module that defines them.
-
-    The chain gateware is moving from ``hdl/chain_top.py`` to ``hdl/chain/``; this import is the
-    only line of the generator that names the module.
-    """
-    from sparsa.hdl import chain_top as chain_layouts
+    """The DSP chain's stream layout functions, from the one module that defines them (``hdl/chain/layouts.py``)."""
+    from sparsa.hdl.chain import layouts as chain_layouts
 
     return {"weights": chain_layouts.chain_weight_beat_layout, "acts": chain_layouts.chain_act_beat_layout,
             "results": chain_layouts.chain_output_beat_layout}

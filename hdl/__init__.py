@@ -7,7 +7,7 @@ Components (each a :class:`amaranth.lib.wiring.Component`):
 * :class:`~sparsa.hdl.accumulator.AccumulatorBank` - accumulator RAM with read-modify-write
 * :class:`~sparsa.hdl.controller.Controller` - instruction sequencer and cycle counter
 * :class:`~sparsa.hdl.top.SparseSystolicAccelerator` - all of it behind four streams
-* :class:`~sparsa.hdl.chain_top.SparseChainAccelerator` - the FlightLLM-style sparse DSP chain
+* :class:`~sparsa.hdl.chain.top.SparseChainAccelerator` - the FlightLLM-style sparse DSP chain
   (streamed weights, activation buffer, packed multipliers; docs/chain.md)
 
 plus :mod:`~sparsa.hdl.layouts` (stream/instruction layouts), :mod:`~sparsa.hdl.export`
@@ -39,7 +39,7 @@ _WHERE = {
     "AccumulatorBank": "accumulator",
     "Controller": "controller",
     "SparseSystolicAccelerator": "top",
-    "SparseChainAccelerator": "chain_top",
+    "SparseChainAccelerator": "chain.top",
     "generate_verilog": "export",
     "lint_verilog": "verilator",
     "resource_summary": "export",

@@ -26,7 +26,7 @@ def _systolic_top(config: AcceleratorConfig, *, pe_modules: bool = False) -> Any
 
 
 def _chain_top(config: AcceleratorConfig, *, pe_modules: bool = False) -> Any:
-    from sparsa.hdl.chain_top import SparseChainAccelerator
+    from sparsa.hdl.chain.top import SparseChainAccelerator
 
     return SparseChainAccelerator(config)
 

@@ -225,9 +225,9 @@ def systolic_resource_summary(config: AcceleratorConfig) -> ResourceSummary:
 
 
 def chain_resource_summary(config: AcceleratorConfig) -> ResourceSummary:
-    """Architectural resources of the DSP-chain top (:mod:`sparsa.hdl.chain_top`)."""
+    """Architectural resources of the DSP-chain top (:mod:`sparsa.hdl.chain`)."""
     from sparsa.chain_timing import chain_latency
-    from sparsa.hdl.chain_top import PACKED_SUM_BITS
+    from sparsa.hdl.chain.layouts import PACKED_SUM_BITS
 
     r, c, g, p = config.rows, config.cols, config.group_size, config.token_lanes
     acc, grp, groups = config.accumulator_bits, config.chain.group, config.chain_groups

@@ -79,7 +79,7 @@ class SparseSystolicAccelerator(wiring.Component):
             self._MustUse__silence = True     # no UnusedElaboratable warning for a refused design
             raise UnsupportedError(
                 f"datapath.kind={config.datapath.kind!r} is not implemented by SparseSystolicAccelerator; "
-                f"use sparsa.hdl.chain_top.SparseChainAccelerator")
+                f"use sparsa.hdl.chain.top.SparseChainAccelerator")
         config.require_supported()
         self._config = config
         self._array = SystolicArray(config, pe_modules=pe_modules)

@@ -14,7 +14,7 @@ output beat (DRAIN, one segment of one output-bank row; one n-tile without casca
     With ``S`` segments (LOAD_A ``segments``) an output-bank row drains as ``S`` beats, segment
     ``s`` carrying output columns ``s * cols .. (s + 1) * cols - 1`` of the n-tile.
     Inside the HDL a bank row is ``chain.max_segments`` such beats
-    (:func:`sparsa.hdl.chain_top.chain_bank_row_layout`); the stream beat never changes width.
+    (:func:`sparsa.hdl.chain.layouts.chain_bank_row_layout`); the stream beat never changes width.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Cycle costs of the sparse DSP-chain datapath - its single timing contract (docs/chain.md).
 
-The chain HDL (:mod:`sparsa.hdl.chain_top`) takes its flush length from
+The chain HDL (:mod:`sparsa.hdl.chain`) takes its flush length from
 :func:`chain_latency`; the chain cycle model, the compiler's schedule aggregation and the
 estimator use :func:`instruction_cycles`.  Tests check that the RTL's cycle count equals
 :func:`program_cycles` exactly and that the flush is tight.

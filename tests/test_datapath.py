@@ -25,7 +25,7 @@ DATAPATH_MODULES = {
     "sparsa/datapath.py", "sparsa/config.py",  # the core contract table; the schema that defines the kinds
     "compiler/datapath.py", "compiler/chain.py", "compiler/gemm.py",
     "sim/datapath.py", "sim/chain.py",
-    "hdl/datapath.py", "hdl/top.py", "hdl/chain_top.py",
+    "hdl/datapath.py", "hdl/top.py",
 }
 
 

@@ -53,7 +53,7 @@ BUILD_DIR_ENV = "SPARSA_BUILD_DIR"
 #: File in a build directory that marks a finished build (JSON of the design's parameters).
 STAMP = "sparsa-build.json"
 #: Core modules the generated Verilog depends on besides ``sparsa/hdl``.
-_CORE_SOURCES = ("isa.py", "timing.py", "chain_timing.py")
+_CORE_SOURCES = ("isa.py", "timing.py", "chain_timing.py", "datapath.py", "layout.py", "chain_layout.py")
 
 
 class VerilatorError(SparsaError, RuntimeError):

@@ -128,7 +128,7 @@ def test_flush_is_tight():
     """One flush cycle less than the contract loses the last result row."""
     pytest.importorskip("amaranth")
     from sparsa.chain_timing import chain_latency
-    from sparsa.hdl.chain_top import SparseChainAccelerator
+    from sparsa.hdl.chain.top import SparseChainAccelerator
     from sparsa.sim.backends.amaranth_backend import pack_program, run_streams, unpack_outputs
 
     cfg = preset("chain-4x4-2of4")

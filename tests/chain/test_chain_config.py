@@ -60,7 +60,7 @@ def test_unpacked_chain_refuses_ovp():
 
 def test_systolic_top_refuses_chain():
     pytest.importorskip("amaranth")
-    from sparsa.hdl.chain_top import SparseChainAccelerator
+    from sparsa.hdl.chain.top import SparseChainAccelerator
     from sparsa.hdl.top import SparseSystolicAccelerator
 
     with pytest.raises(UnsupportedError, match="datapath.kind='dsp_chain' is not implemented"):

@@ -124,7 +124,7 @@ def test_stalls_keep_segmented_outputs_bit_exact():
 def test_segmented_flush_is_tight(segments):
     """The cut taps are delayed to the last node: one flush cycle less loses the last row."""
     from sparsa.chain_timing import chain_latency
-    from sparsa.hdl.chain_top import SparseChainAccelerator
+    from sparsa.hdl.chain.top import SparseChainAccelerator
     from sparsa.sim.backends.amaranth_backend import pack_program, run_streams, unpack_outputs
 
     cfg = preset(SEG)
