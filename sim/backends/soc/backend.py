@@ -26,6 +26,7 @@ import numpy as np
 
 from sparsa.config import AcceleratorConfig
 from sparsa.errors import UnsupportedError
+from sparsa.hdl.datapath import hdl_datapath
 from sparsa.hdl.soc.params import SocParams
 from sparsa.hdl.soc.top import UartSoc
 from sparsa.sim.backends.base import Result
@@ -60,9 +61,9 @@ class SocBackend:
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
         config.require_supported()
-        if config.is_chain:
+        if not hdl_datapath(config).soc:
             raise UnsupportedError(f"the {self.name} backend runs the UART SoC, which wraps the systolic datapath "
-                                   f"only; {config.name!r} has datapath.kind='dsp_chain'")
+                                   f"only; {config.name!r} has datapath.kind={config.datapath.kind!r}")
         self.config = config
         self.params = SocParams(config) if instr_depth is None else SocParams(config, instr_depth=instr_depth)
 
