@@ -50,6 +50,15 @@ def _kind_branches(path: Path) -> list[str]:
     return found
 
 
+def test_is_chain_is_gone():
+    """The kind lives in one field; a removed shortcut must not come back (it fails at run time only)."""
+    found = []
+    for folder in ("sparsa", "hdl", "sim", "compiler", "models", "fpga"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            found += [f for f in _kind_branches(path) if f.endswith("is_chain")]
+    assert not found, "\n" + "\n".join(found)
+
+
 def test_no_branch_on_the_datapath_kind_outside_datapath_modules():
     found = []
     for folder in ("sparsa", "hdl", "sim", "compiler", "models", "fpga"):

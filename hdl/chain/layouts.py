@@ -76,7 +76,7 @@ def check_chain_config(component: object, config: object) -> AcceleratorConfig:
     """
     try:
         check_config(config)
-        if not config.is_chain:
+        if config.datapath.kind != "dsp_chain":
             raise UnsupportedError(f"{type(component).__name__} needs datapath.kind='dsp_chain', "
                                    f"not {config.datapath.kind!r}")
         config.require_supported()
