@@ -1,5 +1,8 @@
 """The one accelerator configuration: a frozen pydantic v2 model loaded from YAML.
 
+Size: one schema; about 40 % of it is field descriptions and validator messages, which also
+feed the JSON schema and the generated docs/config.md tables. Splitting it would split one model.
+
 Every consumer (HDL generator, compiler, cycle model, estimator) takes an
 :class:`AcceleratorConfig`; nothing re-reads YAML or re-derives a width on its own.
 Derived values (index bits, stream widths, counter widths) are properties.

@@ -1,5 +1,8 @@
 """Sparse fine-tuning: recover a pruned model's accuracy by masked training against the dense teacher.
 
+Size: two fine-tuning drivers (MiniLM, SmolLM2) sharing the masked-update, QAT and schedule
+code; they differ only in the model's forward/backward, so they stay together.
+
 After one-shot N:M pruning (:mod:`sparsa.models.compression.pruning`) the kept weights are trained with
 the pruning masks held fixed - a pruned weight stays exactly zero, so the result has the same
 N:M structure and runs on the same hardware.  Both models share one loop (:func:`_masked_training`:

@@ -1,5 +1,10 @@
 """Calibrated one-shot pruning (magnitude, Wanda, SparseGPT) jointly with weight quantization.
 
+Size: three pruning methods (magnitude, Wanda, SparseGPT with joint GPTQ-style quantization),
+their calibration statistics and the two drivers (layer, model); the maths is documented to
+paper level in the docstrings, which is half of the lines. A trim (the pattern parser and mask
+move to sparsa.formats.nm) is under way; the drivers could be split from the methods after it.
+
 All NumPy, deterministic (no random sampling; ``seed`` only orders nothing but is recorded so
 callers that subsample calibration data can pass theirs through), layer by layer with bounded
 memory.  Weights are ``W[out, in]``; the reduction axis is ``in`` (axis 1).

@@ -1,5 +1,8 @@
 """Typed layer-graph IR for whole-model workloads.
 
+Size: the layer-graph IR (op types, shapes, byte and MAC counts) and its checks; the op classes
+share helpers and are small, so one module keeps the IR readable in one place.
+
 A :class:`Workload` is an ordered tuple of operations with exact shapes:
 
 * :class:`GemmLayer` - one GEMM ``(m x k) @ (k x n)`` with ``k`` the reduction axis,

@@ -1,5 +1,8 @@
 """Workload registry and YAML workload files.
 
+Size: the workload registry plus the YAML workload-file schema and its override rules - one
+file format with its validation messages; splitting would separate rules from the schema they check.
+
 A workload file names a model, the phase and sizes, and assigns N:M sparsity
 and number formats to GEMM layers by glob or regex on their names::
 

@@ -1,5 +1,8 @@
 """Outlier-victim pair (OVP) quantization, OliVe style: bit-exact NumPy reference.
 
+Size: one format's whole bit-exact specification (grids, pair rules, encode/decode, scale search,
+calibration); every part is the normative reference of docs/formats/ovp.md and used by the others.
+
 The normative description (bit layouts, grids, pair and tie rules) is ``docs/formats/ovp.md``;
 the hardware decoders mirror :func:`decode_to_exp_int`.  Summary:
 
