@@ -37,10 +37,11 @@ import numpy as np
 
 from sparsa import chain_timing
 from sparsa.compiler.program import GemmShape, InstructionListMixin
-from sparsa.config import AcceleratorConfig, NMPattern
+from sparsa.config import AcceleratorConfig
 from sparsa.errors import ConfigError, FormatError, ShapeError, UnsupportedError
 from sparsa.isa import Instruction, Opcode, encode
 from sparsa.formats import nm
+from sparsa.formats.nm import NMPattern
 from sparsa.compiler.weights import check_reduction_fits, prune_to_pattern, requested_pattern, weight_matrix
 from sparsa.models.reference import check_int_range
 

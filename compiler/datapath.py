@@ -15,7 +15,8 @@ import numpy as np
 
 from sparsa.compiler.chain import compile_chain_gemm
 from sparsa.compiler.gemm import compile_systolic_gemm
-from sparsa.config import AcceleratorConfig, NMPattern
+from sparsa.config import AcceleratorConfig
+from sparsa.formats.nm import NMPattern
 from sparsa.datapath import matrix_datapath
 
 __all__ = ["GEMM_COMPILERS", "compile_gemm"]

@@ -26,10 +26,11 @@ import numpy as np
 
 from sparsa.compiler.program import ComputeStep, DrainStep, GemmShape, Program, ScaleStep
 from sparsa.compiler.tiling import plan_tiling
-from sparsa.config import AcceleratorConfig, NMPattern
+from sparsa.config import AcceleratorConfig
 from sparsa.errors import ConfigError, FormatError, ShapeError
 from sparsa.isa import Instruction, Opcode
 from sparsa.formats import nm
+from sparsa.formats.nm import NMPattern
 from sparsa.compiler.weights import (check_reduction_fits, check_weight_values, prune_to_pattern, requested_pattern,
                                      weight_matrix)
 from sparsa.models.reference import encode_ovp4_exact

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sparsa.config import AcceleratorConfig, NMPattern
+from sparsa.config import AcceleratorConfig
 from sparsa.errors import FormatError, ShapeError
+from sparsa.formats.nm import NMPattern
 from sparsa.isa import Instruction, Opcode, encode
 from sparsa.models.reference import check_int_range, encode_ovp4_exact
 

@@ -43,9 +43,11 @@ import numpy as np
 
 from sparsa.compiler.gemm import compile_compressed_gemm
 from sparsa.compiler.program import Program
-from sparsa.config import AcceleratorConfig, NMPattern
+from sparsa.config import AcceleratorConfig
 from sparsa.errors import ConfigError, FormatError, ShapeError
+from sparsa import formats
 from sparsa.formats import intq, nm, ovp
+from sparsa.formats.nm import NMPattern
 from sparsa.formats.actscale import (ActScaleSpec, ScaledActivations, dequantize_output,
                                             quantize_activations_dynamic)
 
@@ -61,8 +63,9 @@ __all__ = [
     "quantize_model",
 ]
 
-#: Formats the quantizer produces for the accelerator, with their bits per value.
-FORMATS: dict[str, int] = {"int8": 8, "int4": 4, "ovp4": 4}
+#: Formats the quantizer produces for the accelerator, with their bits per value (from
+#: :data:`sparsa.formats.FORMATS`).
+FORMATS: dict[str, int] = {name: formats.FORMATS[name].bits for name in ("int8", "int4", "ovp4")}
 
 
 def _check_format(fmt: str, what: str) -> str:

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 
 from collections import Counter
 
-from sparsa.config import AcceleratorConfig, NMPattern
+from sparsa.config import AcceleratorConfig
 from sparsa.errors import ConfigError, ShapeError
+from sparsa.formats.nm import NMPattern
 from sparsa.isa import Instruction, Opcode
 from sparsa.timing import has_scale_stage
 

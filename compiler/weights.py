@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from sparsa.config import AcceleratorConfig, NMPattern
+from sparsa.config import AcceleratorConfig
 from sparsa.errors import ConfigError, FormatError, ShapeError
 from sparsa.formats import nm
+from sparsa.formats.nm import NMPattern
 from sparsa.models.reference import check_int_range, check_ovp4_range
 
 __all__ = ["weight_matrix", "check_weight_values", "requested_pattern", "prune_to_pattern", "check_reduction_fits"]

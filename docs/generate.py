@@ -488,10 +488,11 @@ def program_json() -> str:
 
 def _validator_constraints() -> dict[str, str]:
     """Constraints a field validator enforces (invisible in the field's metadata), from code constants."""
-    from sparsa.config import SUPPORTED_GROUP_SIZES, TYPE_BITS
+    from sparsa.config import TYPE_BITS
+    from sparsa.formats.nm import GROUP_SIZES
 
     return {
-        "sparsity.group_size": "one of " + ", ".join(map(str, SUPPORTED_GROUP_SIZES)),
+        "sparsity.group_size": "one of " + ", ".join(map(str, GROUP_SIZES)),
         "sparsity.default": "`dense` or `N:M`, 1 <= N <= M, M divides `group_size`",
         "energy.mac_pj": "keys `WxA` with W, A in " + ", ".join(f"`{t}`" for t in TYPE_BITS) + "; values >= 0",
     }

@@ -11,12 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 from sparsa.errors import FormatError
+from sparsa.formats import FORMATS
 
 __all__ = ["wrap", "wrap_exact", "int_range", "check_int_range", "gemm_reference", "check_ovp4_range", "encode_ovp4_exact",
            "OVP4_MAX"]
 
-#: Largest magnitude of an OVP-4 (int4 normals) value, in int4 units.
-OVP4_MAX = 96
+#: Largest magnitude of an OVP-4 (int4 normals) value, in int4 units (its largest outlier, 96).
+OVP4_MAX: int = FORMATS["ovp4"].max_magnitude
 
 
 def wrap(x: np.ndarray, bits: int) -> np.ndarray:

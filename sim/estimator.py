@@ -19,8 +19,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sparsa.compiler.tiling import plan_tiling
-from sparsa.config import TYPE_BITS, AcceleratorConfig, NMPattern
+from sparsa.config import TYPE_BITS, AcceleratorConfig
 from sparsa.errors import ConfigError, UnsupportedError
+from sparsa.formats.nm import NMPattern
 from sparsa.timing import instruction_cycles
 
 __all__ = ["LayerEstimate", "ModelEstimate", "estimate_gemm", "estimate_layer", "estimate_workload",

@@ -52,6 +52,7 @@ from pydantic import ValidationError
 
 from sparsa.config import AcceleratorConfig
 from sparsa.errors import ConfigError, FormatError, MissingToolError, SparsaError
+from sparsa.formats.nm import parse_nm
 from sparsa.sim.estimator import ModelEstimate, estimate_workload, resource_usage
 
 __all__ = [
@@ -211,11 +212,9 @@ def parse_grid(specs: Sequence[str], base: AcceleratorConfig, *, option: str = "
             dup = next(t for t in texts if texts.count(t) > 1)
             raise ConfigError(f"{option} {path}: value {dup!r} is listed twice")
         if path == SPARSITY:
-            from sparsa.models.workloads.graph import parse_sparsity
-
             for t in texts:
                 try:
-                    parse_sparsity(t)
+                    parse_nm(t)
                 except FormatError as exc:
                     msg = str(exc).removeprefix(f"sparsity {t!r}: ")
                     raise ConfigError(f"{option} {SPARSITY}: bad value {t!r}: {msg}") from None
@@ -245,9 +244,7 @@ def apply_sparsity(workload: Any, text: str) -> Any:
     win.  ``"dense"`` is made explicit as 2:2 (M = 2 divides every supported group size, so it
     runs dense on any sparse MUX) - otherwise the config's ``sparsity.default`` would apply.
     """
-    from sparsa.models.workloads.graph import parse_sparsity
-
-    nm = parse_sparsity(text) or (2, 2)
+    nm = parse_nm(text) or (2, 2)
     layers = tuple(
         dataclasses.replace(layer, sparsity=nm)
         if hasattr(layer, "k") and layer.weight_is_static and layer.sparsity is None else layer

@@ -18,7 +18,6 @@ Example
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -29,9 +28,10 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_valid
 
 from sparsa.datapath import matrix_datapath
 from sparsa.errors import ConfigError, UnsupportedError
+from sparsa.formats import FORMATS, QUANTIZED
+from sparsa.formats.nm import GROUP_SIZES, NMPattern
 
 __all__ = [
-    "NMPattern",
     "ChainConfig",
     "DatapathConfig",
     "TypesConfig",
@@ -44,23 +44,20 @@ __all__ = [
     "AcceleratorConfig",
     "load_config",
     "parse_config",
-    "SUPPORTED_GROUP_SIZES",
     "TYPE_BITS",
     "TYPE_MAX_MAGNITUDE",
     "IMPLEMENTED_TYPES",
     "OVP_TYPES",
 ]
 
-#: Group sizes M that the sparse MUX (and the N:M format) support.
-SUPPORTED_GROUP_SIZES: tuple[int, ...] = (2, 4, 8, 16)
-
-#: Storage width in bits of every operand type name the schema knows.
-TYPE_BITS: dict[str, int] = {"int8": 8, "int4": 4, "ovp4": 4, "ovp8": 8}
+#: Storage width in bits of every operand type name the schema knows (the quantized formats of
+#: :data:`sparsa.formats.FORMATS`).
+TYPE_BITS: dict[str, int] = {name: FORMATS[name].bits for name in QUANTIZED}
 
 #: Largest magnitude of a value of each operand type, in its integer units: ``-2^(b-1)`` for the
-#: two's-complement ints; the largest outlier for OVP (``ovp4`` = OVP-4 with int4 normals: 96;
-#: ``ovp8``: 31744), see docs/formats/ovp.md.  Worst-case products and accumulator widths use it.
-TYPE_MAX_MAGNITUDE: dict[str, int] = {"int8": 128, "int4": 8, "ovp4": 96, "ovp8": 31744}
+#: two's-complement ints; the largest outlier for OVP (``ovp4`` = OVP-4 with int4 normals,
+#: ``ovp8``), see docs/formats/ovp.md.  Worst-case products and accumulator widths use it.
+TYPE_MAX_MAGNITUDE: dict[str, int] = {name: FORMATS[name].max_magnitude for name in QUANTIZED}
 
 #: Operand types the systolic datapath implements today (others are refused with a clear error).
 #: ``ovp4`` is OVP-4 with int4 normals (``sparsa.formats.ovp.OVP4_INT4``); ``ovp4``
@@ -68,85 +65,13 @@ TYPE_MAX_MAGNITUDE: dict[str, int] = {"int8": 128, "int4": 8, "ovp4": 96, "ovp8"
 IMPLEMENTED_TYPES: frozenset[str] = frozenset({"int8", "int4", "ovp4"})
 
 #: Operand types that are outlier-victim-pair formats (decoded on the array borders).
-OVP_TYPES: frozenset[str] = frozenset({"ovp4", "ovp8"})
+OVP_TYPES: frozenset[str] = frozenset(name for name in QUANTIZED if FORMATS[name].kind == "ovp")
 
+#: The names of :data:`TYPE_BITS` (``sparsa.formats.QUANTIZED``), spelled out for type checkers;
+#: tests/formats/test_registry.py checks that the two agree.
 OperandType = Literal["int8", "int4", "ovp4", "ovp8"]
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid", validate_default=True)
-_NM_RE = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
-
-
-class NMPattern(BaseModel):
-    """An N:M structured-sparsity pattern: at most ``n`` nonzeros in every group of ``m``.
-
-    ``n == m`` means dense.  Written in YAML as ``"2:4"`` or ``"dense"`` (dense needs the
-    group size from context, so :meth:`parse` takes it).
-
-    Parameters
-    ----------
-    n : int
-        Values kept per group, ``1 <= n <= m``.
-    m : int
-        Group size along the reduction axis, one of :data:`SUPPORTED_GROUP_SIZES`.
-    """
-
-    model_config = _FROZEN
-    n: int = Field(ge=1)
-    m: int
-
-    @field_validator("m")
-    @classmethod
-    def _check_m(cls, m: int) -> int:
-        if m not in SUPPORTED_GROUP_SIZES:
-            raise ValueError(f"group size M must be one of {SUPPORTED_GROUP_SIZES}, not {m!r}")
-        return m
-
-    @model_validator(mode="after")
-    def _check_n(self) -> "NMPattern":
-        if not 1 <= self.n <= self.m:
-            raise ValueError(f"N:M needs 1 <= N <= M, got {self.n}:{self.m}")
-        return self
-
-    @classmethod
-    def parse(cls, text: "str | NMPattern | tuple[int, int]", dense_m: int = 4) -> "NMPattern":
-        """Parse ``"2:4"``, ``"dense"`` (``dense_m:dense_m``) or an ``(n, m)`` tuple.
-
-        Raises
-        ------
-        ConfigError
-            If the text is not ``N:M`` / ``dense`` or the numbers are invalid.
-        """
-        if isinstance(text, NMPattern):
-            return text
-        if isinstance(text, tuple) and len(text) == 2:
-            n, m = text
-        elif isinstance(text, str):
-            if text.strip().lower() == "dense":
-                n = m = dense_m
-            else:
-                match = _NM_RE.match(text)
-                if not match:
-                    raise ConfigError(f"sparsity must look like 'N:M' (e.g. '2:4') or 'dense', not {text!r}")
-                n, m = int(match.group(1)), int(match.group(2))
-        else:
-            raise ConfigError(f"sparsity must look like 'N:M' (e.g. '2:4') or 'dense', not {text!r}")
-        try:
-            return cls(n=n, m=m)
-        except ValidationError as exc:
-            raise ConfigError(f"sparsity {text!r}: {exc.errors()[0]['msg']}") from None
-
-    @property
-    def dense(self) -> bool:
-        """True when every value of a group is kept (``n == m``)."""
-        return self.n == self.m
-
-    @property
-    def density(self) -> float:
-        """Fraction of weights kept, ``n / m``."""
-        return self.n / self.m
-
-    def __str__(self) -> str:
-        return f"{self.n}:{self.m}"
 
 
 #: Bit offset of the high token lane in a packed activation operand (``a1 << 18 + a0``):
@@ -261,8 +186,8 @@ class SparsityConfig(BaseModel):
     @field_validator("group_size")
     @classmethod
     def _check_group(cls, m: int) -> int:
-        if m not in SUPPORTED_GROUP_SIZES:
-            raise ValueError(f"group_size must be one of {SUPPORTED_GROUP_SIZES}, not {m!r}")
+        if m not in GROUP_SIZES:
+            raise ValueError(f"group_size must be one of {GROUP_SIZES}, not {m!r}")
         return m
 
     @model_validator(mode="after")

@@ -7,8 +7,9 @@ import json
 import pytest
 import yaml
 
-from sparsa.config import AcceleratorConfig, NMPattern, load_config, parse_config
+from sparsa.config import AcceleratorConfig, load_config, parse_config
 from sparsa.errors import ConfigError, UnsupportedError
+from sparsa.formats.nm import NMPattern
 
 from .conftest import CONFIGS, preset
 
@@ -57,7 +58,7 @@ def test_negative_rows(tmp_path):
 
 
 @pytest.mark.parametrize("default,msg", [("5:4", "1 <= N <= M"), ("2:3", "group size M must be one of"),
-                                         ("2-4", "must look like 'N:M'")])
+                                         ("2-4", "must be 'dense' or 'N:M'")])
 def test_bad_default_sparsity(tmp_path, default, msg):
     data = _base()
     data["sparsity"]["default"] = default

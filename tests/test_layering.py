@@ -136,3 +136,17 @@ def test_the_checker_sees_function_level_and_relative_imports(tmp_path, monkeypa
     assert any("hdl imports sparsa.sim (sim)" in v for v in found)
     assert any("hdl imports sparsa.compiler.gemm (compiler)" in v for v in found)
     assert any("private name _x" in v for v in found)
+
+
+def test_formats_use_only_numpy_pydantic_and_the_standard_library():
+    """The ground floor has no optional dependency: every other floor can rely on it."""
+    import sys
+
+    allowed = {"numpy", "pydantic", "__future__"}
+    bad = []
+    for path in sorted((ROOT / "sparsa" / "formats").glob("*.py")):
+        for line, target, _ in imports(path):
+            top = target.split(".")[0]
+            if top != "sparsa" and top not in allowed and top not in sys.stdlib_module_names:
+                bad.append(f"{path.relative_to(ROOT)}:{line}: imports {target}")
+    assert not bad, "\n" + "\n".join(bad)

@@ -79,7 +79,7 @@ def test_parse_grid_axes_and_product(ecp5):
     ("datapath.rows=0", "--grid datapath.rows: bad value '0': Input should be greater than or equal to 1"),
     ("types.weight=int3", "--grid types.weight: bad value 'int3'"),
     ("sparsity.group_size=3", "--grid sparsity.group_size: bad value '3': group_size must be one of"),
-    ("sparsity=dense,5:4", "--grid sparsity: bad value '5:4': N:M count N must be an integer in 1..4, not 5"),
+    ("sparsity=dense,5:4", "--grid sparsity: bad value '5:4': N:M needs 1 <= N <= M, got 5:4"),
     ("sparsity=2-4", "--grid sparsity: bad value '2-4'"),
 ])
 def test_parse_grid_errors_are_one_line_and_name_the_field(ecp5, spec, message):

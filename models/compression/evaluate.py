@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 
 from sparsa.errors import FormatError, ShapeError
-from sparsa.formats import intq, ovp
+from sparsa.formats import FORMATS, intq, ovp
 
 from . import pruning
 from .finetune import finetune_minilm, finetune_smollm2, smollm2_training_chunks
-from .schemes import (_BITS, ACT_FORMATS, ActQuant, CompressedLayer, DynamicActQuant, PruneOptions, Scheme,
+from .schemes import (ACT_FORMATS, ActQuant, CompressedLayer, DynamicActQuant, PruneOptions, Scheme,
                       compress_weight, parse_acts)
 
 __all__ = [
@@ -75,9 +75,9 @@ def calibrate_acts(
     for name, parts in rec.rows.items():
         x = np.concatenate(parts)
         if fmt in ("int8", "int4"):
-            scales[name] = float(intq.search_int_scale(x, _BITS[fmt], "tensor"))
+            scales[name] = float(intq.search_int_scale(x, FORMATS[fmt].bits, "tensor"))
         else:
-            f, s = ovp.calibrate_activation(x, _BITS[fmt], name=name)
+            f, s = ovp.calibrate_activation(x, FORMATS[fmt].bits, name=name)
             scales[name], formats[name] = s, f.name
     return ActQuant(fmt, scales, formats)
 

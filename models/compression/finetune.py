@@ -72,7 +72,7 @@ from sparsa.formats import nm
 from sparsa.models.training.encoder import encoder_backward, encoder_forward
 from sparsa.models.training.optim import Adam, cosine_lr
 
-from .schemes import FINETUNE_LOSSES, QAT_FINAL_SCALES, QAT_FORMATS, QAT_SCALE_EVERY, compress_weight, parse_sparsity
+from .schemes import FINETUNE_LOSSES, QAT_FINAL_SCALES, QAT_FORMATS, QAT_SCALE_EVERY, compress_weight
 
 __all__ = ["FINETUNE_LOSSES", "QAT_FINAL_SCALES", "QAT_FORMATS", "QAT_SCALE_EVERY", "FinetuneResult",
            "finetune_minilm", "finetune_smollm2", "smollm2_training_chunks", "training_sentences"]
@@ -231,7 +231,7 @@ def _check_qat(weight_format: object, sparsity: object, scale_every: object, fin
                           "stored on (OVP pairs and scales form on its slots)")
 
     try:
-        parse_sparsity(sparsity)  # type: ignore[arg-type]
+        nm.parse_nm(sparsity)  # type: ignore[arg-type]
     except FormatError as exc:
         raise ConfigError(f"fine-tuning {exc}") from None
     return str(weight_format)
@@ -248,7 +248,7 @@ class _FakeQuant:
                  model: str) -> None:
         self.fmt, self.sparsity, self.scale_every = fmt, sparsity, scale_every
         self.masters = {n: w for n, (w, _) in masters.items()}
-        pattern = parse_sparsity(sparsity)
+        pattern = nm.parse_nm(sparsity)
         if pattern is not None:
             for n, (_, mask) in masters.items():
                 if not nm.is_nm_sparse(mask, *pattern, axis=1):

@@ -54,7 +54,6 @@ work buffers (tens of MB), so pass a few large samples (batches) rather than man
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -64,7 +63,7 @@ from typing import Any
 import numpy as np
 
 from sparsa.errors import FormatError, ShapeError, UnsupportedError
-from sparsa.formats import intq, nm, ovp
+from sparsa.formats import FORMATS, QUANTIZED, intq, nm, ovp
 
 __all__ = [
     "METHODS",
@@ -86,8 +85,8 @@ __all__ = [
 ]
 
 METHODS: tuple[str, ...] = ("magnitude", "wanda", "sparsegpt")
-WEIGHT_FORMATS: tuple[str, ...] = ("fp32", "int8", "int4", "ovp4", "ovp8")
-_BITS = {"fp32": 32, "int8": 8, "int4": 4, "ovp4": 4, "ovp8": 8}
+#: fp32 (no quantization) and every quantized format of :data:`sparsa.formats.FORMATS`.
+WEIGHT_FORMATS: tuple[str, ...] = ("fp32",) + QUANTIZED
 #: Default SparseGPT dampening: 1 % of the mean Hessian diagonal.
 DEFAULT_DAMP = 0.01
 #: Largest dampening the automatic retry goes to (fraction of the mean diagonal).
@@ -101,11 +100,16 @@ MAX_DAMP = 10.0
 
 @dataclass(frozen=True)
 class Sparsity:
-    """``N:M`` (keep ``n`` of every ``m`` along ``in``) or unstructured (prune ``fraction``)."""
+    """``N:M`` (keep ``n`` of every ``m`` along ``in``; the numbers pass :func:`sparsa.formats.nm.check_nm`)
+    or unstructured (prune ``fraction``)."""
 
     n: int = 0
     m: int = 0
     fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.structured:
+            nm.check_nm(self.n, self.m)
 
     @property
     def structured(self) -> bool:
@@ -123,16 +127,16 @@ class Sparsity:
         return self.n / self.m if self.structured else 1.0 - self.fraction
 
 
-def parse_sparsity(spec: "Sparsity | str | float") -> Sparsity:
-    """``"N:M"`` (1 <= N <= M) or a pruned fraction in ``[0, 1)`` (``"0.5"`` or ``0.5``)."""
+def parse_sparsity(spec: "Sparsity | nm.NMPattern | str | float") -> Sparsity:
+    """An N:M pattern (``"N:M"`` text, parsed by :func:`sparsa.formats.nm.parse_nm`, or an
+    :class:`~sparsa.formats.nm.NMPattern`) or a pruned fraction in ``[0, 1)`` (``"0.5"`` or ``0.5``)."""
     if isinstance(spec, Sparsity):
         return spec
+    if isinstance(spec, nm.NMPattern):
+        return Sparsity(n=spec.n, m=spec.m)
     if isinstance(spec, str):
-        m = re.fullmatch(r"\s*(\d+):(\d+)\s*", spec)
-        if m:
-            n_, m_ = int(m.group(1)), int(m.group(2))
-            if not 1 <= n_ <= m_:
-                raise FormatError(f"sparsity N:M needs 1 <= N <= M, not {spec!r}")
+        if ":" in spec:
+            n_, m_ = nm.parse_nm(spec)  # "N:M" text never parses as dense (None)
             return Sparsity(n=n_, m=m_)
         try:
             spec_f = float(spec)
@@ -165,19 +169,6 @@ def check_hardware(config: Any, sparsity: "Sparsity | str") -> Any:
 # --------------------------------------------------------------------------------------------
 
 
-def _nm_keep(score: np.ndarray, n: int, m: int) -> np.ndarray:
-    """Keep mask [out, in]: the ``n`` highest scores per group of ``m`` along axis 1, ties -> lower index."""
-    rows, k = score.shape
-    groups = -(-k // m)
-    pad = groups * m - k
-    s = score if not pad else np.concatenate([score, np.full((rows, pad), -np.inf)], axis=1)
-    g = s.reshape(rows, groups, m)
-    order = np.argsort(-g, axis=-1, kind="stable")[..., :n]
-    keep = np.zeros(g.shape, dtype=bool)
-    np.put_along_axis(keep, order, True, axis=-1)
-    return keep.reshape(rows, groups * m)[:, :k]
-
-
 def _row_keep(score: np.ndarray, fraction: float) -> np.ndarray:
     """Keep mask: prune exactly ``round(fraction * in)`` lowest scores per row (ties -> lower index kept)."""
     rows, k = score.shape
@@ -189,11 +180,11 @@ def _row_keep(score: np.ndarray, fraction: float) -> np.ndarray:
 
 
 def _keep_from_score(score: np.ndarray, sp: Sparsity) -> np.ndarray:
-    return _nm_keep(score, sp.n, sp.m) if sp.structured else _row_keep(score, sp.fraction)
+    return nm.keep_mask(score, sp.n, sp.m, axis=1) if sp.structured else _row_keep(score, sp.fraction)
 
 
 def magnitude_mask(w: np.ndarray, sparsity: "Sparsity | str | float") -> np.ndarray:
-    """Keep mask of magnitude pruning (N:M: equals ``nm.prune(w, n, m, axis=1) != 0`` on nonzeros)."""
+    """Keep mask of magnitude pruning (N:M: ``nm.keep_mask(|w|, n, m, axis=1)``, the mask of ``nm.prune``)."""
     return _keep_from_score(np.abs(np.asarray(w, dtype=np.float64)), parse_sparsity(sparsity))
 
 
@@ -341,8 +332,8 @@ class _Grid:
         if fmt == "fp32":
             return _Grid(fmt)
         if fmt in ("int8", "int4"):
-            return _Grid(fmt, intq.search_int_scale(slots, _BITS[fmt], "row").astype(np.float32).reshape(-1, 1))
-        fm, s = ovp.choose_format(_pad_even(slots), _BITS[fmt], "row", name=name)
+            return _Grid(fmt, intq.search_int_scale(slots, FORMATS[fmt].bits, "row").astype(np.float32).reshape(-1, 1))
+        fm, s = ovp.choose_format(_pad_even(slots), FORMATS[fmt].bits, "row", name=name)
         return _Grid(fmt, np.asarray(s, np.float32).reshape(-1, 1), fm)
 
     def column(self, col: np.ndarray, name: str) -> np.ndarray:
@@ -351,7 +342,7 @@ class _Grid:
             return col
         s = self.scale[:, 0].astype(np.float64)
         if self.ovp_format is None:
-            lo, hi = intq.int_range(_BITS[self.fmt])
+            lo, hi = intq.int_range(FORMATS[self.fmt].bits)
             return np.clip(np.rint(col / s), lo, hi) * s
         # partner 0 is never an outlier: each element goes to the nearest point of normal U outlier
         pair = np.stack([col, np.zeros_like(col)], axis=1).astype(np.float32)
@@ -364,7 +355,7 @@ class _Grid:
         if self.fmt == "fp32":
             return slots.astype(np.float32), slots.astype(np.float32), 4 * slots.size, 0
         if self.ovp_format is None:
-            bits = _BITS[self.fmt]
+            bits = FORMATS[self.fmt].bits
             codes = intq.quantize_int(slots, self.scale, bits, name=name)
             return intq.dequantize_int(codes, self.scale), codes, rows * (-(-cols * bits // 8) + 4), 0
         padded = _pad_even(slots)
@@ -507,7 +498,7 @@ def _sparsegpt(w: np.ndarray, h: np.ndarray, sp: Sparsity, grid: _Grid, *, block
             if m and j % m == 0:  # blocks are multiples of m: a group never straddles two blocks
                 hi = min(i + m, count)
                 score = W1[:, i:hi] ** 2 / diag1[None, i:hi] ** 2
-                keep[:, j : i1 + hi] = _nm_keep(score, sp.n, m)
+                keep[:, j : i1 + hi] = nm.keep_mask(score, sp.n, m, axis=1)
             col = W1[:, i]
             q = np.where(keep[:, j], col, 0.0)
             q = grid.column(q, name)

@@ -48,7 +48,7 @@ import numpy as np
 
 from sparsa.errors import FormatError
 
-from sparsa.formats import actscale, intq, nm, ovp
+from sparsa.formats import FORMATS, actscale, intq, nm, ovp
 
 from . import pruning
 
@@ -75,13 +75,14 @@ __all__ = [
     "SMOLLM2_FINETUNE",
 ]
 
-WEIGHT_FORMATS: tuple[str, ...] = ("fp32", "int8", "int4", "ovp4", "ovp8")
-ACT_FORMATS: tuple[str, ...] = ("none", "int8", "int4", "ovp4", "ovp8")
-_BITS = {"fp32": 32, "int8": 8, "int4": 4, "ovp4": 4, "ovp8": 8}
+#: Weight formats: fp32 (not quantized) and every quantized format of :data:`sparsa.formats.FORMATS`.
+WEIGHT_FORMATS: tuple[str, ...] = pruning.WEIGHT_FORMATS
+#: Per-tensor activation formats: ``none`` (weight-only) and every quantized format.
+ACT_FORMATS: tuple[str, ...] = ("none",) + tuple(f.name for f in FORMATS.values() if f.quantized)
 #: Losses :func:`~sparsa.models.compression.finetune.finetune_smollm2` accepts.
 FINETUNE_LOSSES: tuple[str, ...] = ("kl", "hidden", "kl+hidden")
 #: Weight formats that fine-tune quantization-aware (``weight_format=``); ``"fp32"`` / None train in float.
-QAT_FORMATS: tuple[str, ...] = ("int8", "int4", "ovp4", "ovp8")
+QAT_FORMATS: tuple[str, ...] = tuple(f.name for f in FORMATS.values() if f.quantized)
 #: Default steps between two scale searches in quantization-aware fine-tuning (0: searched at step 1 only).
 QAT_SCALE_EVERY = 0
 #: How QAT quantizes the final master weights: ``"held"`` (the scales of the last search during
@@ -131,14 +132,9 @@ def act_name(fmt: str, spec: "actscale.ActScaleSpec") -> str:
     return f"{fmt}/token" if spec.granularity == "token" else f"{fmt}/g{spec.group}"
 
 
-def parse_sparsity(spec: str) -> tuple[int, int] | None:
-    """``"dense"`` -> None, ``"N:M"`` -> (N, M) with 1 <= N <= M (FormatError otherwise)."""
-    if spec == "dense":
-        return None
-    m = re.fullmatch(r"(\d+):(\d+)", spec) if isinstance(spec, str) else None
-    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
-        raise FormatError(f"sparsity must be 'dense' or 'N:M' with 1 <= N <= M, not {spec!r}")
-    return int(m.group(1)), int(m.group(2))
+#: The one pattern parser, :func:`sparsa.formats.nm.parse_nm`, under the schemes' name:
+#: ``"dense"`` -> None, ``"N:M"`` -> ``(N, M)`` (FormatError otherwise).
+parse_sparsity = nm.parse_nm
 
 
 @dataclass(frozen=True)
@@ -158,7 +154,7 @@ class Scheme:
             raise FormatError(f"unknown weight format {self.weights!r}; expected one of {', '.join(WEIGHT_FORMATS)}")
         parse_acts(self.acts, self.act_mantissa_bits)
         if self.prune is None:
-            parse_sparsity(self.sparsity)
+            nm.parse_nm(self.sparsity)
             return
         if self.prune not in pruning.METHODS:
             raise FormatError(f"unknown pruning method {self.prune!r}; expected one of {', '.join(pruning.METHODS)}")
@@ -314,16 +310,16 @@ def _quantize_rows(values: np.ndarray, fmt: str, name: str, scales_from: "Compre
             raise FormatError(f"{name}: scales_from must be a {fmt} layer with {rows} row scales, got scale shape "
                               f"{None if s_given is None else np.shape(s_given)} and OVP normal {scales_from.normal!r}")
     if fmt in ("int8", "int4"):
-        bits = _BITS[fmt]
+        bits = FORMATS[fmt].bits
         s = intq.search_int_scale(values, bits, "row") if scales_from is None else scales_from.scale
         deq = intq.dequantize_int(intq.quantize_int(values, s, bits, name=name), s)
         return deq, rows * (-(-cols * bits // 8) + 4), 0, "", s
     padded = values if cols % 2 == 0 else np.concatenate([values, np.zeros((rows, 1), np.float32)], axis=1)
     if scales_from is None:
-        t = ovp.quantize_weight(padded, _BITS[fmt], name=name)
+        t = ovp.quantize_weight(padded, FORMATS[fmt].bits, name=name)
     else:
         fm = ovp.get_format(scales_from.normal)
-        if fm.bits != _BITS[fmt]:
+        if fm.bits != FORMATS[fmt].bits:
             raise FormatError(f"{name}: scales_from is {scales_from.normal!r}, not a {fmt} layer")
         t = ovp.OVPTensor(ovp.encode(padded, scales_from.scale, fm, name=name), scales_from.scale, fm)
     return t.dequantize()[:, :cols], t.nbytes, _count_victims(t), t.fmt.name, t.scale
@@ -364,7 +360,7 @@ def compress_weight(w: np.ndarray, fmt: str, sparsity: str = "dense", *, name: s
     if fmt not in WEIGHT_FORMATS:
         raise FormatError(f"unknown weight format {fmt!r}; expected one of {', '.join(WEIGHT_FORMATS)}")
     wf = intq.check_finite(w, name)
-    pattern = parse_sparsity(sparsity)
+    pattern = nm.parse_nm(sparsity)
     if pattern is None:
         deq, nbytes, outliers, normal, scale = _quantize_rows(wf, fmt, name, scales_from)
         return CompressedLayer(deq.astype(np.float32), nbytes, wf.size, outliers, normal, scale)
@@ -393,7 +389,7 @@ class ActQuant:
     def __call__(self, name: str, x: np.ndarray) -> np.ndarray:
         s = np.float32(self.scales[name])
         if self.fmt in ("int8", "int4"):
-            return intq.fake_quant_int(x.astype(np.float32), s, _BITS[self.fmt]).astype(np.float32)
+            return intq.fake_quant_int(x.astype(np.float32), s, FORMATS[self.fmt].bits).astype(np.float32)
         return ovp.fake_quant(x.astype(np.float32), s, self.ovp_formats[name]).astype(np.float32)
 
 
@@ -417,7 +413,7 @@ class DynamicActQuant:
 
     def __call__(self, name: str, x: np.ndarray) -> np.ndarray:
         x2 = np.asarray(x, dtype=np.float32).reshape(-1, x.shape[-1])
-        q = actscale.quantize_activations_dynamic(x2, self.spec, _BITS[self.fmt], name=name)
+        q = actscale.quantize_activations_dynamic(x2, self.spec, FORMATS[self.fmt].bits, name=name)
         return fake_quant_dynamic(q).reshape(x.shape).astype(np.float32)
 
 

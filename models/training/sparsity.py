@@ -31,9 +31,9 @@ Ragged axes
     keeps ``min(N, length)`` of its real elements.  ``ragged="refuse"`` raises
     :class:`~sparsa.errors.ShapeError` naming the layer, axis and size instead.
 
-Tie-break: among equal magnitudes the lower index wins, the same rule as
-:func:`sparsa.formats.nm.prune`, so ``W * nm_mask(W, n, m, axis)`` equals
-``nm.prune(W, n, m, axis)`` bit for bit.
+Tie-break: among equal magnitudes the lower index wins.  :func:`nm_mask` is the format's one
+keep-mask (:func:`sparsa.formats.nm.keep_mask`) on ``|W|``, the mask :func:`sparsa.formats.nm.prune`
+applies, so ``W * nm_mask(W, n, m, axis)`` equals ``nm.prune(W, n, m, axis)`` by construction.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sparsa.models.workloads.graph import parse_sparsity
 
 from sparsa.errors import ConfigError, FormatError, ShapeError
+from sparsa.formats.nm import check_nm, keep_mask, parse_nm
 
 __all__ = ["METHODS", "SparseSpec", "nm_mask", "parse_spec"]
 
@@ -56,6 +56,8 @@ SRSTE_LAMBDA = 2e-4
 
 def nm_mask(w: np.ndarray, n: int, m: int, axis: int = 0) -> np.ndarray:
     """Boolean mask keeping the ``n`` largest magnitudes in every group of ``m`` along ``axis``.
+
+    ``keep_mask(|w|, n, m, axis)`` (:func:`sparsa.formats.nm.keep_mask`, the one N:M mask).
 
     Parameters
     ----------
@@ -72,74 +74,8 @@ def nm_mask(w: np.ndarray, n: int, m: int, axis: int = 0) -> np.ndarray:
     np.ndarray of bool
         Same shape as ``w``; exactly ``min(n, group length)`` True per group.
     """
-    if not (isinstance(m, (int, np.integer)) and m >= 1 and isinstance(n, (int, np.integer)) and 1 <= n <= m):
-        raise FormatError(f"N:M needs integers 1 <= N <= M, got N={n!r}, M={m!r}")
-    w = np.asarray(w)
-    if w.ndim == 0 or w.shape[axis] == 0:
-        raise ShapeError(f"N:M mask needs a non-empty axis {axis}, got shape {w.shape}")
-    if n == m:
-        return np.ones(w.shape, dtype=bool)
-    axis = axis % w.ndim
-    mag = np.abs(w).astype(np.float32, copy=False)
-    length = mag.shape[axis]
-    groups = -(-length // m)
-    pad = groups * m - length
-    if pad:
-        # padding sorts after every real element (magnitude -1, higher index)
-        fill = np.full(mag.shape[:axis] + (pad,) + mag.shape[axis + 1:], -1.0, dtype=np.float32)
-        mag = np.concatenate([mag, fill], axis=axis)
-    g = mag.reshape(mag.shape[:axis] + (groups, m) + mag.shape[axis + 1:])   # group members on axis+1
-    # the n-th largest magnitude of each group is the threshold: everything above it is kept,
-    # and of the values equal to it the lowest indices fill the remaining places - the order of
-    # a stable argsort on -|w|, at a fraction of its cost.
-    thr = np.expand_dims(_nth_smallest(g, m - n, axis + 1), axis + 1)
-    keep = g >= thr
-    if np.count_nonzero(keep) > n * keep.size // m:   # ties at the threshold: lowest indices win
-        above = g > thr
-        need = n - np.count_nonzero(above, axis=axis + 1, keepdims=True)
-        tie = g == thr
-        keep = above | (tie & (np.cumsum(tie, axis=axis + 1, dtype=np.int16) <= need))
-    keep = keep.reshape(mag.shape)
-    return keep[(slice(None),) * axis + (slice(0, length),)]
+    return keep_mask(np.abs(np.asarray(w)), n, m, axis)
 
-
-def _oddeven_merge(lo: int, hi: int, r: int):
-    step = r * 2
-    if step < hi - lo:
-        yield from _oddeven_merge(lo, hi, step)
-        yield from _oddeven_merge(lo + r, hi, step)
-        yield from ((i, i + r) for i in range(lo + r, hi - r, step))
-    else:
-        yield (lo, lo + r)
-
-
-def _oddeven_merge_sort(lo: int, hi: int):
-    if hi - lo >= 1:
-        mid = lo + (hi - lo) // 2
-        yield from _oddeven_merge_sort(lo, mid)
-        yield from _oddeven_merge_sort(mid + 1, hi)
-        yield from _oddeven_merge(lo, hi, 1)
-
-
-#: Batcher odd-even merge sorting networks (comparator pairs) for power-of-two group sizes.
-_NETWORKS: dict[int, tuple[tuple[int, int], ...]] = {
-    m: tuple(_oddeven_merge_sort(0, m - 1)) for m in (2, 4, 8, 16, 32)}
-
-
-def _nth_smallest(g: np.ndarray, i: int, axis: int) -> np.ndarray:
-    """``np.sort(g, axis)`` taken at ``i`` along ``axis`` - with a sorting network on whole slices for
-    power-of-two group sizes (8x faster than ``np.sort`` along a middle axis for M = 8)."""
-    m = g.shape[axis]
-    pairs = _NETWORKS.get(m)
-    if pairs is None:
-        return np.take(np.sort(g, axis=axis), i, axis=axis)
-    v = [np.take(g, j, axis=axis) for j in range(m)]
-    tmp = np.empty_like(v[0])
-    for a, b in pairs:
-        np.minimum(v[a], v[b], out=tmp)
-        np.maximum(v[a], v[b], out=v[b])
-        v[a], tmp = tmp, v[a]
-    return v[i]
 
 @dataclass(frozen=True)
 class SparseSpec:
@@ -183,7 +119,9 @@ class SparseSpec:
             raise ConfigError(f"ragged must be 'pad' or 'refuse', not {self.ragged!r}")
         if type(self.mask_interval) is not int or self.mask_interval < 1:
             raise ConfigError(f"mask_interval must be a positive integer, not {self.mask_interval!r}")
-        if not 1 <= self.n <= self.m:
+        if self.method != "dense":
+            check_nm(self.n, self.m)
+        elif not 1 <= self.n <= self.m:
             raise FormatError(f"N:M needs 1 <= N <= M, got {self.n}:{self.m}")
         if self.method != "dense" and self.n == self.m:
             raise ConfigError(f"method {self.method!r} needs a sparse N:M pattern, not {self.n}:{self.m}")
@@ -230,7 +168,7 @@ def parse_spec(method: str, sparsity: str, *, mask_interval: int = 1, ragged: st
     """
     if method == "dense":
         return SparseSpec("dense", 1, 1, mask_interval, ragged, srste_lambda)
-    parsed = parse_sparsity(sparsity)
+    parsed = parse_nm(sparsity)
     if parsed is None:
         raise ConfigError(f"method {method!r} needs an N:M sparsity such as 2:8, not {sparsity!r}")
     return SparseSpec(method, parsed[0], parsed[1], mask_interval, ragged, srste_lambda, tuple(dense_layers))

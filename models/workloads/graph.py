@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from typing import Literal, TypeAlias, get_args
 
 from sparsa.errors import FormatError, ShapeError
+from sparsa.formats import FORMATS
+from sparsa.formats.nm import check_nm, parse_nm
 
 __all__ = [
     "GemmKind",
@@ -47,8 +49,6 @@ __all__ = [
     "Op",
     "KVCache",
     "Workload",
-    "NM_GROUP_SIZES",
-    "check_nm",
     "parse_sparsity",
 ]
 
@@ -81,9 +81,6 @@ _VECTOR_KINDS: frozenset[str] = frozenset(get_args(VectorKind))
 _PHASES: frozenset[str] = frozenset(get_args(Phase))
 _ACT_ACT_KINDS: frozenset[str] = frozenset({"attention_qk", "attention_av"})
 
-#: Allowed group sizes M of N:M sparsity.
-NM_GROUP_SIZES: tuple[int, ...] = (2, 4, 8, 16)
-
 
 class NumberFormat(enum.StrEnum):
     """Element format of a GEMM operand.
@@ -100,76 +97,13 @@ class NumberFormat(enum.StrEnum):
 
     @property
     def bits(self) -> int:
-        """Bits per stored element (``4``, ``8`` or ``16``)."""
-        return _FORMAT_BITS[self]
+        """Bits per stored element (``4``, ``8`` or ``16``), from :data:`sparsa.formats.FORMATS`."""
+        return FORMATS[self.value].bits
 
 
-_FORMAT_BITS: dict[NumberFormat, int] = {
-    NumberFormat.INT4: 4,
-    NumberFormat.INT8: 8,
-    NumberFormat.OVP4: 4,
-    NumberFormat.OVP8: 8,
-    NumberFormat.FP16: 16,
-}
-
-
-def check_nm(n: object, m: object) -> tuple[int, int]:
-    """Validate an N:M sparsity pattern.
-
-    Parameters
-    ----------
-    n, m : int
-        At most ``n`` nonzeros in every group of ``m`` consecutive weights along
-        the reduction axis.
-
-    Returns
-    -------
-    tuple of int
-        ``(n, m)``.
-
-    Raises
-    ------
-    FormatError
-        If ``m`` is not in :data:`NM_GROUP_SIZES` or ``n`` is not in ``1..m``.
-    """
-    if type(m) is not int or m not in NM_GROUP_SIZES:
-        sizes = ", ".join(str(s) for s in NM_GROUP_SIZES)
-        raise FormatError(f"N:M group size M must be one of {sizes}, not {m!r}")
-    if type(n) is not int or not 1 <= n <= m:
-        raise FormatError(f"N:M count N must be an integer in 1..{m}, not {n!r}")
-    return n, m
-
-
-def parse_sparsity(text: str) -> tuple[int, int] | None:
-    """Parse ``"2:4"``-style sparsity text; ``"dense"`` gives ``None``.
-
-    Parameters
-    ----------
-    text : str
-        ``"dense"`` or ``"N:M"`` with decimal integers.
-
-    Returns
-    -------
-    tuple of int or None
-        ``(n, m)``, or ``None`` for dense.
-
-    Raises
-    ------
-    FormatError
-        If the text is neither ``dense`` nor a valid ``N:M`` (see :func:`check_nm`).
-    """
-    if not isinstance(text, str):
-        raise FormatError(f"sparsity must be 'dense' or 'N:M' text, not {text!r}")
-    spelled = text.strip()
-    if spelled == "dense":
-        return None
-    parts = spelled.split(":")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
-        raise FormatError(f"sparsity must be 'dense' or 'N:M' (e.g. '2:4'), not {text!r}")
-    try:
-        return check_nm(int(parts[0]), int(parts[1]))
-    except FormatError as exc:
-        raise FormatError(f"sparsity {text!r}: {exc}") from None
+#: The one pattern parser, :func:`sparsa.formats.nm.parse_nm`, under the IR's name:
+#: ``"2:4"`` -> ``(2, 4)``, ``"dense"`` -> ``None``, FormatError otherwise.
+parse_sparsity = parse_nm
 
 
 def _positive(owner: str, field: str, value: object) -> None:

@@ -42,10 +42,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sparsa.errors import ConfigError, FormatError, SparsaError
+from sparsa.formats.nm import parse_nm
 
 from .cnn import mlp, resnet18, resnet50
 from .encoder import BERT_BASE, all_minilm_l6_v2, build_encoder
-from .graph import GemmLayer, NumberFormat, Op, Workload, parse_sparsity
+from .graph import GemmLayer, NumberFormat, Op, Workload
 from .llm import LLAMA2_7B, OPT_6_7B, build_decoder, smollm2_135m
 
 __all__ = [
@@ -218,7 +219,7 @@ def _check_sparsity(value: object) -> object:
     if value is None:
         return value
     try:
-        parse_sparsity(value)  # type: ignore[arg-type]
+        parse_nm(value)  # type: ignore[arg-type]
     except FormatError as exc:
         raise ValueError(str(exc)) from None
     return value
@@ -249,7 +250,7 @@ class LayerSettings(_Frozen):
     @property
     def nm(self) -> tuple[int, int] | None:
         """Parsed sparsity (``None`` for dense); only meaningful when ``sparsity`` is set."""
-        return None if self.sparsity is None else parse_sparsity(self.sparsity)
+        return None if self.sparsity is None else parse_nm(self.sparsity)
 
 
 class LayerRule(LayerSettings):
@@ -403,7 +404,7 @@ def apply_spec(workload: Workload, spec: WorkloadSpec, origin: str = "<spec>") -
         new_layers.append(
             dataclasses.replace(
                 op,
-                sparsity=op.sparsity if sparsity is None else parse_sparsity(sparsity),
+                sparsity=op.sparsity if sparsity is None else parse_nm(sparsity),
                 weight_format=settings.get("weight", op.weight_format)
                 if op.weight_is_static
                 else (spec.kv_cache or op.weight_format),

@@ -65,14 +65,14 @@ def build_variants(args: argparse.Namespace) -> tuple[list[dict[str, Any]], Any]
     from sparsa.commands.estimate import build_workload
     from sparsa.config import load_config
     from sparsa.errors import ConfigError, FormatError
-    from sparsa.models.workloads.graph import parse_sparsity
+    from sparsa.formats.nm import parse_nm
     from sparsa.sim.sweep import SPARSITY, evaluate_point, expand_grid, parse_grid
 
     configs = [(path, load_config(path)) for path in args.configs]
     sparsities = args.sparsity or [None]
     for s in sparsities:
         try:
-            parse_sparsity(s if s is not None else "dense")
+            parse_nm(s if s is not None else "dense")
         except FormatError as exc:
             raise ConfigError(f"--sparsity: bad value {s!r}: {str(exc).removeprefix(f'sparsity {s!r}: ')}") from None
     if len(set(sparsities)) != len(sparsities):

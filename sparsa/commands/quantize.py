@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import sys
 import time
 from dataclasses import replace
@@ -190,6 +189,7 @@ def _check_finetune_args(args: argparse.Namespace, weights: list[str], sparsity:
 
     Returns the scale interval and the final-scale mode to use.
     """
+    from sparsa.models.compression.pruning import parse_sparsity
     from sparsa.models.compression.schemes import QAT_FINAL_SCALES, QAT_FORMATS, QAT_SCALE_EVERY
 
     every = args.finetune_scale_every
@@ -202,7 +202,7 @@ def _check_finetune_args(args: argparse.Namespace, weights: list[str], sparsity:
     quantized = [w for w in weights if w != "fp32"]
     if args.finetune and quantized and not args.finetune_qat:
         for s in sparsity:
-            if s != "dense" and re.fullmatch(r"\d+:\d+", s.strip()) is None:
+            if s != "dense" and not parse_sparsity(s).structured:
                 raise FormatError(f"--finetune with --weights {','.join(quantized)}: sparsity {s!r} is unstructured, "
                                   "and the fine-tuned weights are quantized on N:M slots (use N:M, or --weights fp32)")
     if args.finetune_qat:
@@ -212,7 +212,7 @@ def _check_finetune_args(args: argparse.Namespace, weights: list[str], sparsity:
             raise FormatError(f"--finetune-qat: --weights {','.join(weights)} has no quantized format to fine-tune; "
                               f"add one of {', '.join(QAT_FORMATS)}")
         for s in sparsity:
-            if s != "dense" and re.fullmatch(r"\d+:\d+", s.strip()) is None:
+            if s != "dense" and not parse_sparsity(s).structured:
                 raise FormatError(f"--finetune-qat: sparsity {s!r} is unstructured; quantization-aware fine-tuning "
                                   "quantizes on N:M slots (use N:M)")
     return (QAT_SCALE_EVERY if every is None else every), (args.finetune_final_scales or QAT_FINAL_SCALES[0])
@@ -230,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate the scheme grid and print one row per scheme."""
     from sparsa.models import compression as accuracy
 
+    from sparsa.formats.nm import parse_nm
     from sparsa.models.compression import pruning
 
     weights = _split(args.weights, "--weights", accuracy.WEIGHT_FORMATS)
@@ -255,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
     sparsity = _split(sparsity_arg, "--sparsity", None)
     for s in sparsity:
         if methods is None:
-            accuracy.parse_sparsity(s)
+            parse_nm(s)
         elif s != "dense":
             pruning.parse_sparsity(s)
     if config is not None:  # refuse what the hardware cannot run before loading any model

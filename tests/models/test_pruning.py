@@ -321,7 +321,7 @@ def test_pattern_the_hardware_cannot_run_fails_before_any_work(tiny):
 
 @pytest.mark.parametrize("kwargs,exc,message", [
     (dict(method="obs"), FormatError, "unknown pruning method 'obs'"),
-    (dict(sparsity="5:4"), FormatError, "needs 1 <= N <= M, not '5:4'"),
+    (dict(sparsity="5:4"), FormatError, "sparsity '5:4': N:M needs 1 <= N <= M, got 5:4"),
     (dict(sparsity="half"), FormatError, "'N:M' or a pruned fraction in [0, 1), not 'half'"),
     (dict(sparsity=1.0), FormatError, "pruned fraction in [0, 1), not 1.0"),
     (dict(weight_format="fp8"), FormatError, "unknown weight format 'fp8'"),

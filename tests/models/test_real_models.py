@@ -173,8 +173,11 @@ def test_lee_corpus_without_importing_gensim(lee_articles: list[str]) -> None:
 def test_scheme_and_sparsity_parsing() -> None:
     assert accuracy.parse_sparsity("dense") is None
     assert accuracy.parse_sparsity("2:4") == (2, 4)
-    for bad in ("2:x", "5:4", "0:4", "24"):
-        with pytest.raises(FormatError, match="sparsity must be 'dense' or 'N:M'"):
+    for bad, message in (("2:x", "sparsity must be 'dense' or 'N:M'"),
+                         ("5:4", "sparsity '5:4': N:M needs 1 <= N <= M, got 5:4"),
+                         ("0:4", "sparsity '0:4': N:M needs 1 <= N <= M, got 0:4"),
+                         ("24", "sparsity must be 'dense' or 'N:M'")):
+        with pytest.raises(FormatError, match=message):
             accuracy.parse_sparsity(bad)
     with pytest.raises(FormatError, match="unknown weight format 'int3'"):
         accuracy.Scheme("int3")

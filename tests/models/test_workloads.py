@@ -462,8 +462,8 @@ def _error(tmp_path: Path, text: str, **overrides) -> str:
     ("value", "problem"),
     [
         ("'3:5'", "sparsity '3:5': N:M group size M must be one of 2, 4, 8, 16, not 5"),
-        ("'5:4'", "sparsity '5:4': N:M count N must be an integer in 1..4, not 5"),
-        ("'0:8'", "sparsity '0:8': N:M count N must be an integer in 1..8, not 0"),
+        ("'5:4'", "sparsity '5:4': N:M needs 1 <= N <= M, got 5:4"),
+        ("'0:8'", "sparsity '0:8': N:M needs 1 <= N <= M, got 0:8"),
         ("half", "sparsity must be 'dense' or 'N:M' (e.g. '2:4'), not 'half'"),
         ("2:4", "sparsity 124 is a number: YAML 1.1 reads unquoted N:M"),
     ],

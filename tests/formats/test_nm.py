@@ -90,7 +90,7 @@ def test_index_packing_layout():
 
 
 def test_bad_input():
-    with pytest.raises(FormatError, match="1 <= N <= M, got N=5, M=4"):
+    with pytest.raises(FormatError, match="1 <= N <= M, got 5:4"):
         nm.prune(np.ones(8), 5, 4)
     with pytest.raises(FormatError, match="NaN or inf"):
         nm.prune(np.array([1.0, np.nan, 0, 0]), 2, 4)
