@@ -8,7 +8,8 @@ Components (each a :class:`amaranth.lib.wiring.Component`):
 * :class:`~sparsa.hdl.controller.Controller` - instruction sequencer and cycle counter
 * :class:`~sparsa.hdl.top.SparseSystolicAccelerator` - all of it behind four streams
 * :class:`~sparsa.hdl.chain.top.SparseChainAccelerator` - the FlightLLM-style sparse DSP chain
-  (streamed weights, activation buffer, packed multipliers; docs/chain.md)
+  (streamed weights, activation buffer, packed multipliers; docs/chain.md), built from the
+  components of :mod:`sparsa.hdl.chain` (slice, DSP group, chain, buffer, bank, controller)
 
 plus :mod:`~sparsa.hdl.layouts` (stream/instruction layouts), :mod:`~sparsa.hdl.export`
 (:func:`generate_verilog`) and :mod:`~sparsa.hdl.verilator` (:func:`lint_verilog`).  Names are imported lazily so that

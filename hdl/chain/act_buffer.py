@@ -2,14 +2,14 @@
 
 ::
 
-    wdata (LOAD_A beat: rows words) --wen, waddr--> lane RAM 0 .. rows-1   (act_depth words each)
-    raddr --[addr_d1]--[addr_d2]-- ... --[addr_dD]      D = groups - 1 + group - 1
-              |  slice i = j * group + s reads at the address delayed d = j + s
-              +--> rdata[i]  (synchronous read, registered while en)
+    wdata (LOAD_A beat: rows words) --ctrl.wen, ctrl.waddr--> lane RAM 0 .. rows-1  (act_depth words)
+    ctrl.raddr --[addr_d1]--[addr_d2]-- ... --[addr_dD]      D = groups - 1 + group - 1
+                   |  slice i = j * group + s reads at the address delayed d = j + s
+                   +--> rdata[i]  (synchronous read, registered while ctrl.en)
 
-A LOAD_A beat writes word ``waddr`` of every lane RAM at once (lane ``i`` of the beat into RAM
-``i``).  During COMPUTE the controller presents the k-tile word of the beat it takes on
-``raddr``; slice ``i``'s RAM reads it ``d_i = j + s`` enabled cycles later, so ``rdata[i]``
+A LOAD_A beat writes word ``ctrl.waddr`` of every lane RAM at once (lane ``i`` of the beat into
+RAM ``i``).  During COMPUTE the controller presents the k-tile word of the beat it takes on
+``ctrl.raddr``; slice ``i``'s RAM reads it ``d_i = j + s`` enabled cycles later, so ``rdata[i]``
 shows it after ``d_i + 1`` enabled cycles - the cycle the chain's weight skew delivers the
 beat's weight to slice ``i`` (:class:`~sparsa.hdl.chain.chain.SparseChain`).  The address
 delay line is shared by the slices (and all chains); the read ports are not transparent (a
