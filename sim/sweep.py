@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import itertools
 import json
 import logging
@@ -53,6 +54,7 @@ from pydantic import ValidationError
 from sparsa.config import AcceleratorConfig
 from sparsa.errors import ConfigError, FormatError, MissingToolError, SparsaError
 from sparsa.formats.nm import parse_nm
+from sparsa.output import output_dir, output_file, write_file
 from sparsa.sim.estimator import ModelEstimate, estimate_workload, resource_usage
 
 __all__ = [
@@ -383,24 +385,34 @@ class SweepResult:
             "points": self.points, "pareto": self.fronts,
         }
 
-    def write_csv(self, path: Path) -> Path:
+    def csv_text(self) -> str:
         """One row per point; ``None`` as an empty cell."""
-        path = Path(path)
-        with path.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=self.columns())
-            writer.writeheader()
-            for p in self.points:
-                writer.writerow({k: ("" if p.get(k) is None else p.get(k)) for k in self.columns()})
-        return path
+        fh = io.StringIO(newline="")
+        writer = csv.DictWriter(fh, fieldnames=self.columns())
+        writer.writeheader()
+        for p in self.points:
+            writer.writerow({k: ("" if p.get(k) is None else p.get(k)) for k in self.columns()})
+        return fh.getvalue()
+
+    def json_text(self) -> str:
+        """:meth:`as_dict` as indented JSON."""
+        return json.dumps(self.as_dict(), indent=2) + "\n"
+
+    def write_csv(self, path: Path) -> Path:
+        """:meth:`csv_text` into ``path``, atomically."""
+        return write_file(path, self.csv_text())
 
     def write_json(self, path: Path) -> Path:
-        """:meth:`as_dict` as indented JSON."""
-        path = Path(path)
-        path.write_text(json.dumps(self.as_dict(), indent=2) + "\n")
-        return path
+        """:meth:`json_text` into ``path``, atomically."""
+        return write_file(path, self.json_text())
 
     def write_plot(self, path: Path) -> Path:
         """``pareto.png``: latency vs energy per token, and throughput vs DSP, fronts highlighted."""
+        with output_file(path) as tmp:
+            self._save_plot(tmp)
+        return Path(path)
+
+    def _save_plot(self, path: Path) -> None:
         plt = _pyplot()
         feasible = self.feasible
         fig, axes = plt.subplots(1, 2, figsize=(12, 5))
@@ -436,18 +448,22 @@ class SweepResult:
         fig.suptitle(f"{wl.get('name')} {wl.get('phase')} on {self.config}: {len(self.points)} points, "
                      f"{len(feasible)} feasible (labels: point index)")
         fig.tight_layout()
-        path = Path(path)
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return path
+        try:
+            fig.savefig(path, dpi=120, format="png")
+        finally:
+            plt.close(fig)
 
-    def write(self, out_dir: Path, plot: bool = True) -> list[Path]:
-        """Write ``sweep.csv``, ``sweep.json`` and (``plot=True``) ``pareto.png`` into ``out_dir``."""
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        paths = [self.write_csv(out_dir / "sweep.csv"), self.write_json(out_dir / "sweep.json")]
-        if plot:
-            paths.append(self.write_plot(out_dir / "pareto.png"))
+    def write(self, out_dir: Path, plot: bool = True, option: str | None = None) -> list[Path]:
+        """Write ``sweep.csv``, ``sweep.json`` and (``plot=True``) ``pareto.png`` into ``out_dir``.
+
+        The three files replace the directory's previous ones as a set
+        (:func:`sparsa.output.output_dir`); ``option`` names the CLI option in error messages.
+        """
+        with output_dir(out_dir, option) as stage:
+            paths = [stage.write("sweep.csv", self.csv_text()), stage.write("sweep.json", self.json_text())]
+            if plot:
+                self._save_plot(stage.path("pareto.png"))
+                paths.append(Path(out_dir) / "pareto.png")
         return paths
 
 
