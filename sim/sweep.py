@@ -34,6 +34,7 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -43,6 +44,8 @@ import logging
 import math
 import os
 import re
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,7 +57,7 @@ from pydantic import ValidationError
 from sparsa.config import AcceleratorConfig
 from sparsa.errors import ConfigError, FormatError, MissingToolError, SparsaError
 from sparsa.formats.nm import parse_nm
-from sparsa.output import output_dir, output_file, write_file
+from sparsa.output import deferred_sigint, output_dir, output_file, write_file
 from sparsa.sim.estimator import ModelEstimate, estimate_workload, resource_usage
 
 __all__ = [
@@ -561,6 +564,49 @@ def run_sweep(
                        points=records, wall_s=wall, executor=executor, overlap=overlap)
 
 
+@contextlib.contextmanager
+def _sigint_ignored():
+    """Ignore SIGINT for the block (processes started in it keep ignoring it); main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _shutdown(client, cluster, futures, quiet: bool) -> None:
+    """Close the Dask client and local cluster; ``quiet`` (after an error or Ctrl-C): cancel the
+    futures, hold Ctrl-C back and drop the workers' log noise and close errors."""
+    if not quiet:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+        return
+    loggers = [logging.getLogger(name) for name in ("distributed", "tornado", "asyncio")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL + 1)
+    try:
+        with deferred_sigint(), contextlib.suppress(Exception):
+            try:
+                if client is not None:
+                    if futures:
+                        client.cancel(futures)
+                    client.close(timeout=5)
+            finally:
+                if cluster is not None:
+                    cluster.close(timeout=5)
+    except KeyboardInterrupt:  # a second Ctrl-C while closing: the first one is being handled
+        pass
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
 _ADDRESS_RE = re.compile(r"^((tcp|tls|ucx|ws|wss)://)?(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):\d+$")
 
 
@@ -576,20 +622,26 @@ def _run_dask(base, workload, points, overlap, workers, scheduler, progress):
         n = default_workers() if workers is None else workers
         if not isinstance(n, int) or n < 1:
             raise ConfigError(f"--workers must be a positive integer, not {workers!r}")
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=None, silence_logs=logging.ERROR)
-        client = Client(cluster)
-    else:
-        cluster = None
-        if not _ADDRESS_RE.match(scheduler):
-            raise ConfigError(f"--scheduler must be 'local' or a scheduler address like tcp://host:8786, "
-                              f"not {scheduler!r}")
-        try:
-            client = Client(scheduler, timeout="10s")
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise ConfigError(f"--scheduler {scheduler!r}: cannot reach a Dask scheduler ({exc})") from None
-        n = len(client.scheduler_info().get("workers", {}))
+    elif not _ADDRESS_RE.match(scheduler):
+        raise ConfigError(f"--scheduler must be 'local' or a scheduler address like tcp://host:8786, "
+                          f"not {scheduler!r}")
+    cluster = client = None
+    futures: list[Any] = []
     try:
+        if local:
+            # Ctrl-C reaches the whole process group: the worker processes are started with SIGINT
+            # ignored (inherited through exec), so only this process sees it and shuts them down
+            # quietly.  The price: a Ctrl-C during the cluster's start-up (seconds) is dropped.
+            with _sigint_ignored():
+                cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                       dashboard_address=None, silence_logs=logging.ERROR)
+                client = Client(cluster)
+        else:
+            try:
+                client = Client(scheduler, timeout="10s")
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise ConfigError(f"--scheduler {scheduler!r}: cannot reach a Dask scheduler ({exc})") from None
+            n = len(client.scheduler_info().get("workers", {}))
         base_f = client.scatter(base, broadcast=True)
         wl_f = client.scatter(workload, broadcast=True)
         startup = time.perf_counter() - t0
@@ -601,9 +653,9 @@ def _run_dask(base, workload, points, overlap, workers, scheduler, progress):
             results[order[fut.key]] = fut.result()
             if progress is not None:
                 progress()
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    except BaseException:
+        _shutdown(client, cluster, futures, quiet=True)
+        raise
+    _shutdown(client, cluster, futures, quiet=False)
     return results, {"kind": "dask", "workers": n, "scheduler": "local" if local else scheduler,
                      "startup_s": startup}

@@ -57,6 +57,7 @@ __all__ = [
     "output_dir",
     "Staging",
     "check_env_dir",
+    "deferred_sigint",
     "TEMP_MARKERS",
 ]
 
@@ -171,7 +172,7 @@ def check_output_dir(path: "str | os.PathLike[str]", option: str | None = None, 
 
 
 @contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
+def deferred_sigint() -> Iterator[None]:
     """Hold SIGINT back for the block (main thread only), then deliver it as KeyboardInterrupt."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -269,12 +270,12 @@ def output_file(path: "str | os.PathLike[str]", option: str | None = None, *,
             yield tmp
             os.chmod(tmp, _umask_mode(0o666))
             _fsync_file(tmp)
-            with _sigint_deferred():
+            with deferred_sigint():
                 os.replace(tmp, final)
         except OSError as exc:
             raise OutputError(f"{_label(shown, option)}: cannot write: {_reason(exc)}") from None
     except BaseException:
-        with _sigint_deferred():
+        with deferred_sigint():
             _remove(tmp)
         raise
     _fsync_dir(final.parent)
@@ -341,14 +342,14 @@ class Staging:
 def _swap_in(stage: Path, final: Path) -> None:
     """Replace the directory ``final`` by ``stage`` (see the module's guarantee)."""
     if not os.path.lexists(final):
-        with _sigint_deferred():
+        with deferred_sigint():
             os.rename(stage, final)
         return
     new_names = set(os.listdir(stage))
     foreign = [e for e in os.listdir(final) if e not in new_names]
     aside = final.parent / f".{final.name}.{secrets.token_hex(4)}.sparsa-old"
     moved: list[str] = []
-    with _sigint_deferred():
+    with deferred_sigint():
         try:
             for entry in foreign:
                 os.rename(final / entry, stage / entry)
@@ -401,7 +402,7 @@ def output_dir(path: "str | os.PathLike[str]", option: str | None = None) -> Ite
         except OSError as exc:
             raise OutputError(f"{_label(shown, option)}: cannot write: {_reason(exc)}") from None
     except BaseException:
-        with _sigint_deferred():
+        with deferred_sigint():
             _remove(stage)
         raise
     _fsync_dir(final.parent)
