@@ -379,6 +379,13 @@ BAD = [
     (["verilog", SYS4, "-o"], "dir", "-o", ["under-file", "file-for-dir"]),
     (["sweep", SYS4, "--workload", MLP, "--serial", "--no-plot", "--grid", "datapath.cols=4", "-o"], "dir", "-o",
      ["under-file", "file-for-dir", "proc"]),
+    (["train", "--epochs", "1", "--json"], "file", "--json", ["under-file", "dir-for-file"]),
+    (["train", "--epochs", "1", "--plot"], "file", "--plot", ["under-file", "dir-for-file"]),
+    (["train-estimate", SYS4, "--json"], "file", "--json", ["under-file", "dir-for-file"]),
+    (["train-step", SYS4, "--json"], "file", "--json", ["under-file", "missing-parent"]),
+    (["quantize", "--model", "minilm", "--json"], "file", "--json", ["under-file", "dir-for-file"]),
+    (["build", SYS4, "--board", "u280", "--json"], "file", "--json", ["under-file", "missing-parent"]),
+    (["build", SYS4, "--board", "u280", "-o"], "dir", "-o", ["under-file", "file-for-dir"]),
 ]
 BAD_CASES = [(argv, opt, case) for argv, _, opt, cases in BAD for case in cases]
 
