@@ -173,22 +173,29 @@ def check_output_dir(path: "str | os.PathLike[str]", option: str | None = None, 
 
 @contextlib.contextmanager
 def deferred_sigint() -> Iterator[None]:
-    """Hold SIGINT back for the block (main thread only), then deliver it as KeyboardInterrupt."""
+    """Hold SIGINT back for the block (main thread only), then deliver it to the previous handler.
+
+    With Python's default handler that raises :class:`KeyboardInterrupt` after the block; an
+    ignored SIGINT stays ignored.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    pending: list[int] = []
-    try:
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
-    except (ValueError, OSError):  # pragma: no cover - no signals here
+    current = signal.getsignal(signal.SIGINT)
+    if current in (signal.SIG_IGN, None):
         yield
         return
+    pending: list[tuple[int, object]] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append((signum, frame)))
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
     if pending:
-        raise KeyboardInterrupt
+        if callable(previous):
+            previous(*pending[0])
+        else:  # SIG_DFL: terminate as the signal would have
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 def _umask_mode(base: int) -> int:
@@ -272,6 +279,8 @@ def output_file(path: "str | os.PathLike[str]", option: str | None = None, *,
             _fsync_file(tmp)
             with deferred_sigint():
                 os.replace(tmp, final)
+        except OutputError:
+            raise
         except OSError as exc:
             raise OutputError(f"{_label(shown, option)}: cannot write: {_reason(exc)}") from None
     except BaseException:
@@ -399,6 +408,8 @@ def output_dir(path: "str | os.PathLike[str]", option: str | None = None) -> Ite
                     _fsync_file(stage / entry)
             _fsync_dir(stage)
             _swap_in(stage, final)
+        except OutputError:
+            raise
         except OSError as exc:
             raise OutputError(f"{_label(shown, option)}: cannot write: {_reason(exc)}") from None
     except BaseException:

@@ -487,3 +487,33 @@ def test_sigint_of_a_dask_sweep_prints_no_worker_traceback(tmp_path):
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr == "interrupted\n", proc.stderr
     assert not out.exists() and os.listdir(tmp_path) == []
+
+
+def test_sigint_during_a_commit_is_delivered_after_it(tmp_path, monkeypatch):
+    """A Ctrl-C that arrives during the swap's renames is held back: the new set is complete,
+    then KeyboardInterrupt is raised."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "a").write_text("old")
+    real = os.rename
+
+    def rename_and_interrupt(src, dst):
+        real(src, dst)
+        if str(dst) == str(d):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(os, "rename", rename_and_interrupt)
+    with pytest.raises(KeyboardInterrupt), output_dir(d) as stage:
+        stage.write("a", "new")
+    assert (d / "a").read_text() == "new" and os.listdir(tmp_path) == ["d"]
+
+
+def test_ignored_sigint_stays_ignored_during_a_commit(tmp_path):
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with output_dir(tmp_path / "d") as stage:
+            stage.write("a", "x")
+            os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert (tmp_path / "d" / "a").read_text() == "x"
