@@ -1,7 +1,8 @@
 """Design-space sweeps: whole-workload estimates over a grid of config fields, run in parallel.
 
-Size: one job - axes, grid, parallel runner, Pareto front and table - over ~590 lines; each part is
-small and used only here, so splitting it would scatter one feature over several files.
+Size: one job - axes, grid, parallel runner (with its quiet Ctrl-C shutdown), Pareto front and
+table - over ~660 lines; each part is small and used only here, so splitting it would scatter one
+feature over several files.
 
 A sweep is the cartesian product of *axes*, each a dotted config path (anything
 :meth:`AcceleratorConfig.with_overrides` accepts, e.g. ``datapath.rows`` or
