@@ -439,9 +439,14 @@ def chain_output_beats(program: ChainProgram, y: np.ndarray) -> np.ndarray:
 
 
 def write_chain_images(program: ChainProgram, a: np.ndarray, expected: np.ndarray, out_dir) -> list:
-    """``sparsa compile`` for the chain: instr/weights/acts/expected hex images, listing and JSON."""
+    """``sparsa compile`` for the chain: instr/weights/acts/expected hex images, listing and JSON.
+
+    The files replace the directory's previous ones as a set (:func:`sparsa.output.output_dir`):
+    a failure or Ctrl-C leaves the old complete set and no litter.
+    """
     import json
-    from pathlib import Path
+
+    from sparsa.output import output_dir
 
     from sparsa.chain_layout import (chain_activation_beat_bits, chain_output_beat_bits,
                                      chain_weight_beat_bits, pack_chain_activation_beat, pack_chain_weight_beat)
@@ -452,8 +457,6 @@ def write_chain_images(program: ChainProgram, a: np.ndarray, expected: np.ndarra
         return "".join(f"{w:0{digits}x}\n" for w in words)
 
     cfg = program.config
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     bits = {"instr": 32, "weights": chain_weight_beat_bits(cfg), "acts": chain_activation_beat_bits(cfg),
             "outputs": chain_output_beat_bits(cfg)}
     t = program.tiling
@@ -479,9 +482,5 @@ def write_chain_images(program: ChainProgram, a: np.ndarray, expected: np.ndarra
         "program.lst": program.listing() + "\n",
         "program.json": json.dumps(meta, indent=2) + "\n",
     }
-    written = []
-    for name, text in contents.items():
-        path = out / name
-        path.write_text(text)
-        written.append(path)
-    return written
+    with output_dir(out_dir) as stage:
+        return [stage.write(name, text) for name, text in contents.items()]

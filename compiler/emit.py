@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from sparsa.compiler.program import Program
-from sparsa.errors import SparsaError
+from sparsa.output import output_dir
 from sparsa.layout import pack_activation_beat, pack_lanes, pack_weight_beat
 
 __all__ = ["write_images", "output_beats"]
@@ -50,15 +50,16 @@ def write_images(program: Program, a: np.ndarray, expected: np.ndarray, out_dir:
     """Write the program's memory images and metadata into ``out_dir``; return the file paths.
 
     ``scales`` (``S[m, scale_groups]``) is required for programs with activation scales (their
-    LOAD_S beats go into ``acts.hex``).  Files are written to temporary names and renamed at the
-    end, so a failure leaves no half-written image behind.
+    LOAD_S beats go into ``acts.hex``).  The files replace the directory's previous ones as a set
+    (:func:`sparsa.output.output_dir`): a failure or Ctrl-C leaves the old complete set, no litter.
+
+    Raises
+    ------
+    sparsa.output.OutputError
+        ``out_dir`` is unusable or writing failed (the previous images intact).
     """
     cfg = program.config
     out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SparsaError(f"cannot create output directory {str(out_dir)!r}: {exc.strerror}") from None
     contents = {
         "instr.hex": _hex_lines(program.instruction_words(), 32),
         "weights.hex": _hex_lines((pack_weight_beat(cfg, v, i) for v, i in program.weight_beats()),
@@ -87,11 +88,5 @@ def write_images(program: Program, a: np.ndarray, expected: np.ndarray, out_dir:
                              "mantissa_bits": spec.mantissa_bits, "scale_groups": program.scale_groups,
                              "scale_beats": program.num_scale_beats}
     contents["program.json"] = json.dumps(meta, indent=2) + "\n"
-    written = []
-    for name, text in contents.items():
-        tmp = out_dir / f".{name}.tmp"
-        tmp.write_text(text)
-        written.append((tmp, out_dir / name))
-    for tmp, final in written:
-        tmp.replace(final)
-    return [final for _, final in written]
+    with output_dir(out_dir) as stage:
+        return [stage.write(name, text) for name, text in contents.items()]

@@ -42,6 +42,7 @@ from sparsa.fpga.fit import FitEstimate, check_fit
 from sparsa.fpga.synth import ABC9_WORKAROUND, classify_cells, parse_stat, require_tool
 from sparsa.hdl.soc.params import SocParams
 from sparsa.environ import temporary_environ
+from sparsa.output import write_file
 
 __all__ = ["BuildReport", "BuildError", "build_ecp5", "toolchain_env", "parse_nextpnr_report", "top_name",
            "missing_tools", "parse_seeds", "seed_commands"]
@@ -415,8 +416,8 @@ def build_ecp5(config: AcceleratorConfig, board: Board, out_dir: "str | os.PathL
         tim = out / f"{name}.tim"
         if tim.is_file():
             report.seconds.update(_phase_times(tim.read_text()))
-    (out / "report.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
-    (out / "report.txt").write_text(report.summary() + "\n")
+    write_file(out / "report.json", json.dumps(report.as_dict(), indent=2) + "\n")
+    write_file(out / "report.txt", report.summary() + "\n")
     return report
 
 

@@ -38,6 +38,7 @@ from sparsa.errors import UnsupportedError
 from sparsa.fpga.boards import Board
 from sparsa.fpga.fit import FitEstimate, check_fit
 from sparsa.hdl.soc.params import DmaConfig, SocParams
+from sparsa.output import write_file
 
 __all__ = ["XilinxExport", "export_xilinx", "kernel_name", "kernel_wrapper", "PARTS", "SHELL_NAMES",
            "MEMORY_BANKS", "DEFAULT_DMA", "PLATFORMS", "POINTER_REGISTERS"]
@@ -319,10 +320,8 @@ def export_xilinx(config: AcceleratorConfig, board: Board, out_dir: "str | os.Pa
     }
     if dma is not None:
         files["connectivity.cfg"] = _connectivity_cfg(name, board, dma)
-    for fname, text in files.items():
-        path = kdir / fname
-        path.write_text(text)
-        result.files.append(path)
+    for fname, text in files.items():   # each file atomically (the kernel dir is Vivado's too)
+        result.files.append(write_file(kdir / fname, text))
 
     if board_design:
         top = XilinxBoardTop(params, config.clock_mhz, board.baud if baud is None else baud, board.clock_resource)

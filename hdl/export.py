@@ -26,6 +26,7 @@ from pathlib import Path
 
 from sparsa.config import AcceleratorConfig
 from sparsa.errors import MissingToolError
+from sparsa.output import write_file
 
 # Amaranth is imported lazily (inside the functions that need it) so that this module, and
 # the MissingToolError it raises, work without the [hdl] extra.
@@ -301,13 +302,7 @@ def write_verilog(top: object, name: str, out_dir: "str | os.PathLike") -> Path:
     """Write :func:`convert_verilog` of ``top`` to ``<out_dir>/<name>.v`` (created if missing)
     atomically (a reader never sees half a file); return the path."""
     text = convert_verilog(top, name)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}.v"
-    tmp = out / f".{name}.{os.getpid()}.v.tmp"
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
+    return write_file(Path(out_dir) / f"{name}.v", text, parents=True)
 
 
 def generate_verilog(config: AcceleratorConfig, out_dir: "str | os.PathLike", *,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from sparsa.config import AcceleratorConfig
 from sparsa.errors import MissingToolError
+from sparsa.output import output_dir
 from sparsa.sim.estimator import ModelEstimate
 
 __all__ = ["format_summary", "format_layers", "write_plots", "si"]
@@ -67,8 +68,12 @@ def format_layers(est: ModelEstimate) -> str:
     return "\n".join(lines)
 
 
-def write_plots(est: ModelEstimate, cfg: AcceleratorConfig, out_dir: Path) -> list[Path]:
-    """Roofline (every GEMM layer), per-layer latency bars and energy breakdown as PNGs."""
+def write_plots(est: ModelEstimate, cfg: AcceleratorConfig, out_dir: Path, option: str | None = None) -> list[Path]:
+    """Roofline (every GEMM layer), per-layer latency bars and energy breakdown as PNGs.
+
+    The three files replace the directory's previous ones as a set
+    (:func:`sparsa.output.output_dir`); ``option`` names the CLI option in error messages.
+    """
     try:
         import matplotlib
 
@@ -77,7 +82,11 @@ def write_plots(est: ModelEstimate, cfg: AcceleratorConfig, out_dir: Path) -> li
     except ImportError:
         raise MissingToolError("--plot needs matplotlib: pip install 'sparsa[plot]'") from None
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with output_dir(out_dir, option) as stage:
+        return _plots(plt, est, cfg, stage, out_dir)
+
+
+def _plots(plt, est: ModelEstimate, cfg: AcceleratorConfig, stage, out_dir: Path) -> list[Path]:
     hz = cfg.clock_mhz * 1e6
     peak = 2 * cfg.peak_macs_per_cycle * hz
     bw = cfg.memory.bandwidth_gbps * 1e9
@@ -102,11 +111,12 @@ def write_plots(est: ModelEstimate, cfg: AcceleratorConfig, out_dir: Path) -> li
     ax.set_ylabel("attained ops/s (dense-equivalent)")
     ax.set_title(f"{est.workload} {est.phase} on {cfg.name}")
     ax.legend()
-    p = out_dir / "roofline.png"
     fig.tight_layout()
-    fig.savefig(p, dpi=120)
-    plt.close(fig)
-    paths.append(p)
+    try:
+        fig.savefig(stage.path("roofline.png"), dpi=120, format="png")
+    finally:
+        plt.close(fig)
+    paths.append(out_dir / "roofline.png")
 
     fig, ax = plt.subplots(figsize=(max(7, len(est.layers) * 0.03), 4))
     ax.bar(range(len(est.layers)), [layer.cycles / hz * 1e3 for layer in est.layers],
@@ -114,20 +124,22 @@ def write_plots(est: ModelEstimate, cfg: AcceleratorConfig, out_dir: Path) -> li
     ax.set_xlabel("layer (execution order)")
     ax.set_ylabel("latency (ms)")
     ax.set_title("per-layer latency (red: memory-bound, blue: compute-bound)")
-    p = out_dir / "latency.png"
     fig.tight_layout()
-    fig.savefig(p, dpi=120)
-    plt.close(fig)
-    paths.append(p)
+    try:
+        fig.savefig(stage.path("latency.png"), dpi=120, format="png")
+    finally:
+        plt.close(fig)
+    paths.append(out_dir / "latency.png")
 
     energy = est.energy_breakdown_pj()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.bar(list(energy), [v * 1e-12 for v in energy.values()], color="tab:green")
     ax.set_ylabel("energy (J)")
     ax.set_title(f"energy breakdown, total {si(est.energy_j, 'J')}")
-    p = out_dir / "energy.png"
     fig.tight_layout()
-    fig.savefig(p, dpi=120)
-    plt.close(fig)
-    paths.append(p)
+    try:
+        fig.savefig(stage.path("energy.png"), dpi=120, format="png")
+    finally:
+        plt.close(fig)
+    paths.append(out_dir / "energy.png")
     return paths

@@ -1,7 +1,8 @@
 """Design-space sweeps: whole-workload estimates over a grid of config fields, run in parallel.
 
-Size: one job - axes, grid, parallel runner, Pareto front and table - over ~590 lines; each part is
-small and used only here, so splitting it would scatter one feature over several files.
+Size: one job - axes, grid, parallel runner (with its quiet Ctrl-C shutdown), Pareto front and
+table - over ~660 lines; each part is small and used only here, so splitting it would scatter one
+feature over several files.
 
 A sweep is the cartesian product of *axes*, each a dotted config path (anything
 :meth:`AcceleratorConfig.with_overrides` accepts, e.g. ``datapath.rows`` or
@@ -34,14 +35,18 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import io
 import itertools
 import json
 import logging
 import math
 import os
 import re
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +58,7 @@ from pydantic import ValidationError
 from sparsa.config import AcceleratorConfig
 from sparsa.errors import ConfigError, FormatError, MissingToolError, SparsaError
 from sparsa.formats.nm import parse_nm
+from sparsa.output import deferred_sigint, output_dir, output_file, write_file
 from sparsa.sim.estimator import ModelEstimate, estimate_workload, resource_usage
 
 __all__ = [
@@ -383,24 +389,34 @@ class SweepResult:
             "points": self.points, "pareto": self.fronts,
         }
 
-    def write_csv(self, path: Path) -> Path:
+    def csv_text(self) -> str:
         """One row per point; ``None`` as an empty cell."""
-        path = Path(path)
-        with path.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=self.columns())
-            writer.writeheader()
-            for p in self.points:
-                writer.writerow({k: ("" if p.get(k) is None else p.get(k)) for k in self.columns()})
-        return path
+        fh = io.StringIO(newline="")
+        writer = csv.DictWriter(fh, fieldnames=self.columns())
+        writer.writeheader()
+        for p in self.points:
+            writer.writerow({k: ("" if p.get(k) is None else p.get(k)) for k in self.columns()})
+        return fh.getvalue()
+
+    def json_text(self) -> str:
+        """:meth:`as_dict` as indented JSON."""
+        return json.dumps(self.as_dict(), indent=2) + "\n"
+
+    def write_csv(self, path: Path) -> Path:
+        """:meth:`csv_text` into ``path``, atomically."""
+        return write_file(path, self.csv_text())
 
     def write_json(self, path: Path) -> Path:
-        """:meth:`as_dict` as indented JSON."""
-        path = Path(path)
-        path.write_text(json.dumps(self.as_dict(), indent=2) + "\n")
-        return path
+        """:meth:`json_text` into ``path``, atomically."""
+        return write_file(path, self.json_text())
 
     def write_plot(self, path: Path) -> Path:
         """``pareto.png``: latency vs energy per token, and throughput vs DSP, fronts highlighted."""
+        with output_file(path) as tmp:
+            self._save_plot(tmp)
+        return Path(path)
+
+    def _save_plot(self, path: Path) -> None:
         plt = _pyplot()
         feasible = self.feasible
         fig, axes = plt.subplots(1, 2, figsize=(12, 5))
@@ -436,18 +452,22 @@ class SweepResult:
         fig.suptitle(f"{wl.get('name')} {wl.get('phase')} on {self.config}: {len(self.points)} points, "
                      f"{len(feasible)} feasible (labels: point index)")
         fig.tight_layout()
-        path = Path(path)
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return path
+        try:
+            fig.savefig(path, dpi=120, format="png")
+        finally:
+            plt.close(fig)
 
-    def write(self, out_dir: Path, plot: bool = True) -> list[Path]:
-        """Write ``sweep.csv``, ``sweep.json`` and (``plot=True``) ``pareto.png`` into ``out_dir``."""
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        paths = [self.write_csv(out_dir / "sweep.csv"), self.write_json(out_dir / "sweep.json")]
-        if plot:
-            paths.append(self.write_plot(out_dir / "pareto.png"))
+    def write(self, out_dir: Path, plot: bool = True, option: str | None = None) -> list[Path]:
+        """Write ``sweep.csv``, ``sweep.json`` and (``plot=True``) ``pareto.png`` into ``out_dir``.
+
+        The three files replace the directory's previous ones as a set
+        (:func:`sparsa.output.output_dir`); ``option`` names the CLI option in error messages.
+        """
+        with output_dir(out_dir, option) as stage:
+            paths = [stage.write("sweep.csv", self.csv_text()), stage.write("sweep.json", self.json_text())]
+            if plot:
+                self._save_plot(stage.path("pareto.png"))
+                paths.append(Path(out_dir) / "pareto.png")
         return paths
 
 
@@ -545,6 +565,49 @@ def run_sweep(
                        points=records, wall_s=wall, executor=executor, overlap=overlap)
 
 
+@contextlib.contextmanager
+def _sigint_ignored():
+    """Ignore SIGINT for the block (processes started in it keep ignoring it); main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _shutdown(client, cluster, futures, quiet: bool) -> None:
+    """Close the Dask client and local cluster; ``quiet`` (after an error or Ctrl-C): cancel the
+    futures, hold Ctrl-C back and drop the workers' log noise and close errors."""
+    if not quiet:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+        return
+    loggers = [logging.getLogger(name) for name in ("distributed", "tornado", "asyncio")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL + 1)
+    try:
+        with deferred_sigint(), contextlib.suppress(Exception):
+            try:
+                if client is not None:
+                    if futures:
+                        client.cancel(futures)
+                    client.close(timeout=5)
+            finally:
+                if cluster is not None:
+                    cluster.close(timeout=5)
+    except KeyboardInterrupt:  # a second Ctrl-C while closing: the first one is being handled
+        pass
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
 _ADDRESS_RE = re.compile(r"^((tcp|tls|ucx|ws|wss)://)?(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):\d+$")
 
 
@@ -560,20 +623,26 @@ def _run_dask(base, workload, points, overlap, workers, scheduler, progress):
         n = default_workers() if workers is None else workers
         if not isinstance(n, int) or n < 1:
             raise ConfigError(f"--workers must be a positive integer, not {workers!r}")
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=None, silence_logs=logging.ERROR)
-        client = Client(cluster)
-    else:
-        cluster = None
-        if not _ADDRESS_RE.match(scheduler):
-            raise ConfigError(f"--scheduler must be 'local' or a scheduler address like tcp://host:8786, "
-                              f"not {scheduler!r}")
-        try:
-            client = Client(scheduler, timeout="10s")
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise ConfigError(f"--scheduler {scheduler!r}: cannot reach a Dask scheduler ({exc})") from None
-        n = len(client.scheduler_info().get("workers", {}))
+    elif not _ADDRESS_RE.match(scheduler):
+        raise ConfigError(f"--scheduler must be 'local' or a scheduler address like tcp://host:8786, "
+                          f"not {scheduler!r}")
+    cluster = client = None
+    futures: list[Any] = []
     try:
+        if local:
+            # Ctrl-C reaches the whole process group: the worker processes are started with SIGINT
+            # ignored (inherited through exec), so only this process sees it and shuts them down
+            # quietly.  The price: a Ctrl-C during the cluster's start-up (seconds) is dropped.
+            with _sigint_ignored():
+                cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                       dashboard_address=None, silence_logs=logging.ERROR)
+                client = Client(cluster)
+        else:
+            try:
+                client = Client(scheduler, timeout="10s")
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise ConfigError(f"--scheduler {scheduler!r}: cannot reach a Dask scheduler ({exc})") from None
+            n = len(client.scheduler_info().get("workers", {}))
         base_f = client.scatter(base, broadcast=True)
         wl_f = client.scatter(workload, broadcast=True)
         startup = time.perf_counter() - t0
@@ -585,9 +654,9 @@ def _run_dask(base, workload, points, overlap, workers, scheduler, progress):
             results[order[fut.key]] = fut.result()
             if progress is not None:
                 progress()
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    except BaseException:
+        _shutdown(client, cluster, futures, quiet=True)
+        raise
+    _shutdown(client, cluster, futures, quiet=False)
     return results, {"kind": "dask", "workers": n, "scheduler": "local" if local else scheduler,
                      "startup_s": startup}

@@ -4,6 +4,11 @@ Each subcommand lives in its own module under :mod:`sparsa.commands` and exposes
 ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.  The CLI
 turns every :class:`sparsa.errors.SparsaError` (and pydantic/YAML problems, which
 the config loader converts) into one line on stderr and exit status 2.
+
+Ctrl-C (SIGINT) anywhere prints ``interrupted`` on stderr, without a traceback, and exits with
+status 130 (128 + SIGINT, the shell convention), so scripts can tell an interrupt from bad input
+(2).  Outputs are written through :mod:`sparsa.output`: an interrupt or a failed write leaves the
+previous output complete and no temporary files.
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ import sys
 from collections.abc import Sequence
 
 from sparsa.errors import SparsaError
+
+#: Exit status after Ctrl-C / SIGINT (128 + signal 2), distinct from bad input (2).
+EXIT_INTERRUPTED = 130
 
 #: Subcommand modules, in the order ``sparsa --help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -64,9 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sparsa`` console script; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
         return int(args._run(args) or 0)
     except SparsaError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -75,8 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -42,6 +42,7 @@ import sparsa
 import sparsa.hdl
 from sparsa.environ import temporary_environ
 from sparsa.errors import SparsaError
+from sparsa.output import check_env_dir
 from sparsa.hdl import verilator as hdl_verilator
 
 __all__ = ["BUILD_DIR_ENV", "STAMP", "VerilatorError", "default_build_root", "source_hash", "locked",
@@ -61,9 +62,14 @@ class VerilatorError(SparsaError, RuntimeError):
 
 
 def default_build_root() -> Path:
-    """``$SPARSA_BUILD_DIR`` if set, else ``~/.cache/sparsa/verilator``."""
-    env = os.environ.get(BUILD_DIR_ENV)
-    return Path(env) if env else Path.home() / ".cache" / "sparsa" / "verilator"
+    """``$SPARSA_BUILD_DIR`` if set, else ``~/.cache/sparsa/verilator``.
+
+    Raises
+    ------
+    sparsa.output.OutputError
+        ``$SPARSA_BUILD_DIR`` is blank, a file, under a file or not writable (one line, exit 2).
+    """
+    return check_env_dir(BUILD_DIR_ENV, lambda: Path.home() / ".cache" / "sparsa" / "verilator")
 
 
 def source_hash() -> str:

@@ -11,6 +11,7 @@ import yaml
 
 from sparsa.commands._common import add_config_argument, load
 from sparsa.errors import ConfigError, MissingToolError
+from sparsa.output import check_output_dir, check_output_file, write_file
 
 NAME = "build"
 HELP = ("build the accelerator SoC for a board: bitstream + utilization + Fmax with the open ECP5 flow, "
@@ -69,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_with_overrides(args)
     cfg.require_supported()
     out = args.output or Path("build") / board.name
+    check_output_dir(out, "-o", whole=False)
+    if args.json:
+        check_output_file(args.json, "--json")
     if board.flow == "ecp5":
         xilinx_only = [flag for flag, value in (("--synth", args.synth), ("--axi-width", args.axi_width),
                                                  ("--axi-burst", args.axi_burst)) if value not in (None, False)]
@@ -100,7 +104,7 @@ def _ecp5(args, cfg, board, out: Path) -> int:
     print(report.summary())
     print(f"report: {out / 'report.json'}")
     if args.json:
-        args.json.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+        write_file(args.json, json.dumps(report.as_dict(), indent=2) + "\n", "--json")
     if report.timing_met is False:
         print(f"warning: timing not met: post-route Fmax {report.fmax_mhz:.2f} MHz < clock_mhz {cfg.clock_mhz:g}; "
               f"the bitstream may not work at that clock (see the critical path above and docs/fpga.md)")
@@ -162,5 +166,5 @@ def _xilinx(args, cfg, board, out: Path) -> int:
               f"{int(rep.counts['uram'])} URAM, {int(rep.counts['lutram'])} LUTRAM cells ({rep.seconds:.0f} s)")
     print("run Vivado: cd", out / "kernel", "&& vivado -mode batch -source create_project.tcl")
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write_file(args.json, json.dumps(report, indent=2) + "\n", "--json")
     return 0

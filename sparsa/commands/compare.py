@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -159,7 +160,11 @@ def _cell(key: str, v: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from sparsa.errors import UnsupportedError
+    from sparsa.output import check_output_file, write_file
 
+    for option, path in (("--json", args.json), ("--csv", args.csv)):
+        if path:
+            check_output_file(path, option)
     variants, workload = build_variants(args)
     if not any(v["feasible"] for v in variants):
         reasons = "; ".join(dict.fromkeys(v["reason"] for v in variants))
@@ -167,15 +172,16 @@ def run(args: argparse.Namespace) -> int:
     phase = str(workload.phase)
     print(format_table(variants, phase))
     if args.json:
-        args.json.write_text(json.dumps({"workload": workload.name, "phase": phase, "batch": workload.batch,
-                                         "context": getattr(workload, "context", None), "variants": variants},
-                                        indent=2, default=str) + "\n")
+        write_file(args.json, json.dumps({"workload": workload.name, "phase": phase, "batch": workload.batch,
+                                          "context": getattr(workload, "context", None), "variants": variants},
+                                         indent=2, default=str) + "\n", "--json")
     if args.csv:
         keys = list(variants[0])
-        with args.csv.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=keys)
-            writer.writeheader()
-            for v in variants:
-                writer.writerow({k: (json.dumps(v[k]) if isinstance(v[k], dict)
-                                     else "" if v[k] is None else v[k]) for k in keys})
+        fh = io.StringIO(newline="")
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        for v in variants:
+            writer.writerow({k: (json.dumps(v[k]) if isinstance(v[k], dict)
+                                 else "" if v[k] is None else v[k]) for k in keys})
+        write_file(args.csv, fh.getvalue(), "--csv")
     return 0

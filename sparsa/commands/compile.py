@@ -11,6 +11,7 @@ import numpy as np
 from sparsa.commands._common import (add_config_argument, gemm_tensors, load, load_matrix, parse_gemm,
                                      random_operands, reference_outputs)
 from sparsa.compiler import compile_gemm
+from sparsa.output import OutputError, check_output_dir
 
 NAME = "compile"
 HELP = "compile an N:M-sparse GEMM: instruction stream, weight/activation images, expected output"
@@ -31,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = load(args)
     m, k, n = parse_gemm(args.gemm)
+    check_output_dir(args.output, "-o")
     a, w = random_operands(cfg, m, k, n, args.seed)
     if args.weights:
         w = load_matrix(args.weights, "weights")
@@ -40,7 +42,10 @@ def run(args: argparse.Namespace) -> int:
     tensors = gemm_tensors(program, a, args.seed, args.scales)
     a = tensors["A"]
     expected = reference_outputs(program, tensors)
-    files = program.write_images(a, expected, args.output, scales=tensors.get("S"))
+    try:
+        files = program.write_images(a, expected, args.output, scales=tensors.get("S"))
+    except OutputError as exc:  # the datapath's writer does not know the option's name
+        raise OutputError(f"-o {exc}") from None
     tiles = program.tile_grid
     print(f"compiled {program.shape} at {program.pattern} (hardware {program.hw_pattern}) for {cfg.name}: "
           f"{len(program.instructions)} instructions, {tiles} tiles")

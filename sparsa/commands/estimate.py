@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import sys
 from pathlib import Path
 
 from sparsa.commands._common import add_config_argument, load
 from sparsa.errors import SparsaError
+from sparsa.output import check_output_dir, check_output_file, write_file
 
 NAME = "estimate"
 HELP = "estimate latency, throughput, memory traffic and energy of a whole model from YAML"
@@ -61,6 +63,11 @@ def run(args: argparse.Namespace) -> int:
     from sparsa.sim.report import format_summary, format_layers, write_plots
 
     cfg = load(args)
+    for option, path in (("--json", args.json), ("--csv", args.csv)):
+        if path:
+            check_output_file(path, option)
+    if args.plot:
+        check_output_dir(args.plot, "--plot")
     workload = build_workload(args)
     bar = _progress(len(workload.layers))
     est = estimate_workload(cfg, workload, overlap=not args.no_overlap, progress=bar.update if bar else None)
@@ -71,17 +78,19 @@ def run(args: argparse.Namespace) -> int:
         print()
     print(format_summary(est, cfg))
     if args.json:
-        args.json.write_text(json.dumps({"summary": est.summary(),
-                                         "layers": [layer.as_dict() for layer in est.layers]}, indent=2) + "\n")
+        write_file(args.json, json.dumps({"summary": est.summary(),
+                                          "layers": [layer.as_dict() for layer in est.layers]}, indent=2) + "\n",
+                   "--json")
     if args.csv:
         rows = [layer.as_dict() for layer in est.layers]
-        with args.csv.open("w", newline="") as fh:
-            flat = [{k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in r.items()} for r in rows]
-            writer = csv.DictWriter(fh, fieldnames=list(flat[0]))
-            writer.writeheader()
-            writer.writerows(flat)
+        fh = io.StringIO(newline="")
+        flat = [{k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in r.items()} for r in rows]
+        writer = csv.DictWriter(fh, fieldnames=list(flat[0]))
+        writer.writeheader()
+        writer.writerows(flat)
+        write_file(args.csv, fh.getvalue(), "--csv")
     if args.plot:
-        for path in write_plots(est, cfg, args.plot):
+        for path in write_plots(est, cfg, args.plot, option="--plot"):
             print(f"wrote {path}")
     return 0
 

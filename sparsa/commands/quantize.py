@@ -233,6 +233,10 @@ def run(args: argparse.Namespace) -> int:
     from sparsa.formats.nm import parse_nm
     from sparsa.models.compression import pruning
 
+    from sparsa.output import check_output_file, write_file
+
+    if args.json is not None:
+        check_output_file(args.json, "--json")
     weights = _split(args.weights, "--weights", accuracy.WEIGHT_FORMATS)
     acts_in = _split(args.acts, "--acts", None)
     config = None
@@ -336,5 +340,5 @@ def run(args: argparse.Namespace) -> int:
     if args.model == "smollm2":
         print("note: SmolLM2's weights are already Q4_1 (groups of 32); per-channel int4/OVP re-quantize them at a different granularity.")
     if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        write_file(args.json, json.dumps(result, indent=2) + "\n", "--json")
     return 0

@@ -12,6 +12,7 @@ import numpy as np
 from sparsa.commands._common import (add_config_argument, gemm_tensors, load, load_matrix, parse_gemm,
                                      random_operands, reference_outputs)
 from sparsa.compiler import compile_gemm
+from sparsa.output import check_output_file, write_file
 from sparsa.sim.backends.base import BACKENDS, get_backend
 from sparsa.sim.cycle import program_cycles
 
@@ -35,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = load(args)
     m, k, n = parse_gemm(args.gemm)
+    if args.json:
+        check_output_file(args.json, "--json")
     a, w = random_operands(cfg, m, k, n, args.seed)
     if args.weights:
         w = load_matrix(args.weights, "weights")
@@ -75,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
                                "load_s": program.opcode_counts().get("LOAD_S", 0)}
     _print(report)
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write_file(args.json, json.dumps(report, indent=2) + "\n", "--json")
     if mismatches:
         bad = tuple(int(i) for i in np.argwhere(y != expected)[0])
         print(f"error: {mismatches} of {y.size} outputs differ from the NumPy reference; first at {bad}: "

@@ -51,7 +51,10 @@ def run(args: argparse.Namespace) -> int:
     from sparsa.sim.report import si
     from sparsa.sim.sweep import expand_grid, parse_grid, require_plotting, run_sweep
 
+    from sparsa.output import check_output_dir
+
     cfg = load(args)
+    check_output_dir(args.out, "-o")
     axes = parse_grid(args.grid, cfg)
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be a positive integer, not {args.workers!r}")
@@ -65,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
                        progress=bar.update if bar else None)
     if bar:
         bar.close()
-    paths = result.write(args.out, plot=not args.no_plot)
+    paths = result.write(args.out, plot=not args.no_plot, option="-o")
 
     feasible = result.feasible
     ex = result.executor

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from sparsa.errors import ConfigError, MissingToolError
+from sparsa.output import check_output_file, output_file, write_file
 
 NAME = "train"
 HELP = "train an MLP/CNN on Fashion-MNIST or digits: dense, BDWP or SR-STE N:M sparse (NumPy reference)"
@@ -100,7 +101,7 @@ def _check_plot_available() -> None:
 
 
 def write_curve(result, path: Path) -> Path:
-    """Learning curve PNG: train/test loss and test accuracy per epoch."""
+    """Learning curve PNG: train/test loss and test accuracy per epoch (atomically; parents created)."""
     try:
         import matplotlib
 
@@ -130,9 +131,11 @@ def write_curve(result, path: Path) -> Path:
         ax.set_xlim(0.5, max(epochs) + 0.5)
     fig.suptitle(f"{result.model.name} on {result.dataset}: {result.spec.method} {result.spec.pattern}")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        with output_file(path, "--plot", parents=True) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -145,6 +148,9 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"{flag} must be a positive integer, not {value!r}")
     if args.plot:
         _check_plot_available()
+        check_output_file(args.plot, "--plot", parents=True)
+    if args.json is not None and str(args.json) != "-":
+        check_output_file(args.json, "--json", parents=True)
     dense_layers = tuple(d.strip() for d in args.dense_layers.split(",") if d.strip())
     spec = parse_spec(args.method, args.sparsity, mask_interval=args.mask_interval, ragged=args.ragged, dense_layers=dense_layers,
                       srste_lambda=args.srste_lambda)
@@ -198,6 +204,5 @@ def run(args: argparse.Namespace) -> int:
         if to_stdout:
             sys.stdout.write(text)
         else:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(text)
+            write_file(args.json, text, "--json", parents=True)
     return 0

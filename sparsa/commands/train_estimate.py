@@ -85,7 +85,11 @@ def format_layers(c) -> str:
 def run(args: argparse.Namespace) -> int:
     from sparsa.sim.training_estimate import compare_training
 
+    from sparsa.output import check_output_file, write_file
+
     cfg = load(args)
+    if args.json is not None and str(args.json) != "-":
+        check_output_file(args.json, "--json", parents=True)
     c = compare_training(cfg, args.model, pattern=args.sparsity, method=args.method, batch=args.batch,
                          samples=args.samples, include_vector=not args.no_vector,
                          dense_layers=tuple(d.strip() for d in args.dense_layers.split(",") if d.strip()))
@@ -100,6 +104,5 @@ def run(args: argparse.Namespace) -> int:
         if to_stdout:
             sys.stdout.write(text)
         else:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(text)
+            write_file(args.json, text, "--json", parents=True)
     return 0

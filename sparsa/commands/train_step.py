@@ -54,8 +54,12 @@ def run(args: argparse.Namespace) -> int:
     for flag, value, low in (("--batch", args.batch, 1), ("--train-epochs", args.train_epochs, 0)):
         if value < low:
             raise ConfigError(f"{flag} must be an integer >= {low}, not {value!r}")
+    from sparsa.output import check_output_file, write_file
+
     cfg = load(args)
     cfg.require_supported()
+    if args.json is not None and str(args.json) != "-":
+        check_output_file(args.json, "--json")
     backend = get_backend(args.backend, cfg)
     spec = parse_spec(args.method, args.sparsity)
     if spec.sparse:
@@ -109,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         if str(args.json) == "-":
             sys.stdout.write(text)
         else:
-            args.json.write_text(text)
+            write_file(args.json, text, "--json")
     if not ok:
         raise SparsaError("a training GEMM differs from the integer reference or from the cycle model (see the table)")
     return 0

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sparsa.datapath import matrix_datapath
 from sparsa.commands._common import add_config_argument, load
+from sparsa.output import check_output_dir, check_output_file, write_file
 
 NAME = "verilog"
 HELP = "generate Verilog for an accelerator config, with a port / resource summary (and optional lint)"
@@ -26,6 +27,9 @@ def run(args: argparse.Namespace) -> int:
     from sparsa.hdl.verilator import lint_verilog
 
     cfg = load(args)
+    check_output_dir(args.output, "-o", whole=False)
+    if args.json:
+        check_output_file(args.json, "--json")
     cfg.require_supported()
     art = generate_verilog(cfg, args.output, name=args.name)
     res = art.resources
@@ -48,8 +52,8 @@ def run(args: argparse.Namespace) -> int:
         lint_verilog(art.path, top=art.name)
         print("lint: verilator --lint-only -Wall clean (waivers in docs/hdl.md)")
     if args.json:
-        args.json.write_text(json.dumps({"module": art.name, "path": str(art.path),
+        write_file(args.json, json.dumps({"module": art.name, "path": str(art.path),
                                          "ports": [vars(p) if hasattr(p, "__dict__") else p._asdict()
                                                    for p in art.ports],
-                                         "resources": res.as_dict()}, indent=2, default=str) + "\n")
+                                         "resources": res.as_dict()}, indent=2, default=str) + "\n", "--json")
     return 0
