@@ -60,7 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"'dense' and/or N:M patterns (default {_DEFAULT_SPARSITY}; with --prune 2:4)")
     parser.add_argument("--report", action="store_true", help="print a Markdown table (default: aligned text)")
     parser.add_argument("--json", type=Path, metavar="OUT.json", help="also write the rows as JSON")
-    parser.add_argument("--max-chunks", type=int, default=8, help="SmolLM2: held-out 256-token chunks to evaluate (default 8)")
+    parser.add_argument("--max-chunks", type=int, default=None,
+                        help="SmolLM2: held-out 256-token chunks to evaluate (default 8)")
     parser.add_argument("--sentences", type=int, default=None, help="MiniLM: evaluate the first N of the 120 sentences")
     parser.add_argument("--quiet", action="store_true", help="no per-scheme progress lines on stderr")
     parser.add_argument("--config", type=Path, default=None, metavar="ACCEL.yaml",
@@ -233,6 +234,14 @@ def run(args: argparse.Namespace) -> int:
     from sparsa.formats.nm import parse_nm
     from sparsa.models.compression import pruning
 
+    if args.model == "minilm" and args.max_chunks is not None:
+        raise FormatError(f"--max-chunks {args.max_chunks} applies to --model smollm2 only (MiniLM evaluates "
+                          f"sentences: use --sentences)")
+    if args.model == "smollm2" and args.sentences is not None:
+        raise FormatError(f"--sentences {args.sentences} applies to --model minilm only (SmolLM2 evaluates "
+                          f"256-token chunks: use --max-chunks)")
+    if args.max_chunks is None:
+        args.max_chunks = 8
     weights = _split(args.weights, "--weights", accuracy.WEIGHT_FORMATS)
     acts_in = _split(args.acts, "--acts", None)
     config = None

@@ -85,6 +85,10 @@ def format_layers(c) -> str:
 def run(args: argparse.Namespace) -> int:
     from sparsa.sim.training_estimate import compare_training
 
+    from sparsa.commands._common import check_positive
+
+    check_positive(args.batch, "--batch")
+    check_positive(args.samples, "--samples")
     cfg = load(args)
     c = compare_training(cfg, args.model, pattern=args.sparsity, method=args.method, batch=args.batch,
                          samples=args.samples, include_vector=not args.no_vector,

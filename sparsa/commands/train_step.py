@@ -54,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     for flag, value, low in (("--batch", args.batch, 1), ("--train-epochs", args.train_epochs, 0)):
         if value < low:
             raise ConfigError(f"{flag} must be an integer >= {low}, not {value!r}")
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be a non-negative integer, not {args.seed}")
     cfg = load(args)
     cfg.require_supported()
     backend = get_backend(args.backend, cfg)
