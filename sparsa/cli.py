@@ -12,6 +12,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from sparsa.errors import SparsaError
 
@@ -45,11 +46,19 @@ def _load_commands() -> list:
     return modules
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one ``error:`` line (exit status 2), like every other."""
+
+    def error(self, message: str) -> "NoReturn":  # noqa: D102 - argparse's hook
+        hint = f" (see {self.prog} --help)"
+        self.exit(2, f"error: {self.prog}: {' '.join(message.split())}{hint}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every available subcommand."""
     from sparsa import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sparsa",
         description="Design, compile for, simulate and estimate sparse quantized DNN accelerators.",
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from sparsa.config import AcceleratorConfig, load_config
-from sparsa.errors import ConfigError, FormatError, ShapeError
+from sparsa.errors import ConfigError, FormatError, ShapeError, SparsaError
 
 _GEMM_RE = re.compile(r"^\s*(\d+)\s*[xX*]\s*(\d+)\s*[xX*]\s*(\d+)\s*$")
 
@@ -26,7 +26,7 @@ def load(args: argparse.Namespace) -> AcceleratorConfig:
 
 #: Most memory (bytes) the operands of one ``--gemm`` may take before anything is allocated:
 #: A, W, the output Y and the reference's copy, as int64, plus the compiled (padded) weights.
-MAX_GEMM_BYTES = 2 * 1024**3
+MAX_GEMM_BYTES = 2_000_000_000
 
 
 def gemm_bytes(m: int, k: int, n: int) -> int:
@@ -131,9 +131,21 @@ def load_matrix(path: Path, what: str) -> np.ndarray:
     if not path.is_file():
         raise FormatError(f"{what} file {str(path)!r} does not exist")
     try:
+        with path.open("rb") as fh:
+            magic = fh.read(6)
+    except OSError as exc:
+        raise FormatError(f"{what} file {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+    if magic != b"\x93NUMPY":
+        kind = "a .npz archive" if magic.startswith(b"PK") else "not a .npy array"
+        raise FormatError(f"{what} file {str(path)!r} is {kind} (it does not start with the .npy magic "
+                          f"\\x93NUMPY); save one array with numpy.save")
+    try:
         arr = np.load(path, allow_pickle=False)
     except Exception as exc:  # numpy raises several types for a bad file
         detail = " ".join(str(exc).split())[:160]
+        if "allow_pickle" in detail:
+            raise FormatError(f"{what} file {str(path)!r} holds pickled Python objects (dtype object), which "
+                              f"sparsa never loads (unpickling can run code); save an integer array") from None
         raise FormatError(f"{what} file {str(path)!r} is not a .npy array ({detail})") from None
     if not isinstance(arr, np.ndarray):
         raise FormatError(f"{what} file {str(path)!r} is a .npz archive, not one .npy array")
@@ -159,13 +171,17 @@ def load_matrix(path: Path, what: str) -> np.ndarray:
     return arr
 
 
-def gemm_tensors(program, a: np.ndarray, seed: int, scales_path: "Path | None" = None) -> dict[str, np.ndarray]:
+def gemm_tensors(program, a: np.ndarray, seed: int, scales_path: "Path | None" = None, *,
+                 acts_given: bool = False) -> dict[str, np.ndarray]:
     """The input tensors of ``program``: ``{"A": a}``, plus ``"S"`` for activation-scaled programs.
 
     Scale mantissas ``S[m, groups]`` come from ``scales_path`` (a ``.npy`` file) or are random
     over the whole unsigned ``act_scale.mantissa_bits`` range (seeded; 0 and the maximum included).
     """
-    tensors = {"A": program.check_inputs({"A": a})}
+    try:
+        tensors = {"A": program.check_inputs({"A": a})}
+    except SparsaError as exc:
+        raise type(exc)(f"--acts: {exc}" if acts_given else str(exc)) from None
     if not getattr(program, "scaled", False):
         if scales_path is not None:
             raise FormatError(f"--scales {str(scales_path)!r}: config {program.config.name!r} has "
@@ -178,7 +194,10 @@ def gemm_tensors(program, a: np.ndarray, seed: int, scales_path: "Path | None" =
         top = (1 << program.config.act_scale.mantissa_bits) - 1
         s = rng.integers(0, top + 1, size=(program.shape.m, program.scale_groups), dtype=np.int64)
         s.flat[: min(2, s.size)] = [0, top][: min(2, s.size)]
-    tensors["S"] = program.check_scales({**tensors, "S": s})
+    try:
+        tensors["S"] = program.check_scales({**tensors, "S": s})
+    except SparsaError as exc:
+        raise type(exc)(f"--scales {str(scales_path)!r}: {exc}" if scales_path is not None else str(exc)) from None
     return tensors
 
 

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         a = load_matrix(args.acts, "activations")
     check_operand_shapes(a, w, (m, k, n), acts_given=bool(args.acts), weights_given=bool(args.weights))
     program = compile_gemm(cfg, w, m, args.sparsity)
-    tensors = gemm_tensors(program, a, args.seed, args.scales)
+    tensors = gemm_tensors(program, a, args.seed, args.scales, acts_given=bool(args.acts))
     a = tensors["A"]
     backend = get_backend(args.backend, cfg)
 

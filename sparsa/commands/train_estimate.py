@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     check_positive(args.batch, "--batch")
     check_positive(args.samples, "--samples")
     cfg = load(args)
+    cfg.require_supported()       # never estimate output_stationary / ovp8 with another design's numbers
     c = compare_training(cfg, args.model, pattern=args.sparsity, method=args.method, batch=args.batch,
                          samples=args.samples, include_vector=not args.no_vector,
                          dense_layers=tuple(d.strip() for d in args.dense_layers.split(",") if d.strip()))

@@ -56,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"{flag} must be an integer >= {low}, not {value!r}")
     if args.seed < 0:
         raise ConfigError(f"--seed must be a non-negative integer, not {args.seed}")
+    from sparsa.sim.backends.base import BACKENDS
+
+    if args.backend not in BACKENDS:
+        raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, not {args.backend!r}")
     cfg = load(args)
     cfg.require_supported()
     backend = get_backend(args.backend, cfg)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
-from sparsa.datapath import matrix_datapath
 from sparsa.commands._common import add_config_argument, load
+from sparsa.datapath import matrix_datapath
+from sparsa.errors import ConfigError
+from sparsa.yamlio import short_repr
 
 NAME = "verilog"
 HELP = "generate Verilog for an accelerator config, with a port / resource summary (and optional lint)"
@@ -25,6 +28,9 @@ def run(args: argparse.Namespace) -> int:
     from sparsa.hdl.export import generate_verilog
     from sparsa.hdl.verilator import lint_verilog
 
+    if args.name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", args.name):
+        raise ConfigError(f"--name must be a Verilog identifier (a letter or _, then letters, digits or _; "
+                          f"at most 64 characters), not {short_repr(args.name)}")
     cfg = load(args)
     cfg.require_supported()
     art = generate_verilog(cfg, args.output, name=args.name)
