@@ -18,7 +18,7 @@ per problem (file:line, field, message, the bad value shortened, a did-you-mean 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +167,7 @@ def parse_yaml_text(text: str, source: str) -> YamlDocument:
     ConfigError
         One line per problem, each starting ``source:line:``.
     """
+    _check_depth(text, source)
     loader = yaml.SafeLoader(text)
     try:
         try:
@@ -193,6 +194,27 @@ def parse_yaml_text(text: str, source: str) -> YamlDocument:
         return YamlDocument(data, _line_map(root, loader), source)
     finally:
         loader.dispose()
+
+
+_OPEN = (yaml.FlowSequenceStartToken, yaml.FlowMappingStartToken, yaml.BlockSequenceStartToken,
+         yaml.BlockMappingStartToken)
+_CLOSE = (yaml.FlowSequenceEndToken, yaml.FlowMappingEndToken, yaml.BlockEndToken)
+
+
+def _check_depth(text: str, source: str) -> None:
+    """Refuse nesting deeper than :data:`MAX_DEPTH` from the token stream (no recursion, linear time)."""
+    depth = 0
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            if isinstance(token, _OPEN):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise ConfigError(f"{source}:{token.start_mark.line + 1}: nested more than {MAX_DEPTH} levels "
+                                      f"deep (configs and workload files are flat mappings)")
+            elif isinstance(token, _CLOSE):
+                depth -= 1
+    except yaml.YAMLError as exc:
+        raise ConfigError(_yaml_error(exc, source)) from None
 
 
 def _yaml_error(exc: yaml.YAMLError, source: str) -> str:
@@ -258,7 +280,7 @@ def _model_fields_at(model: Any, loc: Sequence[Any]) -> list[str] | None:
 
 
 def format_validation_errors(exc: ValidationError, doc: "YamlDocument | None", source: str,
-                             model: Any = None, loc_filter=None) -> str:
+                             model: Any = None) -> str:
     """One line per pydantic error: ``file:line: field: problem (got value)``.
 
     Parameters
@@ -271,36 +293,26 @@ def format_validation_errors(exc: ValidationError, doc: "YamlDocument | None", s
         The file name (or ``<overrides>``) every line starts with.
     model : pydantic model class, optional
         For the did-you-mean of unknown keys.
-    loc_filter : callable, optional
-        ``loc -> loc`` (drop pydantic's internal location parts, e.g. union branch names).
     """
-    lines: list[str] = []
+    lines: list[tuple[int, str]] = []      # (line in the file, text): reported in file order
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
-        if loc_filter is not None:
-            loc = loc_filter(loc)
-        where = doc.where(loc) if doc is not None else source
+        at = doc.line_of(loc) if doc is not None else None
+        where = f"{source}:{at}" if at is not None else source
         field = ".".join(str(p) for p in loc) or "(top level)"
         kind = err["type"]
         if kind == "extra_forbidden":
             known = _model_fields_at(model, loc[:-1]) if model is not None else None
             hint = suggest(str(loc[-1]), known) if known else ""
             allowed = f" (allowed: {', '.join(known)})" if known and not hint else ""
-            lines.append(f"{where}: unknown key {field!r}{hint}{allowed}")
+            lines.append((at or 0, f"{where}: unknown key {field!r}{hint}{allowed}"))
         elif kind == "missing":
-            lines.append(f"{where}: missing required key {field!r}")
+            lines.append((at or 0, f"{where}: missing required key {field!r}"))
         else:
             text = err["msg"].removeprefix("Value error, ")
             got = err.get("input")
             shown = "" if isinstance(got, (dict, list)) and kind not in ("model_type", "dict_type", "list_type") \
                 else f" (got {short_repr(got)})"
-            lines.append(f"{where}: {field}: {text}{shown}")
-    return "\n".join(dict.fromkeys(lines))
+            lines.append((at or 0, f"{where}: {field}: {text}{shown}"))
+    return "\n".join(dict.fromkeys(text for _, text in sorted(lines, key=lambda item: item[0])))
 
-
-def check_mapping(doc: YamlDocument, what: str) -> Mapping[str, Any]:
-    """The document's top level as a mapping, or a one-line :class:`ConfigError`."""
-    if not isinstance(doc.data, Mapping):
-        kind = "an empty file" if doc.data is None else type(doc.data).__name__
-        raise ConfigError(f"{doc.source}: the top level of a {what} must be a mapping of keys, not {kind}")
-    return doc.data

@@ -430,7 +430,7 @@ case("train-weight-decay-nan", [*_T, "--weight-decay", "nan"], ("--weight-decay"
 case("train-lr-zero", [*_T, "--lr", "0"], ("--lr", "0"))
 case("train-lr-inf", [*_T, "--lr", "inf"], ("--lr", "inf"))
 case("train-seed-negative", [*_T, "--seed", "-1"], ("--seed", "-1"))
-case("train-epochs-negative", ["train", "--dataset", "digits", "--epochs", "-1"], ("--epochs", "-1"))
+case("train-epochs-negative", ["train", "--dataset", "digits", "--epochs", "-1"], ("epochs", "-1"))
 case("train-batch-size-zero", [*_T, "--batch-size", "0"], ("--batch-size", "0"))
 case("train-mask-interval-zero", [*_T, "--mask-interval", "0"], ("--mask-interval", "0"))
 case("train-subset-zero", [*_T, "--train-subset", "0"], ("--train-subset", "0"))

@@ -80,8 +80,8 @@ def build_variants(args: argparse.Namespace) -> tuple[list[dict[str, Any]], Any]
         raise ConfigError("--sparsity: a pattern is listed twice")
     for spec in args.sets:
         if spec.split("=", 1)[0].strip() == SPARSITY:
-            raise ConfigError(f"--set {short_repr(spec)}: the workload's N:M pattern is set with --sparsity "
-                              f"(--sparsity {short_repr(spec.partition('=')[2])}), not --set")
+            raise ConfigError(f"--set {short_repr(spec)}: use --sparsity {short_repr(spec.partition('=')[2])} "
+                              f"for the workload's N:M pattern, not --set")
     workload = build_workload(argparse.Namespace(**{**vars(args), "sparsity": None}))
     names = [cfg.name for _, cfg in configs]
     variants = []

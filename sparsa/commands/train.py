@@ -153,8 +153,6 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--srste-lambda must be a finite number >= 0, not {args.srste_lambda}")
     if args.seed < 0:
         raise ConfigError(f"--seed must be a non-negative integer, not {args.seed}")
-    if args.epochs < 0:
-        raise ConfigError(f"--epochs must be an integer >= 0, not {args.epochs}")
     for flag, value in (("--batch-size", args.batch_size), ("--mask-interval", args.mask_interval)):
         if value < 1:
             raise ConfigError(f"{flag} must be a positive integer, not {value}")
