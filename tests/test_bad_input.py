@@ -402,6 +402,8 @@ for _cmd, _argv in (("synth", ["synth", CFG, "--target", "ecp5-85f"]), ("build",
     case(f"{_cmd}-set-bool", [*_argv, "--set", "datapath.cols=yes"], ("datapath.cols", "boolean"))
     case(f"{_cmd}-set-unknown", [*_argv, "--set", "datapath.rowz=4"], ("rowz",))
     case(f"{_cmd}-set-name-long", [*_argv, "--set", "name=" + "x" * 100_000], ("name", "64"))
+    case(f"{_cmd}-set-twice", [*_argv, "--set", "datapath.rows=8", "--set", "datapath.rows=16"],
+         ("--set", "datapath.rows", "twice"))
 case("synth-target-bogus", ["synth", CFG, "--target", "xc7z020"], ("xc7z020",))
 case("synth-pnr-xilinx", ["synth", CFG, "--target", "xcu280", "--pnr"], ("--pnr", "'xcu280'"))
 case("build-board-bogus", ["build", CFG, "--board", "zcu104"], ("zcu104",))
@@ -515,3 +517,19 @@ def test_bad_input(c: Case, tmp_path, capsys, monkeypatch):
     assert all(len(line) < 1000 for line in lines), "a value was not shortened"
     for needle in c.must:
         assert needle in err, f"{needle!r} not in {err!r}"
+
+
+@pytest.mark.parametrize("pattern", [r"(a+)+", r"(a|a)*b", r"(x*y?)*", r"((ab)+)+", r"(ab|cd){2,}", r"(?:a+)+c",
+                                     r"(\w+\.)*end", r"(a{2,3})+", r"(.*)*", r"(a+){1,5}", r"((a|b)c)+"])
+def test_nested_quantifiers_are_found(pattern):
+    from sparsa.models.workloads.spec import nested_quantifier
+
+    assert nested_quantifier(pattern) is not None
+
+
+@pytest.mark.parametrize("pattern", [r"blocks\.\d+\.attn\.(qk|av)", r"(a+)?", r"([a-z]+)\.x", r"(a{2})+",
+                                     r"[(+]+", r"(ab)+", r"blocks\.(\d+)\.mlp\..*", r"a\(b+\)+", r"(a|b)"])
+def test_plain_patterns_are_allowed(pattern):
+    from sparsa.models.workloads.spec import nested_quantifier
+
+    assert nested_quantifier(pattern) is None

@@ -281,7 +281,7 @@ def _repeats(pattern: str, i: int) -> tuple[bool, int]:
             return False, 0
         low, comma, high = m.groups()
         width = m.end()
-        repeats = bool(comma) and (high == "" or int(high) > 1) or (not comma and low != "" and int(low) > 1)
+        repeats = bool(comma) and (high == "" or int(high) > 1)   # {n}: a fixed count, not ambiguous
     else:
         return False, 0
     if pattern[i + width:i + width + 1] in ("?", "+"):

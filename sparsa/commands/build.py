@@ -51,6 +51,8 @@ def parse_overrides(items: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set must look like KEY=VALUE (e.g. buffers.accumulator_depth=64), not {item!r}")
+        if key.strip() in out:
+            raise ConfigError(f"--set {key.strip()} is given twice ({out[key.strip()]!r} and {value!r}); give it once")
         try:
             out[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as exc:
