@@ -447,6 +447,8 @@ case("train-step-seed-negative", [*_TS, "--seed", "-1"], ("--seed", "-1"))
 case("train-step-epochs-negative", [*_TS, "--train-epochs", "-1"], ("--train-epochs", "-1"))
 case("train-step-sparsity-1of8", [*_TS, "--sparsity", "1:8"], ("1:8", "group_size=4"))
 case("train-step-backend-bogus", [*_TS, "--backend", "gpu"], ("--backend", "'gpu'"))
+case("train-step-dense-with-sparsity", [*_TS, "--method", "dense", "--sparsity", "2:4"],
+     ("--sparsity", "--method dense"))
 
 _TE = ["train-estimate", CFG]
 case("train-estimate-batch-zero", [*_TE, "--batch", "0"], ("--batch", "0"))
