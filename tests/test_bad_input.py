@@ -195,8 +195,6 @@ for _cmd, _argv in _PER_COMMAND.items():
 # Known to the schema, implemented by nothing: refused by every consumer, never estimated as weight-stationary.
 _OS = BASE.replace("weight_stationary", "output_stationary")
 for _cmd, _argv in _PER_COMMAND.items():
-    if _cmd == "quantize":
-        continue
     case(f"{_cmd}-output-stationary", _argv, ("datapath.dataflow", "output_stationary", "weight_stationary"),
          c__yaml=_OS)
 case("estimate-output-stationary", ["estimate", "{dir}/c.yaml", "--workload", MLP],

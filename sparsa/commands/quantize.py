@@ -249,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
         from sparsa.config import load_config
 
         config = load_config(args.config)
+        config.require_supported()      # the hardware checks below assume a design that exists
     mantissa_bits = args.act_mantissa_bits if args.act_mantissa_bits is not None else \
         (config.act_scale.mantissa_bits if config is not None else 16)
     if not 2 <= mantissa_bits <= 24:
