@@ -291,7 +291,7 @@ def evaluate_point(base: AcceleratorConfig, workload: Any, overrides: Mapping[st
         est = estimate_workload(cfg, wl, overlap=overlap)
         record.update(point_metrics(est, cfg))
     except SparsaError as exc:
-        record["reason"] = str(exc).replace("<overrides>: ", "")
+        record["reason"] = "; ".join(str(exc).replace("<overrides>: ", "").splitlines())   # one CSV cell, one line
         return record
     record["feasible"] = True
     return record
