@@ -160,6 +160,11 @@ BAD_CONFIGS: dict[str, tuple[object, tuple[str, ...], int]] = {
     "act-scale-bad": (BASE + "act_scale: {granularity: channel}\n", ("act_scale.granularity", "'channel'"), 1),
     "three-problems": (BASE.replace("rows: 4", "rows: true").replace("clock_mhz: 100", "clock_mhz: .inf")
                        + "energy: {static_w: -1}\n", ("datapath.rows", "clock_mhz", "energy.static_w"), 3),
+    "two-documents": (BASE + "---\nname: y\n", ("not valid YAML", "single document", ":6"), 1),
+    "int-key": (BASE + "1: x\n", ("Keys should be strings", "got 1", ":6"), 1),
+    "null-key": (BASE + "~: x\n", ("Keys should be strings", "None"), 1),
+    "anchor-holder-key": ("base: &b {rows: 4, cols: 4}\nname: x\ndatapath: {<<: *b, rows: 8}\n",
+                          ("unknown key 'base'", ":1"), 1),
     "wide-alias-value": (_wide_alias() + BASE.replace("name: bad-input", "name: *y"),
                          ("name", "valid string", "unknown key 'x'", "unknown key 'y'"), 3),
 }
