@@ -48,6 +48,7 @@ __all__ = [
     "TYPE_MAX_MAGNITUDE",
     "IMPLEMENTED_TYPES",
     "OVP_TYPES",
+    "MAX_NAME_LENGTH",
 ]
 
 #: Storage width in bits of every operand type name the schema knows (the quantized formats of

@@ -55,9 +55,6 @@ def _wide_alias() -> str:
     return "x: &x [" + ", ".join(["1"] * 1000) + "]\ny: &y [" + ", ".join(["*x"] * 9) + "]\n"
 
 
-FileContent = "str | bytes | Callable[[Path], None]"
-
-
 @dataclass(frozen=True)
 class Case:
     """One bad input: the command line, files to create, and what stderr must say."""
@@ -326,7 +323,8 @@ for _cmd, _extra in (("run", []), ("compile", ["-o", "{dir}/out"])):
        program__json='{"beats": {}}\n')
     _c("scales-on-tensor-config", ["--gemm", "2x8x4", "--scales", "{dir}/s.npy"], ("--scales", "tensor"),
        s__npy=npy(np.ones((2, 1), dtype=np.int64)))
-    _c("backend-bogus", ["--gemm", "2x8x4", "--backend", "gpu"], ("--backend", "'gpu'")) if _cmd == "run" else None
+    if _cmd == "run":
+        _c("backend-bogus", ["--gemm", "2x8x4", "--backend", "gpu"], ("--backend", "'gpu'"))
     _c("gemm-missing", [], ("--gemm",))
 
 _TOKEN = str(CONFIGS / "systolic-4x4-token.yaml")
