@@ -402,7 +402,15 @@ def estimate_workload(config: AcceleratorConfig, workload: Any, *, overlap: bool
     """Estimate every layer of a workload (anything with ``name``, ``phase``, ``batch``, ``layers``).
 
     ``progress`` is an optional callable invoked once per layer (a progress bar's update).
+
+    Raises
+    ------
+    UnsupportedError
+        For settings the schema knows but this version does not implement
+        (``datapath.dataflow: output_stationary``, ``ovp8`` operands): they are never
+        estimated with another dataflow's numbers (:meth:`AcceleratorConfig.require_supported`).
     """
+    config.require_supported()
     check_resources(config)
     layers = []
     for layer in workload.layers:

@@ -60,6 +60,7 @@ from sparsa.errors import ConfigError, FormatError, MissingToolError, SparsaErro
 from sparsa.formats.nm import parse_nm
 from sparsa.output import deferred_sigint, output_dir, output_file, write_file
 from sparsa.sim.estimator import ModelEstimate, estimate_workload, resource_usage
+from sparsa.yamlio import short_repr
 
 __all__ = [
     "SPARSITY",
@@ -179,7 +180,7 @@ def _check_value(base: AcceleratorConfig, path: str, value: Any, text: str, opti
         for err in exc.errors():
             if tuple(str(p) for p in err["loc"][:len(target)]) == target:
                 msg = err["msg"].removeprefix("Value error, ")
-                raise ConfigError(f"{option} {path}: bad value {text!r}: {msg}") from None
+                raise ConfigError(f"{option} {path}: bad value {short_repr(text)}: {msg}") from None
 
 
 def parse_grid(specs: Sequence[str], base: AcceleratorConfig, *, option: str = "--grid") -> tuple[GridAxis, ...]:
@@ -205,7 +206,7 @@ def parse_grid(specs: Sequence[str], base: AcceleratorConfig, *, option: str = "
     data = base.model_dump()
     for spec in specs:
         if not isinstance(spec, str) or "=" not in spec:
-            raise ConfigError(f"{option} must look like FIELD=V1,V2 (e.g. datapath.rows=8,16), not {spec!r}")
+            raise ConfigError(f"{option} must look like FIELD=V1,V2 (e.g. datapath.rows=8,16), not {short_repr(spec)}")
         path, _, rhs = spec.partition("=")
         path = path.strip()
         if path in seen:
@@ -213,17 +214,17 @@ def parse_grid(specs: Sequence[str], base: AcceleratorConfig, *, option: str = "
         seen.add(path)
         texts = [t.strip() for t in rhs.split(",")]
         if not rhs.strip() or any(not t for t in texts):
-            raise ConfigError(f"{option} {path}: empty value in {rhs!r} (give V1,V2,... without blanks)")
+            raise ConfigError(f"{option} {path}: empty value in {short_repr(rhs)} (give V1,V2,... without blanks)")
         if len(set(texts)) != len(texts):
             dup = next(t for t in texts if texts.count(t) > 1)
-            raise ConfigError(f"{option} {path}: value {dup!r} is listed twice")
+            raise ConfigError(f"{option} {path}: value {short_repr(dup)} is listed twice")
         if path == SPARSITY:
             for t in texts:
                 try:
                     parse_nm(t)
                 except FormatError as exc:
                     msg = str(exc).removeprefix(f"sparsity {t!r}: ")
-                    raise ConfigError(f"{option} {SPARSITY}: bad value {t!r}: {msg}") from None
+                    raise ConfigError(f"{option} {SPARSITY}: bad value {short_repr(t)}: {msg}") from None
             axes.append(GridAxis(path, tuple(texts)))
             continue
         _check_path(data, path, option)
@@ -296,7 +297,7 @@ def evaluate_point(base: AcceleratorConfig, workload: Any, overrides: Mapping[st
         est = estimate_workload(cfg, wl, overlap=overlap)
         record.update(point_metrics(est, cfg))
     except SparsaError as exc:
-        record["reason"] = str(exc).replace("<overrides>: ", "")
+        record["reason"] = "; ".join(str(exc).replace("<overrides>: ", "").splitlines())   # one CSV cell, one line
         return record
     record["feasible"] = True
     return record

@@ -17,6 +17,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from sparsa.errors import SparsaError
 
@@ -53,11 +54,19 @@ def _load_commands() -> list:
     return modules
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one ``error:`` line (exit status 2), like every other."""
+
+    def error(self, message: str) -> "NoReturn":  # noqa: D102 - argparse's hook
+        hint = f" (see {self.prog} --help)"
+        self.exit(2, f"error: {self.prog}: {' '.join(message.split())}{hint}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every available subcommand."""
     from sparsa import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sparsa",
         description="Design, compile for, simulate and estimate sparse quantized DNN accelerators.",
     )
@@ -77,7 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         return int(args._run(args) or 0)
     except SparsaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines() or [type(exc).__name__]:  # one line per problem
+            print(f"error: {line}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and closed early
         sys.stderr.close()

@@ -22,7 +22,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer,
                       model_validator)
 
@@ -30,6 +29,7 @@ from sparsa.datapath import matrix_datapath
 from sparsa.errors import ConfigError, UnsupportedError
 from sparsa.formats import FORMATS, QUANTIZED
 from sparsa.formats.nm import GROUP_SIZES, NMPattern
+from sparsa.yamlio import YamlDocument, format_validation_errors, read_yaml
 
 __all__ = [
     "ChainConfig",
@@ -48,6 +48,7 @@ __all__ = [
     "TYPE_MAX_MAGNITUDE",
     "IMPLEMENTED_TYPES",
     "OVP_TYPES",
+    "MAX_NAME_LENGTH",
 ]
 
 #: Storage width in bits of every operand type name the schema knows (the quantized formats of
@@ -71,7 +72,32 @@ OVP_TYPES: frozenset[str] = frozenset(name for name in QUANTIZED if FORMATS[name
 #: tests/formats/test_registry.py checks that the two agree.
 OperandType = Literal["int8", "int4", "ovp4", "ovp8"]
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+_FROZEN = ConfigDict(frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False)
+
+
+def _no_bool_numbers(cls: type[BaseModel], value: Any, info: Any) -> Any:
+    """Refuse ``true``/``false`` for a numeric field (pydantic's lax mode would read ``true`` as 1)."""
+    if isinstance(value, bool):
+        field = cls.model_fields.get(info.field_name)
+        ann = getattr(field, "annotation", None)
+        if ann is not bool and "bool" not in str(ann):
+            raise ValueError(f"{info.field_name} must be a number, not a boolean")
+    return value
+
+
+class _Section(BaseModel):
+    """Base of every config section: frozen, unknown keys refused, finite numbers only, no bools as numbers."""
+
+    model_config = _FROZEN
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strict_numbers(cls, value: Any, info: Any) -> Any:
+        return _no_bool_numbers(cls, value, info)
+
+
+#: Longest ``name`` a config may have (reports, and file names derived from it, stay short).
+MAX_NAME_LENGTH = 64
 
 
 #: Bit offset of the high token lane in a packed activation operand (``a1 << 18 + a0``):
@@ -79,7 +105,7 @@ _FROZEN = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 PACK_SHIFT = 18
 
 
-class ChainConfig(BaseModel):
+class ChainConfig(_Section):
     """The FlightLLM-style sparse DSP chain (``datapath.kind: dsp_chain``), docs/chain.md.
 
     A vector unit is a chain of ``datapath.rows`` MAC slices, cut into DSP groups of ``group``
@@ -112,7 +138,7 @@ class ChainConfig(BaseModel):
         return tuple(s for s in range(1, self.max_segments + 1) if self.max_segments % s == 0)
 
 
-class DatapathConfig(BaseModel):
+class DatapathConfig(_Section):
     """Compute array geometry and organisation.
 
     ``systolic``: ``rows`` x ``cols`` PEs.  ``dsp_chain``: ``cols`` vector units (chains) of
@@ -157,7 +183,7 @@ class DatapathConfig(BaseModel):
         return self.chain if self.chain is not None else ChainConfig()
 
 
-class TypesConfig(BaseModel):
+class TypesConfig(_Section):
     """Operand number formats and accumulator width."""
 
     model_config = _FROZEN
@@ -176,7 +202,7 @@ class TypesConfig(BaseModel):
         return self
 
 
-class SparsityConfig(BaseModel):
+class SparsityConfig(_Section):
     """N:M support of the sparse MUX and the default pattern of layers that do not set one."""
 
     model_config = _FROZEN
@@ -206,7 +232,7 @@ class SparsityConfig(BaseModel):
         return NMPattern.parse(self.default, dense_m=self.group_size)
 
 
-class ActScaleConfig(BaseModel):
+class ActScaleConfig(_Section):
     """Activation-scale granularity (docs/formats/actscale.md, :mod:`sparsa.formats.actscale`).
 
     ``tensor``: one static calibrated scale per tensor, applied by the host (no hardware).
@@ -239,7 +265,7 @@ class ActScaleConfig(BaseModel):
         return ActScaleSpec(self.granularity, self.group, self.mantissa_bits)
 
 
-class BufferConfig(BaseModel):
+class BufferConfig(_Section):
     """On-chip buffers."""
 
     model_config = _FROZEN
@@ -248,7 +274,7 @@ class BufferConfig(BaseModel):
     activation_buffer_bytes: int = Field(65536, ge=1, description="on-chip activation buffer (estimator)")
 
 
-class MemoryConfig(BaseModel):
+class MemoryConfig(_Section):
     """Off-chip memory system."""
 
     model_config = _FROZEN
@@ -257,7 +283,7 @@ class MemoryConfig(BaseModel):
     efficiency: float = Field(1.0, gt=0, le=1, description="achievable fraction of peak bandwidth")
 
 
-class ResourceConfig(BaseModel):
+class ResourceConfig(_Section):
     """The target device and its resource budget (the estimator refuses designs that do not fit)."""
 
     model_config = _FROZEN
@@ -270,7 +296,7 @@ class ResourceConfig(BaseModel):
     uram_kbit: float | None = Field(None, gt=0, description="UltraRAM available, kbit (URAM = 288)")
 
 
-class EnergyConfig(BaseModel):
+class EnergyConfig(_Section):
     """Energy per action (pJ) and static power; defaults and their sources in docs/energy.md."""
 
     model_config = _FROZEN
@@ -297,11 +323,12 @@ class EnergyConfig(BaseModel):
         return table
 
 
-class AcceleratorConfig(BaseModel):
+class AcceleratorConfig(_Section):
     """A whole accelerator, as one YAML file describes it."""
 
     model_config = _FROZEN
-    name: str = Field("unnamed", description="short name used in reports")
+    name: str = Field("unnamed", min_length=1, max_length=MAX_NAME_LENGTH,
+                      description="short name used in reports")
     description: str = ""
     clock_mhz: float = Field(100.0, gt=0, le=2000, description="clock frequency in MHz")
     datapath: DatapathConfig
@@ -528,57 +555,45 @@ class AcceleratorConfig(BaseModel):
         return parse_config(data, source="<overrides>")
 
 
-def _format_validation_error(exc: ValidationError, source: str) -> str:
-    first = exc.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "<top level>"
-    kind = first["type"]
-    if kind == "extra_forbidden":
-        msg = f"{source}: unknown key {loc!r}"
-    elif kind == "missing":
-        msg = f"{source}: missing required key {loc!r}"
-    else:
-        got = first.get("input")
-        text = first["msg"].removeprefix("Value error, ")
-        msg = f"{source}: {text}" if not first["loc"] else f"{source}: {loc}: {text}"
-        if not isinstance(got, (dict, list)):
-            msg += f" (got {got!r})"
-    more = len(exc.errors()) - 1
-    if more:
-        msg += f" (+{more} more problem{'s' if more > 1 else ''})"
-    return msg
+def _format_validation_error(exc: ValidationError, source: str, doc: "YamlDocument | None" = None) -> str:
+    """One line per problem, each naming file (and line when read from YAML), field and bad value."""
+    return format_validation_errors(exc, doc, source, model=AcceleratorConfig)
 
 
-def parse_config(data: Any, source: str = "<config>") -> AcceleratorConfig:
+def parse_config(data: Any, source: str = "<config>", *, document: "YamlDocument | None" = None) -> AcceleratorConfig:
     """Validate a mapping (already parsed from YAML) into an :class:`AcceleratorConfig`.
+
+    Parameters
+    ----------
+    data : mapping
+        The parsed file (or a dumped config with overrides applied).
+    source : str
+        The file name errors start with.
+    document : YamlDocument, optional
+        The parsed file with its node lines, so that each error says ``file:line``.
 
     Raises
     ------
     ConfigError
-        One line naming ``source``, the field and the bad value.
+        One line per problem naming ``source`` (and line), the field and the bad value.
     """
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{source}: the top level must be a mapping of keys, not {type(data).__name__}")
+        kind = "an empty file" if data is None else type(data).__name__
+        raise ConfigError(f"{source}: the top level must be a mapping of keys, not {kind}")
     try:
         return AcceleratorConfig.model_validate(dict(data))
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, source)) from None
+        raise ConfigError(_format_validation_error(exc, source, document)) from None
 
 
 def load_config(path: "str | Path") -> AcceleratorConfig:
-    """Load and validate an accelerator YAML file (``yaml.safe_load``).
+    """Load and validate an accelerator YAML file (strictly, :func:`sparsa.yamlio.read_yaml`).
 
     Raises
     ------
     ConfigError
-        If the file is missing, not YAML, or invalid (one line: file, field, value).
+        If the file is missing, binary, not UTF-8, not YAML (duplicate keys, alias bombs, deep
+        nesting) or invalid: one line per problem, each with file, line, field and value.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    return parse_config(data, source=str(path))
+    doc = read_yaml(path, "config file")
+    return parse_config(doc.data, source=str(path), document=doc)

@@ -38,11 +38,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sparsa.errors import ConfigError, FormatError, SparsaError
 from sparsa.formats.nm import parse_nm
+from sparsa.yamlio import YamlDocument, read_yaml, suggest
 
 from .cnn import mlp, resnet18, resnet50
 from .encoder import BERT_BASE, all_minilm_l6_v2, build_encoder
@@ -206,6 +206,89 @@ def get_workload(
 # --------------------------------------------------------------------------- YAML schema
 
 
+#: Longest ``regex:`` a workload rule may have.
+MAX_REGEX_LENGTH = 500
+
+_QUANT_START = "*+?{"
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def nested_quantifier(pattern: str) -> str | None:
+    """The first group that is repeated and contains a repetition or an alternation, else None.
+
+    A static check against catastrophic backtracking (``(a+)+``, ``(a|a)*``, ``(x*y?)*``):
+    Python's :mod:`re` has no matching timeout, so such patterns are refused on arrival.
+    Escapes and character classes are skipped; ``?`` and ``{0,1}``/``{n}`` on a group are
+    allowed (they do not repeat it).
+    """
+    stack: list[list] = []  # per open group: [start index, contains a quantifier or '|']
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "[":
+            j = i + 1
+            if j < n and pattern[j] == "^":
+                j += 1
+            if j < n and pattern[j] == "]":
+                j += 1
+            while j < n and pattern[j] != "]":
+                j += 2 if pattern[j] == "\\" else 1
+            i = j + 1
+            continue
+        if c == "(":
+            stack.append([i, False])
+        elif c == "|" and stack:
+            stack[-1][1] = True
+        elif c == ")" and stack:
+            start, risky = stack.pop()
+            repeats, width = _repeats(pattern, i + 1)
+            if repeats and risky:
+                return pattern[start:i + 1 + width]
+            if stack and (risky or width):
+                stack[-1][1] = True
+            i += 1 + width
+            continue
+        elif c in _QUANT_START and stack:
+            repeats, width = _repeats(pattern, i)
+            if width and (repeats or c == "?") and stack:
+                stack[-1][1] = stack[-1][1] or repeats
+            i += max(width, 1)
+            continue
+        i += 1
+    return None
+
+
+def _repeats(pattern: str, i: int) -> tuple[bool, int]:
+    """Whether the quantifier at ``i`` (if any) repeats more than once, and its width in characters."""
+    if i >= len(pattern):
+        return False, 0
+    c = pattern[i]
+    if c in "*+":
+        width = 1
+        repeats = True
+    elif c == "?":
+        return False, 2 if pattern[i + 1:i + 2] in ("?", "+") else 1
+    elif c == "{":
+        m = re.match(r"\{(\d*)(,?)(\d*)\}", pattern[i:])
+        if not m:
+            return False, 0
+        low, comma, high = m.groups()
+        width = m.end()
+        repeats = bool(comma) and (high == "" or int(high) > 1)   # {n}: a fixed count, not ambiguous
+    else:
+        return False, 0
+    if pattern[i + width:i + width + 1] in ("?", "+"):
+        width += 1
+    return repeats, width
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -267,10 +350,17 @@ class LayerRule(LayerSettings):
     @classmethod
     def _regex_compiles(cls, value: str | None) -> str | None:
         if value is not None:
+            if len(value) > MAX_REGEX_LENGTH:
+                raise ValueError(f"regex of {len(value)} characters is too long (at most {MAX_REGEX_LENGTH})")
             try:
                 re.compile(value)
             except re.error as exc:
-                raise ValueError(f"regex {value!r} does not compile: {exc}") from None
+                raise ValueError(f"regex {_short(value)} does not compile: {exc}") from None
+            nested = nested_quantifier(value)
+            if nested is not None:
+                raise ValueError(f"regex {_short(value)}: the repeated group {nested!r} itself repeats or "
+                                 f"alternates, which can make matching take exponential time; write a "
+                                 f"pattern without nested quantifiers (e.g. 'blocks\\.\\d+\\.mlp\\..*')")
         return value
 
     @model_validator(mode="after")
@@ -429,8 +519,15 @@ def _loc_text(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
-def _validation_message(origin: str, exc: ValidationError, raw: Mapping[str, Any]) -> str:
-    err = exc.errors(include_url=False)[0]
+def _validation_message(origin: str, exc: ValidationError, raw: Mapping[str, Any],
+                        document: YamlDocument | None = None) -> str:
+    lines = []
+    for err in exc.errors(include_url=False):
+        lines.append(_error_line(origin, err, raw, document))
+    return "\n".join(dict.fromkeys(lines))
+
+
+def _error_line(origin: str, err: Mapping[str, Any], raw: Mapping[str, Any], document: YamlDocument | None) -> str:
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
     msg = err["msg"].removeprefix("Value error, ")
     where = _loc_text(loc)
@@ -440,26 +537,46 @@ def _validation_message(origin: str, exc: ValidationError, raw: Mapping[str, Any
             rule = rules[loc[1]]
             for key in ("match", "regex"):
                 if key in rule:
-                    where += f" (rule {key} {rule[key]!r})"
+                    where += f" (rule {key} {_short(rule[key])})"
                     break
+    if err["type"] == "extra_forbidden" and loc:
+        known = _fields_of(loc[:-1])
+        hint = suggest(str(loc[-1]), known) if known else ""
+        if not hint and len(loc) == 1 and suggest(str(loc[0]), LayerSettings.model_fields):
+            hint = (f"{suggest(str(loc[0]), LayerSettings.model_fields)[:-1]} (under 'defaults:' or in a rule "
+                    f"of 'overrides:')")
+        msg += hint or (f" (allowed: {', '.join(known)})" if known else "")
     shown = ""
     if err["type"] not in ("value_error", "missing") and "input" in err and not isinstance(err["input"], dict):
-        shown = f" (got {err['input']!r})"
-    return f"{origin}: {where}: {msg}{shown}"
+        shown = f" (got {_short(err['input'])})"
+    at = document.where(loc) if document is not None else origin
+    return f"{at}: {where}: {msg}{shown}"
 
 
-def spec_from_mapping(raw: Mapping[str, Any], origin: str = "<spec>") -> WorkloadSpec:
+def _fields_of(loc: tuple[Any, ...]) -> list[str] | None:
+    """Field names of the part of a workload file ``loc`` points into (for a did-you-mean)."""
+    if not loc:
+        return list(WorkloadSpec.model_fields)
+    if loc[0] == "overrides" and len(loc) == 2:
+        return list(LayerRule.model_fields)
+    if loc[0] == "defaults" and len(loc) == 1:
+        return list(LayerSettings.model_fields)
+    return None
+
+
+def spec_from_mapping(raw: Mapping[str, Any], origin: str = "<spec>",
+                      document: YamlDocument | None = None) -> WorkloadSpec:
     """Validate a parsed workload file into a :class:`WorkloadSpec`.
 
     Raises
     ------
     ConfigError
-        One line: ``origin: field (rule ...): problem (got value)``.
+        One line per problem: ``origin[:line]: field (rule ...): problem (got value)``.
     """
     try:
         return WorkloadSpec.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_validation_message(origin, exc, raw)) from None
+        raise ConfigError(_validation_message(origin, exc, raw, document)) from None
 
 
 def preset_names() -> tuple[str, ...]:
@@ -469,21 +586,12 @@ def preset_names() -> tuple[str, ...]:
     return tuple(sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read workload file: {exc.strerror or exc}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        first = str(exc).strip().splitlines()
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{at}: {first[0] if first else exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a workload file must be a mapping at top level, not {type(raw).__name__}")
-    return raw
+def _read_yaml(path: Path) -> YamlDocument:
+    doc = read_yaml(path, "workload file")
+    if not isinstance(doc.data, dict):
+        kind = "an empty file" if doc.data is None else type(doc.data).__name__
+        raise ConfigError(f"{path}: a workload file must be a mapping at top level, not {kind}")
+    return doc
 
 
 def load_workload(path_or_name: str | Path, **overrides: Any) -> Workload:
@@ -525,10 +633,11 @@ def load_workload(path_or_name: str | Path, **overrides: Any) -> Workload:
             f"{text!r} is neither a workload file, a preset ({presets}) nor a model "
             f"({', '.join(WORKLOADS)})"
         )
-    raw: dict[str, Any] = _read_yaml(path) if path is not None else {"model": text}
+    document = _read_yaml(path) if path is not None else None
+    raw: dict[str, Any] = dict(document.data) if document is not None else {"model": text}
     raw.update(overrides)
     origin = str(path) if path is not None else f"<model {text}>"
-    spec = spec_from_mapping(raw, origin)
+    spec = spec_from_mapping(raw, origin, document)
     try:
         workload = get_workload(spec.model, spec.phase, spec.context, spec.batch, **spec.build_options())
     except SparsaError as exc:

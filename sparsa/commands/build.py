@@ -52,7 +52,16 @@ def parse_overrides(items: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set must look like KEY=VALUE (e.g. buffers.accumulator_depth=64), not {item!r}")
-        out[key.strip()] = yaml.safe_load(value)
+        if key.strip() in out:
+            raise ConfigError(f"--set {key.strip()} is given twice ({out[key.strip()]!r} and {value!r}); give it once")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+            raise ConfigError(f"--set {key.strip()}: value {value!r} is not a YAML scalar ({problem})") from None
+        if isinstance(out[key.strip()], (dict, list)):
+            raise ConfigError(f"--set {key.strip()}: value {value!r} must be one scalar (a number, true/false or "
+                              f"text), not a YAML {type(out[key.strip()]).__name__}")
     return out
 
 
@@ -67,6 +76,14 @@ def run(args: argparse.Namespace) -> int:
     from sparsa.fpga.boards import get_board
 
     board = get_board(args.board)               # unknown names fail before anything is loaded
+    for flag, value in (("--instr-depth", args.instr_depth), ("--axi-burst", args.axi_burst),
+                        ("--baud", args.baud)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be a positive integer, not {value}")
+    if args.axi_width is not None and args.axi_width < 0:
+        raise ConfigError(f"--axi-width must be a bus width in bits (or 0: no AXI master), not {args.axi_width}")
+    if args.axi_width == 0 and args.axi_burst is not None:
+        raise ConfigError(f"--axi-burst {args.axi_burst} needs an AXI master; --axi-width 0 has none")
     cfg = load_with_overrides(args)
     cfg.require_supported()
     out = args.output or Path("build") / board.name
@@ -126,7 +143,8 @@ def _xilinx(args, cfg, board, out: Path) -> int:
         dma = None
     else:
         try:
-            dma = DmaConfig(args.axi_width or width, args.axi_burst or burst)
+            dma = DmaConfig(width if args.axi_width is None else args.axi_width,
+                            burst if args.axi_burst is None else args.axi_burst)
         except ValueError as exc:
             raise ConfigError(f"--axi-width / --axi-burst: {exc}") from None
     exp = export_xilinx(cfg, board, out, baud=args.baud, instr_depth=args.instr_depth, dma=dma)

@@ -68,6 +68,7 @@ def build_variants(args: argparse.Namespace) -> tuple[list[dict[str, Any]], Any]
     from sparsa.errors import ConfigError, FormatError
     from sparsa.formats.nm import parse_nm
     from sparsa.sim.sweep import SPARSITY, evaluate_point, expand_grid, parse_grid
+    from sparsa.yamlio import short_repr
 
     configs = [(path, load_config(path)) for path in args.configs]
     sparsities = args.sparsity or [None]
@@ -78,8 +79,10 @@ def build_variants(args: argparse.Namespace) -> tuple[list[dict[str, Any]], Any]
             raise ConfigError(f"--sparsity: bad value {s!r}: {str(exc).removeprefix(f'sparsity {s!r}: ')}") from None
     if len(set(sparsities)) != len(sparsities):
         raise ConfigError("--sparsity: a pattern is listed twice")
-    if any(spec.split("=", 1)[0].strip() == SPARSITY for spec in args.sets):
-        raise ConfigError("--set sparsity=...: use --sparsity for the workload's N:M pattern")
+    for spec in args.sets:
+        if spec.split("=", 1)[0].strip() == SPARSITY:
+            raise ConfigError(f"--set {short_repr(spec)}: use --sparsity {short_repr(spec.partition('=')[2])} "
+                              f"for the workload's N:M pattern, not --set")
     workload = build_workload(argparse.Namespace(**{**vars(args), "sparsity": None}))
     names = [cfg.name for _, cfg in configs]
     variants = []

@@ -37,12 +37,16 @@ def build_workload(args: argparse.Namespace):
     """Resolve ``--workload`` (preset name or YAML path) with the phase/context/batch options."""
     from sparsa.models.workloads.spec import get_workload, load_workload
 
+    from sparsa.commands._common import check_positive
+
     opts = {}
+    check_positive(args.batch, "--batch")
+    check_positive(args.context, "--context")
     if args.phase:
         opts["phase"] = args.phase
-    if args.context:
+    if args.context is not None:
         opts["context"] = args.context
-    if args.batch:
+    if args.batch is not None:
         opts["batch"] = args.batch
     path = Path(args.workload)
     if path.suffix in (".yaml", ".yml"):

@@ -60,7 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"'dense' and/or N:M patterns (default {_DEFAULT_SPARSITY}; with --prune 2:4)")
     parser.add_argument("--report", action="store_true", help="print a Markdown table (default: aligned text)")
     parser.add_argument("--json", type=Path, metavar="OUT.json", help="also write the rows as JSON")
-    parser.add_argument("--max-chunks", type=int, default=8, help="SmolLM2: held-out 256-token chunks to evaluate (default 8)")
+    parser.add_argument("--max-chunks", type=int, default=None,
+                        help="SmolLM2: held-out 256-token chunks to evaluate (default 8)")
     parser.add_argument("--sentences", type=int, default=None, help="MiniLM: evaluate the first N of the 120 sentences")
     parser.add_argument("--quiet", action="store_true", help="no per-scheme progress lines on stderr")
     parser.add_argument("--config", type=Path, default=None, metavar="ACCEL.yaml",
@@ -233,6 +234,14 @@ def run(args: argparse.Namespace) -> int:
     from sparsa.formats.nm import parse_nm
     from sparsa.models.compression import pruning
 
+    if args.model == "minilm" and args.max_chunks is not None:
+        raise FormatError(f"--max-chunks {args.max_chunks} applies to --model smollm2 only (MiniLM evaluates "
+                          f"sentences: use --sentences)")
+    if args.model == "smollm2" and args.sentences is not None:
+        raise FormatError(f"--sentences {args.sentences} applies to --model minilm only (SmolLM2 evaluates "
+                          f"256-token chunks: use --max-chunks)")
+    if args.max_chunks is None:
+        args.max_chunks = 8
     from sparsa.output import check_output_file, write_file
 
     if args.json is not None:
@@ -244,6 +253,7 @@ def run(args: argparse.Namespace) -> int:
         from sparsa.config import load_config
 
         config = load_config(args.config)
+        config.require_supported()      # the hardware checks below assume a design that exists
     mantissa_bits = args.act_mantissa_bits if args.act_mantissa_bits is not None else \
         (config.act_scale.mantissa_bits if config is not None else 16)
     if not 2 <= mantissa_bits <= 24:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sparsa.commands._common import (add_config_argument, gemm_tensors, load, load_matrix, parse_gemm,
-                                     random_operands, reference_outputs)
+from sparsa.commands._common import (add_config_argument, check_operand_shapes, check_seed, gemm_tensors, load,
+                                     load_matrix, parse_gemm, random_operands, reference_outputs)
 from sparsa.compiler import compile_gemm
 from sparsa.output import check_output_file, write_file
 from sparsa.sim.backends.base import BACKENDS, get_backend
@@ -36,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = load(args)
     m, k, n = parse_gemm(args.gemm)
+    check_seed(args.seed)
     if args.json:
         check_output_file(args.json, "--json")
     a, w = random_operands(cfg, m, k, n, args.seed)
@@ -43,8 +44,9 @@ def run(args: argparse.Namespace) -> int:
         w = load_matrix(args.weights, "weights")
     if args.acts:
         a = load_matrix(args.acts, "activations")
+    check_operand_shapes(a, w, (m, k, n), acts_given=bool(args.acts), weights_given=bool(args.weights))
     program = compile_gemm(cfg, w, m, args.sparsity)
-    tensors = gemm_tensors(program, a, args.seed, args.scales)
+    tensors = gemm_tensors(program, a, args.seed, args.scales, acts_given=bool(args.acts))
     a = tensors["A"]
     backend = get_backend(args.backend, cfg)
 

@@ -86,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
     if not feasible:
         for path in paths:
             print(f"wrote {path}")
-        raise UnsupportedError(f"no point of the grid can run (reasons in {args.out / 'sweep.csv'})")
+        first = max(reasons, key=reasons.get)
+        raise UnsupportedError(f"no point of the grid can run: {first} (every reason in {args.out / 'sweep.csv'})")
     unit = "tokens/s" if result.workload["phase"] in ("decode", "prefill") else "inferences/s"
     fields = [a.field for a in axes]
     for name, title in (("latency_energy", "Pareto front: latency vs energy per token"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -26,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "absent) or sklearn digits (default fashion-mnist)")
     parser.add_argument("--method", default="bdwp", choices=["dense", "bdwp", "srste"],
                         help="dense baseline, BDWP (N:M on W forward, on W^T backward) or SR-STE (default bdwp)")
-    parser.add_argument("--sparsity", default="2:8", help="N:M pattern of the sparse methods (default 2:8)")
+    parser.add_argument("--sparsity", default=None, help="N:M pattern of the sparse methods (default 2:8; "
+                                                          "not with --method dense)")
     parser.add_argument("--epochs", type=int, default=10, help="passes over the training set (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initialisation and shuffling (default 0)")
     parser.add_argument("--batch-size", type=int, default=128, help="samples per step (default 128)")
@@ -146,6 +148,29 @@ def run(args: argparse.Namespace) -> int:
                         ("--threads", args.threads)):
         if value is not None and value < 1:
             raise ConfigError(f"{flag} must be a positive integer, not {value!r}")
+    if args.weight_decay < 0 or not math.isfinite(args.weight_decay):
+        raise ConfigError(f"--weight-decay must be a finite number >= 0, not {args.weight_decay}")
+    if args.lr is not None and not (args.lr > 0 and math.isfinite(args.lr)):
+        raise ConfigError(f"--lr must be a positive finite number, not {args.lr}")
+    if args.srste_lambda < 0 or not math.isfinite(args.srste_lambda):
+        raise ConfigError(f"--srste-lambda must be a finite number >= 0, not {args.srste_lambda}")
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be a non-negative integer, not {args.seed}")
+    for flag, value in (("--batch-size", args.batch_size), ("--mask-interval", args.mask_interval)):
+        if value < 1:
+            raise ConfigError(f"{flag} must be a positive integer, not {value}")
+    if args.method == "dense":
+        given = [flag for flag, is_set in (("--sparsity", args.sparsity not in (None, "dense")),
+                                           ("--srste-lambda", args.srste_lambda != 2e-4),
+                                           ("--dense-layers", bool(args.dense_layers.strip())))
+                 if is_set]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: only used by the sparse methods (bdwp, srste), "
+                              f"not --method dense")
+    elif args.method != "srste" and args.srste_lambda != 2e-4:
+        raise ConfigError(f"--srste-lambda {args.srste_lambda}: only used by --method srste, not {args.method}")
+    if args.sparsity is None:
+        args.sparsity = "2:8"
     if args.plot:
         _check_plot_available()
         check_output_file(args.plot, "--plot", parents=True)

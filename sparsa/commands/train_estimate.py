@@ -85,9 +85,13 @@ def format_layers(c) -> str:
 def run(args: argparse.Namespace) -> int:
     from sparsa.sim.training_estimate import compare_training
 
+    from sparsa.commands._common import check_positive
     from sparsa.output import check_output_file, write_file
 
+    check_positive(args.batch, "--batch")
+    check_positive(args.samples, "--samples")
     cfg = load(args)
+    cfg.require_supported()       # never estimate output_stationary / ovp8 with another design's numbers
     if args.json is not None and str(args.json) != "-":
         check_output_file(args.json, "--json", parents=True)
     c = compare_training(cfg, args.model, pattern=args.sparsity, method=args.method, batch=args.batch,

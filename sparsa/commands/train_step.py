@@ -34,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", choices=("fashion-mnist", "digits"), default="fashion-mnist",
                         help="data of the batch (falls back to digits when Fashion-MNIST is absent)")
     parser.add_argument("--method", choices=("dense", "bdwp", "srste"), default="bdwp")
-    parser.add_argument("--sparsity", default="2:8", help="N:M of the sparse GEMMs (default 2:8)")
+    parser.add_argument("--sparsity", default=None, help="N:M of the sparse GEMMs (default 2:8; not with "
+                                                          "--method dense)")
     parser.add_argument("--batch", type=int, default=4, help="samples in the step (default 4)")
     parser.add_argument("--train-epochs", type=int, default=0,
                         help="train the reference this many epochs first, so W and dY are a trained network's")
@@ -54,6 +55,17 @@ def run(args: argparse.Namespace) -> int:
     for flag, value, low in (("--batch", args.batch, 1), ("--train-epochs", args.train_epochs, 0)):
         if value < low:
             raise ConfigError(f"{flag} must be an integer >= {low}, not {value!r}")
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be a non-negative integer, not {args.seed}")
+    if args.method == "dense" and args.sparsity not in (None, "dense"):
+        raise ConfigError(f"--sparsity {args.sparsity}: only used by the sparse methods (bdwp, srste), "
+                          f"not --method dense")
+    if args.sparsity is None:
+        args.sparsity = "dense" if args.method == "dense" else "2:8"
+    from sparsa.sim.backends.base import BACKENDS
+
+    if args.backend not in BACKENDS:
+        raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, not {args.backend!r}")
     from sparsa.output import check_output_file, write_file
 
     cfg = load(args)

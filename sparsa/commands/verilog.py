@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
-from sparsa.datapath import matrix_datapath
 from sparsa.commands._common import add_config_argument, load
 from sparsa.output import check_output_dir, check_output_file, write_file
+from sparsa.datapath import matrix_datapath
+from sparsa.errors import ConfigError
+from sparsa.yamlio import short_repr
 
 NAME = "verilog"
 HELP = "generate Verilog for an accelerator config, with a port / resource summary (and optional lint)"
@@ -26,6 +29,9 @@ def run(args: argparse.Namespace) -> int:
     from sparsa.hdl.export import generate_verilog
     from sparsa.hdl.verilator import lint_verilog
 
+    if args.name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", args.name):
+        raise ConfigError(f"--name must be a Verilog identifier (a letter or _, then letters, digits or _; "
+                          f"at most 64 characters), not {short_repr(args.name)}")
     cfg = load(args)
     check_output_dir(args.output, "-o", whole=False)
     if args.json:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import struct
 import subprocess
 import sys
@@ -454,8 +455,9 @@ def _error(tmp_path: Path, text: str, **overrides) -> str:
         load_workload(p, **overrides)
     message = str(info.value)
     assert "\n" not in message
-    assert message.startswith(f"{p}: ")
-    return message.removeprefix(f"{p}: ")
+    prefix = re.match(rf"{re.escape(str(p))}(:\d+)?: ", message)   # file, and line when the node is known
+    assert prefix, message
+    return message[prefix.end():]
 
 
 @pytest.mark.parametrize(
@@ -500,7 +502,8 @@ def test_yaml_bad_inputs(tmp_path):
         tmp_path, head + "context: 8\noverrides:\n  - regex: '.*av'\n    weight: int4\n"
     )
     assert _error(tmp_path, head + "context: 8\nsparsty: '2:4'\n") == (
-        "sparsty: Extra inputs are not permitted (got '2:4')"
+        "sparsty: Extra inputs are not permitted; did you mean 'sparsity' (under 'defaults:' or in a rule of "
+        "'overrides:') (got '2:4')"
     )
     assert _error(tmp_path, head + "context: 8\ndefaults: {weight: int3}\n") == (
         "defaults.weight: Input should be 'int4', 'int8', 'ovp4', 'ovp8' or 'fp16' (got 'int3')"
@@ -513,7 +516,7 @@ def test_yaml_bad_inputs(tmp_path):
         tmp_path, head + "context: 8\noverrides:\n  - {regex: 'blocks.(', sparsity: '2:4'}\n"
     )
     assert _error(tmp_path, "- model\n") == "a workload file must be a mapping at top level, not list"
-    assert _error(tmp_path, "model: [\n").startswith("not valid YAML at line 2")
+    assert _error(tmp_path, "model: [\n").startswith("not valid YAML")   # the line is in the prefix: bad.yaml:2:
     assert _error(tmp_path, head, context=8, batch=0) == (
         "batch: Input should be greater than or equal to 1 (got 0)"
     )

@@ -49,7 +49,7 @@ def test_fallback_note_and_no_fallback(tmp_path, capsys):
     (["--sparsity", "3:5"], "error: sparsity '3:5': N:M group size M must be one of 2, 4, 8, 16, not 5"),
     (["--method", "bdwp", "--sparsity", "dense"], "error: method 'bdwp' needs an N:M sparsity such as 2:8"),
     (["--epochs", "0"], "error: epochs must be a positive integer, not 0"),
-    (["--lr", "nan"], "error: learning rate must be a positive finite number, not nan"),
+    (["--lr", "nan"], "error: --lr must be a positive finite number, not nan"),
     (["--train-subset", "0"], "error: --train-subset must be a positive integer, not 0"),
     (["--threads", "0"], "error: --threads must be a positive integer, not 0"),
     (["--ragged", "refuse"], ("error: layer 'fc3': output size n (the N:M axis of W^T in the input-gradient GEMM) "
@@ -92,7 +92,7 @@ def test_train_estimate_bad_input(capsys):
     assert main(["train-estimate", cfg4, "--sparsity", "1:8"]) == 2
     assert "error: sparsity 1:8 needs groups of 8" in capsys.readouterr().err
     assert main(["train-estimate", VCU, "--batch", "0"]) == 2
-    assert "error: batch must be a positive integer, not 0" in capsys.readouterr().err
+    assert "error: --batch must be a positive integer, not 0" in capsys.readouterr().err
     assert main(["train-estimate", VCU, "--model", "resnet18", "--dense-layers", "conv1,fc9"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: dense layer 'fc9' is not a weight layer of resnet18; its weight layers are conv1,")
