@@ -92,7 +92,8 @@ class VerilatorTransport(TransportBase):
 
     def build(self) -> Path:
         """Export and build the model unless cached; return the build directory."""
-        seconds = verilator_build.build_model(self.build_dir, self.toplevel, self._stamp(), self._write_verilog, what="the SoC")
+        seconds = verilator_build.build_model(self.build_dir, self.toplevel, self._stamp(), self._write_verilog,
+                                              what="the SoC")
         if seconds is not None:
             self.build_seconds = seconds
         return self.build_dir
