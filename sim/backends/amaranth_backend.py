@@ -20,7 +20,7 @@ import numpy as np
 
 from sparsa.config import AcceleratorConfig
 from sparsa.errors import ConfigError, MissingToolError, SparsaError
-from sparsa.isa import decode
+from sparsa.isa import decode, illegal_instruction
 from sparsa.datapath import matrix_datapath
 from sparsa.sim.backends.base import Result
 
@@ -153,6 +153,13 @@ def run_streams(
     Returns
     -------
     StreamRun
+
+    Raises
+    ------
+    IllegalInstructionError
+        The design stopped on a word with an unassigned opcode (``.cycles``: its cycle counter).
+    SimulationError
+        The design raised ``done`` with beats left over or missing.
     """
     cfg = dut.config
     plans = stall_plans(stall_seed, (len(words), len(weight_beats), len(act_beats), num_outputs))
@@ -199,6 +206,7 @@ def run_streams(
                     f"{accepted} instr/weight/act beats accepted, {len(outputs)}/{num_outputs} result beats)")
         observed["ticks"] = ticks
         observed["cycles"] = ctx.get(dut.cycles)
+        observed["illegal"] = ctx.get(dut.illegal)
 
     sim = Simulator(dut)
     sim.add_clock(CLOCK_PERIOD)
@@ -218,6 +226,10 @@ def run_streams(
     else:
         sim.run()
     wall = time.perf_counter() - start
+    if observed["illegal"]:
+        # The controller stopped on the last word it accepted (docs/isa.md#illegal-opcodes).
+        index = accepted[0] - 1
+        raise illegal_instruction(index, words[index], cycles=observed["cycles"])
     expected = [len(words), len(weight_beats), len(act_beats)]
     if accepted != expected or len(outputs) != num_outputs:
         raise SimulationError(
