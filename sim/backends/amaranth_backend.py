@@ -179,8 +179,12 @@ def run_streams(
                     await ctx.tick()
                 ctx.set(payload, beat)
                 ctx.set(port.valid, 1)
-                await ctx.tick().until(port.ready)
+                # ``done`` ends the wait too: a design that stopped early (an illegal opcode)
+                # never takes the rest, and a driver left waiting is what the sim complains about.
+                taken, = await ctx.tick().sample(port.ready).until(port.ready | dut.done)
                 ctx.set(port.valid, 0)
+                if not taken:
+                    return
                 accepted[slot] += 1
         return testbench
 
@@ -191,8 +195,10 @@ def run_streams(
             for _ in range(wait):
                 await ctx.tick()
             ctx.set(port.ready, 1)
-            value, = await ctx.tick().sample(payload).until(port.valid)
+            value, valid = await ctx.tick().sample(payload, port.valid).until(port.valid | dut.done)
             ctx.set(port.ready, 0)
+            if not valid:
+                return
             outputs.append(int(value))
 
     async def watch_done(ctx):
@@ -207,6 +213,7 @@ def run_streams(
         observed["ticks"] = ticks
         observed["cycles"] = ctx.get(dut.cycles)
         observed["illegal"] = ctx.get(dut.illegal)
+        await ctx.tick()        # lets drivers still offering beats see done and return
 
     sim = Simulator(dut)
     sim.add_clock(CLOCK_PERIOD)
