@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import lru_cache
 
 from sparsa.errors import FormatError, IllegalInstructionError
 
@@ -213,9 +214,16 @@ def decode(word: int, *, index: "int | None" = None) -> Instruction:
     """
     if isinstance(word, bool) or not 0 <= word < (1 << INSTRUCTION_BITS):
         raise FormatError(f"instruction word must be a 32-bit unsigned integer, not {word!r}")
-    fields = {name: (word >> off) & ((1 << w) - 1) for name, (off, w) in _OFFSETS.items()}
-    if not is_legal_opcode(fields["opcode"]):
+    if not is_legal_opcode(opcode_of(word)):
         raise illegal_instruction(index, word)
+    return _decode_legal(int(word))
+
+
+@lru_cache(maxsize=4096)
+def _decode_legal(word: int) -> Instruction:
+    # Cached: a program repeats a few distinct words many times (the cycle model decodes every
+    # word it runs), and an Instruction is immutable.
+    fields = {name: (word >> off) & ((1 << w) - 1) for name, (off, w) in _OFFSETS.items()}
     if fields["reserved"]:
         raise FormatError(f"instruction word {word:#010x} has reserved bits set")
     return Instruction(Opcode(fields["opcode"]), fields["count"], bool(fields["accumulate"]),
