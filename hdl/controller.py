@@ -61,7 +61,6 @@ COUNT_FIELD_BITS = {f.name: f.width for f in FIELDS}["count"]
 #: (shared with the DSP-chain controller).
 UNASSIGNED_OPCODES = tuple(v for v in range(1 << {f.name: f.width for f in FIELDS}["opcode"])
                            if not is_legal_opcode(v))
-_UNASSIGNED = UNASSIGNED_OPCODES
 
 
 class State(enum.Enum, shape=3):
@@ -271,7 +270,7 @@ class Controller(wiring.Component):
                                     m.d.sync += state.eq(State.LOAD_S)
                         with m.Case(Opcode.HALT):
                             m.d.sync += state.eq(State.DONE)
-                        with m.Case(*_UNASSIGNED):
+                        with m.Case(*UNASSIGNED_OPCODES):
                             m.d.sync += state.eq(State.ILLEGAL)
                         # NOP and opcodes this datapath lacks: stay in FETCH.
 
