@@ -194,7 +194,8 @@ def isa_opcodes() -> str:
     rows = [(op.value, _code(op.name), _rst_to_md(comments[op.name])) for op in Opcode]
     width = {f.name: f.width for f in FIELDS}["opcode"]
     free = [v for v in range(1 << width) if v not in {op.value for op in Opcode}]
-    note = f"\n\nNot assigned: {_ranges(free)} (`sparsa.isa.decode` refuses them)." if free else ""
+    note = (f"\n\nNot assigned: {_ranges(free)}: an illegal instruction - the controller stops on it "
+            "([below](#illegal-opcodes)); `sparsa.isa.decode` raises `IllegalInstructionError`.") if free else ""
     return _table(["opcode", "name", "effect"], rows) + note
 
 

@@ -7,12 +7,16 @@ State machine (one instruction at a time, see :mod:`sparsa.timing`)::
           --DRAIN---> DRAIN   (count output beats)                        --> FETCH
           --LOAD_S--> LOAD_S  (count scale beats; scaling stage only)     --> FETCH
           --HALT----> DONE    (done = 1, cycle counter frozen)
-          --NOP / unknown opcode--> FETCH
+          --unassigned opcode--> ILLEGAL (done = illegal = 1, cycle counter frozen)
+          --NOP, or an opcode the datapath lacks (LOAD_A; LOAD_S without scales)--> FETCH
 
 LOAD_S exists only with per-token / per-group activation scales (the accumulator's scaling
 stage, ``act_scale``): it pops ``count`` beats from the activation stream and writes beat ``i``
 to scale-RAM row ``i`` (``scale_wen`` / ``scale_waddr``; the data is the beat's low bits,
 wired in the top).  Without the scaling stage it is a NOP like any opcode the datapath lacks.
+An opcode that :class:`sparsa.isa.Opcode` does not assign stops the controller in ILLEGAL
+after its fetch cycle (docs/isa.md#illegal-opcodes): ``done`` and ``illegal`` rise, the cycle
+counter freezes, no further word or beat is taken.
 
 ``F = flush_cycles`` defaults to :func:`sparsa.timing.compute_flush_cycles`.  A COMPUTE with
 ``count = 0`` runs only the flush, a DRAIN with ``count = 0`` is a NOP - both as
@@ -42,16 +46,21 @@ from amaranth.lib.wiring import In, Out
 from sparsa.config import AcceleratorConfig
 from sparsa.hdl.accumulator import address_bits
 from sparsa.hdl.layouts import check_config, instruction_layout
-from sparsa.isa import FIELDS, Opcode
+from sparsa.isa import FIELDS, Opcode, is_legal_opcode
 from sparsa.timing import compute_flush_cycles, has_scale_stage, load_weights_cycles
 
-__all__ = ["Controller", "State", "CYCLE_COUNTER_BITS", "COUNT_FIELD_BITS", "register_bits"]
+__all__ = ["Controller", "State", "CYCLE_COUNTER_BITS", "COUNT_FIELD_BITS", "UNASSIGNED_OPCODES", "register_bits"]
 
 #: Width of the ``cycles`` counter (wraps after 2**32 cycles).
 CYCLE_COUNTER_BITS = 32
 
 #: Width of the instruction's count field (the latched count and the beat counter).
 COUNT_FIELD_BITS = {f.name: f.width for f in FIELDS}["count"]
+
+#: Opcode values :class:`sparsa.isa.Opcode` does not assign: fetching one stops the controller
+#: (shared with the DSP-chain controller).
+UNASSIGNED_OPCODES = tuple(v for v in range(1 << {f.name: f.width for f in FIELDS}["opcode"])
+                           if not is_legal_opcode(v))
 
 
 class State(enum.Enum, shape=3):
@@ -64,6 +73,7 @@ class State(enum.Enum, shape=3):
     DRAIN = 4
     DONE = 5
     LOAD_S = 6
+    ILLEGAL = 7
 
 
 def register_bits(config: AcceleratorConfig) -> int:
@@ -109,9 +119,11 @@ class Controller(wiring.Component):
         Scaling stage only: LOAD_S writes the accepted activation beat to scale-RAM row
         ``scale_waddr``.
     done : Out(1)
-        High once HALT has been fetched.
+        High once HALT (or an illegal opcode) has been fetched.
+    illegal : Out(1)
+        High once a word with an unassigned opcode has been fetched (the controller stopped on it).
     cycles : Out(32)
-        Cycles from reset release up to and including the HALT fetch.
+        Cycles from reset release up to and including the HALT (or illegal-opcode) fetch.
     state : Out(State)
         Current state (for tests and debugging).
     """
@@ -144,6 +156,7 @@ class Controller(wiring.Component):
             "acc_waddr": Out(abits),
             "acc_accumulate": Out(1),
             "done": Out(1),
+            "illegal": Out(1),
             "cycles": Out(CYCLE_COUNTER_BITS),
             "state": Out(State),
         }
@@ -187,10 +200,12 @@ class Controller(wiring.Component):
                 return value[:abits]
             return Mux(value < depth, value[:abits], 0)
 
-        # Cycle counter: every cycle until (and including) the one that fetches HALT.
-        with m.If(state != State.DONE):
+        # Cycle counter: every cycle until (and including) the one that fetches HALT (or an
+        # illegal opcode).
+        stopped = (state == State.DONE) | (state == State.ILLEGAL)
+        with m.If(~stopped):
             m.d.sync += self.cycles.eq(self.cycles + 1)
-        m.d.comb += self.done.eq(state == State.DONE)
+        m.d.comb += [self.done.eq(stopped), self.illegal.eq(state == State.ILLEGAL)]
 
         # Array enable and accumulator write path (active in STREAM and FLUSH).
         in_stream = state == State.STREAM
@@ -255,7 +270,9 @@ class Controller(wiring.Component):
                                     m.d.sync += state.eq(State.LOAD_S)
                         with m.Case(Opcode.HALT):
                             m.d.sync += state.eq(State.DONE)
-                        # NOP and unknown opcodes: stay in FETCH.
+                        with m.Case(*UNASSIGNED_OPCODES):
+                            m.d.sync += state.eq(State.ILLEGAL)
+                        # NOP and opcodes this datapath lacks: stay in FETCH.
 
             with m.Case(State.LOAD_W):
                 m.d.comb += [
@@ -300,6 +317,6 @@ class Controller(wiring.Component):
                         with m.If(beat == count - 1):
                             m.d.sync += state.eq(State.FETCH)
 
-            with m.Case(State.DONE):
+            with m.Case(State.DONE, State.ILLEGAL):
                 pass
         return m

@@ -60,9 +60,12 @@ class SparseSystolicAccelerator(wiring.Component):
     results : Out(stream.Signature(output beat layout))
         One accumulator row per beat during DRAIN.
     done : Out(1)
-        High once HALT has been fetched.
+        High once HALT (or an illegal opcode) has been fetched.
+    illegal : Out(1)
+        High once a word with an unassigned opcode has been fetched: the accelerator stopped on
+        it (``done`` is high too; docs/isa.md#illegal-opcodes).
     cycles : Out(32)
-        Cycles from reset release up to and including the HALT fetch.
+        Cycles from reset release up to and including the HALT (or illegal-opcode) fetch.
 
     Raises
     ------
@@ -92,6 +95,7 @@ class SparseSystolicAccelerator(wiring.Component):
             "acts": In(stream.Signature(activation_beat_layout(config))),
             "results": Out(stream.Signature(output_beat_layout(config))),
             "done": Out(1),
+            "illegal": Out(1),
             "cycles": Out(CYCLE_COUNTER_BITS),
         })
 
@@ -136,6 +140,7 @@ class SparseSystolicAccelerator(wiring.Component):
             ctrl.results_ready.eq(self.results.ready),
             self.results.payload.eq(acc.rdata),
             self.done.eq(ctrl.done),
+            self.illegal.eq(ctrl.illegal),
             self.cycles.eq(ctrl.cycles),
 
             array.en.eq(ctrl.array_en),

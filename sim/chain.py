@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sparsa.chain_timing import FETCH_CYCLES, chain_latency
+from sparsa.chain_timing import FETCH_CYCLES, ILLEGAL_CYCLES, chain_latency
 from sparsa.config import AcceleratorConfig
 from sparsa.errors import FormatError
-from sparsa.isa import Opcode, decode
+from sparsa.isa import Opcode
 from sparsa.models.reference import wrap
-from sparsa.sim.cycle import CycleStats
+from sparsa.sim.cycle import CycleStats, run_fetched
+from sparsa.sim.interpreter import fetched
 
 __all__ = ["ChainState", "ChainInterpreter", "ChainCycleModel", "ChainStats", "tile_results", "segment_slots",
            "interpret_program"]
@@ -132,8 +133,7 @@ class ChainInterpreter:
         cfg = self.config
         state = ChainState.reset(cfg)
         weights, acts = iter(weight_beats), iter(act_words)
-        for word in words:
-            instr = decode(int(word))
+        for instr in fetched(words):
             op, n = instr.op, instr.count
             if op is Opcode.LOAD_A:
                 self.check_segments(instr.segments)
@@ -185,7 +185,7 @@ class ChainCycleModel:
         lat = chain_latency(cfg)
         loads, computes = iter(program.load_steps), iter(program.computes)
         out = []
-        for instr in program.instructions:
+        for instr in run_fetched(program, stats, ILLEGAL_CYCLES):
             stats.instructions += 1
             stats.fetch += FETCH_CYCLES
             stats.cycles += FETCH_CYCLES

@@ -20,13 +20,27 @@ import numpy as np
 from sparsa.compiler.program import Program
 from sparsa.config import AcceleratorConfig
 from sparsa.datapath import matrix_datapath
-from sparsa.errors import FormatError
+from sparsa.errors import FormatError, IllegalInstructionError
 from sparsa.isa import Opcode
 from sparsa.models.reference import wrap
-from sparsa.sim.interpreter import ArchState, Interpreter, decode_lanes
-from sparsa.timing import FETCH_CYCLES, compute_flush_cycles, has_scale_stage, load_weights_cycles
+from sparsa.sim.interpreter import ArchState, Interpreter, decode_lanes, fetched
+from sparsa.timing import FETCH_CYCLES, ILLEGAL_CYCLES, compute_flush_cycles, has_scale_stage, load_weights_cycles
 
-__all__ = ["CycleStats", "CycleModel", "program_cycles"]
+__all__ = ["CycleStats", "CycleModel", "program_cycles", "run_fetched"]
+
+
+def run_fetched(program, stats: "CycleStats", stop_cycles: int = ILLEGAL_CYCLES):
+    """The program's instructions as the controller fetches them: its instruction words, decoded.
+
+    A word with an unassigned opcode raises :class:`~sparsa.errors.IllegalInstructionError`
+    with ``cycles`` set to the stop cycle: ``stats.cycles`` (the words before it) plus
+    ``stop_cycles`` (the datapath's ``ILLEGAL_CYCLES``), which is what the RTL's cycle counter shows.
+    """
+    try:
+        yield from fetched(program.instruction_words())
+    except IllegalInstructionError as exc:
+        exc.cycles = stats.cycles + stop_cycles
+        raise
 
 
 @dataclass
@@ -73,7 +87,9 @@ class CycleModel:
         Activation lanes are gathered per COMPUTE straight from ``a`` (no packed stream is
         materialised), which is what makes 4096x4096 GEMVs on a 32x32 array take seconds.
         ``scales`` (``S[m, scale_groups]``) is required by programs with activation scales and
-        refused by the others.
+        refused by the others.  The instructions executed are the program's instruction words
+        (what the hardware fetches): an unassigned opcode raises
+        :class:`~sparsa.errors.IllegalInstructionError` with the stop cycle as ``.cycles``.
         """
         cfg = self.config
         if program.config != cfg:
@@ -90,7 +106,7 @@ class CycleModel:
         scale_loads = iter(program.scale_loads)
         scaling = has_scale_stage(cfg)
         out = []
-        for instr in program.instructions:
+        for instr in run_fetched(program, stats):
             if self.record_timeline:
                 stats.timeline.append((stats.cycles, str(instr)))
             stats.instructions += 1

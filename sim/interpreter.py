@@ -28,7 +28,20 @@ from sparsa.isa import Instruction, Opcode, decode
 from sparsa.models.reference import wrap
 from sparsa.timing import has_scale_stage
 
-__all__ = ["ArchState", "Interpreter", "decode_lanes", "decode_weight_pairs", "interpret_program"]
+__all__ = ["ArchState", "Interpreter", "decode_lanes", "decode_weight_pairs", "interpret_program", "fetched"]
+
+
+def fetched(words: Iterable[int]) -> Iterator[Instruction]:
+    """Decode instruction words in stream order, as the controller fetches them.
+
+    Raises
+    ------
+    IllegalInstructionError
+        At the first word with an unassigned opcode (naming its index and opcode); the words
+        before it have been yielded (and executed by the caller), none after it.
+    """
+    for index, word in enumerate(words):
+        yield decode(int(word), index=index)
 
 
 def decode_lanes(config: AcceleratorConfig, lanes: np.ndarray) -> np.ndarray:
@@ -156,11 +169,15 @@ class Interpreter:
             raise FormatError(f"{instr.op.name} count {instr.count} exceeds buffers.accumulator_depth={depth}")
 
     def run(self, words: Iterable[int], weight_beats: Iterable, activation_beats: Iterable) -> ArchState:
-        """Run instruction words until HALT; return the final state (``outputs`` = drained beats)."""
+        """Run instruction words until HALT; return the final state (``outputs`` = drained beats).
+
+        A word with an unassigned opcode stops the run with
+        :class:`~sparsa.errors.IllegalInstructionError` (:func:`fetched`).
+        """
         state = ArchState.reset(self.config)
         wi, ai = iter(weight_beats), iter(activation_beats)
-        for word in words:
-            self.step(state, decode(word), wi, ai)
+        for instr in fetched(words):
+            self.step(state, instr, wi, ai)
             if state.halted:
                 break
         else:

@@ -13,6 +13,7 @@ NOP, HALT    0 (LOAD_W is a NOP on the chain: weights stream during COMPUTE)
 LOAD_A n     ``n`` (one activation-buffer word per cycle)
 COMPUTE n    ``n`` (one weight beat per cycle) + :func:`chain_latency` flush
 DRAIN n      ``n`` (one output row per cycle)
+illegal      0, and the controller stops (an unassigned opcode, :data:`ILLEGAL_CYCLES`)
 ===========  ==========================================================
 
 Pipeline of a beat accepted in (enabled) cycle ``t`` by slice ``i = j * group + s`` (DSP
@@ -41,10 +42,14 @@ from sparsa.isa import Instruction, Opcode
 if TYPE_CHECKING:
     from sparsa.config import AcceleratorConfig
 
-__all__ = ["FETCH_CYCLES", "chain_latency", "instruction_cycles", "program_cycles"]
+__all__ = ["FETCH_CYCLES", "ILLEGAL_CYCLES", "chain_latency", "instruction_cycles", "program_cycles"]
 
 #: Cycles to accept and decode one instruction word (same as the systolic controller).
 FETCH_CYCLES = 1
+
+#: Cycles of an instruction word with an unassigned opcode: its fetch, then the controller stops
+#: (as :data:`sparsa.timing.ILLEGAL_CYCLES`).
+ILLEGAL_CYCLES = FETCH_CYCLES
 
 
 def chain_latency(config: "AcceleratorConfig") -> int:

@@ -12,6 +12,7 @@ __all__ = [
     "ConfigError",
     "ShapeError",
     "FormatError",
+    "IllegalInstructionError",
     "MissingToolError",
     "UnsupportedError",
 ]
@@ -31,6 +32,35 @@ class ShapeError(SparsaError, ValueError):
 
 class FormatError(SparsaError, ValueError):
     """A value cannot be represented in a number or sparsity format."""
+
+
+class IllegalInstructionError(FormatError):
+    """An instruction word has an unassigned opcode (docs/isa.md#illegal-opcodes).
+
+    Every rung that executes instructions raises it with the same one-line message (built by
+    :func:`sparsa.isa.illegal_instruction`): the ISA interpreters and cycle models when they
+    reach the word, the RTL backends and the SoC host driver when the controller stopped on it.
+
+    Attributes
+    ----------
+    index : int or None
+        Position of the word in the instruction stream (0 = first word), when known.
+    word : int
+        The 32-bit instruction word.
+    opcode : int
+        Its opcode field.
+    cycles : int or None
+        Timed rungs only: the cycle count at the stop (every cycle up to and including the
+        fetch of the illegal word); ``None`` from untimed rungs.
+    """
+
+    def __init__(self, message: str, *, index: "int | None", word: int, opcode: int,
+                 cycles: "int | None" = None) -> None:
+        super().__init__(message)
+        self.index = index
+        self.word = word
+        self.opcode = opcode
+        self.cycles = cycles
 
 
 class UnsupportedError(SparsaError, NotImplementedError):

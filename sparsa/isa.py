@@ -9,7 +9,8 @@ Instruction fields, one 32-bit word.  Their order and widths, and so their bit p
 :data:`FIELDS` (LSB first); the table in docs/isa.md, with bit positions, is generated from
 :data:`FIELDS` and the meanings below by ``docs/generate.py``::
 
-    opcode       the operation, :class:`Opcode` (values not assigned are refused by :func:`decode`)
+    opcode       the operation, :class:`Opcode`; a value not assigned is an illegal instruction
+                 (:func:`decode` raises :class:`~sparsa.errors.IllegalInstructionError`)
     accumulate   COMPUTE only: 1 adds the results to the accumulator rows, 0 overwrites them
     count        COMPUTE / DRAIN / LOAD_S: number of rows, 1 .. ``buffers.accumulator_depth``;
                  DSP chain: COMPUTE = weight beats, LOAD_A = activation-buffer words,
@@ -20,16 +21,24 @@ Instruction fields, one 32-bit word.  Their order and widths, and so their bit p
     reserved     must be zero (decoding a word with reserved bits set is an error)
 
 Execution is in order and one instruction at a time (see :mod:`sparsa.timing`).
+
+Illegal opcodes (docs/isa.md#illegal-opcodes): the controller fetches the word (one
+``FETCH_CYCLES`` cycle, counted) and stops there like HALT - ``done`` and ``illegal`` rise, the
+cycle counter freezes, no later word or beat is taken.  Every rung that executes instructions
+reports it the same way: :class:`~sparsa.errors.IllegalInstructionError` with the message of
+:func:`illegal_instruction` (timed rungs add the cycle count at the stop as ``.cycles``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import lru_cache
 
-from sparsa.errors import FormatError
+from sparsa.errors import FormatError, IllegalInstructionError
 
-__all__ = ["Opcode", "Field", "FIELDS", "INSTRUCTION_BITS", "Instruction", "encode", "decode"]
+__all__ = ["Opcode", "Field", "FIELDS", "INSTRUCTION_BITS", "Instruction", "encode", "decode",
+           "opcode_of", "is_legal_opcode", "illegal_instruction"]
 
 INSTRUCTION_BITS = 32
 
@@ -148,15 +157,74 @@ def encode(instr: Instruction) -> int:
     return word
 
 
-def decode(word: int) -> Instruction:
-    """Unpack a 32-bit word; raises :class:`FormatError` for unknown opcodes or reserved bits."""
-    if not 0 <= word < (1 << INSTRUCTION_BITS):
+_ASSIGNED = frozenset(int(op) for op in Opcode)
+
+
+def opcode_of(word: int) -> int:
+    """The opcode field of a 32-bit instruction word (assigned or not)."""
+    offset, width = _OFFSETS["opcode"]
+    return (int(word) >> offset) & ((1 << width) - 1)
+
+
+def is_legal_opcode(opcode: int) -> bool:
+    """True for an opcode value assigned in :class:`Opcode`."""
+    return int(opcode) in _ASSIGNED
+
+
+def illegal_instruction(index: "int | None", word: int, cycles: "int | None" = None) -> IllegalInstructionError:
+    """The error every rung raises for an instruction word with an unassigned opcode.
+
+    Parameters
+    ----------
+    index : int or None
+        Position of the word in the instruction stream (``None`` when unknown).
+    word : int
+        The 32-bit instruction word.
+    cycles : int, optional
+        Timed rungs: the cycle count at the stop (kept as ``.cycles``, not in the message, so
+        that the message is the same on every rung).
+    """
+    word = int(word)
+    opcode = opcode_of(word)
+    where = f"word {index}" if index is not None else "instruction word"
+    assigned = ", ".join(f"{op.name}={int(op)}" for op in Opcode)
+    return IllegalInstructionError(
+        f"illegal instruction: {where} ({word:#010x}) has unknown opcode {opcode} "
+        f"(assigned: {assigned}); the accelerator stops on it",
+        index=index, word=word, opcode=opcode, cycles=cycles)
+
+
+def decode(word: int, *, index: "int | None" = None) -> Instruction:
+    """Unpack a 32-bit word.
+
+    Parameters
+    ----------
+    word : int
+        The instruction word.
+    index : int, optional
+        Its position in the instruction stream, named by the error for an illegal opcode.
+
+    Raises
+    ------
+    IllegalInstructionError
+        The opcode is not assigned (:func:`illegal_instruction`; checked before the other
+        fields, as the controller does).
+    FormatError
+        Not a 32-bit word, reserved bits set, or field values outside :class:`Instruction`'s rules.
+    """
+    if isinstance(word, bool) or not 0 <= word < (1 << INSTRUCTION_BITS):
         raise FormatError(f"instruction word must be a 32-bit unsigned integer, not {word!r}")
+    if not is_legal_opcode(opcode_of(word)):
+        raise illegal_instruction(index, word)
+    return _decode_legal(int(word))
+
+
+@lru_cache(maxsize=4096)
+def _decode_legal(word: int) -> Instruction:
+    # Cached: a program repeats a few distinct words many times (the cycle model decodes every
+    # word it runs), and an Instruction is immutable.
     fields = {name: (word >> off) & ((1 << w) - 1) for name, (off, w) in _OFFSETS.items()}
     if fields["reserved"]:
         raise FormatError(f"instruction word {word:#010x} has reserved bits set")
-    try:
-        op = Opcode(fields["opcode"])
-    except ValueError:
-        raise FormatError(f"instruction word {word:#010x} has unknown opcode {fields['opcode']}") from None
-    return Instruction(op, fields["count"], bool(fields["accumulate"]), fields["segments_m1"] + 1)
+    return Instruction(Opcode(fields["opcode"]), fields["count"], bool(fields["accumulate"]),
+                       fields["segments_m1"] + 1)

@@ -17,6 +17,8 @@ COMPUTE n    ``n`` (one activation beat per cycle) + ``rows + cols + 3`` flush
 DRAIN n      ``n`` (one output beat per cycle)
 LOAD_S n     ``n`` (one scale beat per cycle) with ``act_scale.granularity`` token /
              group; 0 (a NOP) without the scaling stage
+illegal      0, and the controller stops (an unassigned opcode: ``done`` and ``illegal``
+             rise, the counter freezes after this fetch; :data:`ILLEGAL_CYCLES`)
 ===========  ==========================================================
 
 The flush is the array's input register, the array latency and the accumulator's write stage:
@@ -35,7 +37,7 @@ The flush is the array's input register, the array latency and the accumulator's
 =============================  ===========================================================
 
 The cycle counter of the RTL counts every cycle from reset release until (and
-including) the cycle in which HALT is fetched.
+including) the cycle in which HALT (or an illegal opcode) is fetched.
 """
 
 from __future__ import annotations
@@ -47,12 +49,17 @@ from sparsa.isa import Instruction, Opcode
 if TYPE_CHECKING:
     from sparsa.config import AcceleratorConfig
 
-__all__ = ["FETCH_CYCLES", "ARRAY_INPUT_LATENCY", "PE_LATENCY", "ACCUMULATOR_WRITE_LATENCY", "SCALE_STAGE_LATENCY", "array_latency",
+__all__ = ["FETCH_CYCLES", "ILLEGAL_CYCLES", "ARRAY_INPUT_LATENCY", "PE_LATENCY", "ACCUMULATOR_WRITE_LATENCY", "SCALE_STAGE_LATENCY", "array_latency",
            "compute_flush_cycles", "scale_stage_latency", "has_scale_stage", "instruction_cycles",
            "load_weights_cycles"]
 
 #: Cycles to accept and decode one instruction word.
 FETCH_CYCLES = 1
+
+#: Cycles of an instruction word with an unassigned opcode: its fetch, then the controller stops
+#: (docs/isa.md#illegal-opcodes).  A program stopped by one reports the cycles of the words before
+#: it plus these.
+ILLEGAL_CYCLES = FETCH_CYCLES
 
 #: Enabled cycles from a PE's ``lane_in`` to its ``psum_out``: the sparse-MUX output register,
 #: the multiplier output register and the partial-sum register (``sparsa.hdl.pe``).

@@ -6,7 +6,9 @@ State machine (one instruction at a time, timing contract :mod:`sparsa.chain_tim
           --COMPUTE n-> STREAM (n weight beats)  -> FLUSH (F cycles)          --> FETCH
           --DRAIN n---> DRAIN  (n output beats)                               --> FETCH
           --HALT------> DONE   (done = 1, cycle counter frozen)
-          --NOP, LOAD_W, unknown opcode, count 0--> FETCH   (COMPUTE 0: FLUSH only)
+          --unassigned opcode--> ILLEGAL (done = illegal = 1, cycle counter frozen;
+                                          docs/isa.md#illegal-opcodes)
+          --NOP, LOAD_W, LOAD_S, count 0--> FETCH   (COMPUTE 0: FLUSH only)
 
 ``F = flush_cycles`` defaults to :func:`sparsa.chain_timing.chain_latency`.  LOAD_A also
 latches ``count`` as the k-tiles per output tile (``ktiles``) of the following COMPUTEs and the
@@ -39,7 +41,7 @@ from sparsa.hdl.accumulator import address_bits
 from sparsa.hdl.chain.act_buffer import act_address_bits, act_control_signature
 from sparsa.hdl.chain.layouts import chain_tag_layout, check_chain_config
 from sparsa.hdl.chain.output_bank import bank_control_signature
-from sparsa.hdl.controller import COUNT_FIELD_BITS, CYCLE_COUNTER_BITS
+from sparsa.hdl.controller import COUNT_FIELD_BITS, CYCLE_COUNTER_BITS, UNASSIGNED_OPCODES
 from sparsa.hdl.layouts import instruction_layout
 from sparsa.isa import Opcode
 
@@ -55,6 +57,7 @@ class ChainState(enum.Enum, shape=3):
     FLUSH = 3
     DRAIN = 4
     DONE = 5
+    ILLEGAL = 6
 
 
 class ChainController(wiring.Component):
@@ -79,9 +82,11 @@ class ChainController(wiring.Component):
     results_valid, results_ready : Out(1), In(1)
         Handshake of the output stream (``valid`` in DRAIN).
     done : Out(1)
-        High once HALT has been fetched.
+        High once HALT (or an illegal opcode) has been fetched.
+    illegal : Out(1)
+        High once a word with an unassigned opcode has been fetched (the controller stopped on it).
     cycles : Out(32)
-        Cycles from reset release up to and including the HALT fetch.
+        Cycles from reset release up to and including the HALT (or illegal-opcode) fetch.
     state : Out(ChainState)
         Controller state.
     en : Out(1)
@@ -112,6 +117,7 @@ class ChainController(wiring.Component):
             "results_valid": Out(1),
             "results_ready": In(1),
             "done": Out(1),
+            "illegal": Out(1),
             "cycles": Out(CYCLE_COUNTER_BITS),
             "state": Out(ChainState),
             "en": Out(1),
@@ -158,9 +164,10 @@ class ChainController(wiring.Component):
         dseg = Signal(range(smax)) if smax > 1 else None
         last_slot = dseg == smax - 1 if smax > 1 else Const(1)
         m.d.comb += self.state.eq(state)
-        with m.If(state != ChainState.DONE):
+        stopped = (state == ChainState.DONE) | (state == ChainState.ILLEGAL)
+        with m.If(~stopped):
             m.d.sync += self.cycles.eq(self.cycles + 1)
-        m.d.comb += self.done.eq(state == ChainState.DONE)
+        m.d.comb += [self.done.eq(stopped), self.illegal.eq(state == ChainState.ILLEGAL)]
 
         in_stream = state == ChainState.STREAM
         in_flush = state == ChainState.FLUSH
@@ -248,6 +255,8 @@ class ChainController(wiring.Component):
                                 m.d.sync += state.eq(ChainState.DRAIN)
                         with m.Case(Opcode.HALT):
                             m.d.sync += state.eq(ChainState.DONE)
+                        with m.Case(*UNASSIGNED_OPCODES):
+                            m.d.sync += state.eq(ChainState.ILLEGAL)
 
             with m.Case(ChainState.LOAD_A):
                 m.d.comb += self.acts_ready.eq(1)

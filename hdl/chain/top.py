@@ -50,9 +50,12 @@ class SparseChainAccelerator(wiring.Component):
     instr, weights, acts, results : streams
         Instruction words; weight beats (COMPUTE); activation-buffer words (LOAD_A); output rows (DRAIN).
     done : Out(1)
-        High once HALT has been fetched.
+        High once HALT (or an illegal opcode) has been fetched.
+    illegal : Out(1)
+        High once a word with an unassigned opcode has been fetched: the accelerator stopped on
+        it (``done`` is high too; docs/isa.md#illegal-opcodes).
     cycles : Out(32)
-        Cycles from reset release up to and including the HALT fetch.
+        Cycles from reset release up to and including the HALT (or illegal-opcode) fetch.
     state : Out(ChainState)
         Controller state (tests, debugging).
 
@@ -84,6 +87,7 @@ class SparseChainAccelerator(wiring.Component):
             "acts": In(stream.Signature(chain_act_beat_layout(config))),
             "results": Out(stream.Signature(chain_output_beat_layout(config))),
             "done": Out(1),
+            "illegal": Out(1),
             "cycles": Out(CYCLE_COUNTER_BITS),
             "state": Out(ChainState),
         })
@@ -137,6 +141,7 @@ class SparseChainAccelerator(wiring.Component):
             ctrl.results_ready.eq(self.results.ready),
             self.results.payload.eq(bank.rdata),
             self.done.eq(ctrl.done),
+            self.illegal.eq(ctrl.illegal),
             self.cycles.eq(ctrl.cycles),
             self.state.eq(ctrl.state),
         ]

@@ -15,6 +15,7 @@ Run control (``STATUS`` shows it)::
                            beat 0 into their output registers; the accelerator is held in reset)
          --> RUN (accelerator out of reset: its cycle 0 finds every stream's first beat valid)
          --done--> DONE (accelerator frozen; CYCLES final) --START--> PRIME ...
+                   (STATUS.ILLEGAL as well when it stopped on an unassigned opcode)
     any  --CLEAR--> IDLE
 
 With ``dma`` (the Xilinx shell kernel) an :class:`~sparsa.hdl.soc.dma.AxiDma` is a second bus
@@ -253,15 +254,19 @@ class SocCore(wiring.Component):
         scratch = Signal(32)
         # A pending (registered) START already reads as busy, a pending CLEAR as idle, so a
         # STATUS read right after the CTRL write sees its effect.
-        flags = {Status.BUSY: running | start, Status.DONE: (state == RunState.DONE) & ~start & ~clear,
-                 Status.RESULT_OVERFLOW: results.overflow}
+        finished = (state == RunState.DONE) & ~start & ~clear
+        flags = {Status.BUSY: running | start, Status.DONE: finished,
+                 Status.RESULT_OVERFLOW: results.overflow,
+                 # the accelerator stopped on an unassigned opcode (docs/isa.md#illegal-opcodes)
+                 Status.ILLEGAL: finished & accel.illegal}
         dma_busy = Const(0)
         run_dma_req = Signal()
         if engine is not None:
             dma_busy, dma_live, dma_writes = self._sequencer(m, engine, state, start, clear, counts, run_dma_req,
                                                              seq_start)
             flags.update(dma_live)
-        status = Cat(*(flags[Status(1 << bit)] for bit in range(len(flags))))   # bit i = flag 1 << i
+        # bit i = flag 1 << i; the DMA bits read 0 without the DMA engine
+        status = Cat(*(flags.get(Status(1 << bit), Const(0)) for bit in range(max(flags).bit_length())))
         if engine is not None:
             m.d.comb += [self.dma_busy.eq(flags[Status.DMA_BUSY]), self.dma_error.eq(flags[Status.DMA_ERROR])]
 

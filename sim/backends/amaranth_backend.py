@@ -20,7 +20,7 @@ import numpy as np
 
 from sparsa.config import AcceleratorConfig
 from sparsa.errors import ConfigError, MissingToolError, SparsaError
-from sparsa.isa import decode
+from sparsa.isa import decode, illegal_instruction
 from sparsa.datapath import matrix_datapath
 from sparsa.sim.backends.base import Result
 
@@ -153,6 +153,13 @@ def run_streams(
     Returns
     -------
     StreamRun
+
+    Raises
+    ------
+    IllegalInstructionError
+        The design stopped on a word with an unassigned opcode (``.cycles``: its cycle counter).
+    SimulationError
+        The design raised ``done`` with beats left over or missing.
     """
     cfg = dut.config
     plans = stall_plans(stall_seed, (len(words), len(weight_beats), len(act_beats), num_outputs))
@@ -172,8 +179,12 @@ def run_streams(
                     await ctx.tick()
                 ctx.set(payload, beat)
                 ctx.set(port.valid, 1)
-                await ctx.tick().until(port.ready)
+                # ``done`` ends the wait too: a design that stopped early (an illegal opcode)
+                # never takes the rest, and a driver left waiting is what the sim complains about.
+                taken, = await ctx.tick().sample(port.ready).until(port.ready | dut.done)
                 ctx.set(port.valid, 0)
+                if not taken:
+                    return
                 accepted[slot] += 1
         return testbench
 
@@ -184,8 +195,10 @@ def run_streams(
             for _ in range(wait):
                 await ctx.tick()
             ctx.set(port.ready, 1)
-            value, = await ctx.tick().sample(payload).until(port.valid)
+            value, valid = await ctx.tick().sample(payload, port.valid).until(port.valid | dut.done)
             ctx.set(port.ready, 0)
+            if not valid:
+                return
             outputs.append(int(value))
 
     async def watch_done(ctx):
@@ -199,6 +212,8 @@ def run_streams(
                     f"{accepted} instr/weight/act beats accepted, {len(outputs)}/{num_outputs} result beats)")
         observed["ticks"] = ticks
         observed["cycles"] = ctx.get(dut.cycles)
+        observed["illegal"] = ctx.get(dut.illegal)
+        await ctx.tick()        # lets drivers still offering beats see done and return
 
     sim = Simulator(dut)
     sim.add_clock(CLOCK_PERIOD)
@@ -218,6 +233,10 @@ def run_streams(
     else:
         sim.run()
     wall = time.perf_counter() - start
+    if observed["illegal"]:
+        # The controller stopped on the last word it accepted (docs/isa.md#illegal-opcodes).
+        index = accepted[0] - 1
+        raise illegal_instruction(index, words[index], cycles=observed["cycles"])
     expected = [len(words), len(weight_beats), len(act_beats)]
     if accepted != expected or len(outputs) != num_outputs:
         raise SimulationError(

@@ -10,7 +10,9 @@ two JSON files named by environment variables:
     "max_cycles": n}`` - packed beats (see :mod:`sparsa.layout`) and the idle cycles
     before each beat (all zero without stalls).
 ``SPARSA_COCOTB_RESULT``
-    Written on success: ``{"outputs": [hex...], "cycles": n, "ticks": n, "wall_seconds": s}``.
+    Written on success: ``{"outputs": [hex...], "cycles": n, "ticks": n, "wall_seconds": s}``;
+    when the design stopped on an illegal opcode (its ``illegal`` output) also ``"illegal": true``
+    and ``"instr_taken": n`` (instruction words accepted), with no check of the other streams.
 
 Testbench structure (Driver / Monitor in one coroutine, for speed): everything happens at
 the falling clock edge, in the middle of a cycle.  There the bench reads the DUT's outputs
@@ -122,6 +124,14 @@ async def run_program(dut):
             f"done not raised within {max_cycles} cycles ({len(outputs)}/{num_outputs} result beats, "
             f"{[s.index for s in sources]} input beats accepted)")
     wall = time.perf_counter() - start
+
+    if int(dut.illegal.value):
+        # Stopped on an unassigned opcode: the last instruction word accepted (the backend raises
+        # IllegalInstructionError; docs/isa.md#illegal-opcodes).  Beats left over are expected.
+        with open(os.environ[RESULT_ENV], "w") as f:
+            json.dump({"illegal": True, "instr_taken": sources[0].index, "outputs": [f"{x:x}" for x in outputs],
+                       "cycles": dut.cycles.value.to_unsigned(), "ticks": ticks, "wall_seconds": wall}, f)
+        return
 
     assert len(outputs) == num_outputs, f"received {len(outputs)} result beats, expected {num_outputs}"
     assert all(s.index == len(s.beats) for s in sources), (

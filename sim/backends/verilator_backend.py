@@ -37,6 +37,7 @@ from sparsa.config import AcceleratorConfig
 from sparsa.errors import ConfigError, MissingToolError
 from sparsa.hdl.export import config_hash, generate_verilog, module_name
 from sparsa.hdl.verilator import verilator_root
+from sparsa.isa import illegal_instruction
 from sparsa.sim.backends import verilator_build
 from sparsa.sim.backends.base import Result
 from sparsa.sim.backends.verilator_build import VerilatorError, default_build_root
@@ -154,6 +155,9 @@ class VerilatorBackend:
             "idle": dict(zip(("instr", "weights", "acts", "results"), plans)),
             "max_cycles": default_max_cycles(self.config, plans),
         })
+        if run.get("illegal"):
+            index = int(run["instr_taken"]) - 1
+            raise illegal_instruction(index, words[index], cycles=run["cycles"])
         outputs = [int(x, 16) for x in run["outputs"]]
         y = program.collect_outputs(unpack_outputs(self.config, outputs))
         wall = run["wall_seconds"]

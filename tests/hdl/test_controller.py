@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from sparsa.errors import UnsupportedError
-from sparsa.hdl.controller import Controller, State
+from sparsa.chain_timing import chain_latency
+from sparsa.hdl.controller import UNASSIGNED_OPCODES, Controller, State
+from sparsa.hdl.datapath import hdl_datapath
 from sparsa.hdl.top import SparseSystolicAccelerator
 from sparsa.isa import Opcode, decode
 from sparsa.layout import pack_activation_beat, pack_weight_beat, unpack_output_beat
@@ -34,7 +36,7 @@ def _cycles(cfg, ws):
     for w in ws:
         try:
             total += instruction_cycles(cfg, decode(w))
-        except ValueError:          # raw words the ISA refuses: unknown opcode (NOP) or count 0
+        except ValueError:          # raw words the ISA refuses: count 0
             op, count = w & 15, (w >> 5) & 0xFFFF
             total += 1 + (count + compute_flush_cycles(cfg) if op == Opcode.COMPUTE else count)
     return total
@@ -47,7 +49,7 @@ def _run(ws, weights=(), acts=(), n_out=0, cfg=CFG, flush_cycles=None):
 @pytest.mark.parametrize("program,expected", [
     ([Opcode.HALT], 1),
     ([Opcode.NOP] * 5 + [Opcode.HALT], 6),
-    ([_raw(7), _raw(14), Opcode.HALT], 3),                                      # unknown opcodes: fetch only
+    ([(Opcode.LOAD_A, 2), Opcode.HALT], 2),                                     # opcode the datapath lacks: fetch only
     ([_raw(Opcode.DRAIN, 0), Opcode.HALT], 2),                                  # DRAIN 0 = NOP
     ([_raw(Opcode.COMPUTE, 0), Opcode.HALT], 1 + compute_flush_cycles(CFG) + 1),  # COMPUTE 0 = flush only
 ])
@@ -168,6 +170,71 @@ def test_done_freezes_counter_and_streams():
             assert ctx.get(dut.done) == 1 and ctx.get(dut.cycles) == 2
             assert (ctx.get(dut.instr.ready), ctx.get(dut.weights.ready), ctx.get(dut.acts.ready),
                     ctx.get(dut.results.valid)) == (0, 0, 0, 0)
+            await ctx.tick()
+
+    simulate(dut, tb)
+
+
+def test_unassigned_opcodes_are_the_isa_gaps():
+    assert UNASSIGNED_OPCODES == tuple(range(6, 15))
+
+
+def _illegal_naive_cycles(cfg, before) -> int:
+    """Naive model of the stop cycle: each word before costs its fetch (+ a flush for COMPUTE 0),
+    the illegal word its fetch."""
+    flush = chain_latency(cfg) if cfg.name.startswith("chain") else compute_flush_cycles(cfg)
+    return sum(1 + (flush if w & 15 == Opcode.COMPUTE else 0) for w in before) + 1
+
+
+@pytest.mark.parametrize("config", ["systolic-4x4-2of4", "chain-4x4-2of4"])
+@pytest.mark.parametrize("opcode", [6, 9, 14])
+@pytest.mark.parametrize("prefix", [0, 2])
+def test_illegal_opcode_stops_the_controller(config, opcode, prefix):
+    """An unassigned opcode (first word, or after NOP + COMPUTE 0) is fetched in one cycle, then the
+    controller stops: done and illegal high, counter frozen, no word or beat taken ever after."""
+    cfg = preset(config)
+    dut = hdl_datapath(cfg).top(cfg)
+    before = words(Opcode.NOP, _raw(Opcode.COMPUTE, 0))[:prefix]
+    illegal = _raw(opcode, count=3, accumulate=1)
+    expected = _illegal_naive_cycles(cfg, before)
+    seen = {}
+
+    async def tb(ctx):
+        ctx.set(dut.instr.valid, 1)
+        for w in before:
+            ctx.set(dut.instr.payload.as_value(), w)
+            await ctx.tick().until(dut.instr.ready)
+            assert ctx.get(dut.illegal) == 0
+        ctx.set(dut.instr.payload.as_value(), illegal)
+        await ctx.tick().until(dut.instr.ready)
+        ctx.set(dut.instr.payload.as_value(), words(Opcode.HALT)[0])   # offered, never taken
+        ctx.set(dut.weights.valid, 1)
+        ctx.set(dut.acts.valid, 1)
+        ctx.set(dut.results.ready, 1)
+        for _ in range(20):
+            assert (ctx.get(dut.done), ctx.get(dut.illegal), ctx.get(dut.cycles)) == (1, 1, expected)
+            assert (ctx.get(dut.instr.ready), ctx.get(dut.weights.ready), ctx.get(dut.acts.ready),
+                    ctx.get(dut.results.valid)) == (0, 0, 0, 0)
+            await ctx.tick()
+        seen["ok"] = True
+
+    simulate(dut, tb)
+    assert seen
+
+
+@pytest.mark.parametrize("config", ["systolic-4x4-2of4", "chain-4x4-2of4"])
+def test_halt_is_not_illegal(config):
+    cfg = preset(config)
+    dut = hdl_datapath(cfg).top(cfg)
+
+    async def tb(ctx):
+        ctx.set(dut.instr.valid, 1)
+        for w in words(Opcode.NOP, Opcode.HALT):
+            assert ctx.get(dut.illegal) == 0
+            ctx.set(dut.instr.payload.as_value(), w)
+            await ctx.tick().until(dut.instr.ready)
+        for _ in range(3):
+            assert (ctx.get(dut.done), ctx.get(dut.illegal), ctx.get(dut.cycles)) == (1, 0, 2)
             await ctx.tick()
 
     simulate(dut, tb)

@@ -54,7 +54,7 @@ def test_generate_verilog_ports(tmp_path):
         "acts__ready": ("output", 1),
         "results__payload": ("output", cfg.output_beat_bits), "results__valid": ("output", 1),
         "results__ready": ("input", 1),
-        "done": ("output", 1), "cycles": ("output", 32),
+        "done": ("output", 1), "illegal": ("output", 1), "cycles": ("output", 32),
     }
     for p in art.ports:                                  # every port is declared with that width
         decl = rf"^\s*{p.direction} " + (rf"\[{p.width - 1}:0\] " if p.width > 1 else "") + rf"{p.name};"

@@ -39,6 +39,7 @@ from sparsa.config import AcceleratorConfig
 from sparsa.errors import ConfigError, ShapeError
 from sparsa.hdl.soc.params import (ACK, CMD_READ, CMD_WRITE, DMA_REGS, SOC_ID, SOC_VERSION, Ctrl, DmaPhase, Reg,
                                    Region, SocParams, Status, parse_dma_caps)
+from sparsa.isa import illegal_instruction
 from sparsa.layout import pack_activation_beat, pack_weight_beat, unpack_output_beat
 from sparsa.sim.backends.base import Result
 from sparsa.sim.backends.soc.devmem import RESP_NAMES, DeviceMemory
@@ -328,6 +329,9 @@ class SocDriver:
 
         Raises
         ------
+        IllegalInstructionError
+            STATUS.ILLEGAL: the accelerator stopped on an instruction word with an unassigned
+            opcode (the message names its index and opcode; ``.cycles`` is CYCLES).
         SocError
             The run finished with fewer beats consumed or produced than the program has, or
             the result memory overflowed.
@@ -342,6 +346,7 @@ class SocDriver:
         load_seconds = time.perf_counter() - wall
         self.start()
         status = self.wait_done(timeout)
+        self._check_illegal(program, status)
         ctr = self._check_counters(counts, status)
         beats = self.read_beats(Region.RESULTS, counts["outputs"])
         y = self._outputs(program, beats)
@@ -349,6 +354,20 @@ class SocDriver:
                  "wall_seconds": time.perf_counter() - wall, "bytes_sent": self.bytes_sent,
                  "bytes_received": self.bytes_received, **counts}
         return Result(outputs={"Y": y}, cycles=ctr["cycles"], stats=stats)
+
+    def _check_illegal(self, program: Any, status: Status) -> None:
+        """Raise :class:`~sparsa.errors.IllegalInstructionError` when STATUS says the accelerator
+        stopped on an unassigned opcode: the word is ``INSTR_TAKEN - 1`` of the program's
+        instruction words, ``.cycles`` is CYCLES (docs/isa.md#illegal-opcodes)."""
+        if not status & Status.ILLEGAL:
+            return
+        ctr = self.counters()
+        words = [int(w) for w in program.instruction_words()]
+        index = ctr["instr_taken"] - 1
+        if not 0 <= index < len(words):
+            raise SocError(f"STATUS 0x{int(status):x} flags an illegal instruction but INSTR_TAKEN is "
+                           f"{ctr['instr_taken']} of {len(words)} words")
+        raise illegal_instruction(index, words[index], cycles=ctr["cycles"])
 
     def _check_counters(self, counts: dict, status: Status) -> dict:
         ctr = self.counters()
@@ -465,6 +484,7 @@ class SocDriver:
             load_seconds = time.perf_counter() - wall
             self.write_reg(Reg.CTRL, int(Ctrl.RUN_DMA))
             status = self.wait_dma(timeout)
+            self._check_illegal(program, status)
             counts = {"instr": needs[Region.INSTR], "weights": needs[Region.WEIGHTS], "acts": needs[Region.ACTS],
                       "outputs": needs[Region.RESULTS]}
             ctr = self._check_counters(counts, status)
