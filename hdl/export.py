@@ -1,4 +1,4 @@
-"""Verilog export and architectural resource summary of the accelerator.
+r"""Verilog export and architectural resource summary of the accelerator.
 
 >>> from sparsa.hdl.export import generate_verilog                   # doctest: +SKIP
 >>> art = generate_verilog(cfg, "build/")                            # doctest: +SKIP
@@ -295,7 +295,7 @@ _COMB = "always @*"
 
 
 def reset_triggered(text: str) -> str:
-    """Make every ``always @*`` block of Yosys-written Verilog ``text`` run on each edge of ``rst``.
+    r"""Make every ``always @*`` block of Yosys-written Verilog ``text`` run on each edge of ``rst``.
 
     Yosys' per-module dummy ``reg \$auto$verilog_backend.cc:N:dump_module$K = 0``, read by
     each combinational process of the module, becomes ``wire ... = rst``: the processes are
