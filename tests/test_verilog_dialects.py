@@ -156,3 +156,17 @@ def test_reset_after_is_checked():
             IcarusBackend(cfg, reset_after=bad)
     with pytest.raises(ValueError, match="language must be one of 2005, 2005-sv, 2009, 2012, not '2017'"):
         IcarusBackend(cfg, language="2017")
+
+
+def test_missing_icarus_says_how_to_install(monkeypatch):
+    import shutil
+
+    from sparsa.errors import MissingToolError
+    from sparsa.sim.backends import icarus_backend
+
+    pytest.importorskip("cocotb")
+    real_which = shutil.which
+    monkeypatch.setattr(icarus_backend.shutil, "which", lambda tool: None if tool == "iverilog" else real_which(tool))
+    with pytest.raises(MissingToolError, match=r"needs Icarus Verilog \(iverilog is not on PATH\): apt-get install iverilog"):
+        icarus_backend.IcarusBackend(preset("systolic-4x4-2of4"))
+    assert "apt-get install iverilog" in icarus_backend.unavailable_reason()
