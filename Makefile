@@ -12,7 +12,7 @@ JOBS   ?= 2
 export OPENBLAS_NUM_THREADS ?= 1
 
 
-.PHONY: setup models data demo test test-fast board bench docs clean
+.PHONY: setup models data icarus demo test test-fast board bench docs clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,16 +43,26 @@ data:
 	  echo "note: could not install dataset-fashion-mnist; training tests use the digits fallback"; \
 	else echo "note: Fashion-MNIST not installed (as root: apt-get install dataset-fashion-mnist); training tests use the digits fallback"; fi
 
+# Icarus Verilog, the second cocotb simulator (`--backend icarus`, tests marked icarus): a Debian
+# package, installed like the dataset above; elsewhere those tests skip, saying how to install it.
+icarus:
+	@if command -v iverilog >/dev/null && command -v vvp >/dev/null; then echo "Icarus Verilog: $$(command -v iverilog)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog >/dev/null 2>&1 || \
+	  { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog >/dev/null 2>&1; } || \
+	  echo "note: could not install iverilog; the icarus tests skip"; \
+	else echo "note: Icarus Verilog not installed (as root: apt-get install iverilog); the icarus tests skip"; fi
+
 demo: setup
 	$(SPARSA) verilog $(CONFIG) -o build/verilog
 	$(SPARSA) run $(CONFIG) --gemm 37x300x45 --seed 1 --backend cycle
 	$(SPARSA) run $(CONFIG) --gemm 37x300x45 --seed 1 --backend verilator
 
-test: setup models data
+test: setup models data icarus
 	$(PY) -m pytest -n $(JOBS) --dist loadgroup
 
 test-fast: setup
-	$(PY) -m pytest -n $(JOBS) --dist loadgroup -m "not slow and not verilator"
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup -m "not slow and not verilator and not icarus"
 
 board: setup
 	$(SPARSA) build $(CONFIG) --board ulx3s-85f -o build/ulx3s-85f

@@ -362,6 +362,65 @@ def streams_chain() -> str:
     return "\n\n".join(part.rstrip("\n") for part in parts)
 
 
+# ===================================================================== top-level ports (docs/hdl.md)
+
+#: One preset per matrix datapath whose top's Verilog ports are tabulated.
+PORT_PRESETS = ("systolic-4x4-2of4", "chain-4x4-2of4")
+
+_HANDSHAKE = {
+    ("valid", "input"): "the partner offers a beat", ("ready", "output"): "the accelerator takes the offered beat",
+    ("valid", "output"): "the accelerator offers a beat", ("ready", "input"): "the partner takes the offered beat",
+}
+
+
+def _attributes(cls) -> dict[str, str]:
+    """``name -> description`` of the numpydoc ``Attributes`` section of ``cls``'s docstring."""
+    doc = inspect.cleandoc(cls.__doc__ or "")
+    section = doc.split("Attributes\n----------\n", 1)[1].split("\n\n")[0] if "Attributes\n---" in doc else ""
+    out, name = {}, None
+    for line in section.splitlines():
+        head = re.match(r"^(\w+) : ", line)
+        if head:
+            name = head.group(1)
+            out[name] = ""
+        elif name and line.startswith("    "):
+            out[name] = (out[name] + " " + line.strip()).strip()
+    return {k: _rst_to_md(v) for k, v in out.items()}
+
+
+@block("ports-tops")
+def ports_tops() -> str:
+    """The Verilog ports of each datapath's top, from its component signature and docstring."""
+    from amaranth.hdl import Shape, Value
+    from amaranth.lib import enum as amaranth_enum
+    from amaranth.lib import wiring
+
+    from sparsa.hdl.datapath import hdl_datapath
+
+    parts = []
+    for preset in PORT_PRESETS:
+        cfg = _load(preset)
+        top = hdl_datapath(cfg).top(cfg)
+        meaning = _attributes(type(top))
+        rows = [("`clk`", "input", 1, "clock: every register and RAM port samples on its rising edge"),
+                ("`rst`", "input", 1, "synchronous reset, active high (see *Reset protocol* below)")]
+        for path, member, value in top.signature.flatten(top):
+            name = "__".join(str(part) for part in path)
+            direction = "input" if member.flow == wiring.In else "output"
+            text = meaning.get(str(path[0]), "")
+            if len(path) > 1:
+                role = str(path[-1])
+                text = (f"{text} (beat layout: [streams.md](streams.md))" if role == "payload"
+                        else _HANDSHAKE[(role, direction)] + f" on `{path[0]}`")
+            shape = member.shape
+            if isinstance(shape, type) and issubclass(shape, amaranth_enum.Enum):
+                text += " Encoding: " + ", ".join(f"{m.name} = {m.value}" for m in shape) + "."
+            rows.append((_code(name), direction, len(Value.cast(value)), text))
+        parts.append(f"#### `{type(top).__name__}` (`datapath.kind: {cfg.datapath.kind}`; widths of "
+                     f"`configs/{preset}.yaml`)\n\n" + _table(["Verilog port", "direction", "bits", "meaning"], rows))
+    return "\n\n".join(parts)
+
+
 # ===================================================================== program.json (docs/streams.md)
 
 #: The compiled examples whose ``program.json`` keys docs/streams.md lists: (config, GEMM MxKxN).

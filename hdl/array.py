@@ -36,9 +36,9 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from sparsa.config import AcceleratorConfig
-from sparsa.hdl.layouts import (activation_beat_layout, activation_lane_layout, check_config,
+from sparsa.hdl.layouts import (activation_beat_layout, activation_lane_layout, check_config, decoded_layout,
                                 output_beat_layout, pe_lane_layout, pe_weight_layout, weight_beat_layout)
-from sparsa.hdl.ovp import OVP4PairDecoder
+from sparsa.hdl.ovp import decode_pair
 from sparsa.hdl.pe import SparsePE, sparse_mac
 from sparsa.timing import array_latency
 
@@ -141,12 +141,11 @@ class SystolicArray(wiring.Component):
                 # Left border: decode the lane's group_size codes, pair by pair.
                 decoded = Signal(pe_lane_layout(cfg), name=f"lane_r{r}_decoded")
                 for j in range(cfg.group_size // 2):
-                    dec = m.submodules[f"adec_r{r}_{j}"] = OVP4PairDecoder()
-                    m.d.comb += [
-                        dec.pair.eq(lane.as_value()[8 * j : 8 * j + 8]),
-                        decoded[2 * j].eq(dec.even),
-                        decoded[2 * j + 1].eq(dec.odd),
-                    ]
+                    # Inlined (decode_pair), not a submodule: see sparsa.hdl.export.reset_triggered.
+                    even = Signal(decoded_layout(), name=f"adec_r{r}_{j}_even")
+                    odd = Signal(decoded_layout(), name=f"adec_r{r}_{j}_odd")
+                    decode_pair(m, lane.as_value()[8 * j : 8 * j + 8], even, odd)
+                    m.d.comb += [decoded[2 * j].eq(even), decoded[2 * j + 1].eq(odd)]
                 lane = decoded
             row_lanes.append(lane)
 
@@ -155,14 +154,15 @@ class SystolicArray(wiring.Component):
         if cfg.weight_is_ovp:
             pair_weights = []
             for c in range(cols):
-                dec = m.submodules[f"wdec_c{c}"] = OVP4PairDecoder()
                 lane = self.load_data[c]
+                dec_even = Signal(decoded_layout(), name=f"wdec_c{c}_dec_even")
+                dec_odd = Signal(decoded_layout(), name=f"wdec_c{c}_dec_odd")
+                decode_pair(m, lane.pair, dec_even, dec_odd)
                 even = Signal(pe_weight_layout(cfg), name=f"wdec_c{c}_even")
                 odd = Signal(pe_weight_layout(cfg), name=f"wdec_c{c}_odd")
                 m.d.comb += [
-                    dec.pair.eq(lane.pair),
-                    even.integer.eq(dec.even.integer), even.exp.eq(dec.even.exp), even.index.eq(lane.index0),
-                    odd.integer.eq(dec.odd.integer), odd.exp.eq(dec.odd.exp), odd.index.eq(lane.index1),
+                    even.integer.eq(dec_even.integer), even.exp.eq(dec_even.exp), even.index.eq(lane.index0),
+                    odd.integer.eq(dec_odd.integer), odd.exp.eq(dec_odd.exp), odd.index.eq(lane.index1),
                 ]
                 pair_weights.append((even, odd))
 

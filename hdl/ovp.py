@@ -23,7 +23,7 @@ from amaranth.lib.wiring import In, Out
 
 from sparsa.hdl.layouts import decoded_layout
 
-__all__ = ["OVP4PairDecoder", "decode_element", "VICTIM_CODE"]
+__all__ = ["OVP4PairDecoder", "decode_element", "decode_pair", "VICTIM_CODE"]
 
 #: OVP-4 victim identifier (the partner of an outlier).
 VICTIM_CODE = 0b1000
@@ -54,6 +54,20 @@ def decode_element(m: Module, code, partner, out) -> None:
                 m.d.comb += out.as_value().eq(Mux(is_outlier, o_val, n_val))
 
 
+def decode_pair(m: Module, pair, even, odd) -> None:
+    """Drive ``even`` / ``odd`` (:func:`decoded_layout` signals) with the decoded 8-bit ``pair``,
+    in the module ``m`` itself.
+
+    The array inlines its border decoders this way instead of instantiating
+    :class:`OVP4PairDecoder`: a module without a reset whose ``always @*`` blocks read only
+    its inputs would rely on time-0 evaluation in SystemVerilog simulators
+    (:func:`sparsa.hdl.export.reset_triggered`).
+    """
+    lo, hi = pair[0:4], pair[4:8]
+    decode_element(m, lo, hi, even)
+    decode_element(m, hi, lo, odd)
+
+
 class OVP4PairDecoder(wiring.Component):
     """Combinational OVP-4 pair decoder (int4 normals, E2M1 bias-2 outliers).
 
@@ -70,7 +84,5 @@ class OVP4PairDecoder(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        lo, hi = self.pair[0:4], self.pair[4:8]
-        decode_element(m, lo, hi, self.even)
-        decode_element(m, hi, lo, self.odd)
+        decode_pair(m, self.pair, self.even, self.odd)
         return m

@@ -33,17 +33,21 @@ def cfg4x8() -> AcceleratorConfig:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Run every Verilator test on one xdist worker so each preset is built once per session.
+    """Run every Verilator test on one xdist worker so each preset is built once per session
+    (and every Icarus test on one worker, for the same reason).
 
-    A test is a Verilator test when it carries the ``verilator`` marker or is parametrized
-    with the ``verilator`` backend; the latter also get the marker so ``-m`` selects them.
+    A test is a Verilator (Icarus) test when it carries the ``verilator`` (``icarus``) marker
+    or is parametrized with that backend; the latter also get the marker so ``-m`` selects them.
     """
     for item in items:
         callspec = getattr(item, "callspec", None)
-        if callspec is not None and callspec.params.get("backend") == "verilator":
-            item.add_marker(pytest.mark.verilator)
+        for simulator in ("verilator", "icarus"):
+            if callspec is not None and callspec.params.get("backend") == simulator:
+                item.add_marker(getattr(pytest.mark, simulator))
         if item.get_closest_marker("verilator") is not None:
             item.add_marker(pytest.mark.xdist_group("verilator"))
+        elif item.get_closest_marker("icarus") is not None:
+            item.add_marker(pytest.mark.xdist_group("icarus"))
 
 
 @pytest.hookimpl(hookwrapper=True)

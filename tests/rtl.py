@@ -23,18 +23,28 @@ def _backend(name: str, cfg_json: str):
     return get_backend(name, cfg)
 
 
-def rtl_backend(name: str, cfg):
-    """The ``amaranth`` or ``verilator`` backend for ``cfg``, or skip the test saying why."""
+def require_simulator(name: str) -> None:
+    """Skip the test, saying what to install, unless backend ``name``'s tools are here."""
     if importlib.util.find_spec("amaranth") is None:
         pytest.skip("amaranth is not installed: pip install -e '.[hdl]'")
-    if name == "verilator":
+    if name in ("verilator", "icarus"):
         pytest.importorskip("cocotb", reason="cocotb is not installed: pip install -e '.[sim]'")
-        from sparsa.sim.backends import verilator_backend
-
-        problem = verilator_backend.unavailable_reason()
+        if name == "verilator":
+            from sparsa.sim.backends.verilator_backend import unavailable_reason
+        else:
+            from sparsa.sim.backends.icarus_backend import unavailable_reason
+        problem = unavailable_reason()
         if problem:
             pytest.skip(problem)
+
+
+def rtl_backend(name: str, cfg, **options):
+    """The ``amaranth``, ``verilator`` or ``icarus`` backend for ``cfg`` (with ``options``: a new
+    one, not the session's), or skip the test saying why."""
+    require_simulator(name)
     try:
+        if options:
+            return get_backend(name, cfg, **options)
         return _backend(name, cfg.model_dump_json())
     except MissingToolError as exc:
         pytest.skip(str(exc))

@@ -217,3 +217,38 @@ def test_scaled_activations_match_reference_and_cycle_model(backend, config, pat
     np.testing.assert_array_equal(result.outputs["Y"], wrap_exact(exact, cfg.accumulator_bits))
     if result.cycles is not None:
         assert result.cycles == program_cycles(program)
+
+
+# ------------------------------------------------------------------ Icarus Verilog (second simulator)
+# The presets the Verilator rungs above simulate, one small GEMM each (Icarus is ~60x slower
+# than the Amaranth simulator): bit-exact and cycles equal to the cycle model.
+
+ICARUS_CASES = [("systolic-4x4-2of4", "2:4"), ("systolic-4x8-m8", "2:8"), ("systolic-4x4-int4", "2:8"),
+                ("systolic-4x4-ovp4", "1:4"), ("systolic-4x4-ovp4-ovp4", "2:4"), ("systolic-4x4-token", "2:4"),
+                ("systolic-4x4-group", "dense"),
+                pytest.param("systolic-8x8-2of4", "1:4", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("backend", ["icarus"])
+@pytest.mark.parametrize("config,pattern", ICARUS_CASES)
+def test_icarus_matches_reference_and_cycle_model(backend, config, pattern):
+    from sparsa.formats import actscale
+    from sparsa.models.reference import wrap_exact
+
+    from .test_ovp_hw import ovp_operands
+
+    cfg = preset(config)
+    m, k, n = 2, 20, cfg.cols + 1
+    a, w = ovp_operands(cfg, m, k, n, 9) if cfg.weight_is_ovp else _operands(cfg, m, k, n, 9)
+    program = compile_gemm(cfg, w, m, pattern)
+    tensors = {"A": a}
+    expected = gemm_reference(a, program.weights, cfg.accumulator_bits)
+    if getattr(program, "scaled", False):
+        s = np.random.default_rng(9).integers(0, 1 << cfg.act_scale.mantissa_bits, size=(m, program.scale_groups))
+        tensors["S"] = s
+        spec = cfg.act_scale.spec
+        exact = actscale.scaled_gemm_reference(actscale.ScaledActivations(a, s, 0, spec), program.weights.T, spec)
+        expected = wrap_exact(exact, cfg.accumulator_bits)
+    result = rtl_backend(backend, cfg).run(program, tensors)
+    np.testing.assert_array_equal(result.outputs["Y"], expected)
+    assert result.cycles == program_cycles(program)

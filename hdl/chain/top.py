@@ -47,8 +47,15 @@ class SparseChainAccelerator(wiring.Component):
 
     Attributes
     ----------
-    instr, weights, acts, results : streams
-        Instruction words; weight beats (COMPUTE); activation-buffer words (LOAD_A); output rows (DRAIN).
+    instr : In(stream.Signature(instruction layout))
+        32-bit instruction words; ``ready`` in FETCH only.
+    weights : In(stream.Signature(chain weight beat layout))
+        One beat per k-tile of every output tile during COMPUTE (``cols`` chains x ``rows``
+        compressed weights with their N:M indices); ``ready`` in STREAM.
+    acts : In(stream.Signature(chain activation beat layout))
+        Activation-buffer words during LOAD_A (one k-tile of ``token_lanes`` tokens each); ``ready`` in LOAD_A.
+    results : Out(stream.Signature(chain output beat layout))
+        Output-bank rows during DRAIN; ``valid`` in DRAIN.
     done : Out(1)
         High once HALT (or an illegal opcode) has been fetched.
     illegal : Out(1)
@@ -57,7 +64,8 @@ class SparseChainAccelerator(wiring.Component):
     cycles : Out(32)
         Cycles from reset release up to and including the HALT (or illegal-opcode) fetch.
     state : Out(ChainState)
-        Controller state (tests, debugging).
+        The controller's :class:`~sparsa.hdl.chain.controller.ChainState` (for tests and
+        debugging; FETCH after reset).
 
     Raises
     ------

@@ -2,7 +2,7 @@
 
 Backends: ``reference`` (NumPy golden), ``isa`` (ISA interpreter on the packed streams),
 ``cycle`` (cycle-accurate model), ``amaranth`` (Amaranth simulation of the HDL),
-``verilator`` (cocotb on the exported Verilog), and the whole UART SoC driven by the host
+``verilator`` and ``icarus`` (cocotb on the exported Verilog, Verilator or Icarus Verilog), and the whole UART SoC driven by the host
 driver, ``soc-amaranth`` and ``soc-verilator`` (:mod:`sparsa.sim.backends.soc`).  One test
 body is parametrized over them.
 """
@@ -59,6 +59,7 @@ BACKENDS: dict[str, str] = {
     "cycle": "sparsa.sim.backends.simple:CycleBackend",
     "amaranth": "sparsa.sim.backends.amaranth_backend:AmaranthBackend",
     "verilator": "sparsa.sim.backends.verilator_backend:VerilatorBackend",
+    "icarus": "sparsa.sim.backends.icarus_backend:IcarusBackend",
     "soc-amaranth": "sparsa.sim.backends.soc.backend:SocAmaranthBackend",
     "soc-verilator": "sparsa.sim.backends.soc.backend:SocVerilatorBackend",
 }

