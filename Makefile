@@ -12,7 +12,7 @@ JOBS   ?= 2
 export OPENBLAS_NUM_THREADS ?= 1
 
 
-.PHONY: setup models data demo test test-fast board bench docs clean
+.PHONY: setup models data demo test test-fast board bench docs docs-slow clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,11 @@ bench: setup
 # generated between `<!-- generated: NAME ... -->` markers; `--check` (run by the tests) fails on stale ones.
 docs: setup
 	$(PY) docs/generate.py
+
+# Slow measured tables (real-model accuracy: tens of minutes on the 2-core machine), outside CI;
+# each is stamped with this command and the commit it was measured at.
+docs-slow: setup models
+	$(PY) docs/generate.py --slow
 
 clean:
 	rm -rf build .pytest_cache
