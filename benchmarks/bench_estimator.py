@@ -80,13 +80,21 @@ def time_sweep(serial: bool, workers: int | None = None, grid: "list[str]" = SWE
 # --------------------------------------------------------------------------- anchor
 
 
+def _pattern(cfg, layer) -> str:
+    """The N:M pattern the estimator uses for a GEMM layer (``sim.estimator.estimate_layer``): its own,
+    else the config's ``sparsity.default`` for a static weight, else dense (attention's K / V)."""
+    if layer.sparsity:
+        return "{}:{}".format(*layer.sparsity)
+    return str(cfg.sparsity.default) if layer.weight_is_static else "dense"
+
+
 def _chain_split(cfg, layer) -> dict:
     """Cycles of one DSP-chain GEMM by instruction part (``sparsa.chain_timing``): LOAD_A is the load."""
     from sparsa import chain_timing
     from sparsa.compiler.chain import plan_chain_tiling
     from sparsa.isa import Opcode
 
-    pattern = "{}:{}".format(*layer.sparsity) if (layer.sparsity and layer.weight_is_static) else "dense"
+    pattern = _pattern(cfg, layer)
     tiling = plan_chain_tiling(cfg, layer.m, layer.k, layer.n, pattern)
     split = dict.fromkeys(("load", "stream", "flush", "drain", "fetch"), 0)
     for ins, mult in tiling.instruction_counts().items():
@@ -139,7 +147,7 @@ def cycle_breakdown(cfg, workload) -> dict:
                 parts[key] += value * layer.count
             parts["memory_stall"] += est.cycles - est.compute_cycles
             continue
-        pattern = "{}:{}".format(*layer.sparsity) if (layer.sparsity and layer.weight_is_static) else "dense"
+        pattern = _pattern(cfg, layer)
         tiling = plan_tiling(cfg, layer.m, layer.k, layer.n, pattern)
         split = dict.fromkeys(("load", "stream", "flush", "drain", "fetch"), 0)
         for ins, mult in tiling.instruction_counts().items():
