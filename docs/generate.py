@@ -688,6 +688,33 @@ def energy_estimates() -> str:
                       "fJ/MAC", "dynamic fJ/MAC"], rows))
 
 
+#: `sparsa build` invocations of docs/fpga.md's fit-check example (each must be refused before any tool runs).
+FIT_EXAMPLES = (("configs/systolic-8x8-2of4.yaml", "ulx3s-25f"), ("configs/systolic-4x4-2of4.yaml", "ulx3s-25f"),
+                ("configs/systolic-8x8-2of4.yaml", "ulx3s-99f"))
+
+
+@block("fpga-fit-errors")
+def fpga_fit_errors() -> str:
+    """The error lines `sparsa build` prints for designs that do not fit (or an unknown board)."""
+    from sparsa.cli import main as cli
+
+    out = []
+    for config, board in FIT_EXAMPLES:
+        with tempfile.TemporaryDirectory(prefix="sparsa-docs-fit-") as tmp:
+            err, std = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(std):
+                try:
+                    rc = cli(["build", config, "--board", board, "-o", tmp])
+                except SystemExit as exc:
+                    rc = exc.code
+        errors = [line for line in (std.getvalue() + err.getvalue()).splitlines() if line.startswith("error:")]
+        if not rc or len(errors) != 1:
+            raise RuntimeError(f"sparsa build {config} --board {board}: expected one error line and a failure, "
+                               f"got status {rc!r} and {errors!r}")
+        out += [f"$ sparsa build {config} --board {board}", errors[0]]
+    return "```\n" + "\n".join(out) + "\n```"
+
+
 # ===================================================================== slow: held-out accuracy
 
 def _stamp(command: str) -> str:
