@@ -746,6 +746,37 @@ def performance_demo_run() -> str:
     return "```\n$ sparsa " + " ".join(argv) + "\n" + "\n".join(lines) + "\n```"
 
 
+#: (systolic config, chain config, [(m, k, n, pattern, note)]) of docs/systolic-vs-chain.md's cycle tables.
+VERSUS_POINTS = (
+    ("systolic-4x8-m8", "chain-4x4-packed",
+     ((1, 256, 256, "2:8", " (GEMV)"), (1, 256, 256, "dense", " (GEMV)"), (64, 256, 256, "2:8", ""),
+      (64, 256, 256, "dense", ""), (256, 512, 512, "2:8", ""))),
+    ("u280-systolic", "u280-flightllm",
+     ((1, 4096, 4096, "2:8", " (GEMV)"), (1, 4096, 4096, "dense", " (GEMV)"), (1, 11008, 4096, "2:8", " (GEMV)"),
+      (512, 4096, 4096, "2:8", ""), (512, 4096, 4096, "dense", ""))),
+)
+
+
+@block("versus-cycles")
+def versus_cycles() -> str:
+    """Compute cycles of the same GEMMs on a systolic array and a DSP chain with the same MAC budget."""
+    from sparsa.config import load_config
+    from sparsa.sim.estimator import estimate_gemm
+
+    tables = []
+    for sys_name, chain_name, points in VERSUS_POINTS:
+        sys_cfg, chain_cfg = load_config(CONFIGS / f"{sys_name}.yaml"), load_config(CONFIGS / f"{chain_name}.yaml")
+        rows = []
+        for m, k, n, pattern, note in points:
+            a = estimate_gemm(sys_cfg, m, k, n, pattern).compute_cycles
+            b = estimate_gemm(chain_cfg, m, k, n, pattern).compute_cycles
+            rows.append([f"{m}x{k}x{n} {pattern}{note}", a, b, f"{a / b:.2f}x" if a / b < 100 else f"{a / b:.1f}x"])
+        chain_label = chain_name if chain_name.startswith("chain") else f"{chain_name} (chain)"
+        tables.append(_table(["m x k x n, sparsity", sys_name, chain_label, "chain speedup"], rows)
+                      .replace("|---|---|---|---|", "|---|---:|---:|---:|"))
+    return "\n\n".join(tables)
+
+
 # ===================================================================== slow: held-out accuracy
 
 def _stamp(command: str) -> str:
