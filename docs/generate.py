@@ -647,6 +647,28 @@ def config_derived() -> str:
 
 # ===================================================================== measured: estimates (seconds)
 
+@block("energy-presets")
+def energy_presets() -> str:
+    """The default energy table and the `energy` section of every preset that sets one."""
+    import yaml
+
+    from sparsa.config import EnergyConfig, load_config
+
+    def row(label: str, e) -> list[object]:
+        macs = ", ".join(f"{k} {v:g}" for k, v in e.mac_pj.items())
+        return [label, macs, f"{e.register_pj_per_byte:g}", f"{e.sram_pj_per_byte:g}", f"{e.offchip_pj_per_byte:g}",
+                f"{e.static_w:g}", e.source]
+
+    own, plain = [], []
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        (own if "energy" in raw else plain).append(path)
+    rows = [row("defaults (presets without `energy`: " + ", ".join(f"`{p.name}`" for p in plain) + ")", EnergyConfig())]
+    rows += [row(f"`{p.name}`", load_config(p).energy) for p in own]
+    return _table(["config", "MAC pJ", "register pJ/B", "SRAM pJ/B", "off-chip pJ/B", "static W", "`source` (verbatim)"],
+                  rows)
+
+
 #: (config, label, workload name, get_workload keyword arguments, workload label) of docs/energy.md.
 ENERGY_ROWS = (
     ("u280-flightllm", "u280-flightllm (DSP chain)", "llama2-7b", {"phase": "decode", "context": 1024},
