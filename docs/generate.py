@@ -838,6 +838,35 @@ def estimates_anchor() -> str:
                           "bandwidth used"], rows)
 
 
+@block("versus-llama")
+def versus_llama() -> str:
+    """Whole LLaMA2-7B on the two U280 design points (estimator)."""
+    from sparsa.config import load_config
+    from sparsa.models.workloads.spec import get_workload, load_workload
+    from sparsa.sim.estimator import estimate_workload
+
+    cfgs = [load_config(CONFIGS / "u280-systolic.yaml"), load_config(CONFIGS / "u280-flightllm.yaml")]
+    cases = (("decode, context 1024, dense INT4 weights", lambda: get_workload("llama2-7b", phase="decode", context=1024)),
+             ("decode, `llama2-7b-decode-nm.yaml` (2:4 attention proj., 2:8 MLP)",
+              lambda: load_workload(ROOT / "configs" / "workloads" / "llama2-7b-decode-nm.yaml")),
+             ("prefill 512 tokens, dense", lambda: get_workload("llama2-7b", phase="prefill", context=512)))
+
+    def _pct(x: float) -> str:
+        return f"{x:.0f} %" if x >= 10 else f"{x:.1f} %"
+
+    def cell(est) -> str:
+        lat = f"{est.seconds:.3g} s" if est.seconds >= 1 else f"{est.seconds * 1e3:.3g} ms"
+        return (f"{est.tokens_per_s:.4g} tok/s ({lat}, array util. {100 * est.utilization:.1f} %, "
+                f"memory roofline {_pct(100 * est.memory_roofline_s / est.seconds)} of the time)")
+
+    rows = []
+    for label, make in cases:
+        wl = make()
+        rows.append([label, *(cell(estimate_workload(cfg, wl)) for cfg in cfgs)])
+    return _table(["workload", "u280-systolic", "u280-flightllm (chain)"], rows) \
+        .replace("|---|---|---|", "|---|---:|---:|")
+
+
 # ===================================================================== slow: held-out accuracy
 
 def _stamp(command: str) -> str:
