@@ -6,6 +6,10 @@ calibration, calibrated pruning (:mod:`~sparsa.models.compression.pruning`), fin
 (:func:`evaluate_minilm`, :func:`evaluate_smollm2`) with their calibration data.
 Metrics: MiniLM mean / minimum cosine between compressed and fp32 sentence embeddings;
 SmolLM2 perplexity on held-out 256-token chunks of the Lee corpus.
+
+Size: the two evaluation drivers share the weight cache, the pruning and fine-tuning hooks and the
+row format, and the text each step reads (calibration sets, the held-out regression text) is
+selected here, next to the drivers, so one file shows which text every step uses.
 """
 
 from __future__ import annotations
