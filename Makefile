@@ -12,7 +12,7 @@ JOBS   ?= 2
 export OPENBLAS_NUM_THREADS ?= 1
 
 
-.PHONY: setup models data icarus demo test test-fast board bench docs clean
+.PHONY: setup models data icarus demo test test-fast board bench docs docs-slow clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -67,14 +67,24 @@ test-fast: setup
 board: setup
 	$(SPARSA) build $(CONFIG) --board ulx3s-85f -o build/ulx3s-85f
 
+# `make bench QUICK=1`: every benchmark's smoke mode (what CI runs, via tests/test_benchmarks.py).
 bench: setup
-	$(PY) benchmarks/bench_sim.py
-	$(PY) benchmarks/bench_estimator.py
+	$(PY) benchmarks/bench_sim.py $(if $(QUICK),--quick)
+	$(PY) benchmarks/bench_estimator.py $(if $(QUICK),--quick)
+	$(if $(QUICK),$(PY) benchmarks/bench_ovp.py --quick)
+	$(if $(QUICK),$(PY) benchmarks/bench_training.py --quick)
+	$(if $(QUICK),$(PY) benchmarks/scalesim_compare.py --quick)
+	$(if $(QUICK),$(PY) benchmarks/training_accuracy.py --quick)
 
 # Tables in docs/*.md that restate the code (ISA, stream layouts, config fields, program.json) are
 # generated between `<!-- generated: NAME ... -->` markers; `--check` (run by the tests) fails on stale ones.
 docs: setup
 	$(PY) docs/generate.py
+
+# Slow measured tables (real-model accuracy: tens of minutes on the 2-core machine), outside CI;
+# each is stamped with this command and the commit it was measured at.
+docs-slow: setup models
+	$(PY) docs/generate.py --slow
 
 clean:
 	rm -rf build .pytest_cache

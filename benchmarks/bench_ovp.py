@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/bench_ovp.py                      # codec only (~1 min)
+    python benchmarks/bench_ovp.py --quick              # CI smoke run: a 256x1024 matrix (seconds)
     python benchmarks/bench_ovp.py --models --json-dir out/   # + `sparsa quantize` on both models
 
 Prints a Markdown table (paste into ``docs/benchmarks/ovp.md``).  The codec matrix is
@@ -88,7 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="best-of repeats for encode/decode")
     ap.add_argument("--models", action="store_true", help="also time `sparsa quantize` on MiniLM and SmolLM2")
     ap.add_argument("--json-dir", type=Path, default=Path("."), help="where --models writes its JSON results")
+    ap.add_argument("--quick", action="store_true", help="smoke run for CI: a 256x1024 matrix, 1 repeat, no models")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.rows, args.cols, args.repeat, args.models = 256, 1024, 1, False
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}, NumPy {np.__version__}")

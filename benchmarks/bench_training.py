@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/bench_training.py [--models mlp cnn] [--methods dense bdwp srste] [--sparsity 2:8]
                                         [--cnn-subset 10000] [--repeat 1] [--threads N] [--out FILE.md]
+    python benchmarks/bench_training.py --quick     # CI smoke run: MLP, 1024 images (seconds)
 
 For every model x method it trains one epoch on Fashion-MNIST (sklearn digits when it is not
 installed; the note says so) with the CLI's defaults (batch 128, SGD) and reports the wall
@@ -75,7 +76,11 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=int, default=1, help="best of N")
     p.add_argument("--threads", type=int, default=None, help="limit BLAS threads (needs threadpoolctl)")
     p.add_argument("--out", type=Path, help="also write the markdown table here")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run for CI: the MLP, dense and SR-STE, on the first 1024 training images")
     args = p.parse_args(argv)
+    if args.quick:
+        args.models, args.methods, args.repeat = ["mlp"], ["dense", "srste"], 1
 
     from sparsa.models.training import load_dataset
 
@@ -92,6 +97,8 @@ def main(argv=None) -> int:
     for model in args.models:
         for method in args.methods:
             subset = args.cnn_subset if model == "cnn" and args.cnn_subset else None
+            if args.quick:
+                subset = 1024
             r = bench(model, method, args.sparsity, data, subset, args.repeat)
             lines.append(f"| {r['model']} | {r['method']} {r['pattern']} | {r['images']} | {r['steps']} | "
                          f"{r['train_s']:.2f} | {r['step_ms']:.2f} | {r['mask_ms']:.2f} | {r['eval_s']:.2f} | "

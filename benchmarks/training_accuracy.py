@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/training_accuracy.py --model mlp --epochs 20 [--patterns 2:4 2:8 1:8]
         [--methods bdwp srste] [--seeds 0] [--train-subset N] [--out results.json]
+    python benchmarks/training_accuracy.py --quick     # CI smoke run: 1 epoch, 512 images
 
 Trains every (method, pattern, seed) with the CLI defaults (SGD momentum 0.9, lr 0.05, cosine,
 batch 128) on Fashion-MNIST (sklearn digits when it is not installed - the table then says so),
@@ -35,8 +36,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--train-subset", type=int, default=None)
     ap.add_argument("--dense-layers", default="", help="weight layers kept dense in the sparse runs, e.g. conv1,fc2")
-    ap.add_argument("--out", type=Path, default=Path("training_accuracy.json"))
+    ap.add_argument("--out", type=Path, default=None, help="JSON results, resumed (default training_accuracy.json)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run for CI: 1 epoch on 512 images, SR-STE 2:4 and dense, results in a temporary file")
     args = ap.parse_args(argv)
+    if args.quick:
+        import tempfile
+
+        args.epochs, args.train_subset, args.patterns, args.methods, args.seeds = 1, 512, ["2:4"], ["srste"], [0]
+        if args.out is None:
+            args.out = Path(tempfile.mkdtemp(prefix="sparsa-training-accuracy-")) / "quick.json"
+    elif args.out is None:
+        args.out = Path("training_accuracy.json")
 
     from sparsa.models.training import TrainConfig, build_model, load_dataset, parse_spec, train
 

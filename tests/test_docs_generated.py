@@ -135,3 +135,21 @@ def test_chain_layouts_come_through_one_helper():
     layouts = gen._chain_layouts()
     assert set(layouts) == {"weights", "acts", "results"}
     assert all(callable(fn) for fn in layouts.values())
+
+
+def test_slow_blocks_are_skipped_unless_asked(docs_copy: Path, monkeypatch):
+    """`--check` / `make docs` never run a slow block (minutes of real-model runs); `--slow` does."""
+    assert gen.SLOW == {"accuracy-heldout"}
+    calls = []
+
+    def fake() -> str:
+        calls.append(1)
+        return "measured"
+
+    monkeypatch.setitem(gen.BLOCKS, "accuracy-heldout", fake)
+    assert gen.run(docs_copy, check=True) == []
+    assert gen.run(docs_copy) == [] and not calls
+    stale = gen.run(docs_copy, check=True, slow=True)
+    assert calls and len(stale) == 1 and "accuracy.md: generated block 'accuracy-heldout' is stale" in stale[0]
+    assert "accuracy-heldout" in " ".join(gen.run(docs_copy, only=["accuracy-heldout"]))
+    assert "\nmeasured\n" in (docs_copy / "accuracy.md").read_text()

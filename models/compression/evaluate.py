@@ -6,6 +6,10 @@ calibration, calibrated pruning (:mod:`~sparsa.models.compression.pruning`), fin
 (:func:`evaluate_minilm`, :func:`evaluate_smollm2`) with their calibration data.
 Metrics: MiniLM mean / minimum cosine between compressed and fp32 sentence embeddings;
 SmolLM2 perplexity on held-out 256-token chunks of the Lee corpus.
+
+Size: the two evaluation drivers share the weight cache, the pruning and fine-tuning hooks and the
+row format, and the text each step reads (calibration sets, the held-out regression text) is
+selected here, next to the drivers, so one file shows which text every step uses.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ __all__ = [
     "act_quantizer",
     "evaluate_minilm",
     "evaluate_smollm2",
+    "heldout_articles",
+    "heldout_chunks",
+    "heldout_sentences",
     "minilm_calibration",
     "smollm2_calibration",
 ]
@@ -280,6 +287,7 @@ def evaluate_minilm(
     model: object | None = None,
     progress: Callable[[str], None] | None = None,
     prune: "PruneOptions | None" = None,
+    sentences: "Sequence[str] | None" = None,
 ) -> dict[str, object]:
     """Cosine similarity of compressed vs fp32 MiniLM sentence embeddings.
 
@@ -295,6 +303,9 @@ def evaluate_minilm(
         Called with one line per finished scheme.
     prune : PruneOptions, optional
         Calibration settings for schemes with ``prune`` (default :class:`PruneOptions()`).
+    sentences : sequence of str, optional
+        Evaluate on these sentences instead of :data:`~sparsa.models.real.sentences.SENTENCES`
+        (e.g. :func:`heldout_sentences`); ``n_sentences`` then takes the first ``n`` of them.
 
     Returns
     -------
@@ -305,7 +316,10 @@ def evaluate_minilm(
     from sparsa.models.real import minilm
     from sparsa.models.real.sentences import CALIBRATION, SENTENCES
 
-    sents = list(SENTENCES if n_sentences is None else SENTENCES[: _check_count(n_sentences, len(SENTENCES), "sentences")])
+    pool = tuple(SENTENCES if sentences is None else sentences)
+    if not pool or not all(isinstance(t, str) and t for t in pool):
+        raise FormatError("sentences must be a non-empty sequence of non-empty strings")
+    sents = list(pool if n_sentences is None else pool[: _check_count(n_sentences, len(pool), "sentences")])
     m = model if model is not None else minilm.load()
     ref = m.embed(sents)
     cache = _WeightCache(m.linear_weights())
@@ -351,10 +365,14 @@ def evaluate_smollm2(
     model: object | None = None,
     progress: Callable[[str], None] | None = None,
     prune: "PruneOptions | None" = None,
+    eval_chunks: "Sequence[np.ndarray] | None" = None,
 ) -> dict[str, object]:
     """Perplexity of SmolLM2 under each scheme on held-out Lee-corpus chunks.
 
-    Chunks ``0 .. calib_chunks-1`` calibrate activations; the next ``max_chunks`` are evaluated.
+    Chunks ``0 .. calib_chunks-1`` calibrate activations; the next ``max_chunks`` are evaluated,
+    or the first ``max_chunks`` of ``eval_chunks`` when given (token-id arrays from text no other
+    step uses, e.g. :func:`heldout_chunks`); calibration, pruning calibration and fine-tuning
+    text stay as without it.
     The fp row ("fp32") is the GGUF's own Q4_1 weights dequantized: re-quantizing them is the
     honest test only at granularities that differ from Q4_1's 32-element min/max blocks (per
     output channel here).
@@ -371,6 +389,8 @@ def evaluate_smollm2(
     chunks = corpus.token_chunks(m.tokenize, chunk_len)
     calib = chunks[:calib_chunks]
     evalc = chunks[calib_chunks : calib_chunks + max_chunks]
+    if eval_chunks is not None:
+        evalc = [np.asarray(c, dtype=np.int64) for c in eval_chunks][:max_chunks]
     if not evalc:
         raise FormatError(f"corpus has only {len(chunks)} chunks of {chunk_len} tokens; nothing left to evaluate")
     cache = _WeightCache(m.linear_weights())
@@ -477,6 +497,55 @@ def minilm_calibration(n: "int | None" = None, *, batch: int = 48) -> list[list[
     chosen = arts[len(arts) - _check_count(64 if n is None else n, len(arts), "calib_samples"):]
     sents = [t for a in chosen for t in re.split(r"(?<=[.!?])\s+", a) if len(t.split()) >= 3]
     return [sents[i : i + batch] for i in range(0, len(sents), batch)]
+
+
+#: The held-out text: ``lee.cor``, the 50 Lee articles of the human similarity study that ship
+#: next to ``lee_background.cor`` in gensim's test data.  No article and no sentence is shared
+#: with the 300 background articles, which hold every other real-model text of the project
+#: (activation calibration and evaluation chunks of SmolLM2, pruning calibration and fine-tuning
+#: text of both models), nor with the hand-written MiniLM sets of ``sentences.py``.
+HELDOUT_FILE = "lee.cor"
+
+
+def heldout_articles() -> list[str]:
+    """The 50 held-out Lee articles (:data:`HELDOUT_FILE`), whitespace-normalised, in file order.
+
+    Raises
+    ------
+    MissingToolError
+        gensim (which ships the file) is not installed.
+    """
+    from sparsa.errors import MissingToolError
+    from sparsa.models.real import corpus
+
+    path = corpus.corpus_path().parent / HELDOUT_FILE
+    if not path.is_file():
+        raise MissingToolError(f"{path} is missing; reinstall with: {corpus.INSTALL}")
+    raw = path.read_text(encoding="utf-8", errors="replace")
+    return [" ".join(line.split()) for line in raw.splitlines() if line.strip()]
+
+
+def heldout_sentences(n: "int | None" = None, *, min_words: int = 5) -> list[str]:
+    """The first ``n`` sentences (default all) of the held-out articles with at least ``min_words`` words.
+
+    Split like :func:`minilm_calibration` (at ``.!?`` followed by whitespace).  Used only for
+    evaluation: no calibration or fine-tuning step reads :data:`HELDOUT_FILE`.
+    """
+    sents = [t for a in heldout_articles() for t in re.split(r"(?<=[.!?])\s+", a) if len(t.split()) >= min_words]
+    return sents if n is None else sents[: _check_count(n, len(sents), "held-out sentences")]
+
+
+def heldout_chunks(tokenize: Callable[[str], np.ndarray], chunk_len: int = 256, n: "int | None" = None) -> list[np.ndarray]:
+    """The first ``n`` (default all) consecutive ``chunk_len``-token chunks of the held-out articles.
+
+    The articles are joined with newlines (as :func:`sparsa.models.real.corpus.text` joins the
+    background ones) and tokenized once; the incomplete tail is dropped.
+    """
+    if not isinstance(chunk_len, int) or isinstance(chunk_len, bool) or chunk_len < 2:
+        raise ShapeError(f"chunk length must be an int >= 2, not {chunk_len!r}")
+    ids = np.asarray(tokenize("\n".join(heldout_articles())), dtype=np.int64)
+    chunks = [ids[i * chunk_len : (i + 1) * chunk_len] for i in range(ids.size // chunk_len)]
+    return chunks if n is None else chunks[: _check_count(n, len(chunks), "held-out chunks")]
 
 
 def _check_count(n: object, limit: int, what: str) -> int:
