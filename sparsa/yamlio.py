@@ -313,6 +313,8 @@ def format_validation_errors(exc: ValidationError, doc: "YamlDocument | None", s
             got = err.get("input")
             shown = "" if isinstance(got, (dict, list)) and kind not in ("model_type", "dict_type", "list_type") \
                 else f" (got {short_repr(got)})"
-            lines.append((at or 0, f"{where}: {field}: {text}{shown}"))
+            # a whole-config (model-level) check names its fields in its own message
+            prefix = f"{field}: " if loc else ""
+            lines.append((at or 0, f"{where}: {prefix}{text}{shown}"))
     return "\n".join(dict.fromkeys(text for _, text in sorted(lines, key=lambda item: item[0])))
 

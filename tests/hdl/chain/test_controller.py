@@ -91,10 +91,11 @@ def test_state_sequence_and_cycles_equal_the_contract(name):
 
 
 def test_raw_words_and_a_short_flush():
-    """COMPUTE 0 is a flush only, LOAD_A 0 / DRAIN 0 / unknown opcodes are fetches; flush_cycles
-    overrides the flush length."""
+    """COMPUTE 0 is a flush only, LOAD_A 0 / DRAIN 0 and the opcodes the chain has no unit for
+    (LOAD_W, LOAD_S, whatever their count) are fetches; flush_cycles overrides the flush length.
+    (Unassigned opcodes stop the controller: tests/test_illegal_instruction.py.)"""
     cfg = preset("chain-4x4-2of4")
-    words = [_raw(Opcode.COMPUTE, 0), _raw(Opcode.LOAD_A, 0), _raw(Opcode.DRAIN, 0), _raw(7), _raw(14, 3),
+    words = [_raw(Opcode.COMPUTE, 0), _raw(Opcode.LOAD_A, 0), _raw(Opcode.DRAIN, 0), _raw(Opcode.LOAD_W), _raw(Opcode.LOAD_S, 3),
              encode(Instruction(Opcode.COMPUTE, 2)), encode(Instruction(Opcode.HALT))]
     for flush in (None, 2):
         ctrl = ChainController(cfg, flush_cycles=flush)
@@ -188,7 +189,7 @@ def test_ports_and_arguments():
     ctrl = ChainController(cfg)
     assert ctrl.latency == chain_latency(cfg) == ctrl.flush_cycles and ctrl.config is cfg
     assert "slot" not in ctrl.signature.members["bank"].signature.members
-    assert [s.name for s in ChainState] == ["FETCH", "LOAD_A", "STREAM", "FLUSH", "DRAIN", "DONE"]
+    assert [s.name for s in ChainState] == ["FETCH", "LOAD_A", "STREAM", "FLUSH", "DRAIN", "DONE", "ILLEGAL"]
     expect_error(ValueError, "flush_cycles must be a positive integer, not 0",
                  lambda: ChainController(cfg, flush_cycles=0))
     expect_error(ValueError, "flush_cycles must be a positive integer, not True",

@@ -21,7 +21,8 @@ from sparsa.hdl.chain.controller import ChainController, ChainState
 from sparsa.hdl.chain.layouts import chain_act_beat_layout, chain_output_beat_layout, chain_weight_beat_layout
 from sparsa.hdl.chain.output_bank import OutputBank
 from sparsa.hdl.chain.top import SparseChainAccelerator
-from sparsa.hdl.export import generate_verilog, lint_verilog
+from sparsa.hdl.export import generate_verilog
+from sparsa.hdl.verilator import lint_verilog
 from sparsa.hdl.layouts import instruction_layout
 from sparsa.sim.backends.verilator_backend import unavailable_reason
 
@@ -40,6 +41,7 @@ def test_ports_are_the_accelerator_interface():
         "acts": In(stream.Signature(chain_act_beat_layout(cfg))),
         "results": Out(stream.Signature(chain_output_beat_layout(cfg))),
         "done": Out(1),
+        "illegal": Out(1),
         "cycles": Out(32),
         "state": Out(ChainState),
     })
@@ -81,7 +83,7 @@ def test_generated_verilog_ports(tmp_path):
         "acts__ready": ("output", 1),
         "results__payload": ("output", chain_output_beat_bits(cfg)), "results__valid": ("output", 1),
         "results__ready": ("input", 1),
-        "done": ("output", 1), "cycles": ("output", 32), "state": ("output", 3),
+        "done": ("output", 1), "illegal": ("output", 1), "cycles": ("output", 32), "state": ("output", 3),
     }
     text = art.path.read_text()
     # one module per component instance: controller, buffer, bank, chains and their DSP groups
