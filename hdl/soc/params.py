@@ -40,7 +40,9 @@ __all__ = [
 SOC_ID = 0x53505341
 #: Version of this register map and of the UART byte protocol.  2: the DMA registers
 #: (offsets 21, 24-34), CTRL bit 2 and STATUS bits 3-5 were added; offsets 0-20 are unchanged.
-SOC_VERSION = 2
+#: 3: STATUS bit 6 ILLEGAL (an unassigned opcode stops the accelerator); a bitstream of version 2
+#: runs such a word as a NOP and reports DONE, so this driver refuses it rather than trust its DONE.
+SOC_VERSION = 3
 #: Instruction memory depth (words) when nothing else is asked for: 4 KiB, two ECP5 EBRs.
 DEFAULT_INSTR_DEPTH = 1024
 
