@@ -517,3 +517,18 @@ def test_ignored_sigint_stays_ignored_during_a_commit(tmp_path):
     finally:
         signal.signal(signal.SIGINT, previous)
     assert (tmp_path / "d" / "a").read_text() == "x"
+
+
+@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
+def test_every_build_cache_checks_the_build_dir_variable(tmp_path, monkeypatch, simulator):
+    """Both RTL simulators' caches live under $SPARSA_BUILD_DIR, and a bad value is one line for either."""
+    from sparsa.sim.backends.verilator_build import default_build_root
+
+    monkeypatch.setenv("SPARSA_BUILD_DIR", str(tmp_path))
+    assert default_build_root(simulator) == (tmp_path if simulator == "verilator" else tmp_path / simulator)
+    (tmp_path / "f").write_text("")
+    monkeypatch.setenv("SPARSA_BUILD_DIR", str(tmp_path / "f"))
+    with pytest.raises(OutputError, match=r"\$SPARSA_BUILD_DIR="):
+        default_build_root(simulator)
+    monkeypatch.delenv("SPARSA_BUILD_DIR")
+    assert default_build_root(simulator).parts[-3:] == (".cache", "sparsa", simulator)

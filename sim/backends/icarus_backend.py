@@ -52,11 +52,7 @@ class IcarusError(SparsaError, RuntimeError):
 
 def unavailable_reason() -> "str | None":
     """Why the Icarus backend cannot run here (with the install command), or ``None``."""
-    try:
-        require_tools()
-    except MissingToolError as exc:
-        return str(exc)
-    return None
+    return verilator_build.unavailable_reason(require_tools)
 
 
 def require_tools() -> None:
@@ -76,9 +72,8 @@ def _iverilog_version() -> str:
 
 
 def default_build_root() -> Path:
-    """``$SPARSA_BUILD_DIR/icarus`` if set, else ``~/.cache/sparsa/icarus``."""
-    env = os.environ.get(verilator_build.BUILD_DIR_ENV)
-    return Path(env) / "icarus" if env else Path.home() / ".cache" / "sparsa" / "icarus"
+    """``$SPARSA_BUILD_DIR/icarus`` if set, else ``~/.cache/sparsa/icarus`` (checked as Verilator's)."""
+    return verilator_build.default_build_root("icarus")
 
 
 class IcarusBackend(VerilatorBackend):

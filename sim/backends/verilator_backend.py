@@ -60,11 +60,7 @@ def _beats(words, weights, acts) -> dict:
 
 def unavailable_reason() -> "str | None":
     """Why the Verilator backend cannot run here (with the install command), or ``None``."""
-    try:
-        require_tools()
-    except MissingToolError as exc:
-        return str(exc)
-    return None
+    return verilator_build.unavailable_reason(require_tools)
 
 
 def require_tools() -> None:

@@ -45,11 +45,11 @@ from pathlib import Path
 import sparsa
 import sparsa.hdl
 from sparsa.environ import temporary_environ
-from sparsa.errors import SparsaError
+from sparsa.errors import MissingToolError, SparsaError
 from sparsa.output import check_env_dir
 from sparsa.hdl import verilator as hdl_verilator
 
-__all__ = ["BUILD_DIR_ENV", "STAMP", "SIMULATORS", "VerilatorError", "default_build_root", "source_hash", "locked",
+__all__ = ["BUILD_DIR_ENV", "STAMP", "SIMULATORS", "VerilatorError", "default_build_root", "unavailable_reason", "source_hash", "locked",
            "on_sys_path", "tool_environ", "failed_tests", "log_tail", "is_built", "build_model",
            "install_bench", "CocotbRun", "run_bench"]
 
@@ -69,15 +69,30 @@ class VerilatorError(SparsaError, RuntimeError):
     """Building or simulating the Verilog failed (the message ends with the log's tail)."""
 
 
-def default_build_root() -> Path:
-    """``$SPARSA_BUILD_DIR`` if set, else ``~/.cache/sparsa/verilator``.
+def default_build_root(simulator: str = "verilator") -> Path:
+    """Root of ``simulator``'s build cache: ``$SPARSA_BUILD_DIR`` for Verilator (``$SPARSA_BUILD_DIR/icarus``
+    for Icarus) if set, else ``~/.cache/sparsa/<simulator>``.
 
     Raises
     ------
     sparsa.output.OutputError
         ``$SPARSA_BUILD_DIR`` is blank, a file, under a file or not writable (one line, exit 2).
+    ValueError
+        ``simulator`` is not one of :data:`SIMULATORS`.
     """
-    return check_env_dir(BUILD_DIR_ENV, lambda: Path.home() / ".cache" / "sparsa" / "verilator")
+    if simulator not in SIMULATORS:
+        raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
+    root = check_env_dir(BUILD_DIR_ENV, lambda: Path.home() / ".cache" / "sparsa" / simulator)
+    return root / simulator if os.environ.get(BUILD_DIR_ENV) and simulator != "verilator" else root
+
+
+def unavailable_reason(require_tools: Callable[[], None]) -> "str | None":
+    """The :class:`~sparsa.errors.MissingToolError` message of ``require_tools()`` (how to install), or ``None``."""
+    try:
+        require_tools()
+    except MissingToolError as exc:
+        return str(exc)
+    return None
 
 
 def source_hash() -> str:

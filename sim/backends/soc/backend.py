@@ -19,6 +19,7 @@ else :class:`~sparsa.errors.ShapeError` names the memory.
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,7 +40,7 @@ from sparsa.sim.backends.verilator_backend import require_tools
 __all__ = ["SocBackend", "SocAmaranthBackend", "SocVerilatorBackend"]
 
 
-class SocBackend:
+class SocBackend(ABC):
     """A program run on the UART SoC through the host driver (base of the two backends).
 
     Parameters
@@ -67,8 +68,9 @@ class SocBackend:
         self.config = config
         self.params = SocParams(config) if instr_depth is None else SocParams(config, instr_depth=instr_depth)
 
-    def _link(self):  # pragma: no cover - each backend overrides it
-        raise NotImplementedError
+    @abstractmethod
+    def _link(self):
+        """A fresh link to a freshly reset SoC (a transport usable as a context manager)."""
 
     def run(self, program: Any, tensors: Mapping[str, np.ndarray]) -> Result:
         """Load, START, wait and read back over a fresh link; ``Result(outputs={"Y": ...}, cycles=CYCLES, stats)``."""
