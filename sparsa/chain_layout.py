@@ -28,8 +28,12 @@ from sparsa.layout import pack_lanes, unpack_lanes
 if TYPE_CHECKING:
     from sparsa.config import AcceleratorConfig
 
-__all__ = ["chain_weight_beat_bits", "chain_activation_beat_bits", "chain_output_beat_bits",
+__all__ = ["PACK_SHIFT", "chain_weight_beat_bits", "chain_activation_beat_bits", "chain_output_beat_bits",
            "pack_chain_weight_beat", "pack_chain_activation_beat", "unpack_chain_output_beat"]
+
+#: Bit offset of the high token lane in a packed activation operand (``a1 << 18 + a0``):
+#: the low lane of the 48-bit DSP48E2 product is 18 bits wide.
+PACK_SHIFT = 18
 
 
 def chain_weight_beat_bits(config: "AcceleratorConfig") -> int:

@@ -25,6 +25,8 @@ from typing import Any, Literal
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer,
                       model_validator)
 
+from sparsa.chain_layout import PACK_SHIFT
+from sparsa.formats.actscale import ActScaleSpec
 from sparsa.datapath import matrix_datapath
 from sparsa.errors import ConfigError, UnsupportedError
 from sparsa.formats import FORMATS, QUANTIZED
@@ -46,7 +48,6 @@ __all__ = [
     "parse_config",
     "TYPE_BITS",
     "TYPE_MAX_MAGNITUDE",
-    "IMPLEMENTED_TYPES",
     "OVP_TYPES",
     "MAX_NAME_LENGTH",
 ]
@@ -60,10 +61,6 @@ TYPE_BITS: dict[str, int] = {name: FORMATS[name].bits for name in QUANTIZED}
 #: ``ovp8``), see docs/formats/ovp.md.  Worst-case products and accumulator widths use it.
 TYPE_MAX_MAGNITUDE: dict[str, int] = {name: FORMATS[name].max_magnitude for name in QUANTIZED}
 
-#: Operand types the systolic datapath implements today (others are refused with a clear error).
-#: ``ovp4`` is OVP-4 with int4 normals (``sparsa.formats.ovp.OVP4_INT4``); ``ovp4``
-#: activations need ``ovp4`` weights.
-IMPLEMENTED_TYPES: frozenset[str] = frozenset({"int8", "int4", "ovp4"})
 
 #: Operand types that are outlier-victim-pair formats (decoded on the array borders).
 OVP_TYPES: frozenset[str] = frozenset(name for name in QUANTIZED if FORMATS[name].kind == "ovp")
@@ -100,9 +97,6 @@ class _Section(BaseModel):
 MAX_NAME_LENGTH = 64
 
 
-#: Bit offset of the high token lane in a packed activation operand (``a1 << 18 + a0``):
-#: the low lane of the 48-bit DSP48E2 product is 18 bits wide.
-PACK_SHIFT = 18
 
 
 class ChainConfig(_Section):
@@ -260,8 +254,6 @@ class ActScaleConfig(_Section):
     @property
     def spec(self):
         """The :class:`sparsa.formats.actscale.ActScaleSpec` of this section."""
-        from sparsa.formats.actscale import ActScaleSpec
-
         return ActScaleSpec(self.granularity, self.group, self.mantissa_bits)
 
 

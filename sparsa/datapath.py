@@ -37,7 +37,8 @@ from sparsa.isa import Instruction
 if TYPE_CHECKING:
     from sparsa.config import AcceleratorConfig
 
-__all__ = ["MatrixDatapath", "MATRIX_DATAPATHS", "matrix_datapath", "SYSTOLIC", "DSP_CHAIN"]
+__all__ = ["MatrixDatapath", "MATRIX_DATAPATHS", "matrix_datapath", "SYSTOLIC", "DSP_CHAIN", "IMPLEMENTED_TYPES",
+           "CHAIN_TYPES"]
 
 
 @dataclass(frozen=True)
@@ -94,9 +95,13 @@ class MatrixDatapath:
         return self.token_lanes(config) * config.cols
 
 
-def _systolic_supported(config: "AcceleratorConfig") -> None:
-    from sparsa.config import IMPLEMENTED_TYPES
+#: Operand types the systolic datapath implements today (others are refused with a clear error).
+#: ``ovp4`` is OVP-4 with int4 normals (``sparsa.formats.ovp.OVP4_INT4``); ``ovp4``
+#: activations need ``ovp4`` weights.
+IMPLEMENTED_TYPES: frozenset[str] = frozenset({"int8", "int4", "ovp4"})
 
+
+def _systolic_supported(config: "AcceleratorConfig") -> None:
     if config.datapath.dataflow != "weight_stationary":
         raise UnsupportedError(
             f"datapath.dataflow={config.datapath.dataflow!r} is not implemented yet; use 'weight_stationary'")
@@ -120,8 +125,6 @@ CHAIN_TYPES: frozenset[str] = frozenset({"int8", "int4"})
 
 def _chain_valid(config: "AcceleratorConfig") -> None:
     """Packed products must not overflow the low lane of a DSP group (docs/chain.md); ValueError if they can."""
-    from sparsa.config import PACK_SHIFT
-
     chain = config.datapath.chain_config
     if not chain.packing:
         return
@@ -133,7 +136,7 @@ def _chain_valid(config: "AcceleratorConfig") -> None:
     limit = config.max_packed_group()
     if chain.group > limit:
         raise ValueError(f"datapath.chain.group={chain.group} packed products of {config.types.weight} x "
-                         f"{config.types.activation} can overflow the {PACK_SHIFT}-bit low lane; use group <= {limit}")
+                         f"{config.types.activation} can overflow the {chain_layout.PACK_SHIFT}-bit low lane; use group <= {limit}")
 
 
 def _chain_supported(config: "AcceleratorConfig") -> None:

@@ -30,7 +30,8 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from sparsa.config import PACK_SHIFT, AcceleratorConfig
+from sparsa.chain_layout import PACK_SHIFT
+from sparsa.config import AcceleratorConfig
 from sparsa.hdl.chain.layouts import (chain_token_layout, chain_weight_lane_layout, chain_word_bus_layout,
                                       check_chain_config)
 from sparsa.hdl.chain.slice import SLICE_LATENCY, ChainSlice, cascade_shape, chain_slice

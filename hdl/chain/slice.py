@@ -28,7 +28,8 @@ from amaranth.hdl import Module, Shape, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from sparsa.config import PACK_SHIFT, AcceleratorConfig
+from sparsa.chain_layout import PACK_SHIFT
+from sparsa.config import AcceleratorConfig
 from sparsa.hdl.chain.layouts import (PACKED_SUM_BITS, chain_act_word_layout, chain_weight_lane_layout,
                                       check_chain_config)
 

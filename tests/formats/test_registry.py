@@ -26,7 +26,7 @@ def test_config_vocabulary_is_derived_from_the_registry():
     assert config.TYPE_BITS == {name: FORMATS[name].bits for name in QUANTIZED}
     assert config.TYPE_MAX_MAGNITUDE == {name: FORMATS[name].max_magnitude for name in QUANTIZED}
     assert config.OVP_TYPES == {name for name, f in FORMATS.items() if f.kind == "ovp"}
-    assert config.IMPLEMENTED_TYPES <= set(QUANTIZED) and datapath.CHAIN_TYPES <= set(QUANTIZED)
+    assert datapath.IMPLEMENTED_TYPES <= set(QUANTIZED) and datapath.CHAIN_TYPES <= set(QUANTIZED)
 
 
 def _largest_decoded(fmt: ovp.OVPFormat, codes: list[list[int]]) -> int:

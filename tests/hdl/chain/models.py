@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sparsa.config import PACK_SHIFT
+from sparsa.chain_layout import PACK_SHIFT
 from sparsa.layout import pack_lanes, unpack_lanes
 
 __all__ = ["wrap_int", "random_word", "pack_word", "pack_weight", "pack_weights", "weight_range",

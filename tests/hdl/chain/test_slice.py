@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sparsa.config import PACK_SHIFT
+from sparsa.chain_layout import PACK_SHIFT
 from sparsa.hdl.chain.slice import SLICE_LATENCY, ChainSlice, cascade_shape
 
 from ...conftest import preset
