@@ -579,6 +579,29 @@ def _sigint_ignored():
         signal.signal(signal.SIGINT, old)
 
 
+@contextlib.contextmanager
+def _worker_logs_silenced():
+    """Start worker processes with Dask's ``distributed`` loggers at CRITICAL.
+
+    A worker configures its logging when it imports ``distributed``, before the nanny hands it any
+    settings, from the environment it was spawned with; so the level goes in through
+    ``DASK_LOGGING__DISTRIBUTED`` for the duration of the start-up.  Without it a Ctrl-C that
+    lands while the workers exchange the scattered config prints their ``Could not find data``
+    errors after ``interrupted``.  Nothing is lost: a failing point raises through its future,
+    a dying worker as ``KilledWorker``.
+    """
+    key = "DASK_LOGGING__DISTRIBUTED"
+    old = os.environ.get(key)
+    os.environ[key] = "critical"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
+
+
 def _shutdown(client, cluster, futures, quiet: bool) -> None:
     """Close the Dask client and local cluster; ``quiet`` (after an error or Ctrl-C): cancel the
     futures, hold Ctrl-C back and drop the workers' log noise and close errors."""
@@ -634,7 +657,7 @@ def _run_dask(base, workload, points, overlap, workers, scheduler, progress):
             # Ctrl-C reaches the whole process group: the worker processes are started with SIGINT
             # ignored (inherited through exec), so only this process sees it and shuts them down
             # quietly.  The price: a Ctrl-C during the cluster's start-up (seconds) is dropped.
-            with _sigint_ignored():
+            with _sigint_ignored(), _worker_logs_silenced():
                 cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
                                        dashboard_address=None, silence_logs=logging.ERROR)
                 client = Client(cluster)
