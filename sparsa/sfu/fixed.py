@@ -39,6 +39,8 @@ __all__ = [
     "from_fx",
     "normalized_reciprocal",
     "normalized_rsqrt",
+    "scale_mantissa",
+    "scale_exponent",
 ]
 
 #: Width of an fx value.
@@ -174,3 +176,30 @@ def normalized_rsqrt(d: int, n: int = 1) -> tuple[int, int]:
         return floor_sqrt((n << (2 * e)) // d if e >= 0 else n // (d << (-2 * e)))
 
     return _normalize(mantissa, (d.bit_length() - n.bit_length()) // 2 + MANT_BITS)
+
+
+def scale_mantissa(amax: int, e: int, qmax: int) -> int:
+    """``ceil(amax * 2**(e-16) / qmax)``, exact: an activation-scale mantissa for a unit whose
+    largest magnitude is the fx code ``amax`` (the scale ``m * 2**-e`` never clips a code)."""
+    if amax < 0 or qmax <= 0:
+        raise FormatError(f"scale_mantissa needs amax >= 0 and qmax > 0, got {amax}, {qmax}")
+    if e >= FX_FRAC:
+        return -(-(amax << (e - FX_FRAC)) // qmax)
+    return -(-amax // (qmax << (FX_FRAC - e)))
+
+
+def scale_exponent(top: int, qmax: int, mantissa_bits: int) -> int:
+    """The shared exponent of a tensor whose largest magnitude is ``top``: the largest ``e`` with
+    ``scale_mantissa(top, e, qmax) < 2**mantissa_bits`` (0 for an all-zero tensor)."""
+    if top < 0 or qmax <= 0 or mantissa_bits < 1:
+        raise FormatError(f"scale_exponent needs top >= 0, qmax > 0, mantissa_bits >= 1, "
+                          f"got {top}, {qmax}, {mantissa_bits}")
+    if top == 0:
+        return 0
+    mmax = (1 << mantissa_bits) - 1
+    e = FX_FRAC + mmax.bit_length() - (-(-top // qmax)).bit_length()
+    while scale_mantissa(top, e, qmax) > mmax:
+        e -= 1
+    while scale_mantissa(top, e + 1, qmax) <= mmax:
+        e += 1
+    return e

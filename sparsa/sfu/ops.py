@@ -41,6 +41,8 @@ from sparsa.sfu.fixed import (
     rne_div,
     rne_shift,
     saturate_fx,
+    scale_exponent,
+    scale_mantissa,
 )
 from sparsa.sfu.tables import (
     ACT_FRAC_BITS,
@@ -138,13 +140,6 @@ def _units(x: np.ndarray, spec: ActScaleSpec) -> np.ndarray:
     return x.reshape(x.shape[:-1] + (g, spec.group))
 
 
-def _scale_mantissa(amax: np.ndarray, e: int, qmax: int) -> np.ndarray:
-    """``ceil(amax * 2**(e-16) / qmax)``, exact."""
-    if e >= FX_FRAC:
-        return -(-(amax << (e - FX_FRAC)) // qmax)
-    return -(-amax // (qmax << (FX_FRAC - e)))
-
-
 def _divide_codes(x: np.ndarray, per_elem_mant: np.ndarray, e: int, qmax: int) -> np.ndarray:
     """``clip(rne(x / (m * 2**(16-e))), -qmax, qmax)``; 0 where ``m`` is 0."""
     safe = np.where(per_elem_mant > 0, per_elem_mant, 1)
@@ -182,17 +177,8 @@ def quantize(x: np.ndarray, spec: ActScaleSpec, bits: int) -> ScaledActivations:
     _, qmax = intq.int_range(bits)
     units = _units(xa, spec)
     amax = np.abs(units).max(axis=-1)                                    # [T, G]
-    top = int(amax.max()) if amax.size else 0
-    mmax = (1 << spec.mantissa_bits) - 1
-    if top == 0:
-        e = 0
-    else:
-        e = FX_FRAC + mmax.bit_length() - (-(-top // qmax)).bit_length()
-        while int(_scale_mantissa(np.int64(top), e, qmax)) > mmax:
-            e -= 1
-        while int(_scale_mantissa(np.int64(top), e + 1, qmax)) <= mmax:
-            e += 1
-    mant = _scale_mantissa(amax, e, qmax)
+    e = scale_exponent(int(amax.max()) if amax.size else 0, qmax, spec.mantissa_bits)
+    mant = np.vectorize(lambda a: scale_mantissa(int(a), e, qmax), otypes=[np.int64])(amax)
     per_elem = np.repeat(mant, units.shape[-1], axis=-1)[..., : xa.shape[-1]]
     codes = _divide_codes(xa, per_elem, e, qmax)
     return ScaledActivations(codes.astype(np.int64), mant.astype(np.int64), e, spec)

@@ -96,3 +96,14 @@ def test_table_geometry():
     assert tables.exp2_table()[0] == fixed.FX_ONE and tables.exp2_table()[-1] == fixed.FX_ONE // 2
     assert tables.LOG2E_FX == round(math.log2(math.e) * 65536)
     assert (tables.ACT_FRAC_BITS, tables.EXP2_FRAC_BITS) == (12, 10)
+
+
+@given(st.integers(0, (1 << 31) - 1), st.sampled_from([7, 127]), st.integers(2, 24))
+def test_scale_exponent_is_the_largest_that_fits(top, qmax, mbits):
+    e = fixed.scale_exponent(top, qmax, mbits)
+    if top:
+        assert fixed.scale_mantissa(top, e, qmax) < 1 << mbits <= fixed.scale_mantissa(top, e + 1, qmax)
+        m = fixed.scale_mantissa(top, e, qmax)
+        assert Fraction(m, 1) >= Fraction(top, qmax) * Fraction(2) ** (e - 16) > m - 1
+    else:
+        assert e == 0
