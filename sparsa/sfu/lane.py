@@ -1,0 +1,194 @@
+"""The SFU's vector lanes and their microcode: the contract between the gateware and the model.
+
+The SFU reads one *beat* (``L`` fx elements, ``L`` = ``sfu.lanes``) per cycle from its vector
+memory through a fixed-latency pipeline of ``L`` identical lanes.  Every beat carries one
+:class:`LaneOp`, operands ``a`` and ``b`` (two read ports), the row's scalars ``x`` (fx), ``m``
+(a mantissa, 24 bits unsigned), ``sh`` (a signed shift) and ``q`` (a code limit), and a keep bit
+per lane.  A lane that is not kept outputs 0 and takes no part in the beat's reduction.  Each
+beat also yields one :class:`Reduce` value over its kept lanes, which the sequencer folds over
+the beats of a row.
+
+:func:`lane_op` and :func:`reduce_beat` define a beat exactly; the row operations of
+:mod:`sparsa.sfu.ops` are sequences of passes of lane ops and scalar steps, spelled out by the
+``*_passes`` functions below, which tests/sfu/test_lane.py proves equal to :mod:`sparsa.sfu.ops`.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import numpy as np
+
+from sparsa.errors import FormatError
+from sparsa.sfu.fixed import (
+    FX_FRAC,
+    normalized_reciprocal,
+    normalized_rsqrt,
+    rne_div,
+    rne_shift,
+    saturate_fx,
+)
+from sparsa.sfu.ops import activation, exp_nonpositive, mul, norm_eps_code
+
+__all__ = ["LaneOp", "Reduce", "MANT_FIELD_BITS", "lane_op", "reduce_beat", "presum_shift",
+           "softmax_passes", "rmsnorm_passes", "layernorm_passes", "quantize_codes"]
+
+#: Width of the ``m`` field (an activation-scale mantissa may be up to 24 bits).
+MANT_FIELD_BITS = 24
+
+
+class LaneOp(IntEnum):
+    """What every lane computes from ``a``, ``b`` and the row scalars."""
+
+    PASS = 0       #: ``y = a`` (a reduction pass; nothing written)
+    ADD = 1        #: ``sat(a + b)``
+    MUL = 2        #: ``sat(rne_shift(a * b, 16))``
+    REQUANT = 3    #: ``sat(rne_shift(a * b, sh))``; ``b`` an unsigned 16-bit weight-scale mantissa
+    SILU = 4       #: ``activation(a, 'silu')``
+    GELU = 5       #: ``activation(a, 'gelu')``
+    SUB = 6        #: ``sat(a - x)``
+    EXP_SUB = 7    #: ``exp_nonpositive(sat(a - x))``
+    SCALE = 8      #: ``sat(rne_shift(a * m, sh))``
+    SCALE_MUL = 9  #: ``mul(sat(rne_shift(a * m, sh)), b)``
+    ROPE = 10      #: lanes ``2i, 2i+1`` rotate ``(a[2i], a[2i+1])`` by ``b[2i]`` = cos, ``b[2i+1]`` = sin
+    QDIV = 11      #: ``clip(rne_div(a << max(sh, 0), m << max(-sh, 0)), -q, q)``, 0 if ``m`` is 0
+
+
+class Reduce(IntEnum):
+    """The value a beat folds into its row's accumulator (kept lanes only)."""
+
+    NONE = 0
+    MAX = 1        #: ``max a`` (fold: max)
+    AMAX = 2       #: ``max |a|`` (fold: max)
+    SUM_Y = 3      #: ``sum y`` (fold: add)
+    SUMSQ = 4      #: ``sum (a >> sh)**2`` with ``sh >= 0`` (fold: add)
+    SUM = 5        #: ``sum a`` (fold: add)
+    AMAX_Y = 6     #: ``max |y|`` (fold: max)
+
+
+def lane_op(op: LaneOp, a: np.ndarray, b: np.ndarray, keep: np.ndarray, *, x: int = 0, m: int = 0,
+            sh: int = 0, q: int = 0) -> np.ndarray:
+    """The lanes' outputs for beats ``a, b [..., L]`` (int64 fx) and keep bits ``[..., L]``.
+
+    ``x``, ``m``, ``sh``, ``q`` are the row scalars (broadcast over lanes; arrays of shape
+    ``[..., 1]`` give one per beat).
+    """
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    if not (0 <= np.min(m) and np.max(m) < 1 << MANT_FIELD_BITS):
+        raise FormatError(f"lane m must be in [0, 2**{MANT_FIELD_BITS}), got {m!r}")
+    if op == LaneOp.PASS:
+        y = a
+    elif op == LaneOp.ADD:
+        y = saturate_fx(a + b)
+    elif op == LaneOp.MUL:
+        y = mul(a, b)
+    elif op == LaneOp.REQUANT:
+        y = saturate_fx(rne_shift(a * b, sh))
+    elif op in (LaneOp.SILU, LaneOp.GELU):
+        y = activation(a, op.name.lower())
+    elif op == LaneOp.SUB:
+        y = saturate_fx(a - x)
+    elif op == LaneOp.EXP_SUB:
+        y = exp_nonpositive(saturate_fx(a - x))
+    elif op == LaneOp.SCALE:
+        y = saturate_fx(rne_shift(a * m, sh))
+    elif op == LaneOp.SCALE_MUL:
+        y = mul(saturate_fx(rne_shift(a * m, sh)), b)
+    elif op == LaneOp.ROPE:
+        if a.shape[-1] % 2:
+            raise FormatError(f"ROPE needs an even lane count, not {a.shape[-1]}")
+        x0, x1, c, s = a[..., 0::2], a[..., 1::2], b[..., 0::2], b[..., 1::2]
+        y = np.empty_like(a)
+        y[..., 0::2] = saturate_fx(rne_shift(x0 * c - x1 * s, FX_FRAC))
+        y[..., 1::2] = saturate_fx(rne_shift(x0 * s + x1 * c, FX_FRAC))
+    elif op == LaneOp.QDIV:
+        mm = np.broadcast_to(np.asarray(m, dtype=np.int64), a.shape)
+        safe = np.where(mm > 0, mm, 1)
+        num = np.left_shift(a, np.maximum(sh, 0))
+        den = np.left_shift(safe, np.maximum(np.negative(sh), 0))
+        y = np.where(mm > 0, np.clip(rne_div(num, den), -np.asarray(q), q), 0)
+    else:  # pragma: no cover - IntEnum is closed
+        raise FormatError(f"unknown lane op {op!r}")
+    return np.where(keep, y, 0)
+
+
+def reduce_beat(kind: Reduce, a: np.ndarray, y: np.ndarray, keep: np.ndarray, sh: int = 0) -> np.ndarray:
+    """One beat's reduction over its kept lanes (``[...]``); the identity of a fully dropped
+    beat is 0 for sums and ``-2**31`` for MAX (0 for AMAX)."""
+    a = np.asarray(a, dtype=np.int64)
+    if kind == Reduce.MAX:
+        return np.where(keep, a, -(1 << 31)).max(axis=-1)
+    if kind == Reduce.AMAX:
+        return np.where(keep, np.abs(a), 0).max(axis=-1)
+    if kind == Reduce.AMAX_Y:
+        return np.where(keep, np.abs(y), 0).max(axis=-1)
+    if kind == Reduce.SUM_Y:
+        return np.where(keep, y, 0).sum(axis=-1)
+    if kind == Reduce.SUM:
+        return np.where(keep, a, 0).sum(axis=-1)
+    if kind == Reduce.SUMSQ:
+        v = np.where(keep, a >> sh, 0)
+        return (v * v).sum(axis=-1)
+    return np.zeros(a.shape[:-1], dtype=np.int64)
+
+
+def presum_shift(amax: int) -> int:
+    """A norm's pre-shift ``max(0, bit_length(amax) - 15)``: squares of ``x >> s`` fit 30 bits."""
+    return max(0, int(amax).bit_length() - 15)
+
+
+def _beats(row: np.ndarray, lanes: int) -> tuple[np.ndarray, np.ndarray]:
+    """A row as ``[B, L]`` beats (zero-padded) and its keep bits."""
+    n = row.shape[-1]
+    nb = -(-n // lanes)
+    padded = np.zeros(nb * lanes, dtype=np.int64)
+    padded[:n] = row
+    keep = np.zeros(nb * lanes, dtype=bool)
+    keep[:n] = True
+    return padded.reshape(nb, lanes), keep.reshape(nb, lanes)
+
+
+def softmax_passes(row: np.ndarray, keep_row: np.ndarray, lanes: int) -> np.ndarray:
+    """Softmax of one row as the SFU runs it: MAX pass, EXP_SUB + SUM_Y pass, RECIP, SCALE pass."""
+    a, tail = _beats(row, lanes)
+    keep = tail & _beats(np.asarray(keep_row, dtype=np.int64), lanes)[0].astype(bool)
+    if not keep.any():
+        return np.zeros(row.shape[-1], dtype=np.int64)
+    mx = int(reduce_beat(Reduce.MAX, a, a, keep).max())
+    e = lane_op(LaneOp.EXP_SUB, a, a, keep, x=mx)
+    total = int(reduce_beat(Reduce.SUM_Y, a, e, keep).sum())
+    m, ex = normalized_reciprocal(total)
+    return lane_op(LaneOp.SCALE, e, e, keep, m=m, sh=ex - FX_FRAC).reshape(-1)[: row.shape[-1]]
+
+
+def _norm_tail(a: np.ndarray, gain: np.ndarray, keep: np.ndarray, n: int, eps: float) -> np.ndarray:
+    """AMAX pass, SUMSQ pass, RSQRT, SCALE_MUL pass (the shared end of both norms)."""
+    s = presum_shift(int(reduce_beat(Reduce.AMAX, a, a, keep).max()))
+    d = int(reduce_beat(Reduce.SUMSQ, a, a, keep, sh=s).sum()) + int(rne_shift(norm_eps_code(eps, n), 2 * s))
+    m, e = normalized_rsqrt(d, n) if d > 0 else (0, 0)
+    return lane_op(LaneOp.SCALE_MUL, a, gain, keep, m=m, sh=e + s - FX_FRAC)
+
+
+def rmsnorm_passes(row: np.ndarray, gain: np.ndarray, lanes: int, eps: float) -> np.ndarray:
+    """RMSNorm of one row as the SFU runs it."""
+    a, keep = _beats(row, lanes)
+    g, _ = _beats(gain, lanes)
+    return _norm_tail(a, g, keep, row.shape[-1], eps).reshape(-1)[: row.shape[-1]]
+
+
+def layernorm_passes(row: np.ndarray, gain: np.ndarray, lanes: int, eps: float) -> np.ndarray:
+    """LayerNorm (without its bias: an ADD pass follows) of one row as the SFU runs it:
+    SUM pass, DIV, SUB pass, then the norm passes on the centred row."""
+    a, keep = _beats(row, lanes)
+    g, _ = _beats(gain, lanes)
+    n = row.shape[-1]
+    mean = int(rne_div(np.int64(int(reduce_beat(Reduce.SUM, a, a, keep).sum())), np.int64(n)))
+    c = lane_op(LaneOp.SUB, a, a, keep, x=mean)
+    return _norm_tail(c, g, keep, n, eps).reshape(-1)[:n]
+
+
+def quantize_codes(row: np.ndarray, mantissa: int, e: int, qmax: int, lanes: int) -> np.ndarray:
+    """Codes of one scale unit as the QDIV pass computes them (``sh = e - 16``)."""
+    a, keep = _beats(row, lanes)
+    return lane_op(LaneOp.QDIV, a, a, keep, m=mantissa, sh=e - FX_FRAC, q=qmax).reshape(-1)[: row.shape[-1]]

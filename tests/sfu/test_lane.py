@@ -1,0 +1,87 @@
+"""The SFU microcode (passes of lane ops and scalar steps) equals the operations it implements."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from sparsa.errors import FormatError
+from sparsa.formats.actscale import ActScaleSpec
+from sparsa.sfu import lane, ops
+from sparsa.sfu.fixed import FX_MAX, FX_MIN, to_fx
+from sparsa.sfu.lane import LaneOp, Reduce
+
+lanes = st.sampled_from([2, 4, 8, 16])
+
+
+def fx(n, lo=-(1 << 24), hi=1 << 24):
+    return arrays(np.int64, n, elements=st.integers(lo, hi))
+
+
+@settings(max_examples=60)
+@given(lanes, st.integers(1, 70), st.data())
+def test_softmax_microcode(L, n, data):
+    row = data.draw(fx(n))
+    keep = data.draw(arrays(bool, n))
+    assert np.array_equal(lane.softmax_passes(row, keep, L), ops.softmax(row[None], keep[None])[0])
+
+
+@settings(max_examples=60)
+@given(lanes, st.integers(1, 70), st.sampled_from([1e-5, 1e-12, 0.0]), st.data())
+def test_norm_microcode(L, n, eps, data):
+    row = data.draw(fx(n, FX_MIN, FX_MAX))
+    gain = data.draw(fx(n))
+    assert np.array_equal(lane.rmsnorm_passes(row, gain, L, eps), ops.rmsnorm(row[None], gain, eps)[0])
+    ln = ops.layernorm(row[None], gain, np.zeros(n, np.int64), eps)[0]
+    assert np.array_equal(lane.layernorm_passes(row, gain, L, eps), ln)
+
+
+@settings(max_examples=40)
+@given(lanes, st.integers(1, 6), st.sampled_from([8, 4]), st.data())
+def test_quantize_microcode(L, groups, bits, data):
+    k = groups * L
+    x = data.draw(fx((3, k), -(1 << 28), 1 << 28))
+    spec = ActScaleSpec("group", group=L)
+    want = ops.quantize(x, spec, bits)
+    qmax = (1 << (bits - 1)) - 1
+    for t in range(3):
+        for g in range(groups):
+            got = lane.quantize_codes(x[t, g * L:(g + 1) * L], int(want.mantissa[t, g]), want.exponent, qmax, L)
+            assert np.array_equal(got, want.codes[t, g * L:(g + 1) * L])
+
+
+@settings(max_examples=40)
+@given(lanes, st.data())
+def test_elementwise_lane_ops_equal_the_operations(L, data):
+    a = data.draw(fx(L, FX_MIN, FX_MAX))
+    b = data.draw(fx(L, FX_MIN, FX_MAX))
+    keep = np.ones(L, bool)
+    assert np.array_equal(lane.lane_op(LaneOp.ADD, a, b, keep), ops.add(a, b))
+    assert np.array_equal(lane.lane_op(LaneOp.MUL, a, b, keep), ops.mul(a, b))
+    assert np.array_equal(lane.lane_op(LaneOp.SILU, a, b, keep), ops.activation(a, "silu"))
+    assert np.array_equal(lane.lane_op(LaneOp.GELU, a, b, keep), ops.activation(a, "gelu"))
+    mant = b & 0xFFFF
+    assert np.array_equal(lane.lane_op(LaneOp.REQUANT, a, mant, keep, sh=9), ops.requantize(a[None], mant, 9)[0])
+    ang = data.draw(arrays(np.float64, L // 2, elements=st.floats(-10, 10)))
+    cs = np.empty(L, np.int64)
+    cs[0::2], cs[1::2] = to_fx(np.cos(ang)), to_fx(np.sin(ang))
+    want = ops.rope(a[None], cs[0::2][None], cs[1::2][None], "adjacent")[0]
+    assert np.array_equal(lane.lane_op(LaneOp.ROPE, a, cs, keep), want)
+
+
+def test_dropped_lanes_output_zero_and_leave_reductions():
+    a = np.array([5, -7, 3, 9])
+    keep = np.array([True, True, True, False])
+    assert lane.lane_op(LaneOp.ADD, a, a, keep).tolist() == [10, -14, 6, 0]
+    assert int(lane.reduce_beat(Reduce.MAX, a, a, keep)) == 5
+    assert int(lane.reduce_beat(Reduce.AMAX, a, a, keep)) == 7
+    assert int(lane.reduce_beat(Reduce.SUM, a, a, keep)) == 1
+    assert int(lane.reduce_beat(Reduce.SUMSQ, a, a, keep, sh=1)) == 4 + 16 + 1
+
+
+def test_lane_mantissa_field_is_checked():
+    with pytest.raises(FormatError, match="lane m must be in"):
+        lane.lane_op(LaneOp.SCALE, np.zeros(2), np.zeros(2), np.ones(2, bool), m=1 << 24)
