@@ -71,7 +71,9 @@ __all__ = [
     "causal_mask",
     "block_mask",
     "rmsnorm",
+    "rmsnorm_code",
     "layernorm",
+    "layernorm_code",
     "rope",
     "norm_eps_code",
 ]
@@ -341,11 +343,16 @@ def rmsnorm(x: np.ndarray, gain: np.ndarray, eps: float) -> np.ndarray:
     eps : float
         The model's epsilon (made an integer constant by :func:`norm_eps_code`).
     """
+    return rmsnorm_code(x, gain, norm_eps_code(eps, np.shape(x)[-1]))
+
+
+def rmsnorm_code(x: np.ndarray, gain: np.ndarray, eps_code: int) -> np.ndarray:
+    """:func:`rmsnorm` with the epsilon already the integer the hardware adds (``norm_eps_code``)."""
     xa = _fx(x, "rmsnorm input")
     g = _fx(gain, "rmsnorm gain")
     if g.shape != xa.shape[-1:]:
         raise ShapeError(f"rmsnorm: gain {g.shape} does not match rows of {xa.shape[-1]}")
-    shifts, m, e = _row_rsqrt_scale(xa, norm_eps_code(eps, xa.shape[-1]))
+    shifts, m, e = _row_rsqrt_scale(xa, int(eps_code))
     z = saturate_fx(rne_shift(xa * m[..., None], (e + shifts - FX_FRAC)[..., None]))
     return mul(z, g)
 
@@ -356,12 +363,17 @@ def layernorm(x: np.ndarray, gain: np.ndarray, bias: np.ndarray, eps: float) -> 
     ``mean = rne_div(sum x, n)``; ``c = sat(x - mean)``; then :func:`rmsnorm`'s steps on ``c``
     and a saturating add of ``bias``.
     """
-    xa = _fx(x, "layernorm input")
     b = _fx(bias, "layernorm bias")
-    if b.shape != xa.shape[-1:]:
-        raise ShapeError(f"layernorm: bias {b.shape} does not match rows of {xa.shape[-1]}")
+    if b.shape != np.shape(x)[-1:]:
+        raise ShapeError(f"layernorm: bias {b.shape} does not match rows of {np.shape(x)[-1]}")
+    return add(layernorm_code(x, gain, norm_eps_code(eps, np.shape(x)[-1])), b)
+
+
+def layernorm_code(x: np.ndarray, gain: np.ndarray, eps_code: int) -> np.ndarray:
+    """LayerNorm without its bias, with the integer epsilon: centre, then :func:`rmsnorm_code`."""
+    xa = _fx(x, "layernorm input")
     mean = rne_div(xa.sum(axis=-1, keepdims=True), np.int64(xa.shape[-1]))
-    return add(rmsnorm(saturate_fx(xa - mean), gain, eps), b)
+    return rmsnorm_code(saturate_fx(xa - mean), gain, eps_code)
 
 
 def rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray, pairs: str = "adjacent") -> np.ndarray:
