@@ -1,0 +1,394 @@
+"""The SFU: vector memory, sequencer, vector lanes and scalar unit.
+
+::
+
+    cmd (stream of SfuCommand) --> sequencer --rd a/b--> VMEM (depth x L fx lanes) --> SfuLanes --> wr dst
+                                      |   ^                                              | r (beat reduction)
+                                      |   +---- folds: max, sum, amax, sumsq <-----------+
+                                      +--> SfuScalar (RECIP / RSQRT / DIV) --> m, e, mean
+
+The sequencer runs the microcode of :mod:`sparsa.sfu.schedule` (``ELEMENTWISE_LANE_OP``,
+``ROW_STEPS``), decoded at elaboration time, with exactly the cycle counts of
+:func:`sparsa.sfu.schedule.command_cycles`.  Per pass: a read of VMEM word ``base + i`` is
+issued in cycle ``P + i``; the word and the beat's control reach the lanes in the next cycle;
+the result is written ``LANE_LATENCY`` cycles later, in the same cycle its reduction is folded.
+
+While idle the host port reads and writes VMEM words (read latency one cycle).  QUANTIZE is not
+built in the gateware yet: such a command raises ``error`` and completes in its set-up cycles.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from sparsa.hdl.sfu.lanes import SfuLanes
+from sparsa.hdl.sfu.scalar import SfuScalar
+from sparsa.sfu.command import SfuOp
+from sparsa.sfu.fixed import FX_BITS, FX_FRAC
+from sparsa.sfu.lane import LaneOp, Reduce
+from sparsa.sfu.scalar import ScalarOp
+from sparsa.sfu.schedule import (
+    ELEMENTWISE_LANE_OP,
+    ROW_STEPS,
+    MSrc,
+    Pass,
+    ScalarKind,
+    ScalarStep,
+    ShSrc,
+    Src,
+    XSrc,
+)
+from sparsa.sfu.timing import LANE_LATENCY
+
+__all__ = ["Sfu", "command_layout"]
+
+_SCALAR_OP = {ScalarKind.RECIP: ScalarOp.RECIP, ScalarKind.RSQRT: ScalarOp.RSQRT, ScalarKind.DIV: ScalarOp.DIV}
+
+
+def command_layout(addr_bits: int) -> data.StructLayout:
+    """The command word the sequencer accepts (the fields of :class:`~sparsa.sfu.command.SfuCommand`)."""
+    return data.StructLayout({
+        "op": 4,
+        "rows": 16,
+        "n": 16,
+        "dst": addr_bits,
+        "a": addr_bits,
+        "b": addr_bits,
+        "b_step": addr_bits,
+        "shift": signed(7),
+        "mantissa": 24,
+        "exponent": signed(8),
+        "bits4": 1,
+        "eps_code": 48,
+        "causal": 1,
+        "offset": 16,
+    })
+
+
+def _steps(op: SfuOp) -> tuple[Pass | ScalarStep, ...]:
+    return (ELEMENTWISE_LANE_OP[op],) if op in ELEMENTWISE_LANE_OP else ROW_STEPS.get(op, ())
+
+
+class Sfu(wiring.Component):
+    """Special-function unit with a ``depth``-word vector memory of ``lanes`` fx lanes.
+
+    Parameters
+    ----------
+    lanes : int
+        Elements per beat and VMEM word (a power of two, 2..32).
+    depth : int
+        VMEM words (2..65536).
+
+    Attributes
+    ----------
+    cmd : In(stream.Signature(command_layout))
+        Commands; one is accepted whenever the unit is idle.
+    busy, done, error : Out(1)
+        Executing; one-cycle pulse at a command's end; the last command was not supported.
+    host_addr, host_wdata, host_we, host_rdata :
+        VMEM access while idle (``host_rdata`` shows the word addressed in the previous cycle).
+    """
+
+    def __init__(self, lanes: int, depth: int) -> None:
+        if not isinstance(lanes, int) or lanes < 2 or lanes > 32 or lanes & (lanes - 1):
+            raise ValueError(f"Sfu lanes must be a power of two in 2..32, not {lanes!r}")
+        if not isinstance(depth, int) or not 2 <= depth <= 1 << 16:
+            raise ValueError(f"Sfu depth must be an int in 2..65536, not {depth!r}")
+        self._lanes, self._depth = lanes, depth
+        self._abits = max(1, (depth - 1).bit_length())
+        word = data.ArrayLayout(signed(FX_BITS), lanes)
+        super().__init__({
+            "cmd": In(stream.Signature(command_layout(self._abits))),
+            "busy": Out(1),
+            "done": Out(1),
+            "error": Out(1),
+            "host_addr": In(self._abits),
+            "host_wdata": In(word),
+            "host_we": In(1),
+            "host_rdata": Out(word),
+        })
+
+    @property
+    def lanes(self) -> int:
+        """Elements per VMEM word."""
+        return self._lanes
+
+    @property
+    def depth(self) -> int:
+        """VMEM words."""
+        return self._depth
+
+    def elaborate(self, platform) -> Module:  # noqa: C901 - one FSM, decoded from the microcode tables
+        m = Module()
+        L, abits = self._lanes, self._abits
+        lg = L.bit_length() - 1
+        word = data.ArrayLayout(signed(FX_BITS), L)
+
+        vmem = memory.Memory(shape=word, depth=self._depth, init=[])
+        m.submodules.vmem = vmem
+        rd_a = vmem.read_port(domain="sync", transparent_for=())
+        rd_b = vmem.read_port(domain="sync", transparent_for=())
+        wr = vmem.write_port(domain="sync")
+        m.submodules.lanes = lanes = SfuLanes(L)
+        m.submodules.scalar = scalar = SfuScalar()
+
+        c = Signal(command_layout(abits))
+        beats = Signal(16)          # words per row
+        tail = Signal(range(L + 1))  # kept lanes of a row's last word
+        row = Signal(16)
+        step = Signal(range(8))
+        i = Signal(16)              # beat within the pass (row op) or within the row (element-wise)
+        drain = Signal(range(LANE_LATENCY + 2))
+        a_base = Signal(abits)
+        b_base = Signal(abits)
+        d_base = Signal(abits)
+        # folds (the reduction registers) and the scalar results
+        r_max = Signal(signed(FX_BITS))
+        r_sum = Signal(signed(64))
+        r_amax = Signal(FX_BITS)
+        r_sumsq = Signal(64)
+        r_m = Signal(24)
+        r_e = Signal(signed(10))
+        r_mean = Signal(signed(FX_BITS))
+        d_op = Signal(64)
+
+        # ---------------------------------------------------------------- step decode
+        n_steps = Signal(range(9))
+        is_pass = Signal()
+        lane_op = Signal(4)
+        red = Signal(3)
+        src_dst = Signal()
+        use_b = Signal()
+        write = Signal()
+        xsrc = Signal(2)
+        msrc = Signal(2)
+        shsrc = Signal(3)
+        skind = Signal(2)
+        elementwise = Signal()
+        supported = Signal()
+        with m.Switch(c.op):
+            for op in SfuOp:
+                steps = _steps(op)
+                if not steps:
+                    continue
+                with m.Case(op):
+                    m.d.comb += [supported.eq(1), n_steps.eq(len(steps)),
+                                 elementwise.eq(op in ELEMENTWISE_LANE_OP)]
+                    with m.Switch(step):
+                        for k, s in enumerate(steps):
+                            with m.Case(k):
+                                if isinstance(s, Pass):
+                                    m.d.comb += [is_pass.eq(1), lane_op.eq(s.op), red.eq(s.reduce),
+                                                 src_dst.eq(s.src == Src.DST), use_b.eq(s.b), write.eq(s.write),
+                                                 xsrc.eq(s.x), msrc.eq(s.m), shsrc.eq(s.sh)]
+                                else:
+                                    m.d.comb += skind.eq(s.kind)
+        last_step = Signal()
+        last_row = Signal()
+        m.d.comb += [last_step.eq(step == n_steps - 1), last_row.eq(row == c.rows - 1)]
+
+        # pre-shift s = max(0, bit_length(amax) - 15)
+        bitlen = Signal(range(FX_BITS + 1))
+        for k in range(FX_BITS):
+            with m.If(r_amax[k]):
+                m.d.comb += bitlen.eq(k + 1)
+        pre_s = Signal(range(FX_BITS))
+        m.d.comb += pre_s.eq(Mux(bitlen > 15, bitlen - 15, 0))
+
+        # ---------------------------------------------------------------- issue
+        issue = Signal()
+        src_base = Signal(abits)
+        m.d.comb += src_base.eq(Mux(src_dst, d_base, a_base))
+        m.d.comb += [
+            rd_a.addr.eq(Mux(self.busy, src_base + i, self.host_addr)),
+            rd_b.addr.eq(b_base + i),
+            rd_a.en.eq(1), rd_b.en.eq(1),
+            self.host_rdata.eq(rd_a.data),
+        ]
+        keep = Signal(L)
+        last_word = Signal()
+        m.d.comb += last_word.eq(i == beats - 1)
+        for j in range(L):
+            elem = Signal(32, name=f"elem{j}")
+            m.d.comb += elem.eq((i << lg) + j)
+            in_row = Mux(last_word, j < tail, 1)
+            causal_ok = Mux(c.causal, elem <= c.offset + row, 1)
+            m.d.comb += keep[j].eq(in_row & causal_ok)
+        x_val = Signal(signed(FX_BITS))
+        m.d.comb += x_val.eq(Mux(xsrc == XSrc.MAX, r_max, Mux(xsrc == XSrc.MEAN, r_mean, 0)))
+        m_val = Signal(24)
+        m.d.comb += m_val.eq(Mux(msrc == MSrc.SCALAR, r_m, Mux(msrc == MSrc.COMMAND, c.mantissa, 0)))
+        sh_val = Signal(signed(8))
+        with m.Switch(shsrc):
+            with m.Case(ShSrc.COMMAND):
+                m.d.comb += sh_val.eq(c.shift)
+            with m.Case(ShSrc.E_MINUS_16):
+                m.d.comb += sh_val.eq(r_e - FX_FRAC)
+            with m.Case(ShSrc.E_PLUS_S_MINUS_16):
+                m.d.comb += sh_val.eq(r_e + pre_s - FX_FRAC)
+            with m.Case(ShSrc.S):
+                m.d.comb += sh_val.eq(pre_s)
+            with m.Case(ShSrc.CMD_EXP_MINUS_16):
+                m.d.comb += sh_val.eq(c.exponent - FX_FRAC)
+        # the beat's control follows its read by one cycle
+        m.d.sync += [
+            lanes.i_valid.eq(issue),
+            lanes.op.eq(lane_op),
+            lanes.reduce.eq(red),
+            lanes.keep.eq(keep),
+            lanes.x.eq(x_val),
+            lanes.m.eq(m_val),
+            lanes.sh.eq(sh_val),
+            lanes.q.eq(Mux(c.bits4, 7, 127)),
+        ]
+        m.d.comb += [lanes.a.eq(rd_a.data), lanes.b.eq(rd_b.data)]
+
+        # write-back and fold bookkeeping travel with the beat: 1 (read) + LANE_LATENCY cycles
+        line = [(Signal(name="wv_0"), Signal(abits, name="wa_0"), Signal(3, name="wr_0"))]
+        m.d.comb += [line[0][0].eq(issue & write), line[0][1].eq(d_base + i), line[0][2].eq(Mux(issue, red, 0))]
+        for k in range(1, LANE_LATENCY + 2):
+            v, addr, rk = Signal(name=f"wv_{k}"), Signal(abits, name=f"wa_{k}"), Signal(3, name=f"wr_{k}")
+            m.d.sync += [v.eq(line[-1][0]), addr.eq(line[-1][1]), rk.eq(line[-1][2])]
+            line.append((v, addr, rk))
+        wv, wa, wk = line[-1]
+        m.d.comb += [
+            wr.en.eq(Mux(self.busy, wv, self.host_we)),
+            wr.addr.eq(Mux(self.busy, wa, self.host_addr)),
+            wr.data.eq(Mux(self.busy, lanes.y, self.host_wdata)),
+        ]
+        rv = lanes.r
+        with m.Switch(wk):
+            with m.Case(Reduce.MAX):
+                m.d.sync += r_max.eq(Mux(rv.as_signed() > r_max, rv, r_max))
+            with m.Case(Reduce.AMAX, Reduce.AMAX_Y):
+                m.d.sync += r_amax.eq(Mux(rv > r_amax, rv, r_amax))
+            with m.Case(Reduce.SUM, Reduce.SUM_Y):
+                m.d.sync += r_sum.eq(r_sum + rv.as_signed())
+            with m.Case(Reduce.SUMSQ):
+                m.d.sync += r_sumsq.eq(r_sumsq + rv)
+
+        # ---------------------------------------------------------------- scalar operand
+        eps_shift = Signal(range(2 * FX_BITS))
+        m.d.comb += eps_shift.eq(pre_s << 1)
+        eps_term = Signal(48)
+        half = Signal(48)
+        m.d.comb += half.eq((Const(1, 64) << eps_shift) >> 1)
+        lsb = Signal()
+        m.d.comb += lsb.eq((c.eps_code >> eps_shift)[0])
+        m.d.comb += eps_term.eq(Mux(eps_shift > 0, (c.eps_code + half - 1 + lsb) >> eps_shift, c.eps_code))
+
+        # ---------------------------------------------------------------- FSM
+        # the type of the step after this one (a pass or a scalar step), decoded like the step
+        next_index = Signal(range(9))
+        m.d.comb += next_index.eq(Mux(last_step, 0, step + 1))
+        next_is_pass = Signal()
+        with m.Switch(c.op):
+            for op in SfuOp:
+                steps = _steps(op)
+                if steps:
+                    with m.Case(op):
+                        with m.Switch(next_index):
+                            for k, s_ in enumerate(steps):
+                                with m.Case(k):
+                                    m.d.comb += next_is_pass.eq(isinstance(s_, Pass))
+
+        def enter(pass_state: bool) -> None:
+            m.next = "ISSUE" if pass_state else "SPREP"
+
+        def advance() -> None:
+            """End of a step: the next step of this row, the first of the next row, or done."""
+            with m.If(~last_step):
+                m.d.sync += [step.eq(step + 1), i.eq(0)]
+                with m.If(next_is_pass):
+                    enter(True)
+                with m.Else():
+                    enter(False)
+            with m.Elif(~last_row):
+                m.d.sync += [step.eq(0), i.eq(0), row.eq(row + 1), a_base.eq(a_base + beats),
+                             d_base.eq(d_base + beats), b_base.eq(b_base + c.b_step)]
+                with m.If(next_is_pass):
+                    enter(True)
+                with m.Else():
+                    enter(False)
+            with m.Else():
+                m.next = "DONE"
+
+        with m.FSM(name="sfu"):
+            with m.State("IDLE"):
+                m.d.comb += self.cmd.ready.eq(1)
+                with m.If(self.cmd.valid):
+                    m.d.sync += [c.eq(self.cmd.payload), row.eq(0), step.eq(0), i.eq(0),
+                                 a_base.eq(self.cmd.payload.a), b_base.eq(self.cmd.payload.b),
+                                 d_base.eq(self.cmd.payload.dst), self.error.eq(0)]
+                    m.next = "SETUP"
+            with m.State("SETUP"):
+                m.d.comb += self.busy.eq(1)
+                nb = Signal(16)
+                m.d.comb += nb.eq((c.n + (L - 1)) >> lg)
+                m.d.sync += [beats.eq(nb), tail.eq(c.n - ((nb - 1) << lg))]
+                with m.If(~supported):
+                    m.d.sync += self.error.eq(1)
+                    m.next = "DONE"
+                with m.Elif(is_pass):
+                    m.next = "ISSUE"
+                with m.Else():
+                    m.next = "SPREP"
+            with m.State("ISSUE"):
+                m.d.comb += [self.busy.eq(1), issue.eq(1)]
+                with m.If(i == 0):
+                    with m.Switch(red):
+                        with m.Case(Reduce.MAX):
+                            m.d.sync += r_max.eq(-(1 << (FX_BITS - 1)))
+                        with m.Case(Reduce.AMAX, Reduce.AMAX_Y):
+                            m.d.sync += r_amax.eq(0)
+                        with m.Case(Reduce.SUM, Reduce.SUM_Y):
+                            m.d.sync += r_sum.eq(0)
+                        with m.Case(Reduce.SUMSQ):
+                            m.d.sync += r_sumsq.eq(0)
+                with m.If(~last_word):
+                    m.d.sync += i.eq(i + 1)
+                with m.Elif(elementwise & ~last_row):
+                    m.d.sync += [i.eq(0), row.eq(row + 1), a_base.eq(a_base + beats), d_base.eq(d_base + beats),
+                                 b_base.eq(b_base + c.b_step)]
+                with m.Else():
+                    m.d.sync += drain.eq(LANE_LATENCY)
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(drain == 0):
+                    with m.If(elementwise):
+                        m.next = "DONE"
+                    with m.Else():
+                        advance()
+                with m.Else():
+                    m.d.sync += drain.eq(drain - 1)
+            with m.State("SPREP"):
+                m.d.comb += self.busy.eq(1)
+                with m.Switch(skind):
+                    with m.Case(ScalarKind.RSQRT):
+                        m.d.sync += d_op.eq(r_sumsq + eps_term)
+                    with m.Default():
+                        m.d.sync += d_op.eq(r_sum)
+                m.next = "SSTART"
+            with m.State("SSTART"):
+                m.d.comb += [self.busy.eq(1), scalar.start.eq(1)]
+                m.next = "SWAIT"
+            with m.State("SWAIT"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(scalar.done):
+                    with m.If(skind == ScalarKind.DIV):
+                        m.d.sync += r_mean.eq(scalar.q)
+                    with m.Else():
+                        m.d.sync += [r_m.eq(scalar.m), r_e.eq(scalar.e)]
+                    advance()
+            with m.State("DONE"):
+                m.d.comb += [self.busy.eq(1), self.done.eq(1)]
+                m.next = "IDLE"
+        with m.Switch(skind):
+            for kind, sop in _SCALAR_OP.items():
+                with m.Case(kind):
+                    m.d.comb += scalar.op.eq(sop)
+        m.d.comb += [scalar.d.eq(d_op), scalar.n.eq(c.n)]
+        return m

@@ -1,0 +1,175 @@
+"""The SFU's microcode and timing: one table that the sequencer gateware and the cycle model share.
+
+A row operation is a list of **steps** (:data:`ROW_STEPS`): a :class:`Pass` streams the row's
+beats through the lanes (one per cycle) with one lane op and one reduction; a
+:class:`ScalarStep` runs the scalar unit once on the row's folded reductions.  The gateware
+decodes these tables at elaboration time; :func:`command_cycles` counts them; the tests of
+:mod:`sparsa.sfu.lane` prove the same steps compute :mod:`sparsa.sfu.ops`.
+
+Timing (the cycle a command is accepted is cycle 0; ``LAT`` = lane latency, ``B`` = words per
+row, ``R`` = rows):
+
+* accept + set-up: :data:`SETUP_CYCLES`;
+* a pass over ``k`` beats: ``k + 1 + LAT`` (issue ``k`` reads, one cycle of VMEM read latency,
+  the lanes' latency; the next step starts the cycle after the last result is written);
+* a scalar step: ``SCALAR_STEP_OVERHEAD + SCALAR_CYCLES[op]`` (a cycle to form the operand, the
+  unit's own cycles, a cycle to capture the result);
+* an element-wise command is one pass over all ``R * B`` beats; a row operation runs its steps
+  row after row;
+* a done cycle: :data:`DONE_CYCLES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+
+from sparsa.sfu.command import ELEMENTWISE, SfuCommand, SfuOp
+from sparsa.sfu.lane import LaneOp, Reduce
+
+__all__ = [
+    "Src", "XSrc", "MSrc", "ShSrc", "Pass", "ScalarStep", "ScalarKind", "ELEMENTWISE_LANE_OP", "ROW_STEPS",
+    "SETUP_CYCLES", "DONE_CYCLES", "SCALAR_STEP_OVERHEAD", "pass_cycles", "command_cycles",
+]
+
+#: Cycles from accepting a command to issuing its first read.
+SETUP_CYCLES = 2
+#: Cycles from the last step's end to the end of the command (the done pulse).
+DONE_CYCLES = 1
+#: Cycles a scalar step adds to the scalar unit's own: operand forming and result capture.
+SCALAR_STEP_OVERHEAD = 2
+
+
+class Src(IntEnum):
+    """Where a pass reads operand ``a``."""
+
+    A = 0      #: the command's input rows
+    DST = 1    #: the rows an earlier pass of this row wrote
+
+
+class XSrc(IntEnum):
+    """The lanes' ``x`` scalar."""
+
+    ZERO = 0
+    MAX = 1    #: the row max of an earlier MAX pass
+    MEAN = 2   #: the mean of an earlier DIV step
+
+
+class MSrc(IntEnum):
+    """The lanes' ``m`` scalar."""
+
+    ZERO = 0
+    SCALAR = 1     #: the scalar unit's last ``m``
+    COMMAND = 2    #: the command's ``mantissa``
+
+
+class ShSrc(IntEnum):
+    """The lanes' ``sh`` scalar."""
+
+    ZERO = 0
+    COMMAND = 1          #: the command's ``shift``
+    E_MINUS_16 = 2       #: scalar ``e - 16``
+    E_PLUS_S_MINUS_16 = 3  #: scalar ``e`` + pre-shift ``s`` - 16
+    S = 4                #: the pre-shift ``s`` (from an earlier AMAX / AMAX_Y)
+    CMD_EXP_MINUS_16 = 5  #: the command's ``exponent - 16``
+
+
+class ScalarKind(IntEnum):
+    """Scalar-unit operations a row step may run (values of :class:`sparsa.sfu.scalar.ScalarOp`
+    by name)."""
+
+    RECIP = 0   #: of the SUM_Y fold
+    RSQRT = 1   #: of the SUMSQ fold plus the command's eps term, with ``n``
+    DIV = 2     #: the SUM fold by ``n``
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One pass over a row: lane op, reduction, sources, and whether results are written."""
+
+    op: LaneOp
+    reduce: Reduce = Reduce.NONE
+    src: Src = Src.A
+    b: bool = False
+    write: bool = False
+    x: XSrc = XSrc.ZERO
+    m: MSrc = MSrc.ZERO
+    sh: ShSrc = ShSrc.ZERO
+
+
+@dataclass(frozen=True)
+class ScalarStep:
+    """One scalar-unit step on the row's folds."""
+
+    kind: ScalarKind
+
+
+#: Lane op of each element-wise command (its ``sh``/``m`` sources follow from the op).
+ELEMENTWISE_LANE_OP: Mapping[SfuOp, Pass] = {
+    SfuOp.ADD: Pass(LaneOp.ADD, b=True, write=True),
+    SfuOp.MUL: Pass(LaneOp.MUL, b=True, write=True),
+    SfuOp.REQUANT: Pass(LaneOp.REQUANT, b=True, write=True, sh=ShSrc.COMMAND),
+    SfuOp.SILU: Pass(LaneOp.SILU, write=True),
+    SfuOp.GELU: Pass(LaneOp.GELU, write=True),
+    SfuOp.ROPE: Pass(LaneOp.ROPE, b=True, write=True),
+    SfuOp.QSTATIC: Pass(LaneOp.QDIV, write=True, m=MSrc.COMMAND, sh=ShSrc.CMD_EXP_MINUS_16),
+}
+
+_NORM_TAIL = (
+    Pass(LaneOp.PASS, Reduce.SUMSQ, sh=ShSrc.S),
+    ScalarStep(ScalarKind.RSQRT),
+    Pass(LaneOp.SCALE_MUL, b=True, write=True, m=MSrc.SCALAR, sh=ShSrc.E_PLUS_S_MINUS_16),
+)
+
+#: The steps of each row operation, per row.
+ROW_STEPS: Mapping[SfuOp, tuple[Pass | ScalarStep, ...]] = {
+    SfuOp.SOFTMAX: (
+        Pass(LaneOp.PASS, Reduce.MAX),
+        Pass(LaneOp.EXP_SUB, Reduce.SUM_Y, write=True, x=XSrc.MAX),
+        ScalarStep(ScalarKind.RECIP),
+        Pass(LaneOp.SCALE, src=Src.DST, write=True, m=MSrc.SCALAR, sh=ShSrc.E_MINUS_16),
+    ),
+    SfuOp.RMSNORM: (Pass(LaneOp.PASS, Reduce.AMAX),) + _NORM_TAIL,
+    SfuOp.LAYERNORM: (
+        Pass(LaneOp.PASS, Reduce.SUM),
+        ScalarStep(ScalarKind.DIV),
+        Pass(LaneOp.SUB, Reduce.AMAX_Y, write=True, x=XSrc.MEAN),
+    ) + tuple(
+        # the norm tail reads the centred row the SUB pass wrote
+        Pass(s.op, s.reduce, Src.DST, s.b, s.write, s.x, s.m, s.sh) if isinstance(s, Pass) else s
+        for s in _NORM_TAIL
+    ),
+}
+
+
+def pass_cycles(beats: int, lane_latency: int) -> int:
+    """Cycles of a pass over ``beats`` beats: ``beats + 1 + lane_latency``."""
+    return beats + 1 + lane_latency
+
+
+def command_cycles(cmd: SfuCommand, lanes: int, lane_latency: int,
+                   scalar_cycles: Mapping[ScalarKind, int]) -> int:
+    """Cycles from accepting ``cmd`` to the end of its done cycle (see the module docstring).
+
+    Parameters
+    ----------
+    cmd : SfuCommand
+        The command (not QUANTIZE: its tensor-wide schedule is not built yet).
+    lanes : int
+        ``sfu.lanes``.
+    lane_latency : int
+        The lanes' pipeline latency.
+    scalar_cycles : mapping
+        The scalar unit's cycles per :class:`ScalarKind`.
+    """
+    beats = cmd.words(lanes)
+    if cmd.op in ELEMENTWISE:
+        body = pass_cycles(cmd.rows * beats, lane_latency)
+    elif cmd.op in ROW_STEPS:
+        per_row = sum(pass_cycles(beats, lane_latency) if isinstance(s, Pass)
+                      else SCALAR_STEP_OVERHEAD + scalar_cycles[s.kind] for s in ROW_STEPS[cmd.op])
+        body = cmd.rows * per_row
+    else:
+        raise NotImplementedError(f"SFU {cmd.op.name} has no schedule yet")
+    return SETUP_CYCLES + body + DONE_CYCLES
