@@ -15,9 +15,11 @@ from sparsa.errors import ConfigError, ShapeError
 from sparsa.formats.actscale import ActScaleSpec
 from sparsa.sfu import ops
 from sparsa.sfu.command import SfuCommand, SfuOp, row_words
-from sparsa.sfu.lane import LaneOp, lane_op
+from sparsa.sfu.fixed import FX_FRAC, normalized_reciprocal, normalized_rsqrt, rne_div, rne_shift
+from sparsa.sfu.lane import LaneOp, Reduce, lane_op, presum_shift, reduce_beat
+from sparsa.sfu.schedule import ELEMENTWISE_LANE_OP, ROW_STEPS, MSrc, Pass, ScalarKind, ScalarStep, ShSrc, Src, XSrc
 
-__all__ = ["SfuState", "execute"]
+__all__ = ["SfuState", "execute", "run_microcode"]
 
 
 @dataclass
@@ -113,3 +115,78 @@ def execute(state: SfuState, cmd: SfuCommand) -> None:
     else:  # pragma: no cover - SfuOp is closed
         raise ConfigError(f"unknown SFU op {op!r}")
     state.write_rows(cmd.dst, y)
+
+
+def _scalar_step(kind: ScalarKind, folds: dict[str, int], cmd: SfuCommand) -> dict[str, int]:
+    """The scalar unit's result for one step: ``{'m', 'e'}`` or ``{'mean'}``."""
+    if kind == ScalarKind.DIV:
+        return {"mean": int(rne_div(np.int64(folds["sum"]), np.int64(cmd.n)))}
+    if kind == ScalarKind.RECIP:
+        m, e = normalized_reciprocal(folds["sum"])
+        return {"m": m, "e": e}
+    s = presum_shift(folds["amax"])
+    d = folds["sumsq"] + int(rne_shift(cmd.eps_code, 2 * s))
+    m, e = normalized_rsqrt(d, cmd.n) if d > 0 else (0, 0)
+    return {"m": m, "e": e}
+
+
+_FOLD_OF = {Reduce.MAX: "max", Reduce.AMAX: "amax", Reduce.AMAX_Y: "amax", Reduce.SUM: "sum",
+            Reduce.SUM_Y: "sum", Reduce.SUMSQ: "sumsq"}
+
+
+def _lane_scalars(step: Pass, regs: dict[str, int], cmd: SfuCommand) -> dict[str, int]:
+    s = presum_shift(regs.get("amax", 0))
+    x = {XSrc.ZERO: 0, XSrc.MAX: regs.get("max", 0), XSrc.MEAN: regs.get("mean", 0)}[step.x]
+    m = {MSrc.ZERO: 0, MSrc.SCALAR: regs.get("m", 0), MSrc.COMMAND: cmd.mantissa}[step.m]
+    e = regs.get("e", 0)
+    sh = {ShSrc.ZERO: 0, ShSrc.COMMAND: cmd.shift, ShSrc.E_MINUS_16: e - FX_FRAC,
+          ShSrc.E_PLUS_S_MINUS_16: e + s - FX_FRAC, ShSrc.S: s,
+          ShSrc.CMD_EXP_MINUS_16: cmd.exponent - FX_FRAC}[step.sh]
+    return {"x": x, "m": m, "sh": sh, "q": 7 if cmd.bits == 4 else 127}
+
+
+def run_microcode(state: SfuState, cmd: SfuCommand) -> None:
+    """Run ``cmd`` as the sequencer does: the passes and scalar steps of
+    :mod:`sparsa.sfu.schedule`, beat by beat through :func:`~sparsa.sfu.lane.lane_op`.
+
+    Equal to :func:`execute` for every command the gateware runs (tests/sim/test_sfu_interpreter.py
+    checks it); QUANTIZE has no microcode yet.
+    """
+    cmd.check(state.lanes, state.depth)
+    L, w = state.lanes, cmd.words(state.lanes)
+    lanes_idx = np.arange(w * L).reshape(w, L)
+
+    def keep_of(r: int) -> np.ndarray:
+        k = lanes_idx < cmd.n
+        if cmd.causal:
+            k &= lanes_idx <= cmd.offset + r
+        return k
+
+    def run_pass(step: Pass, a_addr: int, b_addr: int, d_addr: int, nwords: int, keep: np.ndarray,
+                 regs: dict[str, int]) -> None:
+        a = state.vmem[a_addr: a_addr + nwords]
+        b = state.vmem[b_addr: b_addr + nwords] if step.b else np.zeros_like(a)
+        sc = _lane_scalars(step, regs, cmd)
+        y = lane_op(step.op, a, b, keep, **sc)
+        if step.reduce != Reduce.NONE:
+            r = reduce_beat(step.reduce, a, y, keep, sc["sh"])
+            regs[_FOLD_OF[step.reduce]] = int(r.max() if step.reduce in (Reduce.MAX, Reduce.AMAX, Reduce.AMAX_Y)
+                                              else r.sum())
+        if step.write:
+            state.vmem[d_addr: d_addr + nwords] = y
+
+    if cmd.op in ELEMENTWISE_LANE_OP:
+        step = ELEMENTWISE_LANE_OP[cmd.op]
+        for r in range(cmd.rows):
+            run_pass(step, cmd.a + r * w, cmd.b + r * cmd.b_step, cmd.dst + r * w, w, keep_of(r), {})
+        return
+    if cmd.op not in ROW_STEPS:
+        raise ConfigError(f"SFU {cmd.op.name} has no microcode yet (the interpreter runs it: execute())")
+    for r in range(cmd.rows):
+        regs: dict[str, int] = {}
+        for step in ROW_STEPS[cmd.op]:
+            if isinstance(step, ScalarStep):
+                regs.update(_scalar_step(step.kind, regs, cmd))
+                continue
+            src = cmd.a + r * w if step.src == Src.A else cmd.dst + r * w
+            run_pass(step, src, cmd.b + r * cmd.b_step, cmd.dst + r * w, w, keep_of(r), regs)

@@ -380,6 +380,9 @@ class Sfu(wiring.Component):
                 with m.If(scalar.done):
                     with m.If(skind == ScalarKind.DIV):
                         m.d.sync += r_mean.eq(scalar.q)
+                    with m.Elif(d_op == 0):
+                        # an all-zero row with eps 0: outputs are zeros (m = 0), as in the reference
+                        m.d.sync += [r_m.eq(0), r_e.eq(0)]
                     with m.Else():
                         m.d.sync += [r_m.eq(scalar.m), r_e.eq(scalar.e)]
                     advance()

@@ -9,8 +9,9 @@ beat also yields one :class:`Reduce` value over its kept lanes, which the sequen
 the beats of a row.
 
 :func:`lane_op` and :func:`reduce_beat` define a beat exactly; the row operations of
-:mod:`sparsa.sfu.ops` are sequences of passes of lane ops and scalar steps, spelled out by the
-``*_passes`` functions below, which tests/sfu/test_lane.py proves equal to :mod:`sparsa.sfu.ops`.
+:mod:`sparsa.sfu.ops` are sequences of passes of lane ops and scalar steps, tabled in
+:mod:`sparsa.sfu.schedule` and run beat by beat by :func:`sparsa.sim.sfu.run_microcode`, which
+tests/sim/test_sfu_interpreter.py proves equal to :mod:`sparsa.sfu.ops`.
 """
 
 from __future__ import annotations
@@ -20,18 +21,10 @@ from enum import IntEnum
 import numpy as np
 
 from sparsa.errors import FormatError
-from sparsa.sfu.fixed import (
-    FX_FRAC,
-    normalized_reciprocal,
-    normalized_rsqrt,
-    rne_div,
-    rne_shift,
-    saturate_fx,
-)
-from sparsa.sfu.ops import activation, exp_nonpositive, mul, norm_eps_code
+from sparsa.sfu.fixed import FX_FRAC, rne_div, rne_shift, saturate_fx
+from sparsa.sfu.ops import activation, exp_nonpositive, mul
 
-__all__ = ["LaneOp", "Reduce", "MANT_FIELD_BITS", "lane_op", "reduce_beat", "presum_shift",
-           "softmax_passes", "rmsnorm_passes", "layernorm_passes", "quantize_codes"]
+__all__ = ["LaneOp", "Reduce", "MANT_FIELD_BITS", "lane_op", "reduce_beat", "presum_shift"]
 
 #: Width of the ``m`` field (an activation-scale mantissa may be up to 24 bits).
 MANT_FIELD_BITS = 24
@@ -136,59 +129,3 @@ def reduce_beat(kind: Reduce, a: np.ndarray, y: np.ndarray, keep: np.ndarray, sh
 def presum_shift(amax: int) -> int:
     """A norm's pre-shift ``max(0, bit_length(amax) - 15)``: squares of ``x >> s`` fit 30 bits."""
     return max(0, int(amax).bit_length() - 15)
-
-
-def _beats(row: np.ndarray, lanes: int) -> tuple[np.ndarray, np.ndarray]:
-    """A row as ``[B, L]`` beats (zero-padded) and its keep bits."""
-    n = row.shape[-1]
-    nb = -(-n // lanes)
-    padded = np.zeros(nb * lanes, dtype=np.int64)
-    padded[:n] = row
-    keep = np.zeros(nb * lanes, dtype=bool)
-    keep[:n] = True
-    return padded.reshape(nb, lanes), keep.reshape(nb, lanes)
-
-
-def softmax_passes(row: np.ndarray, keep_row: np.ndarray, lanes: int) -> np.ndarray:
-    """Softmax of one row as the SFU runs it: MAX pass, EXP_SUB + SUM_Y pass, RECIP, SCALE pass."""
-    a, tail = _beats(row, lanes)
-    keep = tail & _beats(np.asarray(keep_row, dtype=np.int64), lanes)[0].astype(bool)
-    if not keep.any():
-        return np.zeros(row.shape[-1], dtype=np.int64)
-    mx = int(reduce_beat(Reduce.MAX, a, a, keep).max())
-    e = lane_op(LaneOp.EXP_SUB, a, a, keep, x=mx)
-    total = int(reduce_beat(Reduce.SUM_Y, a, e, keep).sum())
-    m, ex = normalized_reciprocal(total)
-    return lane_op(LaneOp.SCALE, e, e, keep, m=m, sh=ex - FX_FRAC).reshape(-1)[: row.shape[-1]]
-
-
-def _norm_tail(a: np.ndarray, gain: np.ndarray, keep: np.ndarray, n: int, eps: float) -> np.ndarray:
-    """AMAX pass, SUMSQ pass, RSQRT, SCALE_MUL pass (the shared end of both norms)."""
-    s = presum_shift(int(reduce_beat(Reduce.AMAX, a, a, keep).max()))
-    d = int(reduce_beat(Reduce.SUMSQ, a, a, keep, sh=s).sum()) + int(rne_shift(norm_eps_code(eps, n), 2 * s))
-    m, e = normalized_rsqrt(d, n) if d > 0 else (0, 0)
-    return lane_op(LaneOp.SCALE_MUL, a, gain, keep, m=m, sh=e + s - FX_FRAC)
-
-
-def rmsnorm_passes(row: np.ndarray, gain: np.ndarray, lanes: int, eps: float) -> np.ndarray:
-    """RMSNorm of one row as the SFU runs it."""
-    a, keep = _beats(row, lanes)
-    g, _ = _beats(gain, lanes)
-    return _norm_tail(a, g, keep, row.shape[-1], eps).reshape(-1)[: row.shape[-1]]
-
-
-def layernorm_passes(row: np.ndarray, gain: np.ndarray, lanes: int, eps: float) -> np.ndarray:
-    """LayerNorm (without its bias: an ADD pass follows) of one row as the SFU runs it:
-    SUM pass, DIV, SUB pass, then the norm passes on the centred row."""
-    a, keep = _beats(row, lanes)
-    g, _ = _beats(gain, lanes)
-    n = row.shape[-1]
-    mean = int(rne_div(np.int64(int(reduce_beat(Reduce.SUM, a, a, keep).sum())), np.int64(n)))
-    c = lane_op(LaneOp.SUB, a, a, keep, x=mean)
-    return _norm_tail(c, g, keep, n, eps).reshape(-1)[:n]
-
-
-def quantize_codes(row: np.ndarray, mantissa: int, e: int, qmax: int, lanes: int) -> np.ndarray:
-    """Codes of one scale unit as the QDIV pass computes them (``sh = e - 16``)."""
-    a, keep = _beats(row, lanes)
-    return lane_op(LaneOp.QDIV, a, a, keep, m=mantissa, sh=e - FX_FRAC, q=qmax).reshape(-1)[: row.shape[-1]]

@@ -1,4 +1,4 @@
-"""The SFU microcode (passes of lane ops and scalar steps) equals the operations it implements."""
+"""The SFU lane ops and beat reductions against the operations they implement."""
 
 from __future__ import annotations
 
@@ -21,27 +21,9 @@ def fx(n, lo=-(1 << 24), hi=1 << 24):
     return arrays(np.int64, n, elements=st.integers(lo, hi))
 
 
-@settings(max_examples=60)
-@given(lanes, st.integers(1, 70), st.data())
-def test_softmax_microcode(L, n, data):
-    row = data.draw(fx(n))
-    keep = data.draw(arrays(bool, n))
-    assert np.array_equal(lane.softmax_passes(row, keep, L), ops.softmax(row[None], keep[None])[0])
-
-
-@settings(max_examples=60)
-@given(lanes, st.integers(1, 70), st.sampled_from([1e-5, 1e-12, 0.0]), st.data())
-def test_norm_microcode(L, n, eps, data):
-    row = data.draw(fx(n, FX_MIN, FX_MAX))
-    gain = data.draw(fx(n))
-    assert np.array_equal(lane.rmsnorm_passes(row, gain, L, eps), ops.rmsnorm(row[None], gain, eps)[0])
-    ln = ops.layernorm(row[None], gain, np.zeros(n, np.int64), eps)[0]
-    assert np.array_equal(lane.layernorm_passes(row, gain, L, eps), ln)
-
-
 @settings(max_examples=40)
 @given(lanes, st.integers(1, 6), st.sampled_from([8, 4]), st.data())
-def test_quantize_microcode(L, groups, bits, data):
+def test_qdiv_gives_the_quantizer_codes(L, groups, bits, data):
     k = groups * L
     x = data.draw(fx((3, k), -(1 << 28), 1 << 28))
     spec = ActScaleSpec("group", group=L)
@@ -49,7 +31,9 @@ def test_quantize_microcode(L, groups, bits, data):
     qmax = (1 << (bits - 1)) - 1
     for t in range(3):
         for g in range(groups):
-            got = lane.quantize_codes(x[t, g * L:(g + 1) * L], int(want.mantissa[t, g]), want.exponent, qmax, L)
+            unit = x[t, g * L:(g + 1) * L]
+            got = lane.lane_op(LaneOp.QDIV, unit, unit, np.ones(L, bool), m=int(want.mantissa[t, g]),
+                               sh=want.exponent - 16, q=qmax)
             assert np.array_equal(got, want.codes[t, g * L:(g + 1) * L])
 
 

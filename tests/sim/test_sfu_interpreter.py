@@ -141,3 +141,33 @@ def test_bad_command_fields(field, value, message):
     kw[field] = value
     with pytest.raises(FormatError, match=message):
         SfuCommand(**kw)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([2, 4, 8]), st.integers(1, 3), st.integers(1, 30), st.integers(0, 5), st.data())
+def test_microcode_equals_the_interpreter(L, rows, n, offset, data):
+    """The sequencer's passes and scalar steps (sparsa.sfu.schedule) compute the operations."""
+    from sparsa.sim.sfu import run_microcode
+
+    w = row_words(n, L)
+    vm = data.draw(arrays(np.int64, (DEPTH, L), elements=st.integers(-(1 << 22), 1 << 22)))
+    vm[300:300 + rows * w] = data.draw(arrays(np.int64, (rows * w, L), elements=st.integers(0, (1 << 16) - 1)))
+    eps = ops.norm_eps_code(data.draw(st.sampled_from([0.0, 1e-5, 1e-12])), n)
+    cmds = [SfuCommand(op, rows, n, dst=100, a=0, b=200, b_step=w) for op in (SfuOp.ADD, SfuOp.MUL)]
+    cmds += [SfuCommand(op, rows, n, dst=100, a=0) for op in (SfuOp.SILU, SfuOp.GELU)]
+    cmds += [SfuCommand(SfuOp.REQUANT, rows, n, dst=100, a=0, b=300, b_step=w, shift=data.draw(st.integers(-3, 40))),
+             SfuCommand(SfuOp.QSTATIC, rows, n, dst=0, a=0, mantissa=data.draw(st.integers(1, 1 << 20)),
+                        exponent=data.draw(st.integers(-10, 40)), bits=data.draw(st.sampled_from([4, 8]))),
+             SfuCommand(SfuOp.SOFTMAX, rows, n, dst=100, a=0, causal=data.draw(st.booleans()), offset=offset),
+             SfuCommand(SfuOp.SOFTMAX, rows, n, dst=0, a=0),
+             SfuCommand(SfuOp.RMSNORM, rows, n, dst=100, a=0, b=200, eps_code=eps),
+             SfuCommand(SfuOp.LAYERNORM, rows, n, dst=0, a=0, b=200, b_step=w, eps_code=eps)]
+    if n % 2 == 0 and L % 2 == 0:
+        cmds.append(SfuCommand(SfuOp.ROPE, rows, n, dst=100, a=0, b=200, b_step=w))
+    for cmd in cmds:
+        s1, s2 = SfuState(L, DEPTH), SfuState(L, DEPTH)
+        s1.vmem[:] = vm
+        s2.vmem[:] = vm
+        execute(s1, cmd)
+        run_microcode(s2, cmd)
+        assert np.array_equal(s1.vmem, s2.vmem), cmd
