@@ -13,12 +13,14 @@ and each quotient bit is routed by the operation::
                                                   even position and is >= 2**30 (it is < 2**32):
                                                   floor(Q / 4**j); m = its 16-step digit-by-digit
                                                   square root, e = 39 - j
-    DIV     Q = floor(a / n)            49 bits   a = |num| (num >= 0) or |num| - 1 = ~num (num < 0);
-                                                  a 50th step compares 2R + [num < 0] with n:
-                                                  rounds to nearest, ties to even; q = +-(Q + up)
+    DIV     Q = floor(|num| / n)        49 bits   |num| from one pass through the finish's incrementer;
+                                                  a 50th step compares 2R with n: round to nearest,
+                                                  ties to even (2R == n, an equality of registers);
+                                                  q = +-(Q + up)
     EXPO    Q = floor(P * 2**31 / top)  62 bits   P = qmax * (2**mantissa_bits - 1) (Horner: 24
                                                   steps P = 2P + qmax while mantissa_bits last);
-                                                  e = (position of Q's leading one) - 15
+                                                  e = (position of Q's leading one) - 15, found
+                                                  the step after the leading one (Q >= 3)
     QMANT   Q = floor(amax * 2**30/qmax) 61 bits  bits at positions >= s = 46 - e shift into m,
                                                   the others and the remainder set a sticky bit:
                                                   m = floor(Q / 2**s) + sticky
@@ -31,13 +33,14 @@ Why these are the fixed.py functions: ``floor(floor(x) / k) = floor(x / k)`` for
 smallest.  EXPO: ``ceil(top * 2**(e-16) / qmax) <= 2**mb - 1`` iff ``top * 2**(e-16) <= P``,
 so the largest ``e`` is ``16 + floor(log2(P / top))``, and ``floor(log2(floor(P 2**31 / top)))``
 is ``floor(log2(P 2**31 / top))``.  QMANT: ``ceil(x / 2**s) = floor(x / 2**s) + [x not a
-multiple]``.  DIV: round half to even is odd-symmetric, and for ``num < 0`` dividing
-``~num = |num| - 1`` leaves the remainder ``R + 1`` of ``|num|`` (``R + 1 = n`` rounds up to the
-exact ``Q + 1``), compared with ``n/2`` as ``2R + 1 >= n`` (above) and ``2R + 1 - n = -1`` (tie).
+multiple]``.  DIV: round half to even is odd-symmetric: ``rne(num / n) = sign * rne(|num| / n)``.
 
 Per cycle the longest path is the divider's 50-bit subtractor into its registers (or the
-49-bit increment of the finish); no leading-one detector or barrel shifter: the leading one is
-found as the quotient bits arrive (a flag freezes the window and latches the position).
+49-bit increment of the finish, or EXPO's 31-bit Horner adder); nothing but a register's
+input multiplexer follows a carry chain: the window conditions, the ``DIV`` tie and every
+enable depend on registers only.  There is no leading-one detector or barrel shifter: the
+leading one is found as the quotient bits arrive (a flag freezes the window and latches the
+position).
 
 Ports: see :class:`SfuScalar`.
 """
@@ -68,17 +71,18 @@ _HORNER_STEPS = 24          # EXPO: mantissa_bits <= 24
 _SQRT_STEPS = 16
 _RECIP_K = 55               # RECIP dividend 2**55
 _RSQRT_E = 39               # RSQRT dividend n * 4**39
-_EXPO_BIAS = 15             # EXPO e = leading-one position - 15
+_EXPO_BIAS = 14             # EXPO e = (position after the leading one) - 14
 _QMANT_TOP = 46             # QMANT s = 46 - e
 
 
 class _Phase(enum.Enum, shape=3):
     IDLE = 0
-    HORNER = 1
-    DIVIDE = 2
-    ROUND = 3
-    SQRT = 4
-    FINISH = 5
+    NEGATE = 1
+    HORNER = 2
+    DIVIDE = 3
+    ROUND = 4
+    SQRT = 5
+    FINISH = 6
 
 
 class SfuScalar(wiring.Component):
@@ -152,23 +156,22 @@ class SfuScalar(wiring.Component):
         qr = Signal(49)             # quotient / its window
         srem = Signal(17)           # square-root remainder (<= 2 * root)
         cnt = Signal(7)             # steps left in the phase - 1 = DIVIDE: position of the quotient bit
-        aux = Signal(7)             # EXPO Horner: mantissa bits left; then the leading-one position;
-                                    # QMANT: s = 46 - e
+        aux = Signal(7)             # RECIP/RSQRT: position of the window's last bit; EXPO: Horner steps
+                                    # left, then the position after the leading one; QMANT: s = 46 - e
         qmax = Signal(7)
         neg = Signal()              # DIV: num < 0
         full = Signal()             # RECIP/RSQRT/EXPO: the window is complete
-        sticky = Signal()           # QMANT: discarded quotient bits; DIV: the rounding carry
+        sticky = Signal()           # QMANT: discarded quotient bits; DIV: the carry-in of |num| / +-(Q + up)
 
         m.d.comb += self.busy.eq(phase != _Phase.IDLE)
         m.d.sync += self.done.eq(0)
 
-        # The divider: 2R + bit against the divisor (the ROUND step shifts in [num < 0]).
-        xbit = Mux(phase == _Phase.ROUND, neg, x[48])
-        shifted = Cat(xbit, rem)                            # 49 bits
+        # The divider: 2R + bit against the divisor (DIV's ROUND step shifts in 0: x is empty by then).
+        shifted = Cat(x[48], rem)                           # 49 bits
         trial = Signal(50)
         m.d.comb += trial.eq(shifted - dv)
         ge = ~trial[49]
-        tie = (trial ^ neg.replicate(50)) == 0              # 2R == n (num >= 0) / 2R + 2 == n (num < 0)
+        tie = Cat(Const(0, 1), rem) == dv                   # DIV: 2R == n, from registers
 
         # The square-root digit: 4 * rem + the next two radicand bits against 4 * root + 1.
         r2 = Cat(qr[30:32], srem)                           # 19 bits
@@ -176,7 +179,7 @@ class SfuScalar(wiring.Component):
         m.d.comb += strial.eq(r2 - Cat(Const(1, 2), x[:16]))
         sge = ~strial[19]
 
-        # The finish's increment: DIV +-(Q + up), QMANT Q + sticky.
+        # The finish's increment: DIV +-(Q + up), QMANT Q + sticky; also DIV's |num| = (num ^ neg) + neg.
         cin = sticky | ((op == ScalarOp.QMANT) & rem[:8].any())
         inc = Signal(49)
         m.d.comb += inc.eq((qr ^ neg.replicate(49)) + cin)
@@ -185,6 +188,9 @@ class SfuScalar(wiring.Component):
             with m.Case(_Phase.IDLE):
                 with m.If(self.start):
                     self._capture(m, op, phase, dv, rem, x, qr, srem, cnt, aux, qmax, neg, full, sticky)
+
+            with m.Case(_Phase.NEGATE):                     # DIV: |num| into the dividend
+                m.d.sync += [x.eq(inc), qr.eq(0), sticky.eq(0), phase.eq(_Phase.DIVIDE)]
 
             with m.Case(_Phase.HORNER):                     # EXPO: P = qmax * (2**mb - 1) in x[18:49]
                 with m.If(aux != 0):
@@ -210,8 +216,8 @@ class SfuScalar(wiring.Component):
                                 m.d.comb += complete.eq(qr[14])                 # new window >= 2**15
                             with m.Case(ScalarOp.RSQRT):                        # even position, >= 2**30
                                 m.d.comb += complete.eq(~cnt[0] & (qr[30] | qr[29]))
-                            with m.Default():
-                                m.d.comb += complete.eq(ge)                     # EXPO: the leading one
+                            with m.Default():                                   # EXPO: the leading one
+                                m.d.comb += complete.eq(qr[0])                  # was the previous bit
                         with m.If(~full):
                             m.d.sync += qr.eq(Cat(ge, qr[:48]))
                             with m.If(complete):
@@ -225,7 +231,7 @@ class SfuScalar(wiring.Component):
                         with m.Default():
                             m.d.sync += phase.eq(_Phase.FINISH)
 
-            with m.Case(_Phase.ROUND):                      # DIV: the rounding carry of +-(Q + up)
+            with m.Case(_Phase.ROUND):                      # DIV: the carry-in of +-(Q + up)
                 up = (ge & ~tie) | (tie & qr[0])
                 m.d.sync += [sticky.eq(up ^ neg), phase.eq(_Phase.FINISH)]
 
@@ -262,7 +268,7 @@ class SfuScalar(wiring.Component):
                 m.d.sync += [dv.eq(self.d[:48]), x.eq(self.n << 32), cnt.eq(_STEPS[ScalarOp.RSQRT] - 1)]
             with m.Case(ScalarOp.DIV):
                 sign = self.d[48]
-                m.d.sync += [dv.eq(self.n), x.eq(self.d ^ sign.replicate(49)), neg.eq(sign),
+                m.d.sync += [dv.eq(self.n), qr.eq(self.d), neg.eq(sign), sticky.eq(sign), phase.eq(_Phase.NEGATE),
                              cnt.eq(_STEPS[ScalarOp.DIV] - 1)]
             with m.Case(ScalarOp.EXPO):
                 m.d.sync += [dv.eq(self.d[:31]), x.eq(0), aux.eq(self.mantissa_bits), phase.eq(_Phase.HORNER),

@@ -18,8 +18,8 @@ __all__ = ["SCALAR_CYCLES"]
 #:   its leading one is ``m``) + 1 finish = **58**;
 #: * ``RSQRT``: 1 capture + 95 quotient bits of ``floor(n * 2**78 / d)`` (the 31/32-bit window
 #:   from its leading one at an even shift) + 16 square-root digits + 1 finish = **113**;
-#: * ``DIV``: 1 capture + 49 quotient bits of ``|num| / n`` + 1 rounding (remainder against
-#:   ``n/2``) + 1 finish (increment and sign) = **52**;
+#: * ``DIV``: 1 capture + 1 negation (``|num|``) + 49 quotient bits of ``|num| / n`` + 1 rounding
+#:   (remainder against ``n/2``) + 1 finish (increment and sign) = **53**;
 #: * ``EXPO``: 1 capture + 24 Horner steps forming ``P = qmax * (2**mantissa_bits - 1)`` + 62
 #:   quotient bits of ``floor(P * 2**31 / top)`` (its leading one is ``e + 15``) + 1 finish = **88**;
 #: * ``QMANT``: 1 capture + 61 quotient bits of ``amax * 2**30 / qmax`` (the bits from position
@@ -27,7 +27,7 @@ __all__ = ["SCALAR_CYCLES"]
 SCALAR_CYCLES: dict[ScalarOp, int] = {
     ScalarOp.RECIP: 1 + 56 + 1,
     ScalarOp.RSQRT: 1 + 95 + 16 + 1,
-    ScalarOp.DIV: 1 + 49 + 1 + 1,
+    ScalarOp.DIV: 1 + 1 + 49 + 1 + 1,
     ScalarOp.EXPO: 1 + 24 + 62 + 1,
     ScalarOp.QMANT: 1 + 61 + 1,
 }

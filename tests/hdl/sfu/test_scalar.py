@@ -52,6 +52,7 @@ def run_ops(cases, *, gaps=None, busy_starts=False, seed=0):
         ctx.set(dut.mantissa_bits, case.get("mantissa_bits", 16))
 
     async def tb(ctx):
+        held = (0, 0, 0)
         for i, case in enumerate(cases):
             for _ in range(gaps[i] if gaps else 0):
                 await ctx.tick()
@@ -62,6 +63,7 @@ def run_ops(cases, *, gaps=None, busy_starts=False, seed=0):
             cycles = 1
             while not ctx.get(dut.done):
                 assert ctx.get(dut.busy)
+                assert (ctx.get(dut.m), ctx.get(dut.e), ctx.get(dut.q)) == held      # results hold
                 if busy_starts:
                     noise = rng.random() < 0.2
                     if noise:
@@ -75,6 +77,7 @@ def run_ops(cases, *, gaps=None, busy_starts=False, seed=0):
             ctx.set(dut.start, 0)
             assert not ctx.get(dut.busy)
             out.append((ctx.get(dut.m), ctx.get(dut.e), ctx.get(dut.q), cycles))
+            held = out[-1][:3]
         # the outputs hold after done
         if cases:
             last = out[-1][:3]
@@ -219,7 +222,7 @@ def test_start_while_busy_is_ignored():
 
 
 def test_cycle_counts_are_the_documented_breakdown():
-    assert SCALAR_CYCLES == {ScalarOp.RECIP: 58, ScalarOp.RSQRT: 113, ScalarOp.DIV: 52, ScalarOp.EXPO: 88,
+    assert SCALAR_CYCLES == {ScalarOp.RECIP: 58, ScalarOp.RSQRT: 113, ScalarOp.DIV: 53, ScalarOp.EXPO: 88,
                              ScalarOp.QMANT: 63}
     assert all(SfuScalar.cycles(op) == SCALAR_CYCLES[op] for op in ScalarOp)
 
