@@ -12,7 +12,7 @@ and each quotient bit is routed by the operation::
     RSQRT   Q = floor(n * 2**78 / d)    95 bits   the window from Q's leading one that ends at an
                                                   even position and is >= 2**30 (it is < 2**32):
                                                   floor(Q / 4**j); m = its 16-step digit-by-digit
-                                                  square root, e = 39 - j
+                                                  square root, e = 39 - j; d = 0 gives (0, 0)
     DIV     Q = floor(|num| / n)        49 bits   |num| from one pass through the finish's incrementer;
                                                   a 50th step compares 2R with n: round to nearest,
                                                   ties to even (2R == n, an equality of registers);
@@ -247,12 +247,14 @@ class SfuScalar(wiring.Component):
                 with m.Switch(op):
                     with m.Case(ScalarOp.RECIP):
                         m.d.sync += [self.m.eq(qr[:16]), self.e.eq(_RECIP_K - aux)]
-                    with m.Case(ScalarOp.RSQRT):
-                        m.d.sync += [self.m.eq(x[:16]), self.e.eq(_RSQRT_E - aux[1:])]
+                    with m.Case(ScalarOp.RSQRT):                # d = 0 (a zero row, eps = 0): (0, 0)
+                        with m.If(dv != 0):
+                            m.d.sync += [self.m.eq(x[:16]), self.e.eq(_RSQRT_E - aux[1:])]
                     with m.Case(ScalarOp.DIV):
                         m.d.sync += self.q.eq(inc)
                     with m.Case(ScalarOp.EXPO):
-                        m.d.sync += self.e.eq(Mux(dv == 0, 0, aux - _EXPO_BIAS))
+                        with m.If(dv != 0):                         # top = 0: e = 0
+                            m.d.sync += self.e.eq(aux - _EXPO_BIAS)
                     with m.Case(ScalarOp.QMANT):
                         m.d.sync += self.m.eq(inc[:M_BITS])
         return m

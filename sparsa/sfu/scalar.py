@@ -11,7 +11,8 @@ calls it:
 op         result                                          domain
 =========  ==============================================  =============================================
 ``RECIP``  ``(m, e) = normalized_reciprocal(d)``           ``1 <= d < 2**40``
-``RSQRT``  ``(m, e) = normalized_rsqrt(d, n)``             ``1 <= d < 2**48``, ``1 <= n <= 2**16``
+``RSQRT``  ``(m, e) = normalized_rsqrt(d, n)``             ``0 <= d < 2**48``, ``1 <= n <= 2**16``
+           (``(0, 0)`` for ``d = 0``)
 ``DIV``    ``q = rne_div(d, n)``                           ``-2**48 <= d < 2**48``, ``1 <= n <= 2**16``
 ``EXPO``   ``e = scale_exponent(d, qmax, mantissa_bits)``  ``0 <= d < 2**31``, ``1 <= qmax <= 127``,
                                                            ``2 <= mantissa_bits <= 24``
@@ -21,7 +22,8 @@ op         result                                          domain
 =========  ==============================================  =============================================
 
 The fields a result does not define are 0 (``RECIP`` gives ``q = 0``, ``EXPO`` gives
-``m = q = 0``, ...), as the gateware's outputs are.  Cycle counts are in
+``m = q = 0``, ...), as the gateware's outputs are.  ``RSQRT`` of ``d = 0`` is ``(0, 0)``, as
+:func:`sparsa.sfu.ops.rmsnorm` and the lane microcode take it (a zero row with ``eps = 0``).  Cycle counts are in
 :data:`sparsa.sfu.timing.SCALAR_CYCLES`.
 """
 
@@ -64,8 +66,8 @@ class ScalarOp(IntEnum):
 # Domains: inclusive (lo, hi) ranges.
 #: ``d`` of ``RECIP`` (a softmax row sum).
 RECIP_D_RANGE = (1, (1 << 40) - 1)
-#: ``d`` of ``RSQRT`` (a norm's sum of squares plus its eps term).
-RSQRT_D_RANGE = (1, (1 << 48) - 1)
+#: ``d`` of ``RSQRT`` (a norm's sum of squares plus its eps term; 0 gives ``(0, 0)``).
+RSQRT_D_RANGE = (0, (1 << 48) - 1)
 #: ``n`` of ``RSQRT`` and ``DIV`` (a row length).
 ROW_N_RANGE = (1, 1 << 16)
 #: The numerator ``d`` of ``DIV``: a signed 49-bit integer (a LayerNorm row sum).
@@ -146,7 +148,7 @@ def scalar_reference(op: ScalarOp | int, *, d: int = 0, n: int = 1, e: int = 0, 
     if op is ScalarOp.RSQRT:
         _check(op, "d", d, RSQRT_D_RANGE)
         _check(op, "n", n, ROW_N_RANGE)
-        m, ex = normalized_rsqrt(d, n)
+        m, ex = normalized_rsqrt(d, n) if d > 0 else (0, 0)
         return ScalarResult(m, ex, 0)
     if op is ScalarOp.DIV:
         _check(op, "d", d, DIV_NUM_RANGE)

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from sparsa.errors import FormatError
 from sparsa.sfu.fixed import normalized_reciprocal, normalized_rsqrt, rne_div, scale_exponent, scale_mantissa
+from sparsa.sfu.ops import rmsnorm
 from sparsa.sfu.scalar import (
     DIV_NUM_RANGE,
     MANTISSA_BITS_RANGE,
@@ -37,11 +38,18 @@ def test_recip_is_normalized_reciprocal(d):
     assert scalar_reference(ScalarOp.RECIP, d=d) == ScalarResult(*normalized_reciprocal(d), 0)
 
 
-@given(ints(RSQRT_D_RANGE), ints(ROW_N_RANGE))
+@given(ints((1, RSQRT_D_RANGE[1])), ints(ROW_N_RANGE))
 def test_rsqrt_is_normalized_rsqrt(d, n):
     m, e = normalized_rsqrt(d, n)
     assert scalar_reference(ScalarOp.RSQRT, d=d, n=n) == (m, e, 0)
     assert 7 <= e <= 39                     # the exponents the gateware's fixed quotient covers
+
+
+def test_rsqrt_of_zero_is_zero_as_the_norms_take_it():
+    assert RSQRT_D_RANGE[0] == 0
+    assert scalar_reference(ScalarOp.RSQRT, d=0, n=768) == (0, 0, 0)
+    # a zero row with eps = 0: rmsnorm gives zeros
+    assert not rmsnorm(np.zeros((1, 8), dtype=np.int64), np.full(8, 1 << 16), 0.0).any()
 
 
 @given(ints(DIV_NUM_RANGE), ints(ROW_N_RANGE))
@@ -85,6 +93,7 @@ def test_ops_ignore_operands_they_do_not_read():
     (ScalarOp.RECIP, {"d": 0}, "d", 0, RECIP_D_RANGE),
     (ScalarOp.RECIP, {"d": 1 << 40}, "d", 1 << 40, RECIP_D_RANGE),
     (ScalarOp.RSQRT, {"d": 1 << 48, "n": 1}, "d", 1 << 48, RSQRT_D_RANGE),
+    (ScalarOp.RSQRT, {"d": -1, "n": 1}, "d", -1, RSQRT_D_RANGE),
     (ScalarOp.RSQRT, {"d": 5, "n": 0}, "n", 0, ROW_N_RANGE),
     (ScalarOp.RSQRT, {"d": 5, "n": (1 << 16) + 1}, "n", (1 << 16) + 1, ROW_N_RANGE),
     (ScalarOp.DIV, {"d": 1 << 48, "n": 3}, "d", 1 << 48, DIV_NUM_RANGE),

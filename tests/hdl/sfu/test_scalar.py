@@ -175,7 +175,7 @@ any_case = st.one_of(recip_case(), rsqrt_case(), div_case(), expo_case(), qmant_
 
 EDGES = (
     [{"op": ScalarOp.RECIP, "d": d} for d in (1, 2, 3, 1 << 20, (1 << 20) + 1, (1 << 39), (1 << 40) - 1)]
-    + [{"op": ScalarOp.RSQRT, "d": d, "n": n} for d in (1, 2, 1 << 31, (1 << 47) + 1, (1 << 48) - 1)
+    + [{"op": ScalarOp.RSQRT, "d": d, "n": n} for d in (0, 1, 2, 1 << 31, (1 << 47) + 1, (1 << 48) - 1)
        for n in (1, 2, 3, (1 << 16) - 1, 1 << 16)]
     + [{"op": ScalarOp.DIV, "d": num, "n": n}
        for num in (0, 1, -1, 2, -2, 3, -3, 5, -5, (1 << 48) - 1, -(1 << 48), -(1 << 48) + 1)
