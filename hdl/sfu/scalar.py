@@ -186,8 +186,25 @@ class SfuScalar(wiring.Component):
 
         with m.Switch(phase):
             with m.Case(_Phase.IDLE):
-                with m.If(self.start):
-                    self._capture(m, op, phase, dv, rem, x, qr, srem, cnt, aux, qmax, neg, full, sticky)
+                with m.If(self.start):                      # capture: the divisor, the left-aligned dividend
+                    m.d.sync += [op.eq(self.op), rem.eq(0), qr.eq(0), srem.eq(0), full.eq(0), sticky.eq(0),
+                                 neg.eq(0), aux.eq(0), qmax.eq(self.qmax[:7]), phase.eq(_Phase.DIVIDE)]
+                    with m.Switch(self.op):
+                        with m.Case(ScalarOp.RECIP):
+                            m.d.sync += [dv.eq(self.d[:48]), x.eq(1 << 48), cnt.eq(_STEPS[ScalarOp.RECIP] - 1)]
+                        with m.Case(ScalarOp.RSQRT):
+                            m.d.sync += [dv.eq(self.d[:48]), x.eq(self.n << 32),
+                                         cnt.eq(_STEPS[ScalarOp.RSQRT] - 1)]
+                        with m.Case(ScalarOp.DIV):
+                            sign = self.d[48]
+                            m.d.sync += [dv.eq(self.n), qr.eq(self.d), neg.eq(sign), sticky.eq(sign),
+                                         phase.eq(_Phase.NEGATE), cnt.eq(_STEPS[ScalarOp.DIV] - 1)]
+                        with m.Case(ScalarOp.EXPO):
+                            m.d.sync += [dv.eq(self.d[:31]), x.eq(0), aux.eq(self.mantissa_bits),
+                                         phase.eq(_Phase.HORNER), cnt.eq(_HORNER_STEPS - 1)]
+                        with m.Case(ScalarOp.QMANT):
+                            m.d.sync += [dv.eq(self.qmax), x.eq(self.d[:31] << 18),
+                                         aux.eq(_QMANT_TOP - self.e_in), cnt.eq(_STEPS[ScalarOp.QMANT] - 1)]
 
             with m.Case(_Phase.NEGATE):                     # DIV: |num| into the dividend
                 m.d.sync += [x.eq(inc), qr.eq(0), sticky.eq(0), phase.eq(_Phase.DIVIDE)]
@@ -258,23 +275,3 @@ class SfuScalar(wiring.Component):
                     with m.Case(ScalarOp.QMANT):
                         m.d.sync += self.m.eq(inc[:M_BITS])
         return m
-
-    def _capture(self, m, op, phase, dv, rem, x, qr, srem, cnt, aux, qmax, neg, full, sticky) -> None:
-        """The ``start`` cycle: load the divisor and the left-aligned dividend of ``self.op``."""
-        m.d.sync += [op.eq(self.op), rem.eq(0), qr.eq(0), srem.eq(0), full.eq(0), sticky.eq(0), neg.eq(0),
-                     aux.eq(0), qmax.eq(self.qmax[:7]), phase.eq(_Phase.DIVIDE)]
-        with m.Switch(self.op):
-            with m.Case(ScalarOp.RECIP):
-                m.d.sync += [dv.eq(self.d[:48]), x.eq(1 << 48), cnt.eq(_STEPS[ScalarOp.RECIP] - 1)]
-            with m.Case(ScalarOp.RSQRT):
-                m.d.sync += [dv.eq(self.d[:48]), x.eq(self.n << 32), cnt.eq(_STEPS[ScalarOp.RSQRT] - 1)]
-            with m.Case(ScalarOp.DIV):
-                sign = self.d[48]
-                m.d.sync += [dv.eq(self.n), qr.eq(self.d), neg.eq(sign), sticky.eq(sign), phase.eq(_Phase.NEGATE),
-                             cnt.eq(_STEPS[ScalarOp.DIV] - 1)]
-            with m.Case(ScalarOp.EXPO):
-                m.d.sync += [dv.eq(self.d[:31]), x.eq(0), aux.eq(self.mantissa_bits), phase.eq(_Phase.HORNER),
-                             cnt.eq(_HORNER_STEPS - 1)]
-            with m.Case(ScalarOp.QMANT):
-                m.d.sync += [dv.eq(self.qmax), x.eq(self.d[:31] << 18), aux.eq(_QMANT_TOP - self.e_in),
-                             cnt.eq(_STEPS[ScalarOp.QMANT] - 1)]
