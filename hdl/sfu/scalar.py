@@ -21,7 +21,7 @@ and each quotient bit is routed by the operation::
                                                   steps P = 2P + qmax while mantissa_bits last);
                                                   e = (position of Q's leading one) - 15, found
                                                   the step after the leading one (Q >= 3)
-    QMANT   Q = floor(amax * 2**30/qmax) 61 bits  bits at positions >= s = 46 - e shift into m,
+    QMANT   Q = floor(amax * 2**30/qmax) 62 bits  bits at positions >= s = 46 - e shift into m,
                                                   the others and the remainder set a sticky bit:
                                                   m = floor(Q / 2**s) + sticky
 
@@ -66,7 +66,7 @@ E_BITS = 8
 Q_BITS = 49
 
 # Quotient bits (division steps) of each operation; the dividend is left-aligned in X.
-_STEPS = {ScalarOp.RECIP: 56, ScalarOp.RSQRT: 95, ScalarOp.DIV: 49, ScalarOp.EXPO: 62, ScalarOp.QMANT: 61}
+_STEPS = {ScalarOp.RECIP: 56, ScalarOp.RSQRT: 95, ScalarOp.DIV: 49, ScalarOp.EXPO: 62, ScalarOp.QMANT: 62}
 _HORNER_STEPS = 24          # EXPO: mantissa_bits <= 24
 _SQRT_STEPS = 16
 _RECIP_K = 55               # RECIP dividend 2**55
@@ -104,7 +104,7 @@ class SfuScalar(wiring.Component):
     d : In(49)
         The wide operand: ``RECIP``/``RSQRT`` the unsigned divisor ``d`` (bits 0..47, bit 48
         zero), ``DIV`` the signed numerator ``num`` (49-bit two's complement), ``EXPO`` ``top``
-        and ``QMANT`` ``amax`` (bits 0..30).
+        and ``QMANT`` ``amax`` (bits 0..31: up to ``2**31``).
     n : In(17)
         ``RSQRT`` numerator, ``DIV`` divisor (``1 .. 2**16``).
     e_in : In(signed(8))
@@ -200,10 +200,10 @@ class SfuScalar(wiring.Component):
                             m.d.sync += [dv.eq(self.n), qr.eq(self.d), neg.eq(sign), sticky.eq(sign),
                                          phase.eq(_Phase.NEGATE), cnt.eq(_STEPS[ScalarOp.DIV] - 1)]
                         with m.Case(ScalarOp.EXPO):
-                            m.d.sync += [dv.eq(self.d[:31]), x.eq(0), aux.eq(self.mantissa_bits),
+                            m.d.sync += [dv.eq(self.d[:48]), x.eq(0), aux.eq(self.mantissa_bits),
                                          phase.eq(_Phase.HORNER), cnt.eq(_HORNER_STEPS - 1)]
                         with m.Case(ScalarOp.QMANT):
-                            m.d.sync += [dv.eq(self.qmax), x.eq(self.d[:31] << 18),
+                            m.d.sync += [dv.eq(self.qmax), x.eq(self.d[:32] << 17),
                                          aux.eq(_QMANT_TOP - self.e_in), cnt.eq(_STEPS[ScalarOp.QMANT] - 1)]
 
             with m.Case(_Phase.NEGATE):                     # DIV: |num| into the dividend

@@ -14,9 +14,9 @@ op         result                                          domain
 ``RSQRT``  ``(m, e) = normalized_rsqrt(d, n)``             ``0 <= d < 2**48``, ``1 <= n <= 2**16``
            (``(0, 0)`` for ``d = 0``)
 ``DIV``    ``q = rne_div(d, n)``                           ``-2**48 <= d < 2**48``, ``1 <= n <= 2**16``
-``EXPO``   ``e = scale_exponent(d, qmax, mantissa_bits)``  ``0 <= d < 2**31``, ``1 <= qmax <= 127``,
+``EXPO``   ``e = scale_exponent(d, qmax, mantissa_bits)``  ``0 <= d <= 2**31``, ``1 <= qmax <= 127``,
                                                            ``2 <= mantissa_bits <= 24``
-``QMANT``  ``m = scale_mantissa(d, e, qmax)``              ``0 <= d < 2**31``, ``1 <= qmax <= 127``,
+``QMANT``  ``m = scale_mantissa(d, e, qmax)``              ``0 <= d <= 2**31``, ``1 <= qmax <= 127``,
                                                            ``-14 <= e <= 46`` (what ``EXPO`` returns),
                                                            ``m < 2**24``
 =========  ==============================================  =============================================
@@ -72,14 +72,15 @@ RSQRT_D_RANGE = (0, (1 << 48) - 1)
 ROW_N_RANGE = (1, 1 << 16)
 #: The numerator ``d`` of ``DIV``: a signed 49-bit integer (a LayerNorm row sum).
 DIV_NUM_RANGE = (-(1 << 48), (1 << 48) - 1)
-#: ``d`` of ``EXPO`` and ``QMANT``: the largest magnitude (an fx code) of a tensor / scale unit.
-SCALE_TOP_RANGE = (0, (1 << 31) - 1)
+#: ``d`` of ``EXPO`` and ``QMANT``: the largest magnitude ``max |x|`` of the fx codes of a tensor /
+#: scale unit (``2**31`` is ``|FX_MIN|``).
+SCALE_TOP_RANGE = (0, 1 << 31)
 #: ``qmax`` of ``EXPO`` and ``QMANT`` (7 for int4 codes, 127 for int8).
 QMAX_RANGE = (1, 127)
 #: ``mantissa_bits`` of ``EXPO``.
 MANTISSA_BITS_RANGE = (2, 24)
 #: ``e`` of ``QMANT``: every exponent ``EXPO`` returns on its domain.  The extremes are
-#: ``scale_exponent(2**31 - 1, 1, 2) = -14`` and ``scale_exponent(1, 127, 24) = 46``
+#: ``scale_exponent(2**31, 1, 2) = -14`` and ``scale_exponent(1, 127, 24) = 46``
 #: (``e - 16 = floor(log2(qmax * (2**mantissa_bits - 1) / top))``).
 SCALE_E_RANGE = (-14, 46)
 #: ``QMANT`` results are below this (the gateware's ``m`` is 24 bits wide).

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from sparsa.errors import FormatError
 from sparsa.sfu.fixed import normalized_reciprocal, normalized_rsqrt, rne_div, scale_exponent, scale_mantissa
+from sparsa.sfu.fixed import FX_MIN
 from sparsa.sfu.ops import rmsnorm
 from sparsa.sfu.scalar import (
     DIV_NUM_RANGE,
@@ -67,7 +68,9 @@ def test_expo_is_scale_exponent_within_the_qmant_range(top, qmax, mb):
 
 
 def test_scale_e_range_is_what_expo_returns():
-    assert scale_exponent((1 << 31) - 1, 1, 2) == SCALE_E_RANGE[0]
+    assert scale_exponent(1 << 31, 1, 2) == SCALE_E_RANGE[0]
+    # |FX_MIN| is a tensor maximum quantize can see
+    assert SCALE_TOP_RANGE[1] == -FX_MIN
     assert scale_exponent(1, 127, 24) == SCALE_E_RANGE[1]
 
 
@@ -100,7 +103,7 @@ def test_ops_ignore_operands_they_do_not_read():
     (ScalarOp.DIV, {"d": -(1 << 48) - 1, "n": 3}, "d", -(1 << 48) - 1, DIV_NUM_RANGE),
     (ScalarOp.DIV, {"d": 5, "n": 0}, "n", 0, ROW_N_RANGE),
     (ScalarOp.EXPO, {"d": -1}, "d", -1, SCALE_TOP_RANGE),
-    (ScalarOp.EXPO, {"d": 1 << 31}, "d", 1 << 31, SCALE_TOP_RANGE),
+    (ScalarOp.EXPO, {"d": (1 << 31) + 1}, "d", (1 << 31) + 1, SCALE_TOP_RANGE),
     (ScalarOp.EXPO, {"d": 5, "qmax": 0}, "qmax", 0, QMAX_RANGE),
     (ScalarOp.EXPO, {"d": 5, "qmax": 128}, "qmax", 128, QMAX_RANGE),
     (ScalarOp.EXPO, {"d": 5, "mantissa_bits": 1}, "mantissa_bits", 1, MANTISSA_BITS_RANGE),
