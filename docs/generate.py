@@ -992,6 +992,54 @@ def accuracy_heldout() -> str:
     return "\n".join(lines)
 
 
+# ===================================================================== slow: SFU arithmetic vs float
+
+#: Held-out text of the SFU accuracy table (and of tests/models/test_sfu_accuracy.py).
+SFU_SMOLLM2_CHUNKS = 2
+SFU_MINILM_SENTENCES = 48
+
+
+@block("accuracy-sfu", slow=True)
+def accuracy_sfu() -> str:
+    """The SFU's fixed-point vector ops against float32 ones on both real models (~1.5 min)."""
+    from sparsa.models.sfu_accuracy import sfu_accuracy
+
+    sm = sfu_accuracy("smollm2", chunks=SFU_SMOLLM2_CHUNKS)
+    mm = sfu_accuracy("minilm", sentences=SFU_MINILM_SENTENCES)
+    ref = mm["reference"]
+    rows = [
+        ["SmolLM2-135M (Q4_1 as stored)", f"{sm['text']} ({sm['tokens_predicted']} predicted tokens)", "perplexity",
+         f"{sm['ppl_float']:.3f}", f"{sm['ppl_sfu']:.3f}",
+         f"{sm['ppl_rel_diff'] * 100:+.4f} %; top-1 agreement {sm['top1_agreement'] * 100:.1f} %"],
+        ["all-MiniLM-L6-v2", mm["text"], "cosine, float vs SFU embeddings", "1 (reference)",
+         f"mean {mm['cos_mean']:.7f} / min {mm['cos_min']:.7f}",
+         f"1 - cos: mean {1 - mm['cos_mean']:.1e}, max {1 - mm['cos_min']:.1e}"],
+        ["all-MiniLM-L6-v2", f"the {len(ref['pairs'])} sentence-transformers example pairs",
+         "cosine, largest error vs published", f"{ref['float_max_abs_err']:.1e}", f"{ref['sfu_max_abs_err']:.1e}",
+         "published " + " / ".join(f"{p:.4f}" for p in ref["published"])],
+    ]
+    lines = [_stamp("python docs/generate.py --only accuracy-sfu") + " Pinned by `tests/models/test_sfu_accuracy.py`; "
+             "computed by `sparsa.models.sfu_accuracy.sfu_accuracy`.", "",
+             _table(["model", "text", "metric", "float vector ops", "SFU vector ops", "difference"], rows), "",
+             "Largest |activation| at each vector op (float run; index = position in that call's array, "
+             "e.g. [token, channel]) and values outside the fx range (float run: would saturate; SFU run: "
+             f"clipped). fx numbers hold [-{sm['fx_limit']:.0f}, {sm['fx_limit']:.0f}).", ""]
+    stat_rows = []
+    for name, res in (("SmolLM2", sm), ("MiniLM", mm)):
+        for op, st in res["float_stats"].items():
+            sat = f"{st['saturated']} / {res['sfu_stats'][op]['saturated']}"
+            stat_rows.append([name, op, st["calls"], f"{st['max_in']:.2f}",
+                              f"{st['max_in_site']} {st['max_in_index']}", f"{st['max_out']:.2f}",
+                              f"{st['max_out_site']} {st['max_out_index']}", sat])
+    lines += [_table(["model", "op", "calls", "max abs input", "at", "max abs output", "at",
+                      "outside fx (float / SFU)"], stat_rows), "",
+              "Headroom (32768 / largest magnitude): " + ", ".join(
+                  f"{name} {res['fx_headroom']:.2f}x ({res['max_abs']:.1f} at {res['max_abs_at']['op']} "
+                  f"{res['max_abs_at']['site']} {res['max_abs_at']['index']})"
+                  for name, res in (("SmolLM2", sm), ("MiniLM", mm))) + "."]
+    return "\n".join(lines)
+
+
 # ===================================================================== the rewriting
 
 @dataclass

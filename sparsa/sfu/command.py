@@ -139,7 +139,7 @@ class SfuCommand:
         _check_int("shift", self.shift, -63, 63)
         _check_int("exponent", self.exponent, -128, 127)
         _check_int("mantissa", self.mantissa, 0, (1 << 24) - 1)
-        _check_int("eps_code", self.eps_code, 0, (1 << 48) - 1)
+        _check_int("eps_code", self.eps_code, 0, (1 << 47) - 1)  # plus a sum of squares < 2**46: RSQRT d < 2**48
         _check_int("mantissa_bits", self.mantissa_bits, 2, 24)
         if self.bits not in (4, 8):
             raise FormatError(f"SFU command bits must be 4 or 8, not {self.bits!r}")
