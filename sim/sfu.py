@@ -15,7 +15,15 @@ from sparsa.errors import ConfigError, ShapeError
 from sparsa.formats.actscale import ActScaleSpec
 from sparsa.sfu import ops
 from sparsa.sfu.command import SfuCommand, SfuOp, row_words
-from sparsa.sfu.fixed import FX_FRAC, normalized_reciprocal, normalized_rsqrt, rne_div, rne_shift
+from sparsa.sfu.fixed import (
+    FX_FRAC,
+    normalized_reciprocal,
+    normalized_rsqrt,
+    rne_div,
+    rne_shift,
+    scale_exponent,
+    scale_mantissa,
+)
 from sparsa.sfu.lane import LaneOp, Reduce, lane_op, presum_shift, reduce_beat
 from sparsa.sfu.schedule import ELEMENTWISE_LANE_OP, ROW_STEPS, MSrc, Pass, ScalarKind, ScalarStep, ShSrc, Src, XSrc
 
@@ -149,8 +157,7 @@ def run_microcode(state: SfuState, cmd: SfuCommand) -> None:
     """Run ``cmd`` as the sequencer does: the passes and scalar steps of
     :mod:`sparsa.sfu.schedule`, beat by beat through :func:`~sparsa.sfu.lane.lane_op`.
 
-    Equal to :func:`execute` for every command the gateware runs (tests/sim/test_sfu_interpreter.py
-    checks it); QUANTIZE has no microcode yet.
+    Equal to :func:`execute` for every command (tests/sim/test_sfu_interpreter.py checks it).
     """
     cmd.check(state.lanes, state.depth)
     L, w = state.lanes, cmd.words(state.lanes)
@@ -180,8 +187,9 @@ def run_microcode(state: SfuState, cmd: SfuCommand) -> None:
         for r in range(cmd.rows):
             run_pass(step, cmd.a + r * w, cmd.b + r * cmd.b_step, cmd.dst + r * w, w, keep_of(r), {})
         return
-    if cmd.op not in ROW_STEPS:
-        raise ConfigError(f"SFU {cmd.op.name} has no microcode yet (the interpreter runs it: execute())")
+    if cmd.op == SfuOp.QUANTIZE:
+        _quantize_microcode(state, cmd)
+        return
     for r in range(cmd.rows):
         regs: dict[str, int] = {}
         for step in ROW_STEPS[cmd.op]:
@@ -190,3 +198,21 @@ def run_microcode(state: SfuState, cmd: SfuCommand) -> None:
                 continue
             src = cmd.a + r * w if step.src == Src.A else cmd.dst + r * w
             run_pass(step, src, cmd.b + r * cmd.b_step, cmd.dst + r * w, w, keep_of(r), regs)
+
+
+def _quantize_microcode(state: SfuState, cmd: SfuCommand) -> None:
+    """QUANTIZE as the sequencer runs it: AMAX pass folded per unit, EXPO, QMANT per unit
+    (mantissas also to VMEM from ``scale_dst``), QDIV pass with each unit's mantissa."""
+    L, w = state.lanes, cmd.words(state.lanes)
+    beats = state.vmem[cmd.a: cmd.a + cmd.rows * w]
+    keep = np.ones(beats.shape, dtype=bool)
+    per_unit = cmd.unit // L
+    amax = reduce_beat(Reduce.AMAX, beats, beats, keep).reshape(-1, per_unit).max(axis=1)
+    qmax = 7 if cmd.bits == 4 else 127
+    e = scale_exponent(int(amax.max()), qmax, cmd.mantissa_bits)
+    mant = np.array([scale_mantissa(int(v), e, qmax) for v in amax], dtype=np.int64)
+    state.write_rows(cmd.scale_dst, mant.reshape(1, -1))
+    state.exponent = e
+    m_beat = np.repeat(mant, per_unit)[:, None]
+    codes = lane_op(LaneOp.QDIV, beats, beats, keep, m=m_beat, sh=e - FX_FRAC, q=qmax)
+    state.vmem[cmd.dst: cmd.dst + cmd.rows * w] = codes

@@ -13,13 +13,16 @@ The sequencer runs the microcode of :mod:`sparsa.sfu.schedule` (``ELEMENTWISE_LA
 issued in cycle ``P + i``; the word and the beat's control reach the lanes in the next cycle;
 the result is written ``LANE_LATENCY`` cycles later, in the same cycle its reduction is folded.
 
-While idle the host port reads and writes VMEM words (read latency one cycle).  QUANTIZE is not
-built in the gateware yet: such a command raises ``error`` and completes in its set-up cycles.
+QUANTIZE runs tensor-wide (:func:`sparsa.sfu.schedule.quantize_cycles`): a pass folds each
+scale unit's max ``|x|`` into the scale memory, the scalar unit picks the shared exponent (EXPO)
+and each unit's mantissa (QMANT; mantissas are also written to VMEM, ``L`` per word, from
+``scale_dst``), and a QDIV pass writes the codes.  While idle the host port reads and writes VMEM
+words (read latency one cycle).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -64,6 +67,9 @@ def command_layout(addr_bits: int) -> data.StructLayout:
         "eps_code": 48,
         "causal": 1,
         "offset": 16,
+        "unit": 16,
+        "mantissa_bits": 5,
+        "scale_dst": addr_bits,
     })
 
 
@@ -80,6 +86,8 @@ class Sfu(wiring.Component):
         Elements per beat and VMEM word (a power of two, 2..32).
     depth : int
         VMEM words (2..65536).
+    scale_depth : int
+        Scale units one QUANTIZE command may have (its per-unit maxima and mantissas).
 
     Attributes
     ----------
@@ -89,14 +97,18 @@ class Sfu(wiring.Component):
         Executing; one-cycle pulse at a command's end; the last command was not supported.
     host_addr, host_wdata, host_we, host_rdata :
         VMEM access while idle (``host_rdata`` shows the word addressed in the previous cycle).
+    exponent : Out(signed(8))
+        The shared exponent the last QUANTIZE chose.
     """
 
-    def __init__(self, lanes: int, depth: int) -> None:
+    def __init__(self, lanes: int, depth: int, scale_depth: int = 256) -> None:
         if not isinstance(lanes, int) or lanes < 2 or lanes > 32 or lanes & (lanes - 1):
             raise ValueError(f"Sfu lanes must be a power of two in 2..32, not {lanes!r}")
         if not isinstance(depth, int) or not 2 <= depth <= 1 << 16:
             raise ValueError(f"Sfu depth must be an int in 2..65536, not {depth!r}")
-        self._lanes, self._depth = lanes, depth
+        if not isinstance(scale_depth, int) or not 1 <= scale_depth <= 1 << 16:
+            raise ValueError(f"Sfu scale_depth must be an int in 1..65536, not {scale_depth!r}")
+        self._lanes, self._depth, self._scale_depth = lanes, depth, scale_depth
         self._abits = max(1, (depth - 1).bit_length())
         word = data.ArrayLayout(signed(FX_BITS), lanes)
         super().__init__({
@@ -108,6 +120,7 @@ class Sfu(wiring.Component):
             "host_wdata": In(word),
             "host_we": In(1),
             "host_rdata": Out(word),
+            "exponent": Out(signed(8)),
         })
 
     @property
@@ -119,6 +132,11 @@ class Sfu(wiring.Component):
     def depth(self) -> int:
         """VMEM words."""
         return self._depth
+
+    @property
+    def scale_depth(self) -> int:
+        """Scale units of one QUANTIZE command."""
+        return self._scale_depth
 
     def elaborate(self, platform) -> Module:  # noqa: C901 - one FSM, decoded from the microcode tables
         m = Module()
@@ -133,6 +151,24 @@ class Sfu(wiring.Component):
         wr = vmem.write_port(domain="sync")
         m.submodules.lanes = lanes = SfuLanes(L)
         m.submodules.scalar = scalar = SfuScalar()
+        # QUANTIZE's scale memory: per-unit maxima (pass A), then mantissas (QMANT steps)
+        smem = memory.Memory(shape=FX_BITS + 1, depth=self._scale_depth, init=[])
+        m.submodules.smem = smem
+        s_rd = smem.read_port(domain="sync", transparent_for=())
+        s_wr = smem.write_port(domain="sync")
+        sbits = max(1, self._scale_depth.bit_length())
+        ub = Signal(16)             # beat within the scale unit
+        ub_last = Signal(16)
+        uidx = Signal(sbits)        # scale unit of the beat being issued
+        u_total = Signal(sbits + 1)
+        u = Signal(sbits)           # QMANT step's unit
+        top = Signal(FX_BITS + 1)
+        q_fold = Signal(FX_BITS + 1)
+        r_qe = Signal(signed(8))
+        pack = Signal(data.ArrayLayout(unsigned(FX_BITS), L))
+        qa = Signal()               # issuing QUANTIZE pass A (unit maxima)
+        qb = Signal()               # issuing QUANTIZE pass B (codes)
+        m.d.comb += self.exponent.eq(r_qe)
 
         c = Signal(command_layout(abits))
         beats = Signal(16)          # words per row
@@ -232,18 +268,23 @@ class Sfu(wiring.Component):
                 m.d.comb += sh_val.eq(pre_s)
             with m.Case(ShSrc.CMD_EXP_MINUS_16):
                 m.d.comb += sh_val.eq(c.exponent - FX_FRAC)
-        # the beat's control follows its read by one cycle
+        # the beat's control follows its read by one cycle (QUANTIZE's per-unit mantissa comes
+        # from the scale memory, read in the issue cycle like the VMEM word)
+        m_reg = Signal(24)
+        qb_d = Signal()
         m.d.sync += [
             lanes.i_valid.eq(issue),
             lanes.op.eq(lane_op),
             lanes.reduce.eq(red),
             lanes.keep.eq(keep),
             lanes.x.eq(x_val),
-            lanes.m.eq(m_val),
+            m_reg.eq(m_val),
+            qb_d.eq(qb),
             lanes.sh.eq(sh_val),
             lanes.q.eq(Mux(c.bits4, 7, 127)),
         ]
-        m.d.comb += [lanes.a.eq(rd_a.data), lanes.b.eq(rd_b.data)]
+        m.d.comb += [lanes.a.eq(rd_a.data), lanes.b.eq(rd_b.data),
+                     lanes.m.eq(Mux(qb_d, s_rd.data, m_reg))]
 
         # write-back and fold bookkeeping travel with the beat: 1 (read) + LANE_LATENCY cycles
         line = [(Signal(name="wv_0"), Signal(abits, name="wa_0"), Signal(3, name="wr_0"))]
@@ -253,12 +294,28 @@ class Sfu(wiring.Component):
             m.d.sync += [v.eq(line[-1][0]), addr.eq(line[-1][1]), rk.eq(line[-1][2])]
             line.append((v, addr, rk))
         wv, wa, wk = line[-1]
+        q_vwrite = Signal()                   # a QMANT step writes a word of mantissas
+        q_vaddr = Signal(abits)
+        q_vdata = Signal(L * FX_BITS)
         m.d.comb += [
-            wr.en.eq(Mux(self.busy, wv, self.host_we)),
-            wr.addr.eq(Mux(self.busy, wa, self.host_addr)),
-            wr.data.eq(Mux(self.busy, lanes.y, self.host_wdata)),
+            wr.en.eq(Mux(self.busy, wv | q_vwrite, self.host_we)),
+            wr.addr.eq(Mux(self.busy, Mux(q_vwrite, q_vaddr, wa), self.host_addr)),
+            wr.data.eq(Mux(self.busy, Mux(q_vwrite, q_vdata, lanes.y.as_value()), self.host_wdata)),
         ]
         rv = lanes.r
+        qline = [(qa, ub == 0, ub == ub_last, uidx)]
+        for k in range(1, LANE_LATENCY + 2):
+            regs = (Signal(name=f"qa_{k}"), Signal(name=f"qf_{k}"), Signal(name=f"ql_{k}"), Signal(sbits, name=f"qi_{k}"))
+            m.d.sync += [r.eq(v) for r, v in zip(regs, qline[-1])]
+            qline.append(regs)
+        qa_o, qf_o, ql_o, qi_o = qline[-1]
+        unit_max = Signal(FX_BITS + 1)
+        m.d.comb += unit_max.eq(Mux(qf_o | (rv[:FX_BITS + 1] > q_fold), rv[:FX_BITS + 1], q_fold))
+        with m.If(qa_o):
+            m.d.sync += q_fold.eq(unit_max)
+            with m.If(ql_o):
+                m.d.sync += top.eq(Mux(unit_max > top, unit_max, top))
+                m.d.comb += [s_wr.en.eq(1), s_wr.addr.eq(qi_o), s_wr.data.eq(unit_max)]
         with m.Switch(wk):
             with m.Case(Reduce.MAX):
                 m.d.sync += r_max.eq(Mux(rv.as_signed() > r_max, rv, r_max))
@@ -315,6 +372,34 @@ class Sfu(wiring.Component):
             with m.Else():
                 m.next = "DONE"
 
+        with m.Switch(skind):
+            for kind, sop in _SCALAR_OP.items():
+                with m.Case(kind):
+                    m.d.comb += scalar.op.eq(sop)
+        m.d.comb += [scalar.d.eq(d_op), scalar.n.eq(c.n), scalar.e_in.eq(r_qe),
+                     scalar.qmax.eq(Mux(c.bits4, 7, 127)), scalar.mantissa_bits.eq(c.mantissa_bits)]
+        quant = Signal()
+        m.d.comb += quant.eq(c.op == SfuOp.QUANTIZE)
+
+        def stream_beat(last_state: str) -> None:
+            """Advance a pass that streams across rows (element-wise, QUANTIZE); at its last beat
+            go to ``last_state`` with the drain counter loaded."""
+            with m.If(ub == ub_last):
+                m.d.sync += [ub.eq(0), uidx.eq(uidx + 1)]
+            with m.Else():
+                m.d.sync += ub.eq(ub + 1)
+            with m.If(~last_word):
+                m.d.sync += i.eq(i + 1)
+            with m.Elif(~last_row):
+                m.d.sync += [i.eq(0), row.eq(row + 1), a_base.eq(a_base + beats), d_base.eq(d_base + beats),
+                             b_base.eq(b_base + c.b_step)]
+            with m.Else():
+                m.d.sync += drain.eq(LANE_LATENCY)
+                m.next = last_state
+
+        def quantize_restart() -> None:
+            m.d.sync += [i.eq(0), row.eq(0), ub.eq(0), uidx.eq(0), a_base.eq(c.a), d_base.eq(c.dst)]
+
         with m.FSM(name="sfu"):
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
@@ -328,7 +413,10 @@ class Sfu(wiring.Component):
                 nb = Signal(16)
                 m.d.comb += nb.eq((c.n + (L - 1)) >> lg)
                 m.d.sync += [beats.eq(nb), tail.eq(c.n - ((nb - 1) << lg))]
-                with m.If(~supported):
+                with m.If(quant):
+                    m.d.sync += [ub.eq(0), uidx.eq(0), ub_last.eq((c.unit >> lg) - 1), top.eq(0)]
+                    m.next = "QA"
+                with m.Elif(~supported):
                     m.d.sync += self.error.eq(1)
                     m.next = "DONE"
                 with m.Elif(is_pass):
@@ -386,12 +474,68 @@ class Sfu(wiring.Component):
                     with m.Else():
                         m.d.sync += [r_m.eq(scalar.m), r_e.eq(scalar.e)]
                     advance()
+            # ------------------------------------------------ QUANTIZE (tensor-wide)
+            with m.State("QA"):                       # pass A: each unit's max |x| into the scale memory
+                m.d.comb += [self.busy.eq(1), issue.eq(1), qa.eq(1), lane_op.eq(LaneOp.PASS), red.eq(Reduce.AMAX),
+                             write.eq(0)]
+                with m.If(last_word & last_row):
+                    m.d.sync += u_total.eq(uidx + 1)
+                stream_beat("QA_DRAIN")
+            with m.State("QA_DRAIN"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(drain == 0):
+                    m.next = "QE_PREP"
+                with m.Else():
+                    m.d.sync += drain.eq(drain - 1)
+            with m.State("QE_PREP"):                  # EXPO: the shared exponent from the tensor's max
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += d_op.eq(top)
+                m.next = "QE_START"
+            with m.State("QE_START"):
+                m.d.comb += [self.busy.eq(1), scalar.start.eq(1), scalar.op.eq(ScalarOp.EXPO)]
+                m.next = "QE_WAIT"
+            with m.State("QE_WAIT"):
+                m.d.comb += [self.busy.eq(1), scalar.op.eq(ScalarOp.EXPO)]
+                with m.If(scalar.done):
+                    m.d.sync += [r_qe.eq(scalar.e), u.eq(0), pack.eq(0)]
+                    m.next = "QM_PREP"
+            with m.State("QM_PREP"):                  # QMANT per unit: read its max
+                m.d.comb += [self.busy.eq(1), s_rd.addr.eq(u)]
+                m.next = "QM_START"
+            with m.State("QM_START"):
+                m.d.comb += [self.busy.eq(1), scalar.start.eq(1), scalar.op.eq(ScalarOp.QMANT),
+                             scalar.d.eq(s_rd.data)]
+                m.next = "QM_WAIT"
+            with m.State("QM_WAIT"):
+                m.d.comb += [self.busy.eq(1), scalar.op.eq(ScalarOp.QMANT)]
+                with m.If(scalar.done):
+                    m.d.comb += [s_wr.en.eq(1), s_wr.addr.eq(u), s_wr.data.eq(scalar.m)]
+                    packed = Cat(*[Mux(u[:lg] == j, scalar.m, pack[j]) for j in range(L)]) if lg else scalar.m
+                    last_unit = u == u_total - 1
+                    with m.If((u[:lg] == L - 1) | last_unit):
+                        m.d.comb += [q_vwrite.eq(1), q_vaddr.eq(c.scale_dst + (u >> lg)), q_vdata.eq(packed)]
+                        m.d.sync += pack.eq(0)
+                    with m.Else():
+                        for j in range(L):
+                            with m.If(u[:lg] == j):
+                                m.d.sync += pack[j].eq(scalar.m)
+                    with m.If(last_unit):
+                        quantize_restart()
+                        m.next = "QB"
+                    with m.Else():
+                        m.d.sync += u.eq(u + 1)
+                        m.next = "QM_PREP"
+            with m.State("QB"):                       # pass B: codes, each unit's mantissa from the scale memory
+                m.d.comb += [self.busy.eq(1), issue.eq(1), qb.eq(1), lane_op.eq(LaneOp.QDIV), red.eq(Reduce.NONE),
+                             write.eq(1), s_rd.addr.eq(uidx), sh_val.eq(r_qe - FX_FRAC)]
+                stream_beat("QB_DRAIN")
+            with m.State("QB_DRAIN"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(drain == 0):
+                    m.next = "DONE"
+                with m.Else():
+                    m.d.sync += drain.eq(drain - 1)
             with m.State("DONE"):
                 m.d.comb += [self.busy.eq(1), self.done.eq(1)]
                 m.next = "IDLE"
-        with m.Switch(skind):
-            for kind, sop in _SCALAR_OP.items():
-                with m.Case(kind):
-                    m.d.comb += scalar.op.eq(sop)
-        m.d.comb += [scalar.d.eq(d_op), scalar.n.eq(c.n)]
         return m

@@ -30,7 +30,7 @@ from sparsa.sfu.lane import LaneOp, Reduce
 
 __all__ = [
     "Src", "XSrc", "MSrc", "ShSrc", "Pass", "ScalarStep", "ScalarKind", "ELEMENTWISE_LANE_OP", "ROW_STEPS",
-    "SETUP_CYCLES", "DONE_CYCLES", "SCALAR_STEP_OVERHEAD", "pass_cycles", "command_cycles",
+    "SETUP_CYCLES", "DONE_CYCLES", "SCALAR_STEP_OVERHEAD", "pass_cycles", "command_cycles", "quantize_cycles",
 ]
 
 #: Cycles from accepting a command to issuing its first read.
@@ -149,27 +149,43 @@ def pass_cycles(beats: int, lane_latency: int) -> int:
 
 
 def command_cycles(cmd: SfuCommand, lanes: int, lane_latency: int,
-                   scalar_cycles: Mapping[ScalarKind, int]) -> int:
+                   scalar_cycles: Mapping[str, int]) -> int:
     """Cycles from accepting ``cmd`` to the end of its done cycle (see the module docstring).
 
     Parameters
     ----------
     cmd : SfuCommand
-        The command (not QUANTIZE: its tensor-wide schedule is not built yet).
+        The command.
     lanes : int
         ``sfu.lanes``.
     lane_latency : int
         The lanes' pipeline latency.
     scalar_cycles : mapping
-        The scalar unit's cycles per :class:`ScalarKind`.
+        The scalar unit's cycles by operation name (``'RECIP'``, ``'RSQRT'``, ``'DIV'``, and for
+        QUANTIZE ``'EXPO'``, ``'QMANT'``).
     """
     beats = cmd.words(lanes)
+    if cmd.op == SfuOp.QUANTIZE:
+        return quantize_cycles(cmd, lanes, lane_latency, scalar_cycles)
     if cmd.op in ELEMENTWISE:
         body = pass_cycles(cmd.rows * beats, lane_latency)
     elif cmd.op in ROW_STEPS:
         per_row = sum(pass_cycles(beats, lane_latency) if isinstance(s, Pass)
-                      else SCALAR_STEP_OVERHEAD + scalar_cycles[s.kind] for s in ROW_STEPS[cmd.op])
+                      else SCALAR_STEP_OVERHEAD + scalar_cycles[s.kind.name] for s in ROW_STEPS[cmd.op])
         body = cmd.rows * per_row
-    else:
-        raise NotImplementedError(f"SFU {cmd.op.name} has no schedule yet")
+    else:  # pragma: no cover - every SfuOp is element-wise, a row op or QUANTIZE
+        raise AssertionError(f"SFU {cmd.op.name} has no schedule")
     return SETUP_CYCLES + body + DONE_CYCLES
+
+
+def quantize_cycles(cmd: SfuCommand, lanes: int, lane_latency: int, scalar_cycles: Mapping[str, int]) -> int:
+    """QUANTIZE, tensor-wide: a pass over all ``R * B`` beats folding each unit's max into the
+    scale memory, one EXPO step, one QMANT step per scale unit, a QDIV pass over all beats.
+
+    ``scalar_cycles`` must hold ``'EXPO'`` and ``'QMANT'`` (the scalar unit's counts by name).
+    """
+    beats = cmd.rows * cmd.words(lanes)
+    units = cmd.rows * cmd.scale_units()
+    return (SETUP_CYCLES + 2 * pass_cycles(beats, lane_latency)
+            + SCALAR_STEP_OVERHEAD + scalar_cycles["EXPO"]
+            + units * (SCALAR_STEP_OVERHEAD + scalar_cycles["QMANT"]) + DONE_CYCLES)

@@ -164,10 +164,15 @@ def test_microcode_equals_the_interpreter(L, rows, n, offset, data):
              SfuCommand(SfuOp.LAYERNORM, rows, n, dst=0, a=0, b=200, b_step=w, eps_code=eps)]
     if n % 2 == 0 and L % 2 == 0:
         cmds.append(SfuCommand(SfuOp.ROPE, rows, n, dst=100, a=0, b=200, b_step=w))
+    if n % L == 0:
+        unit = data.draw(st.sampled_from([L, n]))
+        cmds.append(SfuCommand(SfuOp.QUANTIZE, rows, n, dst=data.draw(st.sampled_from([0, 100])), a=0, unit=unit,
+                               bits=data.draw(st.sampled_from([4, 8])), mantissa_bits=data.draw(st.integers(2, 24)),
+                               scale_dst=400))
     for cmd in cmds:
         s1, s2 = SfuState(L, DEPTH), SfuState(L, DEPTH)
         s1.vmem[:] = vm
         s2.vmem[:] = vm
         execute(s1, cmd)
         run_microcode(s2, cmd)
-        assert np.array_equal(s1.vmem, s2.vmem), cmd
+        assert np.array_equal(s1.vmem, s2.vmem) and s1.exponent == s2.exponent, cmd

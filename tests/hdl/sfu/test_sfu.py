@@ -18,28 +18,26 @@ from sparsa.sim.sfu import SfuState, execute
 from ..helpers import expect_error, simulate
 
 DEPTH = 64
-_SCALAR = None
 
 
 def _scalar_cycles():
-    from sparsa.sfu.scalar import ScalarOp
-    from sparsa.sfu.schedule import ScalarKind
-
-    return {k: SCALAR_CYCLES[ScalarOp[k.name]] for k in ScalarKind}
+    return {op.name: k for op, k in SCALAR_CYCLES.items()}
 
 
 def _payload(cmd: SfuCommand) -> dict:
     return {"op": int(cmd.op), "rows": cmd.rows, "n": cmd.n, "dst": cmd.dst, "a": cmd.a, "b": cmd.b,
             "b_step": cmd.b_step, "shift": cmd.shift, "mantissa": cmd.mantissa, "exponent": cmd.exponent,
-            "bits4": int(cmd.bits == 4), "eps_code": cmd.eps_code, "causal": int(cmd.causal), "offset": cmd.offset}
+            "bits4": int(cmd.bits == 4), "eps_code": cmd.eps_code, "causal": int(cmd.causal), "offset": cmd.offset,
+            "unit": cmd.unit, "mantissa_bits": cmd.mantissa_bits, "scale_dst": cmd.scale_dst}
 
 
-def run_rtl(lanes: int, init: np.ndarray, cmds: list[SfuCommand]) -> tuple[np.ndarray, list[int]]:
+def run_rtl(lanes: int, init: np.ndarray, cmds: list[SfuCommand]) -> tuple[np.ndarray, list[int], int]:
     """Load VMEM through the host port, run ``cmds`` back to back, read VMEM back; cycles from
-    each command's acceptance to its done pulse, inclusive."""
+    each command's acceptance to its done pulse, inclusive; the exponent register at the end."""
     dut = Sfu(lanes, DEPTH)
     out = np.zeros_like(init)
     cycles: list[int] = []
+    final = {}
 
     async def bench(ctx):
         for addr in range(DEPTH):
@@ -65,9 +63,10 @@ def run_rtl(lanes: int, init: np.ndarray, cmds: list[SfuCommand]) -> tuple[np.nd
             ctx.set(dut.host_addr, addr)
             await ctx.tick()
             out[addr] = ctx.get(dut.host_rdata)
+        final["exponent"] = ctx.get(dut.exponent)
 
     simulate(dut, bench)
-    return out, cycles
+    return out, cycles, final["exponent"]
 
 
 def _check(lanes, init, cmds):
@@ -75,8 +74,10 @@ def _check(lanes, init, cmds):
     state.vmem[:] = init
     for cmd in cmds:
         execute(state, cmd)
-    got, cycles = run_rtl(lanes, init, cmds)
+    got, cycles, exponent = run_rtl(lanes, init, cmds)
     np.testing.assert_array_equal(got, state.vmem)
+    if any(c.op == SfuOp.QUANTIZE for c in cmds):
+        assert exponent == state.exponent
     assert cycles == [command_cycles(c, lanes, LANE_LATENCY, _scalar_cycles()) for c in cmds]
 
 
@@ -136,32 +137,28 @@ def test_saturating_operands():
                          SfuCommand(SfuOp.MUL, 4, 2, dst=24, a=0, b=1, b_step=2)])
 
 
-def test_quantize_is_flagged_not_run():
-    dut = Sfu(2, DEPTH)
-    seen = {}
-
-    async def bench(ctx):
-        ctx.set(dut.cmd.payload, _payload(SfuCommand(SfuOp.QUANTIZE, 1, 2, dst=0, a=0, unit=2, scale_dst=8)))
-        ctx.set(dut.cmd.valid, 1)
-        await ctx.tick().until(dut.cmd.ready)
-        ctx.set(dut.cmd.valid, 0)
-        await ctx.tick().until(dut.done)
-        await ctx.tick()
-        seen["error"] = ctx.get(dut.error)
-
-    simulate(dut, bench)
-    assert seen["error"] == 1
+@pytest.mark.parametrize("lanes, per_token, bits, mbits", [(2, True, 8, 16), (4, False, 4, 16), (2, False, 8, 6)])
+def test_quantize_commands(lanes, per_token, bits, mbits):
+    """Codes, per-unit mantissas (in VMEM) and the exponent, with cycles from quantize_cycles."""
+    rng = np.random.default_rng(30 + lanes + bits)
+    init = _random_vmem(rng, lanes, -(1 << 26), 1 << 26)
+    init[0, 0] = FX_MIN                                  # |FX_MIN| = 2**31 is a tensor max the scalar unit takes
+    n = 4 * lanes
+    cmds = [SfuCommand(SfuOp.QUANTIZE, 3, n, dst=0, a=0, unit=n if per_token else lanes, bits=bits,
+                       mantissa_bits=mbits, scale_dst=40)]
+    _check(lanes, init, cmds)
 
 
 def test_constructor_checks():
     expect_error(ValueError, "lanes must be a power of two in 2..32, not 3", lambda: Sfu(3, 16))
     expect_error(ValueError, "depth must be an int in 2..65536, not 1", lambda: Sfu(2, 1))
+    expect_error(ValueError, "scale_depth must be an int in 1..65536, not 0", lambda: Sfu(2, 16, 0))
 
 
 def _random_command(rng, lanes):
     """A random command the gateware runs, with its operands placed in a 64-word VMEM."""
     ops_ = [SfuOp.ADD, SfuOp.MUL, SfuOp.REQUANT, SfuOp.SILU, SfuOp.GELU, SfuOp.ROPE, SfuOp.QSTATIC,
-            SfuOp.SOFTMAX, SfuOp.RMSNORM, SfuOp.LAYERNORM]
+            SfuOp.SOFTMAX, SfuOp.RMSNORM, SfuOp.LAYERNORM, SfuOp.QUANTIZE]
     op = ops_[rng.integers(len(ops_))]
     n = int(rng.integers(1, 4 * lanes + 1))
     if op == SfuOp.ROPE:
@@ -178,6 +175,10 @@ def _random_command(rng, lanes):
         kw.update(causal=bool(rng.integers(2)), offset=int(rng.integers(0, 6)))
     if op in (SfuOp.RMSNORM, SfuOp.LAYERNORM):
         kw["eps_code"] = ops.norm_eps_code(float(rng.choice([0.0, 1e-5, 1e-12])), n)
+    if op == SfuOp.QUANTIZE:
+        n = lanes * int(rng.integers(1, 4))
+        kw = dict(dst=int(rng.choice([0, 32])), a=0, unit=int(rng.choice([lanes, n])), scale_dst=48,
+                  bits=int(rng.choice([4, 8])), mantissa_bits=int(rng.integers(2, 25)))
     return SfuCommand(op, rows, n, **kw)
 
 
@@ -188,5 +189,5 @@ def test_random_command_sequences(seed):
     lanes = [2, 4, 8][seed]
     init = rng.integers(-(1 << 24), 1 << 24, size=(DEPTH, lanes), dtype=np.int64)
     init[20:32] = rng.integers(0, 1 << 16, size=(12, lanes))           # mantissas / gains / tables
-    cmds = [_random_command(rng, lanes) for _ in range(6)]
+    cmds = [_random_command(rng, lanes) for _ in range(8)]
     _check(lanes, init, cmds)
