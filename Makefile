@@ -72,6 +72,7 @@ bench: setup
 	$(PY) benchmarks/bench_sim.py $(if $(QUICK),--quick)
 	$(PY) benchmarks/bench_estimator.py $(if $(QUICK),--quick)
 	$(if $(QUICK),$(PY) benchmarks/bench_ovp.py --quick)
+	$(PY) benchmarks/bench_sfu.py $(if $(QUICK),--quick)
 	$(if $(QUICK),$(PY) benchmarks/bench_training.py --quick)
 	$(if $(QUICK),$(PY) benchmarks/scalesim_compare.py --quick)
 	$(if $(QUICK),$(PY) benchmarks/training_accuracy.py --quick)
