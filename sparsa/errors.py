@@ -35,7 +35,8 @@ class FormatError(SparsaError, ValueError):
 
 
 class IllegalInstructionError(FormatError):
-    """An instruction word has an unassigned opcode (docs/isa.md#illegal-opcodes).
+    """An instruction word is illegal: an unassigned opcode, or bits set that its opcode does not
+    use (docs/isa.md#illegal-instructions).
 
     Every rung that executes instructions raises it with the same one-line message (built by
     :func:`sparsa.isa.illegal_instruction`): the ISA interpreters and cycle models when they
