@@ -15,6 +15,7 @@ __all__ = [
     "IllegalInstructionError",
     "MissingToolError",
     "UnsupportedError",
+    "ExportError",
 ]
 
 
@@ -72,4 +73,13 @@ class MissingToolError(SparsaError, RuntimeError):
     """An optional tool or package (verilator, g++, yowasp, a model) is not installed.
 
     The message always says how to install it.
+    """
+
+
+class ExportError(SparsaError, ValueError):
+    """Generated HDL failed a check before it was written (``sparsa verilog`` / ``sparsa build``).
+
+    For example :func:`sparsa.hdl.export.reset_triggered` finding a combinational process that
+    Yosys did not give a time-0 trigger, or Yosys failing to convert the design.  Nothing is
+    written; the message names the module and the check, on one line.
     """
