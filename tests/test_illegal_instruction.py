@@ -277,6 +277,39 @@ def test_soc_amaranth_stops_and_the_driver_raises(where):
     assert err.cycles == _expect(cfg, tampered, get_backend("cycle", cfg)).cycles == _stop_cycles(cfg, tampered)
 
 
+def test_soc_amaranth_stops_on_unused_bits():
+    """The SoC's accelerator flags a word with unused bits (ILLEGAL), the driver raises the same error."""
+    pytest.importorskip("amaranth", reason="amaranth is not installed: pip install -e '.[hdl]'")
+    cfg = _small()
+    tampered, _ = _with_unused_bits(cfg, "middle", UNUSED_BITS["DRAIN+accumulate"])
+    err = _expect_unused(cfg, tampered, get_backend("soc-amaranth", cfg, instr_depth=64))
+    assert err.cycles == _stop_cycles(cfg, tampered)
+
+
+def test_the_docs_table_of_unused_bits_is_unused_mask():
+    """docs/isa.md's hand-written table 'bits that must be zero' says what sparsa.isa.unused_mask says."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "isa.md").read_text()
+    header = "| opcode | operand fields | bits that must be zero |"
+    assert header in text
+    text = text.split(header, 1)[1].split("\n\n", 1)[0]
+    rows = re.findall(r"^\| ([A-Z_, ]+) \| [^|]+ \| ([0-9:, ]+) \|$", text, re.M)
+    seen = set()
+    for names, bits in rows:
+        mask = 0
+        for part in bits.split(","):
+            hi, _, lo = part.strip().partition(":")
+            for b in range(int(lo or hi), int(hi) + 1):
+                mask |= 1 << b
+        for name in names.split(","):
+            op = Opcode[name.strip()]
+            assert unused_mask(op) == mask, (op.name, hex(unused_mask(op)), hex(mask))
+            seen.add(op)
+    assert seen == set(Opcode)
+
+
 def test_soc_status_flags_illegal_until_the_next_start():
     """STATUS reads DONE | ILLEGAL after the stop (CYCLES frozen at the stop cycle, INSTR_TAKEN
     one past the word); the next START clears it and a legal program runs bit-exact on the same SoC."""
