@@ -210,7 +210,7 @@ def isa_opcodes() -> str:
     width = {f.name: f.width for f in FIELDS}["opcode"]
     free = [v for v in range(1 << width) if v not in {op.value for op in Opcode}]
     note = (f"\n\nNot assigned: {_ranges(free)}: an illegal instruction - the controller stops on it "
-            "([below](#illegal-opcodes)); `sparsa.isa.decode` raises `IllegalInstructionError`.") if free else ""
+            "([below](#illegal-instructions)); `sparsa.isa.decode` raises `IllegalInstructionError`.") if free else ""
     return _table(["opcode", "name", "effect"], rows) + note
 
 

@@ -121,7 +121,7 @@ class Status(enum.IntFlag):
     DMA_BUSY = 8          # a RUN_DMA sequence is in progress (load, run or store)
     DMA_DONE = 16         # the last RUN_DMA finished without error (the results are in device memory)
     DMA_ERROR = 32        # the last RUN_DMA stopped: an error response or a misaligned address (DMA_ERROR_INFO)
-    ILLEGAL = 64          # the accelerator stopped on an instruction word with an unassigned opcode
+    ILLEGAL = 64          # the accelerator stopped on an illegal instruction word
                           # (DONE is set too; INSTR_TAKEN - 1 is the word's index, CYCLES the stop cycle)
 
 
