@@ -992,6 +992,17 @@ def accuracy_heldout() -> str:
     return "\n".join(lines)
 
 
+# ===================================================================== blocks in their own modules
+
+# docs/blocks_*.py import this module as ``generate`` (``block``, the Markdown helpers); when it runs
+# as a script or is loaded under another name, that name must find this very module, so that their
+# blocks land in this BLOCKS.
+sys.modules.setdefault("generate", sys.modules[__name__])
+if str(DOCS) not in sys.path:
+    sys.path.insert(0, str(DOCS))
+import blocks_hardware  # noqa: E402,F401  (registers its blocks)
+
+
 # ===================================================================== the rewriting
 
 @dataclass
