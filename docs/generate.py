@@ -1011,7 +1011,8 @@ def accuracy_heldout() -> str:
 sys.modules.setdefault("generate", sys.modules[__name__])
 if str(DOCS) not in sys.path:
     sys.path.insert(0, str(DOCS))
-import blocks_estimates  # noqa: E402,F401  (each registers its blocks)
+import blocks_accuracy  # noqa: E402,F401  (each registers its blocks)
+import blocks_estimates  # noqa: E402,F401
 import blocks_hardware  # noqa: E402,F401
 
 
