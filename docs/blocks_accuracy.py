@@ -112,3 +112,70 @@ def accuracy_minilm_findings() -> str:
         f"{max(x['flint4_layers'] for x in sparse_tensors)} under 2:4 (OVP-4 weights)",
         f"* 2:4 magnitude pruning, fp32: mean cosine {r('fp32', 'none', '2:4')['cos_mean']:.3f}; "
         f"{r('ovp4', 'none', '2:4')['outlier_pairs_pct']:.3f} % of OVP-4 pairs hold an outlier under 2:4"])
+
+
+# ===================================================================== SmolLM2: perplexity
+
+SMOLLM2_GRID = ("--model", "smollm2", "--max-chunks", "8")
+SMOLLM2_W4A4 = ("--model", "smollm2", "--weights", "int4,ovp4", "--acts", "none,int4,ovp4", "--sparsity", "dense",
+                "--max-chunks", "8")
+SMOLLM2_8BIT = ("--model", "smollm2", "--weights", "int8,ovp8", "--acts", "int8,ovp8", "--sparsity", "dense",
+                "--max-chunks", "8")
+#: Row order of the 4-bit table: (weights, acts, sparsity).
+SMOLLM2_ROWS = tuple((w, a, "dense") for w, acts in (("fp32", ("none", "int8", "ovp4")), ("int8", ("none", "int8", "ovp4")),
+                                                      ("int4", ("none", "int8", "int4", "ovp4")),
+                                                      ("ovp4", ("none", "int8", "int4", "ovp4"))) for a in acts) \
+    + tuple((w, "none", "2:4") for w in ("fp32", "int8", "int4", "ovp4"))
+SMOLLM2_HIGHLIGHT = {("int4", "none"), ("int4", "int4"), ("ovp4", "none"), ("ovp4", "ovp4")}
+
+
+def _smollm2_rows() -> dict[tuple[str, str, str], dict]:
+    rows = {}
+    for args in (SMOLLM2_GRID, SMOLLM2_W4A4, SMOLLM2_8BIT):
+        for r in _quantize(*args)["rows"]:
+            rows.setdefault((r["weights"], r["acts"], r["sparsity"]), r)
+    return rows
+
+
+def _ppl(x: float) -> str:
+    return f"{x:.3f}" if x < 1000 else f"{x:.1f}"
+
+
+@block("accuracy-smollm2", slow=True)
+def accuracy_smollm2() -> str:
+    """SmolLM2 perplexity of the 4-bit grid (dense and 2:4), with the numbers the findings compare."""
+    rows = _smollm2_rows()
+    grid = _quantize(*SMOLLM2_GRID)
+    table = []
+    for w, a, sp in SMOLLM2_ROWS:
+        r, bold = rows[(w, a, sp)], (w, a) in SMOLLM2_HIGHLIGHT
+        label = ('Q4_1 as stored ("fp32")' if a == "none" and sp == "dense" else "Q4_1 as stored") if w == "fp32" \
+            and sp == "dense" else w
+        table.append([_bold(label, bold), _bold(a, bold and a != "none"), sp, _bold(_ppl(r["ppl"]), bold),
+                      f"{r['bytes_per_weight']:.4f}", f"{r['outlier_pairs_pct']:.3f}" if w.startswith("ovp") else "-"])
+    base, i4, o4 = rows[("fp32", "none", "dense")], rows[("int4", "none", "dense")], rows[("ovp4", "none", "dense")]
+    i44, o44 = rows[("int4", "int4", "dense")], rows[("ovp4", "ovp4", "dense")]
+    worst_24 = min(rows[(w, "none", "2:4")]["ppl"] for w in ("fp32", "int8", "int4", "ovp4"))
+    return "\n".join([
+        _stamp("python docs/generate.py --only accuracy-smollm2") + " It runs", "", "```",
+        _command(*SMOLLM2_GRID) + f"   # default grid, {len(grid['rows'])} schemes, {grid['seconds']:.0f} s",
+        _command(*SMOLLM2_W4A4), "```", "", _table(["weights", "acts", "sparsity", "ppl", "bytes/weight",
+                                                    "outlier pairs %"], table), "",
+        f"* weight-only at {o4['bytes_per_weight']:.4f} bytes/weight: OVP-4 ppl {o4['ppl']:.1f} vs int4 {i4['ppl']:.1f} "
+        f"(baseline {base['ppl']:.2f}); OVP-4 picked flint4 normals for {o4['flint4_layers']} tensors",
+        f"* W4A4: OVP-4 {o44['ppl']:.1f} ({o44['ppl'] / base['ppl']:.1f}x the baseline) vs int4 {i44['ppl']:,.0f}",
+        f"* per-tensor int8 activations: ppl {base['ppl']:.1f} -> {rows[('fp32', 'int8', 'dense')]['ppl']:.1f}",
+        f"* 2:4 without retraining: ppl {worst_24:.0f} at best"])
+
+
+@block("accuracy-smollm2-8bit", slow=True)
+def accuracy_smollm2_8bit() -> str:
+    """SmolLM2 perplexity with 8-bit weights and int8 vs OVP-8 activations."""
+    rows = _smollm2_rows()
+    table = [[w, _bold(a, a == "ovp8"), _bold(_ppl(rows[(w, a, "dense")]["ppl"]), a == "ovp8"),
+              f"{rows[(w, a, 'dense')]['bytes_per_weight']:.4f}",
+              f"{rows[(w, a, 'dense')]['outlier_pairs_pct']:.3f}" if w == "ovp8" else "-"]
+             for w in ("int8", "ovp8") for a in ("int8", "ovp8")]
+    return "\n".join([_stamp("python docs/generate.py --only accuracy-smollm2-8bit") + " It runs", "", "```",
+                      _command(*SMOLLM2_8BIT), "```", "",
+                      _table(["weights", "acts", "ppl", "bytes/weight", "outlier pairs %"], table)])
