@@ -267,3 +267,36 @@ def performance_demo_flush() -> str:
     return (f"`{config}`, {m}x{k}x{n}: the compiled programs' cycles (`program_cycles`) with every COMPUTE's "
             f"flush re-costed ({runs[pattern][1]} COMPUTEs at {pattern}, {runs['dense'][1]} dense):\n\n"
             + _table(["flush", f"{pattern} cycles", "dense cycles", "speedup", "MAC utilization"], rows))
+
+
+# ===================================================================== docs/chain.md
+
+#: The segmented-chain example: a U280-like 32-slice chain and its 2:4 GEMMs (m, k, n, note).
+SEGMENT_OVERRIDES = {"name": "u280-32x64-seg", "datapath.rows": 32, "datapath.cols": 64,
+                     "datapath.chain.max_segments": 4}
+SEGMENT_GEMMS = ((64, 32, 256, ""), (1, 32, 4096, " (GEMV)"), (64, 32, 4096, ""), (64, 4096, 256, ""))
+
+
+@block("chain-segments-cycles")
+def chain_segments_cycles() -> str:
+    """``program_cycles`` (the cycle model's count) of 2:4 GEMMs on a 32-slice chain, uncut (S = 1) and with the compiler's cut."""
+    import numpy as np
+
+    from sparsa.compiler.chain import compile_chain_gemm
+    from sparsa.isa import Opcode
+    from sparsa.sim.cycle import program_cycles
+
+    cfg = _cfg("u280-flightllm").with_overrides(SEGMENT_OVERRIDES)
+    rng = np.random.default_rng(0)
+    rows = []
+    for m, k, n, note in SEGMENT_GEMMS:
+        w = rng.integers(-8, 8, (k, n))  # cycles do not depend on the values (the cycle model's count)
+        runs = []
+        for s in (1, None):
+            p = compile_chain_gemm(cfg, w, m, "2:4", segments=s)
+            beats = sum(ins.count for ins in p.instructions if ins.op is Opcode.COMPUTE)
+            runs.append((p.segments, program_cycles(p), beats))
+        (_, c1, b1), (s, cs, bs) = runs
+        rows.append([f"{m} x {k} x {n}{note}", c1, s, f"{cs} ({100 * (cs - c1) / c1:+.0f} %)" if s > 1 else cs,
+                     f"{b1} -> {bs}" if s > 1 else f"{b1} (no cut)"])
+    return _table(["GEMM (2:4)", "S = 1 cycles", "compiler's S", "cycles", "weight beats (S=1 -> S)"], rows)
