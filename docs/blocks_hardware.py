@@ -93,3 +93,74 @@ def actscale_synth() -> str:
     return _resource_rows("actscale-synth", "systolic-4x4-token", "ecp5-85f", keys,
                           [("tensor", ("act_scale.granularity=tensor",), tensor),
                            ("token (group: identical hardware)", (), token)])
+
+
+# ===================================================================== docs/fpga.md: Yosys estimates
+
+#: The small buffers of the 4x4 test designs (`--set` overrides).
+SMALL_BUFFERS = ("buffers.weight_buffer_bytes=2048", "buffers.activation_buffer_bytes=4096",
+                 "buffers.accumulator_depth=64")
+
+
+@functools.cache
+def _kernel_synth(config: str, axi_width: int, sets: "tuple[str, ...]" = (), instr_depth: "int | None" = None) -> dict:
+    """``sparsa build CONFIG --board u280 --synth --axi-width W [...] --json``: the Yosys counts of the kernel."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="sparsa-docs-u280-") as tmp:
+        argv = _argv_kernel(config, axi_width, sets, instr_depth) + ["-o", tmp, "--json", f"{tmp}/report.json"]
+        _cli_output(argv)
+        return json.loads(Path(tmp, "report.json").read_text())["yosys"]
+
+
+def _argv_kernel(config: str, axi_width: int, sets: "tuple[str, ...]" = (), instr_depth: "int | None" = None) -> list[str]:
+    argv = ["build", f"configs/{config}.yaml", "--board", "u280", "--synth", "--axi-width", str(axi_width)]
+    for s in sets:
+        argv += ["--set", s]
+    return argv + (["--instr-depth", str(instr_depth)] if instr_depth else [])
+
+
+#: (label, kind, arguments) of the Yosys table: kind "synth" = `sparsa synth` (config, target, sets),
+#: "kernel" = `sparsa build --board u280 --synth` (config, axi width, sets, instr depth); the row after
+#: a kernel row with the same config and sets shows the difference to it.
+FPGA_YOSYS_ROWS = (
+    ("8x8 accelerator", "synth", ("systolic-8x8-2of4", "xcu280", ())),
+    ("8x8 SoC kernel, AXI4-Lite only (`--axi-width 0`)", "kernel", ("systolic-8x8-2of4", 0, (), None)),
+    ("8x8 SoC kernel + `m_axi_gmem` 256 bit (U280 default)", "kernel", ("systolic-8x8-2of4", 256, (), None)),
+    ("8x8 SoC kernel + `m_axi_gmem` 512 bit", "kernel", ("systolic-8x8-2of4", 512, (), None)),
+    ("4x4 small-buffer kernel (test sizes), AXI4-Lite only", "kernel", ("systolic-4x4-2of4", 0, SMALL_BUFFERS, 64)),
+    ("4x4 small-buffer kernel + `m_axi_gmem` 64 bit", "kernel", ("systolic-4x4-2of4", 64, SMALL_BUFFERS, 64)),
+    ("8x8 accelerator", "synth", ("systolic-8x8-2of4", "ecp5-85f", ())),
+    ("4x4 accelerator (acc. depth 64)", "synth", ("systolic-4x4-2of4", "xcu280", ("buffers.accumulator_depth=64",))),
+    ("4x4 accelerator (acc. depth 64)", "synth", ("systolic-4x4-2of4", "ecp5-85f", ("buffers.accumulator_depth=64",))),
+)
+
+
+@block("fpga-yosys", slow=True)
+def fpga_yosys() -> str:
+    """Yosys resource estimates of the accelerators and the U280 shell kernels (with and without the DMA)."""
+    rows, commands, base = [], [], {}
+    for label, kind, args in FPGA_YOSYS_ROWS:
+        if kind == "synth":
+            config, target, sets = args
+            r = _synth(config, target, sets)
+            commands.append("sparsa " + " ".join(_argv_synth(config, target, sets)))
+        else:
+            config, width, sets, depth = args
+            r, target = _kernel_synth(config, width, sets, depth), "xcu280"
+            commands.append("sparsa " + " ".join(_argv_kernel(config, width, sets, depth)) + " -o DIR")
+        xilinx = target.startswith("xc")
+        ref = base.get((kind, args[0], args[2])) if kind == "kernel" else None
+        if kind == "kernel" and ref is None:
+            base[(kind, args[0], args[2])] = r
+
+        def cell(key: str) -> str:
+            return f"{r[key]:g}" + (f" ({r[key] - ref[key]:+g})" if ref is not None else "")
+
+        bram = f"{r['bram']:g} {'BRAM36' if xilinx else 'DP16KD'}" + (f" (+{r['lutram']:g} LUTRAM cells)" if r["lutram"] else "")
+        rows.append([label, target, f"{r['dsp']:g} {'DSP48E2' if xilinx else 'MULT18X18D'}",
+                     cell("lut") + ("" if xilinx else " LUT4"), cell("ff"), bram, f"{r['seconds']:g} s"])
+    return (_stamp("python docs/generate.py --only fpga-yosys") + " Commands, in row order:\n\n```\n"
+            + "\n".join(commands) + "\n```\n\n"
+            + _table(["design", "target", "DSP", "LUT", "FF", "BRAM", "Yosys time"], rows))
