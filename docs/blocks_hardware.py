@@ -164,3 +164,43 @@ def fpga_yosys() -> str:
     return (_stamp("python docs/generate.py --only fpga-yosys") + " Commands, in row order:\n\n```\n"
             + "\n".join(commands) + "\n```\n\n"
             + _table(["design", "target", "DSP", "LUT", "FF", "BRAM", "Yosys time"], rows))
+
+
+# ===================================================================== architectural counts (fast)
+
+#: Presets of docs/hdl.md's register-bit table.
+REGISTER_PRESETS = (("systolic-4x4-2of4", "int8"), ("systolic-4x4-ovp4", "W OVP-4, A int8"),
+                    ("systolic-4x4-ovp4-ovp4", "W4A4"), ("systolic-8x8-2of4", "int8"))
+
+
+def _summary(config: str, sets: "tuple[str, ...]" = ()):
+    from generate import _load
+    from sparsa.hdl.export import resource_summary
+
+    cfg = _load(config)
+    if sets:
+        cfg = cfg.with_overrides(dict(s.split("=", 1) for s in sets))
+    return resource_summary(cfg)
+
+
+@block("hdl-register-bits")
+def hdl_register_bits() -> str:
+    """Register bits of the systolic presets (``resource_summary``, = the RTLIL ``$dff`` bits by test)."""
+    rows = []
+    for config, label in REGISTER_PRESETS:
+        r = _summary(config)
+        b = r.register_breakdown
+        rows.append([f"`{config}` ({label})", r.register_bits, b["pe_pipeline"], b["valid_tag"], b["array_input"],
+                     b["accumulator_write_stage"], r.multipliers, f"{r.accumulator_memory_bits // 1024} kbit"])
+    return _table(["config", "register bits", "of it PE MAC pipeline", "valid tag", "array input register",
+                   "accumulator write stage", "multipliers", "accumulator RAM"], rows)
+
+
+@block("actscale-register-bits")
+def actscale_register_bits() -> str:
+    """What the activation-scale stage adds to the 4x4 token preset (``resource_summary``)."""
+    r = _summary("systolic-4x4-token")
+    t = _summary("systolic-4x4-token", ("act_scale.granularity=tensor",))
+    return (f"* scaling-stage register bits: {r.register_breakdown.get('accumulator_scale_stage', 0)} (total "
+            f"{r.register_bits}, vs {t.register_bits} with tensor scales)\n"
+            f"* scale multipliers: {r.scale_multipliers}; scale RAM: {r.scale_memory_bits} bits")
