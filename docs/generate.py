@@ -1015,6 +1015,7 @@ import blocks_accuracy  # noqa: E402,F401  (each registers its blocks)
 import blocks_estimates  # noqa: E402,F401
 import blocks_hardware  # noqa: E402,F401
 import blocks_training  # noqa: E402,F401
+import blocks_workloads  # noqa: E402,F401
 
 
 # ===================================================================== the rewriting
