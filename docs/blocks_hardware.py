@@ -204,3 +204,21 @@ def actscale_register_bits() -> str:
     return (f"* scaling-stage register bits: {r.register_breakdown.get('accumulator_scale_stage', 0)} (total "
             f"{r.register_bits}, vs {t.register_bits} with tensor scales)\n"
             f"* scale multipliers: {r.scale_multipliers}; scale RAM: {r.scale_memory_bits} bits")
+
+
+#: Presets whose SoC memories docs/fpga.md lists.
+SOC_PRESETS = ("systolic-4x4-2of4", "systolic-8x8-2of4")
+
+
+@block("fpga-soc-memories")
+def fpga_soc_memories() -> str:
+    """The UART SoC's memories (beats x bits) and its region shift, from ``SocParams`` of the presets."""
+    from generate import _load
+    from sparsa.hdl.soc.params import SocParams
+
+    rows = []
+    for config in SOC_PRESETS:
+        p = SocParams(_load(config))
+        rows.append([f"`{config}`", *(f"{m.depth} x {m.bits} bit" for m in p.memories.values()), p.region_shift])
+    names = [r.name.lower() for r in SocParams(_load(SOC_PRESETS[0])).memories]
+    return _table(["config (default buffers)", *names, "`region_shift`"], rows)
