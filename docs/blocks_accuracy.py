@@ -179,3 +179,45 @@ def accuracy_smollm2_8bit() -> str:
     return "\n".join([_stamp("python docs/generate.py --only accuracy-smollm2-8bit") + " It runs", "", "```",
                       _command(*SMOLLM2_8BIT), "```", "",
                       _table(["weights", "acts", "ppl", "bytes/weight", "outlier pairs %"], table)])
+
+
+# ===================================================================== activation-scale granularity
+
+MINILM_GRANULARITY = ("--model", "minilm", "--weights", "fp32,int8,ovp4", "--acts", "none,int8,int4",
+                      "--act-scale", "tensor,token,group:128,group:64", "--sparsity", "dense")
+MINILM_OVP_ACTS = ("--model", "minilm", "--weights", "fp32,int8", "--acts", "ovp4,ovp8", "--sparsity", "dense")
+#: (column label, acts name in the JSON rows) of the granularity table, per activation width.
+GRANULARITY_COLUMNS = tuple((f"{b} {label}", f"{b}{suffix}") for b in ("int8", "int4")
+                            for label, suffix in (("tensor", ""), ("token", "/token"), ("g128", "/g128"),
+                                                  ("g64", "/g64")))
+WEIGHT_LABELS = {"fp32": "fp32", "int8": "int8", "ovp4": "OVP-4"}
+
+
+def _cos(r: dict) -> str:
+    return f"{r['cos_mean']:.5f} / {r['cos_min']:.5f}"
+
+
+@block("accuracy-granularity-minilm", slow=True)
+def accuracy_granularity_minilm() -> str:
+    """MiniLM cosine per activation-scale granularity (per tensor, token, groups of 128 / 64), dense."""
+    grid, ovp = _quantize(*MINILM_GRANULARITY), _quantize(*MINILM_OVP_ACTS)
+    rows = {(r["weights"], r["acts"]): r for r in grid["rows"]}
+    table = []
+    for w, label in WEIGHT_LABELS.items():
+        cells = []
+        for bits in ("int8", "int4"):
+            cols = [acts for _, acts in GRANULARITY_COLUMNS if acts.split("/")[0] == bits]
+            best = max(cols, key=lambda a: rows[(w, a)]["cos_mean"])
+            cells += [_bold(_cos(rows[(w, a)]), a == best) for a in cols]
+        table.append([label, *cells])
+    ovp_rows = {(r["weights"], r["acts"]): r for r in ovp["rows"]}
+    return "\n".join([
+        _stamp("python docs/generate.py --only accuracy-granularity-minilm") + " It runs", "", "```",
+        _command(*MINILM_GRANULARITY) + f"   # {len(grid['rows'])} schemes, {grid['seconds']:.0f} s",
+        _command(*MINILM_OVP_ACTS) + f"   # {ovp['seconds']:.0f} s", "```", "",
+        _table(["weights \\ acts", *(c for c, _ in GRANULARITY_COLUMNS)], table), "",
+        "Weight-only references (activations fp32): " + ", ".join(
+            f"{label} {_cos(rows[(w, 'none')])}" for w, label in WEIGHT_LABELS.items()) + ". Per-tensor OVP "
+        "activations (second command): " + "; ".join(
+            f"{a.upper().replace('OVP', 'OVP-')} " + ", ".join(f"{_cos(ovp_rows[(w, a)])} ({w} weights)"
+                                                               for w in ("fp32", "int8")) for a in ("ovp4", "ovp8")) + "."])
