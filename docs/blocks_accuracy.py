@@ -117,7 +117,7 @@ def accuracy_minilm_findings() -> str:
 # ===================================================================== SmolLM2: perplexity
 
 SMOLLM2_GRID = ("--model", "smollm2", "--max-chunks", "8")
-SMOLLM2_W4A4 = ("--model", "smollm2", "--weights", "int4,ovp4", "--acts", "none,int4,ovp4", "--sparsity", "dense",
+SMOLLM2_W4A4 = ("--model", "smollm2", "--weights", "int4,ovp4", "--acts", "int4", "--sparsity", "dense",
                 "--max-chunks", "8")
 SMOLLM2_8BIT = ("--model", "smollm2", "--weights", "int8,ovp8", "--acts", "int8,ovp8", "--sparsity", "dense",
                 "--max-chunks", "8")
