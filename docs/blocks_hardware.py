@@ -222,3 +222,40 @@ def fpga_soc_memories() -> str:
         rows.append([f"`{config}`", *(f"{m.depth} x {m.bits} bit" for m in p.memories.values()), p.region_shift])
     names = [r.name.lower() for r in SocParams(_load(SOC_PRESETS[0])).memories]
     return _table(["config (default buffers)", *names, "`region_shift`"], rows)
+
+
+# ===================================================================== docs/fpga.md: an ECP5 board build
+
+#: `sparsa build` of the slow test's design: the 4x4 with small buffers on the ULX3S-25F, seed 1.
+SMALL_BUILD = ("configs/systolic-4x4-2of4.yaml", "ulx3s-25f", SMALL_BUFFERS, 64, "1")
+
+
+@block("fpga-ecp5-build-4x4", slow=True)
+def fpga_ecp5_build_4x4() -> str:
+    """Utilization, post-route Fmax, critical path and build time of the small 4x4 SoC on the ULX3S-25F."""
+    import tempfile
+    import time
+    from pathlib import Path
+
+    config, board, sets, depth, seed = SMALL_BUILD
+    argv = ["build", config, "--board", board, *(a for s in sets for a in ("--set", s)), "--instr-depth", str(depth),
+            "--seed", seed]
+    with tempfile.TemporaryDirectory(prefix="sparsa-docs-ecp5-") as tmp:
+        start = time.perf_counter()
+        _cli_output(argv + ["-o", tmp, "--json", f"{tmp}/report.json"])
+        wall = time.perf_counter() - start
+        r = json.loads(Path(tmp, "report.json").read_text())
+    util = r["place_and_route"]["utilization"]
+
+    def used(cell: str) -> str:
+        u = util[cell]
+        return f"{u['used']} / {u['available']} ({100 * u['used'] / u['available']:.0f} %)"
+
+    path = r["place_and_route"]["critical_paths"][0]
+    return (_stamp("python docs/generate.py --only fpga-ecp5-build-4x4") + " It runs\n\n```\nsparsa "
+            + " ".join(argv) + " -o DIR\n```\n\n"
+            + _table(["design, board", "LUT4 (COMB)", "FF", "MULT18X18D", "DP16KD", "post-route Fmax", "build"],
+                     [[f"`{Path(config).stem}`, small buffers, {board.upper()}, seed {r['seed']}", used("TRELLIS_COMB"),
+                       used("TRELLIS_FF"), used("MULT18X18D"), used("DP16KD") + f" (fit estimate {r['fit_estimate']['bram']:g})",
+                       f"**{r['fmax_mhz']:.2f} MHz** ({'met' if r['timing_met'] else 'missed'}; critical path: "
+                       f"{path['kinds']}, {path['delay_ns']} ns)", f"{wall:.0f} s wall"]]))
