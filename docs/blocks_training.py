@@ -92,7 +92,11 @@ def training_input_grad_stages() -> str:
 
 @block("training-step-cli")
 def training_step_cli() -> str:
-    """`sparsa train-step` on one MLP layer (cycle backend): cycles, dense comparison, bit-exactness."""
+    """`sparsa train-step` on one MLP layer (cycle backend): cycles, dense comparison, bit-exactness.
+
+    On the bundled 8x8 digits (scikit-learn), so the output is the same on every machine; the
+    default Fashion-MNIST is a system package that may be missing, and takes seconds to load.
+    """
     argv = ["train-step", "configs/systolic-4x8-m8.yaml", "--model", "mlp", "--layer", "fc2", "--batch", "4",
-            "--sparsity", "2:8"]
+            "--sparsity", "2:8", "--dataset", "digits"]
     return "```\n$ sparsa " + " ".join(argv) + "\n" + _cli_output(argv).rstrip("\n") + "\n```"
