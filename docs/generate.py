@@ -9,7 +9,9 @@ A generated block in a Markdown file is everything between two marker lines::
 
 ``NAME`` is one of :data:`BLOCKS`, a function that returns the block's Markdown from the code
 (``sparsa.isa``, ``sparsa.hdl.layouts``, ``sparsa.config``, a compiled example ...), never from
-typed text.  Everything outside the markers is hand-written prose and is left alone.
+typed text.  Everything outside the markers is hand-written prose and is left alone.  The
+contract tables are generated here; the measured numbers (estimator, cycle model, synthesis,
+real-model accuracy) by the ``@block`` functions of ``docs/blocks_*.py``, imported below.
 
 Usage::
 
