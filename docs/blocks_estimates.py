@@ -198,6 +198,10 @@ def estimates_compare() -> str:
 EARLIER_FLUSHES = (15, 18)
 
 
+def _flush_label(f: int, current: int) -> str:
+    return f"{f} cycles" + (" (current)" if f == current else "")
+
+
 @block("performance-sparsity-arithmetic")
 def performance_sparsity_arithmetic() -> str:
     """The sparsity-pays cycle counts rebuilt from the timing contract (and checked against the cycle model)."""
@@ -227,7 +231,7 @@ def performance_sparsity_arithmetic() -> str:
     for p, t in tilings.items():
         lines.append(f"* {p}: {t.ktiles} k-tiles x {t.ntiles} n-tiles x {ktile} + {t.ntiles} x {drain} + "
                      f"{FETCH_CYCLES} = {measured[p]:,}")
-    rows = [[f"{f} cycles", *(f"{total(t, f):,}" for t in tilings.values()),
+    rows = [[_flush_label(f, flush), *(f"{total(t, f):,}" for t in tilings.values()),
              *(f"{total(t, f) / total(tilings['dense'], f):.4f}" for p, t in tilings.items() if p != "dense")]
             for f in (*EARLIER_FLUSHES, flush)]
     return ("\n".join(lines) + "\n\nThe same arithmetic with the flush of earlier designs:\n\n"
@@ -262,7 +266,7 @@ def performance_demo_flush() -> str:
     rows = []
     for f in (*EARLIER_FLUSHES, flush):
         sparse, dense = (runs[p][0] - (flush - f) * runs[p][1] for p in (pattern, "dense"))
-        rows.append([f"{f} cycles", f"{sparse:,}", f"{dense:,}", f"{dense / sparse:.3f}x",
+        rows.append([_flush_label(f, flush), f"{sparse:,}", f"{dense:,}", f"{dense / sparse:.3f}x",
                      _pct(compressed_macs / (sparse * cfg.peak_macs_per_cycle))])
     return (f"`{config}`, {m}x{k}x{n}: the compiled programs' cycles (`program_cycles`) with every COMPUTE's "
             f"flush re-costed ({runs[pattern][1]} COMPUTEs at {pattern}, {runs['dense'][1]} dense):\n\n"
