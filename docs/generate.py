@@ -9,7 +9,9 @@ A generated block in a Markdown file is everything between two marker lines::
 
 ``NAME`` is one of :data:`BLOCKS`, a function that returns the block's Markdown from the code
 (``sparsa.isa``, ``sparsa.hdl.layouts``, ``sparsa.config``, a compiled example ...), never from
-typed text.  Everything outside the markers is hand-written prose and is left alone.
+typed text.  Everything outside the markers is hand-written prose and is left alone.  The
+contract tables are generated here; the measured numbers (estimator, cycle model, synthesis,
+real-model accuracy) by the ``@block`` functions of ``docs/blocks_*.py``, imported below.
 
 Usage::
 
@@ -210,7 +212,7 @@ def isa_opcodes() -> str:
     width = {f.name: f.width for f in FIELDS}["opcode"]
     free = [v for v in range(1 << width) if v not in {op.value for op in Opcode}]
     note = (f"\n\nNot assigned: {_ranges(free)}: an illegal instruction - the controller stops on it "
-            "([below](#illegal-opcodes)); `sparsa.isa.decode` raises `IllegalInstructionError`.") if free else ""
+            "([below](#illegal-instructions)); `sparsa.isa.decode` raises `IllegalInstructionError`.") if free else ""
     return _table(["opcode", "name", "effect"], rows) + note
 
 
@@ -797,18 +799,29 @@ def fpga_fit_errors() -> str:
     return "```\n" + "\n".join(out) + "\n```"
 
 
-@block("performance-sparsity-pays")
-def performance_sparsity_pays() -> str:
-    """Cycles of a compute-bound 256x4096x64 GEMM on the 8x8 array per pattern (cycle model)."""
+#: The compute-bound GEMM of docs/performance.md: (config, m, k, n) and its patterns.
+SPARSITY_PAYS = ("systolic-8x8-2of4", 256, 4096, 64)
+SPARSITY_PAYS_PATTERNS = ("dense", "2:4", "1:4")
+
+
+@functools.cache
+def sparsity_pays_cycles() -> dict[str, int]:
+    """``program_cycles`` of the compiled :data:`SPARSITY_PAYS` GEMM per pattern (cycle model)."""
     import numpy as np
 
     from sparsa.compiler import compile_gemm
-    from sparsa.config import load_config
     from sparsa.sim.cycle import program_cycles
 
-    cfg = load_config(CONFIGS / "systolic-8x8-2of4.yaml")
-    w = np.random.default_rng(0).integers(-128, 128, (4096, 64))
-    cycles = {p: program_cycles(compile_gemm(cfg, w, 256, p)) for p in ("dense", "2:4", "1:4")}
+    config, m, k, n = SPARSITY_PAYS
+    cfg = _load(config)
+    w = np.random.default_rng(0).integers(-128, 128, (k, n))
+    return {p: program_cycles(compile_gemm(cfg, w, m, p)) for p in SPARSITY_PAYS_PATTERNS}
+
+
+@block("performance-sparsity-pays")
+def performance_sparsity_pays() -> str:
+    """Cycles of a compute-bound 256x4096x64 GEMM on the 8x8 array per pattern (cycle model)."""
+    cycles = sparsity_pays_cycles()
     rows = [[p, f"{c:,}", f"{c / cycles['dense']:.4f}" if p != "dense" else "1.000"] for p, c in cycles.items()]
     return _table(["pattern", "cycles", "ratio to dense"], rows)
 
@@ -1038,6 +1051,21 @@ def accuracy_sfu() -> str:
                   f"{res['max_abs_at']['site']} {res['max_abs_at']['index']})"
                   for name, res in (("SmolLM2", sm), ("MiniLM", mm))) + "."]
     return "\n".join(lines)
+
+
+# ===================================================================== blocks in their own modules
+
+# docs/blocks_*.py import this module as ``generate`` (``block``, the Markdown helpers); when it runs
+# as a script or is loaded under another name, that name must find this very module, so that their
+# blocks land in this BLOCKS.
+sys.modules.setdefault("generate", sys.modules[__name__])
+if str(DOCS) not in sys.path:
+    sys.path.insert(0, str(DOCS))
+import blocks_accuracy  # noqa: E402,F401  (each registers its blocks)
+import blocks_estimates  # noqa: E402,F401
+import blocks_hardware  # noqa: E402,F401
+import blocks_training  # noqa: E402,F401
+import blocks_workloads  # noqa: E402,F401
 
 
 # ===================================================================== the rewriting

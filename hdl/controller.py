@@ -7,16 +7,18 @@ State machine (one instruction at a time, see :mod:`sparsa.timing`)::
           --DRAIN---> DRAIN   (count output beats)                        --> FETCH
           --LOAD_S--> LOAD_S  (count scale beats; scaling stage only)     --> FETCH
           --HALT----> DONE    (done = 1, cycle counter frozen)
-          --unassigned opcode--> ILLEGAL (done = illegal = 1, cycle counter frozen)
+          --illegal word--> ILLEGAL (done = illegal = 1, cycle counter frozen)
           --NOP, or an opcode the datapath lacks (LOAD_A; LOAD_S without scales)--> FETCH
 
 LOAD_S exists only with per-token / per-group activation scales (the accumulator's scaling
 stage, ``act_scale``): it pops ``count`` beats from the activation stream and writes beat ``i``
 to scale-RAM row ``i`` (``scale_wen`` / ``scale_waddr``; the data is the beat's low bits,
 wired in the top).  Without the scaling stage it is a NOP like any opcode the datapath lacks.
-An opcode that :class:`sparsa.isa.Opcode` does not assign stops the controller in ILLEGAL
-after its fetch cycle (docs/isa.md#illegal-opcodes): ``done`` and ``illegal`` rise, the cycle
-counter freezes, no further word or beat is taken.
+An illegal word - an opcode that :class:`sparsa.isa.Opcode` does not assign, or an assigned one
+with a bit set that it does not use (:func:`sparsa.isa.unused_mask`: reserved bits,
+``accumulate`` outside COMPUTE, ...; :func:`illegal_word`) - stops the controller in ILLEGAL
+after its fetch cycle (docs/isa.md#illegal-instructions): ``done`` and ``illegal`` rise, the
+cycle counter freezes, no further word or beat is taken.
 
 ``F = flush_cycles`` defaults to :func:`sparsa.timing.compute_flush_cycles`.  A COMPUTE with
 ``count = 0`` runs only the flush, a DRAIN with ``count = 0`` is a NOP - both as
@@ -39,17 +41,18 @@ Every ready/valid output depends on the state only (never on the partner's valid
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Signal, Value
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from sparsa.config import AcceleratorConfig
 from sparsa.hdl.accumulator import address_bits
 from sparsa.hdl.layouts import check_config, instruction_layout
-from sparsa.isa import FIELDS, Opcode, is_legal_opcode
+from sparsa.isa import FIELDS, Opcode, is_legal_opcode, unused_mask
 from sparsa.timing import compute_flush_cycles, has_scale_stage, load_weights_cycles
 
-__all__ = ["Controller", "State", "CYCLE_COUNTER_BITS", "COUNT_FIELD_BITS", "UNASSIGNED_OPCODES", "register_bits"]
+__all__ = ["Controller", "State", "CYCLE_COUNTER_BITS", "COUNT_FIELD_BITS", "UNASSIGNED_OPCODES", "illegal_word",
+           "register_bits"]
 
 #: Width of the ``cycles`` counter (wraps after 2**32 cycles).
 CYCLE_COUNTER_BITS = 32
@@ -61,6 +64,36 @@ COUNT_FIELD_BITS = {f.name: f.width for f in FIELDS}["count"]
 #: (shared with the DSP-chain controller).
 UNASSIGNED_OPCODES = tuple(v for v in range(1 << {f.name: f.width for f in FIELDS}["opcode"])
                            if not is_legal_opcode(v))
+
+
+def illegal_word(m: Module, instr: object) -> Value:
+    """A 1-bit signal that is high when the instruction word ``instr`` is illegal.
+
+    Illegal: an opcode in :data:`UNASSIGNED_OPCODES`, or an assigned opcode with a bit of its
+    :func:`sparsa.isa.unused_mask` set - the words :func:`sparsa.isa.decode` refuses with
+    :class:`~sparsa.errors.IllegalInstructionError` (shared with the DSP-chain controller; the
+    masks come from :data:`sparsa.isa.OPERANDS`, not from this module).
+
+    Parameters
+    ----------
+    m : Module
+        The module the combinational check is added to.
+    instr : data.View
+        The instruction word, a view of :func:`sparsa.hdl.layouts.instruction_layout`.
+    """
+    if not isinstance(m, Module):
+        raise TypeError(f"m must be an amaranth Module, not {m!r}")
+    raw = Value.cast(instr)
+    if len(raw) != sum(f.width for f in FIELDS):
+        raise TypeError(f"instr must be a {sum(f.width for f in FIELDS)}-bit instruction word, not {instr!r}")
+    bad = Signal(name="illegal_word")
+    with m.Switch(instr.opcode):
+        for op in Opcode:
+            with m.Case(op):
+                m.d.comb += bad.eq((raw & unused_mask(op)) != 0)
+        with m.Default():                        # UNASSIGNED_OPCODES
+            m.d.comb += bad.eq(1)
+    return bad
 
 
 class State(enum.Enum, shape=3):
@@ -121,7 +154,7 @@ class Controller(wiring.Component):
     done : Out(1)
         High once HALT (or an illegal opcode) has been fetched.
     illegal : Out(1)
-        High once a word with an unassigned opcode has been fetched (the controller stopped on it).
+        High once an illegal instruction word (unassigned opcode, or unused bits set) has been fetched (the controller stopped on it).
     cycles : Out(32)
         Cycles from reset release up to and including the HALT (or illegal-opcode) fetch.
     state : Out(State)
@@ -253,7 +286,9 @@ class Controller(wiring.Component):
                         row.eq(0),
                         row_next.eq(1),
                     ]
-                    with m.Switch(instr.opcode):
+                    with m.If(illegal_word(m, instr)):
+                        m.d.sync += state.eq(State.ILLEGAL)
+                    with m.Else(), m.Switch(instr.opcode):
                         with m.Case(Opcode.LOAD_W):
                             m.d.sync += state.eq(State.LOAD_W)
                         with m.Case(Opcode.COMPUTE):
@@ -270,8 +305,6 @@ class Controller(wiring.Component):
                                     m.d.sync += state.eq(State.LOAD_S)
                         with m.Case(Opcode.HALT):
                             m.d.sync += state.eq(State.DONE)
-                        with m.Case(*UNASSIGNED_OPCODES):
-                            m.d.sync += state.eq(State.ILLEGAL)
                         # NOP and opcodes this datapath lacks: stay in FETCH.
 
             with m.Case(State.LOAD_W):

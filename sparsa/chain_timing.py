@@ -13,7 +13,7 @@ NOP, HALT    0 (LOAD_W is a NOP on the chain: weights stream during COMPUTE)
 LOAD_A n     ``n`` (one activation-buffer word per cycle)
 COMPUTE n    ``n`` (one weight beat per cycle) + :func:`chain_latency` flush
 DRAIN n      ``n`` (one output row per cycle)
-illegal      0, and the controller stops (an unassigned opcode, :data:`ILLEGAL_CYCLES`)
+illegal      0, and the controller stops (an illegal word, :data:`ILLEGAL_CYCLES`)
 ===========  ==========================================================
 
 Pipeline of a beat accepted in (enabled) cycle ``t`` by slice ``i = j * group + s`` (DSP
@@ -47,7 +47,7 @@ __all__ = ["FETCH_CYCLES", "ILLEGAL_CYCLES", "chain_latency", "instruction_cycle
 #: Cycles to accept and decode one instruction word (same as the systolic controller).
 FETCH_CYCLES = 1
 
-#: Cycles of an instruction word with an unassigned opcode: its fetch, then the controller stops
+#: Cycles of an illegal instruction word (unassigned opcode or unused bits set): its fetch, then the controller stops
 #: (as :data:`sparsa.timing.ILLEGAL_CYCLES`).
 ILLEGAL_CYCLES = FETCH_CYCLES
 

@@ -15,6 +15,7 @@ __all__ = [
     "IllegalInstructionError",
     "MissingToolError",
     "UnsupportedError",
+    "ExportError",
 ]
 
 
@@ -35,7 +36,8 @@ class FormatError(SparsaError, ValueError):
 
 
 class IllegalInstructionError(FormatError):
-    """An instruction word has an unassigned opcode (docs/isa.md#illegal-opcodes).
+    """An instruction word is illegal: an unassigned opcode, or bits set that its opcode does not
+    use (docs/isa.md#illegal-instructions).
 
     Every rung that executes instructions raises it with the same one-line message (built by
     :func:`sparsa.isa.illegal_instruction`): the ISA interpreters and cycle models when they
@@ -71,4 +73,13 @@ class MissingToolError(SparsaError, RuntimeError):
     """An optional tool or package (verilator, g++, yowasp, a model) is not installed.
 
     The message always says how to install it.
+    """
+
+
+class ExportError(SparsaError, ValueError):
+    """Generated HDL failed a check before it was written (``sparsa verilog`` / ``sparsa build``).
+
+    For example :func:`sparsa.hdl.export.reset_triggered` finding a combinational process that
+    Yosys did not give a time-0 trigger, or Yosys failing to convert the design.  Nothing is
+    written; the message names the module and the check, on one line.
     """

@@ -11,19 +11,22 @@ Instruction fields, one 32-bit word.  Their order and widths, and so their bit p
 
     opcode       the operation, :class:`Opcode`; a value not assigned is an illegal instruction
                  (:func:`decode` raises :class:`~sparsa.errors.IllegalInstructionError`)
-    accumulate   COMPUTE only: 1 adds the results to the accumulator rows, 0 overwrites them
+    accumulate   COMPUTE only: 1 adds the results to the accumulator rows, 0 overwrites them;
+                 zero in every other word (else an illegal instruction)
     count        COMPUTE / DRAIN / LOAD_S: number of rows, 1 .. ``buffers.accumulator_depth``;
                  DSP chain: COMPUTE = weight beats, LOAD_A = activation-buffer words,
-                 DRAIN = output beats
+                 DRAIN = output beats; zero in NOP, LOAD_W and HALT (else an illegal instruction)
     segments_m1  DSP chain LOAD_A only: output segments per chain minus one (``S - 1``, 0: one
                  segment, the uncut cascade; docs/chain.md#cutting-the-cascade); zero in every
-                 other word (decoding a non-LOAD_A word with it set is an error)
-    reserved     must be zero (decoding a word with reserved bits set is an error)
+                 other word (else an illegal instruction)
+    reserved     must be zero (a word with reserved bits set is an illegal instruction)
 
 Execution is in order and one instruction at a time (see :mod:`sparsa.timing`).
 
-Illegal opcodes (docs/isa.md#illegal-opcodes): the controller fetches the word (one
-``FETCH_CYCLES`` cycle, counted) and stops there like HALT - ``done`` and ``illegal`` rise, the
+Illegal instructions (docs/isa.md#illegal-instructions): a word with an unassigned opcode, or
+with an assigned one and a bit set outside the fields that opcode reads (:data:`OPERANDS`;
+:func:`unused_mask`).  The controller fetches the word (one ``FETCH_CYCLES`` cycle, counted)
+and stops there like HALT - ``done`` and ``illegal`` rise, the
 cycle counter freezes, no later word or beat is taken.  Every rung that executes instructions
 reports it the same way: :class:`~sparsa.errors.IllegalInstructionError` with the message of
 :func:`illegal_instruction` (timed rungs add the cycle count at the stop as ``.cycles``).
@@ -37,8 +40,8 @@ from functools import lru_cache
 
 from sparsa.errors import FormatError, IllegalInstructionError
 
-__all__ = ["Opcode", "Field", "FIELDS", "INSTRUCTION_BITS", "Instruction", "encode", "decode",
-           "opcode_of", "is_legal_opcode", "illegal_instruction"]
+__all__ = ["Opcode", "Field", "FIELDS", "INSTRUCTION_BITS", "OPERANDS", "Instruction", "encode", "decode",
+           "opcode_of", "is_legal_opcode", "field_mask", "unused_mask", "is_legal_word", "illegal_instruction"]
 
 INSTRUCTION_BITS = 32
 
@@ -97,6 +100,22 @@ for _f in FIELDS:
     _OFFSETS[_f.name] = (_offset, _f.width)
     _offset += _f.width
 
+#: The fields each assigned opcode reads besides ``opcode``.  Every other bit of its word
+#: (:func:`unused_mask`: the ``reserved`` field and the fields of other opcodes) must be zero;
+#: a word with one of them set is an illegal instruction on every rung, like an unassigned
+#: opcode.  The HDL controllers build their check from this table.
+OPERANDS: dict[Opcode, tuple[str, ...]] = {
+    Opcode.NOP: (),
+    Opcode.LOAD_W: (),
+    Opcode.COMPUTE: ("accumulate", "count"),
+    Opcode.DRAIN: ("count",),
+    Opcode.LOAD_A: ("count", "segments_m1"),
+    Opcode.LOAD_S: ("count",),
+    Opcode.HALT: (),
+}
+assert set(OPERANDS) == set(Opcode)
+assert all(name in _OFFSETS and name not in ("opcode", "reserved") for names in OPERANDS.values() for name in names)
+
 
 @dataclass(frozen=True)
 class Instruction:
@@ -107,7 +126,8 @@ class Instruction:
     op : Opcode
         The operation.
     count : int
-        Row count for COMPUTE / DRAIN / LOAD_S (0 otherwise).
+        Row count for COMPUTE / DRAIN / LOAD_A / LOAD_S, 1 .. 65535; 0 (the default) for the
+        other opcodes.
     accumulate : bool
         COMPUTE only: add to (True) or overwrite (False) the accumulator rows.
     segments : int
@@ -128,6 +148,9 @@ class Instruction:
             raise FormatError(f"instruction count must be in 0..{limit}, not {self.count!r}")
         if self.op in (Opcode.COMPUTE, Opcode.DRAIN, Opcode.LOAD_A, Opcode.LOAD_S) and self.count < 1:
             raise FormatError(f"{self.op.name} needs count >= 1, not {self.count!r}")
+        if self.count and "count" not in OPERANDS[self.op]:
+            raise FormatError(f"only COMPUTE, DRAIN, LOAD_A and LOAD_S take a count, not {self.op.name} "
+                              f"(count={self.count!r})")
         if self.accumulate and self.op is not Opcode.COMPUTE:
             raise FormatError(f"only COMPUTE takes the accumulate flag, not {self.op.name}")
         seg_limit = 1 << _OFFSETS["segments_m1"][1]
@@ -160,6 +183,52 @@ def encode(instr: Instruction) -> int:
 _ASSIGNED = frozenset(int(op) for op in Opcode)
 
 
+def field_mask(name: str) -> int:
+    """The bits of field ``name`` (one of :data:`FIELDS`) in a 32-bit word.
+
+    Raises
+    ------
+    FormatError
+        ``name`` is not a field.
+    """
+    if name not in _OFFSETS:
+        raise FormatError(f"instruction field must be one of {', '.join(_OFFSETS)}, not {name!r}")
+    offset, width = _OFFSETS[name]
+    return ((1 << width) - 1) << offset
+
+
+def unused_mask(opcode: "Opcode | int") -> int:
+    """The bits a word with the assigned ``opcode`` must leave zero.
+
+    Everything but the ``opcode`` field and the fields of :data:`OPERANDS` ``[opcode]``: the
+    ``reserved`` field always, ``accumulate`` outside COMPUTE, ``count`` in NOP / LOAD_W / HALT,
+    ``segments_m1`` outside LOAD_A.
+
+    Raises
+    ------
+    FormatError
+        ``opcode`` is not an assigned opcode.
+    """
+    if isinstance(opcode, bool) or not isinstance(opcode, int) or not is_legal_opcode(opcode):
+        raise FormatError(f"opcode must be an assigned opcode ({', '.join(f'{op.name}={int(op)}' for op in Opcode)}), "
+                          f"not {opcode!r}")
+    used = field_mask("opcode")
+    for name in OPERANDS[Opcode(int(opcode))]:
+        used |= field_mask(name)
+    return ((1 << INSTRUCTION_BITS) - 1) & ~used
+
+
+def is_legal_word(word: int) -> bool:
+    """True when the 32-bit ``word`` has an assigned opcode and no bit of its :func:`unused_mask` set.
+
+    (A legal word may still break a value rule of :class:`Instruction`, such as COMPUTE with
+    count 0; :func:`decode` refuses those with a plain :class:`~sparsa.errors.FormatError`.)
+    """
+    word = int(word)
+    opcode = opcode_of(word)
+    return is_legal_opcode(opcode) and not word & unused_mask(opcode)
+
+
 def opcode_of(word: int) -> int:
     """The opcode field of a 32-bit instruction word (assigned or not)."""
     offset, width = _OFFSETS["opcode"]
@@ -172,7 +241,11 @@ def is_legal_opcode(opcode: int) -> bool:
 
 
 def illegal_instruction(index: "int | None", word: int, cycles: "int | None" = None) -> IllegalInstructionError:
-    """The error every rung raises for an instruction word with an unassigned opcode.
+    """The error every rung raises for an illegal instruction word.
+
+    The word is illegal because its opcode is not assigned, or because it sets bits its
+    (assigned) opcode does not use (:func:`unused_mask`); the message says which, from the word
+    alone, so that it is the same on every rung.
 
     Parameters
     ----------
@@ -187,11 +260,21 @@ def illegal_instruction(index: "int | None", word: int, cycles: "int | None" = N
     word = int(word)
     opcode = opcode_of(word)
     where = f"word {index}" if index is not None else "instruction word"
-    assigned = ", ".join(f"{op.name}={int(op)}" for op in Opcode)
-    return IllegalInstructionError(
-        f"illegal instruction: {where} ({word:#010x}) has unknown opcode {opcode} "
-        f"(assigned: {assigned}); the accelerator stops on it",
-        index=index, word=word, opcode=opcode, cycles=cycles)
+    if is_legal_opcode(opcode):
+        op = Opcode(opcode)
+        unused = word & unused_mask(op)
+        if not unused:
+            raise ValueError(f"illegal_instruction: {word:#010x} is a legal instruction word")
+        names = [f.name for f in FIELDS if unused & field_mask(f.name)]
+        set_fields = ", ".join(f"{name}={(word & field_mask(name)) >> _OFFSETS[name][0]}" for name in names)
+        allowed = ", ".join(OPERANDS[op]) or "no operand field"
+        reason = (f"is {op.name} with unused bits set ({set_fields}; {op.name} reads {allowed}, "
+                  f"every other bit must be zero)")
+    else:
+        assigned = ", ".join(f"{op.name}={int(op)}" for op in Opcode)
+        reason = f"has unknown opcode {opcode} (assigned: {assigned})"
+    return IllegalInstructionError(f"illegal instruction: {where} ({word:#010x}) {reason}; the accelerator stops on it",
+                                   index=index, word=word, opcode=opcode, cycles=cycles)
 
 
 def decode(word: int, *, index: "int | None" = None) -> Instruction:
@@ -207,14 +290,21 @@ def decode(word: int, *, index: "int | None" = None) -> Instruction:
     Raises
     ------
     IllegalInstructionError
-        The opcode is not assigned (:func:`illegal_instruction`; checked before the other
-        fields, as the controller does).
+        The opcode is not assigned, or a bit the opcode does not use is set (:func:`unused_mask`:
+        reserved bits, ``accumulate`` outside COMPUTE, ``count`` in NOP / LOAD_W / HALT,
+        ``segments_m1`` outside LOAD_A); the controller stops on such a word
+        (:func:`illegal_instruction`).
     FormatError
-        Not a 32-bit word, reserved bits set, or field values outside :class:`Instruction`'s rules.
+        Not a 32-bit word, or field values outside :class:`Instruction`'s rules (a count of 0
+        for COMPUTE / DRAIN / LOAD_A / LOAD_S).
+
+    Notes
+    -----
+    A word that decodes re-encodes to itself: ``encode(decode(w)) == w``.
     """
     if isinstance(word, bool) or not 0 <= word < (1 << INSTRUCTION_BITS):
         raise FormatError(f"instruction word must be a 32-bit unsigned integer, not {word!r}")
-    if not is_legal_opcode(opcode_of(word)):
+    if not is_legal_word(word):
         raise illegal_instruction(index, word)
     return _decode_legal(int(word))
 
@@ -224,7 +314,5 @@ def _decode_legal(word: int) -> Instruction:
     # Cached: a program repeats a few distinct words many times (the cycle model decodes every
     # word it runs), and an Instruction is immutable.
     fields = {name: (word >> off) & ((1 << w) - 1) for name, (off, w) in _OFFSETS.items()}
-    if fields["reserved"]:
-        raise FormatError(f"instruction word {word:#010x} has reserved bits set")
     return Instruction(Opcode(fields["opcode"]), fields["count"], bool(fields["accumulate"]),
                        fields["segments_m1"] + 1)

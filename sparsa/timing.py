@@ -17,7 +17,7 @@ COMPUTE n    ``n`` (one activation beat per cycle) + ``rows + cols + 3`` flush
 DRAIN n      ``n`` (one output beat per cycle)
 LOAD_S n     ``n`` (one scale beat per cycle) with ``act_scale.granularity`` token /
              group; 0 (a NOP) without the scaling stage
-illegal      0, and the controller stops (an unassigned opcode: ``done`` and ``illegal``
+illegal      0, and the controller stops (an illegal word: ``done`` and ``illegal``
              rise, the counter freezes after this fetch; :data:`ILLEGAL_CYCLES`)
 ===========  ==========================================================
 
@@ -56,8 +56,8 @@ __all__ = ["FETCH_CYCLES", "ILLEGAL_CYCLES", "ARRAY_INPUT_LATENCY", "PE_LATENCY"
 #: Cycles to accept and decode one instruction word.
 FETCH_CYCLES = 1
 
-#: Cycles of an instruction word with an unassigned opcode: its fetch, then the controller stops
-#: (docs/isa.md#illegal-opcodes).  A program stopped by one reports the cycles of the words before
+#: Cycles of an illegal instruction word (unassigned opcode or unused bits set): its fetch, then the controller stops
+#: (docs/isa.md#illegal-instructions).  A program stopped by one reports the cycles of the words before
 #: it plus these.
 ILLEGAL_CYCLES = FETCH_CYCLES
 

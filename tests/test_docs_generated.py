@@ -139,8 +139,8 @@ def test_chain_layouts_come_through_one_helper():
 
 
 def test_slow_blocks_are_skipped_unless_asked(docs_copy: Path, monkeypatch):
-    """`--check` / `make docs` never run a slow block (minutes of real-model runs); `--slow` does."""
-    assert {"accuracy-heldout", "accuracy-sfu"} <= gen.SLOW
+    """`--check` / `make docs` never run a slow block (minutes of real-model runs, synthesis); `--slow` does."""
+    assert {"accuracy-heldout", "accuracy-sfu", "versus-resources", "fpga-yosys"} <= gen.SLOW < set(gen.BLOCKS)
     calls = []
 
     def fake() -> str:

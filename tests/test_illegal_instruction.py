@@ -1,7 +1,8 @@
-"""Tampered programs: an unassigned opcode stops every rung the same way (docs/isa.md#illegal-opcodes).
+"""Tampered programs: an illegal word stops every rung the same way (docs/isa.md#illegal-instructions).
 
-A compiled program gets one extra instruction word with an unassigned opcode - as the first
-word, or in the middle - exactly what editing ``instr.hex`` does.  Every rung that executes
+A compiled program gets one extra instruction word with an unassigned opcode, or with an assigned
+opcode and a bit set that the opcode does not use (reserved bits, ``accumulate`` on a DRAIN, a
+count on HALT, ...) - as the first word, or in the middle - exactly what editing ``instr.hex`` does.  Every rung that executes
 instructions raises :class:`IllegalInstructionError` with the same message; the timed rungs
 report the same stop cycle (the words before it plus one fetch), and the reference (which never
 reads the instructions) still returns the untampered GEMM's ``Y``.
@@ -11,11 +12,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sparsa.compiler import compile_gemm
 from sparsa.datapath import matrix_datapath
 from sparsa.errors import FormatError, IllegalInstructionError
-from sparsa.isa import Opcode, decode, illegal_instruction
+from sparsa.isa import (FIELDS, INSTRUCTION_BITS, OPERANDS, Instruction, Opcode, decode, encode, field_mask,
+                        illegal_instruction, is_legal_opcode, unused_mask)
 from sparsa.models.reference import gemm_reference
 from sparsa.sim import get_backend
 
@@ -77,6 +81,31 @@ def _expect(cfg, tampered, backend):
 
 CONFIGS = ["systolic-4x4-2of4", "chain-4x4-2of4"]
 
+#: Legal opcodes with bits set they do not use (id -> word): each would run (and, for DRAIN,
+#: push output beats) if the bits were ignored.
+UNUSED_BITS = {
+    "NOP+reserved31": encode(Instruction(Opcode.NOP)) | 1 << 31,
+    "COMPUTE+reserved29": encode(Instruction(Opcode.COMPUTE, 2)) | 1 << 29,
+    "DRAIN+accumulate": encode(Instruction(Opcode.DRAIN, 2)) | 1 << 4,
+    "HALT+count": encode(Instruction(Opcode.HALT)) | 5 << 5,
+    "LOAD_W+segments": encode(Instruction(Opcode.LOAD_W)) | 1 << 21,
+    "LOAD_A+accumulate": encode(Instruction(Opcode.LOAD_A, 1)) | 1 << 4,
+}
+
+
+def _with_unused_bits(cfg, where: str, word: int):
+    program, a = _gemm(cfg)
+    index = 0 if where == "first" else len(program.instruction_words()) // 2
+    return Tampered(program, index, word), a
+
+
+def _expect_unused(cfg, tampered, backend):
+    """As :func:`_expect`; the message names the opcode and the fields set that it does not use."""
+    err = _expect(cfg, tampered, backend)
+    op = Opcode(tampered.word & 15)
+    assert f"is {op.name} with unused bits set (" in str(err)
+    return err
+
 
 @pytest.mark.parametrize("config", CONFIGS)
 @pytest.mark.parametrize("where", ["first", "middle"])
@@ -86,6 +115,19 @@ def test_numpy_rungs_refuse_a_tampered_program(config, where, opcode, backend):
     cfg = preset(config)
     tampered, _ = _tampered(cfg, where, opcode)
     err = _expect(cfg, tampered, get_backend(backend, cfg))
+    assert err.cycles == (_stop_cycles(cfg, tampered) if backend == "cycle" else None)
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("where", ["first", "middle"])
+@pytest.mark.parametrize("word", UNUSED_BITS.values(), ids=UNUSED_BITS.keys())
+@pytest.mark.parametrize("backend", FAST)
+def test_numpy_rungs_refuse_unused_bits(config, where, word, backend):
+    """A legal opcode with reserved / unused bits set stops the interpreter and the cycle model
+    like an unassigned opcode: same error class, the stop cycle after its fetch."""
+    cfg = preset(config)
+    tampered, _ = _with_unused_bits(cfg, where, word)
+    err = _expect_unused(cfg, tampered, get_backend(backend, cfg))
     assert err.cycles == (_stop_cycles(cfg, tampered) if backend == "cycle" else None)
 
 
@@ -110,20 +152,92 @@ def test_rtl_rungs_stop_on_a_tampered_program(config, where, backend):
     assert err.cycles == cycle.cycles == _stop_cycles(cfg, tampered)
 
 
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("word", [UNUSED_BITS["COMPUTE+reserved29"], UNUSED_BITS["DRAIN+accumulate"],
+                                  UNUSED_BITS["HALT+count"]], ids=["COMPUTE+reserved29", "DRAIN+accumulate", "HALT+count"])
+@pytest.mark.parametrize("backend", RTL)
+def test_rtl_rungs_stop_on_unused_bits(config, word, backend):
+    """The controllers (systolic and chain) flag a word with unused bits exactly like an
+    unassigned opcode: ``illegal`` high, the same stop cycle as the cycle model."""
+    cfg = preset(config)
+    tampered, _ = _with_unused_bits(cfg, "middle", word)
+    err = _expect_unused(cfg, tampered, rtl_backend(backend, cfg))
+    cycle = _expect_unused(cfg, tampered, get_backend("cycle", cfg))
+    assert err.cycles == cycle.cycles == _stop_cycles(cfg, tampered)
+
+
+def _python_verdict(word: int) -> str:
+    try:
+        ins = decode(word)
+    except IllegalInstructionError:
+        return "illegal"
+    except FormatError:
+        return "refused"
+    assert encode(ins) == word, f"{word:#010x} decodes to {ins} which encodes to {encode(ins):#010x}"
+    return "legal"
+
+
+@given(st.integers(0, (1 << INSTRUCTION_BITS) - 1))
+def test_every_word_round_trips_or_is_illegal(word):
+    """Every 32-bit word decodes and re-encodes to itself, or is illegal (IllegalInstructionError)
+    exactly when its opcode is unassigned or it sets a bit its opcode does not use; the only other
+    refusal is a zero count where the opcode needs one (COMPUTE 0, ...: a value rule, not bits)."""
+    opcode = word & field_mask("opcode")
+    verdict = _python_verdict(word)
+    if not is_legal_opcode(opcode) or word & unused_mask(opcode):
+        assert verdict == "illegal"
+    elif verdict == "refused":
+        assert "count" in OPERANDS[Opcode(opcode)] and not word & field_mask("count")
+    else:
+        assert verdict == "legal"
+
+
+@pytest.mark.parametrize("op", list(Opcode), ids=[op.name for op in Opcode])
+def test_each_field_outside_the_operands_is_illegal(op):
+    """Field by field (the hypothesis test rarely hits one bit of a 3-bit field): every bit of a
+    field the opcode does not read makes the word illegal; setting its own fields does not."""
+    base = encode(Instruction(op, 1 if "count" in OPERANDS[op] else 0))
+    for f in FIELDS:
+        if f.name == "opcode":
+            continue
+        for bit in range(INSTRUCTION_BITS):
+            if field_mask(f.name) >> bit & 1:
+                verdict = _python_verdict(base | 1 << bit)
+                assert verdict == ("legal" if f.name in OPERANDS[op] else "illegal"), (op.name, f.name, bit)
+
+
+def test_unused_mask_checks_its_argument():
+    with pytest.raises(FormatError, match=r"opcode must be an assigned opcode \(NOP=0, .*\), not 7"):
+        unused_mask(7)
+    with pytest.raises(FormatError, match=r"instruction field must be one of opcode, .*, not 'cnt'"):
+        field_mask("cnt")
+    with pytest.raises(FormatError, match=r"only COMPUTE, DRAIN, LOAD_A and LOAD_S take a count, not HALT \(count=5\)"):
+        Instruction(Opcode.HALT, 5)
+
+
 def test_decode_names_the_word_and_checks_the_opcode_first():
     with pytest.raises(IllegalInstructionError, match=r"^illegal instruction: word 4 \(0xe000000c\) has unknown "
                                                       r"opcode 12 \(assigned: NOP=0, .*HALT=15\); the accelerator "
                                                       r"stops on it$") as info:
         decode(0xE000000C, index=4)          # reserved bits set too: the opcode is what the hardware sees
     assert isinstance(info.value, FormatError) and info.value.cycles is None
-    with pytest.raises(FormatError, match="reserved bits set"):
-        decode(int(Opcode.NOP) | 1 << 31)
+    with pytest.raises(IllegalInstructionError, match=r"^illegal instruction: word 2 \(0x80000060\) is NOP with unused bits "
+                                                      r"set \(count=3, reserved=4; NOP reads no operand field, every "
+                                                      r"other bit must be zero\); the accelerator stops on it$"):
+        decode(int(Opcode.NOP) | 3 << 5 | 1 << 31, index=2)
+    with pytest.raises(IllegalInstructionError, match=r"is COMPUTE with unused bits set \(segments_m1=2; COMPUTE "
+                                                      r"reads accumulate, count, "):
+        decode(encode(Instruction(Opcode.COMPUTE, 1)) | 2 << 21)
+    with pytest.raises(FormatError, match="COMPUTE needs count >= 1, not 0") as info:
+        decode(int(Opcode.COMPUTE))          # a value rule, not unused bits
+    assert not isinstance(info.value, IllegalInstructionError)
     assert "instruction word (0x00000006)" in str(illegal_instruction(None, 6))
 
 
 @pytest.mark.parametrize("backend", ["isa", "cycle", "amaranth"])
 def test_the_cli_prints_one_line(backend, monkeypatch, capsys):
-    """``sparsa run`` compiles its own program (no command runs an edited ``instr.hex``), so the
+    """``sparsa run --gemm`` compiles its own program (``--program DIR``, which reads an edited
+    ``instr.hex``, refuses an illegal word before running: tests/test_program_dir.py), so the
     compiler is swapped for one that tampers: the CLI prints the rung's error on one line, status 2."""
     from sparsa import cli
     from sparsa.commands import run as run_cmd
@@ -161,6 +275,39 @@ def test_soc_amaranth_stops_and_the_driver_raises(where):
     tampered, _ = _tampered(cfg, where, 11)
     err = _expect(cfg, tampered, get_backend("soc-amaranth", cfg, instr_depth=64))
     assert err.cycles == _expect(cfg, tampered, get_backend("cycle", cfg)).cycles == _stop_cycles(cfg, tampered)
+
+
+def test_soc_amaranth_stops_on_unused_bits():
+    """The SoC's accelerator flags a word with unused bits (ILLEGAL), the driver raises the same error."""
+    pytest.importorskip("amaranth", reason="amaranth is not installed: pip install -e '.[hdl]'")
+    cfg = _small()
+    tampered, _ = _with_unused_bits(cfg, "middle", UNUSED_BITS["DRAIN+accumulate"])
+    err = _expect_unused(cfg, tampered, get_backend("soc-amaranth", cfg, instr_depth=64))
+    assert err.cycles == _stop_cycles(cfg, tampered)
+
+
+def test_the_docs_table_of_unused_bits_is_unused_mask():
+    """docs/isa.md's hand-written table 'bits that must be zero' says what sparsa.isa.unused_mask says."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "isa.md").read_text()
+    header = "| opcode | operand fields | bits that must be zero |"
+    assert header in text
+    text = text.split(header, 1)[1].split("\n\n", 1)[0]
+    rows = re.findall(r"^\| ([A-Z_, ]+) \| [^|]+ \| ([0-9:, ]+) \|$", text, re.M)
+    seen = set()
+    for names, bits in rows:
+        mask = 0
+        for part in bits.split(","):
+            hi, _, lo = part.strip().partition(":")
+            for b in range(int(lo or hi), int(hi) + 1):
+                mask |= 1 << b
+        for name in names.split(","):
+            op = Opcode[name.strip()]
+            assert unused_mask(op) == mask, (op.name, hex(unused_mask(op)), hex(mask))
+            seen.add(op)
+    assert seen == set(Opcode)
 
 
 def test_soc_status_flags_illegal_until_the_next_start():

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sparsa.errors import FormatError
+from sparsa.errors import FormatError, IllegalInstructionError
 from sparsa.isa import FIELDS, INSTRUCTION_BITS, Instruction, Opcode, decode, encode
 
 
@@ -33,7 +33,7 @@ def test_known_encoding():
 def test_refusals():
     with pytest.raises(FormatError, match="unknown opcode 7"):
         decode(7)
-    with pytest.raises(FormatError, match="reserved bits set"):
+    with pytest.raises(IllegalInstructionError, match=r"is NOP with unused bits set \(reserved=4;"):
         decode(1 << 31)
     with pytest.raises(FormatError, match="COMPUTE needs count >= 1"):
         Instruction(Opcode.COMPUTE, 0)

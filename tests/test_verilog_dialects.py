@@ -170,3 +170,44 @@ def test_missing_icarus_says_how_to_install(monkeypatch):
     with pytest.raises(MissingToolError, match=r"needs Icarus Verilog \(iverilog is not on PATH\): apt-get install iverilog"):
         icarus_backend.IcarusBackend(preset("systolic-4x4-2of4"))
     assert "apt-get install iverilog" in icarus_backend.unavailable_reason()
+
+
+def _break_the_trigger_check(monkeypatch):
+    """Force the reset-trigger check to fail on real Yosys output: its pattern for Yosys' time-0
+    trigger declaration matches nothing, so every module with an ``always @*`` has 0 triggers."""
+    import re
+
+    from sparsa.hdl import export
+
+    monkeypatch.setattr(export, "_TRIGGER_DECL", re.compile(r"(?P<indent>)(?P<name>)\Z(?!x)x"))
+
+
+def test_reset_check_failure_is_an_export_error_naming_the_module(monkeypatch):
+    from sparsa.errors import ExportError, SparsaError
+    from sparsa.hdl.export import reset_triggered
+
+    with pytest.raises(ExportError) as info:
+        reset_triggered(_YOSYS.replace("(a, clk, rst, y)", "(a, clk, y)"))
+    assert isinstance(info.value, SparsaError) and isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("command", ["verilog", "build"])
+def test_cli_reports_a_failed_reset_check_on_one_line(command, monkeypatch, tmp_path, capsys):
+    """``sparsa verilog`` and ``sparsa build`` print the failed check as one ``error:`` line, exit 2,
+    no traceback, no Verilog written.  (``build`` on a Xilinx board: its export converts the SoC
+    before any tool runs; the ECP5 flow hands Yosys RTLIL, not this Verilog.)"""
+    from sparsa import cli
+
+    _break_the_trigger_check(monkeypatch)
+    out = tmp_path / "out"
+    if command == "verilog":
+        argv = ["verilog", "configs/systolic-4x4-2of4.yaml", "-o", str(out)]
+    else:
+        argv = ["build", "configs/systolic-4x4-2of4.yaml", "--board", "u280", "-o", str(out)]
+    code = cli.main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert re.match(r"error: Verilog export of \S+ failed its reset-trigger check, nothing written: module \S+ has "
+                    r"combinational processes \(always @\*\) but 0 Yosys time-0 triggers \(expected 1\)", err), err
+    assert not list(out.rglob("*.v")) if out.exists() else True

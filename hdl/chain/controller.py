@@ -6,8 +6,10 @@ State machine (one instruction at a time, timing contract :mod:`sparsa.chain_tim
           --COMPUTE n-> STREAM (n weight beats)  -> FLUSH (F cycles)          --> FETCH
           --DRAIN n---> DRAIN  (n output beats)                               --> FETCH
           --HALT------> DONE   (done = 1, cycle counter frozen)
-          --unassigned opcode--> ILLEGAL (done = illegal = 1, cycle counter frozen;
-                                          docs/isa.md#illegal-opcodes)
+          --illegal word--> ILLEGAL (done = illegal = 1, cycle counter frozen; an
+                                     unassigned opcode or unused bits set,
+                                     sparsa.hdl.controller.illegal_word;
+                                     docs/isa.md#illegal-instructions)
           --NOP, LOAD_W, LOAD_S, count 0--> FETCH   (COMPUTE 0: FLUSH only)
 
 ``F = flush_cycles`` defaults to :func:`sparsa.chain_timing.chain_latency`.  LOAD_A also
@@ -41,7 +43,7 @@ from sparsa.hdl.accumulator import address_bits
 from sparsa.hdl.chain.act_buffer import act_address_bits, act_control_signature
 from sparsa.hdl.chain.layouts import chain_tag_layout, check_chain_config
 from sparsa.hdl.chain.output_bank import bank_control_signature
-from sparsa.hdl.controller import COUNT_FIELD_BITS, CYCLE_COUNTER_BITS, UNASSIGNED_OPCODES
+from sparsa.hdl.controller import COUNT_FIELD_BITS, CYCLE_COUNTER_BITS, illegal_word
 from sparsa.hdl.layouts import instruction_layout
 from sparsa.isa import Opcode
 
@@ -84,7 +86,7 @@ class ChainController(wiring.Component):
     done : Out(1)
         High once HALT (or an illegal opcode) has been fetched.
     illegal : Out(1)
-        High once a word with an unassigned opcode has been fetched (the controller stopped on it).
+        High once an illegal instruction word (unassigned opcode, or unused bits set) has been fetched (the controller stopped on it).
     cycles : Out(32)
         Cycles from reset release up to and including the HALT (or illegal-opcode) fetch.
     state : Out(ChainState)
@@ -233,7 +235,9 @@ class ChainController(wiring.Component):
                                  row.eq(0), ktc.eq(0), drow.eq(0)]
                     if dseg is not None:
                         m.d.sync += dseg.eq(step - 1)
-                    with m.Switch(instr.opcode):
+                    with m.If(illegal_word(m, instr)):
+                        m.d.sync += state.eq(ChainState.ILLEGAL)
+                    with m.Else(), m.Switch(instr.opcode):
                         with m.Case(Opcode.LOAD_A):
                             with m.If(instr.count != 0):
                                 m.d.sync += [state.eq(ChainState.LOAD_A), ktiles.eq(instr.count)]
@@ -255,8 +259,6 @@ class ChainController(wiring.Component):
                                 m.d.sync += state.eq(ChainState.DRAIN)
                         with m.Case(Opcode.HALT):
                             m.d.sync += state.eq(ChainState.DONE)
-                        with m.Case(*UNASSIGNED_OPCODES):
-                            m.d.sync += state.eq(ChainState.ILLEGAL)
 
             with m.Case(ChainState.LOAD_A):
                 m.d.comb += self.acts_ready.eq(1)

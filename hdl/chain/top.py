@@ -59,8 +59,8 @@ class SparseChainAccelerator(wiring.Component):
     done : Out(1)
         High once HALT (or an illegal opcode) has been fetched.
     illegal : Out(1)
-        High once a word with an unassigned opcode has been fetched: the accelerator stopped on
-        it (``done`` is high too; docs/isa.md#illegal-opcodes).
+        High once an illegal instruction word (unassigned opcode, or unused bits set) has been fetched: the accelerator stopped on
+        it (``done`` is high too; docs/isa.md#illegal-instructions).
     cycles : Out(32)
         Cycles from reset release up to and including the HALT (or illegal-opcode) fetch.
     state : Out(ChainState)

@@ -15,7 +15,7 @@ Run control (``STATUS`` shows it)::
                            beat 0 into their output registers; the accelerator is held in reset)
          --> RUN (accelerator out of reset: its cycle 0 finds every stream's first beat valid)
          --done--> DONE (accelerator frozen; CYCLES final) --START--> PRIME ...
-                   (STATUS.ILLEGAL as well when it stopped on an unassigned opcode)
+                   (STATUS.ILLEGAL as well when it stopped on an illegal word)
     any  --CLEAR--> IDLE
 
 With ``dma`` (the Xilinx shell kernel) an :class:`~sparsa.hdl.soc.dma.AxiDma` is a second bus
@@ -257,7 +257,7 @@ class SocCore(wiring.Component):
         finished = (state == RunState.DONE) & ~start & ~clear
         flags = {Status.BUSY: running | start, Status.DONE: finished,
                  Status.RESULT_OVERFLOW: results.overflow,
-                 # the accelerator stopped on an unassigned opcode (docs/isa.md#illegal-opcodes)
+                 # the accelerator stopped on an illegal word (docs/isa.md#illegal-instructions)
                  Status.ILLEGAL: finished & accel.illegal}
         dma_busy = Const(0)
         run_dma_req = Signal()

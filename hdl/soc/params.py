@@ -42,7 +42,9 @@ SOC_ID = 0x53505341
 #: (offsets 21, 24-34), CTRL bit 2 and STATUS bits 3-5 were added; offsets 0-20 are unchanged.
 #: 3: STATUS bit 6 ILLEGAL (an unassigned opcode stops the accelerator); a bitstream of version 2
 #: runs such a word as a NOP and reports DONE, so this driver refuses it rather than trust its DONE.
-SOC_VERSION = 3
+#: 4: a word with a bit its opcode does not use (``sparsa.isa.unused_mask``) is illegal too; a
+#: version-3 bitstream ignores such bits and runs the word.
+SOC_VERSION = 4
 #: Instruction memory depth (words) when nothing else is asked for: 4 KiB, two ECP5 EBRs.
 DEFAULT_INSTR_DEPTH = 1024
 
@@ -121,7 +123,7 @@ class Status(enum.IntFlag):
     DMA_BUSY = 8          # a RUN_DMA sequence is in progress (load, run or store)
     DMA_DONE = 16         # the last RUN_DMA finished without error (the results are in device memory)
     DMA_ERROR = 32        # the last RUN_DMA stopped: an error response or a misaligned address (DMA_ERROR_INFO)
-    ILLEGAL = 64          # the accelerator stopped on an instruction word with an unassigned opcode
+    ILLEGAL = 64          # the accelerator stopped on an illegal instruction word
                           # (DONE is set too; INSTR_TAKEN - 1 is the word's index, CYCLES the stop cycle)
 
 

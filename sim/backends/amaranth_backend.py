@@ -157,7 +157,7 @@ def run_streams(
     Raises
     ------
     IllegalInstructionError
-        The design stopped on a word with an unassigned opcode (``.cycles``: its cycle counter).
+        The design stopped on an illegal word (unassigned opcode or unused bits set) (``.cycles``: its cycle counter).
     SimulationError
         The design raised ``done`` with beats left over or missing.
     """
@@ -234,7 +234,7 @@ def run_streams(
         sim.run()
     wall = time.perf_counter() - start
     if observed["illegal"]:
-        # The controller stopped on the last word it accepted (docs/isa.md#illegal-opcodes).
+        # The controller stopped on the last word it accepted (docs/isa.md#illegal-instructions).
         index = accepted[0] - 1
         raise illegal_instruction(index, words[index], cycles=observed["cycles"])
     expected = [len(words), len(weight_beats), len(act_beats)]

@@ -157,8 +157,8 @@ async def run_program(dut):
     wall = time.perf_counter() - start
 
     if int(dut.illegal.value):
-        # Stopped on an unassigned opcode: the last instruction word accepted (the backend raises
-        # IllegalInstructionError; docs/isa.md#illegal-opcodes).  Beats left over are expected.
+        # Stopped on an illegal word: the last instruction word accepted (the backend raises
+        # IllegalInstructionError; docs/isa.md#illegal-instructions).  Beats left over are expected.
         with open(os.environ[RESULT_ENV], "w") as f:
             json.dump({"illegal": True, "instr_taken": sources[0].index, "outputs": [f"{x:x}" for x in outputs],
                        "cycles": dut.cycles.value.to_unsigned(), "ticks": ticks, "wall_seconds": wall}, f)

@@ -1,4 +1,9 @@
-"""``sparsa run``: compile a GEMM, run it on a backend and check it against the NumPy reference."""
+"""``sparsa run``: compile a GEMM, run it on a backend and check it against the NumPy reference.
+
+With ``--program DIR`` instead of ``--gemm``: run a program directory written by ``sparsa compile
+-o DIR`` as it is (no recompilation), checked against the config, and compare its output beats
+with the directory's ``expected.hex`` (:mod:`sparsa.sim.program_dir`).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,10 @@ import numpy as np
 from sparsa.commands._common import (add_config_argument, check_operand_shapes, check_seed, gemm_tensors, load,
                                      load_matrix, parse_gemm, random_operands, reference_outputs)
 from sparsa.compiler import compile_gemm
+from sparsa.errors import ShapeError
 from sparsa.output import check_output_file, write_file
 from sparsa.sim.backends.base import BACKENDS, get_backend
+from sparsa.datapath import matrix_datapath
 from sparsa.sim.cycle import program_cycles
 
 NAME = "run"
@@ -22,7 +29,10 @@ HELP = "run a GEMM on a backend, check it bit-exactly against NumPy, report cycl
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_argument(parser)
-    parser.add_argument("--gemm", required=True, metavar="MxKxN", help="GEMM shape (A is MxK, W is KxN)")
+    parser.add_argument("--gemm", metavar="MxKxN", help="GEMM shape (A is MxK, W is KxN); or --program")
+    parser.add_argument("--program", type=Path, metavar="DIR",
+                        help="run the program directory of 'sparsa compile -o DIR' instead of compiling a GEMM "
+                             "(backends: isa, cycle, amaranth); checks its outputs against its expected.hex")
     parser.add_argument("--sparsity", default=None, help="N:M of the weights, e.g. 2:4 or dense (default: config's)")
     parser.add_argument("--backend", default="cycle", choices=list(BACKENDS), help="where to run (default: cycle)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random operands")
@@ -35,6 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load(args)
+    if (args.gemm is None) == (args.program is None):
+        raise ShapeError("give exactly one of --gemm MxKxN (compile a GEMM) and --program DIR (run a compiled "
+                         f"program directory), not {'both' if args.gemm else 'neither'}")
+    if args.program is not None:
+        return _run_program_dir(args, cfg)
     m, k, n = parse_gemm(args.gemm)
     check_seed(args.seed)
     if args.json:
@@ -88,6 +103,63 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if result.cycles is not None and result.cycles != model_cycles:
         print(f"error: {backend.name} took {result.cycles} cycles, the cycle model says {model_cycles}")
+        return 1
+    return 0
+
+
+#: Options that choose or make the operands of a compiled GEMM: a program directory has its own.
+_GEMM_ONLY = ("sparsity", "weights", "acts", "scales")
+
+
+def _run_program_dir(args: argparse.Namespace, cfg) -> int:
+    """``--program DIR``: load and check the directory, run it on ``--backend``, report; 1 on a mismatch."""
+    from sparsa.sim.program_dir import DIR_BACKENDS, load_program_dir, run_program_dir
+
+    given = [f"--{name}" for name in _GEMM_ONLY if getattr(args, name) is not None]
+    if given or args.seed != 0:
+        given += ["--seed"] if args.seed != 0 else []
+        raise ShapeError(f"--program DIR runs the directory's own operands; {', '.join(given)} "
+                         f"only apply with --gemm")
+    if args.backend not in DIR_BACKENDS:
+        raise ShapeError(f"--backend {args.backend!r} cannot run a program directory; use one of "
+                         f"{', '.join(DIR_BACKENDS)}")
+    if args.json:
+        check_output_file(args.json, "--json")
+    image = load_program_dir(cfg, args.program)
+    t0 = time.perf_counter()
+    result = run_program_dir(cfg, image, args.backend)
+    wall = time.perf_counter() - t0
+    nominal = matrix_datapath(cfg).program_cycles(cfg, image.instructions)
+    report = {
+        "config": cfg.name, "backend": args.backend, "program": str(args.program),
+        "gemm": "x".join(str(image.meta["gemm"][d]) for d in "mkn") if isinstance(image.meta.get("gemm"), dict)
+        else None,
+        "bit_exact": result.bit_exact, "mismatched_beats": result.mismatches,
+        "output_beats": len(result.outputs), "expected_beats": len(image.expected),
+        "cycles": result.cycles, "cycle_model_cycles": nominal,
+        "cycles_match": None if result.cycles is None else result.cycles == nominal,
+        "instructions": dict(image.meta["instructions"]), "wall_s": wall,
+    }
+    width = 20
+    for key in ("config", "backend", "program", "gemm"):
+        print(f"{key:<{width}}  {report[key]}")
+    print(f"{'result':<{width}}  " + ("bit-exact vs expected.hex" if result.bit_exact else
+                                      f"MISMATCH ({result.mismatches} of {len(image.expected)} beats)"))
+    print(f"{'cycles':<{width}}  {result.cycles}" + ("" if result.cycles is None else
+                                                      " (= cycle model)" if report["cycles_match"] else
+                                                      f" (cycle model: {nominal})"))
+    print(f"{'cycle model cycles':<{width}}  {nominal}")
+    if args.json:
+        write_file(args.json, json.dumps(report, indent=2) + "\n", "--json")
+    if not result.bit_exact:
+        i = result.first_mismatch
+        got = f"{result.outputs[i]:x}" if i < len(result.outputs) else "no beat"
+        want = f"{image.expected[i]:x}" if i < len(image.expected) else "no beat"
+        print(f"error: {result.mismatches} of {len(image.expected)} output beats differ from "
+              f"{args.program / 'expected.hex'}; first at line {i + 1}: got {got}, expected {want}")
+        return 1
+    if result.cycles is not None and result.cycles != nominal:
+        print(f"error: {args.backend} took {result.cycles} cycles, the cycle model says {nominal}")
         return 1
     return 0
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from sparsa.compiler.chain import compile_chain_gemm, plan_chain_tiling
-from sparsa.errors import ConfigError, FormatError
+from sparsa.errors import ConfigError, FormatError, IllegalInstructionError
 from sparsa.isa import Instruction, Opcode, decode, encode
 from sparsa.models.reference import gemm_reference
 from sparsa.sim import get_backend
@@ -180,11 +180,11 @@ def test_isa_segments_field():
     assert decode(encode(Instruction(Opcode.LOAD_A, 1, segments=256))).segments == 256
     with pytest.raises(FormatError, match="only LOAD_A takes a segment count, not COMPUTE"):
         Instruction(Opcode.COMPUTE, 1, segments=2)
-    with pytest.raises(FormatError, match="only LOAD_A takes a segment count, not DRAIN"):
+    with pytest.raises(IllegalInstructionError, match=r"is DRAIN with unused bits set \(segments_m1=1; DRAIN reads count"):
         decode(3 | 1 << 5 | 1 << 21)
     with pytest.raises(FormatError, match=r"segments must be in 1..256, not 0"):
         Instruction(Opcode.LOAD_A, 1, segments=0)
-    with pytest.raises(FormatError, match="reserved bits set"):
+    with pytest.raises(IllegalInstructionError, match=r"is NOP with unused bits set \(reserved=1;"):
         decode(1 << 29)
 
 

@@ -128,4 +128,4 @@ def test_bridge_timeout_resynchronises(small_params):
         link.write(struct.pack("<BI", 0x57, p.reg_addr(Reg.SCRATCH)))   # no count, no data
         link._step(2000)                                                  # > timeout of silence
         link.write(struct.pack("<BIH", 0x52, p.reg_addr(Reg.VERSION), 1))
-        assert struct.unpack("<I", link.read(4))[0] == SOC_VERSION == 3
+        assert struct.unpack("<I", link.read(4))[0] == SOC_VERSION == 4

@@ -357,8 +357,8 @@ class SocDriver:
 
     def _check_illegal(self, program: Any, status: Status) -> None:
         """Raise :class:`~sparsa.errors.IllegalInstructionError` when STATUS says the accelerator
-        stopped on an unassigned opcode: the word is ``INSTR_TAKEN - 1`` of the program's
-        instruction words, ``.cycles`` is CYCLES (docs/isa.md#illegal-opcodes)."""
+        stopped on an illegal word (unassigned opcode or unused bits set): the word is ``INSTR_TAKEN - 1`` of the program's
+        instruction words, ``.cycles`` is CYCLES (docs/isa.md#illegal-instructions)."""
         if not status & Status.ILLEGAL:
             return
         ctr = self.counters()

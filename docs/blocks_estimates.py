@@ -1,0 +1,306 @@
+"""Generated blocks of docs/estimates.md, docs/performance.md and docs/systolic-vs-chain.md.
+
+The numbers are the estimator's (``sparsa.sim.estimator``), the compiler's and the cycle model's,
+computed when ``make docs`` runs; ``--check`` (CI) fails when the code changes one of them.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+
+from generate import CONFIGS, ROOT, _cli_output, _table, block
+
+#: FlightLLM's published figures (FPGA'24) the anchor compares against: decode tokens/s of
+#: LLaMA2-7B at batch 1 on the U280, and its decode memory-bandwidth utilisation.
+FLIGHTLLM_TOKENS_PER_S = 55
+FLIGHTLLM_BANDWIDTH_UTILISATION = 0.659
+NM_DECODE = ROOT / "configs" / "workloads" / "llama2-7b-decode-nm.yaml"
+
+
+@functools.cache
+def _cfg(name: str):
+    from sparsa.config import load_config
+
+    return load_config(CONFIGS / f"{name}.yaml")
+
+
+@functools.cache
+def _workload(which: str):
+    """``dense``: LLaMA2-7B decode at context 1024 (the preset); ``nm``: configs/workloads/llama2-7b-decode-nm.yaml."""
+    from sparsa.models.workloads.spec import get_workload, load_workload
+
+    return load_workload(NM_DECODE) if which == "nm" else get_workload("llama2-7b", phase="decode", context=1024)
+
+
+@functools.cache
+def _anchor(config: str, which: str):
+    """``estimate_workload`` of an anchor workload (see :func:`_workload`) on a preset."""
+    from sparsa.sim.estimator import estimate_workload
+
+    return estimate_workload(_cfg(config), _workload(which))
+
+
+def _gb(x: float) -> str:
+    return f"{x / 1e9:.3g} GB"
+
+
+def _mb(x: float) -> str:
+    return f"{x / 1e6:.3g} MB"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+# ===================================================================== docs/estimates.md
+
+#: The layer of the N:M byte example: a LLaMA2-7B projection on the U280 anchor.
+NM_BYTES_LAYER = (1, 4096, 4096)
+
+
+@block("estimates-nm-bytes")
+def estimates_nm_bytes() -> str:
+    """Off-chip weight bytes of one 4096x4096 INT4 layer per N:M pattern on the anchor (M = 16)."""
+    from sparsa.sim.estimator import estimate_gemm
+
+    cfg = _cfg("u280-flightllm")
+    m, k, n = NM_BYTES_LAYER
+    rows = []
+    for pattern in ("dense", "2:4", "2:8"):
+        est = estimate_gemm(cfg, m, k, n, pattern)
+        b = est.offchip_bytes
+        rows.append([pattern, est.hw_sparsity, _mb(b["weights"]),
+                     _mb(b["indices"]), _mb(b["weights"] + b["indices"])])
+    return (f"A {k}x{n} layer on `configs/u280-flightllm.yaml` ({cfg.types.weight} values, M = {cfg.group_size}), "
+            "`estimate_gemm(...).offchip_bytes`:\n\n"
+            + _table(["pattern", "runs as", "values", "indices", "values + indices"], rows))
+
+
+@block("estimates-kv-padding")
+def estimates_kv_padding() -> str:
+    """Padding bytes of the attention GEMMs' KV operand per decode token on the two U280 presets."""
+    rows = []
+    for config in ("u280-flightllm", "u280-systolic"):
+        est = _anchor(config, "dense")
+        attn = [layer for layer in est.layers if layer.kind.startswith("attention")]
+        pad = sum(layer.offchip_bytes.get("padding", 0.0) for layer in attn)  # all heads (`count`) included
+        kv = sum(layer.offchip_bytes.get("kv", 0.0) for layer in attn)
+        cfg = _cfg(config)
+        rows.append([f"`{config}` ({cfg.rows} x {cfg.cols})", _mb(kv), _mb(pad), _gb(est.offchip_bytes)])
+    return ("LLaMA2-7B decode, context 1024, dense INT4 (`estimate_workload`, attention layers):\n\n"
+            + _table(["config", "KV operand", "its padding", "off-chip bytes per token"], rows))
+
+
+@block("estimates-where-time-goes")
+def estimates_where_time_goes() -> str:
+    """The anchor's weight rates: what the chains consume vs what the HBM delivers, dense and N:M."""
+    cfg = _cfg("u280-flightllm")
+    dense, nm = _anchor("u280-flightllm", "dense"), _anchor("u280-flightllm", "nm")
+    per_cycle = cfg.rows * cfg.cols
+    hz = cfg.clock_mhz * 1e6
+    bits = _weight_bits(cfg)
+    nm_bytes = nm.bytes_breakdown()
+    return "\n".join([
+        f"* weights the chains consume per cycle at batch 1 (one token lane): `{cfg.rows} x {cfg.cols}` = "
+        f"{per_cycle}; array utilization of the dense decode step {_pct(dense.utilization)}",
+        f"* dense {cfg.types.weight}: {per_cycle} weights x {cfg.clock_mhz:g} MHz = {per_cycle * hz / 1e9:.0f} G weights/s "
+        f"= {per_cycle * hz * bits / 8 / 1e9:.0f} GB/s; the HBM delivers {cfg.memory.bandwidth_gbps:g} GB/s = "
+        f"{cfg.memory.bandwidth_gbps * 8 / bits:.0f} G weights/s; memory roofline "
+        f"{_pct(dense.memory_roofline_s / dense.seconds)} of the run time",
+        f"* with `llama2-7b-decode-nm.yaml`: {_gb(nm_bytes['weights'])} of values + {_gb(nm_bytes['indices'])} of "
+        f"{cfg.index_bits}-bit indices per token; a kept weight with its index is {bits + cfg.index_bits} bits, so the "
+        f"chains consume {per_cycle * hz * (bits + cfg.index_bits) / 8 / 1e9:.0f} GB/s; memory roofline "
+        f"{_pct(nm.memory_roofline_s / nm.seconds)} of the run time",
+    ])
+
+
+def _weight_bits(cfg) -> int:
+    from sparsa.config import TYPE_BITS
+
+    return TYPE_BITS[cfg.types.weight]
+
+
+def _bench_estimator():
+    """``benchmarks/bench_estimator.py`` as a module (its cycle breakdown of the anchor)."""
+    spec = importlib.util.spec_from_file_location("sparsa_bench_estimator", ROOT / "benchmarks" / "bench_estimator.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@block("estimates-systolic-decode")
+def estimates_systolic_decode() -> str:
+    """Why the systolic U280 preset is slow on decode: q_proj's tiles and the cycle split of the step."""
+    from sparsa.compiler.tiling import plan_tiling
+    from sparsa.sim.estimator import estimate_gemm
+    from sparsa.timing import FETCH_CYCLES, compute_flush_cycles, load_weights_cycles
+
+    cfg = _cfg("u280-systolic")
+    m, k, n = NM_BYTES_LAYER
+    tiling = plan_tiling(cfg, m, k, n, "dense")
+    q = estimate_gemm(cfg, m, k, n, "dense")
+    parts = _bench_estimator().cycle_breakdown(cfg, _workload("dense"))
+    total = sum(parts["parts"].values())
+    return "\n".join([
+        f"* `q_proj` ({m}x{k}x{n}, dense) on the {cfg.rows}x{cfg.cols} array: {tiling.ktiles} k-tiles x "
+        f"{tiling.ntiles} n-tiles = {tiling.ktiles * tiling.ntiles} tiles, each a LOAD_W of "
+        f"{FETCH_CYCLES + load_weights_cycles(cfg)} cycles (fetch included) and a flush of "
+        f"{compute_flush_cycles(cfg)} cycles for one activation beat: MAC utilization "
+        f"{_pct(q.array_macs / (q.cycles * cfg.peak_macs_per_cycle))}",
+        f"* the whole decode step (`cycle_breakdown` of `benchmarks/bench_estimator.py`): flush "
+        f"{_pct(parts['parts']['flush'] / total)}, weight load {_pct(parts['parts']['load'] / total)}, "
+        f"activation stream {_pct(parts['parts']['stream'] / total)} of the cycles",
+    ])
+
+
+@block("estimates-vs-flightllm")
+def estimates_vs_flightllm() -> str:
+    """Bandwidth our byte counts need for FlightLLM's tokens/s, and the bytes its two figures imply."""
+    cfg = _cfg("u280-flightllm")
+    bw = cfg.memory.bandwidth_gbps * 1e9
+    lines = []
+    for label, which in (("dense INT4 (preset)", "dense"), ("`llama2-7b-decode-nm.yaml`", "nm")):
+        est = _anchor("u280-flightllm", which)
+        need = est.offchip_bytes / est.tokens * FLIGHTLLM_TOKENS_PER_S
+        lines.append(f"* {label}: {_gb(est.offchip_bytes / est.tokens)} per token; {FLIGHTLLM_TOKENS_PER_S} tokens/s "
+                     f"need {need / 1e9:.0f} GB/s ({_pct(need / bw)} of {cfg.memory.bandwidth_gbps:g} GB/s)")
+    implied = FLIGHTLLM_BANDWIDTH_UTILISATION * bw / FLIGHTLLM_TOKENS_PER_S
+    lines.append(f"* FlightLLM: {_pct(FLIGHTLLM_BANDWIDTH_UTILISATION)} of {cfg.memory.bandwidth_gbps:g} GB/s at "
+                 f"{FLIGHTLLM_TOKENS_PER_S} tokens/s = {_gb(implied)} moved per token")
+    return "\n".join(lines)
+
+
+@block("estimates-energy")
+def estimates_energy() -> str:
+    """Energy per token of the anchor and its two largest shares."""
+    cfg = _cfg("u280-flightllm")
+    est = _anchor("u280-flightllm", "dense")
+    parts = est.energy_breakdown_pj()
+    total = sum(parts.values())
+    return (f"* {est.energy_j / est.tokens * 1e3:.3g} mJ per token: static {_pct(parts['static'] / total)} "
+            f"({cfg.energy.static_w:g} W x {est.seconds * 1e3:.3g} ms), off-chip traffic "
+            f"{_pct(parts['offchip'] / total)}, MACs {_pct(parts['mac'] / total)}")
+
+
+@block("estimates-compare")
+def estimates_compare() -> str:
+    """`sparsa compare` of the two U280 presets on the N:M decode file, dense and 1:4 (the first rows)."""
+    argv = ["compare", "configs/u280-systolic.yaml", "configs/u280-flightllm.yaml", "--workload",
+            "configs/workloads/llama2-7b-decode-nm.yaml", "--sparsity", "dense", "--sparsity", "1:4"]
+    lines = _cli_output(argv).rstrip("\n").splitlines()
+    return "```text\n$ sparsa " + " ".join(argv) + "\n" + "\n".join(lines) + "\n```"
+
+
+# ===================================================================== docs/performance.md
+
+#: Flush lengths of earlier designs of the 8x8 array (docs/fpga.md's timing-closure steps 0 and 1-4).
+EARLIER_FLUSHES = (15, 18)
+
+
+def _flush_label(f: int, current: int) -> str:
+    return f"{f} cycles" + (" (current)" if f == current else "")
+
+
+@block("performance-sparsity-arithmetic")
+def performance_sparsity_arithmetic() -> str:
+    """The sparsity-pays cycle counts rebuilt from the timing contract (and checked against the cycle model)."""
+    from generate import SPARSITY_PAYS, sparsity_pays_cycles
+    from sparsa.compiler.tiling import plan_tiling
+    from sparsa.timing import FETCH_CYCLES, compute_flush_cycles, load_weights_cycles
+
+    config, m, k, n = SPARSITY_PAYS
+    cfg = _cfg(config)
+    flush = compute_flush_cycles(cfg)
+    load = FETCH_CYCLES + load_weights_cycles(cfg)
+    drain = FETCH_CYCLES + m
+
+    def total(tiling, flush: int) -> int:
+        return tiling.ktiles * tiling.ntiles * (load + FETCH_CYCLES + m + flush) + tiling.ntiles * drain + FETCH_CYCLES
+
+    measured = sparsity_pays_cycles()
+    tilings = {p: plan_tiling(cfg, m, k, n, p) for p in measured}
+    for p, t in tilings.items():
+        if len(t.chunk_rows) != 1 or total(t, flush) != measured[p]:
+            raise RuntimeError(f"{config} {m}x{k}x{n} {p}: the per-k-tile arithmetic gives {total(t, flush)}, "
+                               f"the cycle model {measured[p]}")
+    ktile = load + FETCH_CYCLES + m + flush
+    lines = [f"* a k-tile: `{FETCH_CYCLES} + rows` (LOAD_W) + `{FETCH_CYCLES} + {m} + rows + cols + 3` (COMPUTE, "
+             f"flush `rows + cols + 3` = {flush}) = {ktile} cycles; a DRAIN of {m} rows: {drain} cycles with its "
+             f"fetch; HALT: {FETCH_CYCLES}"]
+    for p, t in tilings.items():
+        lines.append(f"* {p}: {t.ktiles} k-tiles x {t.ntiles} n-tiles x {ktile} + {t.ntiles} x {drain} + "
+                     f"{FETCH_CYCLES} = {measured[p]:,}")
+    rows = [[_flush_label(f, flush), *(f"{total(t, f):,}" for t in tilings.values()),
+             *(f"{total(t, f) / total(tilings['dense'], f):.4f}" for p, t in tilings.items() if p != "dense")]
+            for f in (*EARLIER_FLUSHES, flush)]
+    return ("\n".join(lines) + "\n\nThe same arithmetic with the flush of earlier designs:\n\n"
+            + _table(["flush", *(f"{p} cycles" for p in tilings),
+                      *(f"{p} / dense" for p in tilings if p != "dense")], rows))
+
+
+#: The demo GEMM of docs/performance.md's `sparsa run` (config, m, k, n, pattern).
+DEMO_GEMM = ("systolic-8x8-2of4", 37, 300, 45, "2:4")
+
+
+@block("performance-demo-flush")
+def performance_demo_flush() -> str:
+    """The demo GEMM's cycles with the flush of earlier designs: the compiled program, each COMPUTE re-costed."""
+    import numpy as np
+
+    from sparsa.compiler import compile_gemm
+    from sparsa.isa import Opcode
+    from sparsa.sim.cycle import program_cycles
+    from sparsa.timing import compute_flush_cycles
+
+    config, m, k, n, pattern = DEMO_GEMM
+    cfg = _cfg(config)
+    w = np.random.default_rng(0).integers(-128, 128, (k, n))
+    flush = compute_flush_cycles(cfg)
+    runs = {}
+    for p in (pattern, "dense"):
+        program = compile_gemm(cfg, w, m, p)
+        computes = sum(1 for ins in program.instructions if ins.op is Opcode.COMPUTE)
+        runs[p] = (program_cycles(program), computes)
+    compressed_macs = m * n * k * int(pattern.split(":")[0]) // int(pattern.split(":")[1])
+    rows = []
+    for f in (*EARLIER_FLUSHES, flush):
+        sparse, dense = (runs[p][0] - (flush - f) * runs[p][1] for p in (pattern, "dense"))
+        rows.append([_flush_label(f, flush), f"{sparse:,}", f"{dense:,}", f"{dense / sparse:.3f}x",
+                     _pct(compressed_macs / (sparse * cfg.peak_macs_per_cycle))])
+    return (f"`{config}`, {m}x{k}x{n}: the compiled programs' cycles (`program_cycles`) with every COMPUTE's "
+            f"flush re-costed ({runs[pattern][1]} COMPUTEs at {pattern}, {runs['dense'][1]} dense):\n\n"
+            + _table(["flush", f"{pattern} cycles", "dense cycles", "speedup", "MAC utilization"], rows))
+
+
+# ===================================================================== docs/chain.md
+
+#: The segmented-chain example: a U280-like 32-slice chain and its 2:4 GEMMs (m, k, n, note).
+SEGMENT_OVERRIDES = {"name": "u280-32x64-seg", "datapath.rows": 32, "datapath.cols": 64,
+                     "datapath.chain.max_segments": 4}
+SEGMENT_GEMMS = ((64, 32, 256, ""), (1, 32, 4096, " (GEMV)"), (64, 32, 4096, ""), (64, 4096, 256, ""))
+
+
+@block("chain-segments-cycles")
+def chain_segments_cycles() -> str:
+    """``program_cycles`` (the cycle model's count) of 2:4 GEMMs on a 32-slice chain, uncut (S = 1) and with the compiler's cut."""
+    import numpy as np
+
+    from sparsa.compiler.chain import compile_chain_gemm
+    from sparsa.isa import Opcode
+    from sparsa.sim.cycle import program_cycles
+
+    cfg = _cfg("u280-flightllm").with_overrides(SEGMENT_OVERRIDES)
+    rng = np.random.default_rng(0)
+    rows = []
+    for m, k, n, note in SEGMENT_GEMMS:
+        w = rng.integers(-8, 8, (k, n))  # cycles do not depend on the values (the cycle model's count)
+        runs = []
+        for s in (1, None):
+            p = compile_chain_gemm(cfg, w, m, "2:4", segments=s)
+            beats = sum(ins.count for ins in p.instructions if ins.op is Opcode.COMPUTE)
+            runs.append((p.segments, program_cycles(p), beats))
+        (_, c1, b1), (s, cs, bs) = runs
+        rows.append([f"{m} x {k} x {n}{note}", c1, s, f"{cs} ({100 * (cs - c1) / c1:+.0f} %)" if s > 1 else cs,
+                     f"{b1} -> {bs}" if s > 1 else f"{b1} (no cut)"])
+    return _table(["GEMM (2:4)", "S = 1 cycles", "compiler's S", "cycles", "weight beats (S=1 -> S)"], rows)
