@@ -1,0 +1,549 @@
+"""The SFU's vector lanes: ``L`` identical fixed-latency lanes and the beat's reduction tree.
+
+Each cycle the lanes accept one beat (``i_valid``) - an op, a reduction kind, ``L`` fx
+operands ``a`` and ``b``, a keep bit per lane and the row scalars ``x``, ``m``, ``sh``, ``q`` -
+and :data:`~sparsa.sfu.timing.LANE_LATENCY` cycles later present ``y`` (``L`` fx results) and
+``r`` (the beat's reduction over its kept lanes) with ``o_valid``.  Outputs equal
+:func:`sparsa.sfu.lane.lane_op` and :func:`sparsa.sfu.lane.reduce_beat` bit for bit; the
+stage list is in :mod:`sparsa.sfu.timing`.  No backpressure: every register advances every
+cycle, and every beat carries its own control down the pipeline, so beats of different ops
+may follow each other back to back.
+
+Each lane has two 32 x 32 multipliers, each four 17-bit partial products (one MULT18X18 each)
+between registers and then two adder levels:
+
+* **M1** (R2 - R5): ``a * b`` (MUL, REQUANT), ``a * m`` (SCALE, SCALE_MUL),
+  ``min(a - x, 0) * -LOG2E`` (EXP_SUB), RoPE's first product, ``a * +-1`` (QDIV: ``|a|``),
+  followed by a round-half-even shift by ``s`` in ``[-64, 63]`` and saturation (R6 - R9);
+  QDIV takes ``|a| * 2**(sh + 1)`` (the shifted value and whether bits were shifted out)
+  from there into a restoring divider by ``m`` with 9 quotient bits and a saturation check;
+* **M2** (R14 - R18): ``a * g`` (SiLU, GELU), ``t * b`` (SCALE_MUL), RoPE's second product
+  added to the first, then ``sat(rne_shift(., 16))``.
+
+The gate and ``2**-f`` tables are ROMs built at elaboration from :mod:`sparsa.sfu.tables`
+(entry ``i`` holds ``T[i]`` and the slope ``T[i+1] - T[i]``), one pair of read ports per two
+lanes; one more MULT18X18 per lane interpolates, one squares ``a >> sh`` for SUMSQ.
+SUMSQ is exact while ``|a >> sh| <= 2**17`` (the norms' pre-shift keeps it below ``2**15``).
+Sums of ``y`` and of RoPE's products wrap modulo ``2**64`` like the NumPy contract's int64.
+
+Size: one pipeline whose stages share the per-beat control; split by stage group into helpers,
+which a reader follows top to bottom against the stage table of :mod:`sparsa.sfu.timing`.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, signed, unsigned
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from sparsa.sfu.fixed import FX_BITS, FX_FRAC, FX_MAX, FX_MIN, FX_ONE
+from sparsa.sfu.lane import MANT_FIELD_BITS, LaneOp, Reduce
+from sparsa.sfu.tables import (ACT_FRAC_BITS, ACT_RANGE, ACT_SEGMENTS, EXP2_FRAC_BITS, EXP2_SEGMENTS, LOG2E_FX,
+                               exp2_table, gate_table)
+from sparsa.sfu.timing import LANE_LATENCY, LANE_TREE_LEVELS
+
+__all__ = ["SfuLanes", "SH_BITS", "Q_BITS", "R_BITS", "lanes_signature_widths"]
+
+#: Width of the signed shift ``sh`` (-64..63).
+SH_BITS = 7
+#: Width of the code limit ``q``.
+Q_BITS = 8
+#: Width of the reduction output ``r``.
+R_BITS = 64
+#: Quotient bits of QDIV's divider: ``floor(2 |n| / d)`` below ``2**QDIV_BITS``, else saturated.
+QDIV_BITS = 9
+#: Chunk width of the partial products (unsigned low chunk, signed high chunk, each <= 18 bits).
+_CHUNK = 17
+
+# Register stages (see sparsa.sfu.timing); R0 holds the inputs.
+_M1_OPERANDS = 2
+_M1_PRODUCT = _M1_OPERANDS + 3          # 5
+_M1_ROUNDED = _M1_PRODUCT + 4           # 9: sat(rne_shift(P1, s)); the ROMs are addressed
+_QDIV_FIRST = _M1_PRODUCT + 4           # 9: the saturation check, then one quotient bit per stage
+_QDIV_ROUNDED = _QDIV_FIRST + QDIV_BITS + 1   # 19
+_ROM_DATA = _M1_ROUNDED + 1             # 10
+_INTERP = _ROM_DATA + 3                 # 13: T + rne(D * f)
+_EXP_DONE = _INTERP + 2                 # 15
+_M2_OPERANDS = _INTERP + 1              # 14
+_M2_PRODUCT = _M2_OPERANDS + 3          # 17
+_M2_ROUNDED = _M2_PRODUCT + 1           # 18
+_RESULTS = _QDIV_ROUNDED + 1            # 20: every op's result
+_Y = _RESULTS + 1                       # 21
+_TERMS = _Y + 3                         # 24: each lane's reduction term
+_OUT = _TERMS + LANE_TREE_LEVELS        # 29
+assert _OUT + 1 == LANE_LATENCY, "sparsa.sfu.timing.LANE_LATENCY does not match the stages"
+
+
+def lanes_signature_widths(lanes: int) -> dict[str, int]:
+    """Port widths of :class:`SfuLanes` with ``lanes`` lanes (for exports and documentation)."""
+    _check_lanes(lanes)
+    return {"i_valid": 1, "op": 4, "reduce": 3, "a": FX_BITS * lanes, "b": FX_BITS * lanes, "keep": lanes,
+            "x": FX_BITS, "m": MANT_FIELD_BITS, "sh": SH_BITS, "q": Q_BITS,
+            "o_valid": 1, "y": FX_BITS * lanes, "r": R_BITS}
+
+
+def _check_lanes(lanes: object) -> int:
+    if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes % 2 or not 2 <= lanes <= 32:
+        raise ValueError(f"lanes must be an even int in [2, 32], not {lanes!r}")
+    return lanes
+
+
+class _Pipe:
+    """Named values of one pipeline (a lane, or the per-beat control) by register stage.
+
+    ``put(name, value, k)`` registers ``value`` (computed from stage ``k - 1`` values) as the
+    stage-``k`` value of ``name``; ``get(name, k)`` returns it at any later stage, adding (and
+    sharing) the delay registers on first use.
+    """
+
+    def __init__(self, m: Module, prefix: str) -> None:
+        self._m = m
+        self._prefix = prefix
+        self._chains: dict[str, tuple[int, list[Signal]]] = {}
+
+    def bind(self, name: str, sig: Value, stage: int) -> None:
+        if name in self._chains:
+            raise ValueError(f"pipeline value {self._prefix}{name} defined twice")
+        self._chains[name] = (stage, [sig])
+
+    def put(self, name: str, value, stage: int, shape=None) -> Signal:
+        value = Value.cast(value)
+        sig = Signal(value.shape() if shape is None else shape, name=f"{self._prefix}{name}_r{stage}")
+        self._m.d.sync += sig.eq(value)
+        self.bind(name, sig, stage)
+        return sig
+
+    def get(self, name: str, stage: int) -> Value:
+        first, chain = self._chains[name]
+        if stage < first:
+            raise ValueError(f"{self._prefix}{name} is defined at stage {first}, not {stage}")
+        while first + len(chain) <= stage:
+            prev = chain[-1]
+            sig = Signal(prev.shape(), name=f"{self._prefix}{name}_r{first + len(chain)}")
+            self._m.d.sync += sig.eq(prev)
+            chain.append(sig)
+        return chain[stage - first]
+
+
+def _sat(value, bits: int = FX_BITS) -> Value:
+    """Clip a signed value to ``bits`` bits."""
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return Mux(value > hi, hi, Mux(value < lo, lo, value))
+
+
+def _low_nonzero(value: Value, n: Value) -> Value:
+    """Whether any of the ``n`` lowest bits of ``value`` is set."""
+    w = len(value)
+    mask = ~(Const((1 << w) - 1, w) << n)[:w]
+    return (value.as_unsigned() & mask).any()
+
+
+def _all_equal(bits: Value) -> Value:
+    return bits.all() | ~bits.any()
+
+
+def _signed_bits(values) -> int:
+    """Width of the signed shape that holds every integer of ``values``."""
+    return max(Shape.cast(range(min(values), max(values) + 1)).width + 1, 2)
+
+
+def _rom_words(entries, t_bits: int, d_bits: int) -> list[int]:
+    """ROM words ``T[i] | (T[i+1] - T[i]) << t_bits`` of a table of ``n + 1`` entries."""
+    words = []
+    for i in range(len(entries) - 1):
+        t, d = int(entries[i]), int(entries[i + 1]) - int(entries[i])
+        words.append(t | ((d & ((1 << d_bits) - 1)) << t_bits))
+    return words
+
+
+class _Tables:
+    """The interpolation ROMs' contents and field widths, from :mod:`sparsa.sfu.tables`."""
+
+    def __init__(self) -> None:
+        gates = [gate_table("silu"), gate_table("gelu")]
+        expt = exp2_table()
+        assert len(gates[0]) == ACT_SEGMENTS + 1 and len(expt) == EXP2_SEGMENTS + 1
+        values = [int(v) for t in (*gates, expt) for v in t]
+        diffs = [int(d) for t in (*gates, expt) for d in (t[1:] - t[:-1])]
+        if min(values) < 0:
+            raise AssertionError("SFU tables must be non-negative")  # pragma: no cover - they are
+        self.t_bits = max(values).bit_length()
+        self.d_bits = _signed_bits(diffs)
+        self.gate = _rom_words(gates[0], self.t_bits, self.d_bits) + _rom_words(gates[1], self.t_bits, self.d_bits)
+        self.exp = _rom_words(expt, self.t_bits, self.d_bits)
+
+    @property
+    def width(self) -> int:
+        return self.t_bits + self.d_bits
+
+    def fields(self, word: Value) -> tuple[Value, Value]:
+        return word[:self.t_bits], word[self.t_bits:].as_signed()
+
+
+def _multiply(lane: _Pipe, name: str, x: Value, y: Value, stage: int, extra: "str | None" = None) -> None:
+    """``lane[name]`` at ``stage + 3`` = ``x * y (+ lane[extra])`` modulo ``2**64``; ``x`` and ``y``
+    are stage-``stage`` registers of at most 35 bits (signed).
+
+    Stage ``+1``: four partial products of 17-bit chunks (low chunks unsigned, high signed),
+    each one MULT18X18 between registers; ``+2``: ``hh << 34 | ll`` (a concatenation) plus
+    ``extra``, and ``lh + hl``; ``+3``: the sum.
+    """
+    xl, xh = x[:_CHUNK], x[_CHUNK:].as_signed()
+    yl, yh = y[:_CHUNK], y[_CHUNK:].as_signed()
+    ll = lane.put(f"{name}_ll", xl * yl, stage + 1)
+    lh = lane.put(f"{name}_lh", xl * yh, stage + 1)
+    hl = lane.put(f"{name}_hl", xh * yl, stage + 1)
+    hh = lane.put(f"{name}_hh", xh * yh, stage + 1)
+    outer = Cat(ll[:2 * _CHUNK], hh).as_signed()
+    if extra is not None:
+        outer = outer + lane.get(extra, stage + 1)
+    c = lane.put(f"{name}_outer", outer, stage + 2, signed(64))
+    mid = lane.put(f"{name}_mid", lh + hl, stage + 2)
+    lane.put(name, c + (mid << _CHUNK), stage + 3, signed(64))
+
+
+def _control(ctrl: _Pipe, port) -> None:
+    """The per-beat control: input registers, the decoded op and M1's shift."""
+    for name in ("i_valid", "op", "reduce", "keep", "x", "m", "sh", "q"):
+        ctrl.put(name, getattr(port, name), 0)
+    op = ctrl.get("op", 0)
+    for o in LaneOp:
+        ctrl.put(f"is_{o.name}", op == o, 1)
+    red = ctrl.get("reduce", 0)
+    for k in Reduce:
+        ctrl.put(f"red_{k.name}", red == k, 1)
+    ctrl.put("fold_max", (red == Reduce.MAX) | (red == Reduce.AMAX) | (red == Reduce.AMAX_Y), 1)
+    is_ = {o: ctrl.get(f"is_{o.name}", 1) for o in LaneOp}
+    sh1 = ctrl.get("sh", 1)
+    s1 = Mux(is_[LaneOp.QDIV], -(sh1 + 1), Mux(is_[LaneOp.REQUANT] | is_[LaneOp.SCALE] | is_[LaneOp.SCALE_MUL],
+                                               sh1, FX_FRAC))
+    ctrl.put("s1", s1, _M1_OPERANDS, signed(8))
+    s1 = ctrl.get("s1", _M1_OPERANDS)
+    # W2 = P * 2**33 shifted right by r = s + 32 gives floor(P * 2**-s) above its half bit.
+    r = s1 + 32
+    ctrl.put("big", s1 < -32, _M1_OPERANDS + 1)
+    ctrl.put("r_hi", r[3:7] << 3, _M1_OPERANDS + 1, unsigned(7))
+    ctrl.put("r_lo", r[:3], _M1_OPERANDS + 1, unsigned(3))
+    ctrl.put("m_zero", ctrl.get("m", 0) == 0, 1)
+
+
+def _front(ctrl: _Pipe, lane: _Pipe, partner: _Pipe, odd: bool) -> None:
+    """R1 - R2: ``sat(a - x)``, the gate index, and M1's operands."""
+    a0, x0 = lane.get("a", 0), ctrl.get("x", 0)
+    lane.put("dsub", _sat(a0 - x0), 1, signed(FX_BITS))
+    pos = a0 + ACT_RANGE * FX_ONE
+    index_bits = (ACT_SEGMENTS - 1).bit_length()
+    lane.put("gidx", pos[ACT_FRAC_BITS:ACT_FRAC_BITS + index_bits], 1)
+    lane.put("gfrac", pos[:ACT_FRAC_BITS], 1)
+    lane.put("glo", a0 < -ACT_RANGE * FX_ONE, 1)
+    lane.put("ghi", a0 >= ACT_RANGE * FX_ONE, 1)
+    lane.put("aneg", a0 < 0, 1)
+    is_ = {o: ctrl.get(f"is_{o.name}", 1) for o in LaneOp}
+    a1, b1, m1 = lane.get("a", 1), lane.get("b", 1), ctrl.get("m", 1)
+    dsub = lane.get("dsub", 1)
+    a_even = partner.get("a", 1) if odd else a1
+    x1 = Mux(is_[LaneOp.EXP_SUB], Mux(dsub < 0, dsub, 0), Mux(is_[LaneOp.ROPE], a_even, a1))
+    y1 = Mux(is_[LaneOp.EXP_SUB], -LOG2E_FX,
+             Mux(is_[LaneOp.SCALE] | is_[LaneOp.SCALE_MUL], m1,
+                 Mux(is_[LaneOp.QDIV], Mux(lane.get("aneg", 1), -1, 1), b1)))
+    lane.put("x1", x1, _M1_OPERANDS, signed(FX_BITS))
+    lane.put("y1", y1, _M1_OPERANDS, signed(FX_BITS))
+    _multiply(lane, "p1", lane.get("x1", _M1_OPERANDS), lane.get("y1", _M1_OPERANDS), _M1_OPERANDS)
+
+
+def _round_m1(ctrl: _Pipe, lane: _Pipe) -> None:
+    """R6 - R9: ``sat(rne_shift(P1, s))``, plus the unrounded window QDIV divides."""
+    k = _M1_PRODUCT
+    p = lane.get("p1", k)
+    big, r_hi = ctrl.get("big", k), ctrl.get("r_hi", k)
+    w2 = Cat(Const(0, 33), p).as_signed()
+    lane.put("h1", Mux(big, 0, w2 >> r_hi), k + 1, w2.shape())
+    lane.put("st1", _low_nonzero(w2, r_hi) & ~big, k + 1)
+    lane.put("nzbig", big & p.any(), k + 1)
+    lane.put("psign", p[-1], k + 1)
+    h1 = lane.get("h1", k + 1)
+    r_lo = ctrl.get("r_lo", k + 1)
+    lane.put("h2", h1 >> r_lo, k + 2)
+    lane.put("st2", lane.get("st1", k + 1) | _low_nonzero(h1, r_lo), k + 2)
+    h2, st2 = lane.get("h2", k + 2), lane.get("st2", k + 2)
+    half, window = h2[0], h2[1:35]
+    lane.put("f34", window.as_signed(), k + 3)
+    lane.put("up1", half & (st2 | h2[1]), k + 3)
+    lane.put("inexact", half | st2, k + 3)
+    lane.put("fits", _all_equal(h2[34:]) & ~lane.get("nzbig", k + 2), k + 3)
+    f34, up, fits = lane.get("f34", k + 3), lane.get("up1", k + 3), lane.get("fits", k + 3)
+    v = f34 + up
+    lane.put("t", Mux(~fits, Mux(lane.get("psign", k + 3), FX_MIN, FX_MAX), _sat(v)), _M1_ROUNDED,
+             signed(FX_BITS))
+
+
+def _qdiv(ctrl: _Pipe, lane: _Pipe) -> None:
+    """R9 - R20: ``clip(rne(|a| 2**sh / m), 0, q)`` with the sign of ``a``; 0 if ``m`` is 0.
+
+    With ``N = floor(|a| 2**(sh+1))`` (M1's window) and ``d = m``: ``floor(2 |n| / d) =
+    floor(N / d)``; nine restoring steps give it below ``2**9`` (else the code saturates), and
+    rounding half-even uses its lowest bit, the remainder and the bits shifted out of ``N``.
+    """
+    k = _QDIV_FIRST
+    n = lane.get("f34", k - 1).as_unsigned()
+    m = ctrl.get("m", k - 1)
+    lane.put("qsat", ~lane.get("fits", k - 1) | (n >= (m << QDIV_BITS)), k)
+    lane.put("rem9", n, k)
+    for bit in reversed(range(QDIV_BITS)):
+        stage = k + QDIV_BITS - bit
+        rem = lane.get(f"rem{bit + 1}", stage - 1)
+        diff = rem - (ctrl.get("m", stage - 1) << bit)
+        lane.put(f"qb{bit}", ~diff[-1], stage)
+        lane.put(f"rem{bit}", Mux(diff[-1], rem, diff), stage, unsigned(len(n)))
+    last = k + QDIV_BITS
+    q2 = Cat(*(lane.get(f"qb{bit}", last) for bit in range(QDIV_BITS)))
+    sticky = lane.get("rem0", last).any() | lane.get("inexact", last)
+    up = q2[0] & (sticky | q2[1])
+    lane.put("qr", q2[1:] + up, _QDIV_ROUNDED)
+    qr, q = lane.get("qr", _QDIV_ROUNDED), ctrl.get("q", _QDIV_ROUNDED)
+    mag = Mux(lane.get("qsat", _QDIV_ROUNDED) | (qr > q), q, qr)
+    code = Mux(lane.get("aneg", _QDIV_ROUNDED), -mag, mag)
+    lane.put("yq", Mux(ctrl.get("m_zero", _QDIV_ROUNDED), 0, code), _RESULTS, signed(FX_BITS))
+
+
+def _interpolate(ctrl: _Pipe, lane: _Pipe, tables: _Tables, gate_port, exp_port) -> None:
+    """R9 - R13: read ``T, D`` at the gate index or ``f >> 10``, ``T + rne_shift(D * frac, 12)``.
+
+    The exp fraction (10 bits) is scaled by 4 so both tables round at ``ACT_FRAC_BITS``:
+    ``rne_shift(4 D f, 12) == rne_shift(D f, 10)``.
+    """
+    k = _M1_ROUNDED
+    t = lane.get("t", k)
+    index_bits = (ACT_SEGMENTS - 1).bit_length()
+    gate_kind = ctrl.get(f"is_{LaneOp.GELU.name}", k)
+    lane._m.d.comb += [gate_port.addr.eq(Cat(lane.get("gidx", k)[:index_bits], gate_kind)),
+                       exp_port.addr.eq(t[EXP2_FRAC_BITS:FX_FRAC])]
+    lane.bind("gword", gate_port.data, _ROM_DATA)
+    lane.bind("eword", exp_port.data, _ROM_DATA)
+    is_exp = ctrl.get(f"is_{LaneOp.EXP_SUB.name}", _ROM_DATA)
+    tg, dg = tables.fields(lane.get("gword", _ROM_DATA))
+    te, de = tables.fields(lane.get("eword", _ROM_DATA))
+    scale = ACT_FRAC_BITS - EXP2_FRAC_BITS
+    efrac = lane.get("t", _ROM_DATA)[:EXP2_FRAC_BITS] << scale
+    lane.put("it", Mux(is_exp, te, tg), _ROM_DATA + 1, unsigned(tables.t_bits))
+    lane.put("id", Mux(is_exp, de, dg), _ROM_DATA + 1, signed(tables.d_bits))
+    lane.put("ifrac", Mux(is_exp, efrac, lane.get("gfrac", _ROM_DATA)), _ROM_DATA + 1, unsigned(ACT_FRAC_BITS))
+    lane.put("iprod", lane.get("id", _ROM_DATA + 1) * lane.get("ifrac", _ROM_DATA + 1), _ROM_DATA + 2)
+    p = lane.get("iprod", _INTERP - 1)
+    fb = ACT_FRAC_BITS
+    up = p[fb - 1] & (p[:fb - 1].any() | p[fb])
+    g = lane.get("it", _INTERP - 1) + (p >> fb) + up
+    is_gate = ctrl.get(f"is_{LaneOp.SILU.name}", _INTERP - 1) | ctrl.get(f"is_{LaneOp.GELU.name}", _INTERP - 1)
+    lo, hi = lane.get("glo", _INTERP - 1), lane.get("ghi", _INTERP - 1)
+    lane.put("g", Mux(is_gate & lo, 0, Mux(is_gate & hi, FX_ONE, g)), _INTERP, signed(tables.t_bits + 2))
+
+
+def _exp(lane: _Pipe) -> None:
+    """R14 - R15: ``e**x = rne_shift(2**-f, n)``, 0 for ``n > 17``."""
+    k = _INTERP
+    v = lane.get("g", k)[:FX_FRAC + 1]
+    n = lane.get("t", k)[FX_FRAC:]
+    zero = n > FX_FRAC + 1
+    se = Mux(zero, 0, n[:5])
+    hv = Cat(Const(0, 1), v)
+    hh = hv >> se
+    lane.put("eh", hh[1:], k + 1)
+    lane.put("ehalf", hh[0], k + 1)
+    lane.put("est", _low_nonzero(hv, se), k + 1)
+    lane.put("ezero", zero, k + 1)
+    f, half, st = lane.get("eh", k + 1), lane.get("ehalf", k + 1), lane.get("est", k + 1)
+    lane.put("ye", Mux(lane.get("ezero", k + 1), 0, f + (half & (st | f[0]))), _EXP_DONE, unsigned(FX_FRAC + 2))
+
+
+def _second_product(ctrl: _Pipe, lane: _Pipe, partner: _Pipe, odd: bool) -> None:
+    """R14 - R18: M2 = ``a * g``, ``t * b`` or RoPE (``P1 + a[2i+1] * (-b[2i+1] | b[2i])``), rounded by 16."""
+    k = _M2_OPERANDS - 1
+    is_ = {o: ctrl.get(f"is_{o.name}", k) for o in LaneOp}
+    a, b, pa, pb = lane.get("a", k), lane.get("b", k), partner.get("a", k), partner.get("b", k)
+    a_odd = a if odd else pa
+    rope_y = pb if odd else -pb
+    x2 = Mux(is_[LaneOp.SCALE_MUL], lane.get("t", k), Mux(is_[LaneOp.ROPE], a_odd, a))
+    y2 = Mux(is_[LaneOp.SILU] | is_[LaneOp.GELU], lane.get("g", k), Mux(is_[LaneOp.ROPE], rope_y, b))
+    lane.put("x2", x2, _M2_OPERANDS, signed(FX_BITS))
+    lane.put("y2", y2, _M2_OPERANDS, signed(FX_BITS + 1))
+    lane.put("p1x", Mux(ctrl.get(f"is_{LaneOp.ROPE.name}", _M1_PRODUCT), lane.get("p1", _M1_PRODUCT), 0),
+             _M1_PRODUCT + 1, signed(64))
+    _multiply(lane, "p2", lane.get("x2", _M2_OPERANDS), lane.get("y2", _M2_OPERANDS), _M2_OPERANDS, extra="p1x")
+    p = lane.get("p2", _M2_PRODUCT)
+    half, st = p[FX_FRAC - 1], p[:FX_FRAC - 1].any()
+    f = p[FX_FRAC:].as_signed()
+    up = half & (st | f[0])
+    fits = _all_equal(f[FX_BITS - 1:])
+    v = f[:FX_BITS].as_signed() + up
+    lane.put("yp", Mux(~fits, Mux(f[-1], FX_MIN, FX_MAX), Mux(v > FX_MAX, FX_MAX, v)), _M2_ROUNDED,
+             signed(FX_BITS))
+
+
+def _result(ctrl: _Pipe, lane: _Pipe, index: int) -> None:
+    """R20 - R21: ADD / SUB / PASS from the delayed operands, then the op's result or 0."""
+    k = _RESULTS - 1
+    is_ = {o: ctrl.get(f"is_{o.name}", k) for o in LaneOp}
+    a, b, x = lane.get("a", k), lane.get("b", k), ctrl.get("x", k)
+    lane.put("y0", Mux(is_[LaneOp.ADD], _sat(a + b), Mux(is_[LaneOp.SUB], _sat(a - x), a)), _RESULTS,
+             signed(FX_BITS))
+    k = _RESULTS
+    is_ = {o: ctrl.get(f"is_{o.name}", k) for o in LaneOp}
+    sources = {
+        "y0": (LaneOp.PASS, LaneOp.ADD, LaneOp.SUB),
+        "t": (LaneOp.MUL, LaneOp.REQUANT, LaneOp.SCALE),
+        "ye": (LaneOp.EXP_SUB,),
+        "yp": (LaneOp.SILU, LaneOp.GELU, LaneOp.SCALE_MUL, LaneOp.ROPE),
+        "yq": (LaneOp.QDIV,),
+    }
+    y = Const(0, signed(FX_BITS))
+    for name, ops in sources.items():
+        hit = Cat(*(is_[o] for o in ops)).any()
+        y = Mux(hit, lane.get(name, k), y)
+    lane.put("y", Mux(ctrl.get("keep", k)[index], y, 0), _Y, signed(FX_BITS))
+
+
+def _term(ctrl: _Pipe, lane: _Pipe, index: int) -> None:
+    """R22 - R24: the lane's reduction term (the fold's identity in a dropped lane)."""
+    k = _Y
+    y, a, sh = lane.get("y", k), lane.get("a", k), ctrl.get("sh", k)
+    lane.put("absy", Mux(y < 0, -y, y), k + 1)
+    lane.put("absa", Mux(a < 0, -a, a), k + 1)
+    shc = Mux(sh[-1], 0, sh.as_unsigned()[:SH_BITS - 1])
+    lane.put("sqo", (a >> shc)[:_CHUNK + 1].as_signed(), k + 1)
+    sqo = lane.get("sqo", k + 1)
+    lane.put("sq", sqo * sqo, k + 2)
+    k = _TERMS - 1
+    red = {r: ctrl.get(f"red_{r.name}", k) for r in Reduce}
+    keep = ctrl.get("keep", k)[index]
+    a = lane.get("a", k)
+    choices = [
+        (red[Reduce.MAX], Mux(keep, a, -(1 << (FX_BITS - 1)))),
+        (red[Reduce.AMAX], Mux(keep, lane.get("absa", k), 0)),
+        (red[Reduce.AMAX_Y], lane.get("absy", k)),
+        (red[Reduce.SUM_Y], lane.get("y", k)),
+        (red[Reduce.SUM], Mux(keep, a, 0)),
+        (red[Reduce.SUMSQ], Mux(keep, lane.get("sq", k), 0)),
+    ]
+    term = Const(0, signed(R_BITS))
+    for hit, value in choices:
+        term = Mux(hit, value, term)
+    lane.put("term", term, _TERMS, signed(R_BITS))
+
+
+def _tree(m: Module, ctrl: _Pipe, terms: list[Value]) -> Value:
+    """R25 - R29: fold the lane terms pairwise (add, or max), one level per stage, padded to
+    :data:`~sparsa.sfu.timing.LANE_TREE_LEVELS` levels; returns the stage-R29 value."""
+    level = list(terms)
+    for depth in range(LANE_TREE_LEVELS):
+        stage = _TERMS + depth + 1
+        fold_max = ctrl.get("fold_max", stage - 1)
+        nxt = []
+        for i in range(0, len(level), 2):
+            sig = Signal(signed(R_BITS), name=f"tree{depth}_{i // 2}_r{stage}")
+            if i + 1 < len(level):
+                u, v = level[i], level[i + 1]
+                m.d.sync += sig.eq(Mux(fold_max, Mux(u > v, u, v), u + v))
+            else:
+                m.d.sync += sig.eq(level[i])
+            nxt.append(sig)
+        level = nxt
+    assert len(level) == 1
+    return level[0]
+
+
+class SfuLanes(wiring.Component):
+    """``lanes`` SFU vector lanes and the beat reduction, :data:`~sparsa.sfu.timing.LANE_LATENCY` deep.
+
+    Parameters
+    ----------
+    lanes : int
+        Lane count ``L``: even, 2..32.
+
+    Attributes
+    ----------
+    i_valid : In(1)
+        A beat is on the inputs (it only sets ``o_valid`` later; the lanes compute every cycle).
+    op : In(4)
+        :class:`~sparsa.sfu.lane.LaneOp`.
+    reduce : In(3)
+        :class:`~sparsa.sfu.lane.Reduce`.
+    a, b : In(ArrayLayout(signed(32), L))
+        fx operands (REQUANT: ``b`` is the weight-scale mantissa, RoPE: cos, sin pairs).
+    keep : In(L)
+        Lane ``i`` is kept (a dropped lane outputs 0 and leaves the reduction).
+    x : In(signed(32))
+        Row scalar of SUB / EXP_SUB.
+    m : In(24)
+        Row mantissa of SCALE / SCALE_MUL / QDIV.
+    sh : In(signed(7))
+        Row shift (-64..63) of REQUANT / SCALE / SCALE_MUL / QDIV / SUMSQ.
+    q : In(8)
+        QDIV's code limit.
+    o_valid : Out(1)
+        ``i_valid`` of the beat on ``y`` and ``r``.
+    y : Out(ArrayLayout(signed(32), L))
+        :func:`~sparsa.sfu.lane.lane_op` of the beat.
+    r : Out(signed(64))
+        :func:`~sparsa.sfu.lane.reduce_beat` of the beat.
+    """
+
+    def __init__(self, lanes: int) -> None:
+        try:
+            self._lanes = _check_lanes(lanes)
+        except ValueError:
+            self._MustUse__silence = True
+            raise
+        fx = signed(FX_BITS)
+        super().__init__({
+            "i_valid": In(1), "op": In(4), "reduce": In(3),
+            "a": In(data.ArrayLayout(fx, lanes)), "b": In(data.ArrayLayout(fx, lanes)), "keep": In(lanes),
+            "x": In(fx), "m": In(MANT_FIELD_BITS), "sh": In(signed(SH_BITS)), "q": In(Q_BITS),
+            "o_valid": Out(1), "y": Out(data.ArrayLayout(fx, lanes)), "r": Out(signed(R_BITS)),
+        })
+
+    @property
+    def lanes(self) -> int:
+        """The lane count ``L``."""
+        return self._lanes
+
+    @property
+    def latency(self) -> int:
+        """:data:`~sparsa.sfu.timing.LANE_LATENCY`."""
+        return LANE_LATENCY
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        tables = _Tables()
+        ctrl = _Pipe(m, "c_")
+        _control(ctrl, self)
+        lanes = [_Pipe(m, f"l{i}_") for i in range(self._lanes)]
+        for i, lane in enumerate(lanes):
+            lane.put("a", self.a[i], 0)
+            lane.put("b", self.b[i], 0)
+        ports = self._roms(m, tables)
+        for i, lane in enumerate(lanes):
+            partner, odd = lanes[i ^ 1], bool(i % 2)
+            _front(ctrl, lane, partner, odd)
+            _round_m1(ctrl, lane)
+            _qdiv(ctrl, lane)
+            _interpolate(ctrl, lane, tables, *ports[i])
+            _exp(lane)
+            _second_product(ctrl, lane, partner, odd)
+            _result(ctrl, lane, i)
+            _term(ctrl, lane, i)
+        r = _tree(m, ctrl, [lane.get("term", _TERMS) for lane in lanes])
+        m.d.comb += [self.o_valid.eq(ctrl.get("i_valid", _OUT)), self.r.eq(r)]
+        m.d.comb += [self.y[i].eq(lane.get("y", _OUT)) for i, lane in enumerate(lanes)]
+        return m
+
+    def _roms(self, m: Module, tables: _Tables) -> list[tuple]:
+        """One gate ROM and one exp ROM per lane pair, a sync read port each per lane."""
+        ports = []
+        for pair in range(self._lanes // 2):
+            gate = memory.Memory(shape=unsigned(tables.width), depth=len(tables.gate), init=tables.gate)
+            expm = memory.Memory(shape=unsigned(tables.width), depth=len(tables.exp), init=tables.exp)
+            m.submodules[f"gate_rom{pair}"] = gate
+            m.submodules[f"exp_rom{pair}"] = expm
+            for _ in range(2):
+                ports.append((gate.read_port(domain="sync"), expm.read_port(domain="sync")))
+        return ports

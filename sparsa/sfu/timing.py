@@ -1,0 +1,42 @@
+"""Cycle contract of the SFU's vector lanes: one constant latency for every lane op and reduction.
+
+The lanes (``hdl/sfu/lanes.py``, :class:`sparsa.hdl.sfu.lanes.SfuLanes`) are a fixed pipeline
+without backpressure: a beat presented with ``i_valid`` in cycle ``t`` has its outputs ``y``
+and its reduction ``r`` on the output ports, with ``o_valid``, in cycle ``t + LANE_LATENCY``,
+whatever its :class:`~sparsa.sfu.lane.LaneOp` and :class:`~sparsa.sfu.lane.Reduce` and the
+lane count ``L`` (2..32).  Every op runs through the same stages; an op that finishes early
+waits in delay registers.  The register stages, ``R0`` being the input registers:
+
+=========  =========================================================================
+R0         input registers (``a``, ``b``, ``keep``, row scalars, op, reduce)
+R1         ``sat(a - x)`` (EXP_SUB), the gate table index of ``a``, the op decoded
+R2         operands of the first multiplier (``a`` or ``min(a - x, 0)``; ``b``, ``m``,
+           ``-LOG2E`` or ``+-1``) and its shift (16, ``sh`` or ``-(sh + 1)`` for QDIV)
+R3 - R5    first product: four 17-bit partial products (one MULT18X18 each), two adder levels
+R6 - R8    its round-half-even shift: coarse shift, fine shift, rounding and range flags
+R9         ``sat(rne_shift(a * b, s))``: MUL, REQUANT, SCALE, the SCALE_MUL operand, EXP's
+           ``u``; the table ROMs are addressed (sync read)
+R9 - R19   QDIV: the quotient's saturation check and 9 restoring division steps, rounding
+R10 - R13  table entry and slope, interpolation product (one MULT18X18), ``T + rne(D f)``
+R14 - R15  EXP_SUB: ``rne_shift(2**-f, n)``
+R14 - R18  second multiplier (SiLU/GELU ``a * g``, SCALE_MUL ``t * b``, RoPE's second
+           product plus the first), then ``sat(rne_shift(., 16))``
+R20        QDIV's clip to ``+-q``; ADD / SUB / PASS from the delayed operands
+R21        ``y``: the op's result, 0 in dropped lanes
+R22 - R23  reduction operands: ``|y|``, ``|a|``, ``(a >> sh)**2`` (one MULT18X18)
+R24        each lane's reduction term (the identity in dropped lanes)
+R25 - R29  five tree levels (add or max), enough for 32 lanes; fewer lanes pass through
+=========  =========================================================================
+
+so the outputs are the registers of stage R29, ``LANE_LATENCY`` = 30 cycles after the inputs.
+The cycle model imports this constant; ``tests/hdl/sfu/test_lanes.py`` measures it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["LANE_LATENCY", "LANE_TREE_LEVELS"]
+
+#: Levels of the reduction tree (``ceil(log2(32))``: the widest lane count).
+LANE_TREE_LEVELS = 5
+#: Cycles from a beat on the lanes' inputs to its ``y`` and ``r`` on their outputs.
+LANE_LATENCY = 30
