@@ -10,7 +10,8 @@ cycle, and every beat carries its own control down the pipeline, so beats of dif
 may follow each other back to back.
 
 Each lane has two 32 x 32 multipliers, each four 17-bit partial products (one MULT18X18 each)
-between registers and then two adder levels:
+between registers and then two adder levels (on ECP5, :func:`uses_ecp5_dsps`, those registers
+are the ``MULT18X18D``'s own input and output registers, as in :mod:`sparsa.hdl.pe`):
 
 * **M1** (R2 - R5): ``a * b`` (MUL, REQUANT), ``a * m`` (SCALE, SCALE_MUL),
   ``min(a - x, 0) * -LOG2E`` (EXP_SUB), RoPE's first product, ``a * +-1`` (QDIV: ``|a|``),
@@ -32,7 +33,7 @@ which a reader follows top to bottom against the stage table of :mod:`sparsa.sfu
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -42,7 +43,7 @@ from sparsa.sfu.tables import (ACT_FRAC_BITS, ACT_RANGE, ACT_SEGMENTS, EXP2_FRAC
                                exp2_table, gate_table)
 from sparsa.sfu.timing import LANE_LATENCY, LANE_TREE_LEVELS
 
-__all__ = ["SfuLanes", "SH_BITS", "Q_BITS", "R_BITS", "lanes_signature_widths"]
+__all__ = ["SfuLanes", "SH_BITS", "Q_BITS", "R_BITS", "lanes_signature_widths", "uses_ecp5_dsps"]
 
 #: Width of the signed shift ``sh`` (-64..63).
 SH_BITS = 7
@@ -97,30 +98,30 @@ class _Pipe:
     """
 
     def __init__(self, m: Module, prefix: str) -> None:
-        self._m = m
-        self._prefix = prefix
+        self.m = m
+        self.prefix = prefix
         self._chains: dict[str, tuple[int, list[Signal]]] = {}
 
     def bind(self, name: str, sig: Value, stage: int) -> None:
         if name in self._chains:
-            raise ValueError(f"pipeline value {self._prefix}{name} defined twice")
+            raise ValueError(f"pipeline value {self.prefix}{name} defined twice")
         self._chains[name] = (stage, [sig])
 
     def put(self, name: str, value, stage: int, shape=None) -> Signal:
         value = Value.cast(value)
-        sig = Signal(value.shape() if shape is None else shape, name=f"{self._prefix}{name}_r{stage}")
-        self._m.d.sync += sig.eq(value)
+        sig = Signal(value.shape() if shape is None else shape, name=f"{self.prefix}{name}_r{stage}")
+        self.m.d.sync += sig.eq(value)
         self.bind(name, sig, stage)
         return sig
 
     def get(self, name: str, stage: int) -> Value:
         first, chain = self._chains[name]
         if stage < first:
-            raise ValueError(f"{self._prefix}{name} is defined at stage {first}, not {stage}")
+            raise ValueError(f"{self.prefix}{name} is defined at stage {first}, not {stage}")
         while first + len(chain) <= stage:
             prev = chain[-1]
-            sig = Signal(prev.shape(), name=f"{self._prefix}{name}_r{first + len(chain)}")
-            self._m.d.sync += sig.eq(prev)
+            sig = Signal(prev.shape(), name=f"{self.prefix}{name}_r{first + len(chain)}")
+            self.m.d.sync += sig.eq(prev)
             chain.append(sig)
         return chain[stage - first]
 
@@ -180,25 +181,98 @@ class _Tables:
         return word[:self.t_bits], word[self.t_bits:].as_signed()
 
 
-def _multiply(lane: _Pipe, name: str, x: Value, y: Value, stage: int, extra: "str | None" = None) -> None:
+def uses_ecp5_dsps(platform) -> bool:
+    """Whether the lanes instantiate ``MULT18X18D`` with their A, B and output registers for
+    ``platform`` (a Lattice ECP5 platform: a board build).
+
+    Yosys' ECP5 flow does not pack fabric registers into the DSP, and the routing into and out
+    of the DSP column then dominates a stage (the PE measured 76 MHz that way, docs/fpga.md);
+    every other platform - simulation (``None``), Verilator, Xilinx - uses ``*`` between the
+    same registers.
+    """
+    if platform is None:
+        return False
+    try:
+        from amaranth.vendor import LatticePlatform
+    except ImportError:     # pragma: no cover - Amaranth 0.5 always has it
+        return False
+    return isinstance(platform, LatticePlatform) and getattr(platform, "family", None) == "ecp5"
+
+
+def _mult18x18d(m: Module, name: str, *, a, b, p) -> None:
+    """One ``MULT18X18D``, signed 18 x 18 (``SIGNEDA = SIGNEDB = 1``), with its A, B and output
+    registers on ``CLK0``: ``p`` (36 bits) shows ``a_reg * b_reg`` with ``a_reg <= a``,
+    ``b_reg <= b`` - two clock edges from the pins.  (The instantiation of
+    :func:`sparsa.hdl.pe._mult18x18d`, signed; tests replace this function by a model.)
+    """
+    ports = {f"i_A{i}": a[i] for i in range(18)}
+    ports.update({f"i_B{i}": b[i] for i in range(18)})
+    ports.update({f"i_C{i}": 0 for i in range(18)})
+    ports.update({f"o_P{i}": p[i] for i in range(36)})
+    params = {}
+    for reg in ("INPUTA", "INPUTB", "OUTPUT"):
+        params[f"p_REG_{reg}_CLK"] = "CLK0"
+        params[f"p_REG_{reg}_CE"] = "CE0"
+        params[f"p_REG_{reg}_RST"] = "RST0"
+    params.update(p_REG_INPUTC_CLK="NONE", p_REG_PIPELINE_CLK="NONE", p_GSR="DISABLED", p_RESETMODE="SYNC")
+    m.submodules[name] = Instance(
+        "MULT18X18D", **params,
+        i_CLK0=ClockSignal("sync"), i_CE0=1, i_RST0=0,
+        i_SIGNEDA=1, i_SIGNEDB=1, i_SOURCEA=0, i_SOURCEB=0, **ports)
+
+
+def _product(m: Module, lane: _Pipe, name: str, a, b, stage: int, width: int, dsp: bool) -> None:
+    """``lane[name]`` at ``stage + 1`` = ``a * b`` (``signed(width)``) of two operands of at most 18
+    bits (signed or unsigned), computed from stage ``stage - 1`` values and registered at ``stage``.
+
+    With ``dsp`` the operand and product registers are one ``MULT18X18D``'s input and output
+    registers (:func:`_mult18x18d`; operands extended to 18 bits, unsigned ones of at most 17);
+    otherwise fabric registers around ``*``.
+    """
+    if not dsp:
+        ar = lane.put(f"{name}_a", a, stage)
+        br = lane.put(f"{name}_b", b, stage)
+        lane.put(name, ar * br, stage + 1, signed(width))
+        return
+    a18, b18 = Signal(18, name=f"{lane.prefix}{name}_a18"), Signal(18, name=f"{lane.prefix}{name}_b18")
+    p36 = Signal(36, name=f"{lane.prefix}{name}_p36")
+    prod = Signal(signed(width), name=f"{lane.prefix}{name}_r{stage + 1}")
+    lane.m.d.comb += [a18.eq(a), b18.eq(b), prod.eq(p36[:width])]
+    _mult18x18d(lane.m, f"{lane.prefix}{name}_dsp", a=a18, b=b18, p=p36)
+    lane.bind(name, prod, stage + 1)
+
+
+def _multiply(lane: _Pipe, name: str, x, y, stage: int, dsp: bool, extra: "str | None" = None,
+              shapes: tuple = (signed(FX_BITS), signed(FX_BITS))) -> None:
     """``lane[name]`` at ``stage + 3`` = ``x * y (+ lane[extra])`` modulo ``2**64``; ``x`` and ``y``
-    are stage-``stage`` registers of at most 35 bits (signed).
+    (at most 35 bits, signed) are computed from stage ``stage - 1`` values and registered at ``stage``.
 
     Stage ``+1``: four partial products of 17-bit chunks (low chunks unsigned, high signed),
-    each one MULT18X18 between registers; ``+2``: ``hh << 34 | ll`` (a concatenation) plus
-    ``extra``, and ``lh + hl``; ``+3``: the sum.
+    each one MULT18X18 between registers (:func:`_product`); ``+2``: ``hh << 34 | ll`` (a
+    concatenation) plus ``extra``, and ``lh + hl``; ``+3``: the sum.
     """
-    xl, xh = x[:_CHUNK], x[_CHUNK:].as_signed()
-    yl, yh = y[:_CHUNK], y[_CHUNK:].as_signed()
-    ll = lane.put(f"{name}_ll", xl * yl, stage + 1)
-    lh = lane.put(f"{name}_lh", xl * yh, stage + 1)
-    hl = lane.put(f"{name}_hl", xh * yl, stage + 1)
-    hh = lane.put(f"{name}_hh", xh * yh, stage + 1)
-    outer = Cat(ll[:2 * _CHUNK], hh).as_signed()
+    if not dsp:         # one operand register each, shared by the partial products
+        x, y = lane.put(f"{name}_x", x, stage, shapes[0]), lane.put(f"{name}_y", y, stage, shapes[1])
+    else:
+        xs, ys = Signal(shapes[0], name=f"{lane.prefix}{name}_x"), Signal(shapes[1], name=f"{lane.prefix}{name}_y")
+        lane.m.d.comb += [xs.eq(x), ys.eq(y)]
+        x, y = xs, ys
+    chunks = {"l": (x[:_CHUNK], y[:_CHUNK]), "h": (x[_CHUNK:].as_signed(), y[_CHUNK:].as_signed())}
+    widths = {"ll": 2 * _CHUNK, "lh": len(x) + 1, "hl": len(y) + 1, "hh": len(x) + len(y) - 2 * _CHUNK}
+    parts = {}
+    for i in "lh":
+        for j in "lh":
+            pname = f"{name}_{i}{j}"
+            if dsp:
+                _product(lane.m, lane, pname, chunks[i][0], chunks[j][1], stage, widths[i + j], True)
+            else:
+                lane.put(pname, chunks[i][0] * chunks[j][1], stage + 1)
+            parts[i + j] = lane.get(pname, stage + 1)
+    outer = Cat(parts["ll"].as_unsigned()[:2 * _CHUNK], parts["hh"]).as_signed()
     if extra is not None:
         outer = outer + lane.get(extra, stage + 1)
     c = lane.put(f"{name}_outer", outer, stage + 2, signed(64))
-    mid = lane.put(f"{name}_mid", lh + hl, stage + 2)
+    mid = lane.put(f"{name}_mid", parts["lh"] + parts["hl"], stage + 2)
     lane.put(name, c + (mid << _CHUNK), stage + 3, signed(64))
 
 
@@ -227,7 +301,7 @@ def _control(ctrl: _Pipe, port) -> None:
     ctrl.put("m_zero", ctrl.get("m", 0) == 0, 1)
 
 
-def _front(ctrl: _Pipe, lane: _Pipe, partner: _Pipe, odd: bool) -> None:
+def _front(ctrl: _Pipe, lane: _Pipe, partner: _Pipe, odd: bool, dsp: bool) -> None:
     """R1 - R2: ``sat(a - x)``, the gate index, and M1's operands."""
     a0, x0 = lane.get("a", 0), ctrl.get("x", 0)
     lane.put("dsub", _sat(a0 - x0), 1, signed(FX_BITS))
@@ -246,9 +320,7 @@ def _front(ctrl: _Pipe, lane: _Pipe, partner: _Pipe, odd: bool) -> None:
     y1 = Mux(is_[LaneOp.EXP_SUB], -LOG2E_FX,
              Mux(is_[LaneOp.SCALE] | is_[LaneOp.SCALE_MUL], m1,
                  Mux(is_[LaneOp.QDIV], Mux(lane.get("aneg", 1), -1, 1), b1)))
-    lane.put("x1", x1, _M1_OPERANDS, signed(FX_BITS))
-    lane.put("y1", y1, _M1_OPERANDS, signed(FX_BITS))
-    _multiply(lane, "p1", lane.get("x1", _M1_OPERANDS), lane.get("y1", _M1_OPERANDS), _M1_OPERANDS)
+    _multiply(lane, "p1", x1, y1, _M1_OPERANDS, dsp)
 
 
 def _round_m1(ctrl: _Pipe, lane: _Pipe) -> None:
@@ -306,18 +378,19 @@ def _qdiv(ctrl: _Pipe, lane: _Pipe) -> None:
     lane.put("yq", Mux(ctrl.get("m_zero", _QDIV_ROUNDED), 0, code), _RESULTS, signed(FX_BITS))
 
 
-def _interpolate(ctrl: _Pipe, lane: _Pipe, tables: _Tables, gate_port, exp_port) -> None:
+def _interpolate(m: Module, ctrl: _Pipe, lane: _Pipe, tables: _Tables, ports: tuple, dsp: bool) -> None:
     """R9 - R13: read ``T, D`` at the gate index or ``f >> 10``, ``T + rne_shift(D * frac, 12)``.
 
     The exp fraction (10 bits) is scaled by 4 so both tables round at ``ACT_FRAC_BITS``:
     ``rne_shift(4 D f, 12) == rne_shift(D f, 10)``.
     """
+    gate_port, exp_port = ports
     k = _M1_ROUNDED
     t = lane.get("t", k)
     index_bits = (ACT_SEGMENTS - 1).bit_length()
     gate_kind = ctrl.get(f"is_{LaneOp.GELU.name}", k)
-    lane._m.d.comb += [gate_port.addr.eq(Cat(lane.get("gidx", k)[:index_bits], gate_kind)),
-                       exp_port.addr.eq(t[EXP2_FRAC_BITS:FX_FRAC])]
+    m.d.comb += [gate_port.addr.eq(Cat(lane.get("gidx", k)[:index_bits], gate_kind)),
+                 exp_port.addr.eq(t[EXP2_FRAC_BITS:FX_FRAC])]
     lane.bind("gword", gate_port.data, _ROM_DATA)
     lane.bind("eword", exp_port.data, _ROM_DATA)
     is_exp = ctrl.get(f"is_{LaneOp.EXP_SUB.name}", _ROM_DATA)
@@ -326,9 +399,10 @@ def _interpolate(ctrl: _Pipe, lane: _Pipe, tables: _Tables, gate_port, exp_port)
     scale = ACT_FRAC_BITS - EXP2_FRAC_BITS
     efrac = lane.get("t", _ROM_DATA)[:EXP2_FRAC_BITS] << scale
     lane.put("it", Mux(is_exp, te, tg), _ROM_DATA + 1, unsigned(tables.t_bits))
-    lane.put("id", Mux(is_exp, de, dg), _ROM_DATA + 1, signed(tables.d_bits))
-    lane.put("ifrac", Mux(is_exp, efrac, lane.get("gfrac", _ROM_DATA)), _ROM_DATA + 1, unsigned(ACT_FRAC_BITS))
-    lane.put("iprod", lane.get("id", _ROM_DATA + 1) * lane.get("ifrac", _ROM_DATA + 1), _ROM_DATA + 2)
+    slope = Signal(signed(tables.d_bits), name=f"{lane.prefix}slope")
+    frac = Signal(ACT_FRAC_BITS, name=f"{lane.prefix}frac")
+    m.d.comb += [slope.eq(Mux(is_exp, de, dg)), frac.eq(Mux(is_exp, efrac, lane.get("gfrac", _ROM_DATA)))]
+    _product(m, lane, "iprod", slope, frac, _ROM_DATA + 1, tables.d_bits + ACT_FRAC_BITS, dsp)
     p = lane.get("iprod", _INTERP - 1)
     fb = ACT_FRAC_BITS
     up = p[fb - 1] & (p[:fb - 1].any() | p[fb])
@@ -355,7 +429,7 @@ def _exp(lane: _Pipe) -> None:
     lane.put("ye", Mux(lane.get("ezero", k + 1), 0, f + (half & (st | f[0]))), _EXP_DONE, unsigned(FX_FRAC + 2))
 
 
-def _second_product(ctrl: _Pipe, lane: _Pipe, partner: _Pipe, odd: bool) -> None:
+def _second_product(ctrl: _Pipe, lane: _Pipe, partner: _Pipe, odd: bool, dsp: bool) -> None:
     """R14 - R18: M2 = ``a * g``, ``t * b`` or RoPE (``P1 + a[2i+1] * (-b[2i+1] | b[2i])``), rounded by 16."""
     k = _M2_OPERANDS - 1
     is_ = {o: ctrl.get(f"is_{o.name}", k) for o in LaneOp}
@@ -364,11 +438,9 @@ def _second_product(ctrl: _Pipe, lane: _Pipe, partner: _Pipe, odd: bool) -> None
     rope_y = pb if odd else -pb
     x2 = Mux(is_[LaneOp.SCALE_MUL], lane.get("t", k), Mux(is_[LaneOp.ROPE], a_odd, a))
     y2 = Mux(is_[LaneOp.SILU] | is_[LaneOp.GELU], lane.get("g", k), Mux(is_[LaneOp.ROPE], rope_y, b))
-    lane.put("x2", x2, _M2_OPERANDS, signed(FX_BITS))
-    lane.put("y2", y2, _M2_OPERANDS, signed(FX_BITS + 1))
     lane.put("p1x", Mux(ctrl.get(f"is_{LaneOp.ROPE.name}", _M1_PRODUCT), lane.get("p1", _M1_PRODUCT), 0),
              _M1_PRODUCT + 1, signed(64))
-    _multiply(lane, "p2", lane.get("x2", _M2_OPERANDS), lane.get("y2", _M2_OPERANDS), _M2_OPERANDS, extra="p1x")
+    _multiply(lane, "p2", x2, y2, _M2_OPERANDS, dsp, extra="p1x", shapes=(signed(FX_BITS), signed(FX_BITS + 1)))
     p = lane.get("p2", _M2_PRODUCT)
     half, st = p[FX_FRAC - 1], p[:FX_FRAC - 1].any()
     f = p[FX_FRAC:].as_signed()
@@ -402,16 +474,16 @@ def _result(ctrl: _Pipe, lane: _Pipe, index: int) -> None:
     lane.put("y", Mux(ctrl.get("keep", k)[index], y, 0), _Y, signed(FX_BITS))
 
 
-def _term(ctrl: _Pipe, lane: _Pipe, index: int) -> None:
+def _term(ctrl: _Pipe, lane: _Pipe, index: int, dsp: bool) -> None:
     """R22 - R24: the lane's reduction term (the fold's identity in a dropped lane)."""
     k = _Y
     y, a, sh = lane.get("y", k), lane.get("a", k), ctrl.get("sh", k)
     lane.put("absy", Mux(y < 0, -y, y), k + 1)
     lane.put("absa", Mux(a < 0, -a, a), k + 1)
     shc = Mux(sh[-1], 0, sh.as_unsigned()[:SH_BITS - 1])
-    lane.put("sqo", (a >> shc)[:_CHUNK + 1].as_signed(), k + 1)
-    sqo = lane.get("sqo", k + 1)
-    lane.put("sq", sqo * sqo, k + 2)
+    sqo = Signal(signed(_CHUNK + 1), name=f"{lane.prefix}sqo")
+    lane.m.d.comb += sqo.eq(a >> shc)
+    _product(lane.m, lane, "sq", sqo, sqo, k + 1, 2 * (_CHUNK + 1), dsp)
     k = _TERMS - 1
     red = {r: ctrl.get(f"red_{r.name}", k) for r in Reduce}
     keep = ctrl.get("keep", k)[index]
@@ -521,16 +593,17 @@ class SfuLanes(wiring.Component):
             lane.put("a", self.a[i], 0)
             lane.put("b", self.b[i], 0)
         ports = self._roms(m, tables)
+        dsp = uses_ecp5_dsps(platform)
         for i, lane in enumerate(lanes):
             partner, odd = lanes[i ^ 1], bool(i % 2)
-            _front(ctrl, lane, partner, odd)
+            _front(ctrl, lane, partner, odd, dsp)
             _round_m1(ctrl, lane)
             _qdiv(ctrl, lane)
-            _interpolate(ctrl, lane, tables, *ports[i])
+            _interpolate(m, ctrl, lane, tables, ports[i], dsp)
             _exp(lane)
-            _second_product(ctrl, lane, partner, odd)
+            _second_product(ctrl, lane, partner, odd, dsp)
             _result(ctrl, lane, i)
-            _term(ctrl, lane, i)
+            _term(ctrl, lane, i, dsp)
         r = _tree(m, ctrl, [lane.get("term", _TERMS) for lane in lanes])
         m.d.comb += [self.o_valid.eq(ctrl.get("i_valid", _OUT)), self.r.eq(r)]
         m.d.comb += [self.y[i].eq(lane.get("y", _OUT)) for i, lane in enumerate(lanes)]

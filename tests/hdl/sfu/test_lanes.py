@@ -234,6 +234,36 @@ def test_eight_lanes(data):
     check(8, data.draw(st.lists(beats(8), min_size=4, max_size=8)))
 
 
+def _mult18x18d_model(m, name, *, a, b, p):
+    """Amaranth model of the signed, registered MULT18X18D of :func:`sparsa.hdl.sfu.lanes._mult18x18d`."""
+    from amaranth.hdl import Signal, signed
+
+    a_reg, b_reg = Signal(signed(18), name=f"{name}_a"), Signal(signed(18), name=f"{name}_b")
+    p_reg = Signal(signed(36), name=f"{name}_p")
+    m.d.sync += [a_reg.eq(a), b_reg.eq(b), p_reg.eq(a_reg * b_reg)]
+    m.d.comb += p.eq(p_reg)
+
+
+def test_ecp5_dsp_variant(monkeypatch):
+    """On ECP5 every product is a MULT18X18D with its own input and output registers (modelled
+    here): the same outputs in the same cycles."""
+    from sparsa.hdl.sfu import lanes as lanes_module
+
+    assert not lanes_module.uses_ecp5_dsps(None)
+    monkeypatch.setattr(lanes_module, "uses_ecp5_dsps", lambda platform: True)
+    monkeypatch.setattr(lanes_module, "_mult18x18d", _mult18x18d_model)
+    rng = np.random.default_rng(3)
+    schedule = []
+    for op in LaneOp:
+        a, b = (int(v) for v in rng.integers(FX_MIN, FX_MAX, 2))
+        red = Reduce.SUMSQ if op == LaneOp.PASS else Reduce.SUM_Y
+        bb = [b & 0xFFFF, 0xFFFF] if op == LaneOp.REQUANT else [b, FX_MIN]
+        schedule.append(_beat(op, [a, FX_MIN], bb, red=red,
+                              x=a - (3 << 16), m=(1 << 20) + 3, sh=30 if op == LaneOp.PASS else -3, q=127))
+    schedule += [_beat(LaneOp.SILU, [-(3 << 16) - 5, 7 << 15]), _beat(LaneOp.EXP_SUB, [-(2 << 16) - 999, 0])]
+    check(2, schedule)
+
+
 def test_bad_lane_counts():
     for bad in (0, 3, 34, 2.0, True):
         expect_error(ValueError, "lanes must be an even int in \\[2, 32\\]", lambda: SfuLanes(bad))
