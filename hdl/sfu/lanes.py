@@ -93,19 +93,23 @@ class _Pipe:
     """Named values of one pipeline (a lane, or the per-beat control) by register stage.
 
     ``put(name, value, k)`` registers ``value`` (computed from stage ``k - 1`` values) as the
-    stage-``k`` value of ``name``; ``get(name, k)`` returns it at any later stage, adding (and
-    sharing) the delay registers on first use.
+    stage-``k`` value of ``name``; ``get(name, k)`` returns it at any later stage.  The delays
+    are built by :meth:`finish`, once every stage a value is read at is known: between two
+    stages read, a chain of registers, or with a ``ring`` pointer and a gap of at least
+    :data:`_RAM_DELAY_MIN` stages, a small RAM (:func:`_ram_delay`: distributed RAM on an FPGA
+    instead of ``gap`` flip-flops per bit).
     """
 
-    def __init__(self, m: Module, prefix: str) -> None:
+    def __init__(self, m: Module, prefix: str, ring: "Signal | None" = None) -> None:
         self.m = m
         self.prefix = prefix
-        self._chains: dict[str, tuple[int, list[Signal]]] = {}
+        self._ring = ring
+        self._stages: dict[str, dict[int, Value]] = {}
 
     def bind(self, name: str, sig: Value, stage: int) -> None:
-        if name in self._chains:
+        if name in self._stages:
             raise ValueError(f"pipeline value {self.prefix}{name} defined twice")
-        self._chains[name] = (stage, [sig])
+        self._stages[name] = {stage: sig}
 
     def put(self, name: str, value, stage: int, shape=None) -> Signal:
         value = Value.cast(value)
@@ -115,15 +119,66 @@ class _Pipe:
         return sig
 
     def get(self, name: str, stage: int) -> Value:
-        first, chain = self._chains[name]
+        stages = self._stages[name]
+        first = min(stages)
         if stage < first:
             raise ValueError(f"{self.prefix}{name} is defined at stage {first}, not {stage}")
-        while first + len(chain) <= stage:
-            prev = chain[-1]
-            sig = Signal(prev.shape(), name=f"{self.prefix}{name}_r{first + len(chain)}")
+        if stage not in stages:
+            stages[stage] = Signal(stages[first].shape(), name=f"{self.prefix}{name}_r{stage}")
+        return stages[stage]
+
+    def finish(self) -> None:
+        """Drive every stage read from the one before it (registers or a RAM delay)."""
+        for name, stages in self._stages.items():
+            order = sorted(stages)
+            for prev, stage in zip(order, order[1:]):
+                self._delay(name, stages[prev], stages[stage], prev, stage)
+
+    def _delay(self, name: str, src: Value, dst: Signal, first: int, last: int) -> None:
+        gap = last - first
+        if self._ring is not None and gap >= _RAM_DELAY_MIN:
+            _ram_delay(self.m, f"{self.prefix}{name}_d{first}_{last}", src, dst, gap, self._ring)
+            return
+        prev = src
+        for stage in range(first + 1, last):
+            sig = Signal(src.shape(), name=f"{self.prefix}{name}_r{stage}")
             self.m.d.sync += sig.eq(prev)
-            chain.append(sig)
-        return chain[stage - first]
+            prev = sig
+        self.m.d.sync += dst.eq(prev)
+
+
+#: Shortest delay a lane builds as a RAM (a ring of ``_RING_DEPTH`` words) instead of registers.
+_RAM_DELAY_MIN = 4
+#: Depth of a RAM delay; longer delays chain several.
+_RING_DEPTH = 16
+
+
+def _ram_delay(m: Module, name: str, src: Value, dst: Signal, gap: int, ring: Signal) -> None:
+    """``dst`` = ``src`` ``gap`` cycles later: a RAM written at ``ring`` (a free-running
+    counter) and read asynchronously ``gap - 1`` words behind it, then a register.
+
+    Yosys maps it to distributed RAM (ECP5 ``TRELLIS_DPR16X4``: 4 bits x 16 words each).  The
+    contents need no reset: what the delay shows before it has been written ``gap`` times
+    belongs to no valid beat.
+    """
+    shape = Value.cast(src).shape()
+    while gap > 0:
+        step = min(gap, _RING_DEPTH)
+        out = dst if step == gap else Signal(shape, name=f"{name}_{gap}")
+        if step < _RAM_DELAY_MIN:
+            prev = src
+            for i in range(step):
+                sig = out if i == step - 1 else Signal(shape, name=f"{name}_{gap}_{i}")
+                m.d.sync += sig.eq(prev)
+                prev = sig
+        else:
+            mem = memory.Memory(shape=shape, depth=_RING_DEPTH, init=[])
+            m.submodules[f"{name}_{gap}"] = mem
+            wr = mem.write_port()
+            rd = mem.read_port(domain="comb")
+            m.d.comb += [wr.addr.eq(ring), wr.data.eq(src), wr.en.eq(1), rd.addr.eq(ring - (step - 1))]
+            m.d.sync += out.eq(rd.data)
+        src, gap = out, gap - step
 
 
 def _sat(value, bits: int = FX_BITS) -> Value:
@@ -530,6 +585,9 @@ class SfuLanes(wiring.Component):
     ----------
     lanes : int
         Lane count ``L``: even, 2..32.
+    ram_delays : bool
+        Build the lanes' delays of :data:`_RAM_DELAY_MIN` or more stages as small RAMs
+        (distributed RAM on an FPGA) instead of flip-flops; the same cycle behaviour.
 
     Attributes
     ----------
@@ -559,12 +617,15 @@ class SfuLanes(wiring.Component):
         :func:`~sparsa.sfu.lane.reduce_beat` of the beat.
     """
 
-    def __init__(self, lanes: int) -> None:
+    def __init__(self, lanes: int, *, ram_delays: bool = True) -> None:
         try:
             self._lanes = _check_lanes(lanes)
-        except ValueError:
+            if not isinstance(ram_delays, bool):
+                raise TypeError(f"ram_delays must be a bool, not {ram_delays!r}")
+        except (ValueError, TypeError):
             self._MustUse__silence = True
             raise
+        self._ram_delays = ram_delays
         fx = signed(FX_BITS)
         super().__init__({
             "i_valid": In(1), "op": In(4), "reduce": In(3),
@@ -579,6 +640,11 @@ class SfuLanes(wiring.Component):
         return self._lanes
 
     @property
+    def ram_delays(self) -> bool:
+        """Whether long delays are RAMs."""
+        return self._ram_delays
+
+    @property
     def latency(self) -> int:
         """:data:`~sparsa.sfu.timing.LANE_LATENCY`."""
         return LANE_LATENCY
@@ -588,7 +654,9 @@ class SfuLanes(wiring.Component):
         tables = _Tables()
         ctrl = _Pipe(m, "c_")
         _control(ctrl, self)
-        lanes = [_Pipe(m, f"l{i}_") for i in range(self._lanes)]
+        ring = Signal(range(_RING_DEPTH))
+        m.d.sync += ring.eq(ring + 1)
+        lanes = [_Pipe(m, f"l{i}_", ring if self._ram_delays else None) for i in range(self._lanes)]
         for i, lane in enumerate(lanes):
             lane.put("a", self.a[i], 0)
             lane.put("b", self.b[i], 0)
@@ -607,6 +675,8 @@ class SfuLanes(wiring.Component):
         r = _tree(m, ctrl, [lane.get("term", _TERMS) for lane in lanes])
         m.d.comb += [self.o_valid.eq(ctrl.get("i_valid", _OUT)), self.r.eq(r)]
         m.d.comb += [self.y[i].eq(lane.get("y", _OUT)) for i, lane in enumerate(lanes)]
+        for pipe in (ctrl, *lanes):
+            pipe.finish()
         return m
 
     def _roms(self, m: Module, tables: _Tables) -> list[tuple]:

@@ -91,10 +91,10 @@ def _unpack(word: int, n: int, bits: int = 32) -> list[int]:
     return out
 
 
-def run(lanes: int, schedule: list) -> list:
+def run(lanes: int, schedule: list, **options) -> list:
     """Drive ``schedule`` (a beat dict, or None for a bubble, one per cycle); return
     ``(o_valid, y, r)`` of every cycle after the inputs, ``LANE_LATENCY`` cycles more."""
-    dut = SfuLanes(lanes)
+    dut = SfuLanes(lanes, **options)
     seen = []
 
     async def tb(ctx):
@@ -116,9 +116,9 @@ def run(lanes: int, schedule: list) -> list:
     return seen
 
 
-def check(lanes: int, schedule: list) -> None:
+def check(lanes: int, schedule: list, **options) -> None:
     """The outputs of ``schedule`` equal the contract, ``LANE_LATENCY`` cycles after each beat."""
-    seen = run(lanes, schedule)
+    seen = run(lanes, schedule, **options)
     for cycle, (valid, y, r) in enumerate(seen):
         src = cycle + 1 - LANE_LATENCY
         beat = schedule[src] if 0 <= src < len(schedule) else None
@@ -220,6 +220,14 @@ def test_worst_case_operands():
     check(4, schedule)
 
 
+def test_register_delays_are_the_same_circuit():
+    """``ram_delays=False`` (flip-flop delays) gives the same outputs in the same cycles."""
+    rng = np.random.default_rng(11)
+    schedule = [_beat(op, rng.integers(-(1 << 20), 1 << 20, 2), rng.integers(0, 1 << 16, 2), red=red, x=-77,
+                      m=12345, sh=3, q=100) for op, red in USED if red != Reduce.SUMSQ]
+    check(2, schedule[::2] + [None] + schedule[1::2], ram_delays=False)
+
+
 def test_latency_is_lane_latency():
     """One beat after idle cycles: o_valid rises exactly LANE_LATENCY cycles after i_valid."""
     beat = _beat(LaneOp.ADD, [1, 2], [3, 4], red=Reduce.SUM_Y)
@@ -267,6 +275,7 @@ def test_ecp5_dsp_variant(monkeypatch):
 def test_bad_lane_counts():
     for bad in (0, 3, 34, 2.0, True):
         expect_error(ValueError, "lanes must be an even int in \\[2, 32\\]", lambda: SfuLanes(bad))
+    expect_error(TypeError, "ram_delays must be a bool, not 1", lambda: SfuLanes(2, ram_delays=1))
 
 
 def test_exports_and_lints(tmp_path):
