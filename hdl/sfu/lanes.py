@@ -100,10 +100,11 @@ class _Pipe:
     instead of ``gap`` flip-flops per bit).
     """
 
-    def __init__(self, m: Module, prefix: str, ring: "Signal | None" = None) -> None:
+    def __init__(self, m: Module, prefix: str, ring: "Signal | None" = None, registers: tuple = ()) -> None:
         self.m = m
         self.prefix = prefix
         self._ring = ring
+        self._registers = set(registers)        # names whose delays must reset (valid bits)
         self._stages: dict[str, dict[int, Value]] = {}
 
     def bind(self, name: str, sig: Value, stage: int) -> None:
@@ -136,7 +137,7 @@ class _Pipe:
 
     def _delay(self, name: str, src: Value, dst: Signal, first: int, last: int) -> None:
         gap = last - first
-        if self._ring is not None and gap >= _RAM_DELAY_MIN:
+        if self._ring is not None and gap >= _RAM_DELAY_MIN and name not in self._registers:
             _ram_delay(self.m, f"{self.prefix}{name}_d{first}_{last}", src, dst, gap, self._ring)
             return
         prev = src
@@ -652,11 +653,12 @@ class SfuLanes(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         tables = _Tables()
-        ctrl = _Pipe(m, "c_")
+        ring = Signal(range(_RING_DEPTH)) if self._ram_delays else None
+        if ring is not None:
+            m.d.sync += ring.eq(ring + 1)
+        ctrl = _Pipe(m, "c_", ring, registers=("i_valid",))
         _control(ctrl, self)
-        ring = Signal(range(_RING_DEPTH))
-        m.d.sync += ring.eq(ring + 1)
-        lanes = [_Pipe(m, f"l{i}_", ring if self._ram_delays else None) for i in range(self._lanes)]
+        lanes = [_Pipe(m, f"l{i}_", ring) for i in range(self._lanes)]
         for i, lane in enumerate(lanes):
             lane.put("a", self.a[i], 0)
             lane.put("b", self.b[i], 0)
