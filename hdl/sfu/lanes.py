@@ -18,14 +18,18 @@ are the ``MULT18X18D``'s own input and output registers, as in :mod:`sparsa.hdl.
   followed by a round-half-even shift by ``s`` in ``[-64, 63]`` and saturation (R6 - R9);
   QDIV takes ``|a| * 2**(sh + 1)`` (the shifted value and whether bits were shifted out)
   from there into a restoring divider by ``m`` with 9 quotient bits and a saturation check;
-* **M2** (R14 - R18): ``a * g`` (SiLU, GELU), ``t * b`` (SCALE_MUL), RoPE's second product
+* **M2** (R15 - R19): ``a * g`` (SiLU, GELU), ``t * b`` (SCALE_MUL), RoPE's second product
   added to the first, then ``sat(rne_shift(., 16))``.
 
 The gate and ``2**-f`` tables are ROMs built at elaboration from :mod:`sparsa.sfu.tables`
 (entry ``i`` holds ``T[i]`` and the slope ``T[i+1] - T[i]``), one pair of read ports per two
-lanes; one more MULT18X18 per lane interpolates, one squares ``a >> sh`` for SUMSQ.
-SUMSQ is exact while ``|a >> sh| <= 2**17`` (the norms' pre-shift keeps it below ``2**15``).
-Sums of ``y`` and of RoPE's products wrap modulo ``2**64`` like the NumPy contract's int64.
+lanes (Yosys puts the gate ROMs into block RAM, the 64-word exp ROM into LUTs); one more
+MULT18X18 per lane interpolates, one squares ``a >> sh`` for SUMSQ, exact while
+``-2**17 <= a >> sh < 2**17`` (the norms' pre-shift keeps ``|a >> sh| <= 2**15``).  RoPE's sum
+of products wraps modulo ``2**64`` like the NumPy contract's int64 arithmetic.
+
+Delays of four or more stages are small RAM rings (distributed RAM, ``ram_delays``): most of
+what the lanes carry is operands and results waiting for the slowest op.
 
 Size: one pipeline whose stages share the per-beat control; split by stage group into helpers,
 which a reader follows top to bottom against the stage table of :mod:`sparsa.sfu.timing`.
@@ -63,16 +67,17 @@ _M1_ROUNDED = _M1_PRODUCT + 4           # 9: sat(rne_shift(P1, s)); the ROMs are
 _QDIV_FIRST = _M1_PRODUCT + 4           # 9: the saturation check, then one quotient bit per stage
 _QDIV_ROUNDED = _QDIV_FIRST + QDIV_BITS + 1   # 19
 _ROM_DATA = _M1_ROUNDED + 1             # 10
-_INTERP = _ROM_DATA + 3                 # 13: T + rne(D * f)
-_EXP_DONE = _INTERP + 2                 # 15
-_M2_OPERANDS = _INTERP + 1              # 14
-_M2_PRODUCT = _M2_OPERANDS + 3          # 17
-_M2_ROUNDED = _M2_PRODUCT + 1           # 18
+_INTERP = _ROM_DATA + 4                 # 14: T + rne(D * f)
+_EXP_DONE = _INTERP + 2                 # 16
+_M2_OPERANDS = _INTERP + 1              # 15
+_M2_PRODUCT = _M2_OPERANDS + 3          # 18
+_M2_ROUNDED = _M2_PRODUCT + 1           # 19
 _RESULTS = _QDIV_ROUNDED + 1            # 20: every op's result
 _Y = _RESULTS + 1                       # 21
 _TERMS = _Y + 3                         # 24: each lane's reduction term
 _OUT = _TERMS + LANE_TREE_LEVELS        # 29
 assert _OUT + 1 == LANE_LATENCY, "sparsa.sfu.timing.LANE_LATENCY does not match the stages"
+assert max(_EXP_DONE, _M2_ROUNDED) <= _RESULTS, "an op finishes after the results stage"
 
 
 def lanes_signature_widths(lanes: int) -> dict[str, int]:
@@ -435,9 +440,11 @@ def _qdiv(ctrl: _Pipe, lane: _Pipe) -> None:
 
 
 def _interpolate(m: Module, ctrl: _Pipe, lane: _Pipe, tables: _Tables, ports: tuple, dsp: bool) -> None:
-    """R9 - R13: read ``T, D`` at the gate index or ``f >> 10``, ``T + rne_shift(D * frac, 12)``.
+    """R9 - R14: read ``T, D`` at the gate index or ``f >> 10``, ``T + rne_shift(D * frac, 12)``.
 
-    The exp fraction (10 bits) is scaled by 4 so both tables round at ``ACT_FRAC_BITS``:
+    The ROM words are registered once more after the ROMs' read latches, so no logic and no
+    route to a DSP follows a block RAM's clock-to-out (docs/fpga.md: that path limited the
+    8x8 SoC until the RAMs' output registers were used).  The exp fraction (10 bits) is scaled by 4 so both tables round at ``ACT_FRAC_BITS``:
     ``rne_shift(4 D f, 12) == rne_shift(D f, 10)``.
     """
     gate_port, exp_port = ports
@@ -449,16 +456,17 @@ def _interpolate(m: Module, ctrl: _Pipe, lane: _Pipe, tables: _Tables, ports: tu
                  exp_port.addr.eq(t[EXP2_FRAC_BITS:FX_FRAC])]
     lane.bind("gword", gate_port.data, _ROM_DATA)
     lane.bind("eword", exp_port.data, _ROM_DATA)
-    is_exp = ctrl.get(f"is_{LaneOp.EXP_SUB.name}", _ROM_DATA)
-    tg, dg = tables.fields(lane.get("gword", _ROM_DATA))
-    te, de = tables.fields(lane.get("eword", _ROM_DATA))
+    k = _ROM_DATA + 1                   # the words' registers
+    is_exp = ctrl.get(f"is_{LaneOp.EXP_SUB.name}", k)
+    tg, dg = tables.fields(lane.get("gword", k))
+    te, de = tables.fields(lane.get("eword", k))
     scale = ACT_FRAC_BITS - EXP2_FRAC_BITS
-    efrac = lane.get("t", _ROM_DATA)[:EXP2_FRAC_BITS] << scale
-    lane.put("it", Mux(is_exp, te, tg), _ROM_DATA + 1, unsigned(tables.t_bits))
+    efrac = lane.get("t", k)[:EXP2_FRAC_BITS] << scale
+    lane.put("it", Mux(is_exp, te, tg), k + 1, unsigned(tables.t_bits))
     slope = Signal(signed(tables.d_bits), name=f"{lane.prefix}slope")
     frac = Signal(ACT_FRAC_BITS, name=f"{lane.prefix}frac")
-    m.d.comb += [slope.eq(Mux(is_exp, de, dg)), frac.eq(Mux(is_exp, efrac, lane.get("gfrac", _ROM_DATA)))]
-    _product(m, lane, "iprod", slope, frac, _ROM_DATA + 1, tables.d_bits + ACT_FRAC_BITS, dsp)
+    m.d.comb += [slope.eq(Mux(is_exp, de, dg)), frac.eq(Mux(is_exp, efrac, lane.get("gfrac", k)))]
+    _product(m, lane, "iprod", slope, frac, k + 1, tables.d_bits + ACT_FRAC_BITS, dsp)
     p = lane.get("iprod", _INTERP - 1)
     fb = ACT_FRAC_BITS
     up = p[fb - 1] & (p[:fb - 1].any() | p[fb])
@@ -469,7 +477,7 @@ def _interpolate(m: Module, ctrl: _Pipe, lane: _Pipe, tables: _Tables, ports: tu
 
 
 def _exp(lane: _Pipe) -> None:
-    """R14 - R15: ``e**x = rne_shift(2**-f, n)``, 0 for ``n > 17``."""
+    """R15 - R16: ``e**x = rne_shift(2**-f, n)``, 0 for ``n > 17``."""
     k = _INTERP
     v = lane.get("g", k)[:FX_FRAC + 1]
     n = lane.get("t", k)[FX_FRAC:]
@@ -486,7 +494,7 @@ def _exp(lane: _Pipe) -> None:
 
 
 def _second_product(ctrl: _Pipe, lane: _Pipe, partner: _Pipe, odd: bool, dsp: bool) -> None:
-    """R14 - R18: M2 = ``a * g``, ``t * b`` or RoPE (``P1 + a[2i+1] * (-b[2i+1] | b[2i])``), rounded by 16."""
+    """R15 - R19: M2 = ``a * g``, ``t * b`` or RoPE (``P1 + a[2i+1] * (-b[2i+1] | b[2i])``), rounded by 16."""
     k = _M2_OPERANDS - 1
     is_ = {o: ctrl.get(f"is_{o.name}", k) for o in LaneOp}
     a, b, pa, pb = lane.get("a", k), lane.get("b", k), partner.get("a", k), partner.get("b", k)

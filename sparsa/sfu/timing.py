@@ -17,9 +17,10 @@ R6 - R8    its round-half-even shift: coarse shift, fine shift, rounding and ran
 R9         ``sat(rne_shift(a * b, s))``: MUL, REQUANT, SCALE, the SCALE_MUL operand, EXP's
            ``u``; the table ROMs are addressed (sync read)
 R9 - R19   QDIV: the quotient's saturation check and 9 restoring division steps, rounding
-R10 - R13  table entry and slope, interpolation product (one MULT18X18), ``T + rne(D f)``
-R14 - R15  EXP_SUB: ``rne_shift(2**-f, n)``
-R14 - R18  second multiplier (SiLU/GELU ``a * g``, SCALE_MUL ``t * b``, RoPE's second
+R10 - R14  table entry and slope (the ROM's read latch, then a register), interpolation
+           product (one MULT18X18), ``T + rne(D f)``
+R15 - R16  EXP_SUB: ``rne_shift(2**-f, n)``
+R15 - R19  second multiplier (SiLU/GELU ``a * g``, SCALE_MUL ``t * b``, RoPE's second
            product plus the first), then ``sat(rne_shift(., 16))``
 R20        QDIV's clip to ``+-q``; ADD / SUB / PASS from the delayed operands
 R21        ``y``: the op's result, 0 in dropped lanes
