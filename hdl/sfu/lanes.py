@@ -188,9 +188,13 @@ def _ram_delay(m: Module, name: str, src: Value, dst: Signal, gap: int, ring: Si
 
 
 def _sat(value, bits: int = FX_BITS) -> Value:
-    """Clip a signed value to ``bits`` bits."""
+    """Clip a signed value to ``bits`` bits: it fits when its bits from ``bits - 1`` up are all
+    equal (a LUT reduction beside the adder that made it, not a second carry chain)."""
+    value = Value.cast(value)
+    if len(value) <= bits:
+        return value
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    return Mux(value > hi, hi, Mux(value < lo, lo, value))
+    return Mux(_all_equal(value[bits - 1:]), value[:bits].as_signed(), Mux(value[-1], lo, hi))
 
 
 def _low_nonzero(value: Value, n: Value) -> Value:
@@ -511,7 +515,7 @@ def _second_product(ctrl: _Pipe, lane: _Pipe, partner: _Pipe, odd: bool, dsp: bo
     up = half & (st | f[0])
     fits = _all_equal(f[FX_BITS - 1:])
     v = f[:FX_BITS].as_signed() + up
-    lane.put("yp", Mux(~fits, Mux(f[-1], FX_MIN, FX_MAX), Mux(v > FX_MAX, FX_MAX, v)), _M2_ROUNDED,
+    lane.put("yp", Mux(~fits, Mux(f[-1], FX_MIN, FX_MAX), _sat(v)), _M2_ROUNDED,
              signed(FX_BITS))
 
 
