@@ -436,9 +436,12 @@ def _qdiv(ctrl: _Pipe, lane: _Pipe) -> None:
     q2 = Cat(*(lane.get(f"qb{bit}", last) for bit in range(QDIV_BITS)))
     sticky = lane.get("rem0", last).any() | lane.get("inexact", last)
     up = q2[0] & (sticky | q2[1])
-    lane.put("qr", q2[1:] + up, _QDIV_ROUNDED)
+    quotient, q = q2[1:], ctrl.get("q", last)
+    lane.put("qr", quotient + up, _QDIV_ROUNDED)
+    # qr > q, decided beside the increment rather than after it
+    lane.put("qover", (quotient > q) | ((quotient == q) & up), _QDIV_ROUNDED)
     qr, q = lane.get("qr", _QDIV_ROUNDED), ctrl.get("q", _QDIV_ROUNDED)
-    mag = Mux(lane.get("qsat", _QDIV_ROUNDED) | (qr > q), q, qr)
+    mag = Mux(lane.get("qsat", _QDIV_ROUNDED) | lane.get("qover", _QDIV_ROUNDED), q, qr)
     code = Mux(lane.get("aneg", _QDIV_ROUNDED), -mag, mag)
     lane.put("yq", Mux(ctrl.get("m_zero", _QDIV_ROUNDED), 0, code), _RESULTS, signed(FX_BITS))
 
@@ -481,18 +484,20 @@ def _interpolate(m: Module, ctrl: _Pipe, lane: _Pipe, tables: _Tables, ports: tu
 
 
 def _exp(lane: _Pipe) -> None:
-    """R15 - R16: ``e**x = rne_shift(2**-f, n)``, 0 for ``n > 17``."""
+    """R15 - R16: ``e**x = rne_shift(2**-f, n)``, 0 for ``n > 17`` (decided at R10, so the
+    shift's barrel follows no comparator)."""
+    n = lane.get("t", _M1_ROUNDED)[FX_FRAC:]
+    zero = n > FX_FRAC + 1
+    lane.put("ezero", zero, _M1_ROUNDED + 1)
+    lane.put("eshift", Mux(zero, 0, n), _M1_ROUNDED + 1, unsigned((FX_FRAC + 1).bit_length()))
     k = _INTERP
     v = lane.get("g", k)[:FX_FRAC + 1]
-    n = lane.get("t", k)[FX_FRAC:]
-    zero = n > FX_FRAC + 1
-    se = Mux(zero, 0, n[:5])
+    se = lane.get("eshift", k)
     hv = Cat(Const(0, 1), v)
     hh = hv >> se
     lane.put("eh", hh[1:], k + 1)
     lane.put("ehalf", hh[0], k + 1)
     lane.put("est", _low_nonzero(hv, se), k + 1)
-    lane.put("ezero", zero, k + 1)
     f, half, st = lane.get("eh", k + 1), lane.get("ehalf", k + 1), lane.get("est", k + 1)
     lane.put("ye", Mux(lane.get("ezero", k + 1), 0, f + (half & (st | f[0]))), _EXP_DONE, unsigned(FX_FRAC + 2))
 
