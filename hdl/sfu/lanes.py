@@ -204,6 +204,15 @@ def _low_nonzero(value: Value, n: Value) -> Value:
     return (value.as_unsigned() & mask).any()
 
 
+def _select(choices, shape) -> Value:
+    """The value whose condition holds, 0 if none: an AND-OR of one-hot ``(condition, value)``
+    pairs (one LUT level per four values instead of a chain of multiplexers)."""
+    out = Const(0, shape)
+    for hit, value in choices:
+        out = out | Mux(hit, value, 0)        # Amaranth extends each by its own signedness
+    return out
+
+
 def _all_equal(bits: Value) -> Value:
     return bits.all() | ~bits.any()
 
@@ -386,6 +395,9 @@ def _front(ctrl: _Pipe, lane: _Pipe, partner: _Pipe, odd: bool, dsp: bool) -> No
              Mux(is_[LaneOp.SCALE] | is_[LaneOp.SCALE_MUL], m1,
                  Mux(is_[LaneOp.QDIV], Mux(lane.get("aneg", 1), -1, 1), b1)))
     _multiply(lane, "p1", x1, y1, _M1_OPERANDS, dsp)
+    sh1 = ctrl.get("sh", 1)
+    shift = Mux(sh1[-1], 0, sh1.as_unsigned()[:SH_BITS - 1])     # SUMSQ: sh >= 0
+    lane.put("sqv", (a1 >> shift)[:_CHUNK + 1].as_signed(), 2)
 
 
 def _round_m1(ctrl: _Pipe, lane: _Pipe) -> None:
@@ -477,7 +489,8 @@ def _interpolate(m: Module, ctrl: _Pipe, lane: _Pipe, tables: _Tables, ports: tu
     p = lane.get("iprod", _INTERP - 1)
     fb = ACT_FRAC_BITS
     up = p[fb - 1] & (p[:fb - 1].any() | p[fb])
-    g = lane.get("it", _INTERP - 1) + (p >> fb) + up
+    # T + floor(p / 2**12) + up as one adder: the carry-in enters through an extra low bit
+    g = (Cat(up, lane.get("it", _INTERP - 1)) + Cat(up, (p >> fb)).as_signed()) >> 1
     is_gate = ctrl.get(f"is_{LaneOp.SILU.name}", _INTERP - 1) | ctrl.get(f"is_{LaneOp.GELU.name}", _INTERP - 1)
     lo, hi = lane.get("glo", _INTERP - 1), lane.get("ghi", _INTERP - 1)
     lane.put("g", Mux(is_gate & lo, 0, Mux(is_gate & hi, FX_ONE, g)), _INTERP, signed(tables.t_bits + 2))
@@ -508,7 +521,8 @@ def _second_product(ctrl: _Pipe, lane: _Pipe, partner: _Pipe, odd: bool, dsp: bo
     is_ = {o: ctrl.get(f"is_{o.name}", k) for o in LaneOp}
     a, b, pa, pb = lane.get("a", k), lane.get("b", k), partner.get("a", k), partner.get("b", k)
     a_odd = a if odd else pa
-    rope_y = pb if odd else -pb
+    pb_early = partner.get("b", k - 1)    # -b[2i+1] registered a stage early: no adder before the DSP
+    rope_y = lane.put("rope_y", pb_early if odd else -pb_early, k, signed(FX_BITS + 1))
     x2 = Mux(is_[LaneOp.SCALE_MUL], lane.get("t", k), Mux(is_[LaneOp.ROPE], a_odd, a))
     y2 = Mux(is_[LaneOp.SILU] | is_[LaneOp.GELU], lane.get("g", k), Mux(is_[LaneOp.ROPE], rope_y, b))
     lane.put("p1x", Mux(ctrl.get(f"is_{LaneOp.ROPE.name}", _M1_PRODUCT), lane.get("p1", _M1_PRODUCT), 0),
@@ -540,23 +554,19 @@ def _result(ctrl: _Pipe, lane: _Pipe, index: int) -> None:
         "yp": (LaneOp.SILU, LaneOp.GELU, LaneOp.SCALE_MUL, LaneOp.ROPE),
         "yq": (LaneOp.QDIV,),
     }
-    y = Const(0, signed(FX_BITS))
-    for name, ops in sources.items():
-        hit = Cat(*(is_[o] for o in ops)).any()
-        y = Mux(hit, lane.get(name, k), y)
-    lane.put("y", Mux(ctrl.get("keep", k)[index], y, 0), _Y, signed(FX_BITS))
+    keep = ctrl.get("keep", k)[index]
+    choices = [(keep & Cat(*(is_[o] for o in ops)).any(), lane.get(name, k)) for name, ops in sources.items()]
+    lane.put("y", _select(choices, signed(FX_BITS)), _Y, signed(FX_BITS))
 
 
 def _term(ctrl: _Pipe, lane: _Pipe, index: int, dsp: bool) -> None:
     """R22 - R24: the lane's reduction term (the fold's identity in a dropped lane)."""
     k = _Y
-    y, a, sh = lane.get("y", k), lane.get("a", k), ctrl.get("sh", k)
+    y, a = lane.get("y", k), lane.get("a", k)
     lane.put("absy", Mux(y < 0, -y, y), k + 1)
     lane.put("absa", Mux(a < 0, -a, a), k + 1)
-    shc = Mux(sh[-1], 0, sh.as_unsigned()[:SH_BITS - 1])
-    sqo = Signal(signed(_CHUNK + 1), name=f"{lane.prefix}sqo")
-    lane.m.d.comb += sqo.eq(a >> shc)
-    _product(lane.m, lane, "sq", sqo, sqo, k + 1, 2 * (_CHUNK + 1), dsp)
+    sqv = lane.get("sqv", k)            # a >> sh, shifted at R2
+    _product(lane.m, lane, "sq", sqv, sqv, k + 1, 2 * (_CHUNK + 1), dsp)
     k = _TERMS - 1
     red = {r: ctrl.get(f"red_{r.name}", k) for r in Reduce}
     keep = ctrl.get("keep", k)[index]
@@ -569,10 +579,7 @@ def _term(ctrl: _Pipe, lane: _Pipe, index: int, dsp: bool) -> None:
         (red[Reduce.SUM], Mux(keep, a, 0)),
         (red[Reduce.SUMSQ], Mux(keep, lane.get("sq", k), 0)),
     ]
-    term = Const(0, signed(R_BITS))
-    for hit, value in choices:
-        term = Mux(hit, value, term)
-    lane.put("term", term, _TERMS, signed(R_BITS))
+    lane.put("term", _select(choices, signed(R_BITS)), _TERMS, signed(R_BITS))
 
 
 def _tree(m: Module, ctrl: _Pipe, terms: list[Value]) -> Value:
