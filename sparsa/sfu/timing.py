@@ -5,13 +5,15 @@ without backpressure: a beat presented with ``i_valid`` in cycle ``t`` has its o
 and its reduction ``r`` on the output ports, with ``o_valid``, in cycle ``t + LANE_LATENCY``,
 whatever its :class:`~sparsa.sfu.lane.LaneOp` and :class:`~sparsa.sfu.lane.Reduce` and the
 lane count ``L`` (2..32).  Every op runs through the same stages; an op that finishes early
-waits in delay registers.  The register stages, ``R0`` being the input registers:
+waits in delays (registers, or small RAMs for the long ones).  The register stages, ``R0``
+being the input registers:
 
 =========  =========================================================================
 R0         input registers (``a``, ``b``, ``keep``, row scalars, op, reduce)
 R1         ``sat(a - x)`` (EXP_SUB), the gate table index of ``a``, the op decoded
 R2         operands of the first multiplier (``a`` or ``min(a - x, 0)``; ``b``, ``m``,
-           ``-LOG2E`` or ``+-1``) and its shift (16, ``sh`` or ``-(sh + 1)`` for QDIV)
+           ``-LOG2E`` or ``+-1``) and its shift (16, ``sh`` or ``-(sh + 1)`` for QDIV);
+           SUMSQ's ``a >> sh``
 R3 - R5    first product: four 17-bit partial products (one MULT18X18 each), two adder levels
 R6 - R8    its round-half-even shift: coarse shift, fine shift, rounding and range flags
 R9         ``sat(rne_shift(a * b, s))``: MUL, REQUANT, SCALE, the SCALE_MUL operand, EXP's
