@@ -463,8 +463,9 @@ def _interpolate(m: Module, ctrl: _Pipe, lane: _Pipe, tables: _Tables, ports: tu
 
     The ROM words are registered once more after the ROMs' read latches, so no logic and no
     route to a DSP follows a block RAM's clock-to-out (docs/fpga.md: that path limited the
-    8x8 SoC until the RAMs' output registers were used).  The exp fraction (10 bits) is scaled by 4 so both tables round at ``ACT_FRAC_BITS``:
-    ``rne_shift(4 D f, 12) == rne_shift(D f, 10)``.
+    8x8 SoC until the RAMs' output registers were used).  The exp fraction (10 bits) is
+    scaled by 4 so both tables round at ``ACT_FRAC_BITS``: ``rne_shift(4 D f, 12) ==
+    rne_shift(D f, 10)``.
     """
     gate_port, exp_port = ports
     k = _M1_ROUNDED
