@@ -7,21 +7,24 @@ without backpressure: a beat presented with ``i_valid`` in cycle ``t`` has its o
 and its reduction ``r`` on the output ports, with ``o_valid``, in cycle ``t + LANE_LATENCY``,
 whatever its :class:`~sparsa.sfu.lane.LaneOp` and :class:`~sparsa.sfu.lane.Reduce` and the
 lane count ``L`` (2..32).  Every op runs through the same stages; an op that finishes early
-waits in delay registers.  The register stages, ``R0`` being the input registers:
+waits in delays (registers, or small RAMs for the long ones).  The register stages, ``R0``
+being the input registers:
 
 =========  =========================================================================
 R0         input registers (``a``, ``b``, ``keep``, row scalars, op, reduce)
 R1         ``sat(a - x)`` (EXP_SUB), the gate table index of ``a``, the op decoded
 R2         operands of the first multiplier (``a`` or ``min(a - x, 0)``; ``b``, ``m``,
-           ``-LOG2E`` or ``+-1``) and its shift (16, ``sh`` or ``-(sh + 1)`` for QDIV)
+           ``-LOG2E`` or ``+-1``) and its shift (16, ``sh`` or ``-(sh + 1)`` for QDIV);
+           SUMSQ's ``a >> sh``
 R3 - R5    first product: four 17-bit partial products (one MULT18X18 each), two adder levels
 R6 - R8    its round-half-even shift: coarse shift, fine shift, rounding and range flags
 R9         ``sat(rne_shift(a * b, s))``: MUL, REQUANT, SCALE, the SCALE_MUL operand, EXP's
            ``u``; the table ROMs are addressed (sync read)
 R9 - R19   QDIV: the quotient's saturation check and 9 restoring division steps, rounding
-R10 - R13  table entry and slope, interpolation product (one MULT18X18), ``T + rne(D f)``
-R14 - R15  EXP_SUB: ``rne_shift(2**-f, n)``
-R14 - R18  second multiplier (SiLU/GELU ``a * g``, SCALE_MUL ``t * b``, RoPE's second
+R10 - R14  table entry and slope (the ROM's read latch, then a register), interpolation
+           product (one MULT18X18), ``T + rne(D f)``
+R15 - R16  EXP_SUB: ``rne_shift(2**-f, n)``
+R15 - R19  second multiplier (SiLU/GELU ``a * g``, SCALE_MUL ``t * b``, RoPE's second
            product plus the first), then ``sat(rne_shift(., 16))``
 R20        QDIV's clip to ``+-q``; ADD / SUB / PASS from the delayed operands
 R21        ``y``: the op's result, 0 in dropped lanes
