@@ -18,6 +18,9 @@ scale unit's max ``|x|`` into the scale memory, the scalar unit picks the shared
 and each unit's mantissa (QMANT; mantissas are also written to VMEM, ``L`` per word, from
 ``scale_dst``), and a QDIV pass writes the codes.  While idle the host port reads and writes VMEM
 words (read latency one cycle).
+
+Size: one state machine whose states share the issue path, the write-back line and the folds;
+the row operations come from the microcode table, QUANTIZE's tensor-wide states are the rest.
 """
 
 from __future__ import annotations
