@@ -1064,6 +1064,7 @@ if str(DOCS) not in sys.path:
 import blocks_accuracy  # noqa: E402,F401  (each registers its blocks)
 import blocks_estimates  # noqa: E402,F401
 import blocks_hardware  # noqa: E402,F401
+import blocks_sfu  # noqa: E402,F401
 import blocks_training  # noqa: E402,F401
 import blocks_workloads  # noqa: E402,F401
 
