@@ -36,6 +36,9 @@ class SimDatapath:
         Same arguments as :func:`sparsa.sim.estimator.estimate_gemm` (with every keyword given).
     resource_usage : callable
         ``(config) -> {"dsp": ..., "memory_kbit": ...}``.
+    stream_interpreter : callable
+        ``(config) -> interpreter`` whose ``run(words, weight_beats, act_beats)`` executes an
+        instruction stream on unpacked stream beats and returns the state (``.outputs``).
     """
 
     kind: str
@@ -43,14 +46,17 @@ class SimDatapath:
     cycle_model: Callable[[AcceleratorConfig], Any]
     estimate_gemm: Callable[..., Any]
     resource_usage: Callable[[AcceleratorConfig], dict[str, float]]
+    stream_interpreter: Callable[[AcceleratorConfig], Any]
 
 
 #: Every matrix datapath's simulator pieces, by ``datapath.kind``.
 SIM_DATAPATHS: dict[str, SimDatapath] = {
     "systolic": SimDatapath("systolic", interpreter.interpret_program, cycle.CycleModel,
-                            estimator.estimate_systolic_gemm, estimator.systolic_resource_usage),
+                            estimator.estimate_systolic_gemm, estimator.systolic_resource_usage,
+                            interpreter.Interpreter),
     "dsp_chain": SimDatapath("dsp_chain", chain.interpret_program, chain.ChainCycleModel,
-                             estimator.estimate_chain_gemm, estimator.chain_resource_usage),
+                             estimator.estimate_chain_gemm, estimator.chain_resource_usage,
+                             chain.ChainInterpreter),
 }
 
 

@@ -35,7 +35,8 @@ from sparsa.config import AcceleratorConfig
 from sparsa.datapath import matrix_datapath
 from sparsa.errors import FormatError, IllegalInstructionError
 from sparsa.isa import INSTRUCTION_BITS, Instruction, Opcode, decode
-from sparsa.layout import pack_lanes, unpack_lanes
+from sparsa.layout import pack_lanes
+from sparsa.sim.datapath import sim_datapath
 
 __all__ = ["PROGRAM_FILES", "DIR_BACKENDS", "ProgramImage", "DirRun", "load_program_dir", "read_hex",
            "run_program_dir", "beat_bits"]
@@ -55,13 +56,7 @@ def beat_bits(config: AcceleratorConfig) -> dict[str, int]:
     """The beat width of each stream of ``config``'s datapath, keyed as ``program.json`` keys them."""
     if not isinstance(config, AcceleratorConfig):
         raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
-    if config.datapath.kind == "dsp_chain":
-        from sparsa.chain_layout import chain_activation_beat_bits, chain_output_beat_bits, chain_weight_beat_bits
-
-        return {"instr": INSTRUCTION_BITS, "weights": chain_weight_beat_bits(config),
-                "acts": chain_activation_beat_bits(config), "outputs": chain_output_beat_bits(config)}
-    return {"instr": INSTRUCTION_BITS, "weights": config.weight_beat_bits, "acts": config.activation_beat_bits,
-            "outputs": config.output_beat_bits}
+    return {"instr": INSTRUCTION_BITS, **matrix_datapath(config).stream_beat_bits(config)}
 
 
 @dataclass(frozen=True)
@@ -279,31 +274,6 @@ def load_program_dir(config: AcceleratorConfig, directory: "Path | str") -> Prog
                         instructions)
 
 
-def _weight_beat(config: AcceleratorConfig, word: int) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse of the datapath's ``pack_weight_beat``: ``(values, indices)``."""
-    wb, ib = config.weight_bits, config.index_bits
-    if config.datapath.kind == "dsp_chain":
-        lanes = unpack_lanes(word, wb + ib, config.cols * config.rows, signed=False).reshape(config.cols, config.rows)
-    elif config.weight_is_ovp:
-        lanes = unpack_lanes(word, 8 + 2 * ib, config.cols, signed=False)
-        mask = (1 << ib) - 1
-        return (lanes & 0xFF).astype(np.uint8), np.stack([(lanes >> 8) & mask, (lanes >> (8 + ib)) & mask])
-    else:
-        lanes = unpack_lanes(word, wb + ib, config.cols, signed=False)
-    values = lanes & ((1 << wb) - 1)
-    values = np.where(values >> (wb - 1), values - (1 << wb), values)
-    return values, lanes >> wb
-
-
-def _act_beat(config: AcceleratorConfig, word: int) -> np.ndarray:
-    """Inverse of the datapath's ``pack_activation_beat`` (OVP-4 codes stay unsigned)."""
-    lanes = config.token_lanes if config.datapath.kind == "dsp_chain" else 1
-    shape = (config.rows, lanes, config.group_size) if config.datapath.kind == "dsp_chain" else \
-        (config.rows, config.group_size)
-    signed = not config.activation_is_ovp
-    return unpack_lanes(word, config.activation_bits, int(np.prod(shape)), signed=signed).reshape(shape)
-
-
 def run_program_dir(config: AcceleratorConfig, image: ProgramImage, backend: str) -> DirRun:
     """Run a loaded program directory on ``backend`` (one of :data:`DIR_BACKENDS`).
 
@@ -325,16 +295,9 @@ def run_program_dir(config: AcceleratorConfig, image: ProgramImage, backend: str
         run = run_streams(make_dut(config), image.words, image.weights, image.acts, len(image.expected))
         outputs, cycles = [int(w) for w in run.outputs], run.cycles
     else:
-        weights = (_weight_beat(config, w) for w in image.weights)
-        acts = (_act_beat(config, w) for w in image.acts)
-        if config.datapath.kind == "dsp_chain":
-            from sparsa.sim.chain import ChainInterpreter
-
-            state = ChainInterpreter(config).run(image.words, weights, acts)
-        else:
-            from sparsa.sim.interpreter import Interpreter
-
-            state = Interpreter(config).run(image.words, weights, acts)
+        weights = (contract.unpack_weight_beat(config, w) for w in image.weights)
+        acts = (contract.unpack_activation_beat(config, w) for w in image.acts)
+        state = sim_datapath(config).stream_interpreter(config).run(image.words, weights, acts)
         outputs = [pack_lanes(beat, config.accumulator_bits) for beat in state.outputs]
         if backend == "cycle":
             cycles = contract.program_cycles(config, image.instructions)

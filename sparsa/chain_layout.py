@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from sparsa.config import AcceleratorConfig
 
 __all__ = ["PACK_SHIFT", "chain_weight_beat_bits", "chain_activation_beat_bits", "chain_output_beat_bits",
-           "pack_chain_weight_beat", "pack_chain_activation_beat", "unpack_chain_output_beat"]
+           "pack_chain_weight_beat", "pack_chain_activation_beat", "unpack_chain_output_beat",
+           "unpack_chain_weight_beat", "unpack_chain_activation_beat", "chain_stream_beat_bits"]
 
 #: Bit offset of the high token lane in a packed activation operand (``a1 << 18 + a0``):
 #: the low lane of the 48-bit DSP48E2 product is 18 bits wide.
@@ -67,3 +68,23 @@ def pack_chain_activation_beat(config: "AcceleratorConfig", word: np.ndarray) ->
 def unpack_chain_output_beat(config: "AcceleratorConfig", word: int) -> np.ndarray:
     """Unpack one output beat into ``P * cols`` signed accumulators."""
     return unpack_lanes(word, config.accumulator_bits, config.token_lanes * config.cols, signed=True)
+
+
+def unpack_chain_weight_beat(config: "AcceleratorConfig", word: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`pack_chain_weight_beat`: ``(values, indices)`` of shape ``(cols, rows)``."""
+    wb, ib = config.weight_bits, config.index_bits
+    lanes = unpack_lanes(word, wb + ib, config.cols * config.rows, signed=False).reshape(config.cols, config.rows)
+    values = lanes & ((1 << wb) - 1)
+    return np.where(values >> (wb - 1), values - (1 << wb), values), lanes >> wb
+
+
+def unpack_chain_activation_beat(config: "AcceleratorConfig", word: int) -> np.ndarray:
+    """Inverse of :func:`pack_chain_activation_beat`: one word of shape ``(rows, P, group_size)``."""
+    shape = (config.rows, config.token_lanes, config.group_size)
+    return unpack_lanes(word, config.activation_bits, shape[0] * shape[1] * shape[2], signed=True).reshape(shape)
+
+
+def chain_stream_beat_bits(config: "AcceleratorConfig") -> dict[str, int]:
+    """Beat width of each data stream: ``{"weights", "acts", "outputs"}``."""
+    return {"weights": chain_weight_beat_bits(config), "acts": chain_activation_beat_bits(config),
+            "outputs": chain_output_beat_bits(config)}

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -97,5 +99,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+def run() -> NoReturn:
+    """The ``sparsa`` console script: :func:`main`, then exit with its status.
+
+    After a Ctrl-C the rest of the shutdown ignores SIGINT: a terminal that sends another one
+    while atexit handlers run (a Dask cluster closing its workers) would otherwise end the
+    process by the signal (status -2) instead of with 130.  (Not in :func:`main`, which tests
+    and other Python code call in-process.)
+    """
+    status = main()
+    if status == EXIT_INTERRUPTED and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(status)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

@@ -57,6 +57,10 @@ class MatrixDatapath:
         ``(config, ...) -> int``: one stream beat as an integer (docs/streams.md).
     unpack_output_beat : callable
         ``(config, int) -> np.ndarray``: the lanes of one output beat.
+    unpack_weight_beat, unpack_activation_beat : callable
+        ``(config, int) -> ...``: the inverses of the packers (reading a compiled program back).
+    stream_beat_bits : callable
+        ``(config) -> {"weights", "acts", "outputs"}``: each data stream's beat width.
     token_lanes : callable
         ``(config) -> int``: rows of A one pass computes (2 on a packed DSP chain).
     scale_stage_latency : callable
@@ -79,6 +83,9 @@ class MatrixDatapath:
     pack_weight_beat: Callable[..., int]
     pack_activation_beat: Callable[..., int]
     unpack_output_beat: Callable[["AcceleratorConfig", int], np.ndarray]
+    unpack_weight_beat: Callable[["AcceleratorConfig", int], tuple[np.ndarray, np.ndarray]]
+    unpack_activation_beat: Callable[["AcceleratorConfig", int], np.ndarray]
+    stream_beat_bits: Callable[["AcceleratorConfig"], dict[str, int]]
     token_lanes: Callable[["AcceleratorConfig"], int]
     scale_stage_latency: Callable[["AcceleratorConfig"], int]
     act_scale_stage: bool
@@ -155,6 +162,9 @@ SYSTOLIC = MatrixDatapath(
     pack_weight_beat=layout.pack_weight_beat,
     pack_activation_beat=layout.pack_activation_beat,
     unpack_output_beat=layout.unpack_output_beat,
+    unpack_weight_beat=layout.unpack_weight_beat,
+    unpack_activation_beat=layout.unpack_activation_beat,
+    stream_beat_bits=layout.stream_beat_bits,
     token_lanes=lambda config: 1,
     scale_stage_latency=timing.scale_stage_latency,
     act_scale_stage=True,
@@ -171,6 +181,9 @@ DSP_CHAIN = MatrixDatapath(
     pack_weight_beat=chain_layout.pack_chain_weight_beat,
     pack_activation_beat=chain_layout.pack_chain_activation_beat,
     unpack_output_beat=chain_layout.unpack_chain_output_beat,
+    unpack_weight_beat=chain_layout.unpack_chain_weight_beat,
+    unpack_activation_beat=chain_layout.unpack_chain_activation_beat,
+    stream_beat_bits=chain_layout.chain_stream_beat_bits,
     token_lanes=lambda config: 2 if config.chain.packing else 1,
     scale_stage_latency=lambda config: 0,
     act_scale_stage=False,

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from sparsa.config import AcceleratorConfig
 
 __all__ = ["pack_lanes", "unpack_lanes", "pack_weight_beat", "pack_activation_beat", "unpack_output_beat",
+           "unpack_weight_beat", "unpack_activation_beat", "stream_beat_bits",
            "DECODED_EXP_BITS", "DECODED_INT_BITS", "pe_weight_bits", "lane_element_bits"]
 
 #: Width of a decoded OVP-4 exponent (0..5 for int4 normals; 0..6 would fit flint4 too).
@@ -100,3 +101,29 @@ def pack_activation_beat(config: "AcceleratorConfig", lanes: np.ndarray) -> int:
 def unpack_output_beat(config: "AcceleratorConfig", word: int) -> np.ndarray:
     """Unpack one output beat into ``cols`` signed accumulator values."""
     return unpack_lanes(word, config.accumulator_bits, config.cols, signed=True)
+
+
+def unpack_weight_beat(config: "AcceleratorConfig", word: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`pack_weight_beat`: ``(values, indices)`` of one weight beat (OVP-4 pair
+    bytes stay unsigned, with the two rows' indices stacked)."""
+    wb, ib = config.weight_bits, config.index_bits
+    if config.weight_is_ovp:
+        lanes = unpack_lanes(word, 8 + 2 * ib, config.cols, signed=False)
+        mask = (1 << ib) - 1
+        return (lanes & 0xFF).astype(np.uint8), np.stack([(lanes >> 8) & mask, (lanes >> (8 + ib)) & mask])
+    lanes = unpack_lanes(word, wb + ib, config.cols, signed=False)
+    values = lanes & ((1 << wb) - 1)
+    return np.where(values >> (wb - 1), values - (1 << wb), values), lanes >> wb
+
+
+def unpack_activation_beat(config: "AcceleratorConfig", word: int) -> np.ndarray:
+    """Inverse of :func:`pack_activation_beat`: ``(rows, group_size)`` lanes (OVP-4 codes unsigned)."""
+    shape = (config.rows, config.group_size)
+    return unpack_lanes(word, config.activation_bits, shape[0] * shape[1],
+                        signed=not config.activation_is_ovp).reshape(shape)
+
+
+def stream_beat_bits(config: "AcceleratorConfig") -> dict[str, int]:
+    """Beat width of each data stream: ``{"weights", "acts", "outputs"}``."""
+    return {"weights": config.weight_beat_bits, "acts": config.activation_beat_bits,
+            "outputs": config.output_beat_bits}
