@@ -1,12 +1,12 @@
 """Generated blocks of docs/sfu.md: the SFU's cycles per operation (the timing contract the RTL
-is tested to equal) and its area from Yosys (slow)."""
+is tested to equal)."""
 
 from __future__ import annotations
 
 import functools
 import importlib.util
 
-from generate import ROOT, _stamp, block
+from generate import ROOT, block
 
 
 @functools.cache
@@ -26,10 +26,3 @@ def sfu_cycles() -> str:
     return (f"8 lanes; decode = one token at context {b.CONTEXT}, prefill = {b.PREFILL} tokens; rows of "
             f"{b.HIDDEN} (hidden), {b.HEAD_DIM} (RoPE, one head) or the context (softmax, one head); "
             "`python benchmarks/bench_sfu.py`.\n\n" + b.cycle_table(8, phases))
-
-
-@block("sfu-area", slow=True)
-def sfu_area() -> str:
-    """Yosys resources of Sfu(8 lanes, 1024 words) on ECP5-85F and xcu280 (minutes)."""
-    return (_stamp("python docs/generate.py --only sfu-area") + " `Sfu(8, 1024)` alone, "
-            "`python benchmarks/bench_sfu.py --synth`.\n\n" + _bench_sfu().synth_table(8, 1024))
