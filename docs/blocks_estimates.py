@@ -7,9 +7,8 @@ computed when ``make docs`` runs; ``--check`` (CI) fails when the code changes o
 from __future__ import annotations
 
 import functools
-import importlib.util
 
-from generate import CONFIGS, ROOT, _cli_output, _table, block
+from generate import CONFIGS, ROOT, _cli_output, _table, benchmark_module, block
 
 #: FlightLLM's published figures (FPGA'24) the anchor compares against: decode tokens/s of
 #: LLaMA2-7B at batch 1 on the U280, and its decode memory-bandwidth utilisation.
@@ -121,14 +120,6 @@ def _weight_bits(cfg) -> int:
     return TYPE_BITS[cfg.types.weight]
 
 
-def _bench_estimator():
-    """``benchmarks/bench_estimator.py`` as a module (its cycle breakdown of the anchor)."""
-    spec = importlib.util.spec_from_file_location("sparsa_bench_estimator", ROOT / "benchmarks" / "bench_estimator.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @block("estimates-systolic-decode")
 def estimates_systolic_decode() -> str:
     """Why the systolic U280 preset is slow on decode: q_proj's tiles and the cycle split of the step."""
@@ -140,7 +131,7 @@ def estimates_systolic_decode() -> str:
     m, k, n = NM_BYTES_LAYER
     tiling = plan_tiling(cfg, m, k, n, "dense")
     q = estimate_gemm(cfg, m, k, n, "dense")
-    parts = _bench_estimator().cycle_breakdown(cfg, _workload("dense"))
+    parts = benchmark_module("bench_estimator").cycle_breakdown(cfg, _workload("dense"))
     total = sum(parts["parts"].values())
     return "\n".join([
         f"* `q_proj` ({m}x{k}x{n}, dense) on the {cfg.rows}x{cfg.cols} array: {tiling.ktiles} k-tiles x "
