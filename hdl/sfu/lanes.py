@@ -678,12 +678,9 @@ class SfuLanes(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         tables = _Tables()
-        ring = Signal(range(_RING_DEPTH)) if self._ram_delays else None
-        if ring is not None:
-            m.d.sync += ring.eq(ring + 1)
-        ctrl = _Pipe(m, "c_", ring, registers=("i_valid",))
+        ctrl = _Pipe(m, "c_", self._ring(m, "c_"), registers=("i_valid",))
         _control(ctrl, self)
-        lanes = [_Pipe(m, f"l{i}_", ring) for i in range(self._lanes)]
+        lanes = [_Pipe(m, f"l{i}_", self._ring(m, f"l{i}_")) for i in range(self._lanes)]
         for i, lane in enumerate(lanes):
             lane.put("a", self.a[i], 0)
             lane.put("b", self.b[i], 0)
@@ -705,6 +702,15 @@ class SfuLanes(wiring.Component):
         for pipe in (ctrl, *lanes):
             pipe.finish()
         return m
+
+    def _ring(self, m: Module, prefix: str) -> "Signal | None":
+        """The RAM delays' write pointer, one per pipeline (all equal: a shared counter would
+        drive the address of every distributed RAM of every lane), or None without them."""
+        if not self._ram_delays:
+            return None
+        ring = Signal(range(_RING_DEPTH), name=f"{prefix}ring")
+        m.d.sync += ring.eq(ring + 1)
+        return ring
 
     def _roms(self, m: Module, tables: _Tables) -> list[tuple]:
         """One gate ROM and one exp ROM per lane pair, a sync read port each per lane."""
