@@ -21,6 +21,7 @@ would saturate (``record=True``; :attr:`VectorOps.stats`), which is how
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -105,8 +106,8 @@ def _amax(x: np.ndarray) -> tuple[float, tuple[int, ...]]:
     return float(np.abs(a.flat[i])), tuple(int(j) for j in np.unravel_index(i, a.shape))
 
 
-class VectorOps:
-    """The vector operations a model's forward pass calls (abstract; see the module docstring).
+class VectorOps(abc.ABC):
+    """The vector operations a model's forward pass calls (an abstract base; see the module docstring).
 
     Every method takes float32 arrays and returns a float32 array of the activation's shape; the
     keyword ``site`` names the call site for :attr:`stats` (``""`` when not recorded).
@@ -155,41 +156,41 @@ class VectorOps:
 
     # ---------------------------------------------------------------- the operations
 
+    @abc.abstractmethod
     def rmsnorm(self, x: np.ndarray, gain: np.ndarray, eps: float, *, site: str = "") -> np.ndarray:
         """``x / sqrt(mean(x**2) + eps) * gain`` over the last axis."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def layernorm(self, x: np.ndarray, gain: np.ndarray, bias: np.ndarray, eps: float, *, site: str = "") -> np.ndarray:
         """``(x - mean) / sqrt(var + eps) * gain + bias`` over the last axis."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def softmax(self, x: np.ndarray, keep: np.ndarray | None = None, *, site: str = "") -> np.ndarray:
         """Softmax over the last axis of the elements where ``keep`` (broadcast to ``x``) is true."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def silu(self, x: np.ndarray, *, site: str = "") -> np.ndarray:
         """``x * sigmoid(x)``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def gelu(self, x: np.ndarray, *, site: str = "") -> np.ndarray:
         """``x * Phi(x)`` (erf GELU)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def rope_tables(self, angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The cos / sin tables ``[T, hd/2]`` of float64 rotation ``angles`` in this backend's format."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def rope(self, x: np.ndarray, tables: tuple[np.ndarray, np.ndarray], *, site: str = "") -> np.ndarray:
         """Rotate the adjacent pairs ``(x[2i], x[2i+1])`` of ``x [..., T, hd]`` by :meth:`rope_tables`."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def add(self, a: np.ndarray, b: np.ndarray, *, site: str = "") -> np.ndarray:
         """Element-wise sum (residual add)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def mul(self, a: np.ndarray, b: np.ndarray, *, site: str = "") -> np.ndarray:
         """Element-wise product (SwiGLU)."""
-        raise NotImplementedError
 
 
 class FloatOps(VectorOps):
