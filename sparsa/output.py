@@ -232,6 +232,29 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
+def _write_error(shown: Path, option: str | None, exc: OSError) -> OutputError:
+    """The one-line error of an :class:`OSError` while writing ``shown``."""
+    return OutputError(f"{_label(shown, option)}: cannot write: {_reason(exc)}")
+
+
+@contextlib.contextmanager
+def _discarded_on_failure(temp: Path, shown: Path, option: str | None) -> Iterator[None]:
+    """Run the block that fills and commits ``temp``: an :class:`OSError` becomes one
+    :class:`OutputError` line, and any failure or interrupt removes ``temp`` (the target keeps its
+    old contents)."""
+    try:
+        try:
+            yield
+        except OutputError:
+            raise
+        except OSError as exc:
+            raise _write_error(shown, option, exc) from None
+    except BaseException:
+        with deferred_sigint():
+            _remove(temp)
+        raise
+
+
 def _remove(path: Path) -> None:
     with contextlib.suppress(OSError):
         if path.is_dir() and not path.is_symlink():
@@ -270,23 +293,14 @@ def output_file(path: "str | os.PathLike[str]", option: str | None = None, *,
                                     dir=final.parent)
         os.close(fd)
     except OSError as exc:
-        raise OutputError(f"{_label(shown, option)}: cannot write: {_reason(exc)}") from None
+        raise _write_error(shown, option, exc) from None
     tmp = Path(name)
-    try:
-        try:
-            yield tmp
-            os.chmod(tmp, _umask_mode(0o666))
-            _fsync_file(tmp)
-            with deferred_sigint():
-                os.replace(tmp, final)
-        except OutputError:
-            raise
-        except OSError as exc:
-            raise OutputError(f"{_label(shown, option)}: cannot write: {_reason(exc)}") from None
-    except BaseException:
+    with _discarded_on_failure(tmp, shown, option):
+        yield tmp
+        os.chmod(tmp, _umask_mode(0o666))
+        _fsync_file(tmp)
         with deferred_sigint():
-            _remove(tmp)
-        raise
+            os.replace(tmp, final)
     _fsync_dir(final.parent)
 
 
@@ -398,24 +412,15 @@ def output_dir(path: "str | os.PathLike[str]", option: str | None = None) -> Ite
         final.parent.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".sparsa-new", dir=final.parent))
     except OSError as exc:
-        raise OutputError(f"{_label(shown, option)}: cannot write: {_reason(exc)}") from None
-    try:
-        try:
-            os.chmod(stage, (os.stat(final).st_mode & 0o7777) if final.is_dir() else _umask_mode(0o777))
-            yield Staging(stage, shown)
-            for entry in os.listdir(stage):
-                if (stage / entry).is_file():
-                    _fsync_file(stage / entry)
-            _fsync_dir(stage)
-            _swap_in(stage, final)
-        except OutputError:
-            raise
-        except OSError as exc:
-            raise OutputError(f"{_label(shown, option)}: cannot write: {_reason(exc)}") from None
-    except BaseException:
-        with deferred_sigint():
-            _remove(stage)
-        raise
+        raise _write_error(shown, option, exc) from None
+    with _discarded_on_failure(stage, shown, option):
+        os.chmod(stage, (os.stat(final).st_mode & 0o7777) if final.is_dir() else _umask_mode(0o777))
+        yield Staging(stage, shown)
+        for entry in os.listdir(stage):
+            if (stage / entry).is_file():
+                _fsync_file(stage / entry)
+        _fsync_dir(stage)
+        _swap_in(stage, final)
     _fsync_dir(final.parent)
 
 
