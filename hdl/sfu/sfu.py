@@ -25,6 +25,8 @@ the row operations come from the microcode table, QUANTIZE's tensor-wide states 
 
 from __future__ import annotations
 
+import contextlib
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -400,6 +402,16 @@ class Sfu(wiring.Component):
                 m.d.sync += drain.eq(LANE_LATENCY)
                 m.next = last_state
 
+        @contextlib.contextmanager
+        def drained():
+            """A drain state: count ``drain`` down; the block runs in its last cycle (the pass's
+            last result is written and folded then)."""
+            m.d.comb += self.busy.eq(1)
+            with m.If(drain == 0):
+                yield
+            with m.Else():
+                m.d.sync += drain.eq(drain - 1)
+
         def quantize_restart() -> None:
             m.d.sync += [i.eq(0), row.eq(0), ub.eq(0), uidx.eq(0), a_base.eq(c.a), d_base.eq(c.dst)]
 
@@ -447,14 +459,11 @@ class Sfu(wiring.Component):
                     m.d.sync += drain.eq(LANE_LATENCY)
                     m.next = "DRAIN"
             with m.State("DRAIN"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(drain == 0):
+                with drained():
                     with m.If(elementwise):
                         m.next = "DONE"
                     with m.Else():
                         advance()
-                with m.Else():
-                    m.d.sync += drain.eq(drain - 1)
             with m.State("SPREP"):
                 m.d.comb += self.busy.eq(1)
                 with m.Switch(skind):
@@ -485,11 +494,8 @@ class Sfu(wiring.Component):
                     m.d.sync += u_total.eq(uidx + 1)
                 stream_beat("QA_DRAIN")
             with m.State("QA_DRAIN"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(drain == 0):
+                with drained():
                     m.next = "QE_PREP"
-                with m.Else():
-                    m.d.sync += drain.eq(drain - 1)
             with m.State("QE_PREP"):                  # EXPO: the shared exponent from the tensor's max
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += d_op.eq(top)
@@ -533,11 +539,8 @@ class Sfu(wiring.Component):
                              write.eq(1), s_rd.addr.eq(uidx), sh_val.eq(r_qe - FX_FRAC)]
                 stream_beat("QB_DRAIN")
             with m.State("QB_DRAIN"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(drain == 0):
+                with drained():
                     m.next = "DONE"
-                with m.Else():
-                    m.d.sync += drain.eq(drain - 1)
             with m.State("DONE"):
                 m.d.comb += [self.busy.eq(1), self.done.eq(1)]
                 m.next = "IDLE"
