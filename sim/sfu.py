@@ -24,7 +24,7 @@ from sparsa.sfu.fixed import (
     scale_exponent,
     scale_mantissa,
 )
-from sparsa.sfu.lane import LaneOp, Reduce, lane_op, presum_shift, reduce_beat
+from sparsa.sfu.lane import LaneOp, Reduce, lane_op, reduce_beat
 from sparsa.sfu.schedule import ELEMENTWISE_LANE_OP, ROW_STEPS, MSrc, Pass, ScalarKind, ScalarStep, ShSrc, Src, XSrc
 
 __all__ = ["SfuState", "execute", "run_microcode"]
@@ -132,7 +132,7 @@ def _scalar_step(kind: ScalarKind, folds: dict[str, int], cmd: SfuCommand) -> di
     if kind == ScalarKind.RECIP:
         m, e = normalized_reciprocal(folds["sum"])
         return {"m": m, "e": e}
-    s = presum_shift(folds["amax"])
+    s = ops.presum_shift(folds["amax"])
     d = folds["sumsq"] + int(rne_shift(cmd.eps_code, 2 * s))
     m, e = normalized_rsqrt(d, cmd.n) if d > 0 else (0, 0)
     return {"m": m, "e": e}
@@ -143,7 +143,7 @@ _FOLD_OF = {Reduce.MAX: "max", Reduce.AMAX: "amax", Reduce.AMAX_Y: "amax", Reduc
 
 
 def _lane_scalars(step: Pass, regs: dict[str, int], cmd: SfuCommand) -> dict[str, int]:
-    s = presum_shift(regs.get("amax", 0))
+    s = ops.presum_shift(regs.get("amax", 0))
     x = {XSrc.ZERO: 0, XSrc.MAX: regs.get("max", 0), XSrc.MEAN: regs.get("mean", 0)}[step.x]
     m = {MSrc.ZERO: 0, MSrc.SCALAR: regs.get("m", 0), MSrc.COMMAND: cmd.mantissa}[step.m]
     e = regs.get("e", 0)

@@ -44,6 +44,7 @@ __all__ = [
     "Granularity",
     "ActScaleSpec",
     "ScaledActivations",
+    "scale_units",
     "quantize_activations_dynamic",
     "scaled_gemm_reference",
     "scaled_accumulate",
@@ -134,8 +135,9 @@ class ScaledActivations:
         return int(self.mantissa.size) * -(-self.spec.mantissa_bits // 8)
 
 
-def _units(x: np.ndarray, spec: ActScaleSpec) -> np.ndarray:
-    """``x[T, K]`` viewed as ``[T, G, unit]`` (the last group zero-padded)."""
+def scale_units(x: np.ndarray, spec: ActScaleSpec) -> np.ndarray:
+    """``x[T, K]`` viewed as ``[T, G, unit]``: the elements of each scale unit (the last group
+    zero-padded; one unit of all ``K`` for per-token scales)."""
     t, k = x.shape
     if spec.granularity == "token":
         return x[:, None, :]
@@ -172,7 +174,7 @@ def quantize_activations_dynamic(x: np.ndarray, spec: ActScaleSpec, bits: int, *
     if xf.ndim != 2:
         raise ShapeError(f"{name}: activations must be [tokens, k], not shape {xf.shape}")
     lo, qmax = intq.int_range(bits)
-    amax = np.abs(_units(xf, spec)).max(axis=-1).astype(np.float64)       # [T, G]
+    amax = np.abs(scale_units(xf, spec)).max(axis=-1).astype(np.float64)       # [T, G]
     s = amax / qmax
     top = float(s.max()) if s.size else 0.0
     mmax = (1 << spec.mantissa_bits) - 1

@@ -24,7 +24,7 @@ from sparsa.errors import FormatError
 from sparsa.sfu.fixed import FX_FRAC, rne_div, rne_shift, saturate_fx
 from sparsa.sfu.ops import activation, exp_nonpositive, mul
 
-__all__ = ["LaneOp", "Reduce", "MANT_FIELD_BITS", "lane_op", "reduce_beat", "presum_shift"]
+__all__ = ["LaneOp", "Reduce", "MANT_FIELD_BITS", "lane_op", "reduce_beat"]
 
 #: Width of the ``m`` field (an activation-scale mantissa may be up to 24 bits).
 MANT_FIELD_BITS = 24
@@ -124,8 +124,3 @@ def reduce_beat(kind: Reduce, a: np.ndarray, y: np.ndarray, keep: np.ndarray, sh
         v = np.where(keep, a >> sh, 0)
         return (v * v).sum(axis=-1)
     return np.zeros(a.shape[:-1], dtype=np.int64)
-
-
-def presum_shift(amax: int) -> int:
-    """A norm's pre-shift ``max(0, bit_length(amax) - 15)``: squares of ``x >> s`` fit 30 bits."""
-    return max(0, int(amax).bit_length() - 15)

@@ -31,7 +31,7 @@ import numpy as np
 
 from sparsa.errors import FormatError, ShapeError
 from sparsa.formats import intq
-from sparsa.formats.actscale import ActScaleSpec, ScaledActivations
+from sparsa.formats.actscale import ActScaleSpec, ScaledActivations, scale_units
 from sparsa.sfu.fixed import (
     FX_BITS,
     FX_FRAC,
@@ -76,6 +76,7 @@ __all__ = [
     "layernorm_code",
     "rope",
     "norm_eps_code",
+    "presum_shift",
 ]
 
 #: Widest accumulator sum :func:`requantize` accepts (the product with a 16-bit mantissa stays
@@ -130,18 +131,6 @@ def requantize(acc: np.ndarray, mantissa: np.ndarray, shift: int, bias: np.ndarr
     return y
 
 
-def _units(x: np.ndarray, spec: ActScaleSpec) -> np.ndarray:
-    """``x[..., K]`` as ``[..., G, unit]`` (the last group zero-padded)."""
-    if spec.granularity != "group":
-        return x[..., None, :]
-    assert spec.group is not None
-    g = spec.groups(x.shape[-1])
-    pad = g * spec.group - x.shape[-1]
-    if pad:
-        x = np.concatenate([x, np.zeros(x.shape[:-1] + (pad,), dtype=x.dtype)], axis=-1)
-    return x.reshape(x.shape[:-1] + (g, spec.group))
-
-
 def _divide_codes(x: np.ndarray, per_elem_mant: np.ndarray, e: int, qmax: int) -> np.ndarray:
     """``clip(rne(x / (m * 2**(16-e))), -qmax, qmax)``; 0 where ``m`` is 0."""
     safe = np.where(per_elem_mant > 0, per_elem_mant, 1)
@@ -177,7 +166,7 @@ def quantize(x: np.ndarray, spec: ActScaleSpec, bits: int) -> ScaledActivations:
     if xa.ndim != 2:
         raise ShapeError(f"quantize: activations must be [tokens, k], not shape {xa.shape}")
     _, qmax = intq.int_range(bits)
-    units = _units(xa, spec)
+    units = scale_units(xa, spec)
     amax = np.abs(units).max(axis=-1)                                    # [T, G]
     e = scale_exponent(int(amax.max()) if amax.size else 0, qmax, spec.mantissa_bits)
     mant = np.vectorize(lambda a: scale_mantissa(int(a), e, qmax), otypes=[np.int64])(amax)
@@ -309,11 +298,16 @@ def norm_eps_code(eps: float, n: int) -> int:
     return int(np.rint(np.float64(eps) * n * float(1 << (2 * FX_FRAC))))
 
 
+def presum_shift(amax: int) -> int:
+    """A norm's pre-shift ``max(0, bit_length(amax) - 15)``: squares of ``x >> s`` fit 30 bits."""
+    return max(0, int(amax).bit_length() - 15)
+
+
 def _row_rsqrt_scale(x: np.ndarray, eps_code: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row: pre-shift ``s``, and ``(m, e)`` with ``m * 2**-e ~ sqrt(n / D)``."""
     n = x.shape[-1]
     amax = np.abs(x).max(axis=-1)
-    shifts = np.maximum(0, np.vectorize(lambda v: int(v).bit_length(), otypes=[np.int64])(amax) - 15)
+    shifts = np.vectorize(presum_shift, otypes=[np.int64])(amax)
     xn = x >> shifts[..., None]                                       # |xn| < 2**15
     sumsq = (xn * xn).sum(axis=-1)                                    # < n * 2**30
     flat_s, flat_q = shifts.reshape(-1).tolist(), sumsq.reshape(-1).tolist()
