@@ -25,7 +25,8 @@ from sparsa.sfu.fixed import (
     scale_mantissa,
 )
 from sparsa.sfu.lane import LaneOp, Reduce, lane_op, reduce_beat
-from sparsa.sfu.schedule import ELEMENTWISE_LANE_OP, ROW_STEPS, MSrc, Pass, ScalarKind, ScalarStep, ShSrc, Src, XSrc
+from sparsa.sfu.scalar import ScalarOp
+from sparsa.sfu.schedule import ELEMENTWISE_LANE_OP, ROW_STEPS, MSrc, Pass, ScalarStep, ShSrc, Src, XSrc
 
 __all__ = ["SfuState", "execute", "run_microcode"]
 
@@ -125,11 +126,11 @@ def execute(state: SfuState, cmd: SfuCommand) -> None:
     state.write_rows(cmd.dst, y)
 
 
-def _scalar_step(kind: ScalarKind, folds: dict[str, int], cmd: SfuCommand) -> dict[str, int]:
+def _scalar_step(kind: ScalarOp, folds: dict[str, int], cmd: SfuCommand) -> dict[str, int]:
     """The scalar unit's result for one step: ``{'m', 'e'}`` or ``{'mean'}``."""
-    if kind == ScalarKind.DIV:
+    if kind == ScalarOp.DIV:
         return {"mean": int(rne_div(np.int64(folds["sum"]), np.int64(cmd.n)))}
-    if kind == ScalarKind.RECIP:
+    if kind == ScalarOp.RECIP:
         m, e = normalized_reciprocal(folds["sum"])
         return {"m": m, "e": e}
     s = ops.presum_shift(folds["amax"])

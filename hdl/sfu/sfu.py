@@ -42,7 +42,6 @@ from sparsa.sfu.schedule import (
     ROW_STEPS,
     MSrc,
     Pass,
-    ScalarKind,
     ScalarStep,
     ShSrc,
     Src,
@@ -52,7 +51,6 @@ from sparsa.sfu.timing import LANE_LATENCY
 
 __all__ = ["Sfu", "command_layout"]
 
-_SCALAR_OP = {ScalarKind.RECIP: ScalarOp.RECIP, ScalarKind.RSQRT: ScalarOp.RSQRT, ScalarKind.DIV: ScalarOp.DIV}
 
 
 def command_layout(addr_bits: int) -> data.StructLayout:
@@ -206,7 +204,7 @@ class Sfu(wiring.Component):
         xsrc = Signal(2)
         msrc = Signal(2)
         shsrc = Signal(3)
-        skind = Signal(2)
+        skind = Signal(ScalarOp)
         elementwise = Signal()
         supported = Signal()
         with m.Switch(c.op):
@@ -377,10 +375,7 @@ class Sfu(wiring.Component):
             with m.Else():
                 m.next = "DONE"
 
-        with m.Switch(skind):
-            for kind, sop in _SCALAR_OP.items():
-                with m.Case(kind):
-                    m.d.comb += scalar.op.eq(sop)
+        m.d.comb += scalar.op.eq(skind)
         m.d.comb += [scalar.d.eq(d_op), scalar.n.eq(c.n), scalar.e_in.eq(r_qe),
                      scalar.qmax.eq(Mux(c.bits4, 7, 127)), scalar.mantissa_bits.eq(c.mantissa_bits)]
         quant = Signal()
@@ -467,7 +462,7 @@ class Sfu(wiring.Component):
             with m.State("SPREP"):
                 m.d.comb += self.busy.eq(1)
                 with m.Switch(skind):
-                    with m.Case(ScalarKind.RSQRT):
+                    with m.Case(ScalarOp.RSQRT):
                         m.d.sync += d_op.eq(r_sumsq + eps_term)
                     with m.Default():
                         m.d.sync += d_op.eq(r_sum)
@@ -478,7 +473,7 @@ class Sfu(wiring.Component):
             with m.State("SWAIT"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(scalar.done):
-                    with m.If(skind == ScalarKind.DIV):
+                    with m.If(skind == ScalarOp.DIV):
                         m.d.sync += r_mean.eq(scalar.q)
                     with m.Elif(d_op == 0):
                         # an all-zero row with eps 0: outputs are zeros (m = 0), as in the reference

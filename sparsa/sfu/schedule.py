@@ -27,9 +27,10 @@ from enum import IntEnum
 
 from sparsa.sfu.command import ELEMENTWISE, SfuCommand, SfuOp
 from sparsa.sfu.lane import LaneOp, Reduce
+from sparsa.sfu.scalar import ScalarOp
 
 __all__ = [
-    "Src", "XSrc", "MSrc", "ShSrc", "Pass", "ScalarStep", "ScalarKind", "ELEMENTWISE_LANE_OP", "ROW_STEPS",
+    "Src", "XSrc", "MSrc", "ShSrc", "Pass", "ScalarStep", "ELEMENTWISE_LANE_OP", "ROW_STEPS",
     "SETUP_CYCLES", "DONE_CYCLES", "SCALAR_STEP_OVERHEAD", "pass_cycles", "command_cycles", "quantize_cycles",
 ]
 
@@ -75,15 +76,6 @@ class ShSrc(IntEnum):
     CMD_EXP_MINUS_16 = 5  #: the command's ``exponent - 16``
 
 
-class ScalarKind(IntEnum):
-    """Scalar-unit operations a row step may run (values of :class:`sparsa.sfu.scalar.ScalarOp`
-    by name)."""
-
-    RECIP = 0   #: of the SUM_Y fold
-    RSQRT = 1   #: of the SUMSQ fold plus the command's eps term, with ``n``
-    DIV = 2     #: the SUM fold by ``n``
-
-
 @dataclass(frozen=True)
 class Pass:
     """One pass over a row: lane op, reduction, sources, and whether results are written."""
@@ -100,9 +92,10 @@ class Pass:
 
 @dataclass(frozen=True)
 class ScalarStep:
-    """One scalar-unit step on the row's folds."""
+    """One scalar-unit step on the row's folds: RECIP of the SUM_Y fold, RSQRT of the SUMSQ fold
+    plus the command's eps term (with ``n``), or DIV of the SUM fold by ``n``."""
 
-    kind: ScalarKind
+    kind: ScalarOp
 
 
 #: Lane op of each element-wise command (its ``sh``/``m`` sources follow from the op).
@@ -118,7 +111,7 @@ ELEMENTWISE_LANE_OP: Mapping[SfuOp, Pass] = {
 
 _NORM_TAIL = (
     Pass(LaneOp.PASS, Reduce.SUMSQ, sh=ShSrc.S),
-    ScalarStep(ScalarKind.RSQRT),
+    ScalarStep(ScalarOp.RSQRT),
     Pass(LaneOp.SCALE_MUL, b=True, write=True, m=MSrc.SCALAR, sh=ShSrc.E_PLUS_S_MINUS_16),
 )
 
@@ -127,13 +120,13 @@ ROW_STEPS: Mapping[SfuOp, tuple[Pass | ScalarStep, ...]] = {
     SfuOp.SOFTMAX: (
         Pass(LaneOp.PASS, Reduce.MAX),
         Pass(LaneOp.EXP_SUB, Reduce.SUM_Y, write=True, x=XSrc.MAX),
-        ScalarStep(ScalarKind.RECIP),
+        ScalarStep(ScalarOp.RECIP),
         Pass(LaneOp.SCALE, src=Src.DST, write=True, m=MSrc.SCALAR, sh=ShSrc.E_MINUS_16),
     ),
     SfuOp.RMSNORM: (Pass(LaneOp.PASS, Reduce.AMAX),) + _NORM_TAIL,
     SfuOp.LAYERNORM: (
         Pass(LaneOp.PASS, Reduce.SUM),
-        ScalarStep(ScalarKind.DIV),
+        ScalarStep(ScalarOp.DIV),
         Pass(LaneOp.SUB, Reduce.AMAX_Y, write=True, x=XSrc.MEAN),
     ) + tuple(
         # the norm tail reads the centred row the SUB pass wrote
