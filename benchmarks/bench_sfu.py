@@ -47,14 +47,13 @@ def workload(lanes: int, tokens: int, context: int) -> list[tuple[str, SfuComman
 
 def cycle_table(lanes: int, phases: list[tuple[str, int, int]]) -> str:
     """Markdown: cycles and cycles per element of each command, per phase."""
-    scalar = {op.name: k for op, k in SCALAR_CYCLES.items()}
     head = "| operation | " + " | ".join(f"{p} cycles | {p} cycles/element" for p, _, _ in phases) + " |"
     lines = [head, "|---|" + "---:|---:|" * len(phases)]
     for i, (label, _) in enumerate(workload(lanes, 1, 1)):
         cells = []
         for _, tokens, context in phases:
             cmd = workload(lanes, tokens, context)[i][1]
-            cyc = command_cycles(cmd, lanes, LANE_LATENCY, scalar)
+            cyc = command_cycles(cmd, lanes, LANE_LATENCY, SCALAR_CYCLES)
             cells += [f"{cyc:,}", f"{cyc / (cmd.rows * cmd.n):.3f}"]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -142,7 +142,7 @@ def pass_cycles(beats: int, lane_latency: int) -> int:
 
 
 def command_cycles(cmd: SfuCommand, lanes: int, lane_latency: int,
-                   scalar_cycles: Mapping[str, int]) -> int:
+                   scalar_cycles: Mapping[ScalarOp, int]) -> int:
     """Cycles from accepting ``cmd`` to the end of its done cycle (see the module docstring).
 
     Parameters
@@ -154,8 +154,8 @@ def command_cycles(cmd: SfuCommand, lanes: int, lane_latency: int,
     lane_latency : int
         The lanes' pipeline latency.
     scalar_cycles : mapping
-        The scalar unit's cycles by operation name (``'RECIP'``, ``'RSQRT'``, ``'DIV'``, and for
-        QUANTIZE ``'EXPO'``, ``'QMANT'``).
+        The scalar unit's cycles per :class:`~sparsa.sfu.scalar.ScalarOp`
+        (:data:`sparsa.sfu.timing.SCALAR_CYCLES`).
     """
     beats = cmd.words(lanes)
     if cmd.op == SfuOp.QUANTIZE:
@@ -164,21 +164,21 @@ def command_cycles(cmd: SfuCommand, lanes: int, lane_latency: int,
         body = pass_cycles(cmd.rows * beats, lane_latency)
     elif cmd.op in ROW_STEPS:
         per_row = sum(pass_cycles(beats, lane_latency) if isinstance(s, Pass)
-                      else SCALAR_STEP_OVERHEAD + scalar_cycles[s.kind.name] for s in ROW_STEPS[cmd.op])
+                      else SCALAR_STEP_OVERHEAD + scalar_cycles[s.kind] for s in ROW_STEPS[cmd.op])
         body = cmd.rows * per_row
     else:  # pragma: no cover - every SfuOp is element-wise, a row op or QUANTIZE
         raise AssertionError(f"SFU {cmd.op.name} has no schedule")
     return SETUP_CYCLES + body + DONE_CYCLES
 
 
-def quantize_cycles(cmd: SfuCommand, lanes: int, lane_latency: int, scalar_cycles: Mapping[str, int]) -> int:
+def quantize_cycles(cmd: SfuCommand, lanes: int, lane_latency: int, scalar_cycles: Mapping[ScalarOp, int]) -> int:
     """QUANTIZE, tensor-wide: a pass over all ``R * B`` beats folding each unit's max into the
     scale memory, one EXPO step, one QMANT step per scale unit, a QDIV pass over all beats.
 
-    ``scalar_cycles`` must hold ``'EXPO'`` and ``'QMANT'`` (the scalar unit's counts by name).
+    ``scalar_cycles``: the scalar unit's counts (:data:`sparsa.sfu.timing.SCALAR_CYCLES`).
     """
     beats = cmd.rows * cmd.words(lanes)
     units = cmd.rows * cmd.scale_units()
     return (SETUP_CYCLES + 2 * pass_cycles(beats, lane_latency)
-            + SCALAR_STEP_OVERHEAD + scalar_cycles["EXPO"]
-            + units * (SCALAR_STEP_OVERHEAD + scalar_cycles["QMANT"]) + DONE_CYCLES)
+            + SCALAR_STEP_OVERHEAD + scalar_cycles[ScalarOp.EXPO]
+            + units * (SCALAR_STEP_OVERHEAD + scalar_cycles[ScalarOp.QMANT]) + DONE_CYCLES)

@@ -20,10 +20,6 @@ from ..helpers import expect_error, simulate
 DEPTH = 64
 
 
-def _scalar_cycles():
-    return {op.name: k for op, k in SCALAR_CYCLES.items()}
-
-
 def _payload(cmd: SfuCommand) -> dict:
     return {"op": int(cmd.op), "rows": cmd.rows, "n": cmd.n, "dst": cmd.dst, "a": cmd.a, "b": cmd.b,
             "b_step": cmd.b_step, "shift": cmd.shift, "mantissa": cmd.mantissa, "exponent": cmd.exponent,
@@ -78,7 +74,7 @@ def _check(lanes, init, cmds):
     np.testing.assert_array_equal(got, state.vmem)
     if any(c.op == SfuOp.QUANTIZE for c in cmds):
         assert exponent == state.exponent
-    assert cycles == [command_cycles(c, lanes, LANE_LATENCY, _scalar_cycles()) for c in cmds]
+    assert cycles == [command_cycles(c, lanes, LANE_LATENCY, SCALAR_CYCLES) for c in cmds]
 
 
 def _random_vmem(rng, lanes, lo=-(1 << 20), hi=1 << 20):
