@@ -41,6 +41,7 @@ __all__ = [
     "ActScaleConfig",
     "BufferConfig",
     "MemoryConfig",
+    "SfuConfig",
     "ResourceConfig",
     "EnergyConfig",
     "AcceleratorConfig",
@@ -288,6 +289,30 @@ class ResourceConfig(_Section):
     uram_kbit: float | None = Field(None, gt=0, description="UltraRAM available, kbit (URAM = 288)")
 
 
+class SfuConfig(_Section):
+    """The special-function unit (docs/sfu.md): vector lanes, vector memory (VMEM), scale memory.
+
+    Present in a config, the accelerator has an SFU next to its matrix datapath; the estimator
+    costs vector ops (norms, softmax, activations, requantisation, on-chip quantisation) with
+    the SFU's timing contract (:mod:`sparsa.sfu.schedule`).
+    """
+
+    model_config = _FROZEN
+    lanes: int = Field(8, ge=2, le=32, description="fx lanes: elements per beat and per VMEM word "
+                                                   "(a power of two, 2..32)")
+    vmem_words: int = Field(4096, ge=2, le=65536, description="words of the SFU's vector memory "
+                                                            "(each lanes x 32 bits)")
+    scale_words: int = Field(256, ge=1, le=65536, description="scale units one on-chip QUANTIZE may have "
+                                                            "(per-unit maxima and mantissas)")
+
+    @field_validator("lanes")
+    @classmethod
+    def _power_of_two(cls, lanes: int) -> int:
+        if lanes & (lanes - 1):
+            raise ValueError(f"sfu.lanes must be a power of two in 2..32, not {lanes!r}")
+        return lanes
+
+
 class EnergyConfig(_Section):
     """Energy per action (pJ) and static power; defaults and their sources in docs/energy.md."""
 
@@ -331,6 +356,15 @@ class AcceleratorConfig(_Section):
     resources: ResourceConfig = ResourceConfig()
     energy: EnergyConfig = EnergyConfig()
     act_scale: ActScaleConfig = ActScaleConfig()
+    sfu: SfuConfig | None = Field(None, description="special-function unit; absent: none (docs/sfu.md)")
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_sfu(self, handler):
+        # A config without an SFU dumps (and hashes) exactly as before the SFU existed.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("sfu") is None:
+            data.pop("sfu", None)
+        return data
 
     @model_validator(mode="after")
     def _check_datapath(self) -> "AcceleratorConfig":
