@@ -33,6 +33,7 @@ __all__ = [
     "rne_shift",
     "saturate",
     "saturate_fx",
+    "shift_saturate_fx",
     "rne_div",
     "floor_sqrt",
     "to_fx",
@@ -88,6 +89,28 @@ def saturate(x: np.ndarray, bits: int) -> np.ndarray:
 def saturate_fx(x: np.ndarray) -> np.ndarray:
     """Clip to the fx range."""
     return saturate(x, FX_BITS)
+
+
+def shift_saturate_fx(x: np.ndarray | int, s: int | np.ndarray) -> np.ndarray:
+    """``saturate_fx(rne_shift(x, s))`` of the true value, for every shift the lanes take.
+
+    :func:`rne_shift` computes in int64, so a left shift (``s < 0``) of a large ``x`` would wrap
+    before it saturates; the lanes saturate the true value.  A left shift saturates as soon as
+    ``|x| >= 2**31`` or, for ``x != 0``, by 31 places or more, so ``x`` is clipped to
+    ``+-2**31`` and the shift to 31 places first: the same result, and no int64 can wrap.
+
+    Parameters
+    ----------
+    x : array of int64
+        Values, ``|x| < 2**62`` (a product of an fx value and a mantissa of up to 24 bits is).
+    s : int or array of int
+        Shift in ``[-64, 63]``, broadcast against ``x``.
+    """
+    xa = np.asarray(x, dtype=np.int64)
+    sa = np.asarray(s, dtype=np.int64)
+    left = np.minimum(np.maximum(-sa, 0), FX_BITS - 1)
+    clipped = np.clip(xa, FX_MIN, -FX_MIN)
+    return saturate_fx(np.where(sa < 0, np.left_shift(clipped, left), rne_shift(xa, np.maximum(sa, 0))))
 
 
 def rne_div(n: np.ndarray, d: np.ndarray) -> np.ndarray:

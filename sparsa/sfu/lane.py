@@ -21,10 +21,13 @@ from enum import IntEnum
 import numpy as np
 
 from sparsa.errors import FormatError
-from sparsa.sfu.fixed import FX_FRAC, rne_div, rne_shift, saturate_fx
+from sparsa.sfu.fixed import FX_BITS, FX_FRAC, rne_div, rne_shift, saturate_fx, shift_saturate_fx
 from sparsa.sfu.ops import activation, exp_nonpositive, mul
 
-__all__ = ["LaneOp", "Reduce", "MANT_FIELD_BITS", "lane_op", "reduce_beat"]
+__all__ = ["LaneOp", "Reduce", "MANT_FIELD_BITS", "SUMSQ_LIMIT", "lane_op", "reduce_beat"]
+
+#: The SUMSQ squarer (one 18 x 18 multiplier) is exact for ``-2**17 <= a >> sh < 2**17``.
+SUMSQ_LIMIT = 1 << 17
 
 #: Width of the ``m`` field (an activation-scale mantissa may be up to 24 bits).
 MANT_FIELD_BITS = 24
@@ -54,7 +57,7 @@ class Reduce(IntEnum):
     MAX = 1        #: ``max a`` (fold: max)
     AMAX = 2       #: ``max |a|`` (fold: max)
     SUM_Y = 3      #: ``sum y`` (fold: add)
-    SUMSQ = 4      #: ``sum (a >> sh)**2`` with ``sh >= 0`` (fold: add)
+    SUMSQ = 4      #: ``sum (a >> sh)**2`` with ``sh >= 0``, ``-2**17 <= a >> sh < 2**17`` (fold: add)
     SUM = 5        #: ``sum a`` (fold: add)
     AMAX_Y = 6     #: ``max |y|`` (fold: max)
 
@@ -77,7 +80,7 @@ def lane_op(op: LaneOp, a: np.ndarray, b: np.ndarray, keep: np.ndarray, *, x: in
     elif op == LaneOp.MUL:
         y = mul(a, b)
     elif op == LaneOp.REQUANT:
-        y = saturate_fx(rne_shift(a * b, sh))
+        y = shift_saturate_fx(a * b, sh)
     elif op in (LaneOp.SILU, LaneOp.GELU):
         y = activation(a, op.name.lower())
     elif op == LaneOp.SUB:
@@ -85,9 +88,9 @@ def lane_op(op: LaneOp, a: np.ndarray, b: np.ndarray, keep: np.ndarray, *, x: in
     elif op == LaneOp.EXP_SUB:
         y = exp_nonpositive(saturate_fx(a - x))
     elif op == LaneOp.SCALE:
-        y = saturate_fx(rne_shift(a * m, sh))
+        y = shift_saturate_fx(a * m, sh)
     elif op == LaneOp.SCALE_MUL:
-        y = mul(saturate_fx(rne_shift(a * m, sh)), b)
+        y = mul(shift_saturate_fx(a * m, sh), b)
     elif op == LaneOp.ROPE:
         if a.shape[-1] % 2:
             raise FormatError(f"ROPE needs an even lane count, not {a.shape[-1]}")
@@ -96,14 +99,28 @@ def lane_op(op: LaneOp, a: np.ndarray, b: np.ndarray, keep: np.ndarray, *, x: in
         y[..., 0::2] = saturate_fx(rne_shift(x0 * c - x1 * s, FX_FRAC))
         y[..., 1::2] = saturate_fx(rne_shift(x0 * s + x1 * c, FX_FRAC))
     elif op == LaneOp.QDIV:
-        mm = np.broadcast_to(np.asarray(m, dtype=np.int64), a.shape)
-        safe = np.where(mm > 0, mm, 1)
-        num = np.left_shift(a, np.maximum(sh, 0))
-        den = np.left_shift(safe, np.maximum(np.negative(sh), 0))
-        y = np.where(mm > 0, np.clip(rne_div(num, den), -np.asarray(q), q), 0)
+        y = _qdiv(a, np.asarray(m, dtype=np.int64), np.asarray(sh, dtype=np.int64), np.asarray(q, dtype=np.int64))
     else:  # pragma: no cover - IntEnum is closed
         raise FormatError(f"unknown lane op {op!r}")
     return np.where(keep, y, 0)
+
+
+def _qdiv(a: np.ndarray, m: np.ndarray, sh: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """QDIV of the true value ``a * 2**sh / m`` for every ``sh`` in ``[-64, 63]``, without int64 wrap.
+
+    ``|a| <= 2**31``, ``m < 2**24``, ``q < 2**8``.  For ``sh >= 32`` a nonzero ``a`` gives
+    ``|a| 2**sh / m >= 2**32 / 2**24 > q``: saturated.  For ``sh <= -32`` the quotient is below
+    ``2**31 / 2**32 = 1/2``: 0.  In between numerator (``< 2**62``) and denominator (``< 2**55``)
+    fit int64 exactly.
+    """
+    mm = np.broadcast_to(m, a.shape)
+    safe = np.where(mm > 0, mm, 1)
+    s = np.clip(sh, -(FX_BITS - 1), FX_BITS - 1)
+    num = np.left_shift(a, np.maximum(s, 0))
+    den = np.left_shift(safe, np.maximum(-s, 0))
+    y = np.clip(rne_div(num, den), -q, q)
+    y = np.where(sh >= FX_BITS, np.sign(a) * q, np.where(sh <= -FX_BITS, 0, y))
+    return np.where(mm > 0, y, 0)
 
 
 def reduce_beat(kind: Reduce, a: np.ndarray, y: np.ndarray, keep: np.ndarray, sh: int = 0) -> np.ndarray:
@@ -122,5 +139,8 @@ def reduce_beat(kind: Reduce, a: np.ndarray, y: np.ndarray, keep: np.ndarray, sh
         return np.where(keep, a, 0).sum(axis=-1)
     if kind == Reduce.SUMSQ:
         v = np.where(keep, a >> sh, 0)
+        if v.size and (v.max() >= SUMSQ_LIMIT or v.min() < -SUMSQ_LIMIT):
+            raise FormatError(f"SUMSQ: a >> {sh} reaches [{int(v.min())}, {int(v.max())}], outside the squarer's "
+                              f"exact domain -2**17 <= a >> sh < 2**17 (the norms' pre-shift keeps |a >> sh| <= 2**15)")
         return (v * v).sum(axis=-1)
     return np.zeros(a.shape[:-1], dtype=np.int64)

@@ -42,6 +42,7 @@ from sparsa.sfu.fixed import (
     rne_shift,
     saturate_fx,
     scale_exponent,
+    shift_saturate_fx,
     scale_mantissa,
 )
 from sparsa.sfu.tables import (
@@ -125,7 +126,7 @@ def requantize(acc: np.ndarray, mantissa: np.ndarray, shift: int, bias: np.ndarr
                           f"[{m.min()}, {m.max()}]")
     if a.size and np.abs(a).max() >= 1 << REQUANT_ACC_BITS:
         raise FormatError(f"requantize: sums must be below 2**{REQUANT_ACC_BITS} in magnitude")
-    y = saturate_fx(rne_shift(a * m, int(shift)))
+    y = shift_saturate_fx(a * m, int(shift))
     if bias is not None:
         y = saturate_fx(y + _fx(bias, "requantize bias"))
     return y
@@ -347,7 +348,7 @@ def rmsnorm_code(x: np.ndarray, gain: np.ndarray, eps_code: int) -> np.ndarray:
     if g.shape != xa.shape[-1:]:
         raise ShapeError(f"rmsnorm: gain {g.shape} does not match rows of {xa.shape[-1]}")
     shifts, m, e = _row_rsqrt_scale(xa, int(eps_code))
-    z = saturate_fx(rne_shift(xa * m[..., None], (e + shifts - FX_FRAC)[..., None]))
+    z = shift_saturate_fx(xa * m[..., None], (e + shifts - FX_FRAC)[..., None])
     return mul(z, g)
 
 

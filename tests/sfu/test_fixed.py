@@ -21,6 +21,7 @@ from sparsa.sfu.fixed import (
     normalized_rsqrt,
     rne_div,
     rne_shift,
+    shift_saturate_fx,
     to_fx,
 )
 
@@ -32,6 +33,13 @@ def test_rne_shift_is_round_half_even(x, s):
     if s < 0 and abs(x) >= 1 << (62 + s):
         x >>= -s
     assert int(rne_shift(np.int64(x), s)) == round(Fraction(x, 1 << s) if s >= 0 else Fraction(x << -s))
+
+
+@given(st.integers(min_value=-(1 << 55), max_value=1 << 55), st.integers(min_value=-64, max_value=63))
+def test_shift_saturate_is_the_saturated_true_value(x, s):
+    """Every shift the lanes take, products up to 55 bits: no int64 wrap on the left shifts."""
+    true = round(Fraction(x, 1 << s)) if s >= 0 else x << -s
+    assert int(shift_saturate_fx(np.int64(x), s)) == min(max(true, FX_MIN), FX_MAX)
 
 
 def test_rne_shift_ties_go_to_even():

@@ -11,6 +11,8 @@ from hypothesis.extra.numpy import arrays
 from sparsa.errors import FormatError
 from sparsa.formats.actscale import ActScaleSpec
 from sparsa.sfu import lane, ops
+from fractions import Fraction
+
 from sparsa.sfu.fixed import FX_MAX, FX_MIN, to_fx
 from sparsa.sfu.lane import LaneOp, Reduce
 
@@ -19,6 +21,23 @@ lanes = st.sampled_from([2, 4, 8, 16])
 
 def fx(n, lo=-(1 << 24), hi=1 << 24):
     return arrays(np.int64, n, elements=st.integers(lo, hi))
+
+
+@given(st.integers(FX_MIN, FX_MAX), st.integers(0, (1 << lane.MANT_FIELD_BITS) - 1), st.integers(-64, 63),
+       st.integers(0, 255))
+def test_qdiv_divides_the_true_value_for_every_shift(a, m, sh, q):
+    """``clip(rne(a 2**sh / m), -q, q)`` exactly, including shifts whose int64 operands would wrap."""
+    got = int(lane.lane_op(LaneOp.QDIV, np.array([a, 0]), np.zeros(2, np.int64), np.ones(2, bool), m=m, sh=sh,
+                           q=q)[0])
+    want = 0 if m == 0 else max(-q, min(q, round(Fraction(a) * Fraction(2) ** sh / m)))
+    assert got == want
+
+
+def test_sumsq_refuses_operands_outside_the_squarers_domain():
+    a = np.array([1 << 17, 0])
+    with pytest.raises(FormatError, match="SUMSQ"):
+        lane.reduce_beat(Reduce.SUMSQ, a, a, np.ones(2, bool), sh=0)
+    assert int(lane.reduce_beat(Reduce.SUMSQ, a, a, np.ones(2, bool), sh=1)) == 1 << 32
 
 
 @settings(max_examples=40)

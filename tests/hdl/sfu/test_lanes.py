@@ -38,12 +38,6 @@ def fx_values(n: int):
     return st.lists(elem, min_size=n, max_size=n).map(lambda v: np.array(v, dtype=np.int64))
 
 
-def _legal_sh(sh: int, left_bits: int, right_bits: int) -> int:
-    """``sh`` moved into the range where the NumPy contract's int64 shifts do not overflow:
-    ``left_bits + max(sh, 0) <= 62`` and ``right_bits + max(-sh, 0) <= 62``."""
-    return int(np.clip(sh, -(62 - right_bits), 62 - left_bits))
-
-
 @st.composite
 def beats(draw, lanes: int, pairs=None):
     """One beat as a dict of the lanes' inputs, inside the contract's domain for its op."""
@@ -55,15 +49,13 @@ def beats(draw, lanes: int, pairs=None):
     q = draw(st.one_of(st.sampled_from([0, 1, 7, 127, 255]), st.integers(0, 255)))
     x = draw(st.one_of(st.sampled_from([FX_MIN, FX_MAX, 0]), st.integers(FX_MIN, FX_MAX)))
     abits = int(np.abs(a).max()).bit_length()
+    # every shift the sh port takes (-64..63): the contract saturates the true value
+    # (sparsa.sfu.fixed.shift_saturate_fx) and QDIV divides it exactly, like the lanes
     if op == LaneOp.REQUANT:
         b = b & 0xFFFF
-        sh = max(sh, -(62 - int(np.abs(a * b).max()).bit_length()))
-    elif op in (LaneOp.SCALE, LaneOp.SCALE_MUL):
-        sh = max(sh, -(62 - (abits + m.bit_length())))
-    elif op == LaneOp.QDIV:
-        if draw(st.booleans()):         # quotients around 2**-2 .. 2**9 rather than 0 or saturated
-            sh = m.bit_length() - abits + draw(st.integers(-3, 9))
-        sh = _legal_sh(sh, abits, m.bit_length())
+    elif op == LaneOp.QDIV and draw(st.booleans()):   # quotients around 2**-2 .. 2**9 rather than 0 or saturated
+        sh = int(np.clip(m.bit_length() - abits + draw(st.integers(-3, 9)), -(1 << (SH_BITS - 1)),
+                         (1 << (SH_BITS - 1)) - 1))
     elif op == LaneOp.EXP_SUB and draw(st.booleans()):
         a = a >> draw(st.integers(0, 12))          # a softmax row: x is its max, a - x in [-18, 0] mostly
         x = int(a.max())
@@ -195,6 +187,14 @@ def test_worst_case_operands():
         _beat(LaneOp.SCALE, [384, -384, 896, 256 + 1], m=1, sh=13),
         _beat(LaneOp.REQUANT, [FX_MIN, FX_MAX, 3, -3], [0xFFFF, 0xFFFF, 1, 1], sh=63),
         _beat(LaneOp.SCALE, [FX_MIN, FX_MAX, 5, -5], m=(1 << 24) - 1, sh=-7),
+        # left shifts whose int64 product would wrap: the true value saturates
+        _beat(LaneOp.REQUANT, [FX_MIN, FX_MAX, 1, -1], [0xFFFF, 0xFFFF, 1, 1], sh=-64),
+        _beat(LaneOp.REQUANT, [1 << 20, -(1 << 20), 1, -1], [0xFFFF, 0xFFFF, 1, 1], sh=-31),
+        _beat(LaneOp.SCALE, [FX_MIN, FX_MAX, 1, -1], m=(1 << 24) - 1, sh=-40),
+        _beat(LaneOp.SCALE_MUL, [FX_MIN, 3, 1, -1], [FX_ONE, FX_ONE, FX_ONE, -FX_ONE], m=1, sh=-31),
+        _beat(LaneOp.QDIV, [FX_MIN, FX_MAX, 1, -1], m=1, sh=63, q=127),
+        _beat(LaneOp.QDIV, [FX_MIN, FX_MAX, 1, -1], m=(1 << 24) - 1, sh=-64, q=127),
+        _beat(LaneOp.QDIV, [FX_MIN, FX_MAX, 1, -1], m=(1 << 23) + 1, sh=32, q=255),
         _beat(LaneOp.SCALE, [FX_MIN, FX_MAX, 5, -5], m=(1 << 24) - 1, sh=40),
         _beat(LaneOp.SCALE_MUL, [FX_MIN, FX_MAX, 5, -5], [FX_MIN, FX_MIN, FX_MAX, FX_MIN], m=(1 << 24) - 1, sh=2),
         _beat(LaneOp.ROPE, [FX_MIN, FX_MIN, FX_MAX, FX_MIN], [FX_MIN, FX_MIN, FX_MAX, FX_MIN]),
