@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer,
                       model_validator)
@@ -569,16 +569,38 @@ class AcceleratorConfig(_Section):
         """
         data = self.model_dump()
         for path, value in overrides.items():
-            node = data
+            node, model = data, type(self)
             parts = path.split(".")
             for part in parts[:-1]:
+                section = _optional_section(model, part)
+                if node.get(part) is None and section is not None:
+                    node[part] = section().model_dump()   # an absent optional section (sfu:) starts from its defaults
                 if not isinstance(node.get(part), dict):
                     raise ConfigError(f"override {path!r}: {part!r} is not a config section")
-                node = node[part]
+                node, model = node[part], section or _section_type(model, part)
             if parts[-1] not in node:
                 raise ConfigError(f"override {path!r}: unknown field {parts[-1]!r}")
             node[parts[-1]] = value
         return parse_config(data, source="<overrides>")
+
+
+def _section_type(model: "type[BaseModel] | None", name: str) -> "type[BaseModel] | None":
+    """The section class of field ``name`` of ``model`` (``X`` or ``X | None``), else None."""
+    field = model.model_fields.get(name) if model is not None else None
+    if field is None:
+        return None
+    for candidate in (field.annotation, *get_args(field.annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, _Section):
+            return candidate
+    return None
+
+
+def _optional_section(model: "type[BaseModel] | None", name: str) -> "type[BaseModel] | None":
+    """The section class of field ``name`` when the field may be absent (``X | None``), else None."""
+    field = model.model_fields.get(name) if model is not None else None
+    if field is None or type(None) not in get_args(field.annotation):
+        return None
+    return _section_type(model, name)
 
 
 def _format_validation_error(exc: ValidationError, source: str, doc: "YamlDocument | None" = None) -> str:

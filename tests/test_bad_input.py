@@ -407,6 +407,10 @@ for _cmd, _argv in (("synth", ["synth", CFG, "--target", "ecp5-85f"]), ("build",
          ("--set", "datapath.rows", "twice"))
 case("synth-target-bogus", ["synth", CFG, "--target", "xc7z020"], ("xc7z020",))
 case("synth-pnr-xilinx", ["synth", CFG, "--target", "xcu280", "--pnr"], ("--pnr", "'xcu280'"))
+case("build-with-sfu", ["build", CFG, "--board", "ulx3s-85f", "--set", "sfu.lanes=4"], ("sfu:", "do not include"))
+case("synth-soc-with-sfu", ["synth", CFG, "--target", "ecp5-85f", "--design", "soc", "--set", "sfu.lanes=4"],
+     ("--design soc", "special-function unit"))
+case("synth-sfu-lanes-odd", ["synth", CFG, "--target", "ecp5-85f", "--set", "sfu.lanes=6"], ("sfu.lanes", "6"))
 case("build-board-bogus", ["build", CFG, "--board", "zcu104"], ("zcu104",))
 case("build-instr-depth-zero", ["build", CFG, "--board", "u280", "--instr-depth", "0"], ("--instr-depth", "0"))
 case("build-instr-depth-negative", ["build", CFG, "--board", "ulx3s-85f", "--instr-depth", "-8"],

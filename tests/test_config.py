@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from sparsa.config import AcceleratorConfig, load_config, parse_config
+from sparsa.config import AcceleratorConfig, SfuConfig, load_config, parse_config
 from sparsa.errors import ConfigError, UnsupportedError
 from sparsa.formats.nm import NMPattern
 
@@ -105,6 +105,22 @@ def test_overrides(cfg4x4):
     assert big.rows == 16 and big.clock_mhz == 250 and cfg4x4.rows == 4
     with pytest.raises(ConfigError, match="unknown field 'rowz'"):
         cfg4x4.with_overrides({"datapath.rowz": 1})
+
+
+def test_the_sfu_section_is_optional_and_keeps_old_hashes(cfg4x4):
+    """Absent, ``sfu`` is None and left out of the dump (config hashes unchanged); an override of
+    one of its fields creates it from its defaults; a bad value names the field."""
+    assert cfg4x4.sfu is None and "sfu" not in cfg4x4.model_dump() and '"sfu"' not in cfg4x4.model_dump_json()
+    with_sfu = cfg4x4.with_overrides({"sfu.lanes": 4})
+    assert with_sfu.sfu.lanes == 4 and with_sfu.sfu.vmem_words == SfuConfig().vmem_words
+    assert with_sfu.with_overrides({"sfu.vmem_words": 64}).sfu == SfuConfig(lanes=4, vmem_words=64)
+    for path, value, msg in [("sfu.lanes", 6, "sfu.lanes must be a power of two"),
+                             ("sfu.lanes", 64, "sfu.lanes"), ("sfu.vmem_words", 1, "sfu.vmem_words"),
+                             ("sfu.depth", 8, "unknown field 'depth'")]:
+        with pytest.raises(ConfigError, match=msg):
+            cfg4x4.with_overrides({path: value})
+    with pytest.raises(ConfigError, match="datapath.chain is only used with kind 'dsp_chain'"):
+        cfg4x4.with_overrides({"datapath.chain.group": 4})
 
 
 def test_hardware_pattern_mapping(cfg4x8):

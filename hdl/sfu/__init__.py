@@ -1,3 +1,3 @@
-"""The special-function unit's gateware: vector lanes, the scalar unit, and (to come) the
-sequencer over its vector memory.  The arithmetic is :mod:`sparsa.sfu`; these components
-reproduce it bit for bit."""
+"""The special-function unit's gateware: vector lanes (:mod:`.lanes`), the scalar unit
+(:mod:`.scalar`) and the sequencer over its vector memory (:mod:`.sfu`).  The arithmetic is
+:mod:`sparsa.sfu`; these components reproduce it bit for bit."""

@@ -31,6 +31,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from sparsa.config import SfuConfig
 from sparsa.hdl.sfu.lanes import SfuLanes
 from sparsa.hdl.sfu.scalar import SfuScalar
 from sparsa.sfu.command import SfuOp
@@ -125,6 +126,11 @@ class Sfu(wiring.Component):
             "host_rdata": Out(word),
             "exponent": Out(signed(8)),
         })
+
+    @classmethod
+    def from_config(cls, sfu: SfuConfig) -> Sfu:
+        """The SFU an accelerator config's ``sfu:`` section describes."""
+        return cls(sfu.lanes, sfu.vmem_words, sfu.scale_words)
 
     @property
     def lanes(self) -> int:

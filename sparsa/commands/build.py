@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from sparsa.commands._common import add_config_argument, load
-from sparsa.errors import ConfigError, MissingToolError
+from sparsa.errors import ConfigError, MissingToolError, UnsupportedError
 from sparsa.output import check_output_dir, check_output_file, write_file
 
 NAME = "build"
@@ -86,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--axi-burst {args.axi_burst} needs an AXI master; --axi-width 0 has none")
     cfg = load_with_overrides(args)
     cfg.require_supported()
+    if cfg.sfu is not None:
+        raise UnsupportedError(f"sfu: the board SoCs do not include the special-function unit yet; {cfg.name!r} has an "
+                               f"sfu: section (`sparsa synth --design accel` synthesizes it, `sparsa verilog` writes "
+                               f"it as sfu.v)")
     out = args.output or Path("build") / board.name
     check_output_dir(out, "-o", whole=False)
     if args.json:

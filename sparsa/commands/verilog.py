@@ -54,12 +54,25 @@ def run(args: argparse.Namespace) -> int:
     print(f"  register bits {res.register_bits}  ({', '.join(f'{k} {v}' for k, v in res.register_breakdown.items())})")
     print(f"  accumulator   {res.accumulator_shape[0]} x {res.accumulator_shape[1]} bit = "
           f"{res.accumulator_memory_bits} bit RAM")
+    sfu_path = None
+    if cfg.sfu is not None:
+        from sparsa.hdl.export import write_verilog
+        from sparsa.hdl.sfu.sfu import Sfu
+
+        sfu_path = write_verilog(Sfu.from_config(cfg.sfu), "sfu", args.output)
+        print(f"wrote {sfu_path} (module sfu: {cfg.sfu.lanes} lanes, {cfg.sfu.vmem_words} VMEM words; its own top "
+              f"until the SFU is attached to the datapath, ports in docs/sfu.md)")
     if args.lint:
         lint_verilog(art.path, top=art.name)
+        if sfu_path is not None:
+            lint_verilog(sfu_path, top="sfu")
         print("lint: verilator --lint-only -Wall clean (waivers in docs/hdl.md)")
     if args.json:
         write_file(args.json, json.dumps({"module": art.name, "path": str(art.path),
                                          "ports": [vars(p) if hasattr(p, "__dict__") else p._asdict()
                                                    for p in art.ports],
-                                         "resources": res.as_dict()}, indent=2, default=str) + "\n", "--json")
+                                         "resources": res.as_dict(),
+                                         **({"sfu": {"module": "sfu", "path": str(sfu_path),
+                                                     **cfg.sfu.model_dump()}} if sfu_path else {})},
+                                        indent=2, default=str) + "\n", "--json")
     return 0

@@ -67,3 +67,20 @@ def test_kernel_dma_costs_flip_flops_and_luts_but_no_dsp_or_bram(small_cfg, tmp_
     # read + write beat buffers (2 x 64) + strobes + 4 x 64-bit addresses + the burst address
     assert dma.ff - lite.ff >= 2 * 64 + 8 + 4 * 64 + 64
     assert dma.lut > lite.lut
+
+
+def test_cli_synth_reports_the_sfu_next_to_the_matrix_datapath(verilog_4x4, capsys):
+    """A config with an ``sfu:`` section: the SFU is synthesized as its own top, 10 multipliers per
+    lane (docs/sfu.md: two 32 x 32 products of four MULT18X18 each, interpolation, the squarer),
+    and the totals are the sums of the two units."""
+    assert main(["synth", str(CONFIGS / "systolic-4x4-2of4.yaml"), "--target", "ecp5-85f", "--json",
+                 "--set", "buffers.accumulator_depth=64", "--set", "sfu.lanes=2", "--set", "sfu.vmem_words=64",
+                 "--set", "sfu.scale_words=16"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    matrix, sfu = data["units"]["matrix"], data["units"]["sfu"]
+    assert matrix["dsp"] == 16 and sfu["dsp"] == 2 * 10
+    assert sfu["bram"] >= 1 and sfu["ff"] > matrix["ff"]
+    for key in ("dsp", "lut", "ff", "bram"):
+        assert data[key] == matrix[key] + sfu[key]
+    assert data["macs_per_dsp"] == 1.0
+

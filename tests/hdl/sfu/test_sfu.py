@@ -187,3 +187,22 @@ def test_random_command_sequences(seed):
     init[20:32] = rng.integers(0, 1 << 16, size=(12, lanes))           # mantissas / gains / tables
     cmds = [_random_command(rng, lanes) for _ in range(8)]
     _check(lanes, init, cmds)
+
+
+def test_cli_verilog_writes_the_configs_sfu(tmp_path, capsys):
+    """``sparsa verilog`` on a config with an ``sfu:`` section writes ``sfu.v`` (module ``sfu``,
+    the section's geometry) next to the accelerator and names it in the JSON."""
+    import json
+
+    from sparsa.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("name: with-sfu\ndatapath: {rows: 4, cols: 4}\nsfu: {lanes: 2, vmem_words: 64}\n")
+    out = tmp_path / "v"
+    assert main(["verilog", str(cfg), "-o", str(out), "--json", str(tmp_path / "v.json")]) == 0
+    text = (out / "sfu.v").read_text()
+    assert "module sfu(" in text.replace(" (", "(")
+    assert "host_wdata" in text
+    data = json.loads((tmp_path / "v.json").read_text())
+    assert data["sfu"] == {"module": "sfu", "path": str(out / "sfu.v"), "lanes": 2, "vmem_words": 64,
+                           "scale_words": 256}
