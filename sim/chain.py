@@ -141,8 +141,9 @@ class ChainInterpreter:
             if op is Opcode.LOAD_A:
                 for j in range(n):
                     state.buffer[j] = _take(acts, "activation")
-                state.ktiles, state.segments = n, instr.segments
-            elif op is Opcode.COMPUTE:
+                # LOAD_A 0 latches the segments and keeps the k-tiles, as the controller does
+                state.ktiles, state.segments = n or state.ktiles, instr.segments
+            elif op is Opcode.COMPUTE and n:                     # COMPUTE 0: the flush alone
                 kt, seg = state.ktiles, state.segments
                 beats = [_take(weights, "weight") for _ in range(n)]
                 vals = np.stack([np.asarray(v, np.int64) for v, _ in beats])
@@ -190,12 +191,17 @@ class ChainCycleModel:
             stats.fetch += FETCH_CYCLES
             stats.cycles += FETCH_CYCLES
             op, n = instr.op, instr.count
-            if op is Opcode.LOAD_A:
+            if op is Opcode.LOAD_A and n == 0:                   # segments latched, k-tiles kept
+                state.segments = instr.segments
+            elif op is Opcode.LOAD_A:
                 block, k0, kk = next(loads)
                 state.buffer[:kk] = program.buffer_words(grouped, block, k0, kk)
                 state.ktiles, state.segments = kk, instr.segments
                 stats.load += n
                 stats.cycles += n
+            elif op is Opcode.COMPUTE and n == 0:                # the flush alone
+                stats.flush += lat
+                stats.cycles += lat
             elif op is Opcode.COMPUTE:
                 s = next(computes)
                 kt, seg = state.ktiles, state.segments

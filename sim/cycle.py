@@ -117,6 +117,9 @@ class CycleModel:
                 self.interp.step(state, instr, beats, iter(()))
                 stats.load += load
                 stats.cycles += load
+            elif op is Opcode.COMPUTE and instr.count == 0:     # the flush alone, no row written
+                stats.flush += flush
+                stats.cycles += flush
             elif op is Opcode.COMPUTE:
                 step = next(computes)
                 lanes = program.lanes_for(grouped, step)
@@ -128,7 +131,7 @@ class CycleModel:
                 stats.flush += flush
                 stats.cycles += instr.count + flush
                 stats.macs += instr.count * cfg.rows * cfg.cols
-            elif op is Opcode.LOAD_S and scaling:
+            elif op is Opcode.LOAD_S and scaling and instr.count:
                 step = next(scale_loads)
                 state.scales[: step.rows] = s[step.m0 : step.m0 + step.rows, step.group]
                 stats.scale_load += instr.count

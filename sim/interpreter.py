@@ -143,7 +143,7 @@ class Interpreter:
                 for row, (values, indices) in enumerate(beats):
                     state.weights[row] = values
                     state.indices[row] = indices
-        elif instr.op is Opcode.COMPUTE:
+        elif instr.op is Opcode.COMPUTE and instr.count:        # COMPUTE 0: the flush alone, no row written
             self._check_count(instr)
             lanes = decode_lanes(cfg, np.asarray(_take(act_stream, instr.count, "activation"), dtype=np.int64))
             result = state.scaled(self.array_outputs(state, lanes))

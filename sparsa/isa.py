@@ -13,9 +13,12 @@ Instruction fields, one 32-bit word.  Their order and widths, and so their bit p
                  (:func:`decode` raises :class:`~sparsa.errors.IllegalInstructionError`)
     accumulate   COMPUTE only: 1 adds the results to the accumulator rows, 0 overwrites them;
                  zero in every other word (else an illegal instruction)
-    count        COMPUTE / DRAIN / LOAD_S: number of rows, 1 .. ``buffers.accumulator_depth``;
+    count        COMPUTE / DRAIN / LOAD_S: number of rows, 0 .. ``buffers.accumulator_depth``;
                  DSP chain: COMPUTE = weight beats, LOAD_A = activation-buffer words,
-                 DRAIN = output beats; zero in NOP, LOAD_W and HALT (else an illegal instruction)
+                 DRAIN = output beats; zero in NOP, LOAD_W and HALT (else an illegal instruction).
+                 A count of 0 is what the controllers do with it: COMPUTE 0 runs only the flush
+                 (no beat, no accumulator row written), DRAIN 0 and LOAD_S 0 only the fetch,
+                 LOAD_A 0 latches ``segments`` and keeps the k-tiles of the last LOAD_A
     segments_m1  DSP chain LOAD_A only: output segments per chain minus one (``S - 1``, 0: one
                  segment, the uncut cascade; docs/chain.md#cutting-the-cascade); zero in every
                  other word (else an illegal instruction)
@@ -126,8 +129,8 @@ class Instruction:
     op : Opcode
         The operation.
     count : int
-        Row count for COMPUTE / DRAIN / LOAD_A / LOAD_S, 1 .. 65535; 0 (the default) for the
-        other opcodes.
+        Row count for COMPUTE / DRAIN / LOAD_A / LOAD_S, 0 .. 65535 (0: see the ``count``
+        field above); 0 (the default) for the other opcodes.
     accumulate : bool
         COMPUTE only: add to (True) or overwrite (False) the accumulator rows.
     segments : int
@@ -146,8 +149,6 @@ class Instruction:
         limit = (1 << _OFFSETS["count"][1]) - 1
         if not 0 <= self.count <= limit:
             raise FormatError(f"instruction count must be in 0..{limit}, not {self.count!r}")
-        if self.op in (Opcode.COMPUTE, Opcode.DRAIN, Opcode.LOAD_A, Opcode.LOAD_S) and self.count < 1:
-            raise FormatError(f"{self.op.name} needs count >= 1, not {self.count!r}")
         if self.count and "count" not in OPERANDS[self.op]:
             raise FormatError(f"only COMPUTE, DRAIN, LOAD_A and LOAD_S take a count, not {self.op.name} "
                               f"(count={self.count!r})")
@@ -221,8 +222,8 @@ def unused_mask(opcode: "Opcode | int") -> int:
 def is_legal_word(word: int) -> bool:
     """True when the 32-bit ``word`` has an assigned opcode and no bit of its :func:`unused_mask` set.
 
-    (A legal word may still break a value rule of :class:`Instruction`, such as COMPUTE with
-    count 0; :func:`decode` refuses those with a plain :class:`~sparsa.errors.FormatError`.)
+    Every legal word decodes (:func:`decode`), and every field value it can hold is one the
+    controllers execute, a count of 0 included.
     """
     word = int(word)
     opcode = opcode_of(word)
@@ -295,8 +296,7 @@ def decode(word: int, *, index: "int | None" = None) -> Instruction:
         ``segments_m1`` outside LOAD_A); the controller stops on such a word
         (:func:`illegal_instruction`).
     FormatError
-        Not a 32-bit word, or field values outside :class:`Instruction`'s rules (a count of 0
-        for COMPUTE / DRAIN / LOAD_A / LOAD_S).
+        Not a 32-bit unsigned integer.
 
     Notes
     -----
