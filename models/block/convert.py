@@ -84,7 +84,7 @@ def quantize_weight(weight: np.ndarray, bits: int, pattern: str | None = None, *
     bits : int
         4 or 8.
     pattern : str, optional
-        ``"N:M"`` magnitude pruning along ``in`` before quantizing.
+        ``"N:M"`` magnitude pruning along ``in`` before quantizing (``"dense"`` or None: none).
     bias : np.ndarray, optional
         Float ``[out]`` (stored as fx).
     name : str
@@ -92,10 +92,12 @@ def quantize_weight(weight: np.ndarray, bits: int, pattern: str | None = None, *
     """
     w = intq.check_finite(weight, f"{name} weight")
     if pattern is not None:
-        parsed = nm.parse_nm(pattern)
-        if parsed is None:
-            raise FormatError(f"{name}: sparsity pattern must be 'N:M', not {pattern!r}")
-        w = nm.prune(w, *parsed, axis=1)
+        try:
+            parsed = nm.parse_nm(pattern)
+        except FormatError as exc:
+            raise FormatError(f"{name}: {exc}") from None
+        if parsed is not None:                                   # None: "dense"
+            w = nm.prune(w, *parsed, axis=1)
     scale = intq.search_int_scale(w, bits, "row")
     codes = intq.quantize_int(w, scale, bits, name=f"{name} weight").astype(np.int64)
     mant, expo = weight_scale_mantissas(scale)
