@@ -1,0 +1,100 @@
+"""Block 0 of SmolLM2-135M and of all-MiniLM-L6-v2 through the integer reference (marked ``models``).
+
+Golden values on :data:`SENTENCE`, measured with this reference (int8 weights per output
+channel, K/V scales calibrated on the calibration sentences): a checksum of the fx outputs and a
+few of them (the golden a later rung must reproduce bit for bit), and the relative error of the
+output against the float64 block with the original weights (``float``) and with the integer
+block's own dequantized weights (``deq``, the dataflow's error alone).  Everything is
+deterministic; the error goldens allow :data:`RTOL` for the float block's summation order.
+SmolLM2's decode consistency is checked on the real block too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from sparsa.errors import MissingToolError
+from sparsa.models.block import block_decode, block_prefill, float_block
+from sparsa.models.block import real
+from sparsa.models.real import minilm as minilm_mod
+from sparsa.models.real import smollm2 as smollm2_mod
+from sparsa.sfu import from_fx, to_fx
+
+SENTENCE = "The quick brown fox jumps over the lazy dog."
+#: Relative tolerance of the error goldens (float64 summation order of the float block).
+RTOL = 1e-6
+
+#: model -> (tokens, sha-256 prefix of the int64 fx outputs, fx outputs [0, :4], [-1, :4],
+#: relative error vs the float block, vs the dequantized float block).
+GOLDEN = {
+    "smollm2": (10, "4e36531f5fdc208b", [135210, 27281, 11140, 70812], [72072, 29924, -44159, -177460],
+                0.037558461, 0.036423501),
+    "minilm": (12, "25de6f5b5ebc6109", [-365, -1560, -1533, 2469], [25838, 9748, -14311, 3564],
+               0.022826075, 0.020078313),
+}
+#: Sanity ceiling on the relative error against the float block with the original weights (int8
+#: weights and activations: a few per cent; a wrong scale or a broken mask is tens of per cent).
+MAX_REL_ERROR = 0.05
+
+
+def _or_skip(loader: Callable[[], object]) -> object:
+    try:
+        return loader()
+    except MissingToolError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    m = _or_skip(smollm2_mod.load)
+    return m, real.smollm2_block(m, 0), real.smollm2_float_block(m, 0), real.smollm2_hidden(m, SENTENCE, 0)
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    m = _or_skip(minilm_mod.load)
+    return m, real.minilm_block(m, 0), real.minilm_float_block(m, 0), real.minilm_hidden(m, SENTENCE, 0)
+
+
+def _measure(w, fb, hidden) -> tuple:
+    x = to_fx(hidden)
+    y, _ = block_prefill(w, x)
+    x0, yi = from_fx(x), from_fx(y)
+    yf = float_block(fb, x0).y
+    yd = float_block(fb.with_linear({k: lin.dequantized() for k, lin in w.linear.items()}), x0).y
+    rel = lambda ref: float(np.linalg.norm(yi - ref) / np.linalg.norm(ref))  # noqa: E731
+    return (x.shape[0], hashlib.sha256(y.astype("<i8").tobytes()).hexdigest()[:16], y[0, :4].tolist(),
+            y[-1, :4].tolist(), rel(yf), rel(yd))
+
+
+def _check(got: tuple, want: tuple) -> None:
+    assert got[:4] == want[:4]
+    assert got[4] == pytest.approx(want[4], rel=RTOL) and got[5] == pytest.approx(want[5], rel=RTOL)
+    assert got[4] < MAX_REL_ERROR
+
+
+@pytest.mark.models
+def test_smollm2_block0_golden(smollm2):
+    _, w, fb, hidden = smollm2
+    _check(_measure(w, fb, hidden), GOLDEN["smollm2"])
+
+
+@pytest.mark.models
+def test_minilm_block0_golden(minilm):
+    _, w, fb, hidden = minilm
+    _check(_measure(w, fb, hidden), GOLDEN["minilm"])
+
+
+@pytest.mark.models
+def test_smollm2_block0_decode_equals_prefill(smollm2):
+    _, w, _, hidden = smollm2
+    x = to_fx(hidden)
+    c = x.shape[0] - 1
+    y_all, _ = block_prefill(w, x)
+    _, cache = block_prefill(w, x[:c])
+    y, _ = block_decode(w, x[c:], cache, c)
+    assert np.array_equal(y[0], y_all[c])
