@@ -34,8 +34,10 @@ __all__ = ["NORMS", "ACTIVATIONS", "ROPE_PAIRS", "WEIGHT_BITS", "EXPONENT_RANGE"
 NORMS = ("rmsnorm", "layernorm")
 #: Activation kinds of the MLP (:func:`sparsa.sfu.ops.activation`).
 ACTIVATIONS = ("silu", "gelu")
-#: RoPE pairings (:func:`sparsa.sfu.ops.rope`); ``None`` in :class:`BlockSpec` means no RoPE.
-ROPE_PAIRS = ("adjacent", "half")
+#: RoPE pairings a block may use: the SFU's ROPE command rotates adjacent pairs only (GGUF LLaMA);
+#: a Hugging Face ``rotate_half`` model permutes the rows of its Q and K weights into adjacent
+#: pairs first, as llama.cpp's converter does.  ``None`` in :class:`BlockSpec` means no RoPE.
+ROPE_PAIRS = ("adjacent",)
 #: Weight code widths.
 WEIGHT_BITS = (4, 8)
 #: Range of a scale exponent (the SFU command's signed 8-bit exponent field).
@@ -101,8 +103,8 @@ class BlockSpec:
         SwiGLU-style MLP ``down(act(gate(h)) * up(h))`` (else ``down(act(up(h)))``).
     causal : bool
         Causal attention (a decoder; one-token decode is defined) or bidirectional.
-    rope : {"adjacent", "half"} or None
-        RoPE pairing of Q and K, or no RoPE.
+    rope : {"adjacent"} or None
+        RoPE pairing of Q and K (:data:`ROPE_PAIRS`), or no RoPE.
     prenorm : bool
         Norm before each sub-layer (LLaMA) or after each residual add (BERT).
     eps : float
