@@ -7,7 +7,8 @@
 * Norm gains and biases, linear biases and RoPE tables: :func:`sparsa.sfu.to_fx`.
 * K and V cache scales: one static scale per KV head, ``amax / 127`` of the float block's K and V
   on calibration inputs (for K the largest RoPE pair norm, which bounds ``|k|`` at every position),
-  rounded *up* to a 16-bit mantissa (calibrated values never clip); the scores' scale is ``k_scale / sqrt(head_dim)`` rounded to nearest.
+  rounded *up* to a 16-bit mantissa (calibrated values never clip); the scores' scale is
+  ``k_scale / sqrt(head_dim)`` rounded to nearest.
 """
 
 from __future__ import annotations
@@ -105,7 +106,8 @@ def quantize_weight(weight: np.ndarray, bits: int, pattern: str | None = None, *
 
 
 def quantize_block(fb: FloatBlock, calibration: np.ndarray, *, bits: int | Mapping[str, int] = 8,
-                   patterns: Mapping[str, str] | None = None, max_positions: int = 256) -> BlockWeights:
+                   patterns: Mapping[str, str] | None = None, max_positions: int = 256,
+                   act_group: int | None = None) -> BlockWeights:
     """The integer block of ``fb``.
 
     Parameters
@@ -120,6 +122,8 @@ def quantize_block(fb: FloatBlock, calibration: np.ndarray, *, bits: int | Mappi
         ``name -> "N:M"`` pruning per layer (others dense).
     max_positions : int
         The block's context capacity (RoPE table length).
+    act_group : int, optional
+        Per-group activation scales of the linear layers (:attr:`BlockWeights.act_group`).
     """
     s = fb.spec
     patterns = dict(patterns or {})
@@ -143,4 +147,5 @@ def quantize_block(fb: FloatBlock, calibration: np.ndarray, *, bits: int | Mappi
     if s.norm == "layernorm":
         biases = {"norm1_bias": to_fx(fb.norm1_bias), "norm2_bias": to_fx(fb.norm2_bias)}
     return BlockWeights(spec=s, linear=linear, norm1=to_fx(fb.norm1), norm2=to_fx(fb.norm2), k_scale=k_scale,
-                        v_scale=v_scale, score_scale=score_scale, max_positions=max_positions, **biases, **rope)
+                        v_scale=v_scale, score_scale=score_scale, max_positions=max_positions, act_group=act_group,
+                        **biases, **rope)

@@ -60,7 +60,8 @@ class FloatBlock:
     def __post_init__(self) -> None:
         want = self.spec.linear_shapes()
         if set(self.linear) != set(want):
-            raise ConfigError(f"float block linear layers must be {', '.join(want)}, not {', '.join(sorted(self.linear))}")
+            raise ConfigError(f"float block linear layers must be {', '.join(want)}, "
+                              f"not {', '.join(sorted(self.linear))}")
         for name, shape in want.items():
             w, b = self.linear[name]
             w = intq.check_finite(w, f"float block {name} weight")

@@ -60,8 +60,8 @@ def smollm2_hidden(model, text: str, i: int = 0) -> np.ndarray:
     return x
 
 
-def smollm2_block(model, i: int = 0, *, bits: int = 8, pattern: str | None = None,
-                  max_positions: int = 256) -> BlockWeights:
+def smollm2_block(model, i: int = 0, *, bits: int = 8, pattern: str | None = None, max_positions: int = 256,
+                  act_group: int | None = None) -> BlockWeights:
     """SmolLM2 block ``i`` in integer form.
 
     Parameters
@@ -76,6 +76,8 @@ def smollm2_block(model, i: int = 0, *, bits: int = 8, pattern: str | None = Non
         ``"N:M"`` pruning of every layer along ``in``.
     max_positions : int
         Context capacity (RoPE table length).
+    act_group : int, optional
+        Per-group activation scales of the linear layers (default per token).
     """
     fb = smollm2_float_block(model, i)
     calib = smollm2_hidden(model, CALIBRATION_TEXT, i)[:max_positions]
@@ -119,10 +121,11 @@ def minilm_hidden(model, text: str, i: int = 0) -> np.ndarray:
     return x
 
 
-def minilm_block(model, i: int = 0, *, bits: int = 8, pattern: str | None = None,
-                 max_positions: int = 256) -> BlockWeights:
+def minilm_block(model, i: int = 0, *, bits: int = 8, pattern: str | None = None, max_positions: int = 256,
+                 act_group: int | None = None) -> BlockWeights:
     """MiniLM block ``i`` in integer form (parameters as :func:`smollm2_block`)."""
     fb = minilm_float_block(model, i)
     calib = minilm_hidden(model, CALIBRATION_TEXT, i)[:max_positions]
     patterns = {s: pattern for s in _BERT_LINEAR} if pattern else None
-    return quantize_block(fb, calib, bits=bits, patterns=patterns, max_positions=max_positions)
+    return quantize_block(fb, calib, bits=bits, patterns=patterns, max_positions=max_positions,
+                          act_group=act_group)

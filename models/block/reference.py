@@ -9,9 +9,10 @@ tensor                  format
 ``x`` (residual)        fx ``[T, hidden]``
 norm outputs            fx (``ops.rmsnorm`` / ``ops.layernorm``)
 GEMM inputs             int8 codes, one dynamic scale **per token** ``m[t] * 2**-e[t]``
-                        (``ops.quantize`` on each row alone: every row has its own exponent)
+                        (``ops.quantize`` on each row alone: every row has its own exponent);
+                        linear layers optionally one mantissa per ``act_group`` elements
 GEMM sums               ``acc[t, o] = m[t] * sum_i codes[t, i] * w[o, i]`` (the datapath's
-                        scaled accumulation; ``w`` int8 or int4)
+                        scaled accumulation, per group with groups; ``w`` int8 or int4)
 linear outputs          fx: ``ops.requantize(acc, w_mant, e[t] + w_exp - 16, bias)``
 Q, K after RoPE         fx (``ops.rope`` with the absolute positions' fx tables)
 K, V cache              int8 codes ``[kv_heads, positions, head_dim]``, one **static** scale per
@@ -45,8 +46,8 @@ from sparsa.sfu.fixed import FX_FRAC
 
 from .spec import BlockWeights, IntLinear, StaticScale, check_fx
 
-__all__ = ["ACT_BITS", "TOKEN", "KVCache", "quantize_rows", "int_linear", "attention", "block_prefill",
-           "block_decode"]
+__all__ = ["ACT_BITS", "TOKEN", "KVCache", "quantize_rows", "scaled_dot", "int_linear", "attention",
+           "block_prefill", "block_decode"]
 
 #: Width of every activation code (GEMM inputs, K/V cache, P); attention is int8 x int8 always.
 ACT_BITS = 8
@@ -87,15 +88,18 @@ class KVCache:
         return KVCache(np.concatenate([self.k, k], axis=1), np.concatenate([self.v, v], axis=1))
 
 
-def quantize_rows(x: np.ndarray, bits: int = ACT_BITS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """fx ``x [T, K]`` -> codes ``[T, K]``, mantissas ``[T]``, exponents ``[T]``: ``ops.quantize``
-    with per-token scales, called on each row alone (one QUANTIZE command per token)."""
+def quantize_rows(x: np.ndarray, bits: int = ACT_BITS,
+                  group: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """fx ``x [T, K]`` -> codes ``[T, K]``, mantissas ``[T, G]``, exponents ``[T]``: ``ops.quantize``
+    called on each row alone (one QUANTIZE command per token), with one scale per token
+    (``group`` None, ``G = 1``) or per ``group`` elements of a token."""
+    spec = TOKEN if group is None else ActScaleSpec("group", group=group, mantissa_bits=TOKEN.mantissa_bits)
     codes = np.zeros(x.shape, dtype=np.int64)
-    mant = np.zeros(x.shape[0], dtype=np.int64)
+    mant = np.zeros((x.shape[0], spec.groups(x.shape[1])), dtype=np.int64)
     expo = np.zeros(x.shape[0], dtype=np.int64)
     for t in range(x.shape[0]):
-        q = ops.quantize(x[t:t + 1], TOKEN, bits)
-        codes[t], mant[t], expo[t] = q.codes[0], q.mantissa[0, 0], q.exponent
+        q = ops.quantize(x[t:t + 1], spec, bits)
+        codes[t], mant[t], expo[t] = q.codes[0], q.mantissa[0], q.exponent
     return codes, mant, expo
 
 
@@ -104,19 +108,32 @@ def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.rint(a.astype(np.float64) @ b.astype(np.float64).T).astype(np.int64)
 
 
-def _requant_rows(dot: np.ndarray, mant: np.ndarray, expo: np.ndarray, col_mant: np.ndarray, col_exp: int,
+def scaled_dot(codes: np.ndarray, mant: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The datapath's scaled sums ``acc[t, o] = sum_g mant[t, g] * codes_g[t] . w_g[o]`` (groups of
+    ``ceil(K / G)`` reduction elements; one group: the token's mantissa times the dot product)."""
+    g = mant.shape[1]
+    size = -(-codes.shape[1] // g)
+    acc = np.zeros((codes.shape[0], w.shape[0]), dtype=np.int64)
+    for i in range(g):
+        part = slice(i * size, (i + 1) * size)
+        acc += mant[:, i:i + 1] * _dot(codes[:, part], w[:, part])
+    return acc
+
+
+def _requant_rows(acc: np.ndarray, expo: np.ndarray, col_mant: np.ndarray, col_exp: int,
                   bias: np.ndarray | None = None) -> np.ndarray:
-    """Per row ``t``: ``ops.requantize(mant[t] * dot[t], col_mant, expo[t] + col_exp - 16, bias)``."""
-    out = np.empty(dot.shape, dtype=np.int64)
-    for t in range(dot.shape[0]):
-        out[t] = ops.requantize(mant[t] * dot[t:t + 1], col_mant, int(expo[t]) + col_exp - FX_FRAC, bias)[0]
+    """Per row ``t``: ``ops.requantize(acc[t], col_mant, expo[t] + col_exp - 16, bias)``."""
+    out = np.empty(acc.shape, dtype=np.int64)
+    for t in range(acc.shape[0]):
+        out[t] = ops.requantize(acc[t:t + 1], col_mant, int(expo[t]) + col_exp - FX_FRAC, bias)[0]
     return out
 
 
-def int_linear(x: np.ndarray, layer: IntLinear) -> np.ndarray:
-    """fx ``x [T, in]`` -> fx ``[T, out]``: per-token int8 codes, integer GEMM, requantization."""
-    codes, mant, expo = quantize_rows(x)
-    return _requant_rows(_dot(codes, layer.codes), mant, expo, layer.mantissa, layer.exponent, layer.bias)
+def int_linear(x: np.ndarray, layer: IntLinear, group: int | None = None) -> np.ndarray:
+    """fx ``x [T, in]`` -> fx ``[T, out]``: int8 codes per token (or per ``group`` of a token),
+    the scaled integer GEMM, requantization."""
+    codes, mant, expo = quantize_rows(x, ACT_BITS, group)
+    return _requant_rows(scaled_dot(codes, mant, layer.codes), expo, layer.mantissa, layer.exponent, layer.bias)
 
 
 def _rope(w: BlockWeights, x: np.ndarray, start: int) -> np.ndarray:
@@ -149,11 +166,11 @@ def attention(w: BlockWeights, q: np.ndarray, cache: KVCache, start: int) -> np.
         h = j // s.group                                                   # GQA: the KV head
         qc, qm, qe = quantize_rows(q[j])
         sm, se = np.full(keys, w.score_scale.mantissa[h]), int(w.score_scale.exponent[h])
-        scores = _requant_rows(_dot(qc, cache.k[h]), qm, qe, sm, se)
+        scores = _requant_rows(scaled_dot(qc, qm, cache.k[h]), qe, sm, se)
         p = ops.softmax(scores, keep)
         pc, pm, pe = quantize_rows(p)
         vm, ve = np.full(s.head_dim, w.v_scale.mantissa[h]), int(w.v_scale.exponent[h])
-        ctx[:, j * s.head_dim:(j + 1) * s.head_dim] = _requant_rows(_dot(pc, cache.v[h].T), pm, pe, vm, ve)
+        ctx[:, j * s.head_dim:(j + 1) * s.head_dim] = _requant_rows(scaled_dot(pc, pm, cache.v[h].T), pe, vm, ve)
     return ctx
 
 
@@ -165,23 +182,24 @@ def _norm(w: BlockWeights, x: np.ndarray, i: int) -> np.ndarray:
 
 
 def _mlp(w: BlockWeights, h: np.ndarray) -> np.ndarray:
-    up = int_linear(h, w.linear["up"])
+    g = w.act_group
+    up = int_linear(h, w.linear["up"], g)
     if w.spec.gated:
-        a = ops.mul(ops.activation(int_linear(h, w.linear["gate"]), w.spec.activation), up)
+        a = ops.mul(ops.activation(int_linear(h, w.linear["gate"], g), w.spec.activation), up)
     else:
         a = ops.activation(up, w.spec.activation)
-    return int_linear(a, w.linear["down"])
+    return int_linear(a, w.linear["down"], g)
 
 
 def _block(w: BlockWeights, x: np.ndarray, cache: KVCache) -> tuple[np.ndarray, KVCache]:
     """The block on ``x [T, hidden]`` at positions ``cache.length ..``; the cache grown by T rows."""
-    s, start = w.spec, cache.length
+    s, start, g = w.spec, cache.length, w.act_group
     h = _norm(w, x, 1) if s.prenorm else x
-    q = _rope(w, _heads(int_linear(h, w.linear["q"]), s.heads, s.head_dim), start)
-    k = _rope(w, _heads(int_linear(h, w.linear["k"]), s.kv_heads, s.head_dim), start)
-    v = _heads(int_linear(h, w.linear["v"]), s.kv_heads, s.head_dim)
+    q = _rope(w, _heads(int_linear(h, w.linear["q"], g), s.heads, s.head_dim), start)
+    k = _rope(w, _heads(int_linear(h, w.linear["k"], g), s.kv_heads, s.head_dim), start)
+    v = _heads(int_linear(h, w.linear["v"], g), s.kv_heads, s.head_dim)
     cache = cache.append(_static(k, w.k_scale), _static(v, w.v_scale))
-    x = ops.add(x, int_linear(attention(w, q, cache, start), w.linear["o"]))
+    x = ops.add(x, int_linear(attention(w, q, cache, start), w.linear["o"], g))
     if s.prenorm:
         return ops.add(x, _mlp(w, _norm(w, x, 2))), cache
     x = _norm(w, x, 1)

@@ -275,6 +275,10 @@ class BlockWeights:
         fx tables ``[max_positions, head_dim / 2]`` (None without RoPE).
     max_positions : int
         Longest context (the KV cache's capacity; the RoPE tables' length with RoPE).
+    act_group : int or None
+        Activation scales of the linear layers' inputs: None, one per token; an int, one per
+        ``act_group`` elements of a token (all sharing the token's exponent).  Attention's Q and
+        P are always per token.
     """
 
     spec: BlockSpec
@@ -289,6 +293,7 @@ class BlockWeights:
     norm2_bias: np.ndarray | None = None
     rope_cos: np.ndarray | None = None
     rope_sin: np.ndarray | None = None
+    act_group: int | None = None
 
     def __post_init__(self) -> None:
         s = self.spec
@@ -318,6 +323,8 @@ class BlockWeights:
             if not isinstance(sc, StaticScale) or sc.mantissa.shape != (s.kv_heads,):
                 raise ShapeError(f"{name} must be a StaticScale of {s.kv_heads} KV heads, not {sc!r}")
         _int("block max_positions", self.max_positions)
+        if self.act_group is not None:
+            _int("block act_group", self.act_group)
         if (s.rope is None) != (self.rope_cos is None) or (self.rope_cos is None) != (self.rope_sin is None):
             raise ConfigError(f"rope_cos/rope_sin must be {'given' if s.rope else 'None'} with rope={s.rope!r}")
         if s.rope is not None:

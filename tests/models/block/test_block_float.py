@@ -72,10 +72,11 @@ def test_integer_block_is_close_to_the_float_block(name):
     assert got > BOUND[name] / 4, f"{got}: suspiciously small, is the float block the integer one?"
 
 
-def _truncating_rows(x: np.ndarray, bits: int = 8):
+def _truncating_rows(x: np.ndarray, bits: int = 8, group: int | None = None):
     """``quantize_rows`` with codes truncated toward zero instead of rounded (the mutant)."""
-    codes, mant, expo = _ORIGINAL(x, bits)
-    scale = np.ldexp(mant.astype(np.float64), -expo.astype(np.int64))[:, None]
+    codes, mant, expo = _ORIGINAL(x, bits, group)
+    size = -(-x.shape[1] // mant.shape[1])
+    scale = np.ldexp(np.repeat(mant, size, axis=1)[:, : x.shape[1]].astype(np.float64), -expo[:, None])
     trunc = np.trunc(from_fx(x) / np.where(scale > 0, scale, 1.0)).astype(np.int64)
     return np.where(scale > 0, trunc, 0), mant, expo
 
