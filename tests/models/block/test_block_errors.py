@@ -111,6 +111,10 @@ def test_block_spec_and_weights(llama):
         BlockSpec(hidden=64, heads=4, kv_heads=2, head_dim=16, ffn=128, norm="batchnorm")
     with pytest.raises(ConfigError, match="block head_dim=15 must be even with RoPE"):
         BlockSpec(hidden=64, heads=4, kv_heads=2, head_dim=15, ffn=128)
+    with pytest.raises(ConfigError, match="block rope must be None or one of adjacent, not 'half'"):
+        BlockSpec(hidden=64, heads=4, kv_heads=2, head_dim=16, ffn=128, rope="half")
+    with pytest.raises(ConfigError, match="block act_group must be an int >= 1, not 0"):
+        replace(w, act_group=0)
     with pytest.raises(ConfigError, match="block ffn must be an int >= 1, not 0"):
         BlockSpec(hidden=64, heads=4, kv_heads=2, head_dim=16, ffn=0)
     small = quantize_weight(np.ones((32, 64)), 8, name="q")
