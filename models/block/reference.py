@@ -132,6 +132,8 @@ def _requant_rows(acc: np.ndarray, expo: np.ndarray, col_mant: np.ndarray, col_e
 def int_linear(x: np.ndarray, layer: IntLinear, group: int | None = None) -> np.ndarray:
     """fx ``x [T, in]`` -> fx ``[T, out]``: int8 codes per token (or per ``group`` of a token),
     the scaled integer GEMM, requantization."""
+    if np.ndim(x) != 2 or np.shape(x)[1] != layer.shape[1]:
+        raise ShapeError(f"{layer.name}: input must be fx [T, {layer.shape[1]}], not shape {np.shape(x)}")
     codes, mant, expo = quantize_rows(x, ACT_BITS, group)
     return _requant_rows(scaled_dot(codes, mant, layer.codes), expo, layer.mantissa, layer.exponent, layer.bias)
 
@@ -159,7 +161,14 @@ def attention(w: BlockWeights, q: np.ndarray, cache: KVCache, start: int) -> np.
     """Attention context fx ``[T, heads * hd]`` of fx queries ``q [heads, T, hd]`` (after RoPE) at
     positions ``start ..`` over the cache's ``start + T`` positions."""
     s = w.spec
-    t, keys = q.shape[1], cache.length
+    qa = np.asarray(q)
+    if qa.ndim != 3 or qa.shape[0] != s.heads or qa.shape[2] != s.head_dim:
+        raise ShapeError(f"attention: queries must be [{s.heads}, T, {s.head_dim}], not shape {qa.shape}")
+    t, keys = qa.shape[1], cache.length
+    if not isinstance(start, (int, np.integer)) or start < 0 or start + t != keys:
+        raise ShapeError(f"attention: {t} queries from position {start!r} need a cache of {start!r} + {t} "
+                         f"positions, not {keys}")
+    q = check_fx("attention queries", qa, qa.shape)
     keep = ops.causal_mask(t, keys, start) if s.causal else None
     ctx = np.empty((t, s.q_width), dtype=np.int64)
     for j in range(s.heads):

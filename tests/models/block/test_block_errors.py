@@ -135,3 +135,17 @@ def test_conversion_inputs():
         weight_scale_mantissas(np.array([1.0, 0.0]))
     with pytest.raises(ConfigError, match="tiny model must be one of tiny-llama, tiny-bert, not 'tiny-gpt'"):
         tiny_model("tiny-gpt")
+
+
+def test_step_functions_check_their_inputs(llama):
+    from sparsa.models.block.reference import attention, int_linear
+
+    _, w = llama
+    cache = KVCache(np.zeros((2, 5, 16), dtype=np.int64), np.zeros((2, 5, 16), dtype=np.int64))
+    with pytest.raises(ShapeError, match=r"attention: queries must be \[4, T, 16\], not shape \(2, 1, 16\)"):
+        attention(w, np.zeros((2, 1, 16), dtype=np.int64), cache, 4)
+    with pytest.raises(ShapeError, match=r"attention: 1 queries from position 3 need a cache of 3 \+ 1 "
+                                         r"positions, not 5"):
+        attention(w, np.zeros((4, 1, 16), dtype=np.int64), cache, 3)
+    with pytest.raises(ShapeError, match=r"q: input must be fx \[T, 64\], not shape \(2, 32\)"):
+        int_linear(np.zeros((2, 32), dtype=np.int64), w.linear["q"])
