@@ -31,7 +31,7 @@ __all__ = ["weight_scale_mantissas", "static_scale", "quantize_weight", "quantiz
 _MMAX = (1 << SCALE_MANT_BITS) - 1
 
 
-def weight_scale_mantissas(scale: np.ndarray) -> tuple[np.ndarray, int]:
+def weight_scale_mantissas(scale: np.ndarray, used: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Per-channel float scales -> ``(mantissa [out], exponent)`` with ``mantissa = rint(scale * 2**e)``
     and ``e`` the largest exponent whose largest mantissa fits 16 bits.
 
@@ -39,14 +39,25 @@ def weight_scale_mantissas(scale: np.ndarray) -> tuple[np.ndarray, int]:
     ----------
     scale : np.ndarray
         Positive finite float scales ``[out]``.
+    used : bool array ``[out]``, optional
+        Channels whose scale matters.  An all-zero weight row's scale is arbitrary (the int
+        quantizers give it 1.0, far above real weight scales): it gets mantissa 0 and takes no
+        part in choosing the exponent, which would otherwise cost every other channel its
+        mantissa's precision.
     """
     s = intq.check_scale(np.asarray(scale, dtype=np.float64).reshape(-1), "weight scale").astype(np.float64)
-    e = int(np.floor(np.log2(_MMAX / s.max())))
-    while np.rint(np.ldexp(s.max(), e)) > _MMAX:
+    keep = np.ones(s.shape, dtype=bool) if used is None else np.asarray(used, dtype=bool).reshape(-1)
+    if keep.shape != s.shape:
+        raise FormatError(f"weight scale: {keep.shape[0]} used flags for {s.shape[0]} channels")
+    if not keep.any():
+        return np.zeros(s.shape, dtype=np.int64), 0
+    top = s[keep].max()
+    e = int(np.floor(np.log2(_MMAX / top)))
+    while np.rint(np.ldexp(top, e)) > _MMAX:
         e -= 1
-    while np.rint(np.ldexp(s.max(), e + 1)) <= _MMAX:
+    while np.rint(np.ldexp(top, e + 1)) <= _MMAX:
         e += 1
-    return np.rint(np.ldexp(s, e)).astype(np.int64), e
+    return np.where(keep, np.rint(np.ldexp(s, e)), 0).astype(np.int64), e
 
 
 def static_scale(values: np.ndarray, name: str, *, up: bool = True) -> StaticScale:
@@ -101,7 +112,7 @@ def quantize_weight(weight: np.ndarray, bits: int, pattern: str | None = None, *
             w = nm.prune(w, *parsed, axis=1)
     scale = intq.search_int_scale(w, bits, "row")
     codes = intq.quantize_int(w, scale, bits, name=f"{name} weight").astype(np.int64)
-    mant, expo = weight_scale_mantissas(scale)
+    mant, expo = weight_scale_mantissas(scale, used=np.any(codes != 0, axis=1))
     return IntLinear(codes, mant, expo, bits=bits, bias=None if bias is None else to_fx(bias), name=name)
 
 

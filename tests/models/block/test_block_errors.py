@@ -149,3 +149,13 @@ def test_step_functions_check_their_inputs(llama):
         attention(w, np.zeros((4, 1, 16), dtype=np.int64), cache, 3)
     with pytest.raises(ShapeError, match=r"q: input must be fx \[T, 64\], not shape \(2, 32\)"):
         int_linear(np.zeros((2, 32), dtype=np.int64), w.linear["q"])
+
+
+def test_an_all_zero_weight_row_keeps_the_other_mantissas_precise():
+    """An all-zero row gets scale 1.0 from the int quantizer; it must not set the shared exponent."""
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((4, 16)) * 1e-3
+    w[1] = 0
+    lin = quantize_weight(w, 8, name="q")
+    assert lin.mantissa[1] == 0 and lin.mantissa.max() >= 1 << 15
+    assert np.linalg.norm(lin.dequantized() - w) / np.linalg.norm(w) < 0.01
