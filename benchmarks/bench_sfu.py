@@ -5,6 +5,7 @@ Usage::
     python benchmarks/bench_sfu.py                     # cycle table (the timing contract), lanes 8
     python benchmarks/bench_sfu.py --lanes 4 --quick   # CI smoke run
     python benchmarks/bench_sfu.py --synth             # + Yosys area of Sfu(lanes, depth) on ECP5-85F and xcu280
+    python benchmarks/bench_sfu.py --synth --depth 4096 --array configs/systolic-8x8-2of4.yaml   # beside an array
 
 The cycles come from :func:`sparsa.sfu.schedule.command_cycles`, which the RTL is tested to
 equal (tests/hdl/sfu/test_sfu.py); the shapes are SmolLM2-135M's (hidden 576, head dimension 64,
@@ -59,20 +60,28 @@ def cycle_table(lanes: int, phases: list[tuple[str, int, int]]) -> str:
     return "\n".join(lines)
 
 
-def synth_table(lanes: int, depth: int) -> str:
-    """Markdown: Yosys resources of ``Sfu(lanes, depth)`` on ECP5-85F and xcu280."""
+def synth_table(lanes: int, depth: int, array: "str | None" = None) -> str:
+    """Markdown: Yosys resources of ``Sfu(lanes, depth)`` on ECP5-85F and xcu280 and, with
+    ``array`` (a config path), the matrix datapath's beside it (what ``sparsa synth`` reports
+    for that config with an ``sfu:`` section)."""
+    from sparsa.config import load_config
     from sparsa.fpga.synth import synthesize
-    from sparsa.hdl.export import write_verilog
+    from sparsa.hdl.export import generate_verilog, write_verilog
     from sparsa.hdl.sfu.sfu import Sfu
 
-    rows = ["| target | LUT | FF | DSP | BRAM | Yosys s |", "|---|---:|---:|---:|---:|---:|"]
+    rows = ["| target | unit | LUT | FF | DSP | BRAM | Yosys s |", "|---|---|---:|---:|---:|---:|---:|"]
     with tempfile.TemporaryDirectory() as tmp:
-        src = write_verilog(Sfu(lanes, depth), "sfu", tmp)
+        units = [("SFU", write_verilog(Sfu(lanes, depth), "sfu", tmp), "sfu")]
+        if array is not None:
+            cfg = load_config(array)
+            art = generate_verilog(cfg, tmp)
+            units.insert(0, (f"{cfg.name} matrix datapath", art.path, art.name))
         for target in ("ecp5-85f", "xcu280"):
-            t0 = time.perf_counter()
-            rep = synthesize([src], "sfu", target, Path(tmp) / target)
-            rows.append(f"| {target} | {rep.lut:,.0f} | {rep.ff:,.0f} | {rep.dsp:,.0f} | {rep.bram:g} | "
-                        f"{time.perf_counter() - t0:.0f} |")
+            for label, src, top in units:
+                t0 = time.perf_counter()
+                rep = synthesize([src], top, target, Path(tmp) / target / top)
+                rows.append(f"| {target} | {label} | {rep.lut:,.0f} | {rep.ff:,.0f} | {rep.dsp:,.0f} | "
+                            f"{rep.bram:g} | {time.perf_counter() - t0:.0f} |")
     return "\n".join(rows)
 
 
@@ -82,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--depth", type=int, default=1024, help="VMEM words for --synth (default 1024)")
     ap.add_argument("--quick", action="store_true", help="smoke run: decode only")
     ap.add_argument("--synth", action="store_true", help="also synthesize the SFU with Yosys (minutes)")
+    ap.add_argument("--array", metavar="CONFIG", help="with --synth: also synthesize this config's matrix datapath")
     args = ap.parse_args(argv)
     if args.lanes < 2 or args.lanes & (args.lanes - 1):
         print(f"error: --lanes must be a power of two >= 2, not {args.lanes}", file=sys.stderr)
@@ -91,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     print(cycle_table(args.lanes, phases))
     if args.synth:
         print()
-        print(synth_table(args.lanes, args.depth))
+        print(synth_table(args.lanes, args.depth, args.array))
     return 0
 
 

@@ -3,7 +3,7 @@ is tested to equal)."""
 
 from __future__ import annotations
 
-from generate import benchmark_module, block
+from generate import ROOT, _stamp, benchmark_module, block
 
 
 @block("sfu-cycles")
@@ -14,3 +14,17 @@ def sfu_cycles() -> str:
     return (f"8 lanes; decode = one token at context {b.CONTEXT}, prefill = {b.PREFILL} tokens; rows of "
             f"{b.HIDDEN} (hidden), {b.HEAD_DIM} (RoPE, one head) or the context (softmax, one head); "
             "`python benchmarks/bench_sfu.py`.\n\n" + b.cycle_table(8, phases))
+
+
+@block("sfu-area", slow=True)
+def sfu_area() -> str:
+    """Yosys resources of the default SFU (8 lanes, 4096 VMEM words) beside the 8x8 systolic array."""
+    from sparsa.config import SfuConfig
+
+    b = benchmark_module("bench_sfu")
+    sfu = SfuConfig()
+    return (_stamp("python docs/generate.py --only sfu-area") + f" The default `sfu:` section ({sfu.lanes} "
+            f"lanes, {sfu.vmem_words} VMEM words), synthesized on its own, beside the matrix datapath of "
+            "`configs/systolic-8x8-2of4.yaml`; `sparsa synth CONFIG --target T --set sfu.lanes=8` prints the same "
+            "split. BRAM: DP16KD on ECP5, BRAM36 on xcu280.\n\n"
+            + b.synth_table(sfu.lanes, sfu.vmem_words, str(ROOT / "configs" / "systolic-8x8-2of4.yaml")))
