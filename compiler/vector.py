@@ -178,15 +178,18 @@ def chunk_rows(kind: str, row_length: int, sfu: SfuConfig, *, addends: int = 2, 
     ------
     ConfigError
         Not even one row fits ``sfu.vmem_words`` (the message names it, the row length and the
-        words needed).
+        words needed), or a row is longer than :data:`~sparsa.sfu.command.MAX_ROW`.
     UnsupportedError
         ``kind`` has no SFU lowering.
     """
     tensors, vectors = _operands(kind, addends)
     words = row_words(_positive("row_length", row_length), sfu.lanes)
     need = words * (1 + tensors + vectors)
+    who = f"vector op {name!r} ({kind})" if name else f"vector op {kind}"
+    if row_length > MAX_ROW:
+        raise ConfigError(f"{who}: rows of {row_length} elements are longer than an SFU command's "
+                          f"{MAX_ROW}-element limit")
     if need > sfu.vmem_words:
-        who = f"vector op {name!r} ({kind})" if name else f"vector op {kind}"
         raise ConfigError(f"{who}: one row of {row_length} elements needs {need} words of SFU VMEM "
                           f"({words} words per row x {1 + tensors + vectors} operands at {sfu.lanes} lanes), "
                           f"more than sfu.vmem_words={sfu.vmem_words}")

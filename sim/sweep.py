@@ -151,6 +151,9 @@ def _check_path(data: Mapping[str, Any], path: str, option: str) -> None:
             raise ConfigError(f"{option} {path!r}: {where!r} is a field, not a config section")
         if part not in node:
             where = ".".join(parts[:depth])
+            if not where and part == "sfu":
+                raise ConfigError(f"{option} {path!r}: the config has no sfu: section (its vector ops are "
+                                  "costed on a default SFU); add one to set or sweep its fields")
             section = f"section {where!r}" if where else "the top level"
             known = _field_names(node) + (f", {SPARSITY} (workload N:M)" if not where else "")
             raise ConfigError(f"{option} {path!r}: unknown field {part!r} in {section} (fields: {known})")
