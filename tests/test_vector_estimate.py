@@ -35,6 +35,11 @@ FIRST_OP = {"rmsnorm": SfuOp.RMSNORM, "l2norm": SfuOp.RMSNORM, "layernorm": SfuO
             "eltwise_add": SfuOp.ADD, "rope": SfuOp.ROPE}
 
 
+#: (second tensors, shared vectors) resident with a chunk's rows (``eltwise_add``: addends - 1 tensors).
+OPERANDS = {"rmsnorm": (0, 1), "l2norm": (0, 1), "layernorm": (0, 2), "batchnorm": (0, 2), "softmax": (0, 0),
+            "swiglu": (1, 0), "gelu": (0, 0), "eltwise_add": (1, 0), "rope": (1, 0)}
+
+
 def with_sfu(cfg: AcceleratorConfig, **sfu) -> AcceleratorConfig:
     """``cfg`` with an ``sfu:`` section."""
     return AcceleratorConfig.model_validate({**cfg.model_dump(), "sfu": sfu})
@@ -85,6 +90,15 @@ def test_lowering_cycles_equal_its_enumerated_commands(case):
     per_chunk = addends - 1 if kind == "eltwise_add" else 1
     assert sum(c.rows for c in first) == rows * per_chunk
     assert len(cmds) == len(first) // per_chunk * {"layernorm": 2, "batchnorm": 2, "swiglu": 2}.get(kind, per_chunk)
+    # the layout of the docstring, and chunks as large as the VMEM allows
+    tensors, vectors = OPERANDS[kind]
+    tensors = addends - 1 if kind == "eltwise_add" else tensors
+    words = -(-n // sfu.lanes)
+    cap = cmds[0].rows
+    footprint = max(hi for c in low.chunks[0].commands for _, hi in c.ranges(sfu.lanes).values())
+    assert footprint == cap * words * (1 + tensors) + words * vectors <= sfu.vmem_words
+    if cap < (causal or rows):
+        assert (cap + 1) * words * (1 + tensors) + words * vectors > sfu.vmem_words
     if causal:                                       # each block covers query positions n-q .. n-1
         positions = [c.offset + r for c in cmds for r in range(c.rows)]
         assert positions == list(range(n - causal, n)) * (rows // causal)
