@@ -230,8 +230,11 @@ def test_sweep_over_sfu_lanes(u280, tmp_path, capsys):
     result = run_sweep(cfg, wl, parse_grid(["sfu.lanes=2,4,8"], cfg), serial=True)
     cycles = [p["cycles"] for p in result.points]
     assert all(p["feasible"] for p in result.points) and cycles[0] > cycles[1] > cycles[2]
-    with pytest.raises(ConfigError, match="the config has no sfu: section"):
-        parse_grid(["sfu.lanes=2,4"], u280)                  # no sfu: section, nothing to sweep
+    # a config without an sfu: section: sweeping a field of it creates the section (with_overrides)
+    bare = run_sweep(u280, wl, parse_grid(["sfu.lanes=2,4,8"], u280), serial=True)
+    assert [p["cycles"] for p in bare.points] == cycles
+    with pytest.raises(ConfigError, match=r"--grid sfu.lanes: bad value '3'.*power of two"):
+        parse_grid(["sfu.lanes=3"], u280)
     path = tmp_path / "with-sfu.yaml"
     data = yaml.safe_load((CONFIGS / "u280-flightllm.yaml").read_text())
     path.write_text(yaml.safe_dump({**data, "sfu": {"lanes": 8}}))
