@@ -91,6 +91,38 @@ def estimates_kv_padding() -> str:
             + _table(["config", "KV operand", "its padding", "off-chip bytes per token"], rows))
 
 
+#: Workloads of the vector-op share table: (model, phase, context).
+VECTOR_SHARE_CASES = (("smollm2-135m", "decode", 256), ("smollm2-135m", "prefill", 128),
+                      ("llama2-7b", "decode", 1024), ("llama2-7b", "prefill", 1024))
+
+
+@block("estimates-vector-share")
+def estimates_vector_share() -> str:
+    """Cycles of the vector ops (SFU commands) and their share of the step, per workload, on the anchor."""
+    from sparsa.models.workloads.spec import get_workload
+    from sparsa.sim.estimator import estimate_workload
+
+    cfg = _cfg("u280-flightllm")
+    rows = []
+    for model, phase, context in VECTOR_SHARE_CASES:
+        est = estimate_workload(cfg, get_workload(model, phase=phase, context=context))
+        vector = [layer for layer in est.layers if not layer.macs]
+        cycles = sum(layer.cycles for layer in vector)
+        by_kind: dict[str, float] = {}
+        for layer in vector:
+            by_kind[layer.kind] = by_kind.get(layer.kind, 0.0) + layer.cycles
+        top = sorted(by_kind.items(), key=lambda kv: -kv[1])[:2]
+        rows.append([f"{model} {phase}, context {context}", f"{cycles:,.0f}", _pct(cycles / est.cycles),
+                     ", ".join(f"{kind} {_pct(c / cycles)}" for kind, c in top),
+                     f"{sum(layer.sfu_commands for layer in vector):,}", f"{est.tokens_per_s:.4g}"])
+    sfu = _anchor("u280-flightllm", "dense").sfu
+    return (f"`configs/u280-flightllm.yaml` (no `sfu:` section: the default {sfu['lanes']} lanes, "
+            f"{sfu['vmem_words']} VMEM words), `estimate_workload`; vector-op cycles are the layers' "
+            "(`max(SFU, memory)`):\n\n"
+            + _table(["workload", "vector-op cycles", "share of the step", "largest kinds", "SFU commands",
+                      "tokens/s"], rows))
+
+
 @block("estimates-where-time-goes")
 def estimates_where_time_goes() -> str:
     """The anchor's weight rates: what the chains consume vs what the HBM delivers, dense and N:M."""

@@ -40,6 +40,9 @@ class LayerEstimate:
     ``scales``, ``padding`` (zero slots of partial tiles), ``activations``, ``kv`` (the KV-cache
     operand of attention GEMMs), ``outputs``, and with per-token / per-group activation scales
     ``act_scales`` (the dynamic scale mantissas LOAD_S streams).
+
+    A vector op's ``compute_cycles`` are its SFU commands' (``sfu_commands`` of them);
+    ``unmapped`` marks a vector op the SFU has no operation for, costed at its memory traffic only.
     """
 
     name: str
@@ -63,6 +66,8 @@ class LayerEstimate:
     register_bytes: float
     energy_pj: dict[str, float]
     instructions: int
+    sfu_commands: int = 0
+    unmapped: bool = False
 
     @property
     def offchip_total(self) -> float:
@@ -95,6 +100,15 @@ class ModelEstimate:
     peak_macs_per_cycle: int
     bandwidth_gbps: float
     layers: tuple[LayerEstimate, ...] = field(repr=False)
+    sfu: dict[str, Any] | None = None
+
+    def unmapped_vector_ops(self) -> dict[str, int]:
+        """Vector ops the SFU cannot run (costed at their traffic only): count per kind."""
+        out: dict[str, int] = {}
+        for layer in self.layers:
+            if layer.unmapped:
+                out[layer.kind] = out.get(layer.kind, 0) + 1
+        return out
 
     @property
     def cycles(self) -> float:
@@ -163,6 +177,7 @@ class ModelEstimate:
             "utilization": self.utilization, "memory_roofline_s": self.memory_roofline_s,
             "bandwidth_utilization": self.memory_roofline_s / self.seconds if self.seconds else 0.0,
             "fj_per_mac": self.energy_j * 1e15 / self.macs if self.macs else None,
+            "sfu": self.sfu, "unmapped_vector_ops": self.unmapped_vector_ops(),
         }
 
 
@@ -353,7 +368,20 @@ def _finish(cfg: AcceleratorConfig, *, name, kind, count, m, k, n, requested, hw
 
 
 def estimate_vector_op(config: AcceleratorConfig, op: Any, overlap: bool = True) -> LayerEstimate:
-    """Cost of a non-GEMM op: ``cols`` elements per cycle on the vector path, plus its traffic."""
+    """Cost of a non-GEMM op: its SFU commands' cycles (:mod:`sparsa.sim.vector_cost`: the
+    compiler's lowering, the SFU's timing contract), plus its traffic.
+
+    Memory-only kinds (embedding, KV write) and kinds the SFU has no operation for cost their
+    traffic only; the latter are marked ``unmapped``.  A config without an ``sfu:`` section is
+    costed on the default SFU.
+
+    Raises
+    ------
+    ConfigError
+        A row of the op does not fit ``sfu.vmem_words``.
+    """
+    from sparsa.sim.vector_cost import vector_cost
+
     cfg = config
     abits = cfg.activation_bits
     ins = getattr(op, "input_elements", None) or op.elements
@@ -366,7 +394,8 @@ def estimate_vector_op(config: AcceleratorConfig, op: Any, overlap: bool = True)
         offchip = {"activations": (ins + op.elements) * abits / 8, "weights": params * 2.0}
     total = sum(offchip.values())
     bytes_per_cycle = cfg.memory.bandwidth_gbps * cfg.memory.efficiency * 1e9 / (cfg.clock_mhz * 1e6)
-    compute = math.ceil(op.elements / cfg.cols)
+    sfu = vector_cost(cfg, op)
+    compute = sfu.cycles
     memory = total / bytes_per_cycle
     cycles = max(compute, memory) if overlap else compute + memory
     e = cfg.energy
@@ -378,7 +407,7 @@ def estimate_vector_op(config: AcceleratorConfig, op: Any, overlap: bool = True)
         weight_format="-", act_format=cfg.types.activation, macs=0, array_macs=0, compute_cycles=compute,
         memory_cycles=memory, cycles=cycles, bound="compute" if compute >= memory else "memory",
         offchip_bytes=offchip, sram_bytes=(ins + op.elements) * abits / 8, register_bytes=0.0,
-        energy_pj=energy, instructions=0)
+        energy_pj=energy, instructions=0, sfu_commands=sfu.commands, unmapped=not sfu.mapped)
 
 
 def estimate_layer(config: AcceleratorConfig, layer: Any, overlap: bool = True) -> LayerEstimate:
@@ -421,9 +450,12 @@ def estimate_workload(config: AcceleratorConfig, workload: Any, *, overlap: bool
     batch = getattr(workload, "batch", 1)
     seq = getattr(workload, "seq_len", None) or getattr(workload, "context", None) or 1
     tokens = batch if phase == "decode" else batch * seq
+    from sparsa.sim.vector_cost import sfu_summary
+
     return ModelEstimate(config=config.name, workload=workload.name, phase=str(phase), batch=batch,
                          tokens=tokens, clock_mhz=config.clock_mhz, peak_macs_per_cycle=config.peak_macs_per_cycle,
-                         bandwidth_gbps=config.memory.bandwidth_gbps, layers=tuple(layers))
+                         bandwidth_gbps=config.memory.bandwidth_gbps, layers=tuple(layers),
+                         sfu=sfu_summary(config))
 
 
 def resource_usage(config: AcceleratorConfig) -> dict[str, float]:

@@ -47,12 +47,29 @@ def format_summary(est: ModelEstimate, cfg: AcceleratorConfig) -> str:
         ("bound", f"{sum(1 for layer in est.layers if layer.bound == 'memory')} memory-bound, "
                   f"{sum(1 for layer in est.layers if layer.bound == 'compute')} compute-bound layers"),
     ]
+    rows += _vector_rows(est)
     if est.phase == "decode":
         rows.insert(4, ("energy per token", si(s["energy_per_token_j"], "J")))
     if est.phase == "prefill":
         rows.insert(4, ("time to first token", si(s["latency_s"], "s")))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _vector_rows(est: ModelEstimate) -> list[tuple[str, str]]:
+    """The SFU the vector ops were costed on, and the vector ops it cannot run."""
+    rows = []
+    sfu = est.sfu
+    if sfu is not None:
+        text = f"SFU, {sfu['lanes']} lanes, {sfu['vmem_words']} VMEM words"
+        if sfu["assumed"]:
+            text = f"costed on a default SFU ({sfu['lanes']} lanes); add an sfu: section to set it"
+        rows.append(("vector ops", text))
+    unmapped = est.unmapped_vector_ops()
+    if unmapped:
+        rows.append(("not on the SFU", ", ".join(f"{kind} x{n}" for kind, n in unmapped.items())
+                     + " (no SFU operation: memory traffic only)"))
+    return rows
 
 
 def format_layers(est: ModelEstimate) -> str:

@@ -200,13 +200,15 @@ def model_layers(model: Any, batch: int) -> list:
         elif isinstance(layer, Linear):
             ops.append(GemmLayer(layer.name, batch, layer.k, layer.n, "linear", bias=layer.b is not None))
         elif isinstance(layer, ReLU):
-            ops.append(VectorOp(layer.name, elems, "relu"))
+            ops.append(VectorOp(layer.name, elems, "relu", row_length=layer.out_shape[-1]))
         elif isinstance(layer, GELU):
-            ops.append(VectorOp(layer.name, elems, "gelu"))
+            ops.append(VectorOp(layer.name, elems, "gelu", row_length=layer.out_shape[-1]))
         elif isinstance(layer, LayerNorm):
-            ops.append(VectorOp(layer.name, elems, "layernorm", params=2 * layer.gamma.size))
+            ops.append(VectorOp(layer.name, elems, "layernorm", params=2 * layer.gamma.size,
+                                row_length=layer.gamma.size))
         elif isinstance(layer, MaxPool2d):
-            ops.append(VectorOp(layer.name, elems, "maxpool", input_elements=batch * math.prod(layer.in_shape)))
+            ops.append(VectorOp(layer.name, elems, "maxpool", input_elements=batch * math.prod(layer.in_shape),
+                                row_length=layer.out_shape[-1]))
         # Flatten moves no data
     return ops
 
@@ -302,13 +304,17 @@ def estimate_training_step(config: AcceleratorConfig, ops: Iterable, *, method: 
                 # the next step's compressed W_f (and W_b^T) from the N:M selector it streams through
                 p = op.weight_elements
                 compressed = masks * math.ceil(p * layer_spec.n / layer_spec.m) if layer_spec.sparse else 0
-                vector.append(estimate_vector_op(config, VectorOp(f"{op.name}.update", 2 * p + compressed,
-                                                                  "eltwise_add", input_elements=3 * p)))
+                # rows of the weight's output channels where they divide the elements
+                elems = 2 * p + compressed
+                vector.append(estimate_vector_op(config, VectorOp(f"{op.name}.update", elems, "eltwise_add",
+                                                                  input_elements=3 * p,
+                                                                  row_length=math.gcd(elems, op.n))))
         elif isinstance(op, VectorOp):
             if include_vector:
                 vector.append(estimate_vector_op(config, op))
-                back = VectorOp(f"{op.name}.bwd", op.input_elements or op.elements, op.kind,
-                                input_elements=(op.input_elements or op.elements) + op.elements)
+                grads = op.input_elements or op.elements
+                back = VectorOp(f"{op.name}.bwd", grads, op.kind, input_elements=grads + op.elements,
+                                row_length=math.gcd(grads, op.length))
                 vector.append(estimate_vector_op(config, back))
         else:
             raise ConfigError(f"cannot estimate op {op!r}")

@@ -162,7 +162,8 @@ class _Net:
         self.c, self.h, self.w = out, layer.conv.out_height, layer.conv.out_width
 
     def vector(self, name: str, kind: str, **kw: int) -> None:
-        self.ops.append(VectorOp(name, self.elements, kind, **kw))  # type: ignore[arg-type]
+        """A vector op over the current feature map: one row per pixel of ``c`` channels (NHWC)."""
+        self.ops.append(VectorOp(name, self.elements, kind, row_length=self.c, **kw))  # type: ignore[arg-type]
 
     def bn(self, name: str) -> None:
         self.vector(name, "batchnorm", params=2 * self.c)
@@ -200,7 +201,7 @@ def _shortcut(net: _Net, p: str, c_in: int, h_in: int, w_in: int, c_out: int, st
             height=h_in, width=w_in, kernel=1, stride=stride,
         )
         net.ops.append(ds)
-        net.ops.append(VectorOp(f"{p}.downsample.1", net.elements, "batchnorm", params=2 * c_out))
+        net.ops.append(VectorOp(f"{p}.downsample.1", net.elements, "batchnorm", params=2 * c_out, row_length=c_out))
     net.vector(f"{p}.add", "eltwise_add", input_elements=2 * net.elements)
 
 
@@ -310,7 +311,7 @@ def mlp(sizes: Sequence[int], batch: int = 1, name: str | None = None) -> Worklo
     for i, (k, n) in enumerate(zip(sizes[:-1], sizes[1:], strict=True), start=1):
         ops.append(GemmLayer(f"fc{i}", batch, k, n, "linear", bias=True))
         if i < last:
-            ops.append(VectorOp(f"relu{i}", batch * n, "relu"))
+            ops.append(VectorOp(f"relu{i}", batch * n, "relu", row_length=n))
     label = name if name is not None else "mlp-" + "-".join(str(s) for s in sizes)
     return Workload(
         name=label, phase="forward", batch=batch, context=None, layers=tuple(ops),

@@ -88,16 +88,16 @@ def _block(cfg: EncoderConfig, i: int, batch: int, seq: int) -> list[Op]:
         GemmLayer(f"{p}.attn.k_proj", t, d, d, "linear", bias=True),
         GemmLayer(f"{p}.attn.v_proj", t, d, d, "linear", bias=True),
         GemmLayer(f"{p}.attn.qk", seq, hd, seq, "attention_qk", count=batch * h, weight_is_static=False),
-        VectorOp(f"{p}.attn.softmax", batch * h * seq * seq, "softmax"),
+        VectorOp(f"{p}.attn.softmax", batch * h * seq * seq, "softmax", row_length=seq),
         GemmLayer(f"{p}.attn.av", seq, seq, hd, "attention_av", count=batch * h, weight_is_static=False),
         GemmLayer(f"{p}.attn.o_proj", t, d, d, "linear", bias=True),
-        VectorOp(f"{p}.attn_residual", t * d, "eltwise_add", input_elements=2 * t * d),
-        VectorOp(f"{p}.attn_norm", t * d, "layernorm", params=2 * d),
+        VectorOp(f"{p}.attn_residual", t * d, "eltwise_add", input_elements=2 * t * d, row_length=d),
+        VectorOp(f"{p}.attn_norm", t * d, "layernorm", params=2 * d, row_length=d),
         GemmLayer(f"{p}.mlp.fc1", t, d, f, "linear", bias=True),
-        VectorOp(f"{p}.mlp.act", t * f, "gelu"),
+        VectorOp(f"{p}.mlp.act", t * f, "gelu", row_length=f),
         GemmLayer(f"{p}.mlp.fc2", t, f, d, "linear", bias=True),
-        VectorOp(f"{p}.mlp_residual", t * d, "eltwise_add", input_elements=2 * t * d),
-        VectorOp(f"{p}.mlp_norm", t * d, "layernorm", params=2 * d),
+        VectorOp(f"{p}.mlp_residual", t * d, "eltwise_add", input_elements=2 * t * d, row_length=d),
+        VectorOp(f"{p}.mlp_norm", t * d, "layernorm", params=2 * d, row_length=d),
     ]
 
 
@@ -136,23 +136,23 @@ def build_encoder(cfg: EncoderConfig, seq_len: int, batch: int = 1) -> Workload:
     d = cfg.d_model
     t = batch * seq_len
     ops: list[Op] = [
-        VectorOp("embed", t * d, "embedding", input_elements=t, params=cfg.vocab * d),
-        VectorOp("pos_embed", t * d, "embedding", input_elements=t, params=cfg.max_context * d),
-        VectorOp("type_embed", t * d, "embedding", input_elements=t, params=cfg.type_vocab * d),
-        VectorOp("embed_add", t * d, "eltwise_add", input_elements=3 * t * d),
-        VectorOp("embed_norm", t * d, "layernorm", params=2 * d),
+        VectorOp("embed", t * d, "embedding", input_elements=t, params=cfg.vocab * d, row_length=d),
+        VectorOp("pos_embed", t * d, "embedding", input_elements=t, params=cfg.max_context * d, row_length=d),
+        VectorOp("type_embed", t * d, "embedding", input_elements=t, params=cfg.type_vocab * d, row_length=d),
+        VectorOp("embed_add", t * d, "eltwise_add", input_elements=3 * t * d, row_length=d),
+        VectorOp("embed_norm", t * d, "layernorm", params=2 * d, row_length=d),
     ]
     for i in range(cfg.n_layers):
         ops += _block(cfg, i, batch, seq_len)
     if cfg.head == "pooler":
         ops += [
             GemmLayer("pooler", batch, d, d, "linear", bias=True),
-            VectorOp("pooler_act", batch * d, "tanh"),
+            VectorOp("pooler_act", batch * d, "tanh", row_length=d),
         ]
     else:
         ops += [
-            VectorOp("mean_pool", batch * d, "mean_pool", input_elements=t * d),
-            VectorOp("l2norm", batch * d, "l2norm"),
+            VectorOp("mean_pool", batch * d, "mean_pool", input_elements=t * d, row_length=d),
+            VectorOp("l2norm", batch * d, "l2norm", row_length=d),
         ]
     return Workload(
         name=cfg.name, phase="forward", batch=batch, context=seq_len, layers=tuple(ops), source=cfg.source

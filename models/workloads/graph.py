@@ -340,6 +340,15 @@ class VectorOp:
         ops (residual add, SwiGLU) read twice their output.
     params : int, default 0
         Parameters the op owns (norm gains/biases, embedding tables).
+    row_length : int or None
+        Elements per row: ``elements`` is :attr:`rows` rows of this many (a norm's ``d_model``,
+        a softmax's keys, RoPE's ``head_dim``, an activation's FFN width, a channel vector);
+        ``None`` means one row of all ``elements``.  Row operations (norms, softmax) cost per
+        row, so a vector unit needs it.
+    causal_queries : int, default 0
+        Softmax only: 0 for no mask; else the rows form blocks of this many consecutive query
+        positions (one head's queries), query ``i`` of a block seeing keys
+        ``j <= row_length - causal_queries + i``.
     """
 
     name: str
@@ -347,6 +356,8 @@ class VectorOp:
     kind: VectorKind
     input_elements: int | None = None
     params: int = 0
+    row_length: int | None = None
+    causal_queries: int = 0
 
     def __post_init__(self) -> None:
         _name_ok("VectorOp", self.name)
@@ -357,6 +368,27 @@ class VectorOp:
         _nonnegative(who, "params", self.params)
         if self.kind not in _VECTOR_KINDS:
             raise ShapeError(f"{who}: kind must be one of {sorted(_VECTOR_KINDS)}, not {self.kind!r}")
+        if self.row_length is not None:
+            _positive(who, "row_length", self.row_length)
+            if self.elements % self.row_length:
+                raise ShapeError(f"{who}: elements {self.elements} are not whole rows of row_length {self.row_length}")
+        _nonnegative(who, "causal_queries", self.causal_queries)
+        if self.causal_queries:
+            if self.kind != "softmax":
+                raise ShapeError(f"{who}: causal_queries applies to softmax, not {self.kind!r}")
+            if self.rows % self.causal_queries or self.causal_queries > self.length:
+                raise ShapeError(f"{who}: causal_queries {self.causal_queries} must divide the {self.rows} rows "
+                                 f"and not exceed the row length {self.length}")
+
+    @property
+    def length(self) -> int:
+        """Elements per row (:attr:`row_length`, or ``elements`` when it is ``None``)."""
+        return self.elements if self.row_length is None else self.row_length
+
+    @property
+    def rows(self) -> int:
+        """Rows: ``elements / length``."""
+        return self.elements // self.length
 
     @property
     def reads(self) -> int:

@@ -163,43 +163,44 @@ def _block(cfg: DecoderConfig, i: int, batch: int, q_len: int, k_len: int, causa
     g = cfg.q_per_kv
     p = f"blocks.{i}"
     ops: list[Op] = [
-        VectorOp(f"{p}.attn_norm", t * d, cfg.norm, params=cfg.norm_params),
+        VectorOp(f"{p}.attn_norm", t * d, cfg.norm, params=cfg.norm_params, row_length=d),
         GemmLayer(f"{p}.attn.q_proj", t, d, cfg.n_heads * hd, "linear", bias=cfg.bias),
         GemmLayer(f"{p}.attn.k_proj", t, d, cfg.n_kv_heads * hd, "linear", bias=cfg.bias),
         GemmLayer(f"{p}.attn.v_proj", t, d, cfg.n_kv_heads * hd, "linear", bias=cfg.bias),
     ]
     if cfg.positions == "rope":
-        ops.append(VectorOp(f"{p}.attn.rope", t * (cfg.n_heads + cfg.n_kv_heads) * hd, "rope"))
+        ops.append(VectorOp(f"{p}.attn.rope", t * (cfg.n_heads + cfg.n_kv_heads) * hd, "rope", row_length=hd))
     kv = cfg.n_kv_heads
     ops += [
-        VectorOp(f"{p}.attn.kv_write", 2 * t * kv * hd, "kv_write"),
+        VectorOp(f"{p}.attn.kv_write", 2 * t * kv * hd, "kv_write", row_length=hd),
         GemmLayer(
             f"{p}.attn.qk", g * q_len, hd, k_len, "attention_qk",
             count=batch * kv, weight_is_static=False, causal=causal, q_per_kv=g,
         ),
-        VectorOp(f"{p}.attn.softmax", batch * cfg.n_heads * q_len * k_len, "softmax"),
+        VectorOp(f"{p}.attn.softmax", batch * cfg.n_heads * q_len * k_len, "softmax", row_length=k_len,
+                 causal_queries=q_len if causal else 0),
         GemmLayer(
             f"{p}.attn.av", g * q_len, k_len, hd, "attention_av",
             count=batch * kv, weight_is_static=False, causal=causal, q_per_kv=g,
         ),
         GemmLayer(f"{p}.attn.o_proj", t, cfg.n_heads * hd, d, "linear", bias=cfg.bias),
-        VectorOp(f"{p}.attn_residual", t * d, "eltwise_add", input_elements=2 * t * d),
-        VectorOp(f"{p}.mlp_norm", t * d, cfg.norm, params=cfg.norm_params),
+        VectorOp(f"{p}.attn_residual", t * d, "eltwise_add", input_elements=2 * t * d, row_length=d),
+        VectorOp(f"{p}.mlp_norm", t * d, cfg.norm, params=cfg.norm_params, row_length=d),
     ]
     if cfg.ffn_kind == "swiglu":
         ops += [
             GemmLayer(f"{p}.mlp.gate_proj", t, d, f, "linear", bias=cfg.bias),
             GemmLayer(f"{p}.mlp.up_proj", t, d, f, "linear", bias=cfg.bias),
-            VectorOp(f"{p}.mlp.act", t * f, "swiglu", input_elements=2 * t * f),
+            VectorOp(f"{p}.mlp.act", t * f, "swiglu", input_elements=2 * t * f, row_length=f),
             GemmLayer(f"{p}.mlp.down_proj", t, f, d, "linear", bias=cfg.bias),
         ]
     else:
         ops += [
             GemmLayer(f"{p}.mlp.fc1", t, d, f, "linear", bias=cfg.bias),
-            VectorOp(f"{p}.mlp.act", t * f, cfg.ffn_kind),
+            VectorOp(f"{p}.mlp.act", t * f, cfg.ffn_kind, row_length=f),
             GemmLayer(f"{p}.mlp.fc2", t, f, d, "linear", bias=cfg.bias),
         ]
-    ops.append(VectorOp(f"{p}.mlp_residual", t * d, "eltwise_add", input_elements=2 * t * d))
+    ops.append(VectorOp(f"{p}.mlp_residual", t * d, "eltwise_add", input_elements=2 * t * d, row_length=d))
     return ops
 
 
@@ -245,18 +246,18 @@ def build_decoder(
     k_len = context if phase == "prefill" else context + 1
     t = batch * q_len
     d = cfg.d_model
-    ops: list[Op] = [VectorOp("embed", t * d, "embedding", input_elements=t, params=cfg.vocab * d)]
+    ops: list[Op] = [VectorOp("embed", t * d, "embedding", input_elements=t, params=cfg.vocab * d, row_length=d)]
     if cfg.positions == "learned":
         table = (cfg.max_context + cfg.pos_table_offset) * d
         ops += [
-            VectorOp("pos_embed", t * d, "embedding", input_elements=t, params=table),
-            VectorOp("embed_add", t * d, "eltwise_add", input_elements=2 * t * d),
+            VectorOp("pos_embed", t * d, "embedding", input_elements=t, params=table, row_length=d),
+            VectorOp("embed_add", t * d, "eltwise_add", input_elements=2 * t * d, row_length=d),
         ]
     for i in range(cfg.n_layers):
         ops += _block(cfg, i, batch, q_len, k_len, causal=phase == "prefill")
     logit_rows = t if all_logits else batch
     ops += [
-        VectorOp("final_norm", logit_rows * d, cfg.norm, params=cfg.norm_params),
+        VectorOp("final_norm", logit_rows * d, cfg.norm, params=cfg.norm_params, row_length=d),
         GemmLayer(
             "lm_head", logit_rows, d, cfg.vocab, "lm_head",
             shares_weight_with="embed" if cfg.tied_embeddings else None,

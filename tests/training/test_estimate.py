@@ -39,7 +39,11 @@ def test_mlp_and_resnet_numbers(vcu):
     mlp = compare_training(vcu, "mlp")
     assert mlp.pass_speedups()["forward"] > 2.5 and mlp.pass_speedups()["input_grad"] > 2
     res = compare_training(vcu, "resnet18")
-    assert 1.3 < res.speedup < 2.0
+    assert 1.3 < res.gemm_speedup < 2.0
+    # vector ops run on the (default, 8-lane) SFU: BatchNorm's MUL + ADD forward and backward take
+    # 3/4 of the step's vector cycles, so the whole step gains 1.21x (1.43x when the vector path
+    # was costed at cols = 64 elements per cycle); the GEMMs' 1.50x is unchanged
+    assert 1.15 < res.speedup < 1.3
     assert res.epoch_seconds("sparse") < res.epoch_seconds("dense")
 
 
