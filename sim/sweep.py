@@ -51,9 +51,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from sparsa.config import AcceleratorConfig
 from sparsa.errors import ConfigError, FormatError, MissingToolError, SparsaError
@@ -160,20 +160,6 @@ def _check_path(data: Mapping[str, Any], path: str, option: str) -> None:
                           f"({_field_names(node)})")
 
 
-def _fields(base: AcceleratorConfig) -> dict[str, Any]:
-    """``base`` as a dict, each absent optional section (``sfu:``) with its defaults, as
-    :meth:`AcceleratorConfig.with_overrides` creates it when a field of it is set."""
-    data = base.model_dump()
-    for name, info in type(base).model_fields.items():
-        if name in data or getattr(base, name) is not None:
-            continue
-        section = next((t for t in get_args(info.annotation) if isinstance(t, type) and issubclass(t, BaseModel)),
-                       None)
-        if section is not None:
-            data[name] = section().model_dump()
-    return data
-
-
 def _set(data: dict[str, Any], path: str, value: Any) -> None:
     node = data
     parts = path.split(".")
@@ -185,7 +171,7 @@ def _set(data: dict[str, Any], path: str, value: Any) -> None:
 def _check_value(base: AcceleratorConfig, path: str, value: Any, text: str, option: str) -> None:
     """Refuse a value the schema rejects *for that field itself* (cross-field clashes are left
     for the point to record as infeasible: they may be valid together with another axis)."""
-    data = _fields(base)
+    data = base.dump_with_sections()
     _set(data, path, value)
     try:
         AcceleratorConfig.model_validate(data)
@@ -217,7 +203,7 @@ def parse_grid(specs: Sequence[str], base: AcceleratorConfig, *, option: str = "
     """
     axes: list[GridAxis] = []
     seen: set[str] = set()
-    data = _fields(base)
+    data = base.dump_with_sections()
     for spec in specs:
         if not isinstance(spec, str) or "=" not in spec:
             raise ConfigError(f"{option} must look like FIELD=V1,V2 (e.g. datapath.rows=8,16), not {short_repr(spec)}")

@@ -559,6 +559,17 @@ class AcceleratorConfig(_Section):
         """Largest magnitude of one weight x activation product (``2^(w-1) * 2^(a-1)`` for ints)."""
         return TYPE_MAX_MAGNITUDE[self.types.weight] * TYPE_MAX_MAGNITUDE[self.types.activation]
 
+    def dump_with_sections(self) -> dict[str, Any]:
+        """:meth:`model_dump` with every absent optional section (``sfu:``) filled with its
+        defaults - the fields :meth:`with_overrides` can address (it creates such a section when
+        one of its fields is set)."""
+        data = self.model_dump()
+        for name in type(self).model_fields:
+            section = _optional_section(type(self), name)
+            if section is not None and data.get(name) is None:
+                data[name] = section().model_dump()
+        return data
+
     def with_overrides(self, overrides: Mapping[str, Any]) -> "AcceleratorConfig":
         """Return a copy with dotted-path fields replaced, e.g. ``{"datapath.rows": 16}``.
 
