@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 
-from generate import _cli_output, _stamp, _table, block
+from generate import _cli_output, _stamp, _table, benchmark_module, block
 
 
 def _argv_synth(config: str, target: str, sets: "tuple[str, ...]" = (), pnr: bool = False) -> list[str]:
@@ -222,3 +222,12 @@ def fpga_soc_memories() -> str:
         rows.append([f"`{config}`", *(f"{m.depth} x {m.bits} bit" for m in p.memories.values()), p.region_shift])
     names = [r.name.lower() for r in SocParams(_load(SOC_PRESETS[0])).memories]
     return _table(["config (default buffers)", *names, "`region_shift`"], rows)
+
+
+@block("fpga-dma-cycles")
+def fpga_dma_cycles() -> str:
+    """RUN_DMA's cycles per 32-bit word by AXI data width (Amaranth simulation, ~5 s)."""
+    b = benchmark_module("bench_dma")
+    return (f"Measured in the Amaranth simulation by `python benchmarks/bench_dma.py`: a {b.M}x{b.K}x{b.N} GEMM "
+            "on the small 4x4 AXI SoC, bursts of up to 64 beats, no stalls; the transfer is DMA_CYCLES minus "
+            "RUN_CYCLES, per 32-bit word of the three images and the results.\n\n" + b.table([32, 64, 256, 512], 64))
