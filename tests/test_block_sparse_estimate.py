@@ -75,6 +75,13 @@ def test_estimator_costs_only_kept_blocks():
     assert others == {x.name: x.cycles for x in runs["ls"].layers if not x.kind.startswith("attention")}
 
 
+def test_preset_file():
+    w = load_workload("smollm2-135m-prefill-blocksparse")
+    g = w.layer("blocks.7.attn.qk")
+    assert g.attention_blocks == BlockPolicy("local+strided", 64, window=4, stride=8)
+    assert Fraction(g.kept_macs, g.macs) == Fraction(93, 512)
+
+
 def test_decode_is_unaffected():
     cfg = preset("systolic-8x8-2of4")
     plain = load_workload("smollm2-135m", phase="decode", context=512)
