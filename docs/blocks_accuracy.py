@@ -276,3 +276,15 @@ def accuracy_block_attention_1024() -> str:
     """SmolLM2 held-out perplexity under block-sparse prefill attention, 1024-token chunks, blocks of 64."""
     return _block_attention_table(_settings(**BLOCK_ATTENTION_1024),
                                   "python docs/generate.py --only accuracy-block-attention-1024")
+
+
+#: T = 2048 (both held-out chunks of that length; topk calibrated on 1 background chunk), blocks of 64.
+BLOCK_ATTENTION_2048 = dict(length=2048, eval_chunks=2, calib_chunks=1, by_block={
+    64: (("ls", 4, 8), ("topk", 0.25, None))})
+
+
+@block("accuracy-block-attention-2048", slow=True)
+def accuracy_block_attention_2048() -> str:
+    """SmolLM2 held-out perplexity under block-sparse prefill attention, 2048-token chunks, blocks of 64."""
+    return _block_attention_table(_settings(**BLOCK_ATTENTION_2048),
+                                  "python docs/generate.py --only accuracy-block-attention-2048")

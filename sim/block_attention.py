@@ -25,6 +25,7 @@ from dataclasses import replace
 from typing import Any
 
 from sparsa.config import AcceleratorConfig
+from sparsa.errors import ShapeError
 
 from .estimator import LayerEstimate, estimate_gemm
 
@@ -38,7 +39,7 @@ def estimate_block_sparse_attention(config: AcceleratorConfig, layer: Any, overl
     """Cost of a block-sparse attention layer (module docstring); ``layer.block_rows`` must be set."""
     rows = layer.block_rows
     if not rows:
-        raise ValueError(f"{layer.name}: no block-sparse attention policy to estimate")
+        raise ShapeError(f"{getattr(layer, 'name', layer)!r}: no block-sparse attention policy to estimate")
     g = layer.q_per_kv
     width = layer.k if layer.kind == "attention_qk" else layer.n
     af = getattr(layer.act_format, "value", layer.act_format)
