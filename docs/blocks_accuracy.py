@@ -221,3 +221,70 @@ def accuracy_granularity_minilm() -> str:
         "activations (second command): " + "; ".join(
             f"{a.upper().replace('OVP', 'OVP-')} " + ", ".join(f"{_cos(ovp_rows[(w, a)])} ({w} weights)"
                                                                for w in ("fp32", "int8")) for a in ("ovp4", "ovp8")) + "."])
+
+
+# ===================================================================== block-sparse attention (SmolLM2)
+
+
+def _block_attention_table(settings: tuple, command: str) -> str:
+    """Held-out perplexity per (prefill length, block, policy): :func:`evaluate_block_attention` rows."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from sparsa.models.compression.block_attention import evaluate_block_attention
+    from sparsa.models.real import smollm2
+
+    rows = evaluate_block_attention(smollm2.load(), settings)
+    table = [[r["length"], r["block"], r["policy"].replace(f" block={r['block']}", ""), r["eval_chunks"],
+              f"{100 * r['kept']:.1f} %", f"{100 * r['blocks']:.1f} %", _bold(_ppl(r["ppl"]), r["policy"] == "causal"),
+              f"{r['ppl_ratio']:.3f}"] for r in rows]
+    return "\n".join([
+        _stamp(command) + " Computed by `sparsa.models.compression.block_attention.evaluate_block_attention`.", "",
+        _table(["T", "block", "policy", "held-out chunks", "pairs kept", "blocks kept", "ppl", "ppl / causal"],
+               table)])
+
+
+def _settings(length: int, eval_chunks: int, calib_chunks: int, by_block: dict) -> tuple:
+    from sparsa.formats.attention_blocks import BlockPolicy
+    from sparsa.models.compression.block_attention import BlockSetting
+
+    out = []
+    for block, specs in by_block.items():
+        policies = tuple(BlockPolicy("local+strided", block, window=w, stride=s) if kind == "ls"
+                         else BlockPolicy("topk", block, keep=w) for kind, w, s in specs)
+        out.append(BlockSetting(length, block, eval_chunks, calib_chunks, policies))
+    return tuple(out)
+
+
+#: T = 256 (8 held-out chunks; topk calibrated on 4 background chunks), blocks of 16, 32 and 64.
+BLOCK_ATTENTION_256 = dict(length=256, eval_chunks=8, calib_chunks=4, by_block={
+    16: (("ls", 2, 4), ("ls", 4, 8), ("topk", 0.25, None), ("topk", 0.5, None)),
+    32: (("ls", 2, 4), ("topk", 0.25, None), ("topk", 0.5, None)),
+    64: (("ls", 2, 4), ("topk", 0.5, None))})
+#: T = 1024 (all 4 held-out chunks; topk calibrated on 2 background chunks), FlightLLM's 64-token blocks.
+BLOCK_ATTENTION_1024 = dict(length=1024, eval_chunks=4, calib_chunks=2, by_block={
+    64: (("ls", 2, 4), ("ls", 4, 8), ("topk", 0.25, None), ("topk", 0.5, None))})
+
+
+@block("accuracy-block-attention-256", slow=True)
+def accuracy_block_attention_256() -> str:
+    """SmolLM2 held-out perplexity under block-sparse prefill attention, 256-token chunks."""
+    return _block_attention_table(_settings(**BLOCK_ATTENTION_256),
+                                  "python docs/generate.py --only accuracy-block-attention-256")
+
+
+@block("accuracy-block-attention-1024", slow=True)
+def accuracy_block_attention_1024() -> str:
+    """SmolLM2 held-out perplexity under block-sparse prefill attention, 1024-token chunks, blocks of 64."""
+    return _block_attention_table(_settings(**BLOCK_ATTENTION_1024),
+                                  "python docs/generate.py --only accuracy-block-attention-1024")
+
+
+#: T = 2048 (both held-out chunks of that length; topk calibrated on 1 background chunk), blocks of 64.
+BLOCK_ATTENTION_2048 = dict(length=2048, eval_chunks=2, calib_chunks=1, by_block={
+    64: (("ls", 4, 8), ("topk", 0.25, None))})
+
+
+@block("accuracy-block-attention-2048", slow=True)
+def accuracy_block_attention_2048() -> str:
+    """SmolLM2 held-out perplexity under block-sparse prefill attention, 2048-token chunks, blocks of 64."""
+    return _block_attention_table(_settings(**BLOCK_ATTENTION_2048),
+                                  "python docs/generate.py --only accuracy-block-attention-2048")

@@ -414,6 +414,10 @@ def estimate_layer(config: AcceleratorConfig, layer: Any, overlap: bool = True) 
     """Estimate a :class:`~sparsa.models.workloads.graph.GemmLayer` or ``VectorOp``."""
     if not hasattr(layer, "k"):
         return estimate_vector_op(config, layer, overlap)
+    if getattr(layer, "attention_blocks", None) is not None:
+        from .block_attention import estimate_block_sparse_attention  # lowers to estimate_gemm below
+
+        return estimate_block_sparse_attention(config, layer, overlap)
     # a static weight with no pattern of its own gets the config's sparsity.default
     if layer.sparsity:
         pattern = "{}:{}".format(*layer.sparsity)

