@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_dma.py [--widths 32,64,256,512] [--burst 64]
+    python benchmarks/bench_dma.py [--widths 32,64,256,512] [--burst 64] [--quick]
 
 The shell kernel's SoC (``AxiSoc`` with ``DmaConfig(width, burst)``, the small 4x4 config of
 the SoC tests: ``systolic-4x4-2of4`` with 64-row accumulators) runs one compiled 12x40x12 GEMM
@@ -73,9 +73,10 @@ def main(argv: "list[str] | None" = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--widths", default="32,64,256,512", help="AXI data widths in bits (default 32,64,256,512)")
     ap.add_argument("--burst", type=int, default=64, help="maximum burst length in beats (default 64)")
+    ap.add_argument("--quick", action="store_true", help="smoke run (CI): 32 bits only")
     args = ap.parse_args(argv)
     try:
-        widths = [int(v) for v in args.widths.split(",")]
+        widths = [32] if args.quick else [int(v) for v in args.widths.split(",")]
     except ValueError:
         print(f"error: --widths must be comma-separated integers, not {args.widths!r}", file=sys.stderr)
         return 2

@@ -109,6 +109,16 @@ def _chain_split(cfg, layer) -> dict:
     return split
 
 
+def _combine_cycles(cfg, layer, est) -> int:
+    """SFU cycles of an attention GEMM's nibble combine (two passes on a 4-bit weight port), else 0."""
+    if est.passes == 1:
+        return 0
+    from sparsa.compiler.vector import lower_vector_op
+    from sparsa.sim.vector_cost import config_sfu
+
+    return lower_vector_op("nibble_combine", layer.m * layer.count, layer.n, config_sfu(cfg)).cycles()
+
+
 def cycle_breakdown(cfg, workload) -> dict:
     """Cycles of one pass by what the datapath does, summed over layers.
 
@@ -138,9 +148,11 @@ def cycle_breakdown(cfg, workload) -> dict:
             for key in whatif:
                 whatif[key] += est.cycles
             continue
+        combine = _combine_cycles(cfg, layer, est)
+        parts["vector"] += combine
         if chain:
-            split = _chain_split(cfg, layer)
-            if sum(split.values()) * layer.count != est.compute_cycles:
+            split = {key: value * est.passes for key, value in _chain_split(cfg, layer).items()}
+            if sum(split.values()) * layer.count + combine != est.compute_cycles:
                 raise RuntimeError(f"{layer.name}: chain split {sum(split.values()) * layer.count} != "
                                    f"estimator compute cycles {est.compute_cycles}")
             for key, value in split.items():
@@ -159,7 +171,8 @@ def cycle_breakdown(cfg, workload) -> dict:
                 split["flush"] += compute_flush_cycles(cfg) * mult
             elif ins.op is Opcode.DRAIN:
                 split["drain"] += ins.count * mult
-        if sum(split.values()) * layer.count != est.compute_cycles:
+        split = {key: value * est.passes for key, value in split.items()}
+        if sum(split.values()) * layer.count + combine != est.compute_cycles:
             raise RuntimeError(f"{layer.name}: systolic split {sum(split.values()) * layer.count} != "
                                f"estimator compute cycles {est.compute_cycles}")
         for key, value in split.items():
@@ -170,18 +183,19 @@ def cycle_breakdown(cfg, workload) -> dict:
         # 1. double-buffered weights: every LOAD_W but the first hides under the previous COMPUTE
         #    (whose flush alone, rows + cols + 3, is longer than the rows-cycle load);
         first_load = FETCH_CYCLES + load_weights_cycles(cfg)
-        c1 = est.compute_cycles / layer.count - (split["load"] + FETCH_CYCLES * tiling.loads) + first_load
+        c1 = (est.compute_cycles - combine) / layer.count - (split["load"] + FETCH_CYCLES * tiling.loads * est.passes) \
+            + first_load
         # 2. ... and tiles pipelined back to back: a tile costs max(rows to load, beats to stream);
         #    one flush + drain per output tile and chunk;
         tiles = tiling.ktiles * tiling.ntiles
         per_chunk = [tiles * max(cfg.rows, rows) + tiling.ntiles * (compute_flush_cycles(cfg) + rows)
                      for rows in tiling.chunk_rows]
-        c2 = sum(per_chunk)
+        c2 = sum(per_chunk) * est.passes
         # 3. weight streaming (a DSP-chain / FlightLLM matrix-vector datapath): every MAC lane takes
         #    a new compressed weight each cycle, so a GEMM costs compressed MACs / lanes.
-        c3 = -(-layer.m * tiling.slots * layer.n // cfg.peak_macs_per_cycle)
+        c3 = -(-layer.m * tiling.slots * layer.n // cfg.peak_macs_per_cycle) * est.passes
         for key, c in zip(whatif, (c1, c2, c3)):
-            whatif[key] += max(c * layer.count, est.memory_cycles)
+            whatif[key] += max(c * layer.count + combine, est.memory_cycles)
     total = sum(parts.values())
     hz = cfg.clock_mhz * 1e6
     return {"parts": parts, "total": total, "whatif": None if chain else whatif, "offchip_bytes": offchip,

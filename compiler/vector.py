@@ -18,6 +18,8 @@ kind             commands on one chunk of rows (in order)                       
 ``gelu``         GELU                                                               rows
 ``eltwise_add``  ADD per addend after the first (``b`` = that addend's rows)        ``addends`` x rows
 ``rope``         ROPE (``b`` = interleaved ``cos, sin`` rows)                       2 x rows
+``nibble_        MUL (the high-nibble pass by the shared vector 16.0), ADD (``b``   2 x rows +
+combine``        = the low-nibble pass's rows): :mod:`sparsa.compiler.attention`    1 vector
 ===============  =================================================================  ================
 
 Kinds the SFU has no operation for (``relu``, ``tanh``, ``maxpool``, ``avgpool``,
@@ -63,7 +65,7 @@ from sparsa.sfu.scalar import ScalarOp
 from sparsa.sfu.schedule import command_cycles
 from sparsa.sfu.timing import LANE_LATENCY, SCALAR_CYCLES
 
-__all__ = ["SFU_KINDS", "UNMAPPED_KINDS", "MEMORY_KINDS", "Chunk", "VectorLowering", "lower_vector_op",
+__all__ = ["SFU_KINDS", "INTERNAL_KINDS", "UNMAPPED_KINDS", "MEMORY_KINDS", "Chunk", "VectorLowering", "lower_vector_op",
            "chunk_rows"]
 
 #: Operand ``b`` of one command: none, a second tensor (one row per row), or one shared vector.
@@ -80,9 +82,13 @@ _PLANS: Mapping[str, tuple[tuple[SfuOp, str], ...]] = {
     "gelu": ((SfuOp.GELU, _NONE),),
     "eltwise_add": ((SfuOp.ADD, _ROWS),),
     "rope": ((SfuOp.ROPE, _ROWS),),
+    "nibble_combine": ((SfuOp.MUL, _SHARED), (SfuOp.ADD, _ROWS)),
 }
-#: Vector-op kinds the SFU runs (:func:`lower_vector_op`).
-SFU_KINDS: frozenset[str] = frozenset(_PLANS)
+#: Lowered kinds that are not workload ops: steps the compiler adds itself (the two nibble
+#: passes of an attention GEMM on a 4-bit weight port, :mod:`sparsa.compiler.attention`).
+INTERNAL_KINDS: frozenset[str] = frozenset({"nibble_combine"})
+#: Workload vector-op kinds the SFU runs (:func:`lower_vector_op` also lowers :data:`INTERNAL_KINDS`).
+SFU_KINDS: frozenset[str] = frozenset(_PLANS) - INTERNAL_KINDS
 #: Kinds with no SFU operation: costed at their memory traffic only, and reported.
 UNMAPPED_KINDS: frozenset[str] = frozenset({"relu", "tanh", "maxpool", "avgpool", "mean_pool"})
 #: Kinds that only move data (a table lookup, a KV-cache store): no compute.

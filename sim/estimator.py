@@ -43,6 +43,8 @@ class LayerEstimate:
 
     A vector op's ``compute_cycles`` are its SFU commands' (``sfu_commands`` of them);
     ``unmapped`` marks a vector op the SFU has no operation for, costed at its memory traffic only.
+    ``passes`` is 2 for an attention GEMM whose int8 K/V operand runs as two nibble planes on a
+    4-bit weight port (its ``sfu_commands`` then combine the planes; :mod:`sparsa.compiler.attention`).
     """
 
     name: str
@@ -68,6 +70,7 @@ class LayerEstimate:
     instructions: int
     sfu_commands: int = 0
     unmapped: bool = False
+    passes: int = 1
 
     @property
     def offchip_total(self) -> float:
@@ -206,15 +209,21 @@ def estimate_gemm(
     """Estimate one GEMM ``(m x k) @ (k x n)`` repeated ``count`` times.
 
     ``static_weight=False`` marks an activation x activation GEMM (attention): its ``k x n``
-    operand is KV cache / activations, dense, with no scales or indices.
+    operand is KV cache / activations, dense, with no scales or indices; wider than the weight port
+    (int8 K/V on an int4 / OVP-4 preset) it runs as two nibble passes (:mod:`.nibble_passes`).
     """
     from sparsa.sim.datapath import sim_datapath
 
     if not static_weight:
         pattern = "dense"
-    return sim_datapath(config).estimate_gemm(config, m, k, n, pattern, name=name, kind=kind, count=count,
-                                               weight_format=weight_format, act_format=act_format,
-                                               static_weight=static_weight, overlap=overlap)
+    est = sim_datapath(config).estimate_gemm(config, m, k, n, pattern, name=name, kind=kind, count=count,
+                                              weight_format=weight_format, act_format=act_format,
+                                              static_weight=static_weight, overlap=overlap)
+    if static_weight:
+        return est
+    from .nibble_passes import with_nibble_passes  # the estimate above is one pass
+
+    return with_nibble_passes(config, est, overlap)
 
 
 def estimate_systolic_gemm(cfg: AcceleratorConfig, m: int, k: int, n: int, pattern, *, name: str, kind: str,

@@ -11,11 +11,11 @@ import json
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from sparsa.cli import main
-from sparsa.compiler.vector import MEMORY_KINDS, SFU_KINDS, UNMAPPED_KINDS, lower_vector_op
+from sparsa.compiler.vector import INTERNAL_KINDS, MEMORY_KINDS, SFU_KINDS, UNMAPPED_KINDS, lower_vector_op
 from sparsa.config import AcceleratorConfig, SfuConfig
 from sparsa.errors import ConfigError, ShapeError, UnsupportedError
 from sparsa.models.workloads.graph import VectorOp
@@ -32,12 +32,12 @@ from .conftest import CONFIGS, preset
 #: Commands each chunk of a kind runs (``eltwise_add`` with two addends).
 FIRST_OP = {"rmsnorm": SfuOp.RMSNORM, "l2norm": SfuOp.RMSNORM, "layernorm": SfuOp.LAYERNORM,
             "batchnorm": SfuOp.MUL, "softmax": SfuOp.SOFTMAX, "swiglu": SfuOp.SILU, "gelu": SfuOp.GELU,
-            "eltwise_add": SfuOp.ADD, "rope": SfuOp.ROPE}
+            "eltwise_add": SfuOp.ADD, "rope": SfuOp.ROPE, "nibble_combine": SfuOp.MUL}
 
 
 #: (second tensors, shared vectors) resident with a chunk's rows (``eltwise_add``: addends - 1 tensors).
 OPERANDS = {"rmsnorm": (0, 1), "l2norm": (0, 1), "layernorm": (0, 2), "batchnorm": (0, 2), "softmax": (0, 0),
-            "swiglu": (1, 0), "gelu": (0, 0), "eltwise_add": (1, 0), "rope": (1, 0)}
+            "swiglu": (1, 0), "gelu": (0, 0), "eltwise_add": (1, 0), "rope": (1, 0), "nibble_combine": (1, 1)}
 
 
 def with_sfu(cfg: AcceleratorConfig, **sfu) -> AcceleratorConfig:
@@ -56,7 +56,7 @@ def enumerated_cycles(low) -> int:
 
 @st.composite
 def vector_ops(draw):
-    kind = draw(st.sampled_from(sorted(SFU_KINDS)))
+    kind = draw(st.sampled_from(sorted(SFU_KINDS | INTERNAL_KINDS)))
     lanes = draw(st.sampled_from([2, 4, 8, 16, 32]))
     n = draw(st.integers(1, 600))
     if kind == "rope":
@@ -89,7 +89,8 @@ def test_lowering_cycles_equal_its_enumerated_commands(case):
     first = [c for c in cmds if c.op == FIRST_OP[kind]]
     per_chunk = addends - 1 if kind == "eltwise_add" else 1
     assert sum(c.rows for c in first) == rows * per_chunk
-    assert len(cmds) == len(first) // per_chunk * {"layernorm": 2, "batchnorm": 2, "swiglu": 2}.get(kind, per_chunk)
+    assert len(cmds) == len(first) // per_chunk * {"layernorm": 2, "batchnorm": 2, "swiglu": 2,
+                                                          "nibble_combine": 2}.get(kind, per_chunk)
     # the layout of the docstring, and chunks as large as the VMEM allows
     tensors, vectors = OPERANDS[kind]
     tensors = addends - 1 if kind == "eltwise_add" else tensors
@@ -109,6 +110,7 @@ def test_lowering_cycles_equal_its_enumerated_commands(case):
 @given(vector_ops())
 def test_estimator_cycles_are_the_commands_cycles(case):
     kind, rows, n, sfu, causal, addends = case
+    assume(kind in SFU_KINDS)                       # the workload kinds (nibble_combine is the compiler's own)
     cfg = with_sfu(preset("u280-flightllm"), lanes=sfu.lanes, vmem_words=sfu.vmem_words)
     op = VectorOp("v", rows * n, kind, input_elements=addends * rows * n if kind == "eltwise_add" else None,
                   row_length=n, causal_queries=causal)
