@@ -231,3 +231,45 @@ def fpga_dma_cycles() -> str:
     return (f"Measured in the Amaranth simulation by `python benchmarks/bench_dma.py`: a {b.M}x{b.K}x{b.N} GEMM "
             "on the small 4x4 AXI SoC, bursts of up to 64 beats, no stalls; the transfer is DMA_CYCLES minus "
             "RUN_CYCLES, per 32-bit word of the three images and the results.\n\n" + b.table([32, 64, 256, 512], 64))
+
+
+#: (label, config, board, extra build arguments) of docs/fpga.md's board-build table.
+BOARD_BUILDS = (
+    ("`systolic-8x8-2of4` (INT8, 2:4), ULX3S-85F", "systolic-8x8-2of4", "ulx3s-85f", ("--seed", "1,2", "--jobs", "2")),
+    ("`systolic-8x8-2of4` (INT8, 2:4), ECPIX-5 85F (LFE5UM5G-85F, speed grade 8)", "systolic-8x8-2of4", "ecpix5-85f",
+     ("--seed", "1,2", "--jobs", "2")),
+    ("`systolic-4x4-2of4`, small buffers, ULX3S-25F", "systolic-4x4-2of4", "ulx3s-25f",
+     ("--set", "buffers.weight_buffer_bytes=2048", "--set", "buffers.activation_buffer_bytes=4096",
+      "--set", "buffers.accumulator_depth=64", "--instr-depth", "64", "--seed", "1,2", "--jobs", "2")),
+)
+
+
+@block("fpga-board-builds", slow=True)
+def fpga_board_builds() -> str:
+    """`sparsa build` of the three board designs (place and route: ~30 min on two cores)."""
+    import tempfile
+    from pathlib import Path
+
+    header = ["design, board", "LUT4 (COMB)", "FF", "MULT18X18D", "DP16KD", "post-route Fmax (target 100 MHz)",
+              "build wall time"]
+    rows = []
+    commands = []
+    for label, config, board, extra in BOARD_BUILDS:
+        with tempfile.TemporaryDirectory() as tmp:
+            argv = ["build", f"configs/{config}.yaml", "--board", board, *extra]
+            commands.append("sparsa " + " ".join(argv))
+            _cli_output(argv + ["-o", str(Path(tmp) / "out"), "--json", str(Path(tmp) / "r.json")])
+            rep = json.loads((Path(tmp) / "r.json").read_text())
+        util = rep["place_and_route"]["utilization"]
+
+        def cell(name: str, util=util) -> str:
+            u = util[name]
+            return f"{u['used']} / {u['available']} ({100 * u['used'] / u['available']:.0f} %)"
+
+        seeds = ", ".join(f"{mhz:.2f} at seed {s}" for s, mhz in rep["seeds"].items())
+        met = "met at every seed" if all(m >= rep["target_mhz"] for m in rep["seeds"].values()) else "NOT met at every seed"
+        rows.append([label, cell("TRELLIS_COMB"), cell("TRELLIS_FF"), cell("MULT18X18D"),
+                     f"{cell('DP16KD')}, fit estimate {rep['fit_estimate']['bram']:g}", f"**{seeds}** ({met})",
+                     f"{rep['seconds']['build']:.0f} s"])
+    return (_stamp("python docs/generate.py --only fpga-board-builds") + " Commands (each with `-o DIR`):\n\n"
+            + "\n".join(f"    {c}" for c in commands) + "\n\n" + _table(header, rows))
