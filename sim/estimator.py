@@ -15,7 +15,6 @@ accumulator width (the datapath has no requantisation unit yet), which the byte 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sparsa.compiler.tiling import plan_tiling
@@ -24,164 +23,14 @@ from sparsa.errors import ConfigError, UnsupportedError
 from sparsa.formats.nm import NMPattern
 from sparsa.timing import instruction_cycles
 
+from .estimate_result import LayerEstimate, ModelEstimate
+
 __all__ = ["LayerEstimate", "ModelEstimate", "estimate_gemm", "estimate_layer", "estimate_workload",
            "check_resources", "resource_usage", "estimate_systolic_gemm", "estimate_chain_gemm",
            "systolic_resource_usage", "chain_resource_usage"]
 
 #: Bytes of one per-output-channel scale (fp16) for quantized weight formats.
 SCALE_BYTES = 2
-
-
-@dataclass(frozen=True)
-class LayerEstimate:
-    """Cost of one layer (all its ``count`` instances).
-
-    Byte dictionaries are keyed by what moves: ``weights`` (values), ``indices`` (N:M metadata),
-    ``scales``, ``padding`` (zero slots of partial tiles), ``activations``, ``kv`` (the KV-cache
-    operand of attention GEMMs), ``outputs``, and with per-token / per-group activation scales
-    ``act_scales`` (the dynamic scale mantissas LOAD_S streams).
-
-    A vector op's ``compute_cycles`` are its SFU commands' (``sfu_commands`` of them);
-    ``unmapped`` marks a vector op the SFU has no operation for, costed at its memory traffic only.
-    ``passes`` is 2 for an attention GEMM whose int8 K/V operand runs as two nibble planes on a
-    4-bit weight port (its ``sfu_commands`` then combine the planes; :mod:`sparsa.compiler.attention`).
-    """
-
-    name: str
-    kind: str
-    count: int
-    m: int
-    k: int
-    n: int
-    sparsity: str
-    hw_sparsity: str
-    weight_format: str
-    act_format: str
-    macs: int
-    array_macs: int
-    compute_cycles: int
-    memory_cycles: float
-    cycles: float
-    bound: str
-    offchip_bytes: dict[str, float]
-    sram_bytes: float
-    register_bytes: float
-    energy_pj: dict[str, float]
-    instructions: int
-    sfu_commands: int = 0
-    unmapped: bool = False
-    passes: int = 1
-
-    @property
-    def offchip_total(self) -> float:
-        """All off-chip bytes of the layer."""
-        return float(sum(self.offchip_bytes.values()))
-
-    @property
-    def energy_total_pj(self) -> float:
-        """All energy of the layer, pJ."""
-        return float(sum(self.energy_pj.values()))
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain dict for JSON/CSV."""
-        d = asdict(self)
-        d["offchip_total"] = self.offchip_total
-        d["energy_total_pj"] = self.energy_total_pj
-        return d
-
-
-@dataclass(frozen=True)
-class ModelEstimate:
-    """A whole workload on one accelerator."""
-
-    config: str
-    workload: str
-    phase: str
-    batch: int
-    tokens: int
-    clock_mhz: float
-    peak_macs_per_cycle: int
-    bandwidth_gbps: float
-    layers: tuple[LayerEstimate, ...] = field(repr=False)
-    sfu: dict[str, Any] | None = None
-
-    def unmapped_vector_ops(self) -> dict[str, int]:
-        """Vector ops the SFU cannot run (costed at their traffic only): count per kind."""
-        out: dict[str, int] = {}
-        for layer in self.layers:
-            if layer.unmapped:
-                out[layer.kind] = out.get(layer.kind, 0) + 1
-        return out
-
-    @property
-    def cycles(self) -> float:
-        """Total cycles (layers run one after another)."""
-        return float(sum(layer.cycles for layer in self.layers))
-
-    @property
-    def seconds(self) -> float:
-        """Latency of one pass over the workload."""
-        return self.cycles / (self.clock_mhz * 1e6)
-
-    @property
-    def macs(self) -> int:
-        """Dense-equivalent MACs of the workload."""
-        return sum(layer.macs for layer in self.layers)
-
-    @property
-    def offchip_bytes(self) -> float:
-        """All off-chip bytes."""
-        return float(sum(layer.offchip_total for layer in self.layers))
-
-    @property
-    def energy_j(self) -> float:
-        """All energy, J."""
-        return float(sum(layer.energy_total_pj for layer in self.layers)) * 1e-12
-
-    @property
-    def tokens_per_s(self) -> float:
-        """Tokens produced (decode: ``batch`` per pass) or consumed (prefill) per second."""
-        return self.tokens / self.seconds if self.seconds else math.inf
-
-    @property
-    def memory_roofline_s(self) -> float:
-        """Lower bound on latency from off-chip bytes at peak bandwidth."""
-        return self.offchip_bytes / (self.bandwidth_gbps * 1e9)
-
-    @property
-    def utilization(self) -> float:
-        """Array MAC actions over peak MAC slots in the run time."""
-        busy = sum(layer.array_macs for layer in self.layers)
-        return busy / (self.peak_macs_per_cycle * self.cycles) if self.cycles else 0.0
-
-    def energy_breakdown_pj(self) -> dict[str, float]:
-        """Energy by component summed over layers, pJ."""
-        out: dict[str, float] = {}
-        for layer in self.layers:
-            for key, value in layer.energy_pj.items():
-                out[key] = out.get(key, 0.0) + value
-        return out
-
-    def bytes_breakdown(self) -> dict[str, float]:
-        """Off-chip bytes by kind summed over layers."""
-        out: dict[str, float] = {}
-        for layer in self.layers:
-            for key, value in layer.offchip_bytes.items():
-                out[key] = out.get(key, 0.0) + value
-        return out
-
-    def summary(self) -> dict[str, Any]:
-        """The headline numbers as a dict."""
-        return {
-            "config": self.config, "workload": self.workload, "phase": self.phase, "batch": self.batch,
-            "cycles": self.cycles, "latency_s": self.seconds, "tokens_per_s": self.tokens_per_s,
-            "macs": self.macs, "offchip_bytes": self.offchip_bytes, "energy_j": self.energy_j,
-            "energy_per_token_j": self.energy_j / self.tokens if self.tokens else None,
-            "utilization": self.utilization, "memory_roofline_s": self.memory_roofline_s,
-            "bandwidth_utilization": self.memory_roofline_s / self.seconds if self.seconds else 0.0,
-            "fj_per_mac": self.energy_j * 1e15 / self.macs if self.macs else None,
-            "sfu": self.sfu, "unmapped_vector_ops": self.unmapped_vector_ops(),
-        }
 
 
 def _bits(fmt: str | None, default: str) -> tuple[str, int]:
@@ -416,7 +265,7 @@ def estimate_vector_op(config: AcceleratorConfig, op: Any, overlap: bool = True)
         weight_format="-", act_format=cfg.types.activation, macs=0, array_macs=0, compute_cycles=compute,
         memory_cycles=memory, cycles=cycles, bound="compute" if compute >= memory else "memory",
         offchip_bytes=offchip, sram_bytes=(ins + op.elements) * abits / 8, register_bytes=0.0,
-        energy_pj=energy, instructions=0, sfu_commands=sfu.commands, unmapped=not sfu.mapped)
+        energy_pj=energy, instructions=0, sfu_commands=sfu.commands, unmapped=not sfu.mapped, sfu_cycles=compute)
 
 
 def estimate_layer(config: AcceleratorConfig, layer: Any, overlap: bool = True) -> LayerEstimate:

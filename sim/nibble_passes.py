@@ -28,7 +28,7 @@ def with_nibble_passes(cfg: AcceleratorConfig, est: LayerEstimate, overlap: bool
     if passes == 1:
         return est
     combine = lower_vector_op("nibble_combine", est.m * est.count, est.n, config_sfu(cfg), name=est.name)
-    compute = est.compute_cycles * passes + combine.cycles()
+    compute = est.compute_cycles * passes + combine.cycles()    # the SFU's part: sfu_cycles below
     cycles = max(compute, est.memory_cycles) if overlap else compute + est.memory_cycles
     array_macs = est.array_macs * passes
     e = cfg.energy
@@ -42,4 +42,4 @@ def with_nibble_passes(cfg: AcceleratorConfig, est: LayerEstimate, overlap: bool
                    bound="compute" if compute >= est.memory_cycles else "memory",
                    sram_bytes=est.sram_bytes * passes, register_bytes=est.register_bytes * passes,
                    energy_pj=energy, instructions=est.instructions * passes, sfu_commands=combine.command_count,
-                   passes=passes)
+                   passes=passes, sfu_cycles=combine.cycles())

@@ -47,6 +47,11 @@ def format_summary(est: ModelEstimate, cfg: AcceleratorConfig) -> str:
         ("bound", f"{sum(1 for layer in est.layers if layer.bound == 'memory')} memory-bound, "
                   f"{sum(1 for layer in est.layers if layer.bound == 'compute')} compute-bound layers"),
     ]
+    units = s["cycles_by_unit"]
+    rows.append(("cycles by unit", ", ".join(f"{label} {100 * units[key] / s['cycles']:.1f} %"
+                                             for key, label in (("matrix", "matrix datapath"), ("sfu", "SFU"),
+                                                                ("memory", "memory stall")))
+                 if s["cycles"] else "-"))
     rows += _vector_rows(est)
     if est.phase == "decode":
         rows.insert(4, ("energy per token", si(s["energy_per_token_j"], "J")))

@@ -92,3 +92,27 @@ def test_an_int8_port_runs_attention_in_one_pass():
                                           weight_format=None, act_format="int8", static_weight=False, overlap=True)
     assert estimate_gemm(cfg, 9, 64, 100, name="a", kind="attention_qk", act_format="int8",
                          static_weight=False) == one
+
+
+@pytest.mark.parametrize("config", ["u280-flightllm", "systolic-8x8-2of4"])
+def test_cycles_by_unit_add_up(config):
+    """The report's split: every layer's matrix + SFU + memory stall is its cycles; a vector op's
+    SFU part is all its compute, an attention GEMM's on a 4-bit port its combine."""
+    from sparsa.models.workloads import get_workload
+    from sparsa.sim.estimator import estimate_workload
+
+    cfg = preset(config)
+    est = estimate_workload(cfg, get_workload("smollm2-135m", phase="decode", context=64))
+    for layer in est.layers:
+        units = layer.cycles_by_unit()
+        assert sum(units.values()) == pytest.approx(layer.cycles) and min(units.values()) >= 0
+        if layer.macs == 0:
+            assert units["matrix"] == 0 and units["sfu"] == layer.compute_cycles
+        elif layer.passes == 2:
+            assert units["sfu"] == lower_vector_op("nibble_combine", layer.m * layer.count, layer.n,
+                                                   config_sfu(cfg)).cycles()
+        else:
+            assert units["sfu"] == 0
+    total = est.cycles_by_unit()
+    assert sum(total.values()) == pytest.approx(est.cycles) and est.summary()["cycles_by_unit"] == total
+    assert (total["sfu"] > 0) and (total["matrix"] > 0)
