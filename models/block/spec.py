@@ -24,7 +24,7 @@ import numpy as np
 
 from sparsa.errors import ConfigError, FormatError, ShapeError
 from sparsa.formats import intq
-from sparsa.sfu.fixed import FX_MAX, FX_MIN
+from sparsa.sfu.fixed import as_fx
 from sparsa.sfu.ops import SCALE_MANT_BITS
 
 __all__ = ["NORMS", "ACTIVATIONS", "ROPE_PAIRS", "WEIGHT_BITS", "EXPONENT_RANGE", "BlockSpec", "IntLinear",
@@ -52,15 +52,9 @@ def _int(name: str, value: object, lo: int = 1) -> int:
 
 def check_fx(name: str, value: object, shape: tuple[int, ...]) -> np.ndarray:
     """``value`` as an int64 array of fx codes of ``shape`` (ShapeError / FormatError otherwise)."""
-    a = np.asarray(value)
-    if a.dtype.kind not in "iu":
-        raise FormatError(f"{name}: fx codes must be integers, not dtype {a.dtype}")
-    if a.shape != shape:
-        raise ShapeError(f"{name}: shape {a.shape}, expected {shape}")
-    a = a.astype(np.int64)
-    if a.size and (a.min() < FX_MIN or a.max() > FX_MAX):
-        raise FormatError(f"{name}: fx codes must be in [{FX_MIN}, {FX_MAX}], got [{a.min()}, {a.max()}]")
-    return a
+    if np.shape(value) != shape:
+        raise ShapeError(f"{name}: shape {np.shape(value)}, expected {shape}")
+    return as_fx(value, name)
 
 
 def _exponent(name: str, value: object) -> int:

@@ -34,6 +34,7 @@ __all__ = [
     "saturate",
     "saturate_fx",
     "shift_saturate_fx",
+    "as_fx",
     "rne_div",
     "floor_sqrt",
     "to_fx",
@@ -89,6 +90,19 @@ def saturate(x: np.ndarray, bits: int) -> np.ndarray:
 def saturate_fx(x: np.ndarray) -> np.ndarray:
     """Clip to the fx range."""
     return saturate(x, FX_BITS)
+
+
+def as_fx(x: np.ndarray | int, name: str) -> np.ndarray:
+    """``x`` as int64 fx codes, refused (:class:`~sparsa.errors.FormatError` naming ``name``) when
+    not integers or outside the fx range ``[FX_MIN, FX_MAX]``."""
+    a = np.asarray(x)
+    if a.dtype.kind not in "iu":
+        raise FormatError(f"{name}: fx codes must be integers, not dtype {a.dtype}")
+    a = a.astype(np.int64)
+    if a.size and (a.min() < FX_MIN or a.max() > FX_MAX):
+        raise FormatError(f"{name}: fx codes must be in [{FX_MIN}, {FX_MAX}] (fit {FX_BITS} bits), got "
+                          f"[{a.min()}, {a.max()}]")
+    return a
 
 
 def shift_saturate_fx(x: np.ndarray | int, s: int | np.ndarray) -> np.ndarray:

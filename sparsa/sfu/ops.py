@@ -36,6 +36,7 @@ from sparsa.sfu.fixed import (
     FX_BITS,
     FX_FRAC,
     FX_ONE,
+    as_fx,
     normalized_reciprocal,
     normalized_rsqrt,
     rne_div,
@@ -87,14 +88,7 @@ REQUANT_ACC_BITS = 46
 SCALE_MANT_BITS = 16
 
 
-def _fx(x: np.ndarray, name: str) -> np.ndarray:
-    a = np.asarray(x)
-    if a.dtype.kind not in "iu":
-        raise FormatError(f"{name}: fx codes must be integers, not dtype {a.dtype}")
-    a = a.astype(np.int64)
-    if a.size and (a.min() < -(1 << (FX_BITS - 1)) or a.max() >= 1 << (FX_BITS - 1)):
-        raise FormatError(f"{name}: fx codes must fit {FX_BITS} bits, got range [{a.min()}, {a.max()}]")
-    return a
+_fx = as_fx
 
 
 def requantize(acc: np.ndarray, mantissa: np.ndarray, shift: int, bias: np.ndarray | None = None) -> np.ndarray:
