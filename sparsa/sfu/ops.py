@@ -33,7 +33,6 @@ from sparsa.errors import FormatError, ShapeError
 from sparsa.formats import intq
 from sparsa.formats.actscale import ActScaleSpec, ScaledActivations, scale_units
 from sparsa.sfu.fixed import (
-    FX_BITS,
     FX_FRAC,
     FX_ONE,
     as_fx,
