@@ -10,7 +10,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sparsa.config import STREAM_KINDS, MemoryConfig, load_config, parse_config
+from sparsa.config import STREAM_KINDS, MemoryConfig, StreamPlacement, load_config, parse_config
 from sparsa.errors import ConfigError
 from sparsa.memory_model import KIND_OF_BYTES, effective_gbps, memory_cycles, memory_seconds, stream_gbps
 
@@ -53,10 +53,13 @@ def test_u280_preset_weights_on_every_fourth_channel():
     memory = load_config(ROOT / "configs" / "u280-flightllm.yaml").memory
     assert memory.stream_channels("weights") == 8          # 0, 4, ..., 28
     assert stream_gbps(memory, "weights") == pytest.approx(8 * 14.375 * 0.7)
-    assert stream_gbps(memory, "activations") == pytest.approx(14.375 * 0.35)
-    assert stream_gbps(memory, "outputs") == pytest.approx(14.375 * 0.7)
-    # 1 GB of weights and 10 MB of outputs take 1e9 / 80.5e9 + 1e7 / 10.0625e9 s
-    assert memory_seconds(memory, {"weights": 1e9, "outputs": 1e7}) == pytest.approx(1e9 / 80.5e9 + 1e7 / 10.0625e9)
+    assert all(stream_gbps(memory, kind) == pytest.approx(80.5) for kind in STREAM_KINDS)
+    # 1 GB of weights and 10 MB of outputs take (1e9 + 1e7) / 80.5e9 s
+    assert memory_seconds(memory, {"weights": 1e9, "outputs": 1e7}) == pytest.approx(1.01e9 / 80.5e9)
+    # one port crossing channels: 14.375 x 0.35 GB/s
+    crossing = memory.model_copy(update={"hbm": memory.hbm.model_copy(update={
+        "activations": StreamPlacement(channels=1, cross=True)})})
+    assert stream_gbps(crossing, "activations") == pytest.approx(14.375 * 0.35)
 
 
 @settings(max_examples=40, deadline=None)
