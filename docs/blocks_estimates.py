@@ -139,9 +139,9 @@ def estimates_memory_model() -> str:
         nth = {1: "st", 2: "nd", 3: "rd"}.get(place.stride % 10 if place.stride > 20 else place.stride, "th")
         where = f"every {place.stride}{nth}" if place.stride > 1 else "every"
         rows.append([kind, f"{n} ({where} of {memory.channels})", "across" if place.cross else "within",
-                     f"{n} x {hbm.channel_gbps:g} x {eff:g} = {stream_gbps(memory, kind):.4g} GB/s"])
+                     f"{n} x {memory.channel_gbps:g} x {eff:g} = {stream_gbps(memory, kind):.4g} GB/s"])
     return (f"`configs/u280-flightllm.yaml` and `configs/u280-systolic.yaml`: {memory.channels} pseudo-channels x "
-            f"{hbm.channel_gbps:g} GB/s = {memory.bandwidth_gbps:g} GB/s peak, efficiency {hbm.efficiency_within:g} "
+            f"{memory.channel_gbps:g} GB/s = {memory.bandwidth_gbps:g} GB/s peak, efficiency {hbm.efficiency_within:g} "
             f"within a channel and {hbm.efficiency_across:g} across:\n\n"
             + _table(["traffic", "pseudo-channels", "stream", "bandwidth"], rows))
 
@@ -255,7 +255,7 @@ def estimates_vs_flightllm() -> str:
     lines.append(f"* FlightLLM: {_pct(FLIGHTLLM_BANDWIDTH_UTILISATION)} of {cfg.memory.bandwidth_gbps:g} GB/s at "
                  f"{FLIGHTLLM_TOKENS_PER_S} tokens/s = {_gb(implied)} moved per token")
     weight_channels = cfg.memory.stream_channels("weights")
-    weight_peak = weight_channels * cfg.memory.hbm.channel_gbps * 1e9
+    weight_peak = weight_channels * cfg.memory.channel_gbps * 1e9
     lines.append(f"* if the {_pct(FLIGHTLLM_BANDWIDTH_UTILISATION)} is of the {weight_channels} weight channels' peak "
                  f"({weight_peak / 1e9:.0f} GB/s): {_gb(FLIGHTLLM_BANDWIDTH_UTILISATION * weight_peak / FLIGHTLLM_TOKENS_PER_S)} "
                  f"per token at {FLIGHTLLM_TOKENS_PER_S} tokens/s")

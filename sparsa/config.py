@@ -298,8 +298,10 @@ class HbmConfig(_Section):
     """
 
     model_config = _FROZEN
-    channel_gbps: float = Field(gt=0, description="peak bandwidth of one pseudo-channel, GB/s; channels x "
-                                                  "channel_gbps must equal memory.bandwidth_gbps")
+    channel_gbps: float | None = Field(None, gt=0, description="peak bandwidth of one pseudo-channel, GB/s; "
+                                                               "absent: memory.bandwidth_gbps / memory.channels; "
+                                                               "present: channels x channel_gbps must equal "
+                                                               "memory.bandwidth_gbps")
     efficiency_within: float = Field(0.7, gt=0, le=1, description="achievable fraction of a channel's peak for "
                                                                    "a stream that stays within its channel")
     efficiency_across: float = Field(0.35, gt=0, le=1, description="achievable fraction of a channel's peak for "
@@ -321,7 +323,8 @@ class MemoryConfig(_Section):
     model_config = _FROZEN
     bandwidth_gbps: float = Field(6.4, gt=0, description="peak off-chip bandwidth in GB/s (1e9 bytes/s)")
     channels: int = Field(1, ge=1, description="independent channels (HBM pseudo-channels, DDR channels)")
-    efficiency: float = Field(1.0, gt=0, le=1, description="achievable fraction of peak bandwidth")
+    efficiency: float = Field(1.0, gt=0, le=1, description="achievable fraction of peak bandwidth (1.0 with "
+                                                           "memory.hbm, whose efficiencies derate instead)")
     hbm: HbmConfig | None = Field(None, description="channel-level HBM model; absent: bandwidth_gbps x efficiency "
                                                     "for every byte")
 
@@ -341,8 +344,8 @@ class MemoryConfig(_Section):
         if self.efficiency != 1.0:
             raise ValueError(f"memory.efficiency={self.efficiency!r} must be 1.0 with memory.hbm (its "
                              f"efficiency_within / efficiency_across derate instead)")
-        total = self.channels * hbm.channel_gbps
-        if abs(total - self.bandwidth_gbps) > 1e-9 * self.bandwidth_gbps:
+        total = self.channels * (hbm.channel_gbps or 0.0)
+        if hbm.channel_gbps is not None and abs(total - self.bandwidth_gbps) > 1e-9 * self.bandwidth_gbps:
             raise ValueError(f"memory.hbm.channel_gbps={hbm.channel_gbps!r} x memory.channels={self.channels} = "
                              f"{total:g} GB/s must equal memory.bandwidth_gbps={self.bandwidth_gbps!r}")
         for kind in STREAM_KINDS:
@@ -355,6 +358,13 @@ class MemoryConfig(_Section):
                                  f"{(place.channels - 1) * place.stride + 1} channels; memory.channels is "
                                  f"{self.channels}: use channels <= {(self.channels - 1) // place.stride + 1}")
         return self
+
+    @property
+    def channel_gbps(self) -> float:
+        """Peak bandwidth of one channel, GB/s: ``hbm.channel_gbps``, else ``bandwidth_gbps / channels``."""
+        if self.hbm is not None and self.hbm.channel_gbps is not None:
+            return self.hbm.channel_gbps
+        return self.bandwidth_gbps / self.channels
 
     def stream_channels(self, kind: str) -> int:
         """Pseudo-channels the ``kind`` stream (one of :data:`STREAM_KINDS`) is striped over."""

@@ -5,7 +5,8 @@ estimator always had).  With it (FlightLLM's artifact's model, docs/estimates.md
 
 * a stream of kind ``s`` (weights, KV cache, activations, outputs) is striped over ``n_s``
   pseudo-channels (:meth:`sparsa.config.MemoryConfig.stream_channels`) and gets
-  ``B_s = n_s x channel_gbps x e_s`` GB/s, with ``e_s = efficiency_across`` if the stream crosses
+  ``B_s = n_s x channel_gbps x e_s`` GB/s (``channel_gbps``: ``memory.hbm.channel_gbps``, else
+  ``bandwidth_gbps / channels``), with ``e_s = efficiency_across`` if the stream crosses
   channels, else ``efficiency_within``;
 * the streams share one load path, so a layer's memory time is ``sum_s bytes_s / B_s``.
 
@@ -16,7 +17,7 @@ Example
 -------
 >>> from sparsa.config import MemoryConfig
 >>> memory = MemoryConfig(bandwidth_gbps=460, channels=32,
-...                       hbm={"channel_gbps": 14.375, "weights": {"stride": 4}})
+...                       hbm={"weights": {"stride": 4}})
 >>> round(stream_gbps(memory, "weights"), 3)      # 8 channels x 14.375 GB/s x 0.7
 80.5
 """
@@ -50,7 +51,7 @@ def stream_gbps(memory: MemoryConfig, kind: str) -> float:
     -------
     float
         ``bandwidth_gbps x efficiency`` without ``memory.hbm``; else
-        ``stream_channels(kind) x channel_gbps x (efficiency_across if cross else efficiency_within)``.
+        ``stream_channels(kind) x memory.channel_gbps x (efficiency_across if cross else efficiency_within)``.
     """
     if kind not in STREAM_KINDS:
         raise ValueError(f"stream kind must be one of {STREAM_KINDS}, not {kind!r}")
@@ -59,7 +60,7 @@ def stream_gbps(memory: MemoryConfig, kind: str) -> float:
         return memory.bandwidth_gbps * memory.efficiency
     place = getattr(hbm, kind)
     efficiency = hbm.efficiency_across if place.cross else hbm.efficiency_within
-    return memory.stream_channels(kind) * hbm.channel_gbps * efficiency
+    return memory.stream_channels(kind) * memory.channel_gbps * efficiency
 
 
 def _kind(key: str) -> str:

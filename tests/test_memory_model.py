@@ -90,6 +90,15 @@ def test_configs_without_hbm_estimate_exactly_as_before(key):
     assert {k: got[k] for k in expected} == expected
 
 
+def test_channel_bandwidth_follows_bandwidth_when_not_given():
+    # the presets leave channel_gbps out, so overriding bandwidth_gbps (sweeps, compare --set) stays valid
+    data = _u280()
+    data["memory"]["bandwidth_gbps"] = 100
+    memory = parse_config(data).memory
+    assert memory.channel_gbps == 100 / 32
+    assert stream_gbps(memory, "weights") == pytest.approx(8 * 100 / 32 * 0.7)
+
+
 def test_config_without_hbm_dumps_as_before():
     memory = MemoryConfig(bandwidth_gbps=77, channels=4)
     assert "hbm" not in memory.model_dump() and "hbm" not in memory.model_dump_json()
