@@ -566,13 +566,18 @@ def program_json() -> str:
 
 def _validator_constraints() -> dict[str, str]:
     """Constraints a field validator enforces (invisible in the field's metadata), from code constants."""
-    from sparsa.config import TYPE_BITS
+    from sparsa.config import STREAM_KINDS, TYPE_BITS
     from sparsa.formats.nm import GROUP_SIZES
 
     return {
         "sparsity.group_size": "one of " + ", ".join(map(str, GROUP_SIZES)),
         "sparsity.default": "`dense` or `N:M`, 1 <= N <= M, M divides `group_size`",
         "energy.mac_pj": "keys `WxA` with W, A in " + ", ".join(f"`{t}`" for t in TYPE_BITS) + "; values >= 0",
+        "memory.efficiency": "1.0 with `memory.hbm`",
+        "memory.hbm.channel_gbps": "x `memory.channels` = `memory.bandwidth_gbps`",
+        **{f"memory.hbm.{kind}.{field}": text for kind in STREAM_KINDS for field, text in (
+            ("stride", "<= `memory.channels`"),
+            ("channels", "(channels - 1) x stride + 1 <= `memory.channels`"))},
     }
 
 
