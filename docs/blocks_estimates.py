@@ -178,7 +178,9 @@ def estimates_memory_target() -> str:
               f"its bytes, stated against the derated limit: {_pct(share)}, {verdict}; against the peak limit it "
               f"is {_pct(dense.memory_roofline_s / dense.seconds)}. Without `memory.hbm` (every byte at "
               f"{cfg.memory.bandwidth_gbps:g} GB/s, the preset before the model existed) the same step runs at "
-              f"{peak_only.tokens_per_s:.4g} tokens/s, compute-bound: its memory limit is "
+              f"{peak_only.tokens_per_s:.4g} tokens/s, "
+              f"{'memory' if peak_only.cycles_by_unit()['memory'] > peak_only.cycles / 2 else 'compute'}-bound: "
+              f"its memory limit is "
               f"{_pct(peak_only.memory_roofline_s / peak_only.seconds)} of the run time.")
 
 
