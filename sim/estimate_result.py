@@ -139,6 +139,16 @@ class ModelEstimate:
         return self.offchip_bytes / (self.bandwidth_gbps * 1e9)
 
     @property
+    def memory_limit_s(self) -> float:
+        """Lower bound on latency from off-chip bytes at the memory model's achievable bandwidth.
+
+        The layers' memory cycles summed (:mod:`sparsa.memory_model`: ``memory.efficiency``, or
+        ``memory.hbm``'s channels, efficiencies and placement); equals :attr:`memory_roofline_s`
+        only when the model does not derate.
+        """
+        return float(sum(layer.memory_cycles for layer in self.layers)) / (self.clock_mhz * 1e6)
+
+    @property
     def utilization(self) -> float:
         """Array MAC actions over peak MAC slots in the run time."""
         busy = sum(layer.array_macs for layer in self.layers)
@@ -180,4 +190,6 @@ class ModelEstimate:
             "fj_per_mac": self.energy_j * 1e15 / self.macs if self.macs else None,
             "sfu": self.sfu, "unmapped_vector_ops": self.unmapped_vector_ops(),
             "cycles_by_unit": self.cycles_by_unit(),
+            "memory_limit_s": self.memory_limit_s,
+            "memory_limit_fraction": self.memory_limit_s / self.seconds if self.seconds else 0.0,
         }

@@ -5,7 +5,8 @@ and costed with the compiler's schedule (:meth:`Tiling.instruction_counts`) and 
 contract (:func:`sparsa.timing.instruction_cycles`) - the same numbers the cycle model and the
 RTL produce; there is no second hand-written cycle formula.  On top of the compute cycles it
 counts bytes per memory level (weights, N:M indices, scales, padding, activations, KV cache,
-outputs), memory cycles at the configured bandwidth, energy per action and per level.
+outputs), memory cycles from the memory model
+(:mod:`sparsa.memory_model`), energy per action and per level.
 
 Memory/compute overlap: the layer takes ``max(compute, memory)`` cycles, i.e. perfect double
 buffering of tiles; ``overlap=False`` gives the serial sum.  Outputs leave the array at
@@ -21,6 +22,7 @@ from sparsa.compiler.tiling import plan_tiling
 from sparsa.config import TYPE_BITS, AcceleratorConfig
 from sparsa.errors import ConfigError, UnsupportedError
 from sparsa.formats.nm import NMPattern
+from sparsa.memory_model import memory_cycles as offchip_cycles
 from sparsa.timing import instruction_cycles
 
 from .estimate_result import LayerEstimate, ModelEstimate
@@ -116,8 +118,7 @@ def estimate_systolic_gemm(cfg: AcceleratorConfig, m: int, k: int, n: int, patte
         offchip["act_scales"] = m * tiling.scale_groups * -(-cfg.act_scale.mantissa_bits // 8) * act_reads
     offchip = {key: v * count for key, v in offchip.items()}
     total_offchip = sum(offchip.values())
-    bytes_per_cycle = cfg.memory.bandwidth_gbps * cfg.memory.efficiency * 1e9 / (cfg.clock_mhz * 1e6)
-    memory_cycles = total_offchip / bytes_per_cycle
+    memory_cycles = offchip_cycles(cfg, offchip)
     cycles = max(compute_cycles, memory_cycles) if overlap else compute_cycles + memory_cycles
 
     # ---- on-chip traffic: weight beats into the array, activation beats (each lane carries its
@@ -183,8 +184,7 @@ def estimate_chain_gemm(cfg: AcceleratorConfig, m: int, k: int, n: int, pattern,
     }
     offchip = {key: v * count for key, v in offchip.items()}
     total_offchip = sum(offchip.values())
-    bytes_per_cycle = cfg.memory.bandwidth_gbps * cfg.memory.efficiency * 1e9 / (cfg.clock_mhz * 1e6)
-    memory_cycles = total_offchip / bytes_per_cycle
+    memory_cycles = offchip_cycles(cfg, offchip)
     cycles = max(compute_cycles, memory_cycles) if overlap else compute_cycles + memory_cycles
     # on-chip: weight beats from the weight buffer, activation-buffer words written and read
     # (every slice reads its lane's group every cycle), output-bank writes and drains.
@@ -251,10 +251,9 @@ def estimate_vector_op(config: AcceleratorConfig, op: Any, overlap: bool = True)
         # norm gains / biases are read once per op (fp16)
         offchip = {"activations": (ins + op.elements) * abits / 8, "weights": params * 2.0}
     total = sum(offchip.values())
-    bytes_per_cycle = cfg.memory.bandwidth_gbps * cfg.memory.efficiency * 1e9 / (cfg.clock_mhz * 1e6)
     sfu = vector_cost(cfg, op)
     compute = sfu.cycles
-    memory = total / bytes_per_cycle
+    memory = offchip_cycles(cfg, offchip)
     cycles = max(compute, memory) if overlap else compute + memory
     e = cfg.energy
     energy = {"sram": (ins + op.elements) * abits / 8 * e.sram_pj_per_byte,

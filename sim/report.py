@@ -23,6 +23,11 @@ def si(value: float, unit: str = "") -> str:
     return f"{value:.3g} {unit}".strip()
 
 
+def _derates(cfg: AcceleratorConfig) -> bool:
+    """Whether the memory model (``memory.efficiency`` or ``memory.hbm``) moves bytes below peak."""
+    return cfg.memory.hbm is not None or cfg.memory.efficiency != 1.0
+
+
 def format_summary(est: ModelEstimate, cfg: AcceleratorConfig) -> str:
     """The headline table of one estimate."""
     s = est.summary()
@@ -40,7 +45,9 @@ def format_summary(est: ModelEstimate, cfg: AcceleratorConfig) -> str:
         ("off-chip bytes", si(s["offchip_bytes"], "B") + "  (" + ", ".join(
             f"{k} {si(v, 'B')}" for k, v in bytes_kind.items() if v) + ")"),
         ("memory roofline", f"{si(s['memory_roofline_s'], 's')} at peak bandwidth "
-                            f"({100 * s['bandwidth_utilization']:.1f} % of the run time)"),
+                            f"({100 * s['bandwidth_utilization']:.1f} % of the run time)" + (
+                                f"; {si(s['memory_limit_s'], 's')} derated by the memory model "
+                                f"({100 * s['memory_limit_fraction']:.1f} %)" if _derates(cfg) else "")),
         ("energy", si(s["energy_j"], "J") + "  (" + ", ".join(
             f"{k} {100 * v / sum(energy.values()):.0f} %" for k, v in energy.items()) + ")"),
         ("energy per MAC", si(s["fj_per_mac"] * 1e-15, "J") if s["fj_per_mac"] else "-"),

@@ -41,6 +41,9 @@ __all__ = [
     "ActScaleConfig",
     "BufferConfig",
     "MemoryConfig",
+    "HbmConfig",
+    "StreamPlacement",
+    "STREAM_KINDS",
     "SfuConfig",
     "ResourceConfig",
     "EnergyConfig",
@@ -267,13 +270,108 @@ class BufferConfig(_Section):
     activation_buffer_bytes: int = Field(65536, ge=1, description="on-chip activation buffer (estimator)")
 
 
+class StreamPlacement(_Section):
+    """Where one kind of off-chip traffic lives: the pseudo-channels its stream is striped over.
+
+    The stream uses ``channels`` pseudo-channels spaced ``stride`` apart (``stride: 4`` = every 4th
+    channel); absent ``channels``, every ``stride``-th channel of ``memory.channels``.  ``cross``
+    marks a stream whose ports read across channels (``efficiency_across``) instead of each port
+    staying in its own channel (``efficiency_within``).  docs/estimates.md, "Memory time".
+    """
+
+    model_config = _FROZEN
+    channels: int | None = Field(None, ge=1, description="pseudo-channels the stream is striped over; absent: "
+                                                         "every stride-th of memory.channels")
+    stride: int = Field(1, ge=1, description="distance between the stream's channels (4: every 4th channel)")
+    cross: bool = Field(False, description="the stream's ports read across channels (efficiency_across); "
+                                           "false: each port stays in its own channel (efficiency_within)")
+
+
+class HbmConfig(_Section):
+    """A channel-level HBM model (FlightLLM's artifact's, docs/estimates.md "Memory time").
+
+    Each pseudo-channel delivers ``channel_gbps`` at peak; a stream that stays within its
+    channels gets ``efficiency_within`` of that, one that crosses channels ``efficiency_across``.
+    Weights (with their indices, scales and padding), the KV cache, activations and outputs each
+    have a placement; a layer's memory time is the sum over kinds of bytes / that kind's bandwidth
+    (one load path, as in the artifact).  Present, it replaces ``memory.efficiency``.
+    """
+
+    model_config = _FROZEN
+    channel_gbps: float | None = Field(None, gt=0, description="peak bandwidth of one pseudo-channel, GB/s; "
+                                                               "absent: memory.bandwidth_gbps / memory.channels; "
+                                                               "present: channels x channel_gbps must equal "
+                                                               "memory.bandwidth_gbps")
+    efficiency_within: float = Field(0.7, gt=0, le=1, description="achievable fraction of a channel's peak for "
+                                                                   "a stream that stays within its channel")
+    efficiency_across: float = Field(0.35, gt=0, le=1, description="achievable fraction of a channel's peak for "
+                                                                    "a stream that crosses channels")
+    weights: StreamPlacement = Field(StreamPlacement(), description="weights, N:M indices, scales, padding")
+    kv: StreamPlacement = Field(StreamPlacement(), description="the KV cache (attention's dynamic operand)")
+    activations: StreamPlacement = Field(StreamPlacement(), description="activations and activation scales")
+    outputs: StreamPlacement = Field(StreamPlacement(), description="layer outputs")
+    source: str = Field("", description="where the numbers come from")
+
+
+#: The traffic kinds an :class:`HbmConfig` places (its StreamPlacement fields).
+STREAM_KINDS: tuple[str, ...] = ("weights", "kv", "activations", "outputs")
+
+
 class MemoryConfig(_Section):
     """Off-chip memory system."""
 
     model_config = _FROZEN
     bandwidth_gbps: float = Field(6.4, gt=0, description="peak off-chip bandwidth in GB/s (1e9 bytes/s)")
     channels: int = Field(1, ge=1, description="independent channels (HBM pseudo-channels, DDR channels)")
-    efficiency: float = Field(1.0, gt=0, le=1, description="achievable fraction of peak bandwidth")
+    efficiency: float = Field(1.0, gt=0, le=1, description="achievable fraction of peak bandwidth (1.0 with "
+                                                           "memory.hbm, whose efficiencies derate instead)")
+    hbm: HbmConfig | None = Field(None, description="channel-level HBM model; absent: bandwidth_gbps x efficiency "
+                                                    "for every byte")
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_hbm(self, handler):
+        # A memory section without an HBM model dumps (and hashes) exactly as before the model existed.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("hbm") is None:
+            data.pop("hbm", None)
+        return data
+
+    @model_validator(mode="after")
+    def _check_hbm(self) -> "MemoryConfig":
+        hbm = self.hbm
+        if hbm is None:
+            return self
+        if self.efficiency != 1.0:
+            raise ValueError(f"memory.efficiency={self.efficiency!r} must be 1.0 with memory.hbm (its "
+                             f"efficiency_within / efficiency_across derate instead)")
+        total = self.channels * (hbm.channel_gbps or 0.0)
+        if hbm.channel_gbps is not None and abs(total - self.bandwidth_gbps) > 1e-9 * self.bandwidth_gbps:
+            raise ValueError(f"memory.hbm.channel_gbps={hbm.channel_gbps!r} x memory.channels={self.channels} = "
+                             f"{total:g} GB/s must equal memory.bandwidth_gbps={self.bandwidth_gbps!r}")
+        for kind in STREAM_KINDS:
+            place = getattr(hbm, kind)
+            if place.stride > self.channels:
+                raise ValueError(f"memory.hbm.{kind}.stride={place.stride} must be in 1..{self.channels} "
+                                 f"(memory.channels)")
+            if place.channels is not None and (place.channels - 1) * place.stride + 1 > self.channels:
+                raise ValueError(f"memory.hbm.{kind}.channels={place.channels} with stride {place.stride} needs "
+                                 f"{(place.channels - 1) * place.stride + 1} channels; memory.channels is "
+                                 f"{self.channels}: use channels <= {(self.channels - 1) // place.stride + 1}")
+        return self
+
+    @property
+    def channel_gbps(self) -> float:
+        """Peak bandwidth of one channel, GB/s: ``hbm.channel_gbps``, else ``bandwidth_gbps / channels``."""
+        if self.hbm is not None and self.hbm.channel_gbps is not None:
+            return self.hbm.channel_gbps
+        return self.bandwidth_gbps / self.channels
+
+    def stream_channels(self, kind: str) -> int:
+        """Pseudo-channels the ``kind`` stream (one of :data:`STREAM_KINDS`) is striped over."""
+        if self.hbm is None or kind not in STREAM_KINDS:
+            raise ValueError(f"stream_channels needs memory.hbm and a kind in {STREAM_KINDS}, not {kind!r}")
+        place = getattr(self.hbm, kind)
+        return place.channels if place.channels is not None else -(-self.channels // place.stride)
 
 
 class ResourceConfig(_Section):
