@@ -49,13 +49,18 @@ def test_effective_bandwidth_is_the_hand_computation(channels, channel_gbps, wit
         assert effective_gbps(memory, nbytes) == pytest.approx(sum(nbytes.values()) / seconds / 1e9, rel=1e-12)
 
 
-def test_u280_preset_weights_on_every_fourth_channel():
+def test_u280_preset_stripes_every_stream_over_all_channels():
+    """All 32 pseudo-channels within their channel (8 of them hold only 2 GB, less than a whole
+    LLaMA2-7B's INT4 weights); every 4th channel, as the artifact's single-layer case, is stride 4."""
     memory = load_config(ROOT / "configs" / "u280-flightllm.yaml").memory
-    assert memory.stream_channels("weights") == 8          # 0, 4, ..., 28
-    assert stream_gbps(memory, "weights") == pytest.approx(8 * 14.375 * 0.7)
-    assert all(stream_gbps(memory, kind) == pytest.approx(80.5) for kind in STREAM_KINDS)
-    # 1 GB of weights and 10 MB of outputs take (1e9 + 1e7) / 80.5e9 s
-    assert memory_seconds(memory, {"weights": 1e9, "outputs": 1e7}) == pytest.approx(1.01e9 / 80.5e9)
+    assert memory.stream_channels("weights") == 32
+    assert all(stream_gbps(memory, kind) == pytest.approx(32 * 14.375 * 0.7) for kind in STREAM_KINDS)
+    # 1 GB of weights and 10 MB of outputs take (1e9 + 1e7) / 322e9 s
+    assert memory_seconds(memory, {"weights": 1e9, "outputs": 1e7}) == pytest.approx(1.01e9 / 322e9)
+    every_fourth = memory.model_copy(update={"hbm": memory.hbm.model_copy(update={
+        "weights": StreamPlacement(stride=4)})})
+    assert every_fourth.stream_channels("weights") == 8          # 0, 4, ..., 28
+    assert stream_gbps(every_fourth, "weights") == pytest.approx(8 * 14.375 * 0.7)
     # one port crossing channels: 14.375 x 0.35 GB/s
     crossing = memory.model_copy(update={"hbm": memory.hbm.model_copy(update={
         "activations": StreamPlacement(channels=1, cross=True)})})
@@ -96,7 +101,7 @@ def test_channel_bandwidth_follows_bandwidth_when_not_given():
     data["memory"]["bandwidth_gbps"] = 100
     memory = parse_config(data).memory
     assert memory.channel_gbps == 100 / 32
-    assert stream_gbps(memory, "weights") == pytest.approx(8 * 100 / 32 * 0.7)
+    assert stream_gbps(memory, "weights") == pytest.approx(32 * 100 / 32 * 0.7)
 
 
 def test_config_without_hbm_dumps_as_before():
