@@ -16,8 +16,15 @@ the result is written ``LANE_LATENCY`` cycles later, in the same cycle its reduc
 QUANTIZE runs tensor-wide (:func:`sparsa.sfu.schedule.quantize_cycles`): a pass folds each
 scale unit's max ``|x|`` into the scale memory, the scalar unit picks the shared exponent (EXPO)
 and each unit's mantissa (QMANT; mantissas are also written to VMEM, ``L`` per word, from
-``scale_dst``), and a QDIV pass writes the codes.  While idle the host port reads and writes VMEM
-words (read latency one cycle).
+``scale_dst``), and a QDIV pass writes the codes.  With ``row_exponent`` the same states run
+row by row, each row's exponent (EXPO of the row's max) also written to VMEM from ``exp_dst``;
+per-token units may end in a partly padded word (its padding lanes are not kept).
+
+REQUANT_ROW streams like an element-wise command, with one more issue slot per row: in it the
+two read ports read the words holding the row's mantissa (``scale_src``) and exponent
+(``exp_src``), which reach the lanes' ``m`` and ``sh`` (``clamp(shift + e, -64, 63)``) with the
+row's first beat and are held for the rest of the row.  While idle the host port reads and writes
+VMEM words (read latency one cycle).
 
 Size: one state machine whose states share the issue path, the write-back line and the folds;
 the row operations come from the microcode table, QUANTIZE's tensor-wide states are the rest.
@@ -107,7 +114,7 @@ class Sfu(wiring.Component):
     host_addr, host_wdata, host_we, host_rdata :
         VMEM access while idle (``host_rdata`` shows the word addressed in the previous cycle).
     exponent : Out(signed(8))
-        The shared exponent the last QUANTIZE chose.
+        The shared exponent the last QUANTIZE chose (with ``row_exponent``: its last row's).
     """
 
     def __init__(self, lanes: int, depth: int, scale_depth: int = 256) -> None:
