@@ -187,10 +187,12 @@ def test_constructor_checks():
     expect_error(ValueError, "scale_depth must be an int in 1..65536, not 0", lambda: Sfu(2, 16, 0))
 
 
-def _random_command(rng, lanes):
+ALL_OPS = [SfuOp.ADD, SfuOp.MUL, SfuOp.REQUANT, SfuOp.SILU, SfuOp.GELU, SfuOp.ROPE, SfuOp.QSTATIC,
+           SfuOp.SOFTMAX, SfuOp.RMSNORM, SfuOp.LAYERNORM, SfuOp.QUANTIZE, SfuOp.REQUANT_ROW, SfuOp.QUANTIZE]
+
+
+def _random_command(rng, lanes, ops_=ALL_OPS):
     """A random command the gateware runs, with its operands placed in a 64-word VMEM."""
-    ops_ = [SfuOp.ADD, SfuOp.MUL, SfuOp.REQUANT, SfuOp.SILU, SfuOp.GELU, SfuOp.ROPE, SfuOp.QSTATIC,
-            SfuOp.SOFTMAX, SfuOp.RMSNORM, SfuOp.LAYERNORM, SfuOp.QUANTIZE, SfuOp.REQUANT_ROW, SfuOp.QUANTIZE]
     op = ops_[rng.integers(len(ops_))]
     n = int(rng.integers(1, 4 * lanes + 1))
     if op == SfuOp.ROPE:
@@ -230,6 +232,20 @@ def test_random_command_sequences(seed):
     init = rng.integers(-(1 << 24), 1 << 24, size=(DEPTH, lanes), dtype=np.int64)
     init[20:32] = rng.integers(0, 1 << 16, size=(12, lanes))           # mantissas / gains / tables
     cmds = [_random_command(rng, lanes) for _ in range(8)]
+    _check(lanes, init, cmds)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_random_row_scale_sequences(seed):
+    """QUANTIZE (both modes, any per-token row length) and REQUANT_ROW back to back with the
+    element-wise commands around them, REQUANT_ROW reading whatever the VMEM holds."""
+    rng = np.random.default_rng(200 + seed)
+    lanes = [2, 4][seed]
+    init = rng.integers(-(1 << 24), 1 << 24, size=(DEPTH, lanes), dtype=np.int64)
+    init[20:32] = rng.integers(0, 1 << 16, size=(12, lanes))
+    init[56:64] = rng.integers(-70, 70, size=(8, lanes))               # exponents, some shifts clamped
+    cmds = [_random_command(rng, lanes, [SfuOp.QUANTIZE, SfuOp.REQUANT_ROW, SfuOp.REQUANT_ROW, SfuOp.ADD])
+            for _ in range(8)]
     _check(lanes, init, cmds)
 
 
