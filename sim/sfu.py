@@ -24,7 +24,8 @@ from sparsa.sfu.fixed import (
     scale_exponent,
     scale_mantissa,
 )
-from sparsa.sfu.lane import LaneOp, Reduce, lane_op, reduce_beat
+from sparsa.sfu.lane import MANT_FIELD_BITS, ROW_MANT_MASK, LaneOp, Reduce, lane_op, reduce_beat
+from sparsa.sfu.ops import ROW_SHIFT_RANGE
 from sparsa.sfu.scalar import ScalarOp
 from sparsa.sfu.schedule import ELEMENTWISE_LANE_OP, ROW_STEPS, MSrc, Pass, ScalarStep, ShSrc, Src, XSrc
 
@@ -73,6 +74,10 @@ class SfuState:
         w = row_words(n, self.lanes)
         return self.vmem[addr: addr + rows * w].reshape(rows, w * self.lanes)[:, :n].copy()
 
+    def elements(self, addr: int, count: int) -> np.ndarray:
+        """``count`` elements stored from word ``addr``, ``lanes`` per word (row scalars)."""
+        return self.read_rows(addr, 1, count)[0]
+
     def b_rows(self, cmd: SfuCommand) -> np.ndarray:
         """Operand ``b`` of every row of ``cmd`` (``[rows, n]``)."""
         return np.stack([self.read_rows(cmd.b + r * cmd.b_step, 1, cmd.n)[0] for r in range(cmd.rows)])
@@ -88,7 +93,7 @@ def execute(state: SfuState, cmd: SfuCommand) -> None:
     """
     cmd.check(state.lanes, state.depth)
     a = state.read_rows(cmd.a, cmd.rows, cmd.n)
-    b = state.b_rows(cmd) if cmd.op in (SfuOp.ADD, SfuOp.MUL, SfuOp.REQUANT, SfuOp.ROPE) else None
+    b = state.b_rows(cmd) if cmd.op in (SfuOp.ADD, SfuOp.MUL, SfuOp.REQUANT, SfuOp.REQUANT_ROW, SfuOp.ROPE) else None
     op = cmd.op
     if op == SfuOp.ADD:
         y = ops.add(a, b)
@@ -96,6 +101,8 @@ def execute(state: SfuState, cmd: SfuCommand) -> None:
         y = ops.mul(a, b)
     elif op == SfuOp.REQUANT:
         y = lane_op(LaneOp.REQUANT, a, b, np.ones(a.shape, dtype=bool), sh=cmd.shift)
+    elif op == SfuOp.REQUANT_ROW:
+        y = _requant_row(state, cmd, a, b)
     elif op in (SfuOp.SILU, SfuOp.GELU):
         y = ops.activation(a, op.name.lower())
     elif op == SfuOp.ROPE:
@@ -117,13 +124,28 @@ def execute(state: SfuState, cmd: SfuCommand) -> None:
     elif op == SfuOp.QUANTIZE:
         spec = (ActScaleSpec("token", mantissa_bits=cmd.mantissa_bits) if cmd.unit == cmd.n
                 else ActScaleSpec("group", group=cmd.unit, mantissa_bits=cmd.mantissa_bits))
-        q = ops.quantize(a, spec, cmd.bits)
-        y = q.codes
-        state.write_rows(cmd.scale_dst, q.mantissa.reshape(1, -1))
-        state.exponent = q.exponent
+        if cmd.row_exponent:
+            y, mant, expo = ops.quantize_rows(a, spec, cmd.bits)
+            state.write_rows(cmd.exp_dst, expo.reshape(1, -1))
+            exponent = int(expo[-1])
+        else:
+            q = ops.quantize(a, spec, cmd.bits)
+            y, mant, exponent = q.codes, q.mantissa, q.exponent
+        state.write_rows(cmd.scale_dst, mant.reshape(1, -1))
+        state.exponent = exponent
     else:  # pragma: no cover - SfuOp is closed
         raise ConfigError(f"unknown SFU op {op!r}")
     state.write_rows(cmd.dst, y)
+
+
+def _requant_row(state: SfuState, cmd: SfuCommand, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """REQUANT_ROW: :func:`sparsa.sfu.ops.requantize_rows` with the row scalars the VMEM holds
+    (mantissas: the low 16 bits of their words, as the lanes take them; ``b`` per row)."""
+    row_m = state.elements(cmd.scale_src, cmd.rows) & ROW_MANT_MASK
+    row_e = state.elements(cmd.exp_src, cmd.rows)
+    bm = b & ROW_MANT_MASK
+    return np.concatenate([ops.requantize_rows(a[r:r + 1], row_m[r:r + 1], row_e[r:r + 1], bm[r], cmd.shift)
+                           for r in range(cmd.rows)])
 
 
 def _scalar_step(kind: ScalarOp, folds: dict[str, int], cmd: SfuCommand) -> dict[str, int]:
@@ -146,11 +168,14 @@ _FOLD_OF = {Reduce.MAX: "max", Reduce.AMAX: "amax", Reduce.AMAX_Y: "amax", Reduc
 def _lane_scalars(step: Pass, regs: dict[str, int], cmd: SfuCommand) -> dict[str, int]:
     s = ops.presum_shift(regs.get("amax", 0))
     x = {XSrc.ZERO: 0, XSrc.MAX: regs.get("max", 0), XSrc.MEAN: regs.get("mean", 0)}[step.x]
-    m = {MSrc.ZERO: 0, MSrc.SCALAR: regs.get("m", 0), MSrc.COMMAND: cmd.mantissa}[step.m]
+    m = {MSrc.ZERO: 0, MSrc.SCALAR: regs.get("m", 0), MSrc.COMMAND: cmd.mantissa,
+         MSrc.ROW: regs.get("row_m", 0)}[step.m]
     e = regs.get("e", 0)
     sh = {ShSrc.ZERO: 0, ShSrc.COMMAND: cmd.shift, ShSrc.E_MINUS_16: e - FX_FRAC,
           ShSrc.E_PLUS_S_MINUS_16: e + s - FX_FRAC, ShSrc.S: s,
-          ShSrc.CMD_EXP_MINUS_16: cmd.exponent - FX_FRAC}[step.sh]
+          ShSrc.CMD_EXP_MINUS_16: cmd.exponent - FX_FRAC,
+          ShSrc.COMMAND_PLUS_ROW: min(max(cmd.shift + regs.get("row_e", 0), ROW_SHIFT_RANGE[0]), ROW_SHIFT_RANGE[1])
+          }[step.sh]
     return {"x": x, "m": m, "sh": sh, "q": 7 if cmd.bits == 4 else 127}
 
 
@@ -186,7 +211,11 @@ def run_microcode(state: SfuState, cmd: SfuCommand) -> None:
     if cmd.op in ELEMENTWISE_LANE_OP:
         step = ELEMENTWISE_LANE_OP[cmd.op]
         for r in range(cmd.rows):
-            run_pass(step, cmd.a + r * w, cmd.b + r * cmd.b_step, cmd.dst + r * w, w, keep_of(r), {})
+            regs = {}
+            if step.fetches_row:      # the row's slot that reads its scalars: one lane of a word each
+                regs = {"row_m": int(state.vmem[cmd.scale_src + r // L, r % L]) & ((1 << MANT_FIELD_BITS) - 1),
+                        "row_e": int(state.vmem[cmd.exp_src + r // L, r % L])}
+            run_pass(step, cmd.a + r * w, cmd.b + r * cmd.b_step, cmd.dst + r * w, w, keep_of(r), regs)
         return
     if cmd.op == SfuOp.QUANTIZE:
         _quantize_microcode(state, cmd)
@@ -203,17 +232,27 @@ def run_microcode(state: SfuState, cmd: SfuCommand) -> None:
 
 def _quantize_microcode(state: SfuState, cmd: SfuCommand) -> None:
     """QUANTIZE as the sequencer runs it: AMAX pass folded per unit, EXPO, QMANT per unit
-    (mantissas also to VMEM from ``scale_dst``), QDIV pass with each unit's mantissa."""
+    (mantissas also to VMEM from ``scale_dst``), QDIV pass with each unit's mantissa; with
+    ``row_exponent`` these steps row after row, each row's exponent also to VMEM from
+    ``exp_dst``.  A per-token unit of a row that is not whole words drops the tail lanes."""
     L, w = state.lanes, cmd.words(state.lanes)
-    beats = state.vmem[cmd.a: cmd.a + cmd.rows * w]
-    keep = np.ones(beats.shape, dtype=bool)
-    per_unit = cmd.unit // L
-    amax = reduce_beat(Reduce.AMAX, beats, beats, keep).reshape(-1, per_unit).max(axis=1)
     qmax = 7 if cmd.bits == 4 else 127
-    e = scale_exponent(int(amax.max()), qmax, cmd.mantissa_bits)
-    mant = np.array([scale_mantissa(int(v), e, qmax) for v in amax], dtype=np.int64)
-    state.write_rows(cmd.scale_dst, mant.reshape(1, -1))
-    state.exponent = e
-    m_beat = np.repeat(mant, per_unit)[:, None]
-    codes = lane_op(LaneOp.QDIV, beats, beats, keep, m=m_beat, sh=e - FX_FRAC, q=qmax)
-    state.vmem[cmd.dst: cmd.dst + cmd.rows * w] = codes
+    keep = (np.arange(w * L) < cmd.n).reshape(w, L)
+    per_unit = w if cmd.unit == cmd.n else cmd.unit // L
+    groups = [range(r, r + 1) for r in range(cmd.rows)] if cmd.row_exponent else [range(cmd.rows)]
+    mants, expos = [], []
+    for rows in groups:
+        lo, hi = cmd.a + rows.start * w, cmd.a + rows.stop * w
+        beats = state.vmem[lo:hi]
+        kp = np.tile(keep, (len(rows), 1))
+        amax = reduce_beat(Reduce.AMAX, beats, beats, kp).reshape(-1, per_unit).max(axis=1)
+        e = scale_exponent(int(amax.max()), qmax, cmd.mantissa_bits)
+        mant = np.array([scale_mantissa(int(v), e, qmax) for v in amax], dtype=np.int64)
+        codes = lane_op(LaneOp.QDIV, beats, beats, kp, m=np.repeat(mant, per_unit)[:, None], sh=e - FX_FRAC, q=qmax)
+        state.vmem[cmd.dst + rows.start * w: cmd.dst + rows.stop * w] = codes
+        mants.append(mant)
+        expos.append(e)
+    state.write_rows(cmd.scale_dst, np.concatenate(mants).reshape(1, -1))
+    if cmd.row_exponent:
+        state.write_rows(cmd.exp_dst, np.array(expos, dtype=np.int64).reshape(1, -1))
+    state.exponent = expos[-1]

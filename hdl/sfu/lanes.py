@@ -13,7 +13,11 @@ Each lane has two 32 x 32 multipliers, each four 17-bit partial products (one MU
 between registers and then two adder levels (on ECP5, :func:`uses_ecp5_dsps`, those registers
 are the ``MULT18X18D``'s own input and output registers, as in :mod:`sparsa.hdl.pe`):
 
-* **M1** (R2 - R5): ``a * b`` (MUL, REQUANT), ``a * m`` (SCALE, SCALE_MUL),
+* **M0** (R0 - R1): REQUANT_ROW's ``m16 * b16``, the low 16 bits of the row mantissa ``m`` and
+  of the channel mantissa ``b`` (unsigned, exact in 32 bits; one MULT18X18 whose input
+  registers are R0);
+* **M1** (R2 - R5): ``a * b`` (MUL, REQUANT), ``a * m`` (SCALE, SCALE_MUL), ``a * (m16 * b16)``
+  (REQUANT_ROW, a 32 x 33 product below ``2**63``),
   ``min(a - x, 0) * -LOG2E`` (EXP_SUB), RoPE's first product, ``a * +-1`` (QDIV: ``|a|``),
   followed by a round-half-even shift by ``s`` in ``[-64, 63]`` and saturation (R6 - R9);
   QDIV takes ``|a| * 2**(sh + 1)`` (the shifted value and whether bits were shifted out)
@@ -43,6 +47,7 @@ from amaranth.lib.wiring import In, Out
 
 from sparsa.sfu.fixed import FX_BITS, FX_FRAC, FX_MAX, FX_MIN, FX_ONE
 from sparsa.sfu.lane import MANT_FIELD_BITS, LaneOp, Reduce
+from sparsa.sfu.ops import ROW_MANT_BITS
 from sparsa.sfu.tables import (ACT_FRAC_BITS, ACT_RANGE, ACT_SEGMENTS, EXP2_FRAC_BITS, EXP2_SEGMENTS, LOG2E_FX,
                                exp2_table, gate_table)
 from sparsa.sfu.timing import LANE_LATENCY, LANE_TREE_LEVELS
@@ -363,8 +368,8 @@ def _control(ctrl: _Pipe, port) -> None:
     ctrl.put("fold_max", (red == Reduce.MAX) | (red == Reduce.AMAX) | (red == Reduce.AMAX_Y), 1)
     is_ = {o: ctrl.get(f"is_{o.name}", 1) for o in LaneOp}
     sh1 = ctrl.get("sh", 1)
-    s1 = Mux(is_[LaneOp.QDIV], -(sh1 + 1), Mux(is_[LaneOp.REQUANT] | is_[LaneOp.SCALE] | is_[LaneOp.SCALE_MUL],
-                                               sh1, FX_FRAC))
+    s1 = Mux(is_[LaneOp.QDIV], -(sh1 + 1), Mux(is_[LaneOp.REQUANT] | is_[LaneOp.REQUANT_ROW] | is_[LaneOp.SCALE]
+                                               | is_[LaneOp.SCALE_MUL], sh1, FX_FRAC))
     ctrl.put("s1", s1, _M1_OPERANDS, signed(8))
     s1 = ctrl.get("s1", _M1_OPERANDS)
     # W2 = P * 2**33 shifted right by r = s + 32 gives floor(P * 2**-s) above its half bit.
@@ -393,8 +398,9 @@ def _front(ctrl: _Pipe, lane: _Pipe, partner: _Pipe, odd: bool, dsp: bool) -> No
     x1 = Mux(is_[LaneOp.EXP_SUB], Mux(dsub < 0, dsub, 0), Mux(is_[LaneOp.ROPE], a_even, a1))
     y1 = Mux(is_[LaneOp.EXP_SUB], -LOG2E_FX,
              Mux(is_[LaneOp.SCALE] | is_[LaneOp.SCALE_MUL], m1,
-                 Mux(is_[LaneOp.QDIV], Mux(lane.get("aneg", 1), -1, 1), b1)))
-    _multiply(lane, "p1", x1, y1, _M1_OPERANDS, dsp)
+                 Mux(is_[LaneOp.QDIV], Mux(lane.get("aneg", 1), -1, 1),
+                     Mux(is_[LaneOp.REQUANT_ROW], lane.get("mb", 1), b1))))
+    _multiply(lane, "p1", x1, y1, _M1_OPERANDS, dsp, shapes=(signed(FX_BITS), signed(FX_BITS + 1)))
     sh1 = ctrl.get("sh", 1)
     shift = Mux(sh1[-1], 0, sh1.as_unsigned()[:SH_BITS - 1])     # SUMSQ: sh >= 0
     lane.put("sqv", (a1 >> shift)[:_CHUNK + 1].as_signed(), 2)
@@ -550,7 +556,7 @@ def _result(ctrl: _Pipe, lane: _Pipe, index: int) -> None:
     is_ = {o: ctrl.get(f"is_{o.name}", k) for o in LaneOp}
     sources = {
         "y0": (LaneOp.PASS, LaneOp.ADD, LaneOp.SUB),
-        "t": (LaneOp.MUL, LaneOp.REQUANT, LaneOp.SCALE),
+        "t": (LaneOp.MUL, LaneOp.REQUANT, LaneOp.REQUANT_ROW, LaneOp.SCALE),
         "ye": (LaneOp.EXP_SUB,),
         "yp": (LaneOp.SILU, LaneOp.GELU, LaneOp.SCALE_MUL, LaneOp.ROPE),
         "yq": (LaneOp.QDIV,),
@@ -630,9 +636,9 @@ class SfuLanes(wiring.Component):
     x : In(signed(32))
         Row scalar of SUB / EXP_SUB.
     m : In(24)
-        Row mantissa of SCALE / SCALE_MUL / QDIV.
+        Row mantissa of SCALE / SCALE_MUL / QDIV / REQUANT_ROW (its low 16 bits).
     sh : In(signed(7))
-        Row shift (-64..63) of REQUANT / SCALE / SCALE_MUL / QDIV / SUMSQ.
+        Row shift (-64..63) of REQUANT / REQUANT_ROW / SCALE / SCALE_MUL / QDIV / SUMSQ.
     q : In(8)
         QDIV's code limit.
     o_valid : Out(1)
@@ -681,11 +687,14 @@ class SfuLanes(wiring.Component):
         ctrl = _Pipe(m, "c_", self._ring(m, "c_"), registers=("i_valid",))
         _control(ctrl, self)
         lanes = [_Pipe(m, f"l{i}_", self._ring(m, f"l{i}_")) for i in range(self._lanes)]
+        dsp = uses_ecp5_dsps(platform)
         for i, lane in enumerate(lanes):
             lane.put("a", self.a[i], 0)
             lane.put("b", self.b[i], 0)
+            # M0: REQUANT_ROW's m16 * b16 at R1 (its operand registers are R0)
+            _product(m, lane, "mb", self.m[:ROW_MANT_BITS], self.b[i][:ROW_MANT_BITS], 0,
+                     2 * ROW_MANT_BITS + 1, dsp)
         ports = self._roms(m, tables)
-        dsp = uses_ecp5_dsps(platform)
         for i, lane in enumerate(lanes):
             partner, odd = lanes[i ^ 1], bool(i % 2)
             _front(ctrl, lane, partner, odd, dsp)

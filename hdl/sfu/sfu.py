@@ -16,8 +16,15 @@ the result is written ``LANE_LATENCY`` cycles later, in the same cycle its reduc
 QUANTIZE runs tensor-wide (:func:`sparsa.sfu.schedule.quantize_cycles`): a pass folds each
 scale unit's max ``|x|`` into the scale memory, the scalar unit picks the shared exponent (EXPO)
 and each unit's mantissa (QMANT; mantissas are also written to VMEM, ``L`` per word, from
-``scale_dst``), and a QDIV pass writes the codes.  While idle the host port reads and writes VMEM
-words (read latency one cycle).
+``scale_dst``), and a QDIV pass writes the codes.  With ``row_exponent`` the same states run
+row by row, each row's exponent (EXPO of the row's max) also written to VMEM from ``exp_dst``;
+per-token units may end in a partly padded word (its padding lanes are not kept).
+
+REQUANT_ROW streams like an element-wise command, with one more issue slot per row: in it the
+two read ports read the words holding the row's mantissa (``scale_src``) and exponent
+(``exp_src``), which reach the lanes' ``m`` and ``sh`` (``clamp(shift + e, -64, 63)``) with the
+row's first beat and are held for the rest of the row.  While idle the host port reads and writes
+VMEM words (read latency one cycle).
 
 Size: one state machine whose states share the issue path, the write-back line and the folds;
 the row operations come from the microcode table, QUANTIZE's tensor-wide states are the rest.
@@ -37,6 +44,7 @@ from sparsa.hdl.sfu.scalar import SfuScalar
 from sparsa.sfu.command import SfuOp
 from sparsa.sfu.fixed import FX_BITS, FX_FRAC
 from sparsa.sfu.lane import LaneOp, Reduce
+from sparsa.sfu.ops import ROW_MANT_BITS, ROW_SHIFT_RANGE
 from sparsa.sfu.scalar import ScalarOp
 from sparsa.sfu.schedule import (
     ELEMENTWISE_LANE_OP,
@@ -74,6 +82,10 @@ def command_layout(addr_bits: int) -> data.StructLayout:
         "unit": 16,
         "mantissa_bits": 5,
         "scale_dst": addr_bits,
+        "row_exponent": 1,
+        "exp_dst": addr_bits,
+        "scale_src": addr_bits,
+        "exp_src": addr_bits,
     })
 
 
@@ -102,7 +114,7 @@ class Sfu(wiring.Component):
     host_addr, host_wdata, host_we, host_rdata :
         VMEM access while idle (``host_rdata`` shows the word addressed in the previous cycle).
     exponent : Out(signed(8))
-        The shared exponent the last QUANTIZE chose.
+        The shared exponent the last QUANTIZE chose (with ``row_exponent``: its last row's).
     """
 
     def __init__(self, lanes: int, depth: int, scale_depth: int = 256) -> None:
@@ -175,6 +187,8 @@ class Sfu(wiring.Component):
         q_fold = Signal(FX_BITS + 1)
         r_qe = Signal(signed(8))
         pack = Signal(data.ArrayLayout(unsigned(FX_BITS), L))
+        epack = Signal(data.ArrayLayout(unsigned(FX_BITS), L))  # row exponents of a word (row_exponent)
+        ug = Signal(32)             # QMANT step's unit over the whole command (its VMEM lane)
         qa = Signal()               # issuing QUANTIZE pass A (unit maxima)
         qb = Signal()               # issuing QUANTIZE pass B (codes)
         m.d.comb += self.exponent.eq(r_qe)
@@ -213,6 +227,7 @@ class Sfu(wiring.Component):
         skind = Signal(ScalarOp)
         elementwise = Signal()
         supported = Signal()
+        fetch_op = Signal()         # each row's scalars come from VMEM (REQUANT_ROW)
         with m.Switch(c.op):
             for op in SfuOp:
                 steps = _steps(op)
@@ -225,7 +240,7 @@ class Sfu(wiring.Component):
                         for k, s in enumerate(steps):
                             with m.Case(k):
                                 if isinstance(s, Pass):
-                                    m.d.comb += [is_pass.eq(1), lane_op.eq(s.op), red.eq(s.reduce),
+                                    m.d.comb += [is_pass.eq(1), lane_op.eq(s.op), red.eq(s.reduce), fetch_op.eq(s.fetches_row),
                                                  src_dst.eq(s.src == Src.DST), use_b.eq(s.b), write.eq(s.write),
                                                  xsrc.eq(s.x), msrc.eq(s.m), shsrc.eq(s.sh)]
                                 else:
@@ -246,9 +261,14 @@ class Sfu(wiring.Component):
         issue = Signal()
         src_base = Signal(abits)
         m.d.comb += src_base.eq(Mux(src_dst, d_base, a_base))
+        # REQUANT_ROW: a row's first issue slot reads the words holding its mantissa and exponent
+        need_fetch = Signal()
+        fetching = Signal()
+        row_word = Signal(abits)
+        m.d.comb += row_word.eq(row >> lg)
         m.d.comb += [
-            rd_a.addr.eq(Mux(self.busy, src_base + i, self.host_addr)),
-            rd_b.addr.eq(b_base + i),
+            rd_a.addr.eq(Mux(self.busy, Mux(fetching, c.scale_src + row_word, src_base + i), self.host_addr)),
+            rd_b.addr.eq(Mux(fetching, c.exp_src + row_word, b_base + i)),
             rd_a.en.eq(1), rd_b.en.eq(1),
             self.host_rdata.eq(rd_a.data),
         ]
@@ -263,10 +283,29 @@ class Sfu(wiring.Component):
             m.d.comb += keep[j].eq(in_row & causal_ok)
         x_val = Signal(signed(FX_BITS))
         m.d.comb += x_val.eq(Mux(xsrc == XSrc.MAX, r_max, Mux(xsrc == XSrc.MEAN, r_mean, 0)))
+        # the fetched row scalars are on the read ports in the row's first beat; kept for the rest
+        row_m_now = Signal(ROW_MANT_BITS)
+        row_sum = Signal(signed(FX_BITS + 2))
+        row_sh_now = Signal(signed(8))
+        row_m = Signal(ROW_MANT_BITS)
+        row_sh = Signal(signed(8))
+        first_beat = Signal()
+        lo_sh, hi_sh = ROW_SHIFT_RANGE
+        m.d.comb += [
+            row_m_now.eq(rd_a.data.as_value().word_select(row[:lg], FX_BITS)[:ROW_MANT_BITS]),
+            row_sum.eq(rd_b.data.as_value().word_select(row[:lg], FX_BITS).as_signed() + c.shift),
+            row_sh_now.eq(Mux(row_sum < lo_sh, lo_sh, Mux(row_sum > hi_sh, hi_sh, row_sum))),
+            first_beat.eq(issue & fetch_op & (i == 0)),
+        ]
+        with m.If(first_beat):
+            m.d.sync += [row_m.eq(row_m_now), row_sh.eq(row_sh_now)]
         m_val = Signal(24)
-        m.d.comb += m_val.eq(Mux(msrc == MSrc.SCALAR, r_m, Mux(msrc == MSrc.COMMAND, c.mantissa, 0)))
+        m.d.comb += m_val.eq(Mux(msrc == MSrc.SCALAR, r_m, Mux(msrc == MSrc.COMMAND, c.mantissa,
+                                                                 Mux(msrc == MSrc.ROW, Mux(first_beat, row_m_now, row_m), 0))))
         sh_val = Signal(signed(8))
         with m.Switch(shsrc):
+            with m.Case(ShSrc.COMMAND_PLUS_ROW):
+                m.d.comb += sh_val.eq(Mux(first_beat, row_sh_now, row_sh))
             with m.Case(ShSrc.COMMAND):
                 m.d.comb += sh_val.eq(c.shift)
             with m.Case(ShSrc.E_MINUS_16):
@@ -396,7 +435,7 @@ class Sfu(wiring.Component):
                 m.d.sync += ub.eq(ub + 1)
             with m.If(~last_word):
                 m.d.sync += i.eq(i + 1)
-            with m.Elif(~last_row):
+            with m.Elif(~last_row & ~c.row_exponent):
                 m.d.sync += [i.eq(0), row.eq(row + 1), a_base.eq(a_base + beats), d_base.eq(d_base + beats),
                              b_base.eq(b_base + c.b_step)]
             with m.Else():
@@ -414,7 +453,10 @@ class Sfu(wiring.Component):
                 m.d.sync += drain.eq(drain - 1)
 
         def quantize_restart() -> None:
-            m.d.sync += [i.eq(0), row.eq(0), ub.eq(0), uidx.eq(0), a_base.eq(c.a), d_base.eq(c.dst)]
+            """Back to the first beat of the tensor (or, with row_exponent, of this row)."""
+            m.d.sync += [i.eq(0), ub.eq(0), uidx.eq(0)]
+            with m.If(~c.row_exponent):
+                m.d.sync += [row.eq(0), a_base.eq(c.a), d_base.eq(c.dst)]
 
         with m.FSM(name="sfu"):
             with m.State("IDLE"):
@@ -422,7 +464,7 @@ class Sfu(wiring.Component):
                 with m.If(self.cmd.valid):
                     m.d.sync += [c.eq(self.cmd.payload), row.eq(0), step.eq(0), i.eq(0),
                                  a_base.eq(self.cmd.payload.a), b_base.eq(self.cmd.payload.b),
-                                 d_base.eq(self.cmd.payload.dst), self.error.eq(0)]
+                                 d_base.eq(self.cmd.payload.dst), self.error.eq(0), need_fetch.eq(1)]
                     m.next = "SETUP"
             with m.State("SETUP"):
                 m.d.comb += self.busy.eq(1)
@@ -430,7 +472,9 @@ class Sfu(wiring.Component):
                 m.d.comb += nb.eq((c.n + (L - 1)) >> lg)
                 m.d.sync += [beats.eq(nb), tail.eq(c.n - ((nb - 1) << lg))]
                 with m.If(quant):
-                    m.d.sync += [ub.eq(0), uidx.eq(0), ub_last.eq((c.unit >> lg) - 1), top.eq(0)]
+                    # a per-token unit is the whole row, its last word maybe partly padding
+                    m.d.sync += [ub.eq(0), uidx.eq(0), ub_last.eq(Mux(c.unit == c.n, nb - 1, (c.unit >> lg) - 1)),
+                                 top.eq(0), ug.eq(0), pack.eq(0), epack.eq(0)]
                     m.next = "QA"
                 with m.Elif(~supported):
                     m.d.sync += self.error.eq(1)
@@ -440,8 +484,10 @@ class Sfu(wiring.Component):
                 with m.Else():
                     m.next = "SPREP"
             with m.State("ISSUE"):
-                m.d.comb += [self.busy.eq(1), issue.eq(1)]
-                with m.If(i == 0):
+                m.d.comb += [self.busy.eq(1), fetching.eq(fetch_op & need_fetch), issue.eq(~fetching)]
+                with m.If(fetching):
+                    m.d.sync += need_fetch.eq(0)
+                with m.Elif(i == 0):
                     with m.Switch(red):
                         with m.Case(Reduce.MAX):
                             m.d.sync += r_max.eq(-(1 << (FX_BITS - 1)))
@@ -451,11 +497,13 @@ class Sfu(wiring.Component):
                             m.d.sync += r_sum.eq(0)
                         with m.Case(Reduce.SUMSQ):
                             m.d.sync += r_sumsq.eq(0)
-                with m.If(~last_word):
+                with m.If(fetching):
+                    pass
+                with m.Elif(~last_word):
                     m.d.sync += i.eq(i + 1)
                 with m.Elif(elementwise & ~last_row):
                     m.d.sync += [i.eq(0), row.eq(row + 1), a_base.eq(a_base + beats), d_base.eq(d_base + beats),
-                                 b_base.eq(b_base + c.b_step)]
+                                 b_base.eq(b_base + c.b_step), need_fetch.eq(1)]
                 with m.Else():
                     m.d.sync += drain.eq(LANE_LATENCY)
                     m.next = "DRAIN"
@@ -491,7 +539,7 @@ class Sfu(wiring.Component):
             with m.State("QA"):                       # pass A: each unit's max |x| into the scale memory
                 m.d.comb += [self.busy.eq(1), issue.eq(1), qa.eq(1), lane_op.eq(LaneOp.PASS), red.eq(Reduce.AMAX),
                              write.eq(0)]
-                with m.If(last_word & last_row):
+                with m.If(last_word & (last_row | c.row_exponent)):
                     m.d.sync += u_total.eq(uidx + 1)
                 stream_beat("QA_DRAIN")
             with m.State("QA_DRAIN"):
@@ -507,7 +555,18 @@ class Sfu(wiring.Component):
             with m.State("QE_WAIT"):
                 m.d.comb += [self.busy.eq(1), scalar.op.eq(ScalarOp.EXPO)]
                 with m.If(scalar.done):
-                    m.d.sync += [r_qe.eq(scalar.e), u.eq(0), pack.eq(0)]
+                    m.d.sync += [r_qe.eq(scalar.e), u.eq(0)]
+                    with m.If(c.row_exponent):        # the row's exponent into its lane of exp_dst
+                        e32 = Signal(signed(FX_BITS))
+                        m.d.comb += e32.eq(scalar.e)
+                        epacked = Cat(*[Mux(row[:lg] == j, e32.as_unsigned(), epack[j]) for j in range(L)])
+                        with m.If((row[:lg] == L - 1) | last_row):
+                            m.d.comb += [q_vwrite.eq(1), q_vaddr.eq(c.exp_dst + row_word), q_vdata.eq(epacked)]
+                            m.d.sync += epack.eq(0)
+                        with m.Else():
+                            for j in range(L):
+                                with m.If(row[:lg] == j):
+                                    m.d.sync += epack[j].eq(e32)
                     m.next = "QM_PREP"
             with m.State("QM_PREP"):                  # QMANT per unit: read its max
                 m.d.comb += [self.busy.eq(1), s_rd.addr.eq(u)]
@@ -520,14 +579,17 @@ class Sfu(wiring.Component):
                 m.d.comb += [self.busy.eq(1), scalar.op.eq(ScalarOp.QMANT)]
                 with m.If(scalar.done):
                     m.d.comb += [s_wr.en.eq(1), s_wr.addr.eq(u), s_wr.data.eq(scalar.m)]
-                    packed = Cat(*[Mux(u[:lg] == j, scalar.m, pack[j]) for j in range(L)]) if lg else scalar.m
+                    packed = Cat(*[Mux(ug[:lg] == j, scalar.m, pack[j]) for j in range(L)]) if lg else scalar.m
                     last_unit = u == u_total - 1
-                    with m.If((u[:lg] == L - 1) | last_unit):
-                        m.d.comb += [q_vwrite.eq(1), q_vaddr.eq(c.scale_dst + (u >> lg)), q_vdata.eq(packed)]
+                    m.d.sync += ug.eq(ug + 1)
+                    # the word is full, or this is the command's last unit (in QM, row is the last
+                    # row unless row_exponent runs row by row)
+                    with m.If((ug[:lg] == L - 1) | (last_unit & last_row)):
+                        m.d.comb += [q_vwrite.eq(1), q_vaddr.eq(c.scale_dst + (ug >> lg)), q_vdata.eq(packed)]
                         m.d.sync += pack.eq(0)
                     with m.Else():
                         for j in range(L):
-                            with m.If(u[:lg] == j):
+                            with m.If(ug[:lg] == j):
                                 m.d.sync += pack[j].eq(scalar.m)
                     with m.If(last_unit):
                         quantize_restart()
@@ -541,7 +603,12 @@ class Sfu(wiring.Component):
                 stream_beat("QB_DRAIN")
             with m.State("QB_DRAIN"):
                 with drained():
-                    m.next = "DONE"
+                    with m.If(c.row_exponent & ~last_row):     # the next row's steps
+                        m.d.sync += [i.eq(0), ub.eq(0), uidx.eq(0), top.eq(0), row.eq(row + 1),
+                                     a_base.eq(a_base + beats), d_base.eq(d_base + beats)]
+                        m.next = "QA"
+                    with m.Else():
+                        m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += [self.busy.eq(1), self.done.eq(1)]
                 m.next = "IDLE"

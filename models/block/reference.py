@@ -91,16 +91,11 @@ class KVCache:
 def quantize_rows(x: np.ndarray, bits: int = ACT_BITS,
                   group: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """fx ``x [T, K]`` -> codes ``[T, K]``, mantissas ``[T, G]``, exponents ``[T]``: ``ops.quantize``
-    called on each row alone (one QUANTIZE command per token), with one scale per token
-    (``group`` None, ``G = 1``) or per ``group`` elements of a token."""
+    on each row alone (:func:`sparsa.sfu.ops.quantize_rows`; one QUANTIZE command with
+    ``row_exponent`` for all T tokens), with one scale per token (``group`` None, ``G = 1``) or
+    per ``group`` elements of a token."""
     spec = TOKEN if group is None else ActScaleSpec("group", group=group, mantissa_bits=TOKEN.mantissa_bits)
-    codes = np.zeros(x.shape, dtype=np.int64)
-    mant = np.zeros((x.shape[0], spec.groups(x.shape[1])), dtype=np.int64)
-    expo = np.zeros(x.shape[0], dtype=np.int64)
-    for t in range(x.shape[0]):
-        q = ops.quantize(x[t:t + 1], spec, bits)
-        codes[t], mant[t], expo[t] = q.codes[0], q.mantissa[0], q.exponent
-    return codes, mant, expo
+    return ops.quantize_rows(x, spec, bits)
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -122,7 +117,11 @@ def scaled_dot(codes: np.ndarray, mant: np.ndarray, w: np.ndarray) -> np.ndarray
 
 def _requant_rows(acc: np.ndarray, expo: np.ndarray, col_mant: np.ndarray, col_exp: int,
                   bias: np.ndarray | None = None) -> np.ndarray:
-    """Per row ``t``: ``ops.requantize(acc[t], col_mant, expo[t] + col_exp - 16, bias)``."""
+    """Per row ``t``: ``ops.requantize(acc[t], col_mant, expo[t] + col_exp - 16, bias)``.
+
+    With one scale per token (``acc = m[t] * dot``) this is, bit for bit, one REQUANT_ROW
+    command on the raw sums ``dot`` (``ops.requantize_rows(dot, m, expo, col_mant, col_exp - 16)``,
+    the same integer product rounded once) and an ADD of the bias."""
     out = np.empty(acc.shape, dtype=np.int64)
     for t in range(acc.shape[0]):
         out[t] = ops.requantize(acc[t:t + 1], col_mant, int(expo[t]) + col_exp - FX_FRAC, bias)[0]

@@ -15,8 +15,10 @@ from sparsa.sfu.ops import (
     layernorm,
     mul,
     quantize,
+    quantize_rows,
     quantize_static,
     requantize,
+    requantize_rows,
     rmsnorm,
     rope,
     softmax,
@@ -24,6 +26,6 @@ from sparsa.sfu.ops import (
 
 __all__ = [
     "FX_BITS", "FX_FRAC", "FX_ONE", "to_fx", "from_fx",
-    "requantize", "quantize", "quantize_static", "add", "mul", "activation", "exp_nonpositive",
+    "requantize", "requantize_rows", "quantize", "quantize_rows", "quantize_static", "add", "mul", "activation", "exp_nonpositive",
     "softmax", "causal_mask", "block_mask", "rmsnorm", "layernorm", "rope",
 ]

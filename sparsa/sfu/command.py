@@ -14,6 +14,11 @@ op             result row ``r`` (functions of :mod:`sparsa.sfu.ops` / :mod:`spar
 =============  ==========================================================================
 ADD, MUL       ``add(a, b)``, ``mul(a, b)``
 REQUANT        ``requantize(a, b, shift)`` (``a`` integer sums, ``b`` 16-bit mantissas)
+REQUANT_ROW    ``requantize_rows(a, m, e, b, shift)``: ``a`` raw 32-bit sums, ``b`` per-channel
+               mantissas, and row ``r``'s mantissa ``m[r]`` and exponent ``e[r]`` read from VMEM
+               (element ``r`` of the rows from ``scale_src`` and ``exp_src``, ``L`` per word, as
+               a per-token QUANTIZE with ``row_exponent`` writes them); mantissas are the low 16
+               bits of their words, the shift ``shift + e[r]`` is clamped to ``[-64, 63]``
 SILU, GELU     ``activation(a, kind)``
 ROPE           adjacent pairs of ``a`` rotated by ``b`` = interleaved ``cos, sin`` (``b[2i]``,
                ``b[2i+1]``)
@@ -23,7 +28,9 @@ RMSNORM        ``rmsnorm(a, b, eps)`` with ``eps_code = norm_eps_code(eps, n)``
 LAYERNORM      ``layernorm(a, b, 0, eps)`` (the bias is a following ADD)
 QUANTIZE       ``quantize(a rows, spec, bits)``: codes to ``dst``, one mantissa per scale unit to
                ``scale_dst`` (row-major, ``L`` per word), the exponent to the SFU's exponent
-               register
+               register; with ``row_exponent``, :func:`sparsa.sfu.ops.quantize_rows`: each row
+               its own exponent, written to ``exp_dst`` (element ``r`` for row ``r``, ``L``
+               per word; the register keeps the last row's)
 =============  ==========================================================================
 
 A command must not write a word it reads in a *different* position (``dst == a`` in place is
@@ -37,7 +44,7 @@ from enum import IntEnum
 
 from sparsa.errors import ConfigError, FormatError
 
-__all__ = ["SfuOp", "SfuCommand", "ELEMENTWISE", "ROW_OPS", "NEEDS_B", "MAX_ROW", "row_words"]
+__all__ = ["SfuOp", "SfuCommand", "ELEMENTWISE", "ROW_OPS", "NEEDS_B", "WRITES", "MAX_ROW", "row_words"]
 
 #: Longest row (elements) a command may name; rows of softmax stay below ``2**16`` elements.
 MAX_ROW = (1 << 16) - 1
@@ -57,14 +64,19 @@ class SfuOp(IntEnum):
     RMSNORM = 8
     LAYERNORM = 9
     QUANTIZE = 10
+    REQUANT_ROW = 11
 
 
 #: One pass, beats stream across rows.
-ELEMENTWISE = frozenset({SfuOp.ADD, SfuOp.MUL, SfuOp.REQUANT, SfuOp.SILU, SfuOp.GELU, SfuOp.ROPE, SfuOp.QSTATIC})
+ELEMENTWISE = frozenset({SfuOp.ADD, SfuOp.MUL, SfuOp.REQUANT, SfuOp.SILU, SfuOp.GELU, SfuOp.ROPE, SfuOp.QSTATIC,
+                         SfuOp.REQUANT_ROW})
 #: Several passes per row with scalar steps between them.
 ROW_OPS = frozenset({SfuOp.SOFTMAX, SfuOp.RMSNORM, SfuOp.LAYERNORM, SfuOp.QUANTIZE})
 #: Operations that read operand ``b``.
-NEEDS_B = frozenset({SfuOp.ADD, SfuOp.MUL, SfuOp.REQUANT, SfuOp.ROPE, SfuOp.RMSNORM, SfuOp.LAYERNORM})
+NEEDS_B = frozenset({SfuOp.ADD, SfuOp.MUL, SfuOp.REQUANT, SfuOp.REQUANT_ROW, SfuOp.ROPE, SfuOp.RMSNORM,
+                     SfuOp.LAYERNORM})
+#: The ranges of :meth:`SfuCommand.ranges` a command writes.
+WRITES = ("dst", "scale_dst", "exp_dst")
 
 
 def row_words(n: int, lanes: int) -> int:
@@ -109,6 +121,12 @@ class SfuCommand:
         QUANTIZE: scale mantissa width.
     scale_dst : int
         QUANTIZE: VMEM word address of the mantissas.
+    row_exponent : bool
+        QUANTIZE: one exponent per row (each row quantized alone) instead of one shared.
+    exp_dst : int
+        QUANTIZE with ``row_exponent``: VMEM word address of the row exponents.
+    scale_src, exp_src : int
+        REQUANT_ROW: VMEM word addresses of the row mantissas and the row exponents.
     """
 
     op: SfuOp
@@ -128,13 +146,17 @@ class SfuCommand:
     unit: int = 0
     mantissa_bits: int = 16
     scale_dst: int = 0
+    row_exponent: bool = False
+    exp_dst: int = 0
+    scale_src: int = 0
+    exp_src: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.op, SfuOp):
             raise FormatError(f"SFU command op must be an SfuOp, not {self.op!r}")
         _check_int("rows", self.rows, 1, MAX_ROW)
         _check_int("n", self.n, 1, MAX_ROW)
-        for name in ("dst", "a", "b", "b_step", "scale_dst", "offset"):
+        for name in ("dst", "a", "b", "b_step", "scale_dst", "offset", "exp_dst", "scale_src", "exp_src"):
             _check_int(name, getattr(self, name), 0, (1 << 24) - 1)
         _check_int("shift", self.shift, -63, 63)
         _check_int("exponent", self.exponent, -128, 127)
@@ -151,6 +173,10 @@ class SfuCommand:
                 raise FormatError(f"SFU QUANTIZE unit={self.unit} must divide the row length n={self.n}")
         if self.causal and self.op != SfuOp.SOFTMAX:
             raise FormatError(f"SFU causal masking belongs to SOFTMAX, not {self.op.name}")
+        if not isinstance(self.row_exponent, bool):
+            raise FormatError(f"SFU command row_exponent must be a bool, not {self.row_exponent!r}")
+        if self.row_exponent and self.op != SfuOp.QUANTIZE:
+            raise FormatError(f"SFU row_exponent belongs to QUANTIZE, not {self.op.name}")
 
     def words(self, lanes: int) -> int:
         """VMEM words per row."""
@@ -169,6 +195,11 @@ class SfuCommand:
             out["b"] = (self.b, self.b + span)
         if self.op == SfuOp.QUANTIZE:
             out["scale_dst"] = (self.scale_dst, self.scale_dst + row_words(self.rows * self.scale_units(), lanes))
+        if self.row_exponent:
+            out["exp_dst"] = (self.exp_dst, self.exp_dst + row_words(self.rows, lanes))
+        if self.op == SfuOp.REQUANT_ROW:
+            out["scale_src"] = (self.scale_src, self.scale_src + row_words(self.rows, lanes))
+            out["exp_src"] = (self.exp_src, self.exp_src + row_words(self.rows, lanes))
         return out
 
     def check(self, lanes: int, depth: int) -> None:
@@ -179,7 +210,7 @@ class SfuCommand:
         ------
         ConfigError
             A range beyond the VMEM, an overlap the hardware cannot honour, or a QUANTIZE unit
-            that is not a whole number of words.
+            that is neither a whole number of words nor the whole row.
         """
         rng = self.ranges(lanes)
         for name, (lo, hi) in rng.items():
@@ -193,15 +224,17 @@ class SfuCommand:
             if not (name == "a" and lo == d_lo):
                 raise ConfigError(f"SFU {self.op.name}: dst words {d_lo}..{d_hi - 1} overlap {name} words "
                                   f"{lo}..{hi - 1} (only dst == a, in place, is allowed)")
-        if "scale_dst" in rng:
-            s_lo, s_hi = rng["scale_dst"]
-            for name in ("a", "dst"):
+        for out in ("scale_dst", "exp_dst"):
+            if out not in rng:
+                continue
+            s_lo, s_hi = rng[out]
+            for name in ("a", "dst", "scale_dst"):
                 lo, hi = rng[name]
-                if s_lo < hi and lo < s_hi:
-                    raise ConfigError(f"SFU QUANTIZE: scale_dst words {s_lo}..{s_hi - 1} overlap {name}")
-        if self.op == SfuOp.QUANTIZE and self.unit % lanes:
+                if name != out and s_lo < hi and lo < s_hi:
+                    raise ConfigError(f"SFU QUANTIZE: {out} words {s_lo}..{s_hi - 1} overlap {name}")
+        if self.op == SfuOp.QUANTIZE and self.unit % lanes and self.unit != self.n:
             raise ConfigError(f"SFU QUANTIZE unit={self.unit} must be a multiple of sfu.lanes={lanes} "
-                              f"(a beat belongs to one scale unit)")
+                              f"(a beat belongs to one scale unit) or the row length n={self.n}")
         if self.op == SfuOp.ROPE and lanes % 2:
             raise ConfigError(f"SFU ROPE needs an even sfu.lanes, not {lanes}")
         if self.op == SfuOp.ROPE and self.n % 2:

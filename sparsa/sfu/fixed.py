@@ -113,10 +113,15 @@ def shift_saturate_fx(x: np.ndarray | int, s: int | np.ndarray) -> np.ndarray:
     ``|x| >= 2**31`` or, for ``x != 0``, by 31 places or more, so ``x`` is clipped to
     ``+-2**31`` and the shift to 31 places first: the same result, and no int64 can wrap.
 
+    A right shift rounds from ``h = floor(x / 2**(s-1))`` (the kept bits and the half bit) and
+    whether any lower bit is set, so no addition can wrap either: ``x`` may take every value of
+    an int64 but ``-2**63`` (REQUANT_ROW's product of an fx value and two 16-bit mantissas,
+    ``|x| < 2**63``).
+
     Parameters
     ----------
     x : array of int64
-        Values, ``|x| < 2**62`` (a product of an fx value and a mantissa of up to 24 bits is).
+        Values, ``|x| < 2**63``.
     s : int or array of int
         Shift in ``[-64, 63]``, broadcast against ``x``.
     """
@@ -124,7 +129,12 @@ def shift_saturate_fx(x: np.ndarray | int, s: int | np.ndarray) -> np.ndarray:
     sa = np.asarray(s, dtype=np.int64)
     left = np.minimum(np.maximum(-sa, 0), FX_BITS - 1)
     clipped = np.clip(xa, FX_MIN, -FX_MIN)
-    return saturate_fx(np.where(sa < 0, np.left_shift(clipped, left), rne_shift(xa, np.maximum(sa, 0))))
+    right = np.maximum(sa, 1)
+    h = np.right_shift(xa, right - 1)                           # floor(x / 2**(s-1))
+    sticky = (xa & (np.left_shift(np.int64(1), right - 1) - 1)) != 0
+    q = h >> 1
+    rounded = q + ((h & 1) & (sticky | (q & 1)))
+    return saturate_fx(np.where(sa < 0, np.left_shift(clipped, left), np.where(sa == 0, xa, rounded)))
 
 
 def rne_div(n: np.ndarray, d: np.ndarray) -> np.ndarray:

@@ -22,15 +22,18 @@ import numpy as np
 
 from sparsa.errors import FormatError
 from sparsa.sfu.fixed import FX_BITS, FX_FRAC, rne_div, rne_shift, saturate_fx, shift_saturate_fx
-from sparsa.sfu.ops import activation, exp_nonpositive, mul
+from sparsa.sfu.ops import ROW_MANT_BITS, activation, exp_nonpositive, mul
 
-__all__ = ["LaneOp", "Reduce", "MANT_FIELD_BITS", "SUMSQ_LIMIT", "lane_op", "reduce_beat"]
+__all__ = ["LaneOp", "Reduce", "MANT_FIELD_BITS", "ROW_MANT_MASK", "SUMSQ_LIMIT", "lane_op", "reduce_beat"]
 
 #: The SUMSQ squarer (one 18 x 18 multiplier) is exact for ``-2**17 <= a >> sh < 2**17``.
 SUMSQ_LIMIT = 1 << 17
 
 #: Width of the ``m`` field (an activation-scale mantissa may be up to 24 bits).
 MANT_FIELD_BITS = 24
+
+#: REQUANT_ROW's mantissas are the low ``ROW_MANT_BITS`` bits of ``m`` and ``b``.
+ROW_MANT_MASK = (1 << ROW_MANT_BITS) - 1
 
 
 class LaneOp(IntEnum):
@@ -48,6 +51,9 @@ class LaneOp(IntEnum):
     SCALE_MUL = 9  #: ``mul(sat(rne_shift(a * m, sh)), b)``
     ROPE = 10      #: lanes ``2i, 2i+1`` rotate ``(a[2i], a[2i+1])`` by ``b[2i]`` = cos, ``b[2i+1]`` = sin
     QDIV = 11      #: ``clip(rne_div(a << max(sh, 0), m << max(-sh, 0)), -q, q)``, 0 if ``m`` is 0
+    #: ``sat(rne_shift(a * (m16 * b16), sh))`` with ``m16``, ``b16`` the low 16 bits of ``m`` and
+    #: ``b`` (unsigned): a per-row mantissa times a per-channel one, exact in 32 bits, one rounding
+    REQUANT_ROW = 12
 
 
 class Reduce(IntEnum):
@@ -87,6 +93,9 @@ def lane_op(op: LaneOp, a: np.ndarray, b: np.ndarray, keep: np.ndarray, *, x: in
         y = saturate_fx(a - x)
     elif op == LaneOp.EXP_SUB:
         y = exp_nonpositive(saturate_fx(a - x))
+    elif op == LaneOp.REQUANT_ROW:
+        mb = (np.asarray(m, dtype=np.int64) & ROW_MANT_MASK) * (b & ROW_MANT_MASK)
+        y = shift_saturate_fx(a * mb, sh)
     elif op == LaneOp.SCALE:
         y = shift_saturate_fx(a * m, sh)
     elif op == LaneOp.SCALE_MUL:

@@ -9,6 +9,8 @@ Element-wise operations (the vector lanes, one element per lane per cycle):
 
 ========================  ==================================================================
 :func:`requantize`        accumulator sums -> fx with per-channel weight-scale mantissas
+:func:`requantize_rows`   raw dot products -> fx with a per-row and a per-channel mantissa and a
+                          per-row exponent (one rounding)
 :func:`add`, :func:`mul`  residual add, element-wise product (SwiGLU gate, norm gain)
 :func:`activation`        SiLU and GELU: ``x * g(x)``, ``g`` from a table with interpolation
 :func:`exp_nonpositive`   ``e**x`` for ``x <= 0`` via ``2**-f`` tables
@@ -19,6 +21,7 @@ Row operations (a reduction, one scalar step per row, then an element-wise pass)
 
 ========================  ==================================================================
 :func:`quantize`          dynamic per-token / per-group activation scales and int codes
+:func:`quantize_rows`     the same with one exponent per row (each row quantized alone)
 :func:`softmax`           row max, exponentials, sum, reciprocal, product; masks
 :func:`rmsnorm`           mean square, reciprocal square root, gain
 :func:`layernorm`         mean, centring, then as rmsnorm plus a bias
@@ -61,8 +64,12 @@ from sparsa.sfu.tables import (
 __all__ = [
     "REQUANT_ACC_BITS",
     "SCALE_MANT_BITS",
+    "ROW_MANT_BITS",
+    "ROW_SHIFT_RANGE",
     "requantize",
+    "requantize_rows",
     "quantize",
+    "quantize_rows",
     "quantize_static",
     "add",
     "mul",
@@ -85,6 +92,11 @@ __all__ = [
 REQUANT_ACC_BITS = 46
 #: Width of a weight-scale mantissa (unsigned).
 SCALE_MANT_BITS = 16
+#: Width of :func:`requantize_rows`' row and column mantissas (unsigned): their product is
+#: exact in 32 bits, its product with an fx value below ``2**63``.
+ROW_MANT_BITS = 16
+#: The shifts :func:`requantize_rows` applies: ``shift + e[t]`` is clamped into this range.
+ROW_SHIFT_RANGE = (-64, 63)
 
 
 _fx = as_fx
@@ -123,6 +135,52 @@ def requantize(acc: np.ndarray, mantissa: np.ndarray, shift: int, bias: np.ndarr
     if bias is not None:
         y = saturate_fx(y + _fx(bias, "requantize bias"))
     return y
+
+
+def requantize_rows(acc: np.ndarray, row_mant: np.ndarray, row_exp: np.ndarray, mantissa: np.ndarray,
+                    shift: int) -> np.ndarray:
+    """Raw dot products -> fx with a per-row scale: ``shift_saturate_fx(acc[t, o] * (row_mant[t] *
+    mantissa[o]), clamp(shift + row_exp[t], -64, 63))``.
+
+    A linear layer whose activations are quantized per token (:func:`quantize_rows`: mantissa
+    ``m[t]``, exponent ``e[t]``) and whose weights have per-channel mantissas ``w[o]`` and one
+    exponent ``e_w`` gives ``requantize(m[t] * dot[t], w, e[t] + e_w - 16)`` per row; the integer
+    product ``dot * (m * w)`` is the same, so this is that result bit for bit with
+    ``acc = dot`` (raw sums, 32 bits) and ``shift = e_w - 16``, rounded once.  Every shift in
+    ``[-64, 63]`` is the true value of the rounded, saturated quotient; a shift below ``-64``
+    is the value at ``-64`` (also the true one: every nonzero product saturates); a shift
+    above 63 is the value at 63 (where the true quotient of a product above ``2**62`` would
+    round to 0, this gives ``+-1``).
+
+    Parameters
+    ----------
+    acc : int64 array ``[T, N]``
+        Raw integer sums, 32-bit (``-2**31 <= acc < 2**31``).
+    row_mant : int array ``[T]``
+        Per-row mantissas in ``[0, 2**ROW_MANT_BITS)``.
+    row_exp : int array ``[T]``
+        Per-row exponents (32-bit).
+    mantissa : int array ``[N]``
+        Per-channel mantissas in ``[0, 2**ROW_MANT_BITS)``.
+    shift : int
+        Added to each row's exponent (``e_w - 16``).
+    """
+    a = _fx(acc, "requantize_rows sums")
+    if a.ndim != 2:
+        raise ShapeError(f"requantize_rows: sums must be [rows, n], not shape {a.shape}")
+    rm, re_ = np.asarray(row_mant, dtype=np.int64), np.asarray(row_exp, dtype=np.int64)
+    cm = np.asarray(mantissa, dtype=np.int64)
+    if rm.shape != a.shape[:1] or re_.shape != a.shape[:1] or cm.shape != a.shape[1:]:
+        raise ShapeError(f"requantize_rows: sums {a.shape} need row mantissas and exponents [{a.shape[0]}] and "
+                         f"channel mantissas [{a.shape[1]}], not {rm.shape}, {re_.shape}, {cm.shape}")
+    for name, v in (("row", rm), ("channel", cm)):
+        if v.size and (v.min() < 0 or v.max() >= 1 << ROW_MANT_BITS):
+            raise FormatError(f"requantize_rows: {name} mantissas must be in [0, 2**{ROW_MANT_BITS}), got "
+                              f"[{v.min()}, {v.max()}]")
+    if re_.size and (re_.min() < -(1 << 31) or re_.max() >= 1 << 31):
+        raise FormatError(f"requantize_rows: row exponents must be 32-bit, got [{re_.min()}, {re_.max()}]")
+    s = np.clip(int(shift) + re_, *ROW_SHIFT_RANGE)
+    return shift_saturate_fx(a * (rm[:, None] * cm[None, :]), s[:, None])
 
 
 def _divide_codes(x: np.ndarray, per_elem_mant: np.ndarray, e: int, qmax: int) -> np.ndarray:
@@ -167,6 +225,36 @@ def quantize(x: np.ndarray, spec: ActScaleSpec, bits: int) -> ScaledActivations:
     per_elem = np.repeat(mant, units.shape[-1], axis=-1)[..., : xa.shape[-1]]
     codes = _divide_codes(xa, per_elem, e, qmax)
     return ScaledActivations(codes.astype(np.int64), mant.astype(np.int64), e, spec)
+
+
+def quantize_rows(x: np.ndarray, spec: ActScaleSpec, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`quantize` of each row alone: every row its own exponent, so row ``t``'s codes,
+    mantissas and exponent are a function of row ``t`` only.
+
+    Parameters
+    ----------
+    x : int64 array ``[T, K]``
+        fx activations.
+    spec : ActScaleSpec
+        ``token`` or ``group`` granularity.
+    bits : int
+        Code width (8 or 4).
+
+    Returns
+    -------
+    (codes ``[T, K]``, mantissas ``[T, G]``, exponents ``[T]``), int64.
+    """
+    if not spec.dynamic:
+        raise FormatError("quantize_rows: granularity 'tensor' is a static scale; use quantize_static")
+    xa = _fx(x, "quantize input")
+    if xa.ndim != 2:
+        raise ShapeError(f"quantize_rows: activations must be [tokens, k], not shape {xa.shape}")
+    parts = [quantize(xa[t:t + 1], spec, bits) for t in range(xa.shape[0])]
+    codes = np.zeros(xa.shape, dtype=np.int64)
+    mant = np.zeros((xa.shape[0], spec.groups(xa.shape[1])), dtype=np.int64)
+    for t, q in enumerate(parts):
+        codes[t], mant[t] = q.codes[0], q.mantissa[0]
+    return codes, mant, np.array([q.exponent for q in parts], dtype=np.int64)
 
 
 def quantize_static(x: np.ndarray, mantissa: int, exponent: int, bits: int) -> np.ndarray:

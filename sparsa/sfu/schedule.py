@@ -16,6 +16,9 @@ row, ``R`` = rows):
   unit's own cycles, a cycle to capture the result);
 * an element-wise command is one pass over all ``R * B`` beats; a row operation runs its steps
   row after row;
+* an element-wise command whose row scalars come from VMEM (:attr:`MSrc.ROW`, REQUANT_ROW) is
+  one pass of ``R * (B + ROW_FETCH_CYCLES)`` issue slots: each row's first slot reads the words
+  holding its scalars instead of a beat;
 * a done cycle: :data:`DONE_CYCLES`.
 """
 
@@ -31,7 +34,7 @@ from sparsa.sfu.scalar import ScalarOp
 
 __all__ = [
     "Src", "XSrc", "MSrc", "ShSrc", "Pass", "ScalarStep", "ELEMENTWISE_LANE_OP", "ROW_STEPS",
-    "SETUP_CYCLES", "DONE_CYCLES", "SCALAR_STEP_OVERHEAD", "pass_cycles", "command_cycles", "quantize_cycles",
+    "SETUP_CYCLES", "DONE_CYCLES", "SCALAR_STEP_OVERHEAD", "ROW_FETCH_CYCLES", "pass_cycles", "command_cycles", "quantize_cycles",
 ]
 
 #: Cycles from accepting a command to issuing its first read.
@@ -40,6 +43,8 @@ SETUP_CYCLES = 2
 DONE_CYCLES = 1
 #: Cycles a scalar step adds to the scalar unit's own: operand forming and result capture.
 SCALAR_STEP_OVERHEAD = 2
+#: Issue slots a pass with row scalars from VMEM spends per row reading them (both read ports).
+ROW_FETCH_CYCLES = 1
 
 
 class Src(IntEnum):
@@ -63,6 +68,7 @@ class MSrc(IntEnum):
     ZERO = 0
     SCALAR = 1     #: the scalar unit's last ``m``
     COMMAND = 2    #: the command's ``mantissa``
+    ROW = 3        #: the row's mantissa, read from VMEM at ``scale_src`` (REQUANT_ROW)
 
 
 class ShSrc(IntEnum):
@@ -74,6 +80,8 @@ class ShSrc(IntEnum):
     E_PLUS_S_MINUS_16 = 3  #: scalar ``e`` + pre-shift ``s`` - 16
     S = 4                #: the pre-shift ``s`` (from an earlier AMAX / AMAX_Y)
     CMD_EXP_MINUS_16 = 5  #: the command's ``exponent - 16``
+    COMMAND_PLUS_ROW = 6  #: ``clamp(shift + e, -64, 63)``, ``e`` the row's exponent read from VMEM
+    #: at ``exp_src`` (REQUANT_ROW)
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,11 @@ class Pass:
     x: XSrc = XSrc.ZERO
     m: MSrc = MSrc.ZERO
     sh: ShSrc = ShSrc.ZERO
+
+    @property
+    def fetches_row(self) -> bool:
+        """Whether each row's scalars are read from VMEM before its beats (one slot per row)."""
+        return self.m == MSrc.ROW or self.sh == ShSrc.COMMAND_PLUS_ROW
 
 
 @dataclass(frozen=True)
@@ -107,6 +120,7 @@ ELEMENTWISE_LANE_OP: Mapping[SfuOp, Pass] = {
     SfuOp.GELU: Pass(LaneOp.GELU, write=True),
     SfuOp.ROPE: Pass(LaneOp.ROPE, b=True, write=True),
     SfuOp.QSTATIC: Pass(LaneOp.QDIV, write=True, m=MSrc.COMMAND, sh=ShSrc.CMD_EXP_MINUS_16),
+    SfuOp.REQUANT_ROW: Pass(LaneOp.REQUANT_ROW, b=True, write=True, m=MSrc.ROW, sh=ShSrc.COMMAND_PLUS_ROW),
 }
 
 _NORM_TAIL = (
@@ -161,7 +175,8 @@ def command_cycles(cmd: SfuCommand, lanes: int, lane_latency: int,
     if cmd.op == SfuOp.QUANTIZE:
         return quantize_cycles(cmd, lanes, lane_latency, scalar_cycles)
     if cmd.op in ELEMENTWISE:
-        body = pass_cycles(cmd.rows * beats, lane_latency)
+        fetch = ROW_FETCH_CYCLES if ELEMENTWISE_LANE_OP[cmd.op].fetches_row else 0
+        body = pass_cycles(cmd.rows * (beats + fetch), lane_latency)
     elif cmd.op in ROW_STEPS:
         per_row = sum(pass_cycles(beats, lane_latency) if isinstance(s, Pass)
                       else SCALAR_STEP_OVERHEAD + scalar_cycles[s.kind] for s in ROW_STEPS[cmd.op])
@@ -174,11 +189,16 @@ def command_cycles(cmd: SfuCommand, lanes: int, lane_latency: int,
 def quantize_cycles(cmd: SfuCommand, lanes: int, lane_latency: int, scalar_cycles: Mapping[ScalarOp, int]) -> int:
     """QUANTIZE, tensor-wide: a pass over all ``R * B`` beats folding each unit's max into the
     scale memory, one EXPO step, one QMANT step per scale unit, a QDIV pass over all beats.
+    With ``row_exponent`` the same steps row after row: per row a pass over its ``B`` beats,
+    EXPO (its exponent also written to VMEM), one QMANT per unit of the row, a QDIV pass.
 
     ``scalar_cycles``: the scalar unit's counts (:data:`sparsa.sfu.timing.SCALAR_CYCLES`).
     """
+    expo = SCALAR_STEP_OVERHEAD + scalar_cycles[ScalarOp.EXPO]
+    qmant = SCALAR_STEP_OVERHEAD + scalar_cycles[ScalarOp.QMANT]
+    if cmd.row_exponent:
+        per_row = 2 * pass_cycles(cmd.words(lanes), lane_latency) + expo + cmd.scale_units() * qmant
+        return SETUP_CYCLES + cmd.rows * per_row + DONE_CYCLES
     beats = cmd.rows * cmd.words(lanes)
     units = cmd.rows * cmd.scale_units()
-    return (SETUP_CYCLES + 2 * pass_cycles(beats, lane_latency)
-            + SCALAR_STEP_OVERHEAD + scalar_cycles[ScalarOp.EXPO]
-            + units * (SCALAR_STEP_OVERHEAD + scalar_cycles[ScalarOp.QMANT]) + DONE_CYCLES)
+    return SETUP_CYCLES + 2 * pass_cycles(beats, lane_latency) + expo + units * qmant + DONE_CYCLES

@@ -11,10 +11,12 @@ waits in delays (registers, or small RAMs for the long ones).  The register stag
 being the input registers:
 
 =========  =========================================================================
-R0         input registers (``a``, ``b``, ``keep``, row scalars, op, reduce)
-R1         ``sat(a - x)`` (EXP_SUB), the gate table index of ``a``, the op decoded
+R0         input registers (``a``, ``b``, ``keep``, row scalars, op, reduce); REQUANT_ROW's
+           ``m16``, ``b16`` (the M0 multiplier's operand registers)
+R1         ``sat(a - x)`` (EXP_SUB), the gate table index of ``a``, the op decoded; M0's
+           product ``m16 * b16`` (one MULT18X18)
 R2         operands of the first multiplier (``a`` or ``min(a - x, 0)``; ``b``, ``m``,
-           ``-LOG2E`` or ``+-1``) and its shift (16, ``sh`` or ``-(sh + 1)`` for QDIV);
+           ``m16 * b16``, ``-LOG2E`` or ``+-1``) and its shift (16, ``sh`` or ``-(sh + 1)`` for QDIV);
            SUMSQ's ``a >> sh``
 R3 - R5    first product: four 17-bit partial products (one MULT18X18 each), two adder levels
 R6 - R8    its round-half-even shift: coarse shift, fine shift, rounding and range flags

@@ -109,6 +109,27 @@ def test_quantize_command_writes_codes_mantissas_and_exponent(L, rows, units, pe
     assert s.exponent == want.exponent
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.sampled_from([2, 4, 8]), st.integers(1, 5), st.integers(1, 30), st.sampled_from([4, 8]), st.data())
+def test_quantize_row_exponent_then_requant_row_is_the_row_by_row_reference(L, rows, n, bits, data):
+    """QUANTIZE with row_exponent writes ops.quantize_rows' codes, mantissas and exponents (any
+    row length: per-token units need not be whole words); REQUANT_ROW reads them back."""
+    x = data.draw(fx((rows, n), -(1 << 28), 1 << 28))
+    s = _state(L, x)
+    execute(s, SfuCommand(SfuOp.QUANTIZE, rows, n, dst=100, a=0, unit=n, bits=bits, scale_dst=300,
+                          row_exponent=True, exp_dst=320))
+    codes, mant, expo = ops.quantize_rows(x, ActScaleSpec("token"), bits)
+    assert np.array_equal(s.read_rows(100, rows, n), codes)
+    assert np.array_equal(s.elements(300, rows), mant[:, 0]) and np.array_equal(s.elements(320, rows), expo)
+    assert s.exponent == expo[-1]
+    dot = data.draw(fx((rows, 6), FX_MIN, FX_MAX))
+    wm = data.draw(fx((1, 6), 0, (1 << 16) - 1))
+    s.write_rows(0, dot)
+    s.write_rows(200, wm)
+    execute(s, SfuCommand(SfuOp.REQUANT_ROW, rows, 6, dst=150, a=0, b=200, shift=-9, scale_src=300, exp_src=320))
+    assert np.array_equal(s.read_rows(150, rows, 6), ops.requantize_rows(dot, mant[:, 0], expo, wm[0], -9))
+
+
 def test_qstatic_command():
     s = _state(4, np.array([[65536, -65536, 3 * 65536, 0, 100]]))
     execute(s, SfuCommand(SfuOp.QSTATIC, 1, 5, dst=0, a=0, mantissa=1, exponent=2, bits=4))
@@ -164,11 +185,17 @@ def test_microcode_equals_the_interpreter(L, rows, n, offset, data):
              SfuCommand(SfuOp.LAYERNORM, rows, n, dst=0, a=0, b=200, b_step=w, eps_code=eps)]
     if n % 2 == 0 and L % 2 == 0:
         cmds.append(SfuCommand(SfuOp.ROPE, rows, n, dst=100, a=0, b=200, b_step=w))
-    if n % L == 0:
-        unit = data.draw(st.sampled_from([L, n]))
+    for row_exponent in (False, True):
+        unit = data.draw(st.sampled_from([L, n])) if n % L == 0 else n     # per token: any row length
         cmds.append(SfuCommand(SfuOp.QUANTIZE, rows, n, dst=data.draw(st.sampled_from([0, 100])), a=0, unit=unit,
                                bits=data.draw(st.sampled_from([4, 8])), mantissa_bits=data.draw(st.integers(2, 24)),
-                               scale_dst=400))
+                               scale_dst=400, row_exponent=row_exponent, exp_dst=440))
+    # REQUANT_ROW: row mantissas at 300 (any 32-bit words: the low 16 bits count), exponents at 460
+    vm[460:460 + rows] = data.draw(arrays(np.int64, (rows, L), elements=st.integers(-80, 80)
+                                          | st.sampled_from([-(1 << 31), (1 << 31) - 1])))
+    cmds.append(SfuCommand(SfuOp.REQUANT_ROW, rows, n, dst=100, a=0, b=data.draw(st.sampled_from([200, 300])),
+                           b_step=data.draw(st.sampled_from([0, w])), shift=data.draw(st.integers(-63, 63)),
+                           scale_src=data.draw(st.sampled_from([300, 200])), exp_src=460))
     for cmd in cmds:
         s1, s2 = SfuState(L, DEPTH), SfuState(L, DEPTH)
         s1.vmem[:] = vm

@@ -25,11 +25,11 @@ USED = [(LaneOp.PASS, Reduce.MAX), (LaneOp.EXP_SUB, Reduce.SUM_Y), (LaneOp.SCALE
         (LaneOp.PASS, Reduce.SUM), (LaneOp.SUB, Reduce.NONE), (LaneOp.SUB, Reduce.AMAX_Y),
         (LaneOp.QDIV, Reduce.NONE), (LaneOp.ADD, Reduce.AMAX_Y), (LaneOp.REQUANT, Reduce.AMAX_Y),
         (LaneOp.MUL, Reduce.SUM_Y), (LaneOp.SILU, Reduce.AMAX_Y), (LaneOp.GELU, Reduce.MAX),
-        (LaneOp.ROPE, Reduce.NONE)]
+        (LaneOp.ROPE, Reduce.NONE), (LaneOp.REQUANT_ROW, Reduce.NONE), (LaneOp.REQUANT_ROW, Reduce.AMAX_Y)]
 EDGE = 16 * FX_ONE
 SPECIAL = [FX_MIN, FX_MAX, 0, -1, 1, FX_ONE, -FX_ONE, 1 << 15, -(1 << 15), 3 << 15, -EDGE, EDGE, -EDGE - 1,
            EDGE - 1, (1 << 17) + (1 << 11), -(1 << 17) - (1 << 11)]
-SH_OPS = (LaneOp.REQUANT, LaneOp.SCALE, LaneOp.SCALE_MUL, LaneOp.QDIV)
+SH_OPS = (LaneOp.REQUANT, LaneOp.REQUANT_ROW, LaneOp.SCALE, LaneOp.SCALE_MUL, LaneOp.QDIV)
 
 
 def fx_values(n: int):
@@ -186,6 +186,14 @@ def test_worst_case_operands():
         _beat(LaneOp.REQUANT, [384, -384, 896, 256 + 1], [1, 1, 1, 1], sh=9),   # the last bits shifted out decide
         _beat(LaneOp.SCALE, [384, -384, 896, 256 + 1], m=1, sh=13),
         _beat(LaneOp.REQUANT, [FX_MIN, FX_MAX, 3, -3], [0xFFFF, 0xFFFF, 1, 1], sh=63),
+        # REQUANT_ROW: the largest products (|a| (2**16 - 1)**2 < 2**63) at the shift range's ends
+        # and around the window; m and b beyond 16 bits are cut to their low 16 bits
+        *[_beat(LaneOp.REQUANT_ROW, [FX_MIN, FX_MAX, 3, -3], [0xFFFF, -1, 1, 0x1FFFF], m=(1 << 24) - 1, sh=sh)
+          for sh in (-64, -33, -32, -31, -1, 0, 1, 16, 31, 32, 33, 47, 48, 61, 62, 63)],
+        _beat(LaneOp.REQUANT_ROW, [FX_MIN, FX_MAX, -(1 << 30), (1 << 30) + 1], [0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF],
+              m=0xFFFF, sh=62, red=Reduce.AMAX_Y),
+        _beat(LaneOp.REQUANT_ROW, [384, -384, 896, 257], [1, 1, 1, FX_MIN], m=1, sh=9),   # ties; b's low bits 0
+        _beat(LaneOp.REQUANT_ROW, [FX_MIN, FX_MAX, 1, -1], [0xFFFF, 0xFFFF, 1, 1], m=1 << 16, sh=-64),  # m16 = 0
         _beat(LaneOp.SCALE, [FX_MIN, FX_MAX, 5, -5], m=(1 << 24) - 1, sh=-7),
         # left shifts whose int64 product would wrap: the true value saturates
         _beat(LaneOp.REQUANT, [FX_MIN, FX_MAX, 1, -1], [0xFFFF, 0xFFFF, 1, 1], sh=-64),

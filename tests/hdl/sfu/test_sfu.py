@@ -24,7 +24,9 @@ def _payload(cmd: SfuCommand) -> dict:
     return {"op": int(cmd.op), "rows": cmd.rows, "n": cmd.n, "dst": cmd.dst, "a": cmd.a, "b": cmd.b,
             "b_step": cmd.b_step, "shift": cmd.shift, "mantissa": cmd.mantissa, "exponent": cmd.exponent,
             "bits4": int(cmd.bits == 4), "eps_code": cmd.eps_code, "causal": int(cmd.causal), "offset": cmd.offset,
-            "unit": cmd.unit, "mantissa_bits": cmd.mantissa_bits, "scale_dst": cmd.scale_dst}
+            "unit": cmd.unit, "mantissa_bits": cmd.mantissa_bits, "scale_dst": cmd.scale_dst,
+            "row_exponent": int(cmd.row_exponent), "exp_dst": cmd.exp_dst, "scale_src": cmd.scale_src,
+            "exp_src": cmd.exp_src}
 
 
 def run_rtl(lanes: int, init: np.ndarray, cmds: list[SfuCommand]) -> tuple[np.ndarray, list[int], int]:
@@ -145,16 +147,52 @@ def test_quantize_commands(lanes, per_token, bits, mbits):
     _check(lanes, init, cmds)
 
 
+@pytest.mark.parametrize("lanes, n, unit, bits, mbits", [(2, 5, 5, 8, 16), (4, 8, 4, 4, 16), (4, 6, 6, 8, 9),
+                                                         (2, 4, 2, 8, 24)])
+def test_quantize_row_exponent_commands(lanes, n, unit, bits, mbits):
+    """QUANTIZE with row_exponent: each row its own exponent (written to exp_dst, L per word),
+    per-token units of any row length; cycles from quantize_cycles."""
+    rng = np.random.default_rng(40 + lanes + n)
+    init = _random_vmem(rng, lanes, -(1 << 26), 1 << 26)
+    init[0, 0] = FX_MIN
+    init[row_words(n, lanes)] >>= 20                     # a row of small values: a larger exponent
+    rows = 5 if lanes == 2 else 3
+    cmds = [SfuCommand(SfuOp.QUANTIZE, rows, n, dst=32, a=0, unit=unit, bits=bits, mantissa_bits=mbits,
+                       scale_dst=48, row_exponent=True, exp_dst=56)]
+    _check(lanes, init, cmds)
+
+
+@pytest.mark.parametrize("lanes", [2, 4])
+def test_quantize_row_exponent_then_requant_row(lanes):
+    """A linear layer's SFU steps: QUANTIZE per row writes mantissas and exponents, REQUANT_ROW
+    reads them for raw sums (the largest and smallest 32-bit ones, shifts that saturate)."""
+    rng = np.random.default_rng(50 + lanes)
+    init = _random_vmem(rng, lanes, -(1 << 26), 1 << 26)
+    n, rows = 3 * lanes - 1, 3
+    init[20:30] = rng.integers(-(1 << 31), 1 << 31, size=(10, lanes))    # raw sums
+    init[20, 0], init[20, 1] = FX_MIN, FX_MAX
+    init[40:46] = rng.integers(0, 1 << 16, size=(6, lanes))              # channel mantissas
+    init[40, 0] = 0xFFFF
+    cmds = [SfuCommand(SfuOp.QUANTIZE, rows, n, dst=9, a=0, unit=n, scale_dst=48, row_exponent=True, exp_dst=50),
+            SfuCommand(SfuOp.REQUANT_ROW, rows, n, dst=30, a=20, b=40, shift=-20, scale_src=48, exp_src=50),
+            SfuCommand(SfuOp.REQUANT_ROW, rows, n, dst=20, a=20, b=40, shift=63, scale_src=48, exp_src=50),
+            SfuCommand(SfuOp.REQUANT_ROW, 2, n, dst=30, a=9, b=40, b_step=row_words(n, lanes), shift=-63,
+                       scale_src=40, exp_src=0)]          # any words: low 16 bits, clamped shifts
+    _check(lanes, init, cmds)
+
+
 def test_constructor_checks():
     expect_error(ValueError, "lanes must be a power of two in 2..32, not 3", lambda: Sfu(3, 16))
     expect_error(ValueError, "depth must be an int in 2..65536, not 1", lambda: Sfu(2, 1))
     expect_error(ValueError, "scale_depth must be an int in 1..65536, not 0", lambda: Sfu(2, 16, 0))
 
 
-def _random_command(rng, lanes):
+ALL_OPS = [SfuOp.ADD, SfuOp.MUL, SfuOp.REQUANT, SfuOp.SILU, SfuOp.GELU, SfuOp.ROPE, SfuOp.QSTATIC,
+           SfuOp.SOFTMAX, SfuOp.RMSNORM, SfuOp.LAYERNORM, SfuOp.QUANTIZE, SfuOp.REQUANT_ROW, SfuOp.QUANTIZE]
+
+
+def _random_command(rng, lanes, ops_=ALL_OPS):
     """A random command the gateware runs, with its operands placed in a 64-word VMEM."""
-    ops_ = [SfuOp.ADD, SfuOp.MUL, SfuOp.REQUANT, SfuOp.SILU, SfuOp.GELU, SfuOp.ROPE, SfuOp.QSTATIC,
-            SfuOp.SOFTMAX, SfuOp.RMSNORM, SfuOp.LAYERNORM, SfuOp.QUANTIZE]
     op = ops_[rng.integers(len(ops_))]
     n = int(rng.integers(1, 4 * lanes + 1))
     if op == SfuOp.ROPE:
@@ -171,10 +209,18 @@ def _random_command(rng, lanes):
         kw.update(causal=bool(rng.integers(2)), offset=int(rng.integers(0, 6)))
     if op in (SfuOp.RMSNORM, SfuOp.LAYERNORM):
         kw["eps_code"] = ops.norm_eps_code(float(rng.choice([0.0, 1e-5, 1e-12])), n)
+    if op == SfuOp.REQUANT_ROW:          # row scalars from the mantissa area or any words; all shifts
+        kw.update(shift=int(rng.integers(-63, 64)), scale_src=int(rng.choice([20, 48, 0])),
+                  exp_src=int(rng.choice([56, 60, 8])))
+        if kw["dst"] == 0:
+            kw.update(scale_src=int(rng.choice([20, 48])), exp_src=int(rng.choice([56, 60])))
     if op == SfuOp.QUANTIZE:
-        n = lanes * int(rng.integers(1, 4))
-        kw = dict(dst=int(rng.choice([0, 32])), a=0, unit=int(rng.choice([lanes, n])), scale_dst=48,
-                  bits=int(rng.choice([4, 8])), mantissa_bits=int(rng.integers(2, 25)))
+        n = lanes * int(rng.integers(1, 4)) - int(rng.integers(0, 2))
+        row_exponent = bool(rng.integers(2))
+        units = [n] if n % lanes else [lanes, n]
+        kw = dict(dst=int(rng.choice([0, 32])), a=0, unit=int(rng.choice(units)), scale_dst=48,
+                  bits=int(rng.choice([4, 8])), mantissa_bits=int(rng.integers(2, 25)),
+                  row_exponent=row_exponent, exp_dst=56 if row_exponent else 0)
     return SfuCommand(op, rows, n, **kw)
 
 
@@ -186,6 +232,20 @@ def test_random_command_sequences(seed):
     init = rng.integers(-(1 << 24), 1 << 24, size=(DEPTH, lanes), dtype=np.int64)
     init[20:32] = rng.integers(0, 1 << 16, size=(12, lanes))           # mantissas / gains / tables
     cmds = [_random_command(rng, lanes) for _ in range(8)]
+    _check(lanes, init, cmds)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_random_row_scale_sequences(seed):
+    """QUANTIZE (both modes, any per-token row length) and REQUANT_ROW back to back with the
+    element-wise commands around them, REQUANT_ROW reading whatever the VMEM holds."""
+    rng = np.random.default_rng(200 + seed)
+    lanes = [2, 4][seed]
+    init = rng.integers(-(1 << 24), 1 << 24, size=(DEPTH, lanes), dtype=np.int64)
+    init[20:32] = rng.integers(0, 1 << 16, size=(12, lanes))
+    init[56:64] = rng.integers(-70, 70, size=(8, lanes))               # exponents, some shifts clamped
+    cmds = [_random_command(rng, lanes, [SfuOp.QUANTIZE, SfuOp.REQUANT_ROW, SfuOp.REQUANT_ROW, SfuOp.ADD])
+            for _ in range(8)]
     _check(lanes, init, cmds)
 
 

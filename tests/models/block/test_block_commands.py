@@ -1,12 +1,15 @@
-"""The reference's SFU steps are the SFU's existing commands (docs/block.md, "On the SFU's commands").
+"""The reference's SFU steps are the SFU's commands (docs/block.md, "On the SFU's commands").
 
 Each step of :mod:`sparsa.models.block.reference` that docs/block.md maps onto an
 :class:`~sparsa.sfu.command.SfuCommand` is run here through the SFU interpreter
 (:func:`sparsa.sim.sfu.execute`) with exactly those parameters - QUANTIZE one token at a time,
 REQUANT one token at a time with that token's shift, ADD for a bias, ROPE with interleaved tables,
 QSTATIC per KV head, SOFTMAX with ``causal`` and ``offset`` - and must equal the reference bit for
-bit (the GEMMs, the datapath's part, in NumPy).  Not the ISA rung: that needs the SFU's ISA
-extension; this pins that the golden asks nothing of the SFU it cannot do.
+bit (the GEMMs, the datapath's part, in NumPy).  The same steps also run as one command each
+for all tokens: QUANTIZE with ``row_exponent`` (every token its own exponent, to VMEM) and
+REQUANT_ROW on the raw dot products (each row's mantissa and exponent read back from VMEM).  Not
+the ISA rung: that needs the SFU's ISA extension; this pins that the golden asks nothing of the
+SFU it cannot do.
 """
 
 from __future__ import annotations
@@ -71,6 +74,29 @@ class Sfu:
         return np.array(out)
 
 
+    def quantize_rows(self, x: np.ndarray) -> tuple[np.ndarray, int, int]:
+        """One QUANTIZE with ``row_exponent`` over all rows (``unit = n``, any row length):
+        the codes, and the VMEM addresses of the row mantissas and the row exponents."""
+        rows = x.shape[0]
+        scale = self.put(np.zeros((1, rows), dtype=np.int64))
+        expo = self.put(np.zeros((1, rows), dtype=np.int64))
+        codes = self.run(SfuOp.QUANTIZE, x, unit=x.shape[1], bits=8, scale_dst=scale, row_exponent=True,
+                         exp_dst=expo)
+        return codes, scale, expo
+
+    def requant_rows(self, dot: np.ndarray, col_mant: np.ndarray, col_exp: int, scale: int, expo: int,
+                     bias: np.ndarray | None = None) -> np.ndarray:
+        """REQUANT_ROW of raw sums with the row scalars at ``scale`` / ``expo``, then ADD ``bias``."""
+        y = self.run(SfuOp.REQUANT_ROW, dot, col_mant, shift=col_exp - FX_FRAC, scale_src=scale, exp_src=expo)
+        return y if bias is None else self.run(SfuOp.ADD, y, bias)
+
+    def linear_rows(self, x: np.ndarray, codes_w: np.ndarray, mant: np.ndarray, expo: int,
+                    bias: np.ndarray | None) -> np.ndarray:
+        """QUANTIZE (row_exponent) -> integer dot (the datapath) -> REQUANT_ROW -> ADD bias."""
+        c, scale, e = self.quantize_rows(x)
+        return self.requant_rows(c @ codes_w.T, mant, expo, scale, e, bias)
+
+
 def test_linear_layers_are_quantize_requant_add():
     for name in ("tiny-llama", "tiny-bert"):
         m = tiny(name)
@@ -121,3 +147,39 @@ def test_rope_qstatic_and_one_attention_head_are_commands():
                            shift=ep + int(w.v_scale.exponent[hkv]) - FX_FRAC)[0])
     assert np.array_equal(np.array(ctx), want)
     assert np.array_equal(np.array([sfu.quantize_token(r)[0] for r in p]), quantize_rows(p)[0])
+
+
+def test_linear_layers_are_four_commands_for_all_tokens():
+    """QUANTIZE(row_exponent) -> dot -> REQUANT_ROW -> ADD bias equals int_linear for every linear
+    layer, all tokens at once (one command per step, not one per token)."""
+    for name in ("tiny-llama", "tiny-bert"):
+        m = tiny(name)
+        w = m.int_blocks[0]
+        x = tokens_fx(m, 5, 1)
+        for lin in w.linear.values():
+            xin = x if lin.shape[1] == x.shape[1] else \
+                np.random.default_rng(3).integers(-3 << 16, 3 << 16, (5, lin.shape[1]))
+            got = Sfu().linear_rows(xin, lin.codes, lin.mantissa, lin.exponent, lin.bias)
+            assert np.array_equal(got, int_linear(xin, lin)), (name, lin.name)
+
+
+def test_one_attention_head_with_row_commands():
+    """An attention head's scores and context: QUANTIZE(row_exponent) of the queries and of P,
+    REQUANT_ROW of the raw dot products, SOFTMAX between - equal to the reference's head."""
+    m = tiny("tiny-llama")
+    w, s = m.int_blocks[0], m.int_blocks[0].spec
+    rng = np.random.default_rng(9)
+    keys, start, hkv = 7, 4, 1
+    q = rng.integers(-2 << 16, 2 << 16, (s.heads, keys - start, s.head_dim))
+    kc = rng.integers(-127, 128, (s.kv_heads, keys, s.head_dim))
+    vc = rng.integers(-127, 128, (s.kv_heads, keys, s.head_dim))
+    want = attention(w, q, KVCache(kc, vc), start)[:, 3 * s.head_dim:4 * s.head_dim]
+    sfu = Sfu()
+    c, scale, expo = sfu.quantize_rows(q[3])
+    scores = sfu.requant_rows(c @ kc[hkv].T, np.full(keys, w.score_scale.mantissa[hkv]),
+                              int(w.score_scale.exponent[hkv]), scale, expo)
+    p = sfu.run(SfuOp.SOFTMAX, scores, causal=True, offset=start)
+    pc, pscale, pexpo = sfu.quantize_rows(p)                      # rows of 7: not whole words
+    ctx = sfu.requant_rows(pc @ vc[hkv], np.full(s.head_dim, w.v_scale.mantissa[hkv]),
+                           int(w.v_scale.exponent[hkv]), pscale, pexpo)
+    assert np.array_equal(ctx, want)
