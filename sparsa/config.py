@@ -343,7 +343,8 @@ class EnergyConfig(_Section):
     sources: dict[str, EnergySource] = Field(
         default_factory=dict,
         description="citation per entry ('mac_pj.int8xint8', 'static_w', ...): {value, cite}; an entry without "
-                    "one, or whose value differs from the cited one, is unsourced (docs/energy.md)")
+                    "one, or whose value differs from the cited one, is unsourced; absent: the default table's "
+                    "citations of the entries that hold the cited default value (docs/energy.md)")
 
     @model_validator(mode="before")
     @classmethod
