@@ -131,7 +131,7 @@ def read_vcd(path: "str | Path", clock: str = "clk") -> tuple[dict[str, SignalAc
     for i, names in ids.items():
         for name, width in names:
             activity[name] = SignalActivity(width=width, toggles=toggles[i], high_edges=high[i])
-    named_joint = {(ids[a][0][0], ids[b][0][0]): n for (a, b), n in joint.items()}
+    named_joint = {(na, nb): n for (a, b), n in joint.items() for na, _ in ids[a] for nb, _ in ids[b]}
     return activity, edges, named_joint
 
 
