@@ -404,3 +404,18 @@ def chain_segments_cycles() -> str:
         rows.append([f"{m} x {k} x {n}{note}", c1, s, f"{cs} ({100 * (cs - c1) / c1:+.0f} %)" if s > 1 else cs,
                      f"{b1} -> {bs}" if s > 1 else f"{b1} (no cut)"])
     return _table(["GEMM (2:4)", "S = 1 cycles", "compiler's S", "cycles", "weight beats (S=1 -> S)"], rows)
+
+
+@block("energy-activity", slow=True)
+def energy_activity() -> str:
+    """RTL switching activity priced with each preset's energy table vs the estimator, per component."""
+    from generate import _stamp
+
+    bench = benchmark_module("activity_energy")
+    rows = bench.run_all()
+    seconds = sum(r["seconds"] for r in rows)
+    return (_stamp("python docs/generate.py --only energy-activity") + f" It runs "
+            f"`benchmarks/activity_energy.py` ({len(rows)} Amaranth simulations with waveforms, {seconds:.0f} s); "
+            "operands are seeded uniform integers over each type's range, the layers the GEMMs of "
+            "`mlp-784-256-256-10` at batch 1. \"RTL\" is the activity-based energy, \"est.\" "
+            "`estimate_gemm`'s, both priced with the preset's `energy:` table.\n\n" + bench.table(rows))

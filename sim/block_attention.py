@@ -53,11 +53,14 @@ def estimate_block_sparse_attention(config: AcceleratorConfig, layer: Any, overl
     total = {f: sum(getattr(p, f) for p in parts) for f in _SUMMED}
     offchip: dict[str, float] = {}
     energy: dict[str, float] = {}
+    unsourced: dict[str, float] = {}
     for p in parts:
+        for key, v in p.unsourced_pj.items():
+            unsourced[key] = unsourced.get(key, 0.0) + v
         for key, v in p.offchip_bytes.items():
             offchip[key] = offchip.get(key, 0.0) + v
         for key, v in p.energy_pj.items():
             energy[key] = energy.get(key, 0.0) + v
     return replace(parts[0], count=layer.count, m=layer.m, k=layer.k, n=layer.n, macs=layer.macs,
                    bound="compute" if total["compute_cycles"] >= total["memory_cycles"] else "memory",
-                   offchip_bytes=offchip, energy_pj=energy, **total)
+                   offchip_bytes=offchip, energy_pj=energy, unsourced_pj=unsourced, **total)

@@ -28,6 +28,8 @@ class LayerEstimate:
     ``passes`` is 2 for an attention GEMM whose int8 K/V operand runs as two nibble planes on a
     4-bit weight port (its ``sfu_commands`` then combine the planes; :mod:`sparsa.compiler.attention`).
     ``sfu_cycles`` is the part of ``compute_cycles`` spent on the SFU (a vector op's all of it).
+    ``unsourced_pj`` is the part of ``energy_pj`` priced by energy-table entries without a citation,
+    by entry (``static_w``, ``mac_pj.int4xint8``, ...; :mod:`sparsa.energy_sources`).
     """
 
     name: str
@@ -55,6 +57,7 @@ class LayerEstimate:
     unmapped: bool = False
     passes: int = 1
     sfu_cycles: float = 0
+    unsourced_pj: dict[str, float] = field(default_factory=dict)
 
     def cycles_by_unit(self) -> dict[str, float]:
         """The layer's cycles split by what limits them: the matrix datapath, the SFU, and the
@@ -162,6 +165,20 @@ class ModelEstimate:
                 out[key] = out.get(key, 0.0) + value
         return out
 
+    def unsourced_breakdown_pj(self) -> dict[str, float]:
+        """Energy resting on energy-table entries without a citation, by entry, summed over layers, pJ."""
+        out: dict[str, float] = {}
+        for layer in self.layers:
+            for key, value in layer.unsourced_pj.items():
+                out[key] = out.get(key, 0.0) + value
+        return out
+
+    @property
+    def unsourced_share(self) -> float:
+        """Share of the energy resting on entries without a citation (0 when there is no energy)."""
+        total = sum(layer.energy_total_pj for layer in self.layers)
+        return sum(self.unsourced_breakdown_pj().values()) / total if total else 0.0
+
     def cycles_by_unit(self) -> dict[str, float]:
         """Cycles summed over layers by unit: ``matrix``, ``sfu`` and ``memory`` (stall beyond compute)."""
         out = dict.fromkeys(("matrix", "sfu", "memory"), 0.0)
@@ -192,4 +209,6 @@ class ModelEstimate:
             "cycles_by_unit": self.cycles_by_unit(),
             "memory_limit_s": self.memory_limit_s,
             "memory_limit_fraction": self.memory_limit_s / self.seconds if self.seconds else 0.0,
+            "energy_unsourced_share": self.unsourced_share,
+            "energy_unsourced_j": {k: v * 1e-12 for k, v in self.unsourced_breakdown_pj().items()},
         }

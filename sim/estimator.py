@@ -20,6 +20,7 @@ from typing import Any
 
 from sparsa.compiler.tiling import plan_tiling
 from sparsa.config import TYPE_BITS, AcceleratorConfig
+from sparsa.energy_sources import unsourced_energy
 from sparsa.errors import ConfigError, UnsupportedError
 from sparsa.formats.nm import NMPattern
 from sparsa.memory_model import memory_cycles as offchip_cycles
@@ -221,7 +222,7 @@ def _finish(cfg: AcceleratorConfig, *, name, kind, count, m, k, n, requested, hw
         compute_cycles=compute_cycles, memory_cycles=memory_cycles, cycles=cycles,
         bound="compute" if compute_cycles >= memory_cycles else "memory",
         offchip_bytes=offchip, sram_bytes=sram, register_bytes=register, energy_pj=energy,
-        instructions=instructions,
+        instructions=instructions, unsourced_pj=unsourced_energy(energy, e.citation, mac_key),
     )
 
 
@@ -264,7 +265,8 @@ def estimate_vector_op(config: AcceleratorConfig, op: Any, overlap: bool = True)
         weight_format="-", act_format=cfg.types.activation, macs=0, array_macs=0, compute_cycles=compute,
         memory_cycles=memory, cycles=cycles, bound="compute" if compute >= memory else "memory",
         offchip_bytes=offchip, sram_bytes=(ins + op.elements) * abits / 8, register_bytes=0.0,
-        energy_pj=energy, instructions=0, sfu_commands=sfu.commands, unmapped=not sfu.mapped, sfu_cycles=compute)
+        energy_pj=energy, instructions=0, sfu_commands=sfu.commands, unmapped=not sfu.mapped, sfu_cycles=compute,
+        unsourced_pj=unsourced_energy(energy, e.citation))
 
 
 def estimate_layer(config: AcceleratorConfig, layer: Any, overlap: bool = True) -> LayerEstimate:

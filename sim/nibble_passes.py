@@ -11,6 +11,7 @@ from dataclasses import replace
 from sparsa.compiler.attention import operand_passes
 from sparsa.compiler.vector import lower_vector_op
 from sparsa.config import TYPE_BITS, AcceleratorConfig
+from sparsa.energy_sources import unsourced_energy
 from sparsa.errors import ConfigError
 
 from .estimator import LayerEstimate
@@ -42,4 +43,5 @@ def with_nibble_passes(cfg: AcceleratorConfig, est: LayerEstimate, overlap: bool
                    bound="compute" if compute >= est.memory_cycles else "memory",
                    sram_bytes=est.sram_bytes * passes, register_bytes=est.register_bytes * passes,
                    energy_pj=energy, instructions=est.instructions * passes, sfu_commands=combine.command_count,
-                   passes=passes, sfu_cycles=combine.cycles())
+                   passes=passes, sfu_cycles=combine.cycles(),
+                   unsourced_pj=unsourced_energy(energy, e.citation, port_key))

@@ -51,6 +51,7 @@ def format_summary(est: ModelEstimate, cfg: AcceleratorConfig) -> str:
         ("energy", si(s["energy_j"], "J") + "  (" + ", ".join(
             f"{k} {100 * v / sum(energy.values()):.0f} %" for k, v in energy.items()) + ")"),
         ("energy per MAC", si(s["fj_per_mac"] * 1e-15, "J") if s["fj_per_mac"] else "-"),
+        ("energy unsourced", _unsourced_text(s)),
         ("bound", f"{sum(1 for layer in est.layers if layer.bound == 'memory')} memory-bound, "
                   f"{sum(1 for layer in est.layers if layer.bound == 'compute')} compute-bound layers"),
     ]
@@ -66,6 +67,16 @@ def format_summary(est: ModelEstimate, cfg: AcceleratorConfig) -> str:
         rows.insert(4, ("time to first token", si(s["latency_s"], "s")))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _unsourced_text(summary: dict) -> str:
+    """The share of the energy resting on energy-table entries without a citation, largest first."""
+    total = summary["energy_j"]
+    parts = sorted(summary["energy_unsourced_j"].items(), key=lambda kv: -kv[1])
+    if not parts or not total:
+        return "0 % (every entry used has a citation: docs/energy.md)"
+    return (f"{100 * summary['energy_unsourced_share']:.1f} % of the energy rests on entries with no source ("
+            + ", ".join(f"{entry} {100 * j / total:.1f} %" for entry, j in parts) + "; docs/energy.md)")
 
 
 def _vector_rows(est: ModelEstimate) -> list[tuple[str, str]]:

@@ -28,6 +28,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_valid
 from sparsa.chain_layout import PACK_SHIFT
 from sparsa.formats.actscale import ActScaleSpec
 from sparsa.datapath import matrix_datapath
+from sparsa.energy_sources import DEFAULT_SOURCES, SCALAR_ENTRIES, mac_entry
 from sparsa.errors import ConfigError, UnsupportedError
 from sparsa.formats import FORMATS, QUANTIZED
 from sparsa.formats.nm import GROUP_SIZES, NMPattern
@@ -47,6 +48,7 @@ __all__ = [
     "SfuConfig",
     "ResourceConfig",
     "EnergyConfig",
+    "EnergySource",
     "AcceleratorConfig",
     "load_config",
     "parse_config",
@@ -72,6 +74,10 @@ OVP_TYPES: frozenset[str] = frozenset(name for name in QUANTIZED if FORMATS[name
 #: The names of :data:`TYPE_BITS` (``sparsa.formats.QUANTIZED``), spelled out for type checkers;
 #: tests/formats/test_registry.py checks that the two agree.
 OperandType = Literal["int8", "int4", "ovp4", "ovp8"]
+
+#: The default MAC energies (pJ, 45 nm ASIC; docs/energy.md cites or marks each).
+_DEFAULT_MAC_PJ: dict[str, float] = {"int8xint8": 0.23, "int4xint8": 0.13, "int8xint4": 0.13, "int4xint4": 0.08,
+                                     "ovp4xint8": 0.16, "ovp4xovp4": 0.10, "ovp8xint8": 0.26}
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False)
 
@@ -411,13 +417,20 @@ class SfuConfig(_Section):
         return lanes
 
 
+class EnergySource(_Section):
+    """A citation of one number of the energy table: the value it cites and where it comes from."""
+
+    model_config = _FROZEN
+    value: float = Field(ge=0, description="the number the citation gives (pJ, pJ/B or W, as the entry)")
+    cite: str = Field(min_length=1, description="document, table or section, figure, and the arithmetic to the entry")
+
+
 class EnergyConfig(_Section):
     """Energy per action (pJ) and static power; defaults and their sources in docs/energy.md."""
 
     model_config = _FROZEN
     mac_pj: dict[str, float] = Field(
-        default_factory=lambda: {"int8xint8": 0.23, "int4xint8": 0.13, "int8xint4": 0.13, "int4xint4": 0.08,
-                                 "ovp4xint8": 0.16, "ovp4xovp4": 0.10, "ovp8xint8": 0.26},
+        default_factory=lambda: dict(_DEFAULT_MAC_PJ),
         description="pJ per multiply-accumulate by 'weightxactivation' type (multiply + accumulator add)")
     register_pj_per_byte: float = Field(0.05, ge=0, description="pJ per byte moved through PE pipeline registers")
     sram_pj_per_byte: float = Field(1.25, ge=0, description="pJ per byte read or written in on-chip buffers")
@@ -425,6 +438,25 @@ class EnergyConfig(_Section):
     static_w: float = Field(0.5, ge=0, description="static + clock power of the whole design, W")
     source: str = Field("45 nm ASIC estimates (Horowitz ISSCC'14; HBM2 3.9 pJ/bit, O'Connor MICRO'17)",
                         description="where the numbers come from")
+    sources: dict[str, EnergySource] = Field(
+        default_factory=dict,
+        description="citation per entry ('mac_pj.int8xint8', 'static_w', ...): {value, cite}; an entry without "
+                    "one, or whose value differs from the cited one, is unsourced; absent: the default table's "
+                    "citations of the entries that hold the cited default value (docs/energy.md)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_sources(cls, data: Any) -> Any:
+        # Without a `sources:` key a table keeps the default citations of the entries it leaves at
+        # (or sets to) the cited default value; old configs stay valid and price exactly as before.
+        if not isinstance(data, dict) or "sources" in data:
+            return data
+        mac = data.get("mac_pj", _DEFAULT_MAC_PJ)
+        values = {**{f"mac_pj.{k}": v for k, v in (mac.items() if isinstance(mac, dict) else ())},
+                  **{name: data.get(name, cls.model_fields[name].default) for name in SCALAR_ENTRIES}}
+        kept = {entry: {"value": value, "cite": cite} for entry, (value, cite) in DEFAULT_SOURCES.items()
+                if values.get(entry) == value}
+        return {**data, "sources": kept}
 
     @field_validator("mac_pj")
     @classmethod
@@ -436,6 +468,33 @@ class EnergyConfig(_Section):
             if value < 0:
                 raise ValueError(f"mac_pj[{key!r}] must be >= 0, not {value!r}")
         return table
+
+    @model_validator(mode="after")
+    def _check_sources(self) -> "EnergyConfig":
+        for entry in self.sources:
+            if entry not in self.entries():
+                raise ValueError(f"energy.sources key {entry!r} names no entry of this table; use one of "
+                                 f"{sorted(self.entries())}")
+        return self
+
+    def entries(self) -> dict[str, float]:
+        """Every number of the table by entry name: ``mac_pj.<type>`` and the scalar fields."""
+        return {**{mac_entry(k): v for k, v in self.mac_pj.items()},
+                **{name: getattr(self, name) for name in SCALAR_ENTRIES}}
+
+    def citation(self, entry: str) -> str | None:
+        """The citation of ``entry``, or None when it has none or cites another value than the entry holds.
+
+        Raises
+        ------
+        ValueError
+            ``entry`` names no number of this table.
+        """
+        values = self.entries()
+        if entry not in values:
+            raise ValueError(f"energy entry {entry!r} is not in this table; use one of {sorted(values)}")
+        cited = self.sources.get(entry)
+        return cited.cite if cited is not None and cited.value == values[entry] else None
 
 
 class AcceleratorConfig(_Section):
