@@ -70,15 +70,16 @@ def test_kernel_dma_costs_flip_flops_and_luts_but_no_dsp_or_bram(small_cfg, tmp_
 
 
 def test_cli_synth_reports_the_sfu_next_to_the_matrix_datapath(verilog_4x4, capsys):
-    """A config with an ``sfu:`` section: the SFU is synthesized as its own top, 10 multipliers per
-    lane (docs/sfu.md: two 32 x 32 products of four MULT18X18 each, interpolation, the squarer),
+    """A config with an ``sfu:`` section: the SFU is synthesized as its own top, 11 multipliers per
+    lane (docs/sfu.md: two 32 x 32 products of four MULT18X18 each, interpolation, the squarer, and
+    REQUANT_ROW's 16 x 16 row-scale product),
     and the totals are the sums of the two units."""
     assert main(["synth", str(CONFIGS / "systolic-4x4-2of4.yaml"), "--target", "ecp5-85f", "--json",
                  "--set", "buffers.accumulator_depth=64", "--set", "sfu.lanes=2", "--set", "sfu.vmem_words=64",
                  "--set", "sfu.scale_words=16"]) == 0
     data = json.loads(capsys.readouterr().out)
     matrix, sfu = data["units"]["matrix"], data["units"]["sfu"]
-    assert matrix["dsp"] == 16 and sfu["dsp"] == 2 * 10
+    assert matrix["dsp"] == 16 and sfu["dsp"] == 2 * 11
     assert sfu["bram"] >= 1 and sfu["ff"] > matrix["ff"]
     for key in ("dsp", "lut", "ff", "bram"):
         assert data[key] == matrix[key] + sfu[key]
