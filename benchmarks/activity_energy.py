@@ -7,6 +7,7 @@ range), runs it on the Amaranth simulation with a waveform, counts switching act
 
     python benchmarks/activity_energy.py                  # the docs table (minutes)
     python benchmarks/activity_energy.py --json out.json
+    python benchmarks/activity_energy.py --quick          # CI smoke run
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ CASES = (
     ("chain-4x4-packed", "mlp-784-256-256-10", ("fc3", "fc2")),
     ("systolic-4x4-ovp4", "mlp-784-256-256-10", ("fc3", "fc2")),
 )
+
+#: The ``--quick`` smoke run: the smallest layer on one preset.
+QUICK = (("chain-4x4-packed", "mlp-784-256-256-10", ("fc3",)),)
 
 COMPONENTS = ("mac", "registers", "sram")
 
@@ -92,8 +96,9 @@ def table(rows: list[dict]) -> str:
 def main(argv: "list[str] | None" = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="write the rows as JSON")
+    parser.add_argument("--quick", action="store_true", help="smoke run (CI): one small layer on one preset")
     args = parser.parse_args(argv)
-    rows = run_all()
+    rows = run_all(QUICK if args.quick else CASES)
     print(table(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")

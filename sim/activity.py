@@ -14,7 +14,8 @@ energy table the estimator uses (docs/energy.md, "Activity-based check"):
 * ``sram``: ``sram_pj_per_byte`` x bytes through the on-chip memory ports at the clock edges their
   enable was high, plus the stream beats taken (valid and ready at an edge) into the datapath.
 
-Which signals belong to which component is per datapath (:data:`GROUPS`), by signal path.
+Which signals belong to which component is per datapath, by signal path
+(:attr:`sparsa.sim.datapath.SimDatapath.activity_groups`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SignalActivity", "read_vcd", "GROUPS", "activity_energy"]
+__all__ = ["SignalActivity", "read_vcd", "activity_energy"]
 
 #: Share of a register's bits that toggle per update on random data: the activity the energy
 #: table's per-action numbers stand for.
@@ -142,22 +143,6 @@ def _joint_pairs(ids: dict[str, list[tuple[str, int]]]) -> list[tuple[str, str]]
             if name.endswith("__valid") and name[:-len("__valid")] + "__ready" in by_name]
 
 
-#: Per datapath kind, regexes (on the signal path) of the signals each component is counted from:
-#: ``mac`` product registers, ``registers`` PE pipeline registers, ``ports`` memory-port enables
-#: (an access per clock edge it is high; its data signal's width: :data:`_PORT_DATA`), ``streams``
-#: the input streams (``..__valid``; a beat per edge with valid and ready, of the payload's width).
-GROUPS: dict[str, dict[str, str]] = {
-    "systolic": {"mac": r"^top/array/pe_r\d+_c\d+_prod$",
-                 "registers": r"^top/array/pe_r\d+_c\d+_(act|psum|lane)$",
-                 "ports": r"^top/acc/ram/[rw]en$",
-                 "streams": r"^top/(weights|acts)__valid$"},
-    "dsp_chain": {"mac": r"^top/chain\d+/group\d+/s\d+_prod$",
-                  "registers": r"^top/chain\d+/(group\d+/s\d+_(opnd|cascade)|w_s\d+_d\d+)$",
-                  "ports": r"^top/(act_buffer/lane\d+|bank/mem)/[rw]p__en$",
-                  "streams": r"^top/(weights|acts)__valid$"},
-}
-
-
 def _port_data(enable: str) -> str:
     """The data signal of a memory-port enable: ``x__en`` -> ``x__data``, ``ren`` -> ``rdata``, ``wen`` -> ``wdata``."""
     head, _, leaf = enable.rpartition("/")
@@ -181,23 +166,24 @@ def activity_energy(cfg, activity: dict[str, SignalActivity], joint: dict) -> di
     Raises
     ------
     ValueError
-        No signal of a component matched (the design's names changed: update :data:`GROUPS`), or
+        No signal of a component matched (the design's names changed: update the datapath's ``ACTIVITY_GROUPS``), or
         the design has no MAC energy for its operand types.
     """
+    from .datapath import sim_datapath
+
     kind = cfg.datapath.kind
-    if kind not in GROUPS:
-        raise ValueError(f"no activity signal groups for datapath.kind={kind!r}; known: {sorted(GROUPS)}")
-    groups = {key: re.compile(rx) for key, rx in GROUPS[kind].items()}
+    patterns = sim_datapath(cfg).activity_groups
+    groups = {key: re.compile(rx) for key, rx in patterns.items()}
     picked = {key: [n for n in activity if rx.match(n)] for key, rx in groups.items()}
     for key, names in picked.items():
         if not names:
             raise ValueError(f"no signal of the {kind} design matched activity group {key!r} "
-                             f"({GROUPS[kind][key]!r})")
+                             f"({patterns[key]!r})")
     mac_key = f"{cfg.types.weight}x{cfg.types.activation}"
     if mac_key not in cfg.energy.mac_pj:
         raise ValueError(f"energy.mac_pj has no entry for {mac_key!r}; add one (pJ per MAC)")
     e = cfg.energy
-    macs_per_register = cfg.token_lanes if kind == "dsp_chain" else 1
+    macs_per_register = cfg.token_lanes             # products one product register carries (chain packing: 2)
     mac_equivalent = sum(activity[n].toggles / (RANDOM_ACTIVITY * activity[n].width) for n in picked["mac"])
     register_bits = sum(activity[n].toggles for n in picked["registers"])
     port_bytes = 0.0

@@ -104,6 +104,16 @@ def tile_results(config: AcceleratorConfig, words: np.ndarray, values: np.ndarra
     return res.reshape(beats, segments, -1)
 
 
+#: Signals of the exported chain design each energy component is counted from in an RTL activity
+#: run (:func:`sparsa.sim.activity.activity_energy`), as regexes on the signal path.
+ACTIVITY_GROUPS: dict[str, str] = {
+    "mac": r"^top/chain\d+/group\d+/s\d+_prod$",
+    "registers": r"^top/chain\d+/(group\d+/s\d+_(opnd|cascade)|w_s\d+_d\d+)$",
+    "ports": r"^top/(act_buffer/lane\d+|bank/mem)/[rw]p__en$",
+    "streams": r"^top/(weights|acts)__valid$",
+}
+
+
 class ChainInterpreter:
     """Executes chain instruction streams on :class:`ChainState` (no timing)."""
 

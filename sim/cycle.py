@@ -64,6 +64,16 @@ class CycleStats:
                 ("cycles", "fetch", "load", "stream", "flush", "drain", "scale_load", "macs", "instructions")}
 
 
+#: Signals of the exported systolic design each energy component is counted from in an RTL activity
+#: run (:func:`sparsa.sim.activity.activity_energy`), as regexes on the signal path.
+ACTIVITY_GROUPS: dict[str, str] = {
+    "mac": r"^top/array/pe_r\d+_c\d+_prod$",
+    "registers": r"^top/array/pe_r\d+_c\d+_(act|psum|lane)$",
+    "ports": r"^top/acc/ram/[rw]en$",
+    "streams": r"^top/(weights|acts)__valid$",
+}
+
+
 class CycleModel:
     """Cycle-accurate model of one :class:`AcceleratorConfig`.
 

@@ -8,7 +8,7 @@ call these and never branch on the kind.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +39,12 @@ class SimDatapath:
     stream_interpreter : callable
         ``(config) -> interpreter`` whose ``run(words, weight_beats, act_beats)`` executes an
         instruction stream on unpacked stream beats and returns the state (``.outputs``).
+    activity_groups : mapping
+        Regexes (on the exported design's signal paths) of the signals each energy component is
+        counted from in an RTL activity run (:func:`sparsa.sim.activity.activity_energy`): ``mac``
+        product registers, ``registers`` pipeline registers, ``ports`` memory-port enables (an
+        access per clock edge it is high, of its data signal's width), ``streams`` the input
+        streams (``..__valid``: a beat per edge with valid and ready, of the payload's width).
     """
 
     kind: str
@@ -47,16 +53,17 @@ class SimDatapath:
     estimate_gemm: Callable[..., Any]
     resource_usage: Callable[[AcceleratorConfig], dict[str, float]]
     stream_interpreter: Callable[[AcceleratorConfig], Any]
+    activity_groups: Mapping[str, str]
 
 
 #: Every matrix datapath's simulator pieces, by ``datapath.kind``.
 SIM_DATAPATHS: dict[str, SimDatapath] = {
     "systolic": SimDatapath("systolic", interpreter.interpret_program, cycle.CycleModel,
                             estimator.estimate_systolic_gemm, estimator.systolic_resource_usage,
-                            interpreter.Interpreter),
+                            interpreter.Interpreter, cycle.ACTIVITY_GROUPS),
     "dsp_chain": SimDatapath("dsp_chain", chain.interpret_program, chain.ChainCycleModel,
                              estimator.estimate_chain_gemm, estimator.chain_resource_usage,
-                             chain.ChainInterpreter),
+                             chain.ChainInterpreter, chain.ACTIVITY_GROUPS),
 }
 
 
