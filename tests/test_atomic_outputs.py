@@ -439,11 +439,28 @@ def test_console_script_bad_build_dir(tmp_path):
 # SIGINT
 
 
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT at its default, as in a terminal.  A test runner started
+    in the background of a non-interactive shell has SIGINT ignored, and an ignored signal is
+    inherited through exec - the command would then never see the Ctrl-C this test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def terminal_sigint():
+    """SIGINT raises KeyboardInterrupt in this process for the test, whatever the runner inherited
+    (see :func:`_default_sigint`); the previous disposition is restored after."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _interrupt(argv: list[str], delay: float, cwd: Path, repeat: bool = False) -> subprocess.CompletedProcess:
     """Start ``sparsa argv``, send SIGINT to its process group (as a terminal's Ctrl-C) after
     ``delay`` seconds (``repeat``: then every second until it ends)."""
     proc = subprocess.Popen([sys.executable, "-m", "sparsa.cli", *argv], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_default_sigint)
     time.sleep(delay)
     deadline = time.monotonic() + 120
     while True:
@@ -489,7 +506,7 @@ def test_sigint_of_a_dask_sweep_prints_no_worker_traceback(tmp_path):
     assert not out.exists() and os.listdir(tmp_path) == []
 
 
-def test_sigint_during_a_commit_is_delivered_after_it(tmp_path, monkeypatch):
+def test_sigint_during_a_commit_is_delivered_after_it(tmp_path, monkeypatch, terminal_sigint):
     """A Ctrl-C that arrives during the swap's renames is held back: the new set is complete,
     then KeyboardInterrupt is raised."""
     d = tmp_path / "d"
