@@ -12,6 +12,18 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 
 
+def load_or_skip(loader):
+    """``loader()``, or skip the test when a real model or its package is not installed - the
+    skip reason is the :class:`~sparsa.errors.MissingToolError` message, which says how to
+    install it (``make models``)."""
+    from sparsa.errors import MissingToolError
+
+    try:
+        return loader()
+    except MissingToolError as exc:
+        pytest.skip(str(exc))
+
+
 def preset(name: str) -> AcceleratorConfig:
     """Load ``configs/<name>.yaml``."""
     return load_config(CONFIGS / f"{name}.yaml")

@@ -19,14 +19,14 @@ OVP-4 weights is 2x in perplexity and per-tensor vs per-token int8 activations 1
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from sparsa.errors import MissingToolError
 from sparsa.models import compression as comp
 from sparsa.models.compression.schemes import Scheme
+
+from ..conftest import load_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,23 +51,16 @@ SMOLLM2_HELDOUT: dict[str, float] = {
 }
 
 
-def _or_skip(loader: Callable[[], object]) -> object:
-    try:
-        return loader()
-    except MissingToolError as exc:
-        pytest.skip(str(exc))
-
-
 @pytest.fixture(scope="module")
 def minilm() -> object:
     from sparsa.models.real import minilm as mod
 
-    return _or_skip(mod.load)
+    return load_or_skip(mod.load)
 
 
 @pytest.fixture(scope="module")
 def heldout_sentences() -> list[str]:
-    return _or_skip(comp.heldout_sentences)  # type: ignore[return-value]
+    return load_or_skip(comp.heldout_sentences)  # type: ignore[return-value]
 
 
 def _check_minilm(rows: list[dict], schemes: list[Scheme]) -> None:
@@ -132,7 +125,7 @@ def test_minilm_heldout_sparsegpt_2of4(minilm: object, heldout_sentences: list[s
 def test_smollm2_heldout_ovp4_weight_only_and_int8_per_token() -> None:
     from sparsa.models.real import smollm2
 
-    m = _or_skip(smollm2.load)
+    m = load_or_skip(smollm2.load)
     everything = comp.heldout_chunks(m.tokenize, 256)  # type: ignore[attr-defined]
     chunks = comp.heldout_chunks(m.tokenize, 256, SMOLLM2_CHUNKS)  # type: ignore[attr-defined]
     assert len(everything) >= SMOLLM2_CHUNKS and all(c.shape == (256,) for c in everything)

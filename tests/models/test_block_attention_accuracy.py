@@ -12,17 +12,18 @@ chunks, blocks of 32), measured with :func:`evaluate_block_attention`; the full 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 
 import numpy as np
 import pytest
 
-from sparsa.errors import FormatError, MissingToolError
+from sparsa.errors import FormatError
 from sparsa.formats.attention_blocks import BlockPolicy, calibrate_topk
 from sparsa.models.compression.block_attention import BlockSetting, attention_mass, evaluate_block_attention
 from sparsa.models.real import smollm2 as smollm2_mod
 
 from .test_sfu_accuracy import _tiny_smollm2
+
+from ..conftest import load_or_skip
 
 # ---------------------------------------------------------------- golden values (real model)
 
@@ -42,17 +43,10 @@ PPL_TOPK = 45.985
 PPL_RTOL = 1e-3
 
 
-def _or_skip(loader: Callable[[], object]) -> object:
-    try:
-        return loader()
-    except MissingToolError as exc:
-        pytest.skip(str(exc))
-
-
 @pytest.mark.models
 def test_smollm2_block_attention_golden():
-    m = _or_skip(smollm2_mod.load)
-    rows = _or_skip(lambda: evaluate_block_attention(m, [GOLDEN]))
+    m = load_or_skip(smollm2_mod.load)
+    rows = load_or_skip(lambda: evaluate_block_attention(m, [GOLDEN]))
     ppl = {r["policy"]: r["ppl"] for r in rows}
     assert ppl["causal"] == pytest.approx(PPL_CAUSAL, rel=PPL_RTOL)
     assert ppl["local+strided window=2 stride=4 block=32"] == pytest.approx(PPL_LOCAL_STRIDED, rel=PPL_RTOL)

@@ -18,33 +18,28 @@ from sparsa.models import compression as accuracy
 from sparsa.formats import nm, ovp
 from sparsa.models.real import package_dir, require_module
 
-
-def _load_or_skip(loader: Callable[[], object]) -> object:
-    try:
-        return loader()
-    except MissingToolError as exc:
-        pytest.skip(str(exc))
+from ..conftest import load_or_skip
 
 
 @pytest.fixture(scope="module")
 def minilm() -> object:
     from sparsa.models.real import minilm as mod
 
-    return _load_or_skip(mod.load)
+    return load_or_skip(mod.load)
 
 
 @pytest.fixture(scope="module")
 def smollm2() -> object:
     from sparsa.models.real import smollm2 as mod
 
-    return _load_or_skip(mod.load)
+    return load_or_skip(mod.load)
 
 
 @pytest.fixture(scope="module")
 def lee_articles() -> list[str]:
     from sparsa.models.real import corpus
 
-    return _load_or_skip(corpus.articles)  # type: ignore[return-value]
+    return load_or_skip(corpus.articles)  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------- missing packages

@@ -15,18 +15,19 @@ cover and which regression it catches (see the constants).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from sparsa.errors import FormatError, MissingToolError
+from sparsa.errors import FormatError
 from sparsa.models.real import minilm as minilm_mod
 from sparsa.models.real import smollm2 as smollm2_mod
 from sparsa.models.real.vector_ops import FX_LIMIT, FloatOps, SfuOps, resolve
 from sparsa.models.sfu_accuracy import sfu_accuracy
 from sparsa.sfu import from_fx, ops, to_fx
+
+from ..conftest import load_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -335,17 +336,10 @@ def test_backend_selection_and_argument_checks() -> None:
 # ---------------------------------------------------------------- real models
 
 
-def _or_skip(loader: Callable[[], object]) -> object:
-    try:
-        return loader()
-    except MissingToolError as exc:
-        pytest.skip(str(exc))
-
-
 @pytest.mark.models
 def test_smollm2_sfu_perplexity() -> None:
-    m = _or_skip(smollm2_mod.load)
-    res = _or_skip(lambda: sfu_accuracy("smollm2", chunks=SMOLLM2_CHUNKS, loaded=m))
+    m = load_or_skip(smollm2_mod.load)
+    res = load_or_skip(lambda: sfu_accuracy("smollm2", chunks=SMOLLM2_CHUNKS, loaded=m))
     assert res["tokens_predicted"] == SMOLLM2_CHUNKS * 255  # type: ignore[index]
     assert res["ppl_float"] == pytest.approx(SMOLLM2_PPL_FLOAT, rel=PPL_RTOL)  # type: ignore[index]
     assert res["ppl_sfu"] == pytest.approx(SMOLLM2_PPL_SFU, rel=PPL_RTOL)  # type: ignore[index]
@@ -361,8 +355,8 @@ def test_smollm2_sfu_perplexity() -> None:
 
 @pytest.mark.models
 def test_minilm_sfu_embeddings() -> None:
-    m = _or_skip(minilm_mod.load)
-    res = _or_skip(lambda: sfu_accuracy("minilm", sentences=MINILM_SENTENCES, loaded=m))
+    m = load_or_skip(minilm_mod.load)
+    res = load_or_skip(lambda: sfu_accuracy("minilm", sentences=MINILM_SENTENCES, loaded=m))
     assert res["n_sentences"] == MINILM_SENTENCES  # type: ignore[index]
     assert 0 < 1 - res["cos_min"] <= COS_DEFICIT_MAX  # type: ignore[index, operator]
     assert res["cos_mean"] >= res["cos_min"]  # type: ignore[index, operator]

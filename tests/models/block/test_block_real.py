@@ -13,18 +13,18 @@ the hidden states entering a block are checked against each model's own float32 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from sparsa.errors import MissingToolError
 from sparsa.models.block import block_decode, block_prefill, float_block
 from sparsa.models.block import real
 from sparsa.models.real import minilm as minilm_mod
 from sparsa.models.real import smollm2 as smollm2_mod
 from sparsa.sfu import from_fx, to_fx
+
+from ...conftest import load_or_skip
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."
 #: Relative tolerance of the error goldens (float64 summation order of the float block).
@@ -49,22 +49,15 @@ GOLDEN = {
 MAX_REL_ERROR = 0.05
 
 
-def _or_skip(loader: Callable[[], object]) -> object:
-    try:
-        return loader()
-    except MissingToolError as exc:
-        pytest.skip(str(exc))
-
-
 @pytest.fixture(scope="module")
 def smollm2():
-    m = _or_skip(smollm2_mod.load)
+    m = load_or_skip(smollm2_mod.load)
     return m, real.smollm2_block(m, 0), real.smollm2_float_block(m, 0), real.smollm2_hidden(m, SENTENCE, 0)
 
 
 @pytest.fixture(scope="module")
 def minilm():
-    m = _or_skip(minilm_mod.load)
+    m = load_or_skip(minilm_mod.load)
     return m, real.minilm_block(m, 0), real.minilm_float_block(m, 0), real.minilm_hidden(m, SENTENCE, 0)
 
 
