@@ -15,6 +15,7 @@ SFU it cannot do.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from sparsa.models.block import KVCache, block_prefill
 from sparsa.models.block.reference import _heads, _rope, _static, attention, int_linear, quantize_rows
@@ -97,16 +98,21 @@ class Sfu:
         return self.requant_rows(c @ codes_w.T, mant, expo, scale, e, bias)
 
 
-def test_linear_layers_are_quantize_requant_add():
+@pytest.mark.parametrize("path,seed", [("linear", 2), ("linear_rows", 3)])
+def test_linear_layers_as_sfu_commands(path, seed):
+    """Every linear layer of both tiny models equals int_linear bit for bit as SFU commands:
+    ``linear`` - QUANTIZE and REQUANT per token (the shift patched per token), then ADD bias;
+    ``linear_rows`` - QUANTIZE(row_exponent) -> dot -> REQUANT_ROW -> ADD bias, all tokens at once
+    (one command per step, not one per token)."""
     for name in ("tiny-llama", "tiny-bert"):
         m = tiny(name)
         w = m.int_blocks[0]
         x = tokens_fx(m, 5, 1)
         for lin in w.linear.values():
             xin = x if lin.shape[1] == x.shape[1] else \
-                np.random.default_rng(2).integers(-3 << 16, 3 << 16, (5, lin.shape[1]))
-            want = int_linear(xin, lin)
-            assert np.array_equal(Sfu().linear(xin, lin.codes, lin.mantissa, lin.exponent, lin.bias), want)
+                np.random.default_rng(seed).integers(-3 << 16, 3 << 16, (5, lin.shape[1]))
+            got = getattr(Sfu(), path)(xin, lin.codes, lin.mantissa, lin.exponent, lin.bias)
+            assert np.array_equal(got, int_linear(xin, lin)), (name, lin.name)
 
 
 def test_rope_qstatic_and_one_attention_head_are_commands():
@@ -147,20 +153,6 @@ def test_rope_qstatic_and_one_attention_head_are_commands():
                            shift=ep + int(w.v_scale.exponent[hkv]) - FX_FRAC)[0])
     assert np.array_equal(np.array(ctx), want)
     assert np.array_equal(np.array([sfu.quantize_token(r)[0] for r in p]), quantize_rows(p)[0])
-
-
-def test_linear_layers_are_four_commands_for_all_tokens():
-    """QUANTIZE(row_exponent) -> dot -> REQUANT_ROW -> ADD bias equals int_linear for every linear
-    layer, all tokens at once (one command per step, not one per token)."""
-    for name in ("tiny-llama", "tiny-bert"):
-        m = tiny(name)
-        w = m.int_blocks[0]
-        x = tokens_fx(m, 5, 1)
-        for lin in w.linear.values():
-            xin = x if lin.shape[1] == x.shape[1] else \
-                np.random.default_rng(3).integers(-3 << 16, 3 << 16, (5, lin.shape[1]))
-            got = Sfu().linear_rows(xin, lin.codes, lin.mantissa, lin.exponent, lin.bias)
-            assert np.array_equal(got, int_linear(xin, lin)), (name, lin.name)
 
 
 def test_one_attention_head_with_row_commands():
