@@ -8,6 +8,7 @@ by unit).  :mod:`sparsa.sim.estimator` fills them.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -159,19 +160,11 @@ class ModelEstimate:
 
     def energy_breakdown_pj(self) -> dict[str, float]:
         """Energy by component summed over layers, pJ."""
-        out: dict[str, float] = {}
-        for layer in self.layers:
-            for key, value in layer.energy_pj.items():
-                out[key] = out.get(key, 0.0) + value
-        return out
+        return _summed(layer.energy_pj for layer in self.layers)
 
     def unsourced_breakdown_pj(self) -> dict[str, float]:
         """Energy resting on energy-table entries without a citation, by entry, summed over layers, pJ."""
-        out: dict[str, float] = {}
-        for layer in self.layers:
-            for key, value in layer.unsourced_pj.items():
-                out[key] = out.get(key, 0.0) + value
-        return out
+        return _summed(layer.unsourced_pj for layer in self.layers)
 
     @property
     def unsourced_share(self) -> float:
@@ -181,19 +174,11 @@ class ModelEstimate:
 
     def cycles_by_unit(self) -> dict[str, float]:
         """Cycles summed over layers by unit: ``matrix``, ``sfu`` and ``memory`` (stall beyond compute)."""
-        out = dict.fromkeys(("matrix", "sfu", "memory"), 0.0)
-        for layer in self.layers:
-            for key, value in layer.cycles_by_unit().items():
-                out[key] += value
-        return out
+        return _summed((layer.cycles_by_unit() for layer in self.layers), ("matrix", "sfu", "memory"))
 
     def bytes_breakdown(self) -> dict[str, float]:
         """Off-chip bytes by kind summed over layers."""
-        out: dict[str, float] = {}
-        for layer in self.layers:
-            for key, value in layer.offchip_bytes.items():
-                out[key] = out.get(key, 0.0) + value
-        return out
+        return _summed(layer.offchip_bytes for layer in self.layers)
 
     def summary(self) -> dict[str, Any]:
         """The headline numbers as a dict."""
@@ -212,3 +197,12 @@ class ModelEstimate:
             "energy_unsourced_share": self.unsourced_share,
             "energy_unsourced_j": {k: v * 1e-12 for k, v in self.unsourced_breakdown_pj().items()},
         }
+
+
+def _summed(parts: Iterable[Mapping[str, float]], keys: Iterable[str] = ()) -> dict[str, float]:
+    """Per-key sums of ``parts`` (``keys`` first, then every other key in the order it first appears)."""
+    out = dict.fromkeys(keys, 0.0)
+    for part in parts:
+        for key, value in part.items():
+            out[key] = out.get(key, 0.0) + value
+    return out
