@@ -1,0 +1,430 @@
+"""Compile one transformer block into one machine program (docs/block.md, "The compiled block").
+
+The program does what :func:`sparsa.models.block.block_prefill` / ``block_decode`` do, step for
+step, with the same integer arithmetic, so every rung equals the reference bit for bit:
+
+* a linear layer is QUANTIZE (``row_exponent``: each token its own scale) -> GEMM of the codes
+  (raw int32 sums into VMEM) -> REQUANT_ROW (the token's mantissa and exponent times the
+  column's, one rounding) -> ADD of the bias;
+* Q, K and V are split into heads with MOVE; RoPE, QSTATIC (the KV head's static scale) and
+  KV_STORE append K and V to the cache in device memory at the token's positions;
+* each query head: QUANTIZE -> GEMM against its KV head's ``K^T`` straight from the cache ->
+  REQUANT_ROW with the score scale -> SOFTMAX (causal from ``start``) -> QUANTIZE -> GEMM
+  against ``V`` -> REQUANT_ROW with the V scale -> MOVE into the context row;
+* norms, activations, the SwiGLU product and the residual adds are SFU commands.
+
+Constant vectors (column mantissas, biases, gains, RoPE rows, score / V mantissa vectors) live
+in device memory and are LOADed into VMEM just before their command.  A KV-cache GEMM on a
+4-bit weight port runs the two nibble planes and combines them on the SFU (MUL by 16, ADD;
+:mod:`sparsa.compiler.attention`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sparsa.compiler.attention import operand_passes
+from sparsa.compiler.datapath import compile_gemm
+from sparsa.config import AcceleratorConfig
+from sparsa.datapath import matrix_datapath
+from sparsa.errors import ConfigError, ShapeError, UnsupportedError
+from sparsa.formats import nm
+from sparsa.isa import Opcode, opcode_of
+from sparsa.machine.isa import (
+    GemmInstr,
+    HaltInstr,
+    KvStoreInstr,
+    LoadInstr,
+    MachineInstr,
+    MoveInstr,
+    Plane,
+    SfuInstr,
+    StoreInstr,
+    WeightKind,
+    encode_machine,
+)
+from sparsa.machine.memory import DmAllocator, DmRegion, VmemAllocator, VmemBuffer, fx_bytes
+from sparsa.models.block.reference import ACT_BITS
+from sparsa.models.block.spec import BlockWeights
+from sparsa.sfu.command import SfuCommand, SfuOp
+from sparsa.sfu.fixed import FX_FRAC, FX_ONE
+from sparsa.sfu.ops import norm_eps_code
+
+__all__ = ["BlockProgram", "compile_block", "PHASES"]
+
+#: The phases a block is compiled for.
+PHASES = ("prefill", "decode")
+
+
+@dataclass
+class BlockProgram:
+    """A compiled block: machine instructions, the device-memory image and where things are.
+
+    Attributes
+    ----------
+    config : AcceleratorConfig
+        The machine (with its ``sfu:``).
+    weights : BlockWeights
+        The block.
+    phase : str
+        ``prefill`` or ``decode``.
+    tokens, start : int
+        Tokens run (T) and the position of the first (the cached positions before it).
+    instructions : list
+        The machine instructions, ending with HALT.
+    dm : DmAllocator
+        Regions and initial image (weights, constants; inputs and cache zero until
+        :meth:`device_memory` fills them).
+    programs : dict
+        The compiled datapath program of every weight-image GEMM, by the image's DM address:
+        the schedule its beat formers follow.
+    vmem_peak : int
+        VMEM words the program uses at most.
+    """
+
+    config: AcceleratorConfig
+    weights: BlockWeights
+    phase: str
+    tokens: int
+    start: int
+    instructions: list = field(default_factory=list)
+    dm: DmAllocator = field(default_factory=DmAllocator)
+    programs: dict = field(default_factory=dict)
+    vmem_peak: int = 0
+
+    def words(self) -> list[int]:
+        """The instruction stream."""
+        return encode_machine(self.instructions)
+
+    @property
+    def positions(self) -> int:
+        """Positions cached after the block has run."""
+        return self.start + self.tokens
+
+    def region(self, name: str) -> DmRegion:
+        """A DM region by name (``x_in``, ``x_out``, ``k{h}``, ``v{h}``, ...)."""
+        return self.dm.regions[name]
+
+    def device_memory(self, x: np.ndarray, k_cache: "np.ndarray | None" = None,
+                      v_cache: "np.ndarray | None" = None) -> bytearray:
+        """The DM image with the input ``x [T, hidden]`` (fx) and the cached positions' codes
+        ``[kv_heads, start, head_dim]`` written in."""
+        s = self.weights.spec
+        x = np.asarray(x, dtype=np.int64)
+        if x.shape != (self.tokens, s.hidden):
+            raise ShapeError(f"block input must be fx [{self.tokens}, {s.hidden}], not shape {x.shape}")
+        image = bytearray(self.dm.image)
+        reg = self.region("x_in")
+        image[reg.addr:reg.addr + reg.size] = fx_bytes(x)
+        for name, cache in (("k", k_cache), ("v", v_cache)):
+            want = (s.kv_heads, self.start, s.head_dim)
+            c = np.zeros(want, np.int64) if cache is None and not self.start else np.asarray(cache)
+            if c.shape != want:
+                raise ShapeError(f"{name.upper()} cache must be codes {list(want)}, not shape {c.shape}")
+            for h in range(s.kv_heads):
+                reg = self.region(f"{name}{h}")
+                data = c[h].astype(np.int8).tobytes()
+                image[reg.addr:reg.addr + len(data)] = data
+        return image
+
+
+def _check(config: AcceleratorConfig, weights: BlockWeights, phase: str, tokens: int, start: int) -> None:
+    if config.sfu is None:
+        raise ConfigError("the block runs on the machine's SFU, and the config has no sfu: section "
+                          "(add one, e.g. --set sfu.lanes=8)")
+    if phase not in PHASES:
+        raise ConfigError(f"phase must be one of {', '.join(PHASES)}, not {phase!r}")
+    if config.activation_bits != ACT_BITS or config.activation_is_ovp:
+        raise UnsupportedError(f"the block's GEMM inputs are int8 codes; types.activation="
+                               f"{config.types.activation!r} cannot take them (use int8)")
+    if config.act_scale.granularity != "tensor":
+        raise UnsupportedError(f"the machine keeps raw sums and scales them on the SFU (REQUANT_ROW); "
+                               f"act_scale.granularity={config.act_scale.granularity!r} must be 'tensor'")
+    if weights.act_group is not None:
+        raise UnsupportedError(f"the compiled block has one activation scale per token; act_group="
+                               f"{weights.act_group} (per-group scales) is not compiled yet")
+    s, lanes = weights.spec, config.sfu.lanes
+    if s.head_dim % lanes:
+        raise UnsupportedError(f"head_dim={s.head_dim} must be a multiple of sfu.lanes={lanes} (heads are whole "
+                               f"VMEM words)")
+    if phase == "decode" and (tokens != 1 or not s.causal):
+        raise ConfigError("decode runs one token of a causal block" if s.causal else
+                          "decode needs a causal block: a bidirectional block runs prefill over the whole sequence")
+    if phase == "prefill" and start:
+        raise ConfigError(f"prefill starts at position 0, not {start}")
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+        raise ConfigError(f"tokens must be a positive int, not {tokens!r}")
+    if start + tokens > weights.max_positions:
+        raise ConfigError(f"{start} cached + {tokens} new positions exceed the block's max_positions="
+                          f"{weights.max_positions}")
+
+
+class _Lowering:
+    """The compile state: both allocators and the instruction list."""
+
+    def __init__(self, bp: BlockProgram) -> None:
+        cfg = bp.config
+        self.bp, self.cfg, self.w, self.s = bp, cfg, bp.weights, bp.weights.spec
+        self.lanes = cfg.sfu.lanes
+        self.vm = VmemAllocator(self.lanes, cfg.sfu.vmem_words, f"block ({bp.phase}, {bp.tokens} tokens)")
+        self.T, self.start = bp.tokens, bp.start
+        self.keys = bp.start + bp.tokens
+        self.passes = operand_passes(cfg, ACT_BITS)
+        self.out = bp.instructions
+        self._const: dict[str, DmRegion] = {}
+
+    # -- emit helpers ------------------------------------------------------------------------
+    def sfu(self, op: SfuOp, rows: int, n: int, dst: VmemBuffer, a: VmemBuffer, **kw) -> None:
+        """One SFU command (checked against the VMEM now, so a bad layout fails at compile time)."""
+        cmd = SfuCommand(op, rows, n, dst.addr, a.addr, **kw)
+        cmd.check(self.lanes, self.cfg.sfu.vmem_words)
+        self.out.append(SfuInstr(cmd))
+
+    def const(self, name: str, values: np.ndarray) -> VmemBuffer:
+        """LOAD a constant ``[rows, n]`` (its DM region made once) into a new VMEM buffer."""
+        v = np.atleast_2d(np.asarray(values, dtype=np.int64))
+        reg = self._const.get(name) or self.bp.dm.region(f"const.{name}", fx_bytes(v))
+        self._const[name] = reg
+        buf = self.vm.alloc(name, *v.shape)
+        self.out.append(LoadInstr(reg.addr, buf.addr, v.shape[0], v.shape[1]))
+        return buf
+
+    def gemm(self, kind: WeightKind, w_addr: int, a: VmemBuffer, k: int, y: VmemBuffer, n: int, prog,
+             plane: Plane = Plane.WHOLE) -> None:
+        """A GEMM of ``a``'s rows (their first ``k`` elements) by the compiled ``prog`` (``[k, n]``) into ``y``."""
+        words = prog.instruction_words()
+        assert opcode_of(words[-1]) == Opcode.HALT
+        if kind is WeightKind.IMAGE:
+            self.bp.programs[w_addr] = prog
+        self.out.append(GemmInstr(kind, w_addr, a.addr, a.row_words, y.addr, y.row_words, a.rows, k, n,
+                                  tuple(words[:-1]), plane))
+
+    # -- the block's steps -------------------------------------------------------------------
+    def norm(self, x: VmemBuffer, i: int) -> VmemBuffer:
+        s, w = self.s, self.w
+        h = self.vm.alloc(f"norm{i}", self.T, s.hidden)
+        gain = self.const(f"norm{i}.gain", getattr(w, f"norm{i}"))
+        op = SfuOp.RMSNORM if s.norm == "rmsnorm" else SfuOp.LAYERNORM
+        self.sfu(op, self.T, s.hidden, h, x, b=gain.addr, eps_code=norm_eps_code(s.eps, s.hidden))
+        self.vm.free(gain)
+        if s.norm != "rmsnorm":
+            bias = self.const(f"norm{i}.bias", getattr(w, f"norm{i}_bias"))
+            self.sfu(SfuOp.ADD, self.T, s.hidden, h, h, b=bias.addr)
+            self.vm.free(bias)
+        return h
+
+    def quantize(self, x: VmemBuffer, n: int) -> tuple[VmemBuffer, VmemBuffer, VmemBuffer]:
+        codes = self.vm.alloc(f"{x.name}.codes", x.rows, n)
+        mant = self.vm.alloc(f"{x.name}.mant", 1, x.rows)
+        expo = self.vm.alloc(f"{x.name}.exp", 1, x.rows)
+        self.sfu(SfuOp.QUANTIZE, x.rows, n, codes, x, unit=n, bits=ACT_BITS, scale_dst=mant.addr,
+                 row_exponent=True, exp_dst=expo.addr)
+        return codes, mant, expo
+
+    def requant(self, dots: VmemBuffer, mant: VmemBuffer, expo: VmemBuffer, col_mant: np.ndarray,
+                col_exp: int, name: str, bias: "np.ndarray | None" = None) -> VmemBuffer:
+        """REQUANT_ROW of raw sums (and ADD of ``bias``), in place over ``dots``."""
+        n = dots.n
+        b = self.const(f"{name}.mant", np.broadcast_to(col_mant, (n,)))
+        self.sfu(SfuOp.REQUANT_ROW, dots.rows, n, dots, dots, b=b.addr, shift=col_exp - FX_FRAC,
+                 scale_src=mant.addr, exp_src=expo.addr)
+        self.vm.free(b)
+        if bias is not None:
+            bb = self.const(f"{name}.bias", bias)
+            self.sfu(SfuOp.ADD, dots.rows, n, dots, dots, b=bb.addr)
+            self.vm.free(bb)
+        return dots
+
+    def linear(self, x: VmemBuffer, name: str) -> VmemBuffer:
+        """fx ``x`` -> fx output of linear layer ``name`` (a new buffer; ``x`` kept)."""
+        lin = self.w.linear[name]
+        out_f, in_f = lin.shape
+        codes, mant, expo = self.quantize(x, in_f)
+        wt = lin.codes.T.astype(np.int64)                                      # W[k=in, n=out]
+        prog = compile_gemm(self.cfg, wt, self.T, self._pattern(wt), prune=False)
+        reg = self.bp.dm.region(f"w.{name}", b"".join(self._beat_bytes(v, i) for v, i in prog.weight_beats()))
+        y = self.vm.alloc(name, self.T, out_f)
+        self.gemm(WeightKind.IMAGE, reg.addr, codes, in_f, y, out_f, prog)
+        self.vm.free(codes)
+        self.requant(y, mant, expo, lin.mantissa, lin.exponent, name, lin.bias)
+        self.vm.free(mant, expo)
+        return y
+
+    def _pattern(self, w: np.ndarray) -> str:
+        """The config's default N:M pattern when ``w`` (``[k, n]``) satisfies it, else dense."""
+        p = self.cfg.sparsity.default
+        n_, m_ = nm.parse_nm(p) or (0, 0)
+        if m_ and n_ < m_ and w.shape[0] % m_ == 0 and nm.is_nm_sparse(w, n_, m_, axis=0):
+            return p
+        return "dense"
+
+    def _beat_bytes(self, values: np.ndarray, indices: np.ndarray) -> bytes:
+        dp = matrix_datapath(self.cfg)
+        nbytes = -(-dp.stream_beat_bits(self.cfg)["weights"] // 8)
+        return int(dp.pack_weight_beat(self.cfg, values, indices)).to_bytes(nbytes, "little")
+
+    def heads(self, y: VmemBuffer, n_heads: int, name: str) -> list[VmemBuffer]:
+        """MOVE each head's columns of ``y [T, n_heads * hd]`` into its own ``[T, hd]`` buffer."""
+        hd = self.s.head_dim
+        out = []
+        for j in range(n_heads):
+            buf = self.vm.alloc(f"{name}{j}", self.T, hd)
+            self.out.append(MoveInstr(y.addr + j * (hd // self.lanes), y.row_words, buf.addr, buf.row_words,
+                                      self.T, buf.row_words))
+            out.append(buf)
+        return out
+
+    def rope(self, heads: list[VmemBuffer]) -> None:
+        w, s = self.w, self.s
+        if s.rope is None:
+            return
+        pos = slice(self.start, self.start + self.T)
+        table = np.empty((self.T, s.head_dim), dtype=np.int64)
+        table[:, 0::2], table[:, 1::2] = w.rope_cos[pos], w.rope_sin[pos]
+        tb = self.const(f"rope.{self.start}.{self.T}", table)
+        for h in heads:
+            self.sfu(SfuOp.ROPE, self.T, s.head_dim, h, h, b=tb.addr, b_step=tb.row_words)
+        self.vm.free(tb)
+
+    def kv_store(self, heads: list[VmemBuffer], scale, kind: str) -> None:
+        for h, buf in enumerate(heads):
+            self.sfu(SfuOp.QSTATIC, self.T, self.s.head_dim, buf, buf, mantissa=int(scale.mantissa[h]),
+                     exponent=int(scale.exponent[h]), bits=ACT_BITS)
+            reg = self.bp.region(f"{kind}{h}")
+            self.out.append(KvStoreInstr(reg.addr, buf.addr, self.T, self.start, self.s.head_dim))
+
+    def cache_gemm(self, kind: WeightKind, h: int, a: VmemBuffer, k: int, y: VmemBuffer, n: int) -> None:
+        """A GEMM against KV head ``h`` (K^T or V), in nibble planes on a 4-bit weight port."""
+        reg = self.bp.region(("k" if kind is WeightKind.KEYS else "v") + str(h))
+        shape = (self.s.head_dim, self.keys) if kind is WeightKind.KEYS else (self.keys, self.s.head_dim)
+        # The schedule of a dense GEMM does not depend on the values: compile it on zeros; the
+        # machine forms the weight beats from the cache's codes when it runs (docs/isa.md).
+        prog = compile_gemm(self.cfg, np.zeros(shape, dtype=np.int64), a.rows, "dense", prune=False)
+        if self.passes == 1:
+            self.gemm(kind, reg.addr, a, k, y, n, prog)
+            return
+        lo = self.vm.alloc("lo", y.rows, n)
+        self.gemm(kind, reg.addr, a, k, y, n, prog, Plane.HIGH)
+        self.gemm(kind, reg.addr, a, k, lo, n, prog, Plane.LOW)
+        sixteen = self.const(f"nibble.16.{n}", np.full(n, 16 * FX_ONE))
+        self.sfu(SfuOp.MUL, y.rows, n, y, y, b=sixteen.addr)
+        self.sfu(SfuOp.ADD, y.rows, n, y, y, b=lo.addr, b_step=lo.row_words)
+        self.vm.free(sixteen, lo)
+
+    def attention(self, q_heads: list[VmemBuffer]) -> VmemBuffer:
+        s, w = self.s, self.w
+        ctx = self.vm.alloc("ctx", self.T, s.q_width)
+        for j, qh in enumerate(q_heads):
+            h = j // s.group
+            qc, qm, qe = self.quantize(qh, s.head_dim)
+            scores = self.vm.alloc("scores", self.T, self.keys)
+            self.cache_gemm(WeightKind.KEYS, h, qc, s.head_dim, scores, self.keys)
+            self.vm.free(qc)
+            self.requant(scores, qm, qe, np.full(self.keys, w.score_scale.mantissa[h]),
+                         int(w.score_scale.exponent[h]), f"score{h}.{self.keys}")
+            self.vm.free(qm, qe)
+            self.sfu(SfuOp.SOFTMAX, self.T, self.keys, scores, scores, causal=s.causal,
+                     offset=self.start if s.causal else 0)
+            pc, pm, pe = self.quantize(scores, self.keys)
+            self.vm.free(scores)
+            part = self.vm.alloc("ctx.head", self.T, s.head_dim)
+            self.cache_gemm(WeightKind.VALUES, h, pc, self.keys, part, s.head_dim)
+            self.vm.free(pc)
+            self.requant(part, pm, pe, np.full(s.head_dim, w.v_scale.mantissa[h]), int(w.v_scale.exponent[h]),
+                         f"v{h}")
+            self.vm.free(pm, pe)
+            self.out.append(MoveInstr(part.addr, part.row_words, ctx.addr + j * (s.head_dim // self.lanes),
+                                      ctx.row_words, self.T, part.row_words))
+            self.vm.free(part)
+        return ctx
+
+    def mlp(self, h: VmemBuffer) -> VmemBuffer:
+        s = self.s
+        up = self.linear(h, "up")
+        act = self.linear(h, "gate") if s.gated else up
+        self.sfu(SfuOp[s.activation.upper()], self.T, s.ffn, act, act)
+        if s.gated:
+            self.sfu(SfuOp.MUL, self.T, s.ffn, act, act, b=up.addr, b_step=up.row_words)
+            self.vm.free(up)
+        out = self.linear(act, "down")
+        self.vm.free(act)
+        return out
+
+    def block(self) -> None:
+        s, w, bp = self.s, self.w, self.bp
+        x_in = bp.dm.region("x_in", self.T * s.hidden * 4)
+        x_out = bp.dm.region("x_out", self.T * s.hidden * 4)
+        for kind in ("k", "v"):
+            for h in range(s.kv_heads):
+                bp.dm.region(f"{kind}{h}", w.max_positions * s.head_dim)
+        x = self.vm.alloc("x", self.T, s.hidden)
+        self.out.append(LoadInstr(x_in.addr, x.addr, self.T, s.hidden))
+        h = self.norm(x, 1) if s.prenorm else x
+        q, k, v = (self.linear(h, name) for name in ("q", "k", "v"))
+        q_heads = self.heads(q, s.heads, "q")
+        k_heads = self.heads(k, s.kv_heads, "k")
+        v_heads = self.heads(v, s.kv_heads, "v")
+        self.vm.free(q, k, v)
+        if h is not x:
+            self.vm.free(h)
+        self.rope(q_heads + k_heads)
+        self.kv_store(k_heads, w.k_scale, "k")
+        self.kv_store(v_heads, w.v_scale, "v")
+        self.vm.free(*k_heads, *v_heads)
+        ctx = self.attention(q_heads)
+        self.vm.free(*q_heads)
+        o = self.linear(ctx, "o")
+        self.vm.free(ctx)
+        self.sfu(SfuOp.ADD, self.T, s.hidden, x, x, b=o.addr, b_step=o.row_words)
+        self.vm.free(o)
+        if s.prenorm:
+            m = self.mlp(self.norm(x, 2))
+            self.sfu(SfuOp.ADD, self.T, s.hidden, x, x, b=m.addr, b_step=m.row_words)
+            result = x
+        else:
+            x1 = self.norm(x, 1)
+            self.vm.free(x)
+            m = self.mlp(x1)
+            self.sfu(SfuOp.ADD, self.T, s.hidden, x1, x1, b=m.addr, b_step=m.row_words)
+            result = self.norm(x1, 2)
+        self.out.append(StoreInstr(x_out.addr, result.addr, self.T, s.hidden))
+        self.out.append(HaltInstr())
+
+
+def compile_block(config: AcceleratorConfig, weights: BlockWeights, phase: str, tokens: int,
+                  start: int = 0) -> BlockProgram:
+    """Compile one block for ``config``'s machine.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+        A config with an ``sfu:`` section, int8 activations and tensor activation scales.
+    weights : BlockWeights
+        The block (:mod:`sparsa.models.block`); its linear weights run in the config's default
+        N:M pattern when they satisfy it, else dense.
+    phase : str
+        ``prefill`` (``tokens`` tokens from position 0) or ``decode`` (one token at ``start``).
+    tokens : int
+        T.
+    start : int
+        Cached positions before the first token (decode: the context length C).
+
+    Returns
+    -------
+    BlockProgram
+
+    Raises
+    ------
+    ConfigError, UnsupportedError
+        Before any work, for a config, phase or length the machine cannot run (the value and the
+        limit are named), including a program whose buffers do not fit ``sfu.vmem_words``.
+    """
+    _check(config, weights, phase, tokens, start)
+    bp = BlockProgram(config, weights, phase, tokens, start)
+    low = _Lowering(bp)
+    low.block()
+    bp.vmem_peak = low.vm.peak
+    return bp
+
