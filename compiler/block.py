@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sparsa.compiler.attention import operand_passes
+from sparsa.compiler.attention import NIBBLE_QMAX, operand_passes
 from sparsa.compiler.datapath import compile_gemm
 from sparsa.config import AcceleratorConfig
 from sparsa.datapath import matrix_datapath
@@ -134,6 +134,11 @@ def _check(config: AcceleratorConfig, weights: BlockWeights, phase: str, tokens:
     if config.sfu is None:
         raise ConfigError("the block runs on the machine's SFU, and the config has no sfu: section "
                           "(add one, e.g. --set sfu.lanes=8)")
+    if operand_passes(config, ACT_BITS) == 2:
+        raise UnsupportedError(f"attention's K/V codes run as two nibble passes on the {config.weight_bits}-bit weight "
+                               f"port of types.weight={config.types.weight!r}, which needs codes within "
+                               f"+-{NIBBLE_QMAX}; the block's static K/V quantization (QSTATIC) clips at +-127, so "
+                               f"the compiled block needs an 8-bit weight port for now")
     if phase not in PHASES:
         raise ConfigError(f"phase must be one of {', '.join(PHASES)}, not {phase!r}")
     if config.activation_bits != ACT_BITS or config.activation_is_ovp:

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from sparsa.config import AcceleratorConfig
 
 __all__ = ["GEMM_START_CYCLES", "GEMM_END_CYCLES", "DM_LATENCY", "VMEM_READ_LATENCY", "UNITS", "unit_of",
-           "instruction_cycles", "gemm_body_cycles"]
+           "instruction_cycles", "gemm_body_cycles", "machine_cycles"]
 
 #: The activation former's prefetch before a GEMM's first datapath word.
 GEMM_START_CYCLES = 2
@@ -102,3 +102,17 @@ def instruction_cycles(config: "AcceleratorConfig", instr: MachineInstr) -> int:
     if isinstance(instr, HaltInstr):
         return FETCH_CYCLES
     raise TypeError(f"not a machine instruction: {instr!r}")
+
+
+def machine_cycles(config: "AcceleratorConfig", instructions: "list[MachineInstr]") -> dict[str, int]:
+    """Cycles of a whole machine program from its instructions alone (no data): ``{"total", *UNITS}``.
+
+    Equal to the cycle rung's count by construction of the contract (tested); the estimator of a
+    compiled block and ``sparsa block``'s ``cycle_model_cycles`` use it.
+    """
+    out = dict.fromkeys(("total", *UNITS), 0)
+    for ins in instructions:
+        c = instruction_cycles(config, ins)
+        out["total"] += c
+        out[unit_of(ins)] += c
+    return out
