@@ -20,11 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from sparsa.compiler.attention import NIBBLE_QMAX, operand_passes
 from sparsa.compiler.block import compile_block
 from sparsa.config import load_config
 from sparsa.machine.memory import bytes_fx
 from sparsa.machine.timing import UNITS, machine_cycles
 from sparsa.models.block import KVCache, block_decode, block_prefill
+from sparsa.models.block.reference import ACT_BITS
 from sparsa.models.block.source import load_block_source
 from sparsa.sim.machine import run_machine
 
@@ -39,18 +41,19 @@ TINY_ROWS = [
     ("chain-4x4-2of4", {"sfu.lanes": 8}, "tiny-llama", "decode", 1, 64),
     ("chain-4x4-2of4", {"sfu.lanes": 8}, "tiny-bert", "prefill", 16, 0),
 ]
-#: The issue's benchmark: SmolLM2 block 0 decode at context 256 on the U280 preset with int8 weights
-#: (its int4 port needs K/V nibble passes the compiled block does not take yet: docs/block.md).
+#: The issue's benchmark: SmolLM2 block 0 decode at context 256 on the U280 preset (int4 weights;
+#: attention's K/V in two nibble planes, codes within +-119), and MiniLM block 0 prefill.
 REAL_ROWS = [
-    ("u280-flightllm", {"sfu.lanes": 8, "types.weight": "int8"}, "smollm2", "decode", 1, 256),
-    ("u280-flightllm", {"sfu.lanes": 8, "sfu.vmem_words": 16384, "types.weight": "int8"}, "minilm", "prefill", 16, 0),
+    ("u280-flightllm", {"sfu.lanes": 8}, "smollm2", "decode", 1, 256),
+    ("u280-flightllm", {"sfu.lanes": 8, "sfu.vmem_words": 16384}, "minilm", "prefill", 16, 0),
 ]
 
 
 def run_row(config: str, overrides: dict, model: str, phase: str, tokens: int, context: int) -> dict:
     """Compile and run one block on the cycle rung; the measurements of one table row."""
     cfg = load_config(ROOT / "configs" / f"{config}.yaml").with_overrides(overrides)
-    src = load_block_source(model, 0, context + tokens, bits=cfg.weight_bits)
+    kv_qmax = NIBBLE_QMAX if operand_passes(cfg, ACT_BITS) == 2 else 127
+    src = load_block_source(model, 0, context + tokens, bits=cfg.weight_bits, kv_qmax=kv_qmax)
     w, x = src.weights, src.hidden[context:context + tokens]
     empty = np.zeros((w.spec.kv_heads, 0, w.spec.head_dim), np.int64)
     before = block_prefill(w, src.hidden[:context])[1] if context else KVCache(empty, empty)

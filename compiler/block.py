@@ -134,11 +134,11 @@ def _check(config: AcceleratorConfig, weights: BlockWeights, phase: str, tokens:
     if config.sfu is None:
         raise ConfigError("the block runs on the machine's SFU, and the config has no sfu: section "
                           "(add one, e.g. --set sfu.lanes=8)")
-    if operand_passes(config, ACT_BITS) == 2:
+    if operand_passes(config, ACT_BITS) == 2 and weights.kv_qmax > NIBBLE_QMAX:
         raise UnsupportedError(f"attention's K/V codes run as two nibble passes on the {config.weight_bits}-bit weight "
-                               f"port of types.weight={config.types.weight!r}, which needs codes within "
-                               f"+-{NIBBLE_QMAX}; the block's static K/V quantization (QSTATIC) clips at +-127, so "
-                               f"the compiled block needs an 8-bit weight port for now")
+                               f"port of types.weight={config.types.weight!r}, which takes codes within "
+                               f"+-{NIBBLE_QMAX}; this block's kv_qmax={weights.kv_qmax} (quantize it with "
+                               f"kv_qmax={NIBBLE_QMAX}, as sparsa block does for such a config)")
     if phase not in PHASES:
         raise ConfigError(f"phase must be one of {', '.join(PHASES)}, not {phase!r}")
     if config.activation_bits != ACT_BITS or config.activation_is_ovp:
@@ -296,7 +296,7 @@ class _Lowering:
     def kv_store(self, heads: list[VmemBuffer], scale, kind: str) -> None:
         for h, buf in enumerate(heads):
             self.sfu(SfuOp.QSTATIC, self.T, self.s.head_dim, buf, buf, mantissa=int(scale.mantissa[h]),
-                     exponent=int(scale.exponent[h]), bits=ACT_BITS)
+                     exponent=int(scale.exponent[h]), bits=ACT_BITS, qmax=self.w.kv_qmax)
             reg = self.bp.region(f"{kind}{h}")
             self.out.append(KvStoreInstr(reg.addr, buf.addr, self.T, self.start, self.s.head_dim))
 

@@ -47,7 +47,7 @@ def block_cycles() -> str:
 def block_real() -> str:
     """SmolLM2 block 0 decode at context 256 and MiniLM block 0 prefill, real weights, on the U280 preset."""
     return (_stamp("python docs/generate.py --only block-real") + " `python benchmarks/bench_block.py` (the "
-            "real-model rows): real weights quantized int8 per output channel, hidden states of the default "
-            "sentence; the U280 preset with `types.weight=int8` because its int4 port needs K/V nibble passes the "
-            "compiled block does not take yet. Wall time excludes loading the model.\n\n"
+            "real-model rows): real weights quantized int4 per output channel (the preset's weight port), K/V codes "
+            "within +-119 in two nibble planes, hidden states of the default sentence. Wall time = compile + run on "
+            "the cycle rung, model loading excluded.\n\n"
             + _block_rows(benchmark_module("bench_block").REAL_ROWS, True))

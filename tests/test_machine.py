@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sparsa.compiler.attention import NIBBLE_QMAX
 from sparsa.compiler.block import compile_block
 from sparsa.errors import ConfigError, FormatError, IllegalInstructionError, UnsupportedError
 from sparsa.machine.isa import (
@@ -22,6 +23,7 @@ from sparsa.machine.isa import (
     KvStoreInstr,
     LoadInstr,
     MoveInstr,
+    Plane,
     SfuInstr,
     StoreInstr,
     WeightKind,
@@ -31,6 +33,7 @@ from sparsa.machine.isa import (
 from sparsa.machine.memory import bytes_fx
 from sparsa.machine.timing import machine_cycles
 from sparsa.models.block import KVCache, block_decode, block_prefill
+from sparsa.models.block.convert import quantize_block
 from sparsa.sfu.command import SfuCommand, SfuOp
 from sparsa.sfu.encoding import COMMAND_WORDS, decode_command, encode_command
 from sparsa.sim.machine import run_machine
@@ -111,9 +114,16 @@ def test_machine_stream_refuses_bad_words():
         GemmInstr(WeightKind.IMAGE, 0, 0, 1, 0, 1, 1, 1, 1, (halt[0],))
 
 
-def _run_block(cfg, name, phase, tokens, start, seed, rung):
+def tiny_int4(name: str):
+    """A tiny model's block 0 with int4 weights and K/V codes within +-119, for 4-bit weight ports."""
     m = tiny(name)
-    w = m.int_blocks[0]
+    calib = np.random.default_rng(0).integers(0, m.embedding.shape[0], 64)
+    return quantize_block(m.blocks[0], m.hidden(calib, 0), bits=4, max_positions=128, kv_qmax=NIBBLE_QMAX)
+
+
+def _run_block(cfg, name, phase, tokens, start, seed, rung, w=None):
+    m = tiny(name)
+    w = m.int_blocks[0] if w is None else w
     x_all = tokens_fx(m, start + tokens, seed)
     if phase == "prefill":
         want, cache = block_prefill(w, x_all)
@@ -146,6 +156,21 @@ def test_compiled_block_is_bit_exact(preset_name, name, phase, rung):
     contract = machine_cycles(cfg, bp.instructions)
     assert run.cycles == contract["total"] and run.cycles_by_unit == {u: contract[u] for u in run.cycles_by_unit}
     assert all(contract[u] > 0 for u in ("matrix", "sfu", "memory"))
+
+
+@pytest.mark.parametrize("preset_name", ["systolic-4x4-int4", "chain-8x2-m16"])
+@pytest.mark.parametrize("name,phase", [("tiny-llama", "decode"), ("tiny-bert", "prefill")])
+def test_compiled_block_on_a_4bit_weight_port(preset_name, name, phase):
+    """int4 weights, and attention's int8 K/V in two nibble planes (GEMMs HIGH and LOW, the SFU's
+    MUL 16 + ADD), K/V codes saturating at 119 (QSTATIC ``qmax``), on both rungs."""
+    cfg = machine(preset_name)
+    w = tiny_int4(name)
+    tokens, start = (5, 0) if phase == "prefill" else (1, 11)
+    for rung in ("isa", "cycle"):
+        out, want, run, bp = _run_block(cfg, name, phase, tokens, start, 4, rung, w)
+        assert np.array_equal(out, want)
+        assert sum(isinstance(i, GemmInstr) and i.plane is Plane.LOW for i in bp.instructions) == 2 * w.spec.heads
+        assert run.cycles == machine_cycles(cfg, bp.instructions)["total"]
 
 
 @settings(max_examples=6, deadline=None)
@@ -200,5 +225,5 @@ def test_compile_refusals_name_the_value():
         compile_block(machine("systolic-8x8-2of4"), tiny("tiny-bert").int_blocks[0], "decode", 1, 3)
     with pytest.raises(UnsupportedError, match="head_dim=16 must be a multiple of sfu.lanes=32"):
         compile_block(machine("systolic-8x8-2of4", lanes=32), w, "prefill", 2)
-    with pytest.raises(UnsupportedError, match="nibble passes"):
+    with pytest.raises(UnsupportedError, match="kv_qmax=127"):
         compile_block(preset("u280-flightllm").with_overrides({"sfu.lanes": 8}), w, "prefill", 2)

@@ -42,7 +42,7 @@ def _repeat(text: str, count, positions: int) -> str:
 
 
 def load_block_source(model: str, block: int, positions: int, *, bits: int = 8, pattern: "str | None" = None,
-                      text: "str | None" = None) -> BlockSource:
+                      text: "str | None" = None, kv_qmax: int = 127) -> BlockSource:
     """Load block ``block`` of ``model`` and the hidden states of the first ``positions`` tokens of ``text``.
 
     Parameters
@@ -60,6 +60,9 @@ def load_block_source(model: str, block: int, positions: int, *, bits: int = 8, 
         tiny-llama's MLP is 2:4).
     text : str, optional
         The text (default :data:`DEFAULT_TEXT`).
+    kv_qmax : int
+        Largest K/V code of the real models' blocks (:attr:`BlockWeights.kv_qmax`; the tiny
+        models are quantized with 127 and refuse another).
 
     Raises
     ------
@@ -79,6 +82,9 @@ def load_block_source(model: str, block: int, positions: int, *, bits: int = 8, 
     if model.startswith("tiny-"):
         from .tiny import tiny_model
 
+        if kv_qmax != 127:
+            raise ConfigError(f"the tiny models' K/V codes are int8 (kv_qmax 127), not kv_qmax={kv_qmax}: a config "
+                              f"whose 4-bit weight port takes the cache as nibble planes runs the real models")
         if bits != 8:
             raise ConfigError(f"the tiny models have int8 weights; a config with {bits}-bit weights runs the "
                               f"real models (--model smollm2 or minilm)")
@@ -95,12 +101,12 @@ def load_block_source(model: str, block: int, positions: int, *, bits: int = 8, 
 
     if model == "smollm2":
         m = smollm2.load()
-        weights = smollm2_block(m, block, bits=bits, pattern=pattern, max_positions=max_positions)
+        weights = smollm2_block(m, block, bits=bits, pattern=pattern, max_positions=max_positions, kv_qmax=kv_qmax)
         full = _repeat(text, lambda t: len(m.tokenize(t)), positions)
         hidden = smollm2_hidden(m, full, block)
     else:
         m = minilm.load()
-        weights = minilm_block(m, block, bits=bits, pattern=pattern, max_positions=max_positions)
+        weights = minilm_block(m, block, bits=bits, pattern=pattern, max_positions=max_positions, kv_qmax=kv_qmax)
         full = _repeat(text, lambda t: m.tokenize([t])[0][0].size, positions)
         hidden = minilm_hidden(m, full, block)
     return BlockSource(model, block, weights, to_fx(hidden[:positions]))

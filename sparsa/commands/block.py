@@ -11,12 +11,13 @@ import numpy as np
 
 from sparsa.commands._common import add_config_argument
 from sparsa.commands.build import load_with_overrides
+from sparsa.compiler.attention import NIBBLE_QMAX, operand_passes
 from sparsa.compiler.block import PHASES, compile_block
 from sparsa.errors import ConfigError, UnsupportedError
 from sparsa.machine.memory import bytes_fx
 from sparsa.machine.timing import UNITS, machine_cycles
 from sparsa.models.block import block_decode, block_prefill
-from sparsa.models.block.reference import KVCache
+from sparsa.models.block.reference import ACT_BITS, KVCache
 from sparsa.models.block.source import BLOCK_MODELS, load_block_source
 from sparsa.output import check_output_file, write_file
 
@@ -69,8 +70,9 @@ def run(args: argparse.Namespace) -> int:
         raise UnsupportedError(f"--backend {args.backend}: the SFU is not attached to a datapath top in RTL yet; "
                                f"the compiled block runs on --backend isa or cycle")
     t0 = time.perf_counter()
+    kv_qmax = NIBBLE_QMAX if operand_passes(cfg, ACT_BITS) == 2 else 127     # nibble planes: docs/block.md
     src = load_block_source(args.model, args.block, start + tokens, bits=cfg.weight_bits, pattern=args.sparsity,
-                            text=args.text)
+                            text=args.text, kv_qmax=kv_qmax)
     w = src.weights
     x = src.hidden[start:start + tokens]
     bp = compile_block(cfg, w, args.phase, tokens, start)          # refuses before any run

@@ -24,7 +24,7 @@ COMMAND_FIELDS: tuple[tuple[str, int, bool], ...] = (
     ("shift", 7, True), ("mantissa", 24, False), ("exponent", 8, True), ("bits4", 1, False),
     ("eps_code", 48, False), ("causal", 1, False), ("offset", 24, False), ("unit", 16, False),
     ("mantissa_bits", 5, False), ("scale_dst", 24, False), ("row_exponent", 1, False),
-    ("exp_dst", 24, False), ("scale_src", 24, False), ("exp_src", 24, False),
+    ("exp_dst", 24, False), ("scale_src", 24, False), ("exp_src", 24, False), ("qmax", 7, False),
 )
 #: Bits of the packed command.
 COMMAND_BITS = sum(width for _, width, _ in COMMAND_FIELDS)
