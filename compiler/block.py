@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sparsa.compiler.attention import NIBBLE_QMAX, operand_passes
-from sparsa.compiler.datapath import compile_gemm
+from sparsa.compiler.datapath import compile_gemm, gemm_instruction_counts
 from sparsa.config import AcceleratorConfig
 from sparsa.datapath import matrix_datapath
 from sparsa.errors import ConfigError, ShapeError, UnsupportedError
@@ -45,14 +45,16 @@ from sparsa.machine.isa import (
     WeightKind,
     encode_machine,
 )
+from sparsa.machine.timing import GemmCounts, machine_cycles
 from sparsa.machine.memory import DmAllocator, DmRegion, VmemAllocator, VmemBuffer, fx_bytes
 from sparsa.models.block.reference import ACT_BITS
+from sparsa.compiler.block_shape import BlockShape, LinearShape
 from sparsa.models.block.spec import BlockWeights
 from sparsa.sfu.command import SfuCommand, SfuOp
 from sparsa.sfu.fixed import FX_FRAC, FX_ONE
 from sparsa.sfu.ops import norm_eps_code
 
-__all__ = ["BlockProgram", "compile_block", "PHASES"]
+__all__ = ["BlockProgram", "BlockShape", "LinearShape", "compile_block", "block_cycles", "PHASES"]  # shapes re-exported
 
 #: The phases a block is compiled for.
 PHASES = ("prefill", "decode")
@@ -247,11 +249,14 @@ class _Lowering:
         lin = self.w.linear[name]
         out_f, in_f = lin.shape
         codes, mant, expo = self.quantize(x, in_f)
-        wt = lin.codes.T.astype(np.int64)                                      # W[k=in, n=out]
-        prog = compile_gemm(self.cfg, wt, self.T, self._pattern(wt), prune=False)
-        reg = self.bp.dm.region(f"w.{name}", b"".join(self._beat_bytes(v, i) for v, i in prog.weight_beats()))
         y = self.vm.alloc(name, self.T, out_f)
-        self.gemm(WeightKind.IMAGE, reg.addr, codes, in_f, y, out_f, prog)
+        if lin.codes is None:                                                  # a BlockShape: costed only
+            self.out.append(GemmCounts(gemm_instruction_counts(self.cfg, self.T, in_f, out_f, lin.pattern)))
+        else:
+            wt = lin.codes.T.astype(np.int64)                                  # W[k=in, n=out]
+            prog = compile_gemm(self.cfg, wt, self.T, self._pattern(wt), prune=False)
+            reg = self.bp.dm.region(f"w.{name}", b"".join(self._beat_bytes(v, i) for v, i in prog.weight_beats()))
+            self.gemm(WeightKind.IMAGE, reg.addr, codes, in_f, y, out_f, prog)
         self.vm.free(codes)
         self.requant(y, mant, expo, lin.mantissa, lin.exponent, name, lin.bias)
         self.vm.free(mant, expo)
@@ -304,6 +309,12 @@ class _Lowering:
         """A GEMM against KV head ``h`` (K^T or V), in nibble planes on a 4-bit weight port."""
         reg = self.bp.region(("k" if kind is WeightKind.KEYS else "v") + str(h))
         shape = (self.s.head_dim, self.keys) if kind is WeightKind.KEYS else (self.keys, self.s.head_dim)
+        if isinstance(self.w, BlockShape):
+            for _ in range(self.passes):
+                self.out.append(GemmCounts(gemm_instruction_counts(self.cfg, a.rows, *shape, "dense")))
+            if self.passes == 2:
+                self._combine(y, n, self.vm.alloc("lo", y.rows, n))
+            return
         # The schedule of a dense GEMM does not depend on the values: compile it on zeros; the
         # machine forms the weight beats from the cache's codes when it runs (docs/isa.md).
         prog = compile_gemm(self.cfg, np.zeros(shape, dtype=np.int64), a.rows, "dense", prune=False)
@@ -313,6 +324,10 @@ class _Lowering:
         lo = self.vm.alloc("lo", y.rows, n)
         self.gemm(kind, reg.addr, a, k, y, n, prog, Plane.HIGH)
         self.gemm(kind, reg.addr, a, k, lo, n, prog, Plane.LOW)
+        self._combine(y, n, lo)
+
+    def _combine(self, y: VmemBuffer, n: int, lo: VmemBuffer) -> None:
+        """``y = 16 * y + lo``: the nibble planes' sums combined on the SFU (MUL by 16.0, ADD)."""
         sixteen = self.const(f"nibble.16.{n}", np.full(n, 16 * FX_ONE))
         self.sfu(SfuOp.MUL, y.rows, n, y, y, b=sixteen.addr)
         self.sfu(SfuOp.ADD, y.rows, n, y, y, b=lo.addr, b_step=lo.row_words)
@@ -426,6 +441,9 @@ def compile_block(config: AcceleratorConfig, weights: BlockWeights, phase: str, 
         Before any work, for a config, phase or length the machine cannot run (the value and the
         limit are named), including a program whose buffers do not fit ``sfu.vmem_words``.
     """
+    if not isinstance(weights, BlockWeights):
+        raise ConfigError(f"compile_block takes BlockWeights, not {type(weights).__name__} (a BlockShape is "
+                          f"costed by block_cycles)")
     _check(config, weights, phase, tokens, start)
     bp = BlockProgram(config, weights, phase, tokens, start)
     low = _Lowering(bp)
@@ -433,3 +451,24 @@ def compile_block(config: AcceleratorConfig, weights: BlockWeights, phase: str, 
     bp.vmem_peak = low.vm.peak
     return bp
 
+
+
+def block_cycles(config: AcceleratorConfig, shape: BlockShape, phase: str, tokens: int,
+                 start: int = 0) -> dict[str, int]:
+    """Cycles of the block's machine program from its structure alone: ``{"total", "matrix", "sfu", "memory"}``.
+
+    The same lowering as :func:`compile_block`, with each GEMM costed from the datapath's tiling
+    (:class:`~sparsa.machine.timing.GemmCounts`) instead of compiled: equal, cycle for cycle, to
+    the compiled block's count on the cycle rung (tested), for any weights of that structure.
+
+    Raises
+    ------
+    ConfigError, UnsupportedError
+        As :func:`compile_block`.
+    """
+    if not isinstance(shape, BlockShape):
+        raise ConfigError(f"block_cycles takes a BlockShape, not {type(shape).__name__}")
+    _check(config, shape, phase, tokens, start)
+    bp = BlockProgram(config, shape, phase, tokens, start)
+    _Lowering(bp).block()
+    return machine_cycles(config, bp.instructions)

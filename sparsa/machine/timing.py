@@ -24,6 +24,8 @@ memory is modelled as delivering one weight beat (and one VMEM word) per cycle a
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sparsa.datapath import matrix_datapath
@@ -50,7 +52,7 @@ if TYPE_CHECKING:
     from sparsa.config import AcceleratorConfig
 
 __all__ = ["GEMM_START_CYCLES", "GEMM_END_CYCLES", "DM_LATENCY", "VMEM_READ_LATENCY", "UNITS", "unit_of",
-           "instruction_cycles", "gemm_body_cycles", "machine_cycles"]
+           "instruction_cycles", "gemm_body_cycles", "machine_cycles", "GemmCounts"]
 
 #: The activation former's prefetch before a GEMM's first datapath word.
 GEMM_START_CYCLES = 2
@@ -65,9 +67,23 @@ VMEM_READ_LATENCY = 1
 UNITS = ("matrix", "sfu", "memory")
 
 
-def unit_of(instr: MachineInstr) -> str:
+@dataclass(frozen=True)
+class GemmCounts:
+    """A GEMM instruction known by its datapath instructions' multiplicities (``Counter``, HALT
+    included, as :func:`sparsa.compiler.datapath.gemm_instruction_counts` gives them): what the
+    estimator costs without compiling the GEMM; its cycles equal the compiled :class:`GemmInstr`'s."""
+
+    counts: Counter
+
+    def body_cycles(self, config: "AcceleratorConfig") -> int:
+        """The datapath's cycles for the GEMM's words (the program's without its HALT)."""
+        dp = matrix_datapath(config)
+        return sum(mult * dp.instruction_cycles(config, ins) for ins, mult in self.counts.items()) - FETCH_CYCLES
+
+
+def unit_of(instr: "MachineInstr | GemmCounts") -> str:
     """The unit an instruction's cycles count for: GEMM matrix, SFU sfu, moves and HALT memory."""
-    if isinstance(instr, GemmInstr):
+    if isinstance(instr, (GemmInstr, GemmCounts)):
         return "matrix"
     if isinstance(instr, SfuInstr):
         return "sfu"
@@ -83,15 +99,16 @@ def _fetch(op: MachineOp) -> int:
     return FETCH_CYCLES * (1 + OPERAND_WORDS[op])
 
 
-def instruction_cycles(config: "AcceleratorConfig", instr: MachineInstr) -> int:
+def instruction_cycles(config: "AcceleratorConfig", instr: "MachineInstr | GemmCounts") -> int:
     """Cycles of one machine instruction, fetch included (the module docstring's table)."""
     if config.sfu is None:
         raise ConfigError("the machine's timing needs the config's sfu: section (its lanes)")
     lanes = config.sfu.lanes
     if isinstance(instr, SfuInstr):
         return _fetch(MachineOp.SFU) + command_cycles(instr.command, lanes, LANE_LATENCY, SCALAR_CYCLES)
-    if isinstance(instr, GemmInstr):
-        return _fetch(MachineOp.GEMM) + GEMM_START_CYCLES + gemm_body_cycles(config, instr) + GEMM_END_CYCLES
+    if isinstance(instr, (GemmInstr, GemmCounts)):
+        body = gemm_body_cycles(config, instr) if isinstance(instr, GemmInstr) else instr.body_cycles(config)
+        return _fetch(MachineOp.GEMM) + GEMM_START_CYCLES + body + GEMM_END_CYCLES
     if isinstance(instr, (LoadInstr, StoreInstr)):
         op = MachineOp.STORE if isinstance(instr, StoreInstr) else MachineOp.LOAD
         return _fetch(op) + DM_LATENCY + instr.rows * row_words(instr.n, lanes)
@@ -104,7 +121,7 @@ def instruction_cycles(config: "AcceleratorConfig", instr: MachineInstr) -> int:
     raise TypeError(f"not a machine instruction: {instr!r}")
 
 
-def machine_cycles(config: "AcceleratorConfig", instructions: "list[MachineInstr]") -> dict[str, int]:
+def machine_cycles(config: "AcceleratorConfig", instructions: "list[MachineInstr | GemmCounts]") -> dict[str, int]:
     """Cycles of a whole machine program from its instructions alone (no data): ``{"total", *UNITS}``.
 
     Equal to the cycle rung's count by construction of the contract (tested); the estimator of a
