@@ -46,7 +46,7 @@ from sparsa.machine.isa import (
     encode_machine,
 )
 from sparsa.machine.timing import GemmCounts, machine_cycles
-from sparsa.machine.memory import DmAllocator, DmRegion, VmemAllocator, VmemBuffer, fx_bytes
+from sparsa.machine.memory import FX_BYTES, DmAllocator, DmRegion, VmemAllocator, VmemBuffer, fx_bytes
 from sparsa.models.block.reference import ACT_BITS
 from sparsa.compiler.block_shape import BlockShape, LinearShape
 from sparsa.models.block.spec import BlockWeights
@@ -58,6 +58,30 @@ __all__ = ["BlockProgram", "BlockShape", "LinearShape", "compile_block", "block_
 
 #: The phases a block is compiled for.
 PHASES = ("prefill", "decode")
+
+
+class DevicePlan:
+    """The device memory of compiled programs: regions made once and shared by every program
+    compiled against it (the blocks of a model, its decode steps), and the compiled datapath
+    program of every weight image, by the image's DM address (the schedule its formers follow)."""
+
+    def __init__(self) -> None:
+        self.dm = DmAllocator()
+        self.programs: dict[int, object] = {}
+
+    def region(self, name: str, data: "bytes | int") -> DmRegion:
+        """The region ``name``, made with ``data`` (bytes, or a size of zero bytes) the first time."""
+        return self.dm.regions.get(name) or self.dm.region(name, data)
+
+    def image(self, name: str, config: AcceleratorConfig, prog) -> int:
+        """The DM address of ``prog``'s weight image (packed and stored the first time ``name`` is asked for)."""
+        if name not in self.dm.regions:
+            dp = matrix_datapath(config)
+            nbytes = -(-dp.stream_beat_bits(config)["weights"] // 8)
+            self.dm.region(name, b"".join(int(dp.pack_weight_beat(config, v, i)).to_bytes(nbytes, "little")
+                                          for v, i in prog.weight_beats()))
+            self.programs[self.dm.regions[name].addr] = prog
+        return self.dm.regions[name].addr
 
 
 @dataclass
@@ -76,12 +100,9 @@ class BlockProgram:
         Tokens run (T) and the position of the first (the cached positions before it).
     instructions : list
         The machine instructions, ending with HALT.
-    dm : DmAllocator
-        Regions and initial image (weights, constants; inputs and cache zero until
-        :meth:`device_memory` fills them).
-    programs : dict
-        The compiled datapath program of every weight-image GEMM, by the image's DM address:
-        the schedule its beat formers follow.
+    plan : DevicePlan
+        The device memory: regions and initial image (weights, constants; inputs and cache zero
+        until :meth:`device_memory` fills them), and the program of every weight image.
     vmem_peak : int
         VMEM words the program uses at most.
     """
@@ -92,9 +113,18 @@ class BlockProgram:
     tokens: int
     start: int
     instructions: list = field(default_factory=list)
-    dm: DmAllocator = field(default_factory=DmAllocator)
-    programs: dict = field(default_factory=dict)
+    plan: DevicePlan = field(default_factory=DevicePlan)
     vmem_peak: int = 0
+
+    @property
+    def dm(self) -> DmAllocator:
+        """The device memory's regions and initial image."""
+        return self.plan.dm
+
+    @property
+    def programs(self) -> dict:
+        """The compiled datapath program of every weight image, by its DM address."""
+        return self.plan.programs
 
     def words(self) -> list[int]:
         """The instruction stream."""
@@ -168,19 +198,36 @@ def _check(config: AcceleratorConfig, weights: BlockWeights, phase: str, tokens:
                           f"{weights.max_positions}")
 
 
-class _Lowering:
-    """The compile state: both allocators and the instruction list."""
+class BlockLowering:
+    """One block lowered into machine instructions appended to ``out``, against a shared device
+    plan and VMEM allocator (so a model chains its blocks, activations staying in VMEM).
 
-    def __init__(self, bp: BlockProgram) -> None:
-        cfg = bp.config
-        self.bp, self.cfg, self.w, self.s = bp, cfg, bp.weights, bp.weights.spec
-        self.lanes = cfg.sfu.lanes
-        self.vm = VmemAllocator(self.lanes, cfg.sfu.vmem_words, f"block ({bp.phase}, {bp.tokens} tokens)")
-        self.T, self.start = bp.tokens, bp.start
-        self.keys = bp.start + bp.tokens
-        self.passes = operand_passes(cfg, ACT_BITS)
-        self.out = bp.instructions
-        self._const: dict[str, DmRegion] = {}
+    Parameters
+    ----------
+    config : AcceleratorConfig
+        The machine.
+    weights : BlockWeights or BlockShape
+        The block (a :class:`BlockShape`: GEMMs costed from their shape, nothing compiled).
+    tokens, start : int
+        T and the position of the first token.
+    plan : DevicePlan
+        Where weights, constants and the KV cache live; ``prefix`` names this block's regions.
+    vm : VmemAllocator
+        The VMEM.
+    out : list
+        The instruction list.
+    prefix : str
+        Prefix of this block's DM region names (``L3.`` for block 3 of a model).
+    """
+
+    def __init__(self, config: AcceleratorConfig, weights, tokens: int, start: int, plan: DevicePlan,
+                 vm: VmemAllocator, out: list, prefix: str = "") -> None:
+        self.cfg, self.w, self.s = config, weights, weights.spec
+        self.lanes = config.sfu.lanes
+        self.plan, self.vm, self.out, self.prefix = plan, vm, out, prefix
+        self.T, self.start = tokens, start
+        self.keys = start + tokens
+        self.passes = operand_passes(config, ACT_BITS)
 
     # -- emit helpers ------------------------------------------------------------------------
     def sfu(self, op: SfuOp, rows: int, n: int, dst: VmemBuffer, a: VmemBuffer, **kw) -> None:
@@ -189,13 +236,17 @@ class _Lowering:
         cmd.check(self.lanes, self.cfg.sfu.vmem_words)
         self.out.append(SfuInstr(cmd))
 
-    def const(self, name: str, values: np.ndarray) -> VmemBuffer:
-        """LOAD a constant ``[rows, n]`` (its DM region made once) into a new VMEM buffer."""
+    def const(self, name: str, values: np.ndarray, rows: "slice | None" = None, n: "int | None" = None) -> VmemBuffer:
+        """LOAD rows ``rows`` (default all) and the first ``n`` elements of each (default all) of a
+        constant ``[R, N]`` (its DM region made once, named by this block's prefix) into a new buffer."""
         v = np.atleast_2d(np.asarray(values, dtype=np.int64))
-        reg = self._const.get(name) or self.bp.dm.region(f"const.{name}", fx_bytes(v))
-        self._const[name] = reg
-        buf = self.vm.alloc(name, *v.shape)
-        self.out.append(LoadInstr(reg.addr, buf.addr, v.shape[0], v.shape[1]))
+        reg = self.plan.region(f"{self.prefix}const.{name}", fx_bytes(v))
+        r0, r1, _ = (rows or slice(0, v.shape[0])).indices(v.shape[0])
+        n = v.shape[1] if n is None else n
+        if n != v.shape[1] and r1 - r0 != 1:
+            raise ValueError("a constant's rows are loaded whole, or one row's first n elements")
+        buf = self.vm.alloc(name, r1 - r0, n)
+        self.out.append(LoadInstr(reg.addr + r0 * v.shape[1] * FX_BYTES, buf.addr, r1 - r0, n))
         return buf
 
     def gemm(self, kind: WeightKind, w_addr: int, a: VmemBuffer, k: int, y: VmemBuffer, n: int, prog,
@@ -203,8 +254,6 @@ class _Lowering:
         """A GEMM of ``a``'s rows (their first ``k`` elements) by the compiled ``prog`` (``[k, n]``) into ``y``."""
         words = prog.instruction_words()
         assert opcode_of(words[-1]) == Opcode.HALT
-        if kind is WeightKind.IMAGE:
-            self.bp.programs[w_addr] = prog
         self.out.append(GemmInstr(kind, w_addr, a.addr, a.row_words, y.addr, y.row_words, a.rows, k, n,
                                   tuple(words[:-1]), plane))
 
@@ -234,7 +283,7 @@ class _Lowering:
                 col_exp: int, name: str, bias: "np.ndarray | None" = None) -> VmemBuffer:
         """REQUANT_ROW of raw sums (and ADD of ``bias``), in place over ``dots``."""
         n = dots.n
-        b = self.const(f"{name}.mant", np.broadcast_to(col_mant, (n,)))
+        b = self.const(f"{name}.mant", col_mant, n=n)                    # a longer vector: its first n
         self.sfu(SfuOp.REQUANT_ROW, dots.rows, n, dots, dots, b=b.addr, shift=col_exp - FX_FRAC,
                  scale_src=mant.addr, exp_src=expo.addr)
         self.vm.free(b)
@@ -253,10 +302,15 @@ class _Lowering:
         if lin.codes is None:                                                  # a BlockShape: costed only
             self.out.append(GemmCounts(gemm_instruction_counts(self.cfg, self.T, in_f, out_f, lin.pattern)))
         else:
-            wt = lin.codes.T.astype(np.int64)                                  # W[k=in, n=out]
-            prog = compile_gemm(self.cfg, wt, self.T, self._pattern(wt), prune=False)
-            reg = self.bp.dm.region(f"w.{name}", b"".join(self._beat_bytes(v, i) for v, i in prog.weight_beats()))
-            self.gemm(WeightKind.IMAGE, reg.addr, codes, in_f, y, out_f, prog)
+            key = f"{self.prefix}w.{name}.m{self.T}"           # the image follows the schedule for T rows
+            if key in self.plan.dm.regions:
+                addr = self.plan.dm.regions[key].addr
+                prog = self.plan.programs[addr]
+            else:
+                wt = lin.codes.T.astype(np.int64)                              # W[k=in, n=out]
+                prog = compile_gemm(self.cfg, wt, self.T, self._pattern(wt), prune=False)
+                addr = self.plan.image(key, self.cfg, prog)
+            self.gemm(WeightKind.IMAGE, addr, codes, in_f, y, out_f, prog)
         self.vm.free(codes)
         self.requant(y, mant, expo, lin.mantissa, lin.exponent, name, lin.bias)
         self.vm.free(mant, expo)
@@ -269,11 +323,6 @@ class _Lowering:
         if m_ and n_ < m_ and w.shape[0] % m_ == 0 and nm.is_nm_sparse(w, n_, m_, axis=0):
             return p
         return "dense"
-
-    def _beat_bytes(self, values: np.ndarray, indices: np.ndarray) -> bytes:
-        dp = matrix_datapath(self.cfg)
-        nbytes = -(-dp.stream_beat_bits(self.cfg)["weights"] // 8)
-        return int(dp.pack_weight_beat(self.cfg, values, indices)).to_bytes(nbytes, "little")
 
     def heads(self, y: VmemBuffer, n_heads: int, name: str) -> list[VmemBuffer]:
         """MOVE each head's columns of ``y [T, n_heads * hd]`` into its own ``[T, hd]`` buffer."""
@@ -290,10 +339,9 @@ class _Lowering:
         w, s = self.w, self.s
         if s.rope is None:
             return
-        pos = slice(self.start, self.start + self.T)
-        table = np.empty((self.T, s.head_dim), dtype=np.int64)
-        table[:, 0::2], table[:, 1::2] = w.rope_cos[pos], w.rope_sin[pos]
-        tb = self.const(f"rope.{self.start}.{self.T}", table)
+        table = np.empty((w.max_positions, s.head_dim), dtype=np.int64)
+        table[:, 0::2], table[:, 1::2] = w.rope_cos, w.rope_sin
+        tb = self.const("rope", table, slice(self.start, self.start + self.T))
         for h in heads:
             self.sfu(SfuOp.ROPE, self.T, s.head_dim, h, h, b=tb.addr, b_step=tb.row_words)
         self.vm.free(tb)
@@ -302,12 +350,12 @@ class _Lowering:
         for h, buf in enumerate(heads):
             self.sfu(SfuOp.QSTATIC, self.T, self.s.head_dim, buf, buf, mantissa=int(scale.mantissa[h]),
                      exponent=int(scale.exponent[h]), bits=ACT_BITS, qmax=self.w.kv_qmax)
-            reg = self.bp.region(f"{kind}{h}")
+            reg = self.kv_region(kind, h)
             self.out.append(KvStoreInstr(reg.addr, buf.addr, self.T, self.start, self.s.head_dim))
 
     def cache_gemm(self, kind: WeightKind, h: int, a: VmemBuffer, k: int, y: VmemBuffer, n: int) -> None:
         """A GEMM against KV head ``h`` (K^T or V), in nibble planes on a 4-bit weight port."""
-        reg = self.bp.region(("k" if kind is WeightKind.KEYS else "v") + str(h))
+        reg = self.kv_region("k" if kind is WeightKind.KEYS else "v", h)
         shape = (self.s.head_dim, self.keys) if kind is WeightKind.KEYS else (self.keys, self.s.head_dim)
         if isinstance(self.w, BlockShape):
             for _ in range(self.passes):
@@ -326,6 +374,10 @@ class _Lowering:
         self.gemm(kind, reg.addr, a, k, lo, n, prog, Plane.LOW)
         self._combine(y, n, lo)
 
+    def kv_region(self, kind: str, h: int) -> DmRegion:
+        """KV head ``h``'s ``k`` or ``v`` cache: int8 ``[max_positions, head_dim]``."""
+        return self.plan.region(f"{self.prefix}{kind}{h}", self.w.max_positions * self.s.head_dim)
+
     def _combine(self, y: VmemBuffer, n: int, lo: VmemBuffer) -> None:
         """``y = 16 * y + lo``: the nibble planes' sums combined on the SFU (MUL by 16.0, ADD)."""
         sixteen = self.const(f"nibble.16.{n}", np.full(n, 16 * FX_ONE))
@@ -342,8 +394,8 @@ class _Lowering:
             scores = self.vm.alloc("scores", self.T, self.keys)
             self.cache_gemm(WeightKind.KEYS, h, qc, s.head_dim, scores, self.keys)
             self.vm.free(qc)
-            self.requant(scores, qm, qe, np.full(self.keys, w.score_scale.mantissa[h]),
-                         int(w.score_scale.exponent[h]), f"score{h}.{self.keys}")
+            self.requant(scores, qm, qe, np.full(w.max_positions, w.score_scale.mantissa[h]),
+                         int(w.score_scale.exponent[h]), f"score{h}")
             self.vm.free(qm, qe)
             self.sfu(SfuOp.SOFTMAX, self.T, self.keys, scores, scores, causal=s.causal,
                      offset=self.start if s.causal else 0)
@@ -372,15 +424,13 @@ class _Lowering:
         self.vm.free(act)
         return out
 
-    def block(self) -> None:
-        s, w, bp = self.s, self.w, self.bp
-        x_in = bp.dm.region("x_in", self.T * s.hidden * 4)
-        x_out = bp.dm.region("x_out", self.T * s.hidden * 4)
+    def block(self, x: VmemBuffer) -> VmemBuffer:
+        """The block on the hidden states in ``x [T, hidden]``; returns the buffer of its output
+        (``x`` itself or a new one; the caller frees it)."""
+        s, w = self.s, self.w
         for kind in ("k", "v"):
             for h in range(s.kv_heads):
-                bp.dm.region(f"{kind}{h}", w.max_positions * s.head_dim)
-        x = self.vm.alloc("x", self.T, s.hidden)
-        self.out.append(LoadInstr(x_in.addr, x.addr, self.T, s.hidden))
+                self.kv_region(kind, h)
         h = self.norm(x, 1) if s.prenorm else x
         q, k, v = (self.linear(h, name) for name in ("q", "k", "v"))
         q_heads = self.heads(q, s.heads, "q")
@@ -400,7 +450,9 @@ class _Lowering:
         self.sfu(SfuOp.ADD, self.T, s.hidden, x, x, b=o.addr, b_step=o.row_words)
         self.vm.free(o)
         if s.prenorm:
-            m = self.mlp(self.norm(x, 2))
+            h2 = self.norm(x, 2)
+            m = self.mlp(h2)
+            self.vm.free(h2)
             self.sfu(SfuOp.ADD, self.T, s.hidden, x, x, b=m.addr, b_step=m.row_words)
             result = x
         else:
@@ -409,8 +461,9 @@ class _Lowering:
             m = self.mlp(x1)
             self.sfu(SfuOp.ADD, self.T, s.hidden, x1, x1, b=m.addr, b_step=m.row_words)
             result = self.norm(x1, 2)
-        self.out.append(StoreInstr(x_out.addr, result.addr, self.T, s.hidden))
-        self.out.append(HaltInstr())
+            self.vm.free(x1)
+        self.vm.free(m)
+        return result
 
 
 def compile_block(config: AcceleratorConfig, weights: BlockWeights, phase: str, tokens: int,
@@ -446,10 +499,21 @@ def compile_block(config: AcceleratorConfig, weights: BlockWeights, phase: str, 
                           f"costed by block_cycles)")
     _check(config, weights, phase, tokens, start)
     bp = BlockProgram(config, weights, phase, tokens, start)
-    low = _Lowering(bp)
-    low.block()
-    bp.vmem_peak = low.vm.peak
+    bp.vmem_peak = _lower_one_block(bp)
     return bp
+
+
+def _lower_one_block(bp: BlockProgram) -> int:
+    """LOAD ``x_in``, the block, STORE ``x_out``, HALT; returns the VMEM peak."""
+    cfg, s = bp.config, bp.weights.spec
+    vm = VmemAllocator(cfg.sfu.lanes, cfg.sfu.vmem_words, f"block ({bp.phase}, {bp.tokens} tokens)")
+    x_in = bp.plan.region("x_in", bp.tokens * s.hidden * FX_BYTES)
+    x_out = bp.plan.region("x_out", bp.tokens * s.hidden * FX_BYTES)
+    x = vm.alloc("x", bp.tokens, s.hidden)
+    bp.instructions.append(LoadInstr(x_in.addr, x.addr, bp.tokens, s.hidden))
+    y = BlockLowering(cfg, bp.weights, bp.tokens, bp.start, bp.plan, vm, bp.instructions).block(x)
+    bp.instructions += [StoreInstr(x_out.addr, y.addr, bp.tokens, s.hidden), HaltInstr()]
+    return vm.peak
 
 
 
@@ -470,5 +534,5 @@ def block_cycles(config: AcceleratorConfig, shape: BlockShape, phase: str, token
         raise ConfigError(f"block_cycles takes a BlockShape, not {type(shape).__name__}")
     _check(config, shape, phase, tokens, start)
     bp = BlockProgram(config, shape, phase, tokens, start)
-    _Lowering(bp).block()
+    _lower_one_block(bp)
     return machine_cycles(config, bp.instructions)

@@ -194,7 +194,7 @@ def test_a_corrupted_weight_byte_changes_the_output():
     want, _ = block_prefill(w, x)
     bp = compile_block(cfg, w, "prefill", 4)
     dm = bp.device_memory(x)
-    reg = bp.region("w.q")
+    reg = bp.region("w.q.m4")                                     # the q image, scheduled for 4 rows
     dm[reg.addr + 3] ^= 0x11
     run = run_machine(cfg, bp.words(), dm, bp.programs, "isa")
     out = bytes_fx(run.dm[bp.region("x_out").addr:][:4 * w.spec.hidden * 4], x.shape)
