@@ -54,7 +54,8 @@ from sparsa.sfu.command import SfuCommand, SfuOp
 from sparsa.sfu.fixed import FX_FRAC, FX_ONE
 from sparsa.sfu.ops import norm_eps_code
 
-__all__ = ["BlockProgram", "BlockShape", "LinearShape", "compile_block", "block_cycles", "PHASES"]  # shapes re-exported
+__all__ = ["BlockProgram", "BlockShape", "BlockLowering", "DevicePlan", "LinearShape", "compile_block", "block_cycles",
+           "check_block", "PHASES"]
 
 #: The phases a block is compiled for.
 PHASES = ("prefill", "decode")
@@ -162,7 +163,8 @@ class BlockProgram:
         return image
 
 
-def _check(config: AcceleratorConfig, weights: BlockWeights, phase: str, tokens: int, start: int) -> None:
+def check_block(config: AcceleratorConfig, weights, phase: str, tokens: int, start: int) -> None:
+    """Refuse a block, phase or length the machine cannot run (the value and the limit named)."""
     if config.sfu is None:
         raise ConfigError("the block runs on the machine's SFU, and the config has no sfu: section "
                           "(add one, e.g. --set sfu.lanes=8)")
@@ -497,7 +499,7 @@ def compile_block(config: AcceleratorConfig, weights: BlockWeights, phase: str, 
     if not isinstance(weights, BlockWeights):
         raise ConfigError(f"compile_block takes BlockWeights, not {type(weights).__name__} (a BlockShape is "
                           f"costed by block_cycles)")
-    _check(config, weights, phase, tokens, start)
+    check_block(config, weights, phase, tokens, start)
     bp = BlockProgram(config, weights, phase, tokens, start)
     bp.vmem_peak = _lower_one_block(bp)
     return bp
@@ -532,7 +534,7 @@ def block_cycles(config: AcceleratorConfig, shape: BlockShape, phase: str, token
     """
     if not isinstance(shape, BlockShape):
         raise ConfigError(f"block_cycles takes a BlockShape, not {type(shape).__name__}")
-    _check(config, shape, phase, tokens, start)
+    check_block(config, shape, phase, tokens, start)
     bp = BlockProgram(config, shape, phase, tokens, start)
     _lower_one_block(bp)
     return machine_cycles(config, bp.instructions)

@@ -67,14 +67,15 @@ class MachineRun:
 
 
 class _Machine:
-    def __init__(self, config: AcceleratorConfig, dm: bytearray, programs: Mapping[int, object], rung: str) -> None:
+    def __init__(self, config: AcceleratorConfig, dm: bytearray, programs: Mapping[int, object], rung: str,
+                 copy: bool = True) -> None:
         if rung not in RUNGS:
             raise ConfigError(f"machine rung must be one of {', '.join(RUNGS)}, not {rung!r}")
         if config.sfu is None:
             raise ConfigError("the machine needs an sfu: section in the config")
         self.cfg, self.programs, self.rung = config, programs, rung
         self.dp = matrix_datapath(config)
-        self.run = MachineRun(bytearray(dm), SfuState(config.sfu.lanes, config.sfu.vmem_words))
+        self.run = MachineRun(bytearray(dm) if copy else dm, SfuState(config.sfu.lanes, config.sfu.vmem_words))
 
     # -- device memory ------------------------------------------------------------------------
     def _dm(self, addr: int, size: int, what: str) -> slice:
@@ -157,7 +158,7 @@ class _Machine:
 
 
 def run_machine(config: AcceleratorConfig, words: "list[int]", dm: bytearray,
-                programs: Mapping[int, object], rung: str = "isa") -> MachineRun:
+                programs: Mapping[int, object], rung: str = "isa", *, copy: bool = True) -> MachineRun:
     """Run a machine instruction stream until HALT.
 
     Parameters
@@ -167,7 +168,8 @@ def run_machine(config: AcceleratorConfig, words: "list[int]", dm: bytearray,
     words : list of int
         The instruction stream (:func:`sparsa.machine.isa.encode_machine`).
     dm : bytearray
-        The device memory's initial bytes (copied; the run's final bytes are in the result).
+        The device memory's initial bytes (copied unless ``copy`` is False, when the run writes
+        into ``dm`` itself; the run's final bytes are in the result).
     programs : mapping
         The compiled datapath program of each weight image, by its DM address.
     rung : str
@@ -179,7 +181,7 @@ def run_machine(config: AcceleratorConfig, words: "list[int]", dm: bytearray,
         ``cycles`` and ``cycles_by_unit`` are counted on both rungs from the timing contract; on
         the cycle rung each GEMM's datapath part is its cycle model's count.
     """
-    m = _Machine(config, dm, programs, rung)
+    m = _Machine(config, dm, programs, rung, copy)
     run = m.run
     for ins in decode_machine(words):
         cycles = instruction_cycles(config, ins)
