@@ -13,7 +13,7 @@ and its result lands in output-bank slot ``u = (s + 1) * Smax / S - 1`` of the r
 reduction node at the segment's end, one of the ``Smax`` nodes that can cut.  A bank row holds
 ``Smax`` slots of ``P * cols`` accumulators; DRAIN pushes ``S`` beats per row (segment order).
 
-Output packing (``chain.packing: both``, LOAD_A ``outputs``; docs/chain.md#packing-for-gemv):
+Output packing (``chain.packing: both``, LOAD_A ``outputs``; docs/chain.md#packing-for-gemv-chainpacking-both):
 a weight lane's value is the pair ``(w1 << 18) + w0`` of two output columns
 (:func:`~sparsa.chain_layout.split_weights`), both multiplied by token lane 0's activation;
 lane ``p`` of the result is column ``p`` of the pair.

@@ -124,7 +124,7 @@ class ChainConfig(_Section):
     ``datapath.cols`` vector units.  With ``packing`` every slice is one wide multiplier that
     computes two products per cycle: ``tokens`` (``true``) packs two tokens on one weight,
     ``both`` can also pack two output columns (two weights) on one activation, chosen per GEMM
-    by the compiler (docs/chain.md#packing-for-gemv); ``none`` (``false``) packs nothing.
+    by the compiler (docs/chain.md#packing-for-gemv-chainpacking-both); ``none`` (``false``) packs nothing.
     """
 
     model_config = _FROZEN

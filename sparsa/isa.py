@@ -24,7 +24,7 @@ Instruction fields, one 32-bit word.  Their order and widths, and so their bit p
                  segment, the uncut cascade; docs/chain.md#cutting-the-cascade); zero in every
                  other word (else an illegal instruction)
     outputs      DSP chain LOAD_A only: 1 packs two output columns per multiplier (two weights
-                 share one activation, ``chain.packing: both``; docs/chain.md#packing-for-gemv)
+                 share one activation, ``chain.packing: both``; docs/chain.md#packing-for-gemv-chainpacking-both)
                  for the next COMPUTEs, 0 packs two tokens (or none); zero in every other word
     reserved     must be zero (a word with reserved bits set is an illegal instruction)
 
@@ -144,7 +144,7 @@ class Instruction:
         docs/chain.md), 1 .. 256; 1 (the default, encoded as 0) everywhere else.
     outputs : bool
         DSP-chain LOAD_A only: the next COMPUTEs pack two output columns per multiplier
-        (docs/chain.md#packing-for-gemv); False everywhere else.
+        (docs/chain.md#packing-for-gemv-chainpacking-both); False everywhere else.
     """
 
     op: Opcode

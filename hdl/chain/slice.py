@@ -11,7 +11,7 @@
 With ``chain.packing: both`` the slice has a ``pack_outputs`` input (latched by LOAD_A,
 constant during a COMPUTE): when set, the wide operand is the weight pair
 ``(value1 << 18) + value`` and the narrow one token 0's activation (two output columns
-share one activation, docs/chain.md#packing-for-gemv); the MUX in front of the DSP's A/B
+share one activation, docs/chain.md#packing-for-gemv-chainpacking-both); the MUX in front of the DSP's A/B
 registers swaps the roles, the product and the reduction node's split are the same.
 
 Three register stages, all advancing only while ``en``: the operand registers (the DSP48E2's

@@ -182,6 +182,8 @@ def _print(r: dict) -> None:
     ]
     if "chain_segments" in r:
         rows.insert(4, ("chain segments", f"{r['chain_segments']} per chain (chosen by the compiler)"))
+    if "chain_packing" in r:
+        rows.insert(4, ("chain packing", f"{r['chain_packing']} (chosen by the compiler; docs/chain.md)"))
     if "act_scale" in r:
         a = r["act_scale"]
         rows.insert(4, ("activation scales", f"per {a['granularity']}: {a['groups']} scale group(s) per row, "

@@ -1,4 +1,4 @@
-"""Output packing on the DSP chain (issue 20 part 1, docs/chain.md#packing-for-gemv).
+"""Output packing on the DSP chain (issue 20 part 1, docs/chain.md#packing-for-gemv-chainpacking-both).
 
 ``chain.packing: both``: a GEMM runs with two tokens on one weight or two output columns on one
 activation, chosen by the compiler from the cycle contract.  Same matrix as
@@ -185,7 +185,7 @@ def _edge_case(cfg, a_val, w0_val, w1_val, k=64):
 @pytest.mark.parametrize("edge", list(EDGE_CONFIGS))
 def test_worst_case_operands(backend, edge):
     """All-min, all-max and mixed signs, 64 deep, on the longest groups: the low lane's worst sums
-    (docs/chain.md#packing-for-gemv) are exact in both modes."""
+    (docs/chain.md#packing-for-gemv-chainpacking-both) are exact in both modes."""
     name, overrides = EDGE_CONFIGS[edge]
     cfg = both(name, {"name": "chain-gemv-edge", **overrides})
     lo_w, hi_w = -(1 << (cfg.weight_bits - 1)), (1 << (cfg.weight_bits - 1)) - 1
