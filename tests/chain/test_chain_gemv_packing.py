@@ -228,3 +228,23 @@ def test_verilator_both_modes():
     for packing in ("outputs", "tokens"):
         _run("verilator", cfg, a, w, "dense", packing)
     _run("verilator", cfg, *_operands(cfg, 1, 45, 11, 9), "2:8", "outputs")
+
+
+@pytest.mark.parametrize("config,int4", [("chain-4x4-packed", False), ("chain-8x2-m16", True)])
+def test_compiled_block_decode_packs_outputs(config, int4):
+    """The machine (``sparsa block``) compiles its GEMMs with the compiler's mode: a decode block on
+    ``packing: both`` runs output-packed GEMMs and stays bit-exact, cycles == contract, on both rungs."""
+    from sparsa.isa import decode as decode_word
+    from sparsa.machine.isa import GemmInstr
+    from sparsa.machine.timing import machine_cycles
+
+    from ..test_machine import _run_block, tiny_int4
+
+    cfg = both(config, {"sfu.lanes": 8, "sfu.vmem_words": 4096})
+    extra = (tiny_int4("tiny-llama"),) if int4 else ()
+    for rung in ("isa", "cycle"):
+        out, want, run, bp = _run_block(cfg, "tiny-llama", "decode", 1, 9, 3, rung, *extra)
+        assert np.array_equal(out, want)
+        assert run.cycles == machine_cycles(cfg, bp.instructions)["total"]
+    words = [decode_word(w) for i in bp.instructions if isinstance(i, GemmInstr) for w in i.words]
+    assert any(w.op is Opcode.LOAD_A and w.outputs for w in words)
