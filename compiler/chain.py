@@ -25,15 +25,15 @@ DRAIN).  The loop nest (:meth:`ChainTiling.schedule`) is::
 Weights stream (each is used once per block: no LOAD_W, no per-tile flush), the activations
 of the block sit in the buffer the sparse MUXes select from.
 
-Output packing (``chain.packing: both``, docs/chain.md#packing-for-gemv-chainpacking-both): a GEMM may instead
-run with ``packing="outputs"``: blocks of one token, and every multiplier computes two output
-columns, ``(w1 << 18) + w0`` times one activation.  Output tile ``o`` is then ``2 * cols``
-columns: chain ``c`` computes columns ``o * 2 * cols + c`` (lane 0) and ``o * 2 * cols + cols
-+ c`` (lane 1), the output beat's lane ``p * cols + c``.  The two weights share the slice's
-sparse MUX index, so the pair is compressed on the union of its two N:M masks
+Output packing (``chain.packing: both``, docs/chain.md#packing-for-gemv-chainpacking-both): a
+GEMM may instead run with ``packing="outputs"``: blocks of one token, and every multiplier
+computes two output columns, ``(w1 << 18) + w0`` times one activation.  Output tile ``o`` is
+then ``2 * cols`` columns: chain ``c`` computes columns ``o * 2 * cols + c`` (lane 0) and
+``o * 2 * cols + cols + c`` (lane 1), the output beat's lane ``p * cols + c``.  The two weights
+share the slice's sparse MUX index, so the pair is compressed on the union of its two N:M masks
 (``min(2 N, M):M``, ``M = group_size``).  :func:`plan_chain_tiling` costs every packing mode the
-config allows with every segment count by the timing contract and takes the cheapest.  The estimator costs the same
-schedule with :meth:`ChainTiling.instruction_counts`.
+config allows with every segment count by the timing contract and takes the cheapest.  The
+estimator costs the same schedule with :meth:`ChainTiling.instruction_counts`.
 """
 
 from __future__ import annotations
@@ -341,10 +341,13 @@ def _lane_weights(tiling: ChainTiling, w: np.ndarray, cols: int) -> tuple[np.nda
     union = lane_pattern(hw, "outputs")
     comp = nm.compress(np.abs(w0) + np.abs(w1), union.n, union.m, axis=0)   # keeps every nonzero of either
     idx = comp.indices.astype(np.int64)
-    rows = np.minimum((np.arange(tiling.slots) // union.n)[:, None] * union.m + idx, k - 1)
-    inside = (np.arange(tiling.slots) // union.n)[:, None] * union.m + idx < k
-    take = (lambda x: np.where(inside, np.take_along_axis(x, rows, axis=0), 0))
-    return pair_weights(take(w0), take(w1)), idx
+    rows = (np.arange(tiling.slots) // union.n)[:, None] * union.m + idx        # row of W each slot selects
+    inside = rows < k                                                          # else k's zero padding
+
+    def gather(x: np.ndarray) -> np.ndarray:
+        return np.where(inside, np.take_along_axis(x, np.minimum(rows, k - 1), axis=0), 0)
+
+    return pair_weights(gather(w0), gather(w1)), idx
 
 
 def chain_output_beats(program: ChainProgram, y: np.ndarray) -> np.ndarray:
