@@ -25,7 +25,7 @@ from sparsa.sim.chain import ChainInterpreter
 from sparsa.sim.cycle import program_cycles
 from sparsa.sim.estimator import estimate_gemm
 
-from ..conftest import preset
+from ..conftest import CONFIGS, preset
 from ..rtl import rtl_backend
 
 FAST = ["reference", "isa", "cycle"]
@@ -248,3 +248,35 @@ def test_compiled_block_decode_packs_outputs(config, int4):
         assert run.cycles == machine_cycles(cfg, bp.instructions)["total"]
     words = [decode_word(w) for i in bp.instructions if isinstance(i, GemmInstr) for w in i.words]
     assert any(w.op is Opcode.LOAD_A and w.outputs for w in words)
+
+
+def _both_yaml(tmp_path):
+    import yaml
+
+    cfg = both("chain-4x4-packed", {"name": "chain-4x4-both"})
+    path = tmp_path / "chain-4x4-both.yaml"
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    return path
+
+
+def test_cli_packing_choice_and_override(tmp_path, capsys):
+    """`sparsa run` reports the compiler's mode; `--packing` forces one; `sparsa compile` writes it
+    to program.json and the program directory runs bit-exactly; a mode the config lacks is one line."""
+    import json
+
+    from sparsa.cli import main
+
+    path = _both_yaml(tmp_path)
+    assert main(["run", str(path), "--gemm", "1x64x32", "--sparsity", "dense"]) == 0
+    assert "chain packing           outputs" in capsys.readouterr().out
+    assert main(["run", str(path), "--gemm", "1x64x32", "--sparsity", "dense", "--packing", "tokens"]) == 0
+    assert "chain packing           tokens" in capsys.readouterr().out
+    out = tmp_path / "prog"
+    assert main(["compile", str(path), "--gemm", "1x40x20", "--sparsity", "dense", "-o", str(out)]) == 0
+    assert json.loads((out / "program.json").read_text())["tiling"]["packing"] == "outputs"
+    capsys.readouterr()
+    assert main(["run", str(path), "--program", str(out), "--backend", "isa"]) == 0
+    assert "bit-exact" in capsys.readouterr().out
+    assert main(["run", str(CONFIGS / "chain-4x4-packed.yaml"), "--gemm", "1x64x32", "--packing", "outputs"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "packing='outputs' is not allowed by datapath.chain.packing=True" in err
