@@ -108,6 +108,31 @@ def test_train_estimate_dense_layers(capsys):
     assert 1 < part["speedup"] < full["speedup"]
 
 
+def test_train_estimate_input_grad_form(capsys):
+    forms = {}
+    for choice in ("gemm", "auto"):
+        assert main(["train-estimate", VCU, "--model", "cnn", "--input-grad", choice, "--json", "-"]) == 0
+        run = json.loads(capsys.readouterr().out)
+        forms[choice] = {g["layer"]: (g["form"], g["stationary"]) for g in run["sparse"]["gemms"]
+                         if g["pass"] == "input_grad"}
+        forms[choice, "speed"] = run["pass_speedups"]["input_grad"]
+    assert forms["gemm"] == {"conv2": ("gemm", "W_b^T"), "fc1": ("gemm", "W_b^T"), "fc2": ("gemm", "W_b^T")}
+    assert forms["auto"]["conv2"] == ("conv", "R(W_b)") and forms["auto", "speed"] > forms["gemm", "speed"]
+    with pytest.raises(SystemExit):
+        main(["train-estimate", VCU, "--input-grad", "im2col"])
+    assert "invalid choice: 'im2col'" in capsys.readouterr().err
+
+
+def test_train_step_conv_layer_runs_the_conv_form(capsys):
+    m8 = str(CONFIGS / "systolic-4x8-m8.yaml")
+    assert main(["train-step", m8, "--dataset", "digits", "--model", "cnn", "--layer", "conv2", "--batch", "2",
+                 "--json", "-"]) == 0
+    gemms = {g["gemm"]: g for g in json.loads(capsys.readouterr().out)["gemms"]}
+    assert all(g["bit_exact"] and g["cycles"] == g["model_cycles"] for g in gemms.values())
+    dx = gemms["input_grad"]
+    assert dx["form"] == "conv" and dx["formula"] == "dX = P(dY) @ R(W_b)" and (dx["k"], dx["n"]) == (9 * 32, 16)
+
+
 def test_train_step_runs_three_gemms_bit_exact(capsys):
     m8 = str(CONFIGS / "systolic-4x8-m8.yaml")
     assert main(["train-step", m8, "--dataset", "digits", "--model", "mlp", "--layer", "fc2", "--batch", "3",
