@@ -23,6 +23,8 @@ same integers: ``P(dY) @ R(W_b)`` is ``col2im(dY @ W_b^T)`` reshaped to ``[B*H*W
 
 The form is chosen per layer by :func:`pick_input_grad_form` on the cycles of the timing contract
 (the compiler compiles both, the estimator costs both with the same tiling); ties keep ``gemm``.
+The compiler also drops the ``conv`` form when its longer reduction could overflow the
+accumulator (the estimator, which never refuses a reduction, does not).
 With ``groups > 1`` every function works on one group (``Cin / groups``, ``Cout / groups``).
 """
 

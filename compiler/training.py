@@ -296,7 +296,14 @@ def compile_training_step(
                     dyq.scale * wq.scale)
 
     forms = _input_grad_forms(config, x.shape[0], k, n, conv, bwd_pattern, input_grad, name)
-    candidates = {form: input_gradient(form) for form in forms}
+    candidates = {}
+    for form in forms:
+        try:
+            candidates[form] = input_gradient(form)
+        except ConfigError:
+            if input_grad != "auto" or form == "gemm":
+                raise
+            # auto: the conv form's longer reduction may not fit the accumulator; gemm remains
     cycles = {form: matrix_datapath(config).program_cycles(config, g.program.instructions)
               for form, g in candidates.items()}
     gemms = (

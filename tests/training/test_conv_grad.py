@@ -143,6 +143,22 @@ def test_refusals():
         pick_input_grad_form({"tiled": 1})
 
 
+def test_auto_falls_back_to_gemm_when_the_conv_reduction_does_not_fit():
+    """auto: the conv form's 9x longer reduction may overflow a narrow accumulator; gemm still runs."""
+    from sparsa.config import AcceleratorConfig
+
+    base = preset("systolic-4x8-m8").model_dump()
+    cfg = AcceleratorConfig.model_validate({**base, "types": {**base["types"], "accumulator_bits": 20}})
+    geom = ConvGeometry(4, 16, 5, 4, (3, 3), padding=(1, 1))
+    rng = np.random.default_rng(3)
+    x, w, dy = rng.standard_normal((20, 36)), rng.standard_normal((36, 16)), rng.standard_normal((20, 16))
+    step = compile_training_step(cfg, x, w, dy, conv=geom)
+    assert step["input_grad"].form == "gemm"
+    _ = step["input_grad"].run(get_backend("cycle", cfg))
+    with pytest.raises(ConfigError, match=r"accumulator_bits=20 cannot hold .* \(k=144 at 2:8\)"):
+        compile_training_step(cfg, x, w, dy, conv=geom, input_grad="conv")
+
+
 @pytest.mark.parametrize("config", ["systolic-4x8-m8", "systolic-4x4-token", "systolic-4x4-group", "vcu1525-training"])
 @pytest.mark.parametrize("m,k,n,pattern", [(6, 40, 24, "2:4"), (70, 64, 9, "dense"), (1030, 130, 70, "2:4")])
 def test_cycle_breakdown_adds_up_to_the_program(config, m, k, n, pattern):
