@@ -72,16 +72,19 @@ def format_comparison(c) -> str:
 
 
 def format_layers(c) -> str:
-    """Per-layer cycles of each pass, dense and sparse."""
+    """Per-layer cycles of each pass, dense and sparse, and the input-gradient form each step kept."""
     d, s = c.dense.by_layer(), c.sparse.by_layer()
+    forms = {(step, g.layer): g.form for step, e in (("d", c.dense), ("s", c.sparse)) for g in e.gemms
+             if g.pass_ == "input_grad"}
     head = (f"{'layer':<24}{'fwd dense':>12}{'fwd sparse':>12}{'dX dense':>12}{'dX sparse':>12}"
-            f"{'dW':>12}{'speedup':>9}")
+            f"{'dW':>12}{'speedup':>9}  dX form (dense/sparse)")
     lines = [head]
     for name, dd in d.items():
         ss = s[name]
         tot_d, tot_s = sum(dd.values()), sum(ss.values())
+        form = f"{forms[('d', name)]}/{forms[('s', name)]}" if ("s", name) in forms else "-"
         lines.append(f"{name:<24}{dd['forward']:>12,.0f}{ss['forward']:>12,.0f}{dd['input_grad']:>12,.0f}"
-                     f"{ss['input_grad']:>12,.0f}{dd['weight_grad']:>12,.0f}{tot_d / tot_s:>8.2f}x")
+                     f"{ss['input_grad']:>12,.0f}{dd['weight_grad']:>12,.0f}{tot_d / tot_s:>8.2f}x  {form}")
     return "\n".join(lines)
 
 

@@ -83,6 +83,9 @@ def test_train_estimate(model, tmp_path, capsys):
     assert main(["train-estimate", VCU, "--model", model, "--sparsity", "2:8", "--layers", "--json", str(js)]) == 0
     out = capsys.readouterr().out
     assert "weight grad" in out and "1.00x" in out and "epoch time" in out and "SAT reports 1.75x for BDWP 2:8" in out
+    if model == "resnet18":                       # the 3x3 stride-1 convs keep the conv form, stride 2 the gemm form
+        assert "conv/conv" in out.split("layer1.0.conv1")[1].splitlines()[0]
+        assert "gemm/gemm" in out.split("layer2.0.conv1")[1].splitlines()[0]
     report = json.loads(js.read_text())
     assert report["pass_speedups"]["weight_grad"] == 1.0 and report["speedup"] > 1
 
