@@ -266,7 +266,7 @@ class BlockLowering:
             return
         # The schedule of a dense GEMM does not depend on the values: compile it on zeros; the
         # machine forms the weight beats from the cache's codes when it runs (docs/isa.md).
-        prog = compile_gemm(self.cfg, np.zeros(shape, dtype=np.int64), a.rows, "dense", prune=False)
+        prog = self.plan.schedule(self.cfg, shape, a.rows)
         if self.passes == 1:
             self.gemm(kind, reg.addr, a, k, y, n, prog)
             return

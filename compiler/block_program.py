@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sparsa.compiler.datapath import compile_gemm
 from sparsa.config import AcceleratorConfig
 from sparsa.datapath import matrix_datapath
 from sparsa.errors import ShapeError
@@ -31,10 +32,19 @@ class DevicePlan:
     def __init__(self) -> None:
         self.dm = DmAllocator()
         self.programs: dict[int, object] = {}
+        self._schedules: dict[tuple, object] = {}
 
     def region(self, name: str, data: "bytes | int") -> DmRegion:
         """The region ``name``, made with ``data`` (bytes, or a size of zero bytes) the first time."""
         return self.dm.regions.get(name) or self.dm.region(name, data)
+
+    def schedule(self, config: AcceleratorConfig, shape: tuple[int, int], m_rows: int):
+        """The compiled program of a dense ``shape`` GEMM for ``m_rows`` rows, compiled on zeros once: a
+        dense GEMM's schedule does not depend on its values (the KV cache's GEMMs)."""
+        key = (shape, m_rows)
+        if key not in self._schedules:
+            self._schedules[key] = compile_gemm(config, np.zeros(shape, dtype=np.int64), m_rows, "dense", prune=False)
+        return self._schedules[key]
 
     def image(self, name: str, config: AcceleratorConfig, prog) -> int:
         """The DM address of ``prog``'s weight image (packed and stored the first time ``name`` is asked for)."""

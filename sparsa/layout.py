@@ -54,23 +54,39 @@ def lane_element_bits(config: "AcceleratorConfig") -> int:
 
 
 def pack_lanes(values: "np.ndarray | list[int]", width: int) -> int:
-    """Pack integers (two's complement, ``width`` bits each) into one integer, element 0 at the LSBs."""
-    mask = (1 << width) - 1
-    word = 0
-    for i, v in enumerate(np.asarray(values).ravel().tolist()):
-        word |= (int(v) & mask) << (i * width)
-    return word
+    """Pack integers (two's complement, ``width`` bits each) into one integer, element 0 at the LSBs.
+
+    Vectorized: the lanes' bits, LSB first, are packed into little-endian bytes (a weight beat of
+    thousands of lanes packs in microseconds); lanes wider than 63 bits take the exact loop."""
+    flat = np.asarray(values).ravel()
+    if width > 63 or flat.dtype.kind not in "iub":
+        mask = (1 << width) - 1
+        word = 0
+        for i, v in enumerate(flat.tolist()):
+            word |= (int(v) & mask) << (i * width)
+        return word
+    v = flat.astype(np.int64).view(np.uint64)
+    bits = ((v[:, None] >> np.arange(width, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
+    return int.from_bytes(np.packbits(bits.ravel(), bitorder="little").tobytes(), "little")
 
 
 def unpack_lanes(word: int, width: int, count: int, signed: bool = True) -> np.ndarray:
     """Inverse of :func:`pack_lanes`: ``count`` lanes of ``width`` bits as int64."""
-    mask = (1 << width) - 1
-    out = np.empty(count, dtype=np.int64)
-    for i in range(count):
-        v = (word >> (i * width)) & mask
-        if signed and v >> (width - 1):
-            v -= 1 << width
-        out[i] = v
+    if width > 62:
+        mask = (1 << width) - 1
+        out = np.empty(count, dtype=np.int64)
+        for i in range(count):
+            v = (word >> (i * width)) & mask
+            if signed and v >> (width - 1):
+                v -= 1 << width
+            out[i] = v
+        return out
+    nbytes = -(-count * width // 8)
+    raw = np.frombuffer(int(word & ((1 << (count * width)) - 1)).to_bytes(nbytes, "little"), dtype=np.uint8)
+    bits = np.unpackbits(raw, bitorder="little")[:count * width].reshape(count, width).astype(np.int64)
+    out = (bits << np.arange(width, dtype=np.int64)).sum(axis=1)
+    if signed:
+        out = np.where(out >> (width - 1), out - (1 << width), out)
     return out
 
 

@@ -384,9 +384,15 @@ def compress(weights: np.ndarray, n: int, m: int, axis: int = 0) -> NMCompressed
     w = np.asarray(weights)
     axis = axis % w.ndim if w.ndim else 0
     grouped, k = _grouped(w, m, axis)
-    # exactly n kept per group: their positions, ascending, are the nonzeros of each row of m
-    keep = np.nonzero(_kept(grouped, k, n).reshape(-1, m))[1].reshape(grouped.shape[:-1] + (n,))
-    vals = np.take_along_axis(grouped, keep, axis=-1)
+    if n == m:      # every position kept (the padding too, as the ranking would): no ranking needed
+        if np.issubdtype(grouped.dtype, np.floating) and not np.all(np.isfinite(grouped)):
+            raise FormatError("N:M pruning got NaN or inf values")
+        keep = np.broadcast_to(np.arange(m), grouped.shape)
+        vals = grouped
+    else:
+        # exactly n kept per group: their positions, ascending, are the nonzeros of each row of m
+        keep = np.nonzero(_kept(grouped, k, n).reshape(-1, m))[1].reshape(grouped.shape[:-1] + (n,))
+        vals = np.take_along_axis(grouped, keep, axis=-1)
     lead = grouped.shape[:-2]
     vals = np.moveaxis(vals.reshape(lead + (-1,)), -1, axis)
     idx = np.moveaxis(keep.astype(np.uint8).reshape(lead + (-1,)), -1, axis)
