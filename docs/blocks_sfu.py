@@ -51,3 +51,28 @@ def block_real() -> str:
             "within +-119 in two nibble planes, hidden states of the default sentence. Wall time = compile + run on "
             "the cycle rung, model loading excluded.\n\n"
             + _block_rows(benchmark_module("bench_block").REAL_ROWS, True))
+
+
+def _generate_rows(rows, wall: bool) -> str:
+    b = benchmark_module("bench_generate")
+    return b.table([b.run_row(*r) for r in rows], wall)
+
+
+@block("generate-tiny")
+def generate_tiny() -> str:
+    """tiny-llama generating on the cycle rung of two presets."""
+    b = benchmark_module("bench_generate")
+    return (f"`python benchmarks/bench_generate.py --quick`: prompt {b.PROMPT!r} (its UTF-8 bytes), greedy, on the "
+            "cycle rung; the token ids are compared with the integer reference's.\n\n"
+            + _generate_rows(b.TINY_ROWS, False))
+
+
+@block("generate-smollm2", slow=True)
+def generate_smollm2() -> str:
+    """SmolLM2-135M generating 16 tokens on u280-flightllm's cycle rung."""
+    b = benchmark_module("bench_generate")
+    return (_stamp("python docs/generate.py --only generate-smollm2") + f" `python benchmarks/bench_generate.py` "
+            f"(the SmolLM2 row): prompt {b.PROMPT!r}, int4 weights per output channel (the preset's port), K/V "
+            "within +-119 in two nibble planes, greedy. Wall time = compiling every step and running it on the "
+            "cycle rung on this machine (2 cores), model loading and quantization excluded.\n\n"
+            + _generate_rows(b.REAL_ROWS, True))
