@@ -44,6 +44,8 @@ def format_summary(est: ModelEstimate, cfg: AcceleratorConfig) -> str:
         ("array utilization", f"{100 * s['utilization']:.1f} %"),
         ("off-chip bytes", si(s["offchip_bytes"], "B") + "  (" + ", ".join(
             f"{k} {si(v, 'B')}" for k, v in bytes_kind.items() if v) + ")"),
+        ("N:M metadata", ", ".join(f"{enc} {si(v['bytes'], 'B')} ({v['layers']:g} layers)"
+                                   for enc, v in s["metadata"].items()) or "-"),
         ("memory roofline", f"{si(s['memory_roofline_s'], 's')} at peak bandwidth "
                             f"({100 * s['bandwidth_utilization']:.1f} % of the run time)" + (
                                 f"; {si(s['memory_limit_s'], 's')} derated by the memory model "
@@ -97,12 +99,12 @@ def _vector_rows(est: ModelEstimate) -> list[tuple[str, str]]:
 
 def format_layers(est: ModelEstimate) -> str:
     """Per-layer table."""
-    head = f"{'layer':<32} {'shape (m x k x n)':>22} {'x':>4} {'N:M':>6} {'cycles':>12} {'bound':>7} " \
+    head = f"{'layer':<32} {'shape (m x k x n)':>22} {'x':>4} {'N:M':>6} {'meta':>7} {'cycles':>12} {'bound':>7} " \
            f"{'off-chip':>10} {'energy':>10}"
     lines = [head, "-" * len(head)]
     for layer in est.layers:
         shape = f"{layer.m}x{layer.k}x{layer.n}" if layer.k != 1 or layer.n != 1 else f"{layer.m} elem"
-        lines.append(f"{layer.name[:32]:<32} {shape:>22} {layer.count:>4} {layer.sparsity:>6} "
+        lines.append(f"{layer.name[:32]:<32} {shape:>22} {layer.count:>4} {layer.sparsity:>6} {layer.metadata:>7} "
                      f"{layer.cycles:>12.4g} {layer.bound:>7} {si(layer.offchip_total, 'B'):>10} "
                      f"{si(layer.energy_total_pj * 1e-12, 'J'):>10}")
     return "\n".join(lines)

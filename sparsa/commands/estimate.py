@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from sparsa.commands._common import add_config_argument, load
+from sparsa.commands._common import add_config_argument
 from sparsa.errors import SparsaError
 from sparsa.output import check_output_dir, check_output_file, write_file
 
@@ -26,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--context", type=int, help="LLM: sequence length (prefill) / context length (decode)")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: workload's, else 1)")
     parser.add_argument("--sparsity", help="N:M for every weight layer not set by the workload file")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field, e.g. --set sparsity.metadata=slot (repeatable)")
     parser.add_argument("--no-overlap", action="store_true", help="serialise memory and compute (no double buffering)")
     parser.add_argument("--layers", action="store_true", help="print the per-layer table")
     parser.add_argument("--json", type=Path, help="write summary + layers as JSON")
@@ -63,10 +65,11 @@ def build_workload(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from sparsa.commands.build import load_with_overrides
     from sparsa.sim.estimator import estimate_workload
     from sparsa.sim.report import format_summary, format_layers, write_plots
 
-    cfg = load(args)
+    cfg = load_with_overrides(args)
     for option, path in (("--json", args.json), ("--csv", args.csv)):
         if path:
             check_output_file(path, option)
