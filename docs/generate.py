@@ -1114,6 +1114,7 @@ import blocks_hardware  # noqa: E402,F401
 import blocks_sfu  # noqa: E402,F401
 import blocks_training  # noqa: E402,F401
 import blocks_workloads  # noqa: E402,F401
+import blocks_metadata  # noqa: E402,F401
 
 
 # ===================================================================== the rewriting

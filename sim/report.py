@@ -44,8 +44,6 @@ def format_summary(est: ModelEstimate, cfg: AcceleratorConfig) -> str:
         ("array utilization", f"{100 * s['utilization']:.1f} %"),
         ("off-chip bytes", si(s["offchip_bytes"], "B") + "  (" + ", ".join(
             f"{k} {si(v, 'B')}" for k, v in bytes_kind.items() if v) + ")"),
-        ("N:M metadata", ", ".join(f"{enc} {si(v['bytes'], 'B')} ({v['layers']:g} layers)"
-                                   for enc, v in s["metadata"].items()) or "-"),
         ("memory roofline", f"{si(s['memory_roofline_s'], 's')} at peak bandwidth "
                             f"({100 * s['bandwidth_utilization']:.1f} % of the run time)" + (
                                 f"; {si(s['memory_limit_s'], 's')} derated by the memory model "
@@ -63,6 +61,10 @@ def format_summary(est: ModelEstimate, cfg: AcceleratorConfig) -> str:
                                                                 ("memory", "memory stall")))
                  if s["cycles"] else "-"))
     rows += _vector_rows(est)
+    metadata = {enc: v for enc, v in s["metadata"].items() if enc != "none"}
+    if metadata:
+        rows.insert(7, ("N:M metadata", ", ".join(f"{enc} {si(v['bytes'], 'B')} ({v['layers']:g} layers)"
+                                                  for enc, v in metadata.items())))
     if est.phase == "decode":
         rows.insert(4, ("energy per token", si(s["energy_per_token_j"], "J")))
     if est.phase == "prefill":

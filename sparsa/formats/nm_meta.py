@@ -43,7 +43,8 @@ from sparsa.errors import FormatError, ShapeError
 from .nm import NMCompressed, check_nm, keep_mask, pack_indices, unpack_indices
 
 __all__ = ["ENCODINGS", "BLOCK", "BLOCK_NS", "check_encoding", "hw_slots", "metadata_bits", "metadata_bytes",
-           "slot_local_indices", "expand_indices", "encode", "decode", "choose_block_n", "block_n_mask",
+           "slot_local_indices", "expand_indices", "encode", "decode", "block_errors", "choose_block_n",
+           "block_n_density", "calibrate_block_threshold", "block_n_mask",
            "encode_block_n", "decode_block_n", "block_n_bytes"]
 
 #: Metadata encodings of an N:M weight, in the order reports list them.
@@ -241,30 +242,76 @@ def _block_grid(shape: tuple[int, int]) -> tuple[int, int]:
     return -(-shape[0] // BLOCK), -(-shape[1] // BLOCK)
 
 
-def choose_block_n(weights: np.ndarray, threshold: float) -> np.ndarray:
+def block_errors(weights: np.ndarray) -> np.ndarray:
+    """Relative pruning error of every 16 x 16 block at every N of :data:`BLOCK_NS`.
+
+    Returns
+    -------
+    np.ndarray of float
+        Shape ``(ceil(k / 16), ceil(cols / 16), len(BLOCK_NS))``: ``||W_b - prune(W_b, N:16)||^2 /
+        ||W_b||^2`` (0 for an all-zero block), pruning by :func:`~.nm.keep_mask` of the magnitudes.
+    """
+    w = _check_matrix(weights).astype(np.float64)
+    kb, cb = _block_grid(w.shape)
+    sq = np.zeros((kb * BLOCK, cb * BLOCK))
+    sq[: w.shape[0], : w.shape[1]] = w * w
+    total = sq.reshape(kb, BLOCK, cb, BLOCK).sum(axis=(1, 3))
+    out = np.zeros((kb, cb, len(BLOCK_NS)))
+    for j, n in enumerate(BLOCK_NS[:-1]):
+        lost = np.where(keep_mask(sq, n, BLOCK, axis=0), 0.0, sq).reshape(kb, BLOCK, cb, BLOCK).sum(axis=(1, 3))
+        out[..., j] = np.divide(lost, total, out=np.zeros_like(lost), where=total > 0)
+    return out
+
+
+def choose_block_n(weights: np.ndarray, threshold: float, errors: "np.ndarray | None" = None) -> np.ndarray:
     """The calibrated N of every 16 x 16 block: the smallest of :data:`BLOCK_NS` whose N:16 pruning
     of the block loses at most ``threshold`` of its squared norm (``||W_b - prune(W_b)||^2 <=
     threshold * ||W_b||^2``; an all-zero block takes the smallest N).
+
+    ``errors`` (:func:`block_errors` of ``weights``) saves recomputing them.
 
     Returns
     -------
     np.ndarray of int
         Shape ``(ceil(k / 16), ceil(cols / 16))``.
     """
-    w = _check_matrix(weights).astype(np.float64)
-    if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
         raise FormatError(f"block_n threshold must be a number in [0, 1], not {threshold!r}")
-    kb, cb = _block_grid(w.shape)
-    sq = np.zeros((kb * BLOCK, cb * BLOCK))
-    sq[: w.shape[0], : w.shape[1]] = w * w
-    blocks = sq.reshape(kb, BLOCK, cb, BLOCK)
-    total = blocks.sum(axis=(1, 3))
-    ns = np.full((kb, cb), BLOCK_NS[-1], dtype=np.int64)
-    for n in reversed(BLOCK_NS[:-1]):
-        lost = np.where(keep_mask(sq, n, BLOCK, axis=0), 0.0, sq).reshape(kb, BLOCK, cb, BLOCK).sum(axis=(1, 3))
-        ok = lost <= threshold * total
-        ns = np.where(ok, n, ns)
-    return ns
+    err = block_errors(weights) if errors is None else np.asarray(errors)
+    ok = err <= threshold * (1 + 1e-12)
+    ok[..., -1] = True                                          # N = 16 loses nothing
+    return np.asarray(BLOCK_NS, dtype=np.int64)[np.argmax(ok, axis=-1)]
+
+
+def block_n_density(ns: np.ndarray, cols: int) -> float:
+    """Fraction of the weights a ``block_n`` choice keeps (edge blocks weighted by their real columns)."""
+    widths = _block_columns(int(cols))
+    ns = np.asarray(ns)
+    return float((ns * widths[None, :]).sum() / (BLOCK * ns.shape[0] * widths.sum()))
+
+
+def calibrate_block_threshold(errors: "list[tuple[np.ndarray, int]]", density: float) -> float:
+    """The threshold at which :func:`choose_block_n` keeps ``density`` of the weights of every matrix
+    together (``errors``: ``(block_errors, cols)`` per matrix; bisection, to 1e-4).
+
+    The largest threshold whose kept fraction is still at least ``density``.
+    """
+    if isinstance(density, bool) or not isinstance(density, (int, float)) or not 0.0 < density <= 1.0:
+        raise FormatError(f"block_n target density must be in (0, 1], not {density!r}")
+
+    def kept(thr: float) -> float:
+        num = den = 0.0
+        for err, cols in errors:
+            ns = choose_block_n(np.zeros((1, 1)), thr, errors=err)
+            num += block_n_density(ns, cols) * ns.shape[0] * cols
+            den += ns.shape[0] * cols
+        return num / den
+
+    lo, hi = 0.0, 1.0
+    while hi - lo > 1e-4:
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if kept(mid) >= density else (lo, mid)
+    return lo
 
 
 def _check_ns(ns: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

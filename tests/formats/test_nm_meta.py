@@ -143,3 +143,17 @@ def test_block_n_bad_input():
         nm_meta.decode_block_n(data[:-1], 16, 16)
     with pytest.raises(FormatError, match="block N must be"):
         nm_meta.decode_block_n(b"\x05" + data[1:], 16, 16)
+
+
+def test_calibrated_threshold_meets_the_density():
+    rng = np.random.default_rng(3)
+    mats = [rng.standard_normal((64, 48)) * rng.uniform(0.2, 3.0, size=(1, 48)), rng.standard_t(3, (32, 40))]
+    errors = [(nm_meta.block_errors(w), w.shape[1]) for w in mats]
+    for target in (0.2, 1 / 3, 0.6):
+        thr = nm_meta.calibrate_block_threshold(errors, target)
+        dens = [nm_meta.block_n_density(nm_meta.choose_block_n(w, thr), w.shape[1]) for w in mats]
+        assert float(np.average(dens, weights=[w.size for w in mats])) >= target - 1e-9
+        # choose_block_n from precomputed errors is the same choice
+        assert np.array_equal(nm_meta.choose_block_n(mats[0], thr), nm_meta.choose_block_n(mats[0], thr, errors[0][0]))
+    with pytest.raises(FormatError, match=r"target density must be in \(0, 1\], not 0"):
+        nm_meta.calibrate_block_threshold(errors, 0)

@@ -1,0 +1,69 @@
+"""The estimator's N:M metadata bytes are the chosen format's byte count, exactly; the choice is
+the fewest bytes the datapath's RTL decodes; sparsity.metadata restricts it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sparsa.compiler.chain import plan_chain_tiling
+from sparsa.compiler.metadata import choose_metadata
+from sparsa.errors import ConfigError, UnsupportedError
+from sparsa.formats import nm, nm_meta
+from sparsa.sim.estimator import estimate_gemm
+
+from .conftest import preset
+
+
+def _format_bytes(cfg, k, n, pattern, encoding):
+    p, m = (int(x) for x in pattern.split(":"))
+    w = np.random.default_rng(k * n).integers(-7, 8, size=(k, n))
+    return len(nm_meta.encode(nm.compress(w, p, m, axis=0), encoding, cfg.group_size))
+
+
+@pytest.mark.parametrize("config, pattern, encoding", [
+    ("u280-flightllm", "2:4", "index"), ("u280-flightllm", "2:8", "index"), ("u280-flightllm", "8:16", "slot"),
+    ("chain-8x2-m16", "2:8", "index"), ("systolic-4x8-m8", "2:4", "slot"), ("systolic-8x8-2of4", "2:4", "slot")])
+@pytest.mark.parametrize("k, n", [(64, 32), (200, 24), (16, 2)])
+def test_estimator_indices_are_the_format_bytes(config, pattern, encoding, k, n):
+    cfg = preset(config)
+    est = estimate_gemm(cfg, 1, k, n, pattern)
+    assert est.metadata == encoding
+    # a small layer is read once, so its indices are one metadata stream
+    assert est.offchip_bytes["indices"] == _format_bytes(cfg, k, n, pattern, encoding)
+
+
+def test_forcing_slot_gives_the_old_bytes():
+    cfg = preset("u280-flightllm")
+    forced = cfg.with_overrides({"sparsity.metadata": "slot"})
+    auto = estimate_gemm(cfg, 1, 4096, 4096, "2:4")
+    slot = estimate_gemm(forced, 1, 4096, 4096, "2:4")
+    assert slot.metadata == "slot" and auto.metadata == "index"
+    assert slot.offchip_bytes["indices"] == 4096 // 2 * 4096 * 4 / 8     # one 4-bit index per kept value
+    assert auto.offchip_bytes["indices"] == slot.offchip_bytes["indices"] / 2
+    assert slot.offchip_bytes["weights"] == auto.offchip_bytes["weights"]
+
+
+def test_index_needs_whole_groups_per_k_tile():
+    """chain-8x4-seg cut into 4 segments has k-tiles of 2 slots: 2:4 on groups of 4 needs 2 per group
+    (decodable), 1:2 too; a pattern whose group of slots is longer than the k-tile falls back to slot."""
+    cfg = preset("u280-flightllm")
+    choice = choose_metadata(cfg, "2:4", 64, 8, seg_len=4)          # n_hw = 8 slots > 4
+    assert choice.encoding == "slot" and set(choice.candidates) == {"slot"}
+    forced = cfg.with_overrides({"sparsity.metadata": "index"})
+    with pytest.raises(UnsupportedError, match="sparsity.metadata='index': the dsp_chain decoder cannot expand it "
+                                               "for a 2:4 layer with k-tiles of 4 slots"):
+        choose_metadata(forced, "2:4", 64, 8, seg_len=4)
+    assert choose_metadata(cfg, "dense", 64, 8, seg_len=16).encoding == "none"
+    tiling = plan_chain_tiling(cfg, 1, 4096, 4096, "2:4")
+    assert choose_metadata(cfg, "2:4", 4096, 4096, tiling.seg_len).encoding == "index"
+
+
+def test_hardware_gates_the_choice():
+    with pytest.raises(ConfigError, match="sparsity.metadata='bitmask': the dsp_chain datapath has no decoder for "
+                                          "it; use 'auto' or one of slot, index"):
+        preset("u280-flightllm").with_overrides({"sparsity.metadata": "bitmask"})
+    with pytest.raises(ConfigError, match="the systolic datapath has no decoder for it; use 'auto' or one of slot"):
+        preset("systolic-8x8-2of4").with_overrides({"sparsity.metadata": "index"})
+    with pytest.raises(ConfigError, match="metadata"):
+        preset("u280-flightllm").with_overrides({"sparsity.metadata": "rle"})
