@@ -40,8 +40,9 @@ from sparsa.compiler.program import GemmShape, InstructionListMixin
 from sparsa.config import AcceleratorConfig
 from sparsa.errors import ConfigError, FormatError, ShapeError, UnsupportedError
 from sparsa.isa import Instruction, Opcode, encode
-from sparsa.formats import nm
 from sparsa.formats.nm import NMPattern
+from sparsa.formats.nm_meta import expand_indices
+from sparsa.compiler.metadata import MetadataChoice, choose_metadata, compress_for
 from sparsa.compiler.weights import check_reduction_fits, prune_to_pattern, requested_pattern, weight_matrix
 from sparsa.models.reference import check_int_range
 
@@ -281,6 +282,20 @@ class ChainProgram(InstructionListMixin):
                 for t in range(s.k0, s.k0 + s.kk):
                     yield self.tile_values[t, nt].T, self.tile_indices[t, nt].T
 
+    @property
+    def metadata(self) -> MetadataChoice:
+        """The N:M metadata encoding of the weights (:func:`~sparsa.compiler.metadata.choose_metadata`)."""
+        return self.meta["metadata"]
+
+    def compact_weight_beats(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The weight beats in the compact ``index`` encoding: ``(values, indices mod m)``, what the
+        index expander (:class:`~sparsa.hdl.chain.index_expander.IndexExpander`) turns back into
+        :meth:`weight_beats`.  UnsupportedError unless :attr:`metadata` is ``index``."""
+        if self.metadata.encoding != "index":
+            raise UnsupportedError(f"this program's metadata is {self.metadata.encoding!r}, not the compact 'index'")
+        for values, indices in self.weight_beats():
+            yield values, indices % self.pattern.m
+
     def check_inputs(self, tensors: Mapping[str, np.ndarray]) -> np.ndarray:
         """Validate ``tensors`` (must hold ``"A"`` of shape (m, k), activation-representable)."""
         if "A" not in tensors:
@@ -304,7 +319,7 @@ class ChainProgram(InstructionListMixin):
 
     def report_fields(self) -> dict:
         """Datapath-specific fields of a run report: the segments each chain is cut into."""
-        return {"chain_segments": self.segments}
+        return {"chain_segments": self.segments, "metadata": self.metadata.encoding}
 
     def write_images(self, a: np.ndarray, expected: np.ndarray, out_dir, scales: "np.ndarray | None" = None) -> list:
         """``sparsa compile``: write the memory images and metadata (:func:`write_chain_images`)."""
@@ -382,7 +397,8 @@ def compile_chain_gemm(
     tiling = plan_chain_tiling(config, m_rows, k, n, req, segments)
     hw = tiling.hw_pattern
     w = prune_to_pattern(w, req, prune)
-    comp = nm.compress(w, hw.n, hw.m, axis=0)
+    metadata = choose_metadata(config, req, k, n, tiling.seg_len)
+    comp = compress_for(config, w, req, metadata.encoding)
     if not allow_overflow:
         check_reduction_fits(config, tiling.slots, k, req)
 
@@ -393,6 +409,8 @@ def compile_chain_gemm(
     idxs = np.zeros((kt_n * seg_len, nt_n * seg * c), dtype=np.int64)
     vals[: tiling.slots, :n] = comp.values
     idxs[: tiling.slots, :n] = comp.indices
+    if metadata.encoding == "index":     # padding slots too: the expander's index of a zero sub-group slot
+        idxs = expand_indices(idxs % req.m, req.n, req.m, config.group_size).astype(np.int64)
 
     def tiles(x: np.ndarray) -> np.ndarray:
         # (slot t*L + i, column (nt*S + s)*C + c) -> (t, nt, slice s*L + i, chain c)
@@ -422,7 +440,7 @@ def compile_chain_gemm(
         config=config, shape=GemmShape(m_rows, k, n), pattern=req, hw_pattern=hw, tiling=tiling,
         instructions=tuple(instructions), tile_values=tile_values, tile_indices=tile_indices,
         row_groups=row_groups, load_steps=tuple(loads), computes=tuple(computes), drains=tuple(drains),
-        weights=w.astype(np.int64), meta={"tiling": tiling, "segments": seg})
+        weights=w.astype(np.int64), meta={"tiling": tiling, "segments": seg, "metadata": metadata})
 
 
 def chain_output_beats(program: ChainProgram, y: np.ndarray) -> np.ndarray:
@@ -448,8 +466,9 @@ def write_chain_images(program: ChainProgram, a: np.ndarray, expected: np.ndarra
 
     from sparsa.output import output_dir
 
-    from sparsa.chain_layout import (chain_activation_beat_bits, chain_output_beat_bits,
-                                     chain_weight_beat_bits, pack_chain_activation_beat, pack_chain_weight_beat)
+    from sparsa.chain_layout import (chain_activation_beat_bits, chain_compact_weight_beat_bits, chain_output_beat_bits,
+                                     chain_weight_beat_bits, pack_chain_activation_beat, pack_chain_compact_weight_beat,
+                                     pack_chain_weight_beat)
     from sparsa.layout import pack_lanes
 
     def hex_lines(words, bits):
@@ -470,6 +489,7 @@ def write_chain_images(program: ChainProgram, a: np.ndarray, expected: np.ndarra
         "beats": {"weights": program.num_weight_beats, "acts": program.num_activation_beats,
                   "outputs": program.num_output_beats},
         "beat_bits": bits,
+        "metadata": {"encoding": program.metadata.encoding, "bytes": program.metadata.nbytes},
     }
     contents = {
         "instr.hex": hex_lines(program.instruction_words(), 32),
@@ -482,5 +502,11 @@ def write_chain_images(program: ChainProgram, a: np.ndarray, expected: np.ndarra
         "program.lst": program.listing() + "\n",
         "program.json": json.dumps(meta, indent=2) + "\n",
     }
+    if program.metadata.encoding == "index":     # the stream the index expander takes (docs/formats/nm.md)
+        width = chain_compact_weight_beat_bits(cfg, program.pattern.m)
+        meta["beat_bits"]["weights_compact"] = width
+        contents["weights_compact.hex"] = hex_lines((pack_chain_compact_weight_beat(cfg, v, i, program.pattern.m)
+                                                     for v, i in program.compact_weight_beats()), width)
+        contents["program.json"] = json.dumps(meta, indent=2) + "\n"
     with output_dir(out_dir) as stage:
         return [stage.write(name, text) for name, text in contents.items()]

@@ -16,10 +16,13 @@ from dataclasses import dataclass
 from sparsa.config import AcceleratorConfig
 from sparsa.datapath import matrix_datapath
 from sparsa.errors import UnsupportedError
-from sparsa.formats.nm import NMPattern
-from sparsa.formats.nm_meta import ENCODINGS, hw_slots, metadata_bytes
+import numpy as np
 
-__all__ = ["MetadataChoice", "NO_METADATA", "choose_metadata"]
+from sparsa.formats import nm
+from sparsa.formats.nm import NMPattern
+from sparsa.formats.nm_meta import ENCODINGS, expand_indices, hw_slots, metadata_bytes, slot_local_indices
+
+__all__ = ["MetadataChoice", "NO_METADATA", "choose_metadata", "compress_for"]
 
 #: The encoding name a layer without metadata (dense weights, K/V operands) reports.
 NO_METADATA = "none"
@@ -77,3 +80,23 @@ def choose_metadata(config: AcceleratorConfig, pattern: "NMPattern | str | None"
         encoding = min(candidates, key=lambda enc: (candidates[enc], ENCODINGS.index(enc)))
     slots = hw_slots(k, requested.n, requested.m, config.group_size) * n
     return MetadataChoice(encoding, candidates[encoding], candidates[encoding] * 8 / slots, candidates)
+
+
+def compress_for(config: AcceleratorConfig, weights: np.ndarray, pattern: NMPattern, encoding: str) -> nm.NMCompressed:
+    """``weights`` (pruned to ``pattern``, reduction axis 0) compressed at the hardware pattern, with
+    slot indices the ``encoding``'s decoder reproduces.
+
+    ``index``: the compressed form at ``pattern`` expanded to the hardware's groups
+    (:func:`~sparsa.formats.nm_meta.expand_indices`: slot ``s`` in sub-group ``(s mod n_hw) // n``),
+    so the compact stream is each slot index modulo ``m``; otherwise :func:`~sparsa.formats.nm.compress`
+    at the hardware pattern.  Both hold the same dense tensor.
+    """
+    hw = config.hardware_pattern(pattern)
+    if encoding != "index":
+        return nm.compress(weights, hw.n, hw.m, axis=0)
+    comp = nm.compress(weights, pattern.n, pattern.m, axis=0)
+    local = slot_local_indices(comp, config.group_size)
+    values = np.zeros(local.shape, dtype=comp.values.dtype)
+    values[: comp.values.shape[0]] = comp.values
+    return nm.NMCompressed(values=values, indices=expand_indices(local, pattern.n, pattern.m, config.group_size),
+                           n=hw.n, m=hw.m, axis=0, length=comp.length)
