@@ -3,6 +3,10 @@ the fewest bytes the datapath's RTL decodes; sparsity.metadata restricts it."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -45,8 +49,9 @@ def test_forcing_slot_gives_the_old_bytes():
 
 
 def test_index_needs_whole_groups_per_k_tile():
-    """chain-8x4-seg cut into 4 segments has k-tiles of 2 slots: 2:4 on groups of 4 needs 2 per group
-    (decodable), 1:2 too; a pattern whose group of slots is longer than the k-tile falls back to slot."""
+    """On the preset, k-tiles of 4 slots (4 segments) hold half of a 2:4 layer's 8 slots per group of 16:
+    the expander's sub-groups are not fixed per slice, so the choice falls back to slot and forcing
+    index is refused; with whole k-tiles of 16 slots it takes index."""
     cfg = preset("u280-flightllm")
     choice = choose_metadata(cfg, "2:4", 64, 8, seg_len=4)          # n_hw = 8 slots > 4
     assert choice.encoding == "slot" and set(choice.candidates) == {"slot"}
@@ -67,3 +72,39 @@ def test_hardware_gates_the_choice():
         preset("systolic-8x8-2of4").with_overrides({"sparsity.metadata": "index"})
     with pytest.raises(ConfigError, match="metadata"):
         preset("u280-flightllm").with_overrides({"sparsity.metadata": "rle"})
+
+
+def test_cli_reports_each_layers_encoding(tmp_path):
+    from sparsa.cli import main
+
+    out = tmp_path / "est.json"
+    argv = ["estimate", "configs/u280-flightllm.yaml", "--workload", "configs/workloads/llama2-7b-decode-nm.yaml",
+            "--json", str(out)]
+    root = Path(__file__).resolve().parent.parent
+    with contextlib.chdir(root):
+        assert main(argv) == 0
+        auto = json.loads(out.read_text())
+        assert main(argv + ["--set", "sparsity.metadata=slot"]) == 0
+        slot = json.loads(out.read_text())
+    layers = {layer["name"]: layer for layer in auto["layers"]}
+    assert layers["blocks.0.attn.q_proj"]["metadata"] == "index"
+    assert layers["blocks.0.mlp.up_proj"]["metadata"] == "index"
+    assert layers["blocks.0.attn.qk"]["metadata"] == "none"
+    assert auto["summary"]["metadata"]["index"]["layers"] == 224
+    assert slot["summary"]["metadata"]["slot"]["bytes"] == pytest.approx(2 * auto["summary"]["metadata"]["index"]["bytes"],
+                                                                         rel=0.25)
+    # metadata bytes are part of every bandwidth figure: the totals differ by exactly the metadata
+    diff = slot["summary"]["offchip_bytes"] - auto["summary"]["offchip_bytes"]
+    assert diff == pytest.approx(slot["summary"]["metadata"]["slot"]["bytes"] - auto["summary"]["metadata"]["index"]["bytes"])
+
+
+def test_workload_block_n_assumption_checked():
+    from sparsa.models.workloads.spec import load_workload
+
+    path = "configs/workloads/llama2-7b-decode-nm.yaml"
+    root = Path(__file__).resolve().parent.parent
+    with contextlib.chdir(root):
+        with pytest.raises(ConfigError, match=r"block_n.shares: N must be one of 2, 4, 8, 16, not 3"):
+            load_workload(path, block_n={"shares": {3: 1.0}, "source": "x"})
+        with pytest.raises(ConfigError, match=r"block_n.shares: shares must be >= 0 and sum to 1"):
+            load_workload(path, block_n={"shares": {2: 0.5}, "source": "x"})

@@ -443,9 +443,9 @@ class BlockNSettings(_Frozen):
     def _shares_ok(cls, shares: dict[int, float]) -> dict[int, float]:
         bad = [n for n in shares if n not in BLOCK_NS]
         if bad:
-            raise ValueError(f"block_n.shares: N must be one of {', '.join(map(str, BLOCK_NS))}, not {bad[0]!r}")
+            raise ValueError(f"N must be one of {', '.join(map(str, BLOCK_NS))}, not {bad[0]!r}")
         if any(v < 0 for v in shares.values()) or abs(sum(shares.values()) - 1) > 1e-6:
-            raise ValueError(f"block_n.shares must be >= 0 and sum to 1, not {dict(shares)!r}")
+            raise ValueError(f"shares must be >= 0 and sum to 1, not {dict(shares)!r}")
         return shares
 
 
