@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sparsa.compiler.chain import plan_chain_tiling
 from sparsa.compiler.metadata import choose_metadata
@@ -108,3 +110,27 @@ def test_workload_block_n_assumption_checked():
             load_workload(path, block_n={"shares": {3: 1.0}, "source": "x"})
         with pytest.raises(ConfigError, match=r"block_n.shares: shares must be >= 0 and sum to 1"):
             load_workload(path, block_n={"shares": {2: 0.5}, "source": "x"})
+
+
+@given(st.sampled_from(["u280-flightllm", "chain-8x2-m16", "chain-4x4-packed", "systolic-4x8-m8", "systolic-8x8-2of4"]),
+       st.sampled_from(["1:2", "1:4", "2:4", "3:4", "1:8", "2:8", "4:8", "8:16", "dense"]),
+       st.integers(1, 300), st.integers(1, 40), st.sampled_from([1, 2, 4, 8, 16]))
+@settings(max_examples=150, deadline=None)
+def test_choice_is_the_fewest_decodable_bytes(config, pattern, k, n, seg_len):
+    from sparsa.datapath import matrix_datapath
+
+    cfg = preset(config)
+    if cfg.group_size % int(pattern.split(":")[1] if pattern != "dense" else 1):
+        return
+    choice = choose_metadata(cfg, pattern, k, n, seg_len)
+    dp = matrix_datapath(cfg)
+    if pattern == "dense" or cfg.hardware_pattern(pattern).dense:
+        assert choice.encoding == "none" and choice.nbytes == 0
+        return
+    assert "slot" in choice.candidates                       # every datapath decodes its own lane index
+    assert set(choice.candidates) <= set(dp.metadata_decoders)
+    assert choice.nbytes == min(choice.candidates.values())
+    n_, m_ = (int(x) for x in pattern.split(":"))
+    assert choice.candidates["slot"] == nm_meta.metadata_bytes("slot", k, n, n_, m_, cfg.group_size)
+    if "index" in choice.candidates:
+        assert seg_len % cfg.hardware_pattern(pattern).n == 0
