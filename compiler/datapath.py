@@ -9,6 +9,7 @@ datapath compiled them.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
@@ -18,8 +19,9 @@ from sparsa.compiler.gemm import compile_systolic_gemm
 from sparsa.config import AcceleratorConfig
 from sparsa.formats.nm import NMPattern
 from sparsa.datapath import matrix_datapath
+from sparsa.isa import Instruction
 
-__all__ = ["GEMM_COMPILERS", "compile_gemm"]
+__all__ = ["GEMM_COMPILERS", "compile_gemm", "gemm_instruction_counts"]
 
 #: The GEMM compiler of every matrix datapath, by ``datapath.kind``.
 GEMM_COMPILERS: dict[str, Callable[..., object]] = {
@@ -65,3 +67,14 @@ def compile_gemm(
     """
     compiler = GEMM_COMPILERS[matrix_datapath(config).kind]
     return compiler(config, weights, m_rows, pattern, prune=prune, allow_overflow=allow_overflow, segments=segments)
+
+
+def gemm_instruction_counts(config: AcceleratorConfig, m_rows: int, k: int, n: int,
+                            pattern: "NMPattern | str | None" = None) -> "Counter[Instruction]":
+    """The instructions :func:`compile_gemm` emits for this shape, with multiplicities (HALT included),
+    from the datapath's tiling alone: no weights, no tile loop (the estimator's path)."""
+    from sparsa.compiler.chain import plan_chain_tiling
+    from sparsa.compiler.tiling import plan_tiling
+
+    plan = {"systolic": plan_tiling, "dsp_chain": plan_chain_tiling}[matrix_datapath(config).kind]
+    return plan(config, m_rows, k, n, pattern).instruction_counts()

@@ -101,6 +101,8 @@ class ModelEstimate:
     bandwidth_gbps: float
     layers: tuple[LayerEstimate, ...] = field(repr=False)
     sfu: dict[str, Any] | None = None
+    #: The blocks costed as the machine's compiled block (:mod:`sparsa.sim.block_estimate`), or None.
+    block_program: dict[str, Any] | None = None
 
     def unmapped_vector_ops(self) -> dict[str, int]:
         """Vector ops the SFU cannot run (costed at their traffic only): count per kind."""
@@ -204,7 +206,7 @@ class ModelEstimate:
             "utilization": self.utilization, "memory_roofline_s": self.memory_roofline_s,
             "bandwidth_utilization": self.memory_roofline_s / self.seconds if self.seconds else 0.0,
             "fj_per_mac": self.energy_j * 1e15 / self.macs if self.macs else None,
-            "sfu": self.sfu, "unmapped_vector_ops": self.unmapped_vector_ops(),
+            "sfu": self.sfu, "unmapped_vector_ops": self.unmapped_vector_ops(), "block_program": self.block_program,
             "cycles_by_unit": self.cycles_by_unit(),
             "memory_limit_s": self.memory_limit_s,
             "memory_limit_fraction": self.memory_limit_s / self.seconds if self.seconds else 0.0,

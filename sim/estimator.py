@@ -323,12 +323,14 @@ def estimate_workload(config: AcceleratorConfig, workload: Any, *, overlap: bool
     batch = getattr(workload, "batch", 1)
     seq = getattr(workload, "seq_len", None) or getattr(workload, "context", None) or 1
     tokens = batch if phase == "decode" else batch * seq
+    from sparsa.sim.block_estimate import block_program_estimate
     from sparsa.sim.vector_cost import sfu_summary
 
+    block_layers = sum(est.cycles for est in layers if est.name.startswith("blocks."))
     return ModelEstimate(config=config.name, workload=workload.name, phase=str(phase), batch=batch,
                          tokens=tokens, clock_mhz=config.clock_mhz, peak_macs_per_cycle=config.peak_macs_per_cycle,
                          bandwidth_gbps=config.memory.bandwidth_gbps, layers=tuple(layers),
-                         sfu=sfu_summary(config))
+                         sfu=sfu_summary(config), block_program=block_program_estimate(config, workload, block_layers))
 
 
 def resource_usage(config: AcceleratorConfig) -> dict[str, float]:

@@ -65,6 +65,7 @@ def format_summary(est: ModelEstimate, cfg: AcceleratorConfig) -> str:
     if metadata:
         rows.insert(7, ("N:M metadata", ", ".join(f"{enc} {si(v['bytes'], 'B')} ({v['layers']:g} layers)"
                                                   for enc, v in metadata.items())))
+    rows += _block_rows(est)
     if est.phase == "decode":
         rows.insert(4, ("energy per token", si(s["energy_per_token_j"], "J")))
     if est.phase == "prefill":
@@ -97,6 +98,20 @@ def _vector_rows(est: ModelEstimate) -> list[tuple[str, str]]:
         rows.append(("not on the SFU", ", ".join(f"{kind} x{n}" for kind, n in unmapped.items())
                      + " (no SFU operation: memory traffic only)"))
     return rows
+
+
+def _block_rows(est: ModelEstimate) -> list[tuple[str, str]]:
+    """The blocks as the machine's compiled program (sparsa.sim.block_estimate)."""
+    bp = est.block_program
+    if bp is None:
+        return []
+    if "refused" in bp:
+        return [("compiled block", f"not costed: {bp['refused']}")]
+    units = bp["cycles_by_unit"]
+    total = bp["cycles_per_block"]
+    split = ", ".join(f"{u} {100 * units[u] / total:.1f} %" for u in ("matrix", "sfu", "memory"))
+    return [("compiled block", f"{total:,} cycles per block ({split}); {bp['blocks']} blocks {bp['cycles']:,} "
+                               f"cycles, vs {bp['layer_model_cycles']:,.0f} in the layer model (sparsa block)")]
 
 
 def format_layers(est: ModelEstimate) -> str:

@@ -108,7 +108,7 @@ def execute(state: SfuState, cmd: SfuCommand) -> None:
     elif op == SfuOp.ROPE:
         y = lane_op(LaneOp.ROPE, a, b, np.ones(a.shape, dtype=bool))
     elif op == SfuOp.QSTATIC:
-        y = ops.quantize_static(a, cmd.mantissa, cmd.exponent, cmd.bits)
+        y = ops.quantize_static(a, cmd.mantissa, cmd.exponent, cmd.bits, cmd.code_max)
     elif op == SfuOp.SOFTMAX:
         keep = np.ones(a.shape, dtype=bool)
         if cmd.causal:
@@ -176,7 +176,7 @@ def _lane_scalars(step: Pass, regs: dict[str, int], cmd: SfuCommand) -> dict[str
           ShSrc.CMD_EXP_MINUS_16: cmd.exponent - FX_FRAC,
           ShSrc.COMMAND_PLUS_ROW: min(max(cmd.shift + regs.get("row_e", 0), ROW_SHIFT_RANGE[0]), ROW_SHIFT_RANGE[1])
           }[step.sh]
-    return {"x": x, "m": m, "sh": sh, "q": 7 if cmd.bits == 4 else 127}
+    return {"x": x, "m": m, "sh": sh, "q": cmd.code_max}
 
 
 def run_microcode(state: SfuState, cmd: SfuCommand) -> None:
@@ -236,7 +236,7 @@ def _quantize_microcode(state: SfuState, cmd: SfuCommand) -> None:
     ``row_exponent`` these steps row after row, each row's exponent also to VMEM from
     ``exp_dst``.  A per-token unit of a row that is not whole words drops the tail lanes."""
     L, w = state.lanes, cmd.words(state.lanes)
-    qmax = 7 if cmd.bits == 4 else 127
+    qmax = cmd.code_max
     keep = (np.arange(w * L) < cmd.n).reshape(w, L)
     per_unit = w if cmd.unit == cmd.n else cmd.unit // L
     groups = [range(r, r + 1) for r in range(cmd.rows)] if cmd.row_exponent else [range(cmd.rows)]

@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sparsa.commands.verilog",
     "sparsa.commands.compile",
     "sparsa.commands.run",
+    "sparsa.commands.block",
     "sparsa.commands.quantize",
     "sparsa.commands.estimate",
     "sparsa.commands.compare",

@@ -86,6 +86,7 @@ def command_layout(addr_bits: int) -> data.StructLayout:
         "exp_dst": addr_bits,
         "scale_src": addr_bits,
         "exp_src": addr_bits,
+        "qmax": 7,
     })
 
 
@@ -329,7 +330,7 @@ class Sfu(wiring.Component):
             m_reg.eq(m_val),
             qb_d.eq(qb),
             lanes.sh.eq(sh_val),
-            lanes.q.eq(Mux(c.bits4, 7, 127)),
+            lanes.q.eq(Mux(c.qmax != 0, c.qmax, Mux(c.bits4, 7, 127))),
         ]
         m.d.comb += [lanes.a.eq(rd_a.data), lanes.b.eq(rd_b.data),
                      lanes.m.eq(Mux(qb_d, s_rd.data, m_reg))]

@@ -118,7 +118,7 @@ def quantize_weight(weight: np.ndarray, bits: int, pattern: str | None = None, *
 
 def quantize_block(fb: FloatBlock, calibration: np.ndarray, *, bits: int | Mapping[str, int] = 8,
                    patterns: Mapping[str, str] | None = None, max_positions: int = 256,
-                   act_group: int | None = None) -> BlockWeights:
+                   act_group: int | None = None, kv_qmax: int = 127) -> BlockWeights:
     """The integer block of ``fb``.
 
     Parameters
@@ -135,6 +135,9 @@ def quantize_block(fb: FloatBlock, calibration: np.ndarray, *, bits: int | Mappi
         The block's context capacity (RoPE table length).
     act_group : int, optional
         Per-group activation scales of the linear layers (:attr:`BlockWeights.act_group`).
+    kv_qmax : int
+        Largest K/V code (:attr:`BlockWeights.kv_qmax`); the static scales map the calibration
+        maxima to it.
     """
     s = fb.spec
     patterns = dict(patterns or {})
@@ -146,7 +149,7 @@ def quantize_block(fb: FloatBlock, calibration: np.ndarray, *, bits: int | Mappi
     out = float_block(fb, calibration)
     kmax = _rotation_amax(out.k, s.rope)
     vmax = np.abs(out.v).max(axis=(1, 2))
-    qmax = intq.int_range(ACT_BITS)[1]
+    qmax = min(intq.int_range(ACT_BITS)[1], kv_qmax)
     k_scale = static_scale(np.maximum(kmax, 1e-6) / qmax, "k_scale")
     v_scale = static_scale(np.maximum(vmax, 1e-6) / qmax, "v_scale")
     score_scale = static_scale(k_scale.value / np.sqrt(s.head_dim), "score_scale", up=False)
@@ -159,4 +162,4 @@ def quantize_block(fb: FloatBlock, calibration: np.ndarray, *, bits: int | Mappi
         biases = {"norm1_bias": to_fx(fb.norm1_bias), "norm2_bias": to_fx(fb.norm2_bias)}
     return BlockWeights(spec=s, linear=linear, norm1=to_fx(fb.norm1), norm2=to_fx(fb.norm2), k_scale=k_scale,
                         v_scale=v_scale, score_scale=score_scale, max_positions=max_positions, act_group=act_group,
-                        **biases, **rope)
+                        kv_qmax=kv_qmax, **biases, **rope)

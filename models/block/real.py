@@ -61,7 +61,7 @@ def smollm2_hidden(model, text: str, i: int = 0) -> np.ndarray:
 
 
 def smollm2_block(model, i: int = 0, *, bits: int = 8, pattern: str | None = None, max_positions: int = 256,
-                  act_group: int | None = None) -> BlockWeights:
+                  act_group: int | None = None, kv_qmax: int = 127) -> BlockWeights:
     """SmolLM2 block ``i`` in integer form.
 
     Parameters
@@ -82,7 +82,8 @@ def smollm2_block(model, i: int = 0, *, bits: int = 8, pattern: str | None = Non
     fb = smollm2_float_block(model, i)
     calib = smollm2_hidden(model, CALIBRATION_TEXT, i)[:max_positions]
     patterns = {s: pattern for s in _LLAMA_LINEAR} if pattern else None
-    return quantize_block(fb, calib, bits=bits, patterns=patterns, max_positions=max_positions)
+    return quantize_block(fb, calib, bits=bits, patterns=patterns, max_positions=max_positions, act_group=act_group,
+                          kv_qmax=kv_qmax)
 
 
 def _minilm_layers(model) -> int:
@@ -122,10 +123,10 @@ def minilm_hidden(model, text: str, i: int = 0) -> np.ndarray:
 
 
 def minilm_block(model, i: int = 0, *, bits: int = 8, pattern: str | None = None, max_positions: int = 256,
-                 act_group: int | None = None) -> BlockWeights:
+                 act_group: int | None = None, kv_qmax: int = 127) -> BlockWeights:
     """MiniLM block ``i`` in integer form (parameters as :func:`smollm2_block`)."""
     fb = minilm_float_block(model, i)
     calib = minilm_hidden(model, CALIBRATION_TEXT, i)[:max_positions]
     patterns = {s: pattern for s in _BERT_LINEAR} if pattern else None
     return quantize_block(fb, calib, bits=bits, patterns=patterns, max_positions=max_positions,
-                          act_group=act_group)
+                          act_group=act_group, kv_qmax=kv_qmax)

@@ -150,9 +150,9 @@ def _heads(x: np.ndarray, n: int, hd: int) -> np.ndarray:
     return x.reshape(x.shape[0], n, hd).transpose(1, 0, 2)
 
 
-def _static(x: np.ndarray, scale: StaticScale) -> np.ndarray:
-    """int8 codes of fx ``x [kv_heads, T, hd]`` with each head's static scale."""
-    return np.stack([ops.quantize_static(x[h], int(scale.mantissa[h]), int(scale.exponent[h]), ACT_BITS)
+def _static(x: np.ndarray, scale: StaticScale, qmax: int = 127) -> np.ndarray:
+    """int8 codes of fx ``x [kv_heads, T, hd]`` with each head's static scale, saturating at ``qmax``."""
+    return np.stack([ops.quantize_static(x[h], int(scale.mantissa[h]), int(scale.exponent[h]), ACT_BITS, qmax)
                      for h in range(x.shape[0])])
 
 
@@ -206,7 +206,7 @@ def _block(w: BlockWeights, x: np.ndarray, cache: KVCache) -> tuple[np.ndarray, 
     q = _rope(w, _heads(int_linear(h, w.linear["q"], g), s.heads, s.head_dim), start)
     k = _rope(w, _heads(int_linear(h, w.linear["k"], g), s.kv_heads, s.head_dim), start)
     v = _heads(int_linear(h, w.linear["v"], g), s.kv_heads, s.head_dim)
-    cache = cache.append(_static(k, w.k_scale), _static(v, w.v_scale))
+    cache = cache.append(_static(k, w.k_scale, w.kv_qmax), _static(v, w.v_scale, w.kv_qmax))
     x = ops.add(x, int_linear(attention(w, q, cache, start), w.linear["o"], g))
     if s.prenorm:
         return ops.add(x, _mlp(w, _norm(w, x, 2))), cache

@@ -273,6 +273,9 @@ class BlockWeights:
         Activation scales of the linear layers' inputs: None, one per token; an int, one per
         ``act_group`` elements of a token (all sharing the token's exponent).  Attention's Q and
         P are always per token.
+    kv_qmax : int
+        Largest K/V code magnitude, 1..127 (default 127): 119 for a datapath whose 4-bit weight
+        port takes the cache as two nibble planes (:data:`sparsa.compiler.attention.NIBBLE_QMAX`).
     """
 
     spec: BlockSpec
@@ -288,9 +291,12 @@ class BlockWeights:
     rope_cos: np.ndarray | None = None
     rope_sin: np.ndarray | None = None
     act_group: int | None = None
+    kv_qmax: int = 127
 
     def __post_init__(self) -> None:
         s = self.spec
+        if isinstance(self.kv_qmax, bool) or not isinstance(self.kv_qmax, int) or not 1 <= self.kv_qmax <= 127:
+            raise ConfigError(f"block kv_qmax must be an int in 1..127, not {self.kv_qmax!r}")
         if not isinstance(s, BlockSpec):
             raise ConfigError(f"block spec must be a BlockSpec, not {type(s).__name__}")
         want = s.linear_shapes()

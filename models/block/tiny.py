@@ -24,7 +24,7 @@ from .convert import quantize_block
 from .float_block import FloatBlock, float_block
 from .spec import BlockSpec
 
-__all__ = ["TINY_MODELS", "CALIBRATION_TOKENS", "TinyModel", "tiny_model"]
+__all__ = ["TINY_MODELS", "CALIBRATION_TOKENS", "TinyModel", "tiny_model", "random_float_block"]
 
 #: The tiny models' names.
 TINY_MODELS = ("tiny-llama", "tiny-bert")
@@ -73,7 +73,8 @@ class TinyModel:
         return x
 
 
-def _float_block(spec: BlockSpec, rng: np.random.Generator) -> FloatBlock:
+def random_float_block(spec: BlockSpec, rng: np.random.Generator) -> FloatBlock:
+    """A float block of structure ``spec`` with random weights (the tiny models' draw, any size)."""
     bias = spec.norm == "layernorm"
 
     def vec(n: int, base: float, spread: float) -> np.ndarray:
@@ -105,7 +106,7 @@ def tiny_model(name: str, seed: int = 0) -> TinyModel:
     emb = rng.standard_normal((_VOCAB, spec.hidden))
     if spec.norm == "layernorm":
         emb = (emb - emb.mean(axis=1, keepdims=True)) / emb.std(axis=1, keepdims=True)
-    blocks = tuple(_float_block(spec, rng) for _ in range(_BLOCKS))
+    blocks = tuple(random_float_block(spec, rng) for _ in range(_BLOCKS))
     model = TinyModel(name, emb, blocks, ())
     calib = rng.integers(0, _VOCAB, CALIBRATION_TOKENS)
     ints = tuple(quantize_block(fb, model.hidden(calib, i), patterns=_PRUNED[name], max_positions=_POSITIONS)

@@ -17,7 +17,7 @@ from typing import Literal
 
 from sparsa.errors import ConfigError, UnsupportedError
 
-from .graph import GemmLayer, Op, VectorOp, Workload
+from .graph import GemmLayer, Op, TransformerBlocks, VectorOp, Workload
 
 __all__ = [
     "EncoderConfig",
@@ -154,8 +154,14 @@ def build_encoder(cfg: EncoderConfig, seq_len: int, batch: int = 1) -> Workload:
             VectorOp("mean_pool", batch * d, "mean_pool", input_elements=t * d, row_length=d),
             VectorOp("l2norm", batch * d, "l2norm", row_length=d),
         ]
+    from sparsa.models.block.spec import BlockSpec
+
+    spec = BlockSpec(hidden=cfg.d_model, heads=cfg.n_heads, kv_heads=cfg.n_heads, head_dim=cfg.head_dim,
+                     ffn=cfg.ffn_dim, norm="layernorm", activation="gelu", gated=False, causal=False, rope=None,
+                     prenorm=False)
     return Workload(
-        name=cfg.name, phase="forward", batch=batch, context=seq_len, layers=tuple(ops), source=cfg.source
+        name=cfg.name, phase="forward", batch=batch, context=seq_len, layers=tuple(ops), source=cfg.source,
+        block=TransformerBlocks(spec, cfg.n_layers, biases=True),
     )
 
 

@@ -36,7 +36,7 @@ import dataclasses
 import enum
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal, TypeAlias, get_args
+from typing import Any, Literal, TypeAlias, get_args
 
 from sparsa.errors import FormatError, ShapeError
 from sparsa.formats import FORMATS
@@ -54,6 +54,7 @@ __all__ = [
     "Op",
     "KVCache",
     "Workload",
+    "TransformerBlocks",
     "parse_sparsity",
 ]
 
@@ -490,6 +491,21 @@ class KVCache:
         return self.bytes_per_layer * self.n_layers
 
 
+
+@dataclass(frozen=True)
+class TransformerBlocks:
+    """The repeated blocks of a transformer workload: ``count`` blocks of structure ``spec``
+    (a :class:`sparsa.models.block.spec.BlockSpec`), their linear layers with biases or not.
+
+    The layers of block ``i`` are the workload's ``blocks.{i}.*``; their N:M patterns are read
+    from the layer graph (:meth:`Workload.block_patterns`), so a workload file's overrides count.
+    """
+
+    spec: Any
+    count: int
+    biases: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class Workload:
     """An ordered layer graph with exact shapes.
@@ -511,6 +527,9 @@ class Workload:
         KV cache of decoder LLMs.
     source : str
         Where the hyperparameters came from (published config, GGUF file, ...).
+    block : TransformerBlocks or None
+        Transformers: the structure of their ``blocks.{i}`` (what the machine compiles, one
+        program per block; :func:`sparsa.compiler.block.block_cycles`); None otherwise.
     """
 
     name: str
@@ -520,6 +539,7 @@ class Workload:
     layers: tuple[Op, ...]
     kv_cache: KVCache | None = None
     source: str = ""
+    block: "TransformerBlocks | None" = None
 
     def __post_init__(self) -> None:
         _name_ok("Workload", self.name)
@@ -601,6 +621,19 @@ class Workload:
     def total_params(self) -> int:
         """All parameters: :attr:`weight_params` plus embeddings and norm gains."""
         return self.weight_params + sum(v.params for v in self.vector_ops())
+
+    def block_patterns(self, i: int = 0) -> dict[str, str]:
+        """N:M pattern (``"N:M"`` or ``"dense"``) of each linear layer of block ``i``, by the block
+        spec's layer names (``q, k, v, o, gate, up, down``; ``fc1`` is ``up``, ``fc2`` ``down``)."""
+        names = {"q_proj": "q", "k_proj": "k", "v_proj": "v", "o_proj": "o", "gate_proj": "gate",
+                 "up_proj": "up", "down_proj": "down", "fc1": "up", "fc2": "down"}
+        out = {}
+        for g in self.gemms():
+            prefix, _, leaf = g.name.rpartition(".")
+            if prefix.startswith(f"blocks.{i}.") and leaf in names and g.sparsity is not None:
+                n, m = g.sparsity
+                out[names[leaf]] = f"{n}:{m}" if n < m else "dense"
+        return out
 
     def replace_layers(self, layers: tuple[Op, ...]) -> Workload:
         """Return a copy with ``layers`` substituted (checked again)."""

@@ -26,7 +26,7 @@ from typing import Literal, TypeAlias
 
 from sparsa.errors import ConfigError, MissingToolError, UnsupportedError
 
-from .graph import GemmLayer, KVCache, Op, VectorOp, Workload
+from .graph import GemmLayer, KVCache, Op, TransformerBlocks, VectorOp, Workload
 
 __all__ = [
     "FfnKind",
@@ -271,7 +271,23 @@ def build_decoder(
         layers=tuple(ops),
         kv_cache=cfg.kv_cache(k_len, batch),
         source=cfg.source,
+        block=_blocks(cfg),
     )
+
+
+def _blocks(cfg: DecoderConfig) -> TransformerBlocks | None:
+    """The decoder's block structure, or None when the block has no SFU form (a ReLU MLP,
+    learned positions are fine: the block itself has no RoPE then)."""
+    from sparsa.models.block.spec import BlockSpec
+
+    act = "silu" if cfg.ffn_kind == "swiglu" else cfg.ffn_kind
+    try:
+        spec = BlockSpec(hidden=cfg.d_model, heads=cfg.n_heads, kv_heads=cfg.n_kv_heads, head_dim=cfg.head_dim,
+                         ffn=cfg.ffn_dim, norm=cfg.norm, activation=act, gated=cfg.ffn_kind == "swiglu",
+                         causal=True, rope="adjacent" if cfg.positions == "rope" else None, prenorm=True)
+    except ConfigError:
+        return None
+    return TransformerBlocks(spec, cfg.n_layers, biases=cfg.bias)
 
 
 #: LLaMA 2 7B: Touvron et al. 2023 (Table 1) and meta-llama/Llama-2-7b-hf config.json

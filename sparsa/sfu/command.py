@@ -22,7 +22,7 @@ REQUANT_ROW    ``requantize_rows(a, m, e, b, shift)``: ``a`` raw 32-bit sums, ``
 SILU, GELU     ``activation(a, kind)``
 ROPE           adjacent pairs of ``a`` rotated by ``b`` = interleaved ``cos, sin`` (``b[2i]``,
                ``b[2i+1]``)
-QSTATIC        ``quantize_static(a, mantissa, exponent, bits)`` codes
+QSTATIC        ``quantize_static(a, mantissa, exponent, bits, qmax)`` codes (``qmax`` 0: ``2**(bits-1)-1``)
 SOFTMAX        ``softmax(a, keep)``: keep ``j < n``, and ``j <= offset + r`` when ``causal``
 RMSNORM        ``rmsnorm(a, b, eps)`` with ``eps_code = norm_eps_code(eps, n)``
 LAYERNORM      ``layernorm(a, b, 0, eps)`` (the bias is a following ADD)
@@ -127,6 +127,10 @@ class SfuCommand:
         QUANTIZE with ``row_exponent``: VMEM word address of the row exponents.
     scale_src, exp_src : int
         REQUANT_ROW: VMEM word addresses of the row mantissas and the row exponents.
+    qmax : int
+        QSTATIC: largest code magnitude, ``1 .. 2**(bits-1) - 1``; 0 (the default) is
+        ``2**(bits-1) - 1`` (e.g. 119 for int8 K/V codes that a 4-bit weight port splits into
+        two nibble planes, docs/block.md).
     """
 
     op: SfuOp
@@ -150,6 +154,7 @@ class SfuCommand:
     exp_dst: int = 0
     scale_src: int = 0
     exp_src: int = 0
+    qmax: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.op, SfuOp):
@@ -165,6 +170,9 @@ class SfuCommand:
         _check_int("mantissa_bits", self.mantissa_bits, 2, 24)
         if self.bits not in (4, 8):
             raise FormatError(f"SFU command bits must be 4 or 8, not {self.bits!r}")
+        _check_int("qmax", self.qmax, 0, (1 << (self.bits - 1)) - 1)
+        if self.qmax and self.op != SfuOp.QSTATIC:
+            raise FormatError(f"SFU qmax belongs to QSTATIC, not {self.op.name} (qmax={self.qmax})")
         if self.op == SfuOp.QSTATIC and self.mantissa == 0:
             raise FormatError("SFU QSTATIC needs a positive scale mantissa, not 0")
         if self.op == SfuOp.QUANTIZE:
@@ -177,6 +185,11 @@ class SfuCommand:
             raise FormatError(f"SFU command row_exponent must be a bool, not {self.row_exponent!r}")
         if self.row_exponent and self.op != SfuOp.QUANTIZE:
             raise FormatError(f"SFU row_exponent belongs to QUANTIZE, not {self.op.name}")
+
+    @property
+    def code_max(self) -> int:
+        """The largest code magnitude QSTATIC / QUANTIZE write: ``qmax`` or ``2**(bits-1) - 1``."""
+        return self.qmax or (1 << (self.bits - 1)) - 1
 
     def words(self, lanes: int) -> int:
         """VMEM words per row."""

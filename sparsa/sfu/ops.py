@@ -257,7 +257,7 @@ def quantize_rows(x: np.ndarray, spec: ActScaleSpec, bits: int) -> tuple[np.ndar
     return codes, mant, np.array([q.exponent for q in parts], dtype=np.int64)
 
 
-def quantize_static(x: np.ndarray, mantissa: int, exponent: int, bits: int) -> np.ndarray:
+def quantize_static(x: np.ndarray, mantissa: int, exponent: int, bits: int, qmax: "int | None" = None) -> np.ndarray:
     """fx -> int codes with one static scale ``mantissa * 2**-exponent``: ``clip(rne(x / scale))``.
 
     Parameters
@@ -270,12 +270,16 @@ def quantize_static(x: np.ndarray, mantissa: int, exponent: int, bits: int) -> n
         Scale exponent.
     bits : int
         Code width; codes saturate at ``+-(2**(bits-1) - 1)``.
+    qmax : int, optional
+        A smaller saturation bound ``1 .. 2**(bits-1) - 1`` (None: the width's).
     """
     if not 0 < mantissa < 1 << 24:
         raise FormatError(f"quantize_static: mantissa must be in [1, 2**24), not {mantissa!r}")
     xa = _fx(x, "quantize input")
-    _, qmax = intq.int_range(bits)
-    return _divide_codes(xa, np.full(xa.shape, mantissa, dtype=np.int64), int(exponent), qmax)
+    _, top = intq.int_range(bits)
+    if qmax is not None and (isinstance(qmax, bool) or not isinstance(qmax, (int, np.integer)) or not 1 <= qmax <= top):
+        raise FormatError(f"quantize_static: qmax must be an int in 1..{top} for {bits}-bit codes, not {qmax!r}")
+    return _divide_codes(xa, np.full(xa.shape, mantissa, dtype=np.int64), int(exponent), top if qmax is None else int(qmax))
 
 
 def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -134,6 +134,9 @@ def test_qstatic_command():
     s = _state(4, np.array([[65536, -65536, 3 * 65536, 0, 100]]))
     execute(s, SfuCommand(SfuOp.QSTATIC, 1, 5, dst=0, a=0, mantissa=1, exponent=2, bits=4))
     assert s.read_rows(0, 1, 5).tolist() == [[4, -4, 7, 0, 0]]
+    s = _state(4, np.array([[65536, -65536, 3 * 65536, 0, 100]]))
+    execute(s, SfuCommand(SfuOp.QSTATIC, 1, 5, dst=0, a=0, mantissa=1, exponent=2, bits=4, qmax=5))
+    assert s.read_rows(0, 1, 5).tolist() == [[4, -4, 5, 0, 0]]         # 7 now saturates at 5
 
 
 @pytest.mark.parametrize("cmd, message", [
@@ -179,6 +182,8 @@ def test_microcode_equals_the_interpreter(L, rows, n, offset, data):
     cmds += [SfuCommand(SfuOp.REQUANT, rows, n, dst=100, a=0, b=300, b_step=w, shift=data.draw(st.integers(-3, 40))),
              SfuCommand(SfuOp.QSTATIC, rows, n, dst=0, a=0, mantissa=data.draw(st.integers(1, 1 << 20)),
                         exponent=data.draw(st.integers(-10, 40)), bits=data.draw(st.sampled_from([4, 8]))),
+             SfuCommand(SfuOp.QSTATIC, rows, n, dst=0, a=0, mantissa=data.draw(st.integers(1, 1 << 20)),
+                        exponent=data.draw(st.integers(-10, 40)), bits=8, qmax=data.draw(st.integers(1, 127))),
              SfuCommand(SfuOp.SOFTMAX, rows, n, dst=100, a=0, causal=data.draw(st.booleans()), offset=offset),
              SfuCommand(SfuOp.SOFTMAX, rows, n, dst=0, a=0),
              SfuCommand(SfuOp.RMSNORM, rows, n, dst=100, a=0, b=200, eps_code=eps),

@@ -26,7 +26,7 @@ def _payload(cmd: SfuCommand) -> dict:
             "bits4": int(cmd.bits == 4), "eps_code": cmd.eps_code, "causal": int(cmd.causal), "offset": cmd.offset,
             "unit": cmd.unit, "mantissa_bits": cmd.mantissa_bits, "scale_dst": cmd.scale_dst,
             "row_exponent": int(cmd.row_exponent), "exp_dst": cmd.exp_dst, "scale_src": cmd.scale_src,
-            "exp_src": cmd.exp_src}
+            "exp_src": cmd.exp_src, "qmax": cmd.qmax}
 
 
 def run_rtl(lanes: int, init: np.ndarray, cmds: list[SfuCommand]) -> tuple[np.ndarray, list[int], int]:
@@ -98,6 +98,7 @@ def test_elementwise_commands(lanes):
         SfuCommand(SfuOp.REQUANT, 2, n, dst=50, a=0, b=40, b_step=0, shift=11),
         SfuCommand(SfuOp.ROPE, 2, 2 * lanes, dst=56, a=8, b=0, b_step=2),
         SfuCommand(SfuOp.QSTATIC, 2, n, dst=0, a=0, mantissa=3, exponent=-2, bits=8),
+        SfuCommand(SfuOp.QSTATIC, 2, n, dst=20, a=0, mantissa=3, exponent=-2, bits=8, qmax=119),
     ]
     _check(lanes, init, cmds)
 
@@ -205,6 +206,7 @@ def _random_command(rng, lanes, ops_=ALL_OPS):
     if op == SfuOp.QSTATIC:
         kw.update(mantissa=int(rng.integers(1, 1 << 20)), exponent=int(rng.integers(-8, 40)),
                   bits=int(rng.choice([4, 8])))
+        kw["qmax"] = int(rng.choice([0, 1, (1 << (kw["bits"] - 1)) - 2]))
     if op == SfuOp.SOFTMAX:
         kw.update(causal=bool(rng.integers(2)), offset=int(rng.integers(0, 6)))
     if op in (SfuOp.RMSNORM, SfuOp.LAYERNORM):

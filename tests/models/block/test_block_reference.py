@@ -131,3 +131,21 @@ def test_decode_with_int4_weights_and_group_scales(context):
     _, cache = block_prefill(w, x[:context])
     y, _ = block_decode(w, x[context:], cache, context)
     assert np.array_equal(y[0], y_all[context])
+
+
+def test_kv_qmax_bounds_the_cache_codes():
+    """kv_qmax=119 (a 4-bit weight port's nibble planes) saturates K/V at 119, recalibrates the
+    static scales to it, and keeps decode equal to the prefill row."""
+    from sparsa.compiler.attention import NIBBLE_QMAX
+    from sparsa.models.block.convert import quantize_block
+
+    m = tiny("tiny-llama")
+    calib = np.random.default_rng(0).integers(0, 256, 64)
+    w = quantize_block(m.blocks[0], m.hidden(calib, 0), max_positions=128, kv_qmax=NIBBLE_QMAX)
+    x = tokens_fx(m, 12, 3) * 4                                      # beyond the calibration: saturates
+    y, cache = block_prefill(w, x)
+    assert max(np.abs(cache.k).max(), np.abs(cache.v).max()) == NIBBLE_QMAX
+    y_d, _ = block_decode(w, x[11:], KVCache(cache.k[:, :11], cache.v[:, :11]), 11)
+    assert np.array_equal(y_d[0], y[11])
+    w127 = quantize_block(m.blocks[0], m.hidden(calib, 0), max_positions=128)
+    assert (w127.k_scale.value < w.k_scale.value).all()             # mapped to 127 instead of 119
