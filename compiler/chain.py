@@ -23,180 +23,41 @@ DRAIN).  The loop nest (:meth:`ChainTiling.schedule`) is::
     HALT
 
 Weights stream (each is used once per block: no LOAD_W, no per-tile flush), the activations
-of the block sit in the buffer the sparse MUXes select from.  The estimator costs the same
-schedule with :meth:`ChainTiling.instruction_counts`.
+of the block sit in the buffer the sparse MUXes select from.
+
+Output packing (``chain.packing: both``, docs/chain.md#packing-for-gemv-chainpacking-both): a
+GEMM may instead run with ``packing="outputs"``: blocks of one token, and every multiplier
+computes two output columns, ``(w1 << 18) + w0`` times one activation.  Output tile ``o`` is
+then ``2 * cols`` columns: chain ``c`` computes columns ``o * 2 * cols + c`` (lane 0) and
+``o * 2 * cols + cols + c`` (lane 1), the output beat's lane ``p * cols + c``.  The two weights
+share the slice's sparse MUX index, so the pair is compressed on the union of its two N:M masks
+(``min(2 N, M):M``, ``M = group_size``).  :func:`plan_chain_tiling` costs every packing mode the
+config allows with every segment count by the timing contract and takes the cheapest.  The
+estimator costs the same schedule with :meth:`ChainTiling.instruction_counts`.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from sparsa import chain_timing
+from sparsa.chain_layout import pair_weights
+from sparsa.compiler.chain_tiling import MAX_COMPUTE_BEATS, ChainTiling, lane_pattern, plan_chain_tiling
 from sparsa.compiler.program import GemmShape, InstructionListMixin
 from sparsa.config import AcceleratorConfig
 from sparsa.errors import ConfigError, FormatError, ShapeError, UnsupportedError
 from sparsa.isa import Instruction, Opcode, encode
+from sparsa.formats import nm
 from sparsa.formats.nm import NMPattern
 from sparsa.formats.nm_meta import expand_indices
 from sparsa.compiler.metadata import MetadataChoice, choose_metadata, compress_for
 from sparsa.compiler.weights import check_reduction_fits, prune_to_pattern, requested_pattern, weight_matrix
 from sparsa.models.reference import check_int_range
 
-__all__ = ["ChainTiling", "ChainStep", "ChainProgram", "plan_chain_tiling", "compile_chain_gemm",
+__all__ = ["chain_metadata", "ChainTiling", "ChainStep", "ChainProgram", "plan_chain_tiling", "compile_chain_gemm",
            "MAX_COMPUTE_BEATS", "chain_output_beats", "write_chain_images"]
-
-#: Largest COMPUTE count (the 16-bit ``count`` field): weight beats of one COMPUTE (and output
-#: beats of one DRAIN).
-MAX_COMPUTE_BEATS = (1 << 16) - 1
-
-
-def _chunks(total: int, size: int) -> tuple[tuple[int, int], ...]:
-    """``(start, length)`` pieces of ``range(total)`` of at most ``size``."""
-    return tuple((s, min(size, total - s)) for s in range(0, total, size))
-
-
-@dataclass(frozen=True)
-class ChainTiling:
-    """How one GEMM is cut for the DSP chain (see the module docstring).
-
-    ``ktiles`` k-tiles of ``seg_len = rows / segments`` slots, ``ntiles`` n-tiles of
-    ``segments * cols`` output columns; ``nchunks`` count n-tiles (each drains as ``segments``
-    output beats of ``cols`` columns).
-    """
-
-    m: int
-    k: int
-    n: int
-    hw_pattern: NMPattern
-    groups: int
-    slots: int
-    ktiles: int
-    ntiles: int
-    tokens: int
-    blocks: int
-    kchunks: tuple[tuple[int, int], ...]
-    nchunks: tuple[tuple[int, int], ...]
-    segments: int
-    seg_len: int
-
-    @property
-    def out_tiles(self) -> int:
-        """Output tiles of ``cols`` columns (one output beat per token block each)."""
-        return self.ntiles * self.segments
-
-    @property
-    def act_resident(self) -> bool:
-        """Every k-tile fits the activation buffer: one LOAD_A per token block."""
-        return len(self.kchunks) == 1
-
-    def schedule(self) -> Iterator[tuple]:
-        """Yield ``("load_a", block, k0, kk)``, ``("compute", block, n0, nn, k0, kk, accumulate)``,
-        ``("drain", block, n0, nn)`` in program order (``n0``, ``nn`` in n-tiles; the LOAD_As
-        carry :attr:`segments`, a DRAIN pushes ``nn * segments`` beats)."""
-        for b in range(self.blocks):
-            if self.act_resident:
-                yield ("load_a", b, 0, self.ktiles)
-            for n0, nn in self.nchunks:
-                for i, (k0, kk) in enumerate(self.kchunks):
-                    if not self.act_resident:
-                        yield ("load_a", b, k0, kk)
-                    yield ("compute", b, n0, nn, k0, kk, i > 0)
-                yield ("drain", b, n0, nn)
-
-    def instruction_counts(self) -> Counter:
-        """The :meth:`schedule`'s instructions with multiplicities, without iterating over tiles."""
-        counts: Counter = Counter()
-        b, seg = self.blocks, self.segments
-        if self.act_resident:
-            counts[Instruction(Opcode.LOAD_A, self.ktiles, segments=seg)] += b
-        for _, nn in self.nchunks:
-            for i, (_, kk) in enumerate(self.kchunks):
-                if not self.act_resident:
-                    counts[Instruction(Opcode.LOAD_A, kk, segments=seg)] += b
-                counts[Instruction(Opcode.COMPUTE, nn * kk, i > 0)] += b
-            counts[Instruction(Opcode.DRAIN, nn * seg)] += b
-        counts[Instruction(Opcode.HALT)] = 1
-        return counts
-
-    @property
-    def weight_beats(self) -> int:
-        """Weight beats streamed by the whole program (each holds ``rows x cols`` slots)."""
-        return self.blocks * self.ntiles * self.ktiles
-
-    @property
-    def act_beats(self) -> int:
-        """Activation-buffer words loaded by the whole program."""
-        per_block = self.ktiles if self.act_resident else self.ktiles * len(self.nchunks)
-        return self.blocks * per_block
-
-    def cycles(self, config: AcceleratorConfig) -> int:
-        """Cycles of the whole :meth:`schedule` by the chain timing contract (no stalls)."""
-        return sum(mult * chain_timing.instruction_cycles(config, ins)
-                   for ins, mult in self.instruction_counts().items())
-
-
-def _plan(config: AcceleratorConfig, m: int, k: int, n: int, hw: NMPattern, segments: int) -> ChainTiling:
-    """:class:`ChainTiling` of one GEMM with the chains cut into ``segments`` segments."""
-    seg_len = config.rows // segments
-    groups = -(-k // config.group_size)
-    slots = groups * hw.n
-    ktiles = -(-slots // seg_len)
-    ntiles = -(-n // (config.cols * segments))
-    kk = min(ktiles, config.chain.act_depth, MAX_COMPUTE_BEATS)
-    kchunks = _chunks(ktiles, kk)
-    nn = max(1, min(config.buffers.accumulator_depth, MAX_COMPUTE_BEATS // kk, MAX_COMPUTE_BEATS // segments))
-    p = config.token_lanes
-    return ChainTiling(m=m, k=k, n=n, hw_pattern=hw, groups=groups, slots=slots, ktiles=ktiles, ntiles=ntiles,
-                       tokens=p, blocks=-(-m // p), kchunks=kchunks, nchunks=_chunks(ntiles, nn),
-                       segments=segments, seg_len=seg_len)
-
-
-def plan_chain_tiling(config: AcceleratorConfig, m: int, k: int, n: int,
-                      pattern: "NMPattern | str | None", segments: "int | None" = None) -> ChainTiling:
-    """Cut an ``(m x k) @ (k x n)`` GEMM with sparsity ``pattern`` for the chain.
-
-    Parameters
-    ----------
-    config : AcceleratorConfig
-        A ``dsp_chain`` configuration.
-    m, k, n : int
-        GEMM dimensions.
-    pattern : NMPattern or str or None
-        Requested N:M sparsity (None: the config's default).
-    segments : int, optional
-        Segments S each chain is cut into (one of ``config.chain.supported_segments()``).
-        None (default): the supported S with the fewest :meth:`ChainTiling.cycles` (ties: the
-        smaller S) - fewer k-tiles per output (short reductions) against more n-tiles.
-
-    Raises
-    ------
-    ShapeError
-        If a dimension is not a positive integer.
-    ConfigError
-        If ``segments`` is not a segment count the config supports.
-    UnsupportedError
-        If the pattern cannot run on the sparse MUX, or the config is not a DSP chain.
-    """
-    if config.datapath.kind != "dsp_chain":
-        raise UnsupportedError(f"{config.name}: plan_chain_tiling needs datapath.kind='dsp_chain', "
-                               f"not {config.datapath.kind!r}")
-    for name, value in (("m", m), ("k", k), ("n", n)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ShapeError(f"GEMM dimension {name} must be a positive integer, not {value!r}")
-    supported = config.chain.supported_segments()
-    if segments is not None and (isinstance(segments, bool) or segments not in supported):
-        raise ConfigError(f"segments={segments!r} is not supported by datapath.chain.max_segments="
-                          f"{config.chain.max_segments}; use one of {list(supported)}")
-    hw = config.hardware_pattern(pattern)
-    if segments is not None:
-        return _plan(config, m, k, n, hw, segments)
-    plans = [_plan(config, m, k, n, hw, s) for s in supported]
-    return min(plans, key=lambda t: (t.cycles(config), t.segments))
-
 
 @dataclass(frozen=True)
 class ChainStep:
@@ -220,7 +81,9 @@ class ChainProgram(InstructionListMixin):
     tile_values, tile_indices : np.ndarray
         ``(ktiles, ntiles, rows, cols)`` compressed weights: for slice ``s * L + i`` of chain
         ``c`` (segment ``s`` of ``S``, ``L = rows / S``), slot ``i`` of k-tile ``t`` of output
-        column ``nt * S * cols + s * cols + c``.
+        column ``nt * S * cols + s * cols + c``.  With output packing a value is the pair
+        :func:`~sparsa.chain_layout.pair_weights` of columns ``o * 2 * cols + c`` and ``o * 2 *
+        cols + cols + c`` (``o = nt * S + s``), an index their shared MUX index.
     row_groups : np.ndarray
         ``(ktiles, rows)``: the activation group slice ``s * L + i`` of k-tile ``t`` indexes
         into (-1: padding); the ``L``-lane pattern repeats for every segment ``s``.
@@ -248,6 +111,11 @@ class ChainProgram(InstructionListMixin):
     def segments(self) -> int:
         """Segments S each chain is cut into (the LOAD_As' ``segments`` field)."""
         return self.tiling.segments
+
+    @property
+    def packing(self) -> str:
+        """Packing mode of the program: ``"none"``, ``"tokens"`` or ``"outputs"`` (the LOAD_As' ``outputs``)."""
+        return self.tiling.packing
 
     @property
     def output_lanes(self) -> int:
@@ -319,7 +187,7 @@ class ChainProgram(InstructionListMixin):
 
     def report_fields(self) -> dict:
         """Datapath-specific fields of a run report: the segments each chain is cut into."""
-        return {"chain_segments": self.segments, "metadata": self.metadata.encoding}
+        return {"chain_segments": self.segments, "chain_packing": self.packing, "metadata": self.metadata.encoding}
 
     def write_images(self, a: np.ndarray, expected: np.ndarray, out_dir, scales: "np.ndarray | None" = None) -> list:
         """``sparsa compile``: write the memory images and metadata (:func:`write_chain_images`)."""
@@ -327,18 +195,22 @@ class ChainProgram(InstructionListMixin):
         return write_chain_images(self, a, expected, out_dir)
 
     def grouped_activations(self, a: np.ndarray) -> np.ndarray:
-        """A as ``(blocks * P, groups + 1, group_size)``: rows and k zero-padded; the extra group is zero."""
-        g, p = self.config.group_size, self.config.token_lanes
+        """A as ``(blocks * P, groups + 1, group_size)`` (``P`` tokens per block: 1 with output
+        packing): rows and k zero-padded; the extra group is zero."""
         t = self.tiling
+        g, p = self.config.group_size, t.tokens
         padded = np.zeros((t.blocks * p, (t.groups + 1) * g), dtype=np.int64)
         padded[: a.shape[0], : self.shape.k] = a
         return padded.reshape(t.blocks * p, t.groups + 1, g)
 
     def buffer_words(self, grouped: np.ndarray, block: int, k0: int, kk: int) -> np.ndarray:
-        """Activation-buffer words of one LOAD_A: ``(kk, rows, P, group_size)``."""
-        p = self.config.token_lanes
-        tokens = grouped[block * p: (block + 1) * p]                 # (P, groups+1, M)
-        words = tokens[:, self.row_groups[k0: k0 + kk], :]           # (P, kk, rows, M)
+        """Activation-buffer words of one LOAD_A: ``(kk, rows, P, group_size)`` (output packing:
+        the block's one token in lane 0, zeros in lane 1)."""
+        p, lanes = self.tiling.tokens, self.config.token_lanes
+        tokens = grouped[block * p: (block + 1) * p]                 # (p, groups+1, M)
+        words = tokens[:, self.row_groups[k0: k0 + kk], :]           # (p, kk, rows, M)
+        if p < lanes:
+            words = np.concatenate([words, np.zeros((lanes - p,) + words.shape[1:], np.int64)])
         return words.transpose(1, 2, 0, 3)
 
     def activation_beats(self, a: np.ndarray, scales: "np.ndarray | None" = None) -> Iterator[np.ndarray]:
@@ -358,14 +230,32 @@ class ChainProgram(InstructionListMixin):
         c, p = self.config.cols, self.config.token_lanes
         if beats.shape != (self.num_output_beats, p * c):
             raise FormatError(f"expected {self.num_output_beats} output beats of {p * c} lanes, got {beats.shape}")
-        t = self.tiling
-        y = np.zeros((t.blocks * p, t.out_tiles * c), dtype=np.int64)
-        pos = 0
-        for block, n0, nn in self.drains:
-            rows = beats[pos: pos + nn].reshape(nn, p, c).transpose(1, 0, 2).reshape(p, nn * c)
-            y[block * p: (block + 1) * p, n0 * c: (n0 + nn) * c] = rows
-            pos += nn
+        y, pos = _output_matrix(self.tiling, c), 0
+        for block, o0, no in self.drains:
+            _drain_view(self.tiling, y, c, block, o0, no)[...] = _beat_view(self.tiling, beats[pos: pos + no], c)
+            pos += no
         return y[: self.shape.m, : self.shape.n]
+
+
+def _output_matrix(tiling: ChainTiling, cols: int) -> np.ndarray:
+    """Zero ``Y`` padded to whole token blocks and output tiles."""
+    return np.zeros((tiling.blocks * tiling.tokens, tiling.out_tiles * cols * tiling.columns_per_lane), np.int64)
+
+
+def _drain_view(tiling: ChainTiling, y: np.ndarray, cols: int, block: int, o0: int, no: int) -> np.ndarray:
+    """The part of the padded ``Y`` one DRAIN of output tiles ``o0 .. o0+no-1`` carries: ``(tokens, no * w)``."""
+    p, w = tiling.tokens, cols * tiling.columns_per_lane
+    return y[block * p: (block + 1) * p, o0 * w: (o0 + no) * w]
+
+
+def _beat_view(tiling: ChainTiling, beats: np.ndarray, cols: int) -> np.ndarray:
+    """Output beats ``(no, P * cols)`` as the ``(tokens, no * w)`` block of ``Y`` they carry (lane
+    ``p * cols + c``: token ``p``, or with output packing column ``p * cols + c`` of the tile)."""
+    no = beats.shape[0]
+    if tiling.outputs:
+        return beats.reshape(1, -1)
+    lanes = beats.shape[1] // cols
+    return beats.reshape(no, lanes, cols).transpose(1, 0, 2).reshape(lanes, no * cols)
 
 
 def compile_chain_gemm(
@@ -377,38 +267,42 @@ def compile_chain_gemm(
     prune: bool = True,
     allow_overflow: bool = False,
     segments: "int | None" = None,
+    packing: "str | None" = None,
 ) -> ChainProgram:
     """Compile ``Y[m_rows, n] = A[m_rows, k] @ W[k, n]`` for a DSP-chain ``config``.
 
     Same arguments and checks as :func:`sparsa.compiler.compile_gemm` (which dispatches
-    here), plus ``segments``: the number S of segments each chain is cut into (None: chosen by
-    :func:`plan_chain_tiling` for the fewest cycles; ``program.segments`` tells which).
+    here), plus ``segments``: the number S of segments each chain is cut into, and ``packing``:
+    ``"none"``, ``"tokens"`` or ``"outputs"``, one of ``config.chain.packing_modes`` (None:
+    chosen by :func:`plan_chain_tiling` for the fewest cycles; ``program.segments`` and
+    ``program.packing`` tell which).
 
     Raises
     ------
     ConfigError
-        If ``segments`` is not supported by ``datapath.chain.max_segments``, or the reduction
-        can overflow the accumulator (unless ``allow_overflow``).
+        If ``segments`` is not supported by ``datapath.chain.max_segments``, ``packing`` not
+        by ``datapath.chain.packing``, or the reduction can overflow the accumulator (unless
+        ``allow_overflow``).
     """
     config.require_supported()
     w = weight_matrix(config, weights)
     k, n = w.shape
     req = requested_pattern(config, pattern)
-    tiling = plan_chain_tiling(config, m_rows, k, n, req, segments)
+    tiling = plan_chain_tiling(config, m_rows, k, n, req, segments, packing)
     hw = tiling.hw_pattern
     w = prune_to_pattern(w, req, prune)
-    metadata = choose_metadata(config, req, k, n, tiling.seg_len)
-    comp = compress_for(config, w, req, metadata.encoding)
+    metadata = chain_metadata(config, tiling, req)
     if not allow_overflow:
-        check_reduction_fits(config, tiling.slots, k, req)
+        check_reduction_fits(config, groups_slots(tiling), k, req)
 
     r, c = config.rows, config.cols
     seg, seg_len = tiling.segments, tiling.seg_len
     kt_n, nt_n = tiling.ktiles, tiling.ntiles
     vals = np.zeros((kt_n * seg_len, nt_n * seg * c), dtype=np.int64)
     idxs = np.zeros((kt_n * seg_len, nt_n * seg * c), dtype=np.int64)
-    vals[: tiling.slots, :n] = comp.values
-    idxs[: tiling.slots, :n] = comp.indices
+    lane_values, lane_indices = _lane_weights(tiling, w, c, None if tiling.outputs else compress_for(config, w, req, metadata.encoding))
+    vals[: tiling.slots, : lane_values.shape[1]] = lane_values
+    idxs[: tiling.slots, : lane_values.shape[1]] = lane_indices
     if metadata.encoding == "index":     # padding slots too: the expander's index of a zero sub-group slot
         idxs = expand_indices(idxs % req.m, req.n, req.m, config.group_size).astype(np.int64)
 
@@ -418,7 +312,8 @@ def compile_chain_gemm(
 
     tile_values, tile_indices = tiles(vals), tiles(idxs)
     slot = np.arange(kt_n * seg_len)
-    row_groups = np.tile(np.where(slot < tiling.slots, slot // hw.n, -1).reshape(kt_n, seg_len), (1, seg))
+    lane_n = lane_pattern(hw, tiling.packing).n
+    row_groups = np.tile(np.where(slot < tiling.slots, slot // lane_n, -1).reshape(kt_n, seg_len), (1, seg))
 
     instructions: list[Instruction] = []
     loads, computes, drains = [], [], []
@@ -426,7 +321,7 @@ def compile_chain_gemm(
         if item[0] == "load_a":
             _, b, k0, kk = item
             loads.append((b, k0, kk))
-            instructions.append(Instruction(Opcode.LOAD_A, kk, segments=seg))
+            instructions.append(Instruction(Opcode.LOAD_A, kk, segments=seg, outputs=tiling.outputs))
         elif item[0] == "compute":
             _, b, n0, nn, k0, kk, acc = item
             computes.append(ChainStep(b, n0, nn, k0, kk, acc))
@@ -440,19 +335,61 @@ def compile_chain_gemm(
         config=config, shape=GemmShape(m_rows, k, n), pattern=req, hw_pattern=hw, tiling=tiling,
         instructions=tuple(instructions), tile_values=tile_values, tile_indices=tile_indices,
         row_groups=row_groups, load_steps=tuple(loads), computes=tuple(computes), drains=tuple(drains),
-        weights=w.astype(np.int64), meta={"tiling": tiling, "segments": seg, "metadata": metadata})
+        weights=w.astype(np.int64), meta={"tiling": tiling, "segments": seg, "packing": tiling.packing,
+                                          "metadata": metadata})
+
+
+def chain_metadata(config: AcceleratorConfig, tiling: ChainTiling, pattern: NMPattern) -> MetadataChoice:
+    """The metadata of a chain GEMM's weights (:func:`~sparsa.compiler.metadata.choose_metadata`); with
+    output packing a lane's index is the union of two columns' masks (:func:`lane_pattern`), one per
+    column pair."""
+    lanes = lane_pattern(tiling.hw_pattern, "outputs") if tiling.outputs else pattern
+    return choose_metadata(config, lanes, tiling.k, -(-tiling.n // tiling.columns_per_lane), tiling.seg_len)
+
+
+def groups_slots(tiling: ChainTiling) -> int:
+    """Products one output column sums: ``groups * N`` of the hardware pattern, whatever the packing."""
+    return tiling.groups * tiling.hw_pattern.n
+
+
+def _lane_weights(tiling: ChainTiling, w: np.ndarray, cols: int,
+                  single: "nm.NMCompressed | None") -> tuple[np.ndarray, np.ndarray]:
+    """Compressed ``(values, indices)`` of shape ``(slots, lanes)`` of the pruned ``w (k, n)``, one
+    column per weight lane: ``single`` (:func:`~sparsa.compiler.metadata.compress_for`), or with output
+    packing :func:`~sparsa.chain_layout.pair_weights` of the two columns of lane ``o * cols + c``, on
+    the union of their masks."""
+    hw = tiling.hw_pattern
+    if not tiling.outputs:
+        return single.values.astype(np.int64), single.indices.astype(np.int64)
+    k, n = w.shape
+    tiles = -(-n // (2 * cols))
+    padded = np.zeros((k, tiles * 2 * cols), np.int64)
+    padded[:, :n] = w
+    pair = padded.reshape(k, tiles, 2, cols)
+    w0, w1 = pair[:, :, 0, :].reshape(k, -1), pair[:, :, 1, :].reshape(k, -1)
+    union = lane_pattern(hw, "outputs")
+    comp = nm.compress(np.abs(w0) + np.abs(w1), union.n, union.m, axis=0)   # keeps every nonzero of either
+    idx = comp.indices.astype(np.int64)
+    rows = (np.arange(tiling.slots) // union.n)[:, None] * union.m + idx        # row of W each slot selects
+    inside = rows < k                                                          # else k's zero padding
+
+    def gather(x: np.ndarray) -> np.ndarray:
+        return np.where(inside, np.take_along_axis(x, np.minimum(rows, k - 1), axis=0), 0)
+
+    return pair_weights(gather(w0), gather(w1)), idx
 
 
 def chain_output_beats(program: ChainProgram, y: np.ndarray) -> np.ndarray:
     """The output-stream beats ``(num_output_beats, P * cols)`` that carry ``Y`` (zero padded)."""
     c, p = program.config.cols, program.config.token_lanes
     t = program.tiling
-    full = np.zeros((t.blocks * p, t.out_tiles * c), dtype=np.int64)
+    full = _output_matrix(t, c)
     full[: program.shape.m, : program.shape.n] = y
     beats = []
-    for block, n0, nn in program.drains:
-        part = full[block * p: (block + 1) * p, n0 * c: (n0 + nn) * c].reshape(p, nn, c)
-        beats.append(part.transpose(1, 0, 2).reshape(nn, p * c))
+    for block, o0, no in program.drains:
+        part = _drain_view(t, full, c, block, o0, no)
+        beats.append(part.reshape(no, p * c) if t.outputs
+                     else part.reshape(p, no, c).transpose(1, 0, 2).reshape(no, p * c))
     return np.concatenate(beats) if beats else np.zeros((0, p * c), np.int64)
 
 
@@ -484,7 +421,8 @@ def write_chain_images(program: ChainProgram, a: np.ndarray, expected: np.ndarra
         "gemm": {"m": program.shape.m, "k": program.shape.k, "n": program.shape.n},
         "sparsity": str(program.pattern), "hardware_sparsity": str(program.hw_pattern),
         "tiling": {"ktiles": t.ktiles, "ntiles": t.ntiles, "blocks": t.blocks, "kchunks": len(t.kchunks),
-                   "nchunks": len(t.nchunks), "slots": t.slots, "segments": t.segments},
+                   "nchunks": len(t.nchunks), "slots": t.slots, "segments": t.segments,
+                   "packing": t.packing},
         "instructions": program.opcode_counts(),
         "beats": {"weights": program.num_weight_beats, "acts": program.num_activation_beats,
                   "outputs": program.num_output_beats},

@@ -39,6 +39,7 @@ def compile_gemm(
     prune: bool = True,
     allow_overflow: bool = False,
     segments: "int | None" = None,
+    packing: "str | None" = None,
 ):
     """Compile ``Y[m_rows, n] = A[m_rows, k] @ W[k, n]`` for ``config``'s datapath.
 
@@ -60,13 +61,17 @@ def compile_gemm(
         Compile even when the worst-case sum can overflow the accumulator.
     segments : int, optional
         DSP chain only: the segments each chain is cut into; refused by the systolic array.
+    packing : str, optional
+        DSP chain only: ``"none"``, ``"tokens"`` or ``"outputs"`` (default: the compiler's
+        choice among ``datapath.chain.packing``'s modes); refused by the systolic array.
 
     Returns
     -------
     Program or ChainProgram
     """
     compiler = GEMM_COMPILERS[matrix_datapath(config).kind]
-    return compiler(config, weights, m_rows, pattern, prune=prune, allow_overflow=allow_overflow, segments=segments)
+    return compiler(config, weights, m_rows, pattern, prune=prune, allow_overflow=allow_overflow, segments=segments,
+                    packing=packing)
 
 
 def gemm_instruction_counts(config: AcceleratorConfig, m_rows: int, k: int, n: int,

@@ -47,6 +47,7 @@ def compile_systolic_gemm(
     prune: bool = True,
     allow_overflow: bool = False,
     segments: "int | None" = None,
+    packing: "str | None" = None,
 ) -> Program:
     """Compile ``Y[m_rows, n] = A[m_rows, k] @ W[k, n]`` for a systolic ``config``.
 
@@ -74,14 +75,17 @@ def compile_systolic_gemm(
     segments : int, optional
         DSP chain only: the segments each chain is cut into (default: the compiler's choice, see
         :func:`~sparsa.compiler.chain.compile_chain_gemm`); refused for the systolic array.
+    packing : str, optional
+        DSP chain only (its packing mode); refused for the systolic array.
 
     Returns
     -------
     Program
     """
-    if segments is not None:
-        raise ConfigError(f"segments={segments!r} applies to the DSP chain (datapath.kind: dsp_chain) only, "
-                          f"not to {config.datapath.kind!r}")
+    for name, value in (("segments", segments), ("packing", packing)):
+        if value is not None:
+            raise ConfigError(f"{name}={value!r} applies to the DSP chain (datapath.kind: dsp_chain) only, "
+                              f"not to {config.datapath.kind!r}")
     config.require_supported()
     w = weight_matrix(config, weights)
     k, n = w.shape

@@ -421,3 +421,20 @@ def energy_activity() -> str:
             "operands are seeded uniform integers over each type's range, the layers the GEMMs of "
             "`mlp-784-256-256-10` at batch 1. \"RTL\" is the activity-based energy, \"est.\" "
             "`estimate_gemm`'s, both priced with the preset's `energy:` table.\n\n" + bench.table(rows))
+
+
+@block("chain-gemv-llama")
+def chain_gemv_llama() -> str:
+    """LLaMA2-7B decode on ``u280-flightllm`` with token packing (the preset) and with ``packing: both``."""
+    from sparsa.sim.estimator import estimate_workload
+
+    base = _cfg("u280-flightllm")
+    both = base.with_overrides({"datapath.chain.packing": "both"})
+    rows = []
+    for label, which in (("dense W4 (preset workload)", "dense"), ("`llama2-7b-decode-nm.yaml`", "nm")):
+        for plabel, cfg in (("tokens (preset)", base), ("both", both)):
+            e = estimate_workload(cfg, _workload(which))
+            rows.append([label, plabel, f"{e.tokens_per_s:.1f}", f"{1 / e.memory_limit_s:.1f}",
+                         _pct(e.tokens_per_s * e.memory_limit_s), _gb(e.offchip_bytes)])
+    return _table(["LLaMA2-7B decode, context 1024, batch 1", "`chain.packing`", "token/s",
+                   "memory limit (token/s)", "% of the limit", "off-chip bytes / token"], rows)

@@ -273,3 +273,34 @@ def fpga_board_builds() -> str:
                      f"{rep['seconds']['build']:.0f} s"])
     return (_stamp("python docs/generate.py --only fpga-board-builds") + " Commands (each with `-o DIR`):\n\n"
             + "\n".join(f"    {c}" for c in commands) + "\n\n" + _table(header, rows))
+
+
+#: ``--set`` of the three packing variants of ``chain-4x4-packed`` (docs/chain.md#packing-for-gemv-chainpacking-both).
+GEMV_PACKING_VARIANTS = (("`packing: none`", ("datapath.chain.packing=none",)),
+                         ("`packing: tokens` (the preset)", ()),
+                         ("`packing: both`", ("datapath.chain.packing=both",)))
+#: The GEMV (m x k x n, dense) whose MACs per DSP48E2 and cycle the table shows.
+GEMV_SHAPE = (1, 64, 32)
+
+
+@block("chain-synth-gemv", slow=True)
+def chain_synth_gemv() -> str:
+    """Yosys xcu280 resources of the 4x4 chain per packing mode, MACs per DSP48E2 at peak and in a GEMV."""
+    from sparsa.compiler.chain_tiling import plan_chain_tiling
+    from sparsa.config import load_config
+    from generate import CONFIGS
+
+    m, k, n = GEMV_SHAPE
+    rows, commands = [], []
+    for label, sets in GEMV_PACKING_VARIANTS:
+        r = _synth("chain-4x4-packed", "xcu280", sets)
+        cfg = load_config(CONFIGS / "chain-4x4-packed.yaml").with_overrides(dict(s.split("=", 1) for s in sets))
+        tiling = plan_chain_tiling(cfg, m, k, n, "dense")
+        gemv = m * k * n / (tiling.weight_beats * r["dsp"])
+        rows.append([label, r["dsp"], r["lut"], r["ff"], r["mac_lanes"], f"{r['macs_per_dsp']:.2f}",
+                     f"{gemv:.2f} ({tiling.packing})"])
+        commands.append(f"sparsa {' '.join(_argv_synth('chain-4x4-packed', 'xcu280', sets))}   # Yosys {r['seconds']:g} s")
+    return (_stamp("python docs/generate.py --only chain-synth-gemv") + " GEMV column: useful MACs of a dense "
+            f"{m} x {k} x {n} GEMV per DSP48E2 and streamed weight beat, in the packing mode the compiler "
+            "picks (`plan_chain_tiling`).\n\n```\n" + "\n".join(commands) + "\n```\n\n"
+            + _table(["", "DSP48E2", "LUT", "FF", "MAC lanes", "peak MACs / DSP", "GEMV MACs / DSP (mode)"], rows))

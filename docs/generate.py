@@ -470,6 +470,7 @@ PROGRAM_JSON_MEANING = {
     "tiling.nchunks": "n-chunks (output tiles per output-bank fill)",
     "tiling.slots": "compressed weight slots along k (k x N / M, padded to whole k-tiles)",
     "tiling.segments": "segments S each chain is cut into (LOAD_A's `segments`)",
+    "tiling.packing": "DSP chain packing mode the compiler chose: `none`, `tokens` or `outputs` (LOAD_A's `outputs`)",
     "instructions": "instruction count per opcode name (only opcodes the program uses)",
     "beats.weights": "lines of `weights.hex`",
     "beats.acts": "lines of `acts.hex` (with activation scales including the LOAD_S beats)",

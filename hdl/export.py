@@ -240,12 +240,14 @@ def systolic_resource_summary(config: AcceleratorConfig) -> ResourceSummary:
 
 def chain_resource_summary(config: AcceleratorConfig) -> ResourceSummary:
     """Architectural resources of the DSP-chain top (:mod:`sparsa.hdl.chain`)."""
+    from sparsa.chain_layout import weight_values
     from sparsa.chain_timing import chain_latency
     from sparsa.hdl.chain.layouts import PACKED_SUM_BITS
+    from sparsa.hdl.chain.slice import narrow_shape
 
     r, c, g, p = config.rows, config.cols, config.group_size, config.token_lanes
     acc, grp, groups = config.accumulator_bits, config.chain.group, config.chain_groups
-    lane_bits = config.weight_bits + config.index_bits
+    lane_bits = weight_values(config) * config.weight_bits + config.index_bits
     sum_bits = PACKED_SUM_BITS if p == 2 else acc
     skew = sum(j + s + 1 for j in range(groups) for s in range(grp))          # weight registers per chain
     breakdown = {
@@ -261,7 +263,7 @@ def chain_resource_summary(config: AcceleratorConfig) -> ResourceSummary:
     depth = config.buffers.accumulator_depth
     return ResourceSummary(
         multipliers=r * c,
-        multiplier_widths=(config.weight_bits, 27 if p == 2 else config.activation_bits),
+        multiplier_widths=(narrow_shape(config).width, 27 if p == 2 else config.activation_bits),
         ovp_decoders=0,
         adders=r * c + groups * c * p + c * p,
         muxes=r * c * p,

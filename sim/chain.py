@@ -12,6 +12,11 @@ Cascade cutting (docs/chain.md): with ``S`` segments (a divisor of ``chain.max_s
 and its result lands in output-bank slot ``u = (s + 1) * Smax / S - 1`` of the row - the
 reduction node at the segment's end, one of the ``Smax`` nodes that can cut.  A bank row holds
 ``Smax`` slots of ``P * cols`` accumulators; DRAIN pushes ``S`` beats per row (segment order).
+
+Output packing (``chain.packing: both``, LOAD_A ``outputs``; docs/chain.md#packing-for-gemv-chainpacking-both):
+a weight lane's value is the pair ``(w1 << 18) + w0`` of two output columns
+(:func:`~sparsa.chain_layout.split_weights`), both multiplied by token lane 0's activation;
+lane ``p`` of the result is column ``p`` of the pair.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sparsa.chain_layout import split_weights
 from sparsa.chain_timing import FETCH_CYCLES, ILLEGAL_CYCLES, chain_latency
 from sparsa.config import AcceleratorConfig
 from sparsa.errors import FormatError
@@ -39,7 +45,7 @@ class ChainState:
     (latched by LOAD_A), output bank ``(accumulator_depth, max_segments, P * cols)``.
 
     ``bank_segments`` is the segment count the bank rows were last written with (an
-    accumulating COMPUTE must use the same).
+    accumulating COMPUTE must use the same); ``pack_outputs`` the LOAD_A ``outputs`` flag.
     """
 
     buffer: np.ndarray
@@ -47,6 +53,7 @@ class ChainState:
     ktiles: int = 1
     segments: int = 1
     bank_segments: int = 1
+    pack_outputs: bool = False
     outputs: list[np.ndarray] = field(default_factory=list)
 
     @classmethod
@@ -89,18 +96,24 @@ def _take(stream: Iterator, what: str):
 
 
 def tile_results(config: AcceleratorConfig, words: np.ndarray, values: np.ndarray, indices: np.ndarray,
-                 segments: int = 1) -> np.ndarray:
+                 segments: int = 1, pack_outputs: bool = False) -> np.ndarray:
     """Segment outputs of weight beats ``values/indices (beats, cols, rows)`` against buffer
     words ``(beats, rows, P, M)``: ``(beats, segments, P * cols)``, lane ``p * cols + c`` (exact
-    int64 sums; segment ``s`` sums slices ``s * L .. (s + 1) * L - 1``, ``L = rows / segments``)."""
+    int64 sums; segment ``s`` sums slices ``s * L .. (s + 1) * L - 1``, ``L = rows / segments``).
+    ``pack_outputs``: lane ``p`` is weight ``p`` of each value's pair times token 0."""
     # picked[b, c, i, p] = words[b, i, p, indices[b, c, i]]
     beats = words.shape[0]
     b_idx = np.arange(beats)[:, None, None]
     i_idx = np.arange(config.rows)[None, None, :]
     picked = words.transpose(0, 1, 3, 2)[b_idx, i_idx, indices]       # (beats, cols, rows, P)
     seg_len = config.rows // segments
-    picked = picked.reshape(beats, config.cols, segments, seg_len, -1)
-    res = np.einsum("bcsip,bcsi->bspc", picked, values.reshape(beats, config.cols, segments, seg_len))
+    shape = (beats, config.cols, segments, seg_len)
+    picked = picked.reshape(shape + (-1,))
+    if pack_outputs:
+        pair = np.stack(split_weights(values), axis=-1).reshape(shape + (2,))
+        res = np.einsum("bcsi,bcsip->bspc", picked[..., 0], pair)
+    else:
+        res = np.einsum("bcsip,bcsi->bspc", picked, values.reshape(shape))
     return res.reshape(beats, segments, -1)
 
 
@@ -139,6 +152,13 @@ class ChainInterpreter:
             raise FormatError(f"LOAD_A segments={segments} is not supported by datapath.chain.max_segments="
                               f"{chain.max_segments}; use one of {list(chain.supported_segments())}")
 
+    def check_packing(self, outputs: bool) -> None:
+        """Refuse a LOAD_A ``outputs`` flag on a config without output packing (:class:`FormatError`)."""
+        chain = self.config.chain
+        if outputs and "outputs" not in chain.packing_modes:
+            raise FormatError(f"LOAD_A outputs=1 needs datapath.chain.packing='both', not "
+                              f"datapath.chain.packing={chain.packing!r}")
+
     def run(self, words: Iterable[int], weight_beats: Iterable, act_words: Iterable) -> ChainState:
         cfg = self.config
         state = ChainState.reset(cfg)
@@ -147,19 +167,22 @@ class ChainInterpreter:
             op, n = instr.op, instr.count
             if op is Opcode.LOAD_A:
                 self.check_segments(instr.segments)
+                self.check_packing(instr.outputs)
             self.check_count(op, n, state.ktiles, state.segments)
             if op is Opcode.LOAD_A:
                 for j in range(n):
                     state.buffer[j] = _take(acts, "activation")
                 # LOAD_A 0 latches the segments and keeps the k-tiles, as the controller does
                 state.ktiles, state.segments = n or state.ktiles, instr.segments
+                state.pack_outputs = instr.outputs
             elif op is Opcode.COMPUTE and n:                     # COMPUTE 0: the flush alone
                 kt, seg = state.ktiles, state.segments
                 beats = [_take(weights, "weight") for _ in range(n)]
                 vals = np.stack([np.asarray(v, np.int64) for v, _ in beats])
                 idxs = np.stack([np.asarray(i, np.int64) for _, i in beats])
                 words_ = state.buffer[np.arange(n) % kt]
-                res = tile_results(cfg, words_, vals, idxs, seg).reshape(n // kt, kt, seg, -1).sum(axis=1)
+                res = tile_results(cfg, words_, vals, idxs, seg, state.pack_outputs)
+                res = res.reshape(n // kt, kt, seg, -1).sum(axis=1)
                 write_bank(cfg, state, res, instr.accumulate)
             elif op is Opcode.DRAIN:
                 state.outputs.extend(drain_beats(cfg, state, n))
@@ -202,11 +225,11 @@ class ChainCycleModel:
             stats.cycles += FETCH_CYCLES
             op, n = instr.op, instr.count
             if op is Opcode.LOAD_A and n == 0:                   # segments latched, k-tiles kept
-                state.segments = instr.segments
+                state.segments, state.pack_outputs = instr.segments, instr.outputs
             elif op is Opcode.LOAD_A:
                 block, k0, kk = next(loads)
                 state.buffer[:kk] = program.buffer_words(grouped, block, k0, kk)
-                state.ktiles, state.segments = kk, instr.segments
+                state.ktiles, state.segments, state.pack_outputs = kk, instr.segments, instr.outputs
                 stats.load += n
                 stats.cycles += n
             elif op is Opcode.COMPUTE and n == 0:                # the flush alone
@@ -220,7 +243,8 @@ class ChainCycleModel:
                 words = np.broadcast_to(state.buffer[:kt, None], (kt, s.nn) + state.buffer.shape[1:])
                 res = tile_results(cfg, words.reshape((-1,) + state.buffer.shape[1:]),
                                    vals.transpose(0, 1, 3, 2).reshape(-1, cfg.cols, cfg.rows),
-                                   idxs.transpose(0, 1, 3, 2).reshape(-1, cfg.cols, cfg.rows), seg)
+                                   idxs.transpose(0, 1, 3, 2).reshape(-1, cfg.cols, cfg.rows), seg,
+                                   state.pack_outputs)
                 res = res.reshape(kt, s.nn, seg, -1).sum(axis=0)
                 write_bank(cfg, state, res, instr.accumulate)
                 stats.stream += n

@@ -159,19 +159,20 @@ def estimate_chain_gemm(cfg: AcceleratorConfig, m: int, k: int, n: int, pattern,
                          count: int, weight_format, act_format, static_weight: bool, overlap: bool) -> LayerEstimate:
     """:func:`estimate_gemm` for the DSP chain: the compiler's chain schedule and timing contract.
 
-    Weights stream once per token block (``token_lanes`` rows of A), from off-chip unless the
+    The packing mode (``chain.packing: both``: tokens or outputs) is the compiler's choice.
+    Weights stream once per token block (``tiling.tokens`` rows of A), from off-chip unless the
     layer's weight image fits ``buffers.weight_buffer_bytes`` (then it is read off-chip once);
     activations are read once into the activation buffer.
     """
     from sparsa import chain_timing
-    from sparsa.compiler.chain import plan_chain_tiling
+    from sparsa.compiler.chain import chain_metadata, plan_chain_tiling
 
     tiling = plan_chain_tiling(cfg, m, k, n, pattern)
     hw = tiling.hw_pattern
     requested, (wname, wbits), (aname, abits) = _operand_formats(cfg, pattern, weight_format, act_format,
                                                                  static_weight)
     r, c, p = cfg.rows, cfg.cols, cfg.token_lanes
-    meta = _metadata(cfg, pattern, k, n, tiling.seg_len, static_weight)
+    meta = chain_metadata(cfg, tiling, requested) if static_weight else _metadata(cfg, "dense", k, n, 1, False)
     ib = cfg.index_bits if meta.nbytes else 0      # the slices' index registers, after the expander
 
     counts = tiling.instruction_counts()
@@ -179,16 +180,21 @@ def estimate_chain_gemm(cfg: AcceleratorConfig, m: int, k: int, n: int, pattern,
     instructions = sum(counts.values()) * count
     array_macs = tiling.weight_beats * r * c * p * count
 
+    # Output packing (tiling.columns_per_lane = 2): a lane holds two columns' weights and one
+    # shared index, so a slot of a column pair is two weights and one index.
+    v = tiling.columns_per_lane
     slots_used = tiling.slots * n
+    index_slots = tiling.slots * -(-n // v)
     tile_slots = tiling.ktiles * r * tiling.ntiles * c
-    image_bits = tile_slots * (wbits + ib)
+    image_bits = tile_slots * (v * wbits + ib)
     resident = tiling.blocks == 1 or image_bits / 8 <= cfg.buffers.weight_buffer_bytes
     weight_reads = 1 if resident else tiling.blocks
     offchip = {
         "weights": slots_used * wbits / 8 * weight_reads if static_weight else 0.0,
         "indices": meta.nbytes * weight_reads,
         "scales": (n * SCALE_BYTES * weight_reads) if static_weight else 0.0,
-        "padding": (tile_slots - slots_used) * (wbits + meta.slot_bits) / 8 * weight_reads,
+        "padding": ((tile_slots * v - slots_used) * wbits + (tile_slots - index_slots) * meta.slot_bits) / 8
+                   * weight_reads,
         "kv": 0.0 if static_weight else k * n * wbits / 8 * weight_reads,
         "activations": m * k * abits / 8,
         "outputs": m * n * cfg.accumulator_bits / 8,
@@ -199,7 +205,7 @@ def estimate_chain_gemm(cfg: AcceleratorConfig, m: int, k: int, n: int, pattern,
     cycles = max(compute_cycles, memory_cycles) if overlap else compute_cycles + memory_cycles
     # on-chip: weight beats from the weight buffer, activation-buffer words written and read
     # (every slice reads its lane's group every cycle), output-bank writes and drains.
-    sram = (tiling.weight_beats * r * c * (wbits + meta.slot_bits) / 8
+    sram = (tiling.weight_beats * r * c * (v * wbits + meta.slot_bits) / 8
             + tiling.act_beats * r * p * cfg.group_size * abits / 8
             + tiling.weight_beats * r * p * cfg.group_size * abits / 8
             + tiling.blocks * tiling.out_tiles * p * c * cfg.accumulator_bits / 8 * 2) * count

@@ -5,6 +5,10 @@ Lane 0 at the least significant bits, like :mod:`sparsa.layout` and Amaranth's `
 weight beat (COMPUTE, one per cycle)
     ``cols * rows`` lanes of ``weight_bits + index_bits``; lane ``c * rows + i`` feeds slice
     ``i`` of chain ``c``: value at the LSBs, N:M index above (as the systolic weight lane).
+    With ``chain.packing: both`` a lane has :func:`weight_values` = 2 values: ``value1`` (the
+    second output column's weight, 0 when packing tokens) above the index.  In Python a lane's
+    two values travel as one integer, the multiplier operand :func:`pair_weights`
+    ``(w1 << 18) + w0`` (a single weight is itself), split again by :func:`split_weights`.
 activation beat (LOAD_A, one activation-buffer word)
     ``rows`` lanes x ``P`` tokens x ``group_size`` activations: element ``e`` of token ``p``
     for slice ``i`` at bit ``((i * P + p) * group_size + e) * activation_bits``.  For ``P = 1``
@@ -31,7 +35,7 @@ from sparsa.layout import pack_lanes, unpack_lanes
 if TYPE_CHECKING:
     from sparsa.config import AcceleratorConfig
 
-__all__ = ["PACK_SHIFT", "chain_weight_beat_bits", "chain_activation_beat_bits", "chain_output_beat_bits",
+__all__ = ["PACK_SHIFT", "weight_values", "pair_weights", "split_weights", "chain_weight_beat_bits", "chain_activation_beat_bits", "chain_output_beat_bits",
            "pack_chain_weight_beat", "pack_chain_activation_beat", "unpack_chain_output_beat",
            "unpack_chain_weight_beat", "unpack_chain_activation_beat", "chain_stream_beat_bits",
            "CHAIN_METADATA_DECODERS", "chain_index_subgroups", "chain_metadata_decodable",
@@ -43,8 +47,27 @@ __all__ = ["PACK_SHIFT", "chain_weight_beat_bits", "chain_activation_beat_bits",
 PACK_SHIFT = 18
 
 
+def weight_values(config: "AcceleratorConfig") -> int:
+    """Weight values per weight lane: 2 with ``chain.packing: both`` (output packing), else 1."""
+    return 2 if config.chain.packing == "both" else 1
+
+
+def pair_weights(w0: np.ndarray, w1: np.ndarray) -> np.ndarray:
+    """Two output columns' weights as one packed multiplier operand ``(w1 << 18) + w0`` (int64)."""
+    return (np.asarray(w1, dtype=np.int64) << PACK_SHIFT) + np.asarray(w0, dtype=np.int64)
+
+
+def split_weights(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`pair_weights`: ``(w0, w1)``, ``w0`` the sign-extended low 18 bits
+    (exact for ``|w0| < 2^17``; a single weight splits into ``(w, 0)``)."""
+    v = np.asarray(values, dtype=np.int64)
+    half = 1 << (PACK_SHIFT - 1)
+    w0 = ((v + half) & ((1 << PACK_SHIFT) - 1)) - half
+    return w0, (v - w0) >> PACK_SHIFT
+
+
 def chain_weight_beat_bits(config: "AcceleratorConfig") -> int:
-    return config.cols * config.rows * (config.weight_bits + config.index_bits)
+    return config.cols * config.rows * (weight_values(config) * config.weight_bits + config.index_bits)
 
 
 def chain_activation_beat_bits(config: "AcceleratorConfig") -> int:
@@ -56,10 +79,15 @@ def chain_output_beat_bits(config: "AcceleratorConfig") -> int:
 
 
 def pack_chain_weight_beat(config: "AcceleratorConfig", values: np.ndarray, indices: np.ndarray) -> int:
-    """Pack ``values`` / ``indices`` of shape ``(cols, rows)`` into one weight beat."""
-    wb = config.weight_bits
-    lanes = (np.asarray(values, dtype=np.int64) & ((1 << wb) - 1)) | (np.asarray(indices, dtype=np.int64) << wb)
-    return pack_lanes(lanes, wb + config.index_bits)
+    """Pack ``values`` / ``indices`` of shape ``(cols, rows)`` into one weight beat (``values``:
+    :func:`pair_weights` operands when the lane holds two)."""
+    wb, ib, nv = config.weight_bits, config.index_bits, weight_values(config)
+    mask = (1 << wb) - 1
+    w0, w1 = split_weights(values) if nv == 2 else (np.asarray(values, dtype=np.int64), 0)
+    lanes = (w0 & mask) | (np.asarray(indices, dtype=np.int64) << wb)
+    if nv == 2:
+        lanes = lanes | ((w1 & mask) << (wb + ib))
+    return pack_lanes(lanes, nv * wb + ib)
 
 
 def pack_chain_activation_beat(config: "AcceleratorConfig", word: np.ndarray) -> int:
@@ -78,10 +106,16 @@ def unpack_chain_output_beat(config: "AcceleratorConfig", word: int) -> np.ndarr
 
 def unpack_chain_weight_beat(config: "AcceleratorConfig", word: int) -> tuple[np.ndarray, np.ndarray]:
     """Inverse of :func:`pack_chain_weight_beat`: ``(values, indices)`` of shape ``(cols, rows)``."""
-    wb, ib = config.weight_bits, config.index_bits
-    lanes = unpack_lanes(word, wb + ib, config.cols * config.rows, signed=False).reshape(config.cols, config.rows)
-    values = lanes & ((1 << wb) - 1)
-    return np.where(values >> (wb - 1), values - (1 << wb), values), lanes >> wb
+    wb, ib, nv = config.weight_bits, config.index_bits, weight_values(config)
+    lanes = unpack_lanes(word, nv * wb + ib, config.cols * config.rows, signed=False).reshape(config.cols, config.rows)
+
+    def signed_at(offset: int) -> np.ndarray:
+        v = (lanes >> offset) & ((1 << wb) - 1)
+        return np.where(v >> (wb - 1), v - (1 << wb), v)
+
+    indices = (lanes >> wb) & ((1 << ib) - 1)
+    values = signed_at(0) if nv == 1 else pair_weights(signed_at(0), signed_at(wb + ib))
+    return values, indices
 
 
 def unpack_chain_activation_beat(config: "AcceleratorConfig", word: int) -> np.ndarray:
@@ -119,18 +153,23 @@ def chain_index_subgroups(config: "AcceleratorConfig", n: int, m: int) -> np.nda
 def chain_metadata_decodable(config: "AcceleratorConfig", encoding: str, pattern: NMPattern, seg_len: int) -> bool:
     """Whether the chain's RTL decodes ``encoding`` for a layer run at ``pattern`` with k-tiles of ``seg_len`` slots.
 
-    ``slot`` always; ``index`` when the layer's ``n_hw`` divides ``seg_len`` (then also ``rows``).
+    ``slot`` always; ``index`` for a pattern with ``m < group_size`` on a chain whose lanes hold one
+    weight (:func:`weight_values`; the expander has no output-packed lane) when the layer's ``n_hw``
+    divides ``seg_len`` (then also ``rows``).
     """
     if encoding == "slot":
         return True
-    if encoding != "index" or pattern.dense:
+    if encoding != "index" or pattern.dense or pattern.m >= config.group_size or weight_values(config) != 1:
         return False
     return seg_len % config.hardware_pattern(pattern).n == 0
 
 
 def chain_compact_patterns(config: "AcceleratorConfig") -> tuple[NMPattern, ...]:
     """The sparse patterns with ``m < group_size`` whose compact index the expander decodes
-    (``n_hw`` divides ``rows``), ordered by ``(m, n)``: the expander's ``select`` values."""
+    (``n_hw`` divides ``rows``), ordered by ``(m, n)``: the expander's ``select`` values.  None on a
+    chain whose lanes hold two weights (``chain.packing: both``)."""
+    if weight_values(config) != 1:
+        return ()
     out = []
     for m in (2, 4, 8, 16):
         if m >= config.group_size or config.group_size % m:

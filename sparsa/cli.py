@@ -33,6 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sparsa.commands.compile",
     "sparsa.commands.run",
     "sparsa.commands.block",
+    "sparsa.commands.generate",
     "sparsa.commands.quantize",
     "sparsa.commands.estimate",
     "sparsa.commands.compare",

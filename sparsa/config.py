@@ -110,19 +110,30 @@ MAX_NAME_LENGTH = 64
 
 
 
+#: ``datapath.chain.packing`` names that mean the booleans (kept so that old configs hash the same).
+PACKING_NAMES: dict[str, bool] = {"none": False, "tokens": True}
+#: Every ``datapath.chain.packing`` name and the run-time modes it allows (docs/chain.md).
+PACKING_MODES_BY_NAME: dict[str, tuple[str, ...]] = {"none": ("none",), "tokens": ("tokens",),
+                                                     "both": ("tokens", "outputs")}
+
+
 class ChainConfig(_Section):
     """The FlightLLM-style sparse DSP chain (``datapath.kind: dsp_chain``), docs/chain.md.
 
     A vector unit is a chain of ``datapath.rows`` MAC slices, cut into DSP groups of ``group``
     slices (fixed cascade inside a group, a reduction node at each group's end); there are
     ``datapath.cols`` vector units.  With ``packing`` every slice is one wide multiplier that
-    computes two products per cycle (two tokens sharing one weight).
+    computes two products per cycle: ``tokens`` (``true``) packs two tokens on one weight,
+    ``both`` can also pack two output columns (two weights) on one activation, chosen per GEMM
+    by the compiler (docs/chain.md#packing-for-gemv-chainpacking-both); ``none`` (``false``) packs nothing.
     """
 
     model_config = _FROZEN
     group: int = Field(2, ge=1, le=16, description="MAC slices per DSP group (fixed cascade inside a group)")
-    packing: bool = Field(False, description="two tokens share one weight on one wide multiplier "
-                                             "(2 MACs per DSP48E2 and cycle)")
+    packing: bool | Literal["both"] = Field(
+        False, description="none (false): one product per multiplier; tokens (true): two tokens share one "
+                           "weight; both: also two output columns share one activation, chosen per GEMM "
+                           "(2 MACs per DSP48E2 and cycle)")
     act_depth: int = Field(64, ge=1, le=65535, description="words (k-tiles) of the activation buffer")
     max_segments: int = Field(1, ge=1, le=256, description="most output segments a chain can be cut into at "
                                                         "run time (reduction nodes that cut the cascade); must "
@@ -137,6 +148,24 @@ class ChainConfig(_Section):
         if info.mode_is_json() and isinstance(data, dict) and data.get("max_segments") == 1:
             data.pop("max_segments", None)
         return data
+
+    @field_validator("packing", mode="before")
+    @classmethod
+    def _packing_names(cls, value: Any) -> Any:
+        # ``none`` / ``tokens`` are the booleans' names: they load (and hash) exactly as false / true.
+        if isinstance(value, str) and value in PACKING_NAMES:
+            return PACKING_NAMES[value]
+        if isinstance(value, bool) or value == "both":
+            return value
+        raise ValueError(f"datapath.chain.packing={value!r} is not a packing mode; use one of "
+                         f"{sorted(PACKING_MODES_BY_NAME)}")
+
+    @property
+    def packing_modes(self) -> tuple[str, ...]:
+        """Packing modes a program may select: ``("none",)``, ``("tokens",)`` or ``("tokens", "outputs")``."""
+        if self.packing == "both":
+            return ("tokens", "outputs")
+        return ("tokens",) if self.packing else ("none",)
 
     def supported_segments(self) -> tuple[int, ...]:
         """Segment counts a program may select at run time: the divisors of ``max_segments``."""

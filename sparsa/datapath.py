@@ -181,6 +181,10 @@ SYSTOLIC = MatrixDatapath(
     describe=lambda config: f"{config.rows}x{config.cols} weight-stationary array",
 )
 
+#: What each ``chain.packing`` lets a multiplier do, for :attr:`MatrixDatapath.describe`.
+_PACKING_SUMMARY = {("none",): "", ("tokens",): ", two tokens packed per multiplier",
+                    ("tokens", "outputs"): ", two tokens or two output columns packed per multiplier"}
+
 #: The FlightLLM-style sparse DSP chain: streamed weights, packed multipliers (docs/chain.md).
 DSP_CHAIN = MatrixDatapath(
     kind="dsp_chain",
@@ -198,7 +202,7 @@ DSP_CHAIN = MatrixDatapath(
     validate=_chain_valid,
     check_supported=_chain_supported,
     describe=lambda config: (f"{config.cols} DSP chains x {config.rows} slices (groups of {config.chain.group}"
-                             f"{', two tokens packed per multiplier' if config.chain.packing else ''})"),
+                             f"{_PACKING_SUMMARY[config.chain.packing_modes]})"),
     metadata_decoders=chain_layout.CHAIN_METADATA_DECODERS,
     metadata_decodable=chain_layout.chain_metadata_decodable,
 )

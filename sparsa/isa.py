@@ -18,10 +18,14 @@ Instruction fields, one 32-bit word.  Their order and widths, and so their bit p
                  DRAIN = output beats; zero in NOP, LOAD_W and HALT (else an illegal instruction).
                  A count of 0 is what the controllers do with it: COMPUTE 0 runs only the flush
                  (no beat, no accumulator row written), DRAIN 0 and LOAD_S 0 only the fetch,
-                 LOAD_A 0 latches ``segments`` and keeps the k-tiles of the last LOAD_A
+                 LOAD_A 0 latches ``segments`` and ``outputs`` and keeps the k-tiles of the
+                 last LOAD_A
     segments_m1  DSP chain LOAD_A only: output segments per chain minus one (``S - 1``, 0: one
                  segment, the uncut cascade; docs/chain.md#cutting-the-cascade); zero in every
                  other word (else an illegal instruction)
+    outputs      DSP chain LOAD_A only: 1 packs two output columns per multiplier (two weights
+                 share one activation, ``chain.packing: both``; docs/chain.md#packing-for-gemv-chainpacking-both)
+                 for the next COMPUTEs, 0 packs two tokens (or none); zero in every other word
     reserved     must be zero (a word with reserved bits set is an illegal instruction)
 
 Execution is in order and one instruction at a time (see :mod:`sparsa.timing`).
@@ -66,7 +70,8 @@ class Opcode(IntEnum):
     DRAIN = 3
     #: DSP chain only (docs/chain.md): pop ``count`` activation beats into activation-buffer
     #: words ``0 .. count-1``; ``count`` becomes the k-tiles per output tile of the next COMPUTEs
-    #: and ``segments`` the number of segments each chain is cut into for the next COMPUTEs/DRAINs.
+    #: and ``segments`` the number of segments each chain is cut into for the next COMPUTEs/DRAINs,
+    #: ``outputs`` whether they pack two output columns per multiplier (``chain.packing: both``).
     #: A NOP (fetch only) on the systolic datapath.
     LOAD_A = 4
     #: Systolic datapath with activation scales (``act_scale.granularity`` token / group,
@@ -93,7 +98,8 @@ FIELDS: tuple[Field, ...] = (
     Field("accumulate", 1),
     Field("count", 16),
     Field("segments_m1", 8),
-    Field("reserved", 3),
+    Field("outputs", 1),
+    Field("reserved", 2),
 )
 assert sum(f.width for f in FIELDS) == INSTRUCTION_BITS
 
@@ -112,7 +118,7 @@ OPERANDS: dict[Opcode, tuple[str, ...]] = {
     Opcode.LOAD_W: (),
     Opcode.COMPUTE: ("accumulate", "count"),
     Opcode.DRAIN: ("count",),
-    Opcode.LOAD_A: ("count", "segments_m1"),
+    Opcode.LOAD_A: ("count", "segments_m1", "outputs"),
     Opcode.LOAD_S: ("count",),
     Opcode.HALT: (),
 }
@@ -136,12 +142,16 @@ class Instruction:
     segments : int
         DSP-chain LOAD_A only: output segments per chain (run-time cascade cutting,
         docs/chain.md), 1 .. 256; 1 (the default, encoded as 0) everywhere else.
+    outputs : bool
+        DSP-chain LOAD_A only: the next COMPUTEs pack two output columns per multiplier
+        (docs/chain.md#packing-for-gemv-chainpacking-both); False everywhere else.
     """
 
     op: Opcode
     count: int = 0
     accumulate: bool = False
     segments: int = 1
+    outputs: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.op, Opcode):
@@ -160,12 +170,17 @@ class Instruction:
             raise FormatError(f"instruction segments must be in 1..{seg_limit}, not {self.segments!r}")
         if self.segments != 1 and self.op is not Opcode.LOAD_A:
             raise FormatError(f"only LOAD_A takes a segment count, not {self.op.name} (segments={self.segments})")
+        if not isinstance(self.outputs, bool):
+            raise FormatError(f"instruction outputs must be a bool, not {self.outputs!r}")
+        if self.outputs and self.op is not Opcode.LOAD_A:
+            raise FormatError(f"only LOAD_A takes the outputs flag, not {self.op.name}")
 
     def __str__(self) -> str:
         if self.op is Opcode.COMPUTE:
             return f"COMPUTE count={self.count} {'acc' if self.accumulate else 'set'}"
-        if self.op is Opcode.LOAD_A and self.segments != 1:
-            return f"LOAD_A count={self.count} segments={self.segments}"
+        if self.op is Opcode.LOAD_A and (self.segments != 1 or self.outputs):
+            return (f"LOAD_A count={self.count}" + (f" segments={self.segments}" if self.segments != 1 else "")
+                    + (" outputs" if self.outputs else ""))
         if self.op in (Opcode.DRAIN, Opcode.LOAD_A, Opcode.LOAD_S):
             return f"{self.op.name} count={self.count}"
         return self.op.name
@@ -174,7 +189,7 @@ class Instruction:
 def encode(instr: Instruction) -> int:
     """Pack an instruction into its 32-bit word."""
     values = {"opcode": int(instr.op), "accumulate": int(instr.accumulate), "count": instr.count,
-              "segments_m1": instr.segments - 1, "reserved": 0}
+              "segments_m1": instr.segments - 1, "outputs": int(instr.outputs), "reserved": 0}
     word = 0
     for name, (offset, width) in _OFFSETS.items():
         word |= (values[name] & ((1 << width) - 1)) << offset
@@ -203,7 +218,7 @@ def unused_mask(opcode: "Opcode | int") -> int:
 
     Everything but the ``opcode`` field and the fields of :data:`OPERANDS` ``[opcode]``: the
     ``reserved`` field always, ``accumulate`` outside COMPUTE, ``count`` in NOP / LOAD_W / HALT,
-    ``segments_m1`` outside LOAD_A.
+    ``segments_m1`` and ``outputs`` outside LOAD_A.
 
     Raises
     ------
@@ -315,4 +330,4 @@ def _decode_legal(word: int) -> Instruction:
     # word it runs), and an Instruction is immutable.
     fields = {name: (word >> off) & ((1 << w) - 1) for name, (off, w) in _OFFSETS.items()}
     return Instruction(Opcode(fields["opcode"]), fields["count"], bool(fields["accumulate"]),
-                       fields["segments_m1"] + 1)
+                       fields["segments_m1"] + 1, bool(fields["outputs"]))

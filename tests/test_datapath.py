@@ -23,7 +23,7 @@ KINDS = set(typing.get_args(DatapathConfig.model_fields["kind"].annotation))
 #: The modules that belong to one datapath (or are a floor's lookup table); only they may name a kind.
 DATAPATH_MODULES = {
     "sparsa/datapath.py", "sparsa/config.py",  # the core contract table; the schema that defines the kinds
-    "compiler/datapath.py", "compiler/chain.py", "compiler/gemm.py",
+    "compiler/datapath.py", "compiler/chain.py", "compiler/chain_tiling.py", "compiler/gemm.py",
     "sim/datapath.py", "sim/chain.py",
     "hdl/datapath.py", "hdl/top.py",
 }

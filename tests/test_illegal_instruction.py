@@ -218,7 +218,7 @@ def test_decode_names_the_word_and_checks_the_opcode_first():
         decode(0xE000000C, index=4)          # reserved bits set too: the opcode is what the hardware sees
     assert isinstance(info.value, FormatError) and info.value.cycles is None
     with pytest.raises(IllegalInstructionError, match=r"^illegal instruction: word 2 \(0x80000060\) is NOP with unused bits "
-                                                      r"set \(count=3, reserved=4; NOP reads no operand field, every "
+                                                      r"set \(count=3, reserved=2; NOP reads no operand field, every "
                                                       r"other bit must be zero\); the accelerator stops on it$"):
         decode(int(Opcode.NOP) | 3 << 5 | 1 << 31, index=2)
     with pytest.raises(IllegalInstructionError, match=r"is COMPUTE with unused bits set \(segments_m1=2; COMPUTE "

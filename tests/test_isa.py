@@ -33,7 +33,7 @@ def test_known_encoding():
 def test_refusals():
     with pytest.raises(FormatError, match="unknown opcode 7"):
         decode(7)
-    with pytest.raises(IllegalInstructionError, match=r"is NOP with unused bits set \(reserved=4;"):
+    with pytest.raises(IllegalInstructionError, match=r"is NOP with unused bits set \(reserved=2;"):
         decode(1 << 31)
     with pytest.raises(FormatError, match="only COMPUTE takes the accumulate flag"):
         Instruction(Opcode.DRAIN, 1, True)

@@ -26,6 +26,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from sparsa.chain_layout import weight_values
 from sparsa.config import AcceleratorConfig
 from sparsa.hdl.chain.group import DspGroup, group_latency
 from sparsa.hdl.chain.layouts import (chain_taps_layout, chain_token_layout, chain_weight_lane_layout,
@@ -79,18 +80,24 @@ class SparseChain(wiring.Component):
         always ends one; its bit is not used.
     taps : Out(chain taps layout)
         Tap ``u``'s node output per token lane, all aligned to the last node's cycle.
+    pack_outputs : In(1)
+        Only with ``chain.packing: both``: output packing for every slice (held for a whole
+        COMPUTE, so it needs no skew).
     """
 
     def __init__(self, config: AcceleratorConfig) -> None:
         check_chain_config(self, config)
         self._config = config
-        super().__init__({
+        members = {
             "en": In(1),
             "weights": In(data.ArrayLayout(chain_weight_lane_layout(config), config.rows)),
             "words": In(chain_word_bus_layout(config, config.rows)),
             "cut": In(config.chain.max_segments),
             "taps": Out(chain_taps_layout(config)),
-        })
+        }
+        if weight_values(config) == 2:
+            members["pack_outputs"] = In(1)
+        super().__init__(members)
 
     @property
     def config(self) -> AcceleratorConfig:
@@ -112,6 +119,8 @@ class SparseChain(wiring.Component):
             grp = DspGroup(cfg, link=link is not None)
             m.submodules[f"group{j}"] = grp
             m.d.comb += grp.en.eq(self.en)
+            if weight_values(cfg) == 2:
+                m.d.comb += grp.pack_outputs.eq(self.pack_outputs)
             if link is not None:
                 m.d.comb += grp.link_in.eq(link)
             for s in range(group):

@@ -15,7 +15,9 @@ State machine (one instruction at a time, timing contract :mod:`sparsa.chain_tim
 ``F = flush_cycles`` defaults to :func:`sparsa.chain_timing.chain_latency`.  LOAD_A also
 latches ``count`` as the k-tiles per output tile (``ktiles``) of the following COMPUTEs and the
 segment count ``S`` (field ``segments_m1 = S - 1``) as ``step = Smax / S``; a count the config
-does not support runs uncut (the ISA interpreter refuses it).
+does not support runs uncut (the ISA interpreter refuses it).  With ``chain.packing: both`` it
+latches the ``outputs`` field as ``pack_outputs`` (output packing for the following
+COMPUTEs); other configs ignore the field (the ISA interpreter refuses it).
 
 **Datapath control.**  ``en`` (a weight beat taken in STREAM, or a FLUSH cycle) advances every
 datapath register.  A beat taken in STREAM reads activation-buffer word ``ktc`` (its k-tile,
@@ -37,6 +39,7 @@ from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from sparsa.chain_layout import weight_values
 from sparsa.chain_timing import chain_latency
 from sparsa.config import AcceleratorConfig
 from sparsa.hdl.accumulator import address_bits
@@ -99,6 +102,8 @@ class ChainController(wiring.Component):
         Activation-buffer control: LOAD_A writes, the skewed reads' word and enable.
     bank : Out(:func:`~sparsa.hdl.chain.output_bank.bank_control_signature`)
         Tile-accumulator and output-bank control.
+    pack_outputs : Out(1)
+        Only with ``chain.packing: both``: the last LOAD_A's ``outputs`` field.
     """
 
     def __init__(self, config: AcceleratorConfig, *, flush_cycles: "int | None" = None) -> None:
@@ -110,7 +115,7 @@ class ChainController(wiring.Component):
             raise ValueError(f"flush_cycles must be a positive integer, not {flush_cycles!r}")
         self._config = config
         self._flush_cycles = flush_cycles
-        super().__init__({
+        members = {
             "instr": In(stream.Signature(instruction_layout())),
             "weights_valid": In(1),
             "weights_ready": Out(1),
@@ -126,7 +131,10 @@ class ChainController(wiring.Component):
             "cut": Out(config.chain.max_segments),
             "act": Out(act_control_signature(config)),
             "bank": Out(bank_control_signature(config)),
-        })
+        }
+        if weight_values(config) == 2:
+            members["pack_outputs"] = Out(1, init=0)
+        super().__init__(members)
 
     @property
     def config(self) -> AcceleratorConfig:
@@ -249,6 +257,8 @@ class ChainController(wiring.Component):
                                         m.d.sync += step.eq(smax // seg)
                                 with m.Default():
                                     m.d.sync += step.eq(smax)
+                            if weight_values(cfg) == 2:
+                                m.d.sync += self.pack_outputs.eq(instr.outputs)
                         with m.Case(Opcode.COMPUTE):
                             with m.If(instr.count == 0):
                                 m.d.sync += state.eq(ChainState.FLUSH)

@@ -34,6 +34,7 @@ from sparsa.chain_layout import PACK_SHIFT
 from sparsa.config import AcceleratorConfig
 from sparsa.hdl.chain.layouts import (chain_token_layout, chain_weight_lane_layout, chain_word_bus_layout,
                                       check_chain_config)
+from sparsa.chain_layout import weight_values
 from sparsa.hdl.chain.slice import SLICE_LATENCY, ChainSlice, cascade_shape, chain_slice
 
 __all__ = ["DspGroup", "group_latency", "split_packed_sum"]
@@ -82,6 +83,9 @@ class DspGroup(wiring.Component):
         The previous node's output (or 0 when the chain is cut there); only when ``link``.
     node_out : Out(chain token layout)
         ``link_in + lanes(group sum)``, registered, one accumulator per token lane.
+    pack_outputs : In(1)
+        Only with ``chain.packing: both``: the slices pack two output columns (lane ``p`` =
+        column ``p`` of the pair instead of token ``p``).
     """
 
     def __init__(self, config: AcceleratorConfig, *, link: bool, slice_modules: bool = False) -> None:
@@ -100,6 +104,8 @@ class DspGroup(wiring.Component):
             "words": In(chain_word_bus_layout(config, group)),
             "node_out": Out(chain_token_layout(config)),
         }
+        if weight_values(config) == 2:
+            members["pack_outputs"] = In(1)
         if link:
             members["link_in"] = In(chain_token_layout(config))
         super().__init__(members)
@@ -128,18 +134,21 @@ class DspGroup(wiring.Component):
         cfg = self._config
         m = Module()
         gsum = None
+        both = weight_values(cfg) == 2
         for s in range(cfg.chain.group):
             if self._slice_modules:
                 sl = ChainSlice(cfg, cascade=gsum is not None)
                 m.submodules[f"slice{s}"] = sl
                 m.d.comb += [sl.en.eq(self.en), sl.weight.eq(self.weights[s]), sl.word.eq(self.words[s])]
+                if both:
+                    m.d.comb += sl.pack_outputs.eq(self.pack_outputs)
                 if gsum is not None:
                     m.d.comb += sl.cascade_in.eq(gsum)
                 gsum = sl.cascade_out
             else:
                 out = Signal(cascade_shape(cfg), name=f"s{s}_cascade")
                 chain_slice(m, cfg, en=self.en, weight=self.weights[s], word=self.words[s], cascade_in=gsum,
-                            cascade_out=out, prefix=f"s{s}_")
+                            cascade_out=out, prefix=f"s{s}_", pack_outputs=self.pack_outputs if both else None)
                 gsum = out
         # Reduction node: split the packed group sum into token lanes, add the link.
         lanes = split_packed_sum(cfg, gsum)

@@ -79,8 +79,8 @@ class IndexExpander(wiring.Component):
         allowed = chain_compact_patterns(config)
         if patterns is None:
             if not allowed:
-                raise ValueError(f"no N:M pattern has a compact index on this chain (group_size="
-                                 f"{config.group_size}, rows={config.rows})")
+                raise ValueError(f"no N:M pattern has a compact index on this chain (chain.packing="
+                                 f"{config.chain.packing!r}, group_size={config.group_size}, rows={config.rows})")
             return allowed
         if isinstance(patterns, (str, NMPattern)) or not isinstance(patterns, Sequence) or not patterns:
             raise TypeError(f"patterns must be a non-empty sequence of N:M patterns, not {patterns!r}")

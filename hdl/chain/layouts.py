@@ -8,7 +8,8 @@ Built from the one :class:`~sparsa.config.AcceleratorConfig`; the bits equal wha
 layout                    bits
 ========================  ================================================================
 weight lane               one slice's weight: ``value`` (signed ``weight_bits``) at the
-                          LSBs, N:M ``index`` above
+                          LSBs, N:M ``index`` above; ``chain.packing: both``: ``value1``
+                          (the second output column's weight) above the index
 weight beat               ``cols`` chains x ``rows`` slices of weight lanes
 activation word           one slice lane of the buffer: ``P`` tokens x ``group_size``
                           signed activations
@@ -27,6 +28,7 @@ from __future__ import annotations
 from amaranth.hdl import Shape, signed, unsigned
 from amaranth.lib import data
 
+from sparsa.chain_layout import weight_values
 from sparsa.config import AcceleratorConfig
 from sparsa.errors import UnsupportedError
 from sparsa.hdl.layouts import check_config
@@ -87,9 +89,13 @@ def check_chain_config(component: object, config: object) -> AcceleratorConfig:
 
 
 def chain_weight_lane_layout(config: AcceleratorConfig) -> data.StructLayout:
-    """One slice's weight: ``value`` (signed) at the LSBs, N:M ``index`` above."""
+    """One slice's weight: ``value`` (signed) at the LSBs, N:M ``index`` above (and ``value1``
+    above that when the lane holds two weights, :func:`~sparsa.chain_layout.weight_values`)."""
     check_config(config)
-    return data.StructLayout({"value": signed(config.weight_bits), "index": unsigned(config.index_bits)})
+    fields = {"value": signed(config.weight_bits), "index": unsigned(config.index_bits)}
+    if weight_values(config) == 2:
+        fields["value1"] = signed(config.weight_bits)
+    return data.StructLayout(fields)
 
 
 def chain_weight_beat_layout(config: AcceleratorConfig) -> data.ArrayLayout:

@@ -22,6 +22,7 @@ from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from sparsa.chain_layout import weight_values
 from sparsa.config import AcceleratorConfig
 from sparsa.hdl.chain.act_buffer import ActivationBuffer
 from sparsa.hdl.chain.chain import SparseChain
@@ -158,6 +159,7 @@ class SparseChainAccelerator(wiring.Component):
             m.d.comb += [
                 chain.en.eq(ctrl.en),
                 chain.cut.eq(ctrl.cut),
+                *([chain.pack_outputs.eq(ctrl.pack_outputs)] if weight_values(self._config) == 2 else []),
                 chain.weights.eq(self.weights.payload[c]),
                 chain.words.eq(buf.rdata),
                 bank.taps[c].eq(chain.taps),

@@ -144,10 +144,20 @@ def smollm2_lm(model, *, bits: int = 8, pattern: "str | None" = None, max_positi
                kv_qmax: int = 127) -> IntLM:
     """SmolLM2-135M in integer form: every block (:func:`.real.smollm2_block`), the LM head tied to the
     embedding and quantized like the blocks' layers (``bits``, per output channel)."""
-    from .real import smollm2_block
+    from .convert import quantize_block
+    from .float_block import float_block
+    from .real import CALIBRATION_TEXT, LLAMA_LINEAR, smollm2_float_block, smollm2_hidden
 
-    blocks = tuple(smollm2_block(model, i, bits=bits, pattern=pattern, max_positions=max_positions, kv_qmax=kv_qmax)
-                   for i in range(model.n_layers))
+    # Block i's calibration states are the float blocks before it applied to the calibration text,
+    # exactly as smollm2_block(model, i) computes them, but each float block runs once.
+    x = smollm2_hidden(model, CALIBRATION_TEXT, 0)
+    blocks = []
+    for i in range(model.n_layers):
+        fb = smollm2_float_block(model, i)
+        blocks.append(quantize_block(fb, x[:max_positions], bits=bits, max_positions=max_positions, kv_qmax=kv_qmax,
+                                     patterns={s: pattern for s in LLAMA_LINEAR} if pattern else None))
+        x = float_block(fb, x).y
+    blocks = tuple(blocks)
     emb = np.asarray(model.tensors["token_embd.weight"], dtype=np.float64)
     head = quantize_weight(emb, bits, name="lm_head")
     return IntLM("smollm2", to_fx(emb), blocks, to_fx(model.tensors["output_norm.weight"]), head, model.eps)

@@ -20,11 +20,11 @@ from .float_block import FloatBlock, float_block
 from .spec import BlockSpec, BlockWeights
 
 __all__ = ["CALIBRATION_TEXT", "smollm2_float_block", "smollm2_hidden", "smollm2_block", "minilm_float_block",
-           "minilm_hidden", "minilm_block"]
+           "minilm_hidden", "minilm_block", "LLAMA_LINEAR"]
 
 #: The text the K/V cache scales are calibrated on (the calibration sentences, one sequence).
 CALIBRATION_TEXT = " ".join(CALIBRATION)
-_LLAMA_LINEAR = ("q", "k", "v", "o", "gate", "up", "down")
+LLAMA_LINEAR = ("q", "k", "v", "o", "gate", "up", "down")
 _BERT_LINEAR = ("q", "k", "v", "o", "up", "down")
 _MINILM_EPS = 1e-12
 
@@ -42,7 +42,7 @@ def smollm2_float_block(model, i: int) -> FloatBlock:
     hd = d // model.n_heads
     spec = BlockSpec(hidden=d, heads=model.n_heads, kv_heads=model.n_kv_heads, head_dim=hd,
                      ffn=model.linear[f"layer{i}.up"].shape[0], eps=float(model.eps))
-    linear = {s: (model.linear[f"layer{i}.{s}"].astype(np.float64), None) for s in _LLAMA_LINEAR}
+    linear = {s: (model.linear[f"layer{i}.{s}"].astype(np.float64), None) for s in LLAMA_LINEAR}
     return FloatBlock(spec, linear, t[f"blk.{i}.attn_norm.weight"].astype(np.float64),
                       t[f"blk.{i}.ffn_norm.weight"].astype(np.float64), rope_base=float(model.rope_base))
 
@@ -81,7 +81,7 @@ def smollm2_block(model, i: int = 0, *, bits: int = 8, pattern: str | None = Non
     """
     fb = smollm2_float_block(model, i)
     calib = smollm2_hidden(model, CALIBRATION_TEXT, i)[:max_positions]
-    patterns = {s: pattern for s in _LLAMA_LINEAR} if pattern else None
+    patterns = {s: pattern for s in LLAMA_LINEAR} if pattern else None
     return quantize_block(fb, calib, bits=bits, patterns=patterns, max_positions=max_positions, act_group=act_group,
                           kv_qmax=kv_qmax)
 

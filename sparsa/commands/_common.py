@@ -19,6 +19,17 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", type=Path, help="accelerator YAML (see configs/)")
 
 
+#: Packing modes ``--packing`` may force on the DSP chain (docs/chain.md#packing-for-gemv-chainpacking-both).
+PACKING_CHOICES = ("none", "tokens", "outputs")
+
+
+def add_packing_argument(parser: argparse.ArgumentParser) -> None:
+    """``--packing``: force the DSP chain's packing mode of the GEMM (default: the compiler's choice)."""
+    parser.add_argument("--packing", choices=PACKING_CHOICES, default=None,
+                        help="DSP chain: force the GEMM's packing mode (default: the compiler's choice by cycles "
+                             "among datapath.chain.packing's modes; outputs needs packing: both)")
+
+
 def load(args: argparse.Namespace) -> AcceleratorConfig:
     """Load ``args.config``."""
     return load_config(args.config)

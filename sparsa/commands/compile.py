@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sparsa.commands._common import (add_config_argument, check_operand_shapes, check_seed, gemm_tensors, load,
-                                     load_matrix, parse_gemm, random_operands, reference_outputs)
+from sparsa.commands._common import (add_config_argument, add_packing_argument, check_operand_shapes, check_seed,
+                                     gemm_tensors, load, load_matrix, parse_gemm, random_operands, reference_outputs)
 from sparsa.compiler import compile_gemm
 from sparsa.output import OutputError, check_output_dir
 
@@ -26,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--acts", type=Path, help=".npy int activations A[M, K] instead of random ones")
     parser.add_argument("--scales", type=Path, help=".npy scale mantissas S[M, groups] for per-token / per-group "
                                                      "act_scale configs (default: random)")
+    add_packing_argument(parser)
     parser.add_argument("-o", "--output", type=Path, required=True, help="output directory")
 
 
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if args.acts:
         a = load_matrix(args.acts, "activations")
     check_operand_shapes(a, w, (m, k, n), acts_given=bool(args.acts), weights_given=bool(args.weights))
-    program = compile_gemm(cfg, w, m, args.sparsity)
+    program = compile_gemm(cfg, w, m, args.sparsity, packing=args.packing)
     tensors = gemm_tensors(program, a, args.seed, args.scales, acts_given=bool(args.acts))
     a = tensors["A"]
     expected = reference_outputs(program, tensors)

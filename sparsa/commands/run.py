@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sparsa.commands._common import (add_config_argument, check_operand_shapes, check_seed, gemm_tensors, load,
-                                     load_matrix, parse_gemm, random_operands, reference_outputs)
+from sparsa.commands._common import (add_config_argument, add_packing_argument, check_operand_shapes, check_seed,
+                                     gemm_tensors, load, load_matrix, parse_gemm, random_operands, reference_outputs)
 from sparsa.compiler import compile_gemm
 from sparsa.errors import ShapeError
 from sparsa.output import check_output_file, write_file
@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--acts", type=Path, help=".npy int activations A[M, K] instead of random ones")
     parser.add_argument("--scales", type=Path, help=".npy scale mantissas S[M, groups] for per-token / per-group "
                                                      "act_scale configs (default: random)")
+    add_packing_argument(parser)
     parser.add_argument("--json", type=Path, help="also write the report as JSON here")
 
 
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if args.acts:
         a = load_matrix(args.acts, "activations")
     check_operand_shapes(a, w, (m, k, n), acts_given=bool(args.acts), weights_given=bool(args.weights))
-    program = compile_gemm(cfg, w, m, args.sparsity)
+    program = compile_gemm(cfg, w, m, args.sparsity, packing=args.packing)
     tensors = gemm_tensors(program, a, args.seed, args.scales, acts_given=bool(args.acts))
     a = tensors["A"]
     backend = get_backend(args.backend, cfg)
@@ -182,6 +183,8 @@ def _print(r: dict) -> None:
     ]
     if "chain_segments" in r:
         rows.insert(4, ("chain segments", f"{r['chain_segments']} per chain (chosen by the compiler)"))
+    if "chain_packing" in r:
+        rows.insert(4, ("chain packing", f"{r['chain_packing']} (docs/chain.md#packing-for-gemv-chainpacking-both)"))
     if "act_scale" in r:
         a = r["act_scale"]
         rows.insert(4, ("activation scales", f"per {a['granularity']}: {a['groups']} scale group(s) per row, "

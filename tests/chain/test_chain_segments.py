@@ -185,7 +185,9 @@ def test_isa_segments_field():
     with pytest.raises(FormatError, match=r"segments must be in 1..256, not 0"):
         Instruction(Opcode.LOAD_A, 1, segments=0)
     with pytest.raises(IllegalInstructionError, match=r"is NOP with unused bits set \(reserved=1;"):
-        decode(1 << 29)
+        decode(1 << 30)
+    with pytest.raises(IllegalInstructionError, match=r"is NOP with unused bits set \(outputs=1;"):
+        decode(1 << 29)                  # bit 29 was reserved until LOAD_A's outputs field (output packing)
 
 
 def test_config_dump_and_hash_unchanged_without_segments():

