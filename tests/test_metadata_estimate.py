@@ -134,3 +134,19 @@ def test_choice_is_the_fewest_decodable_bytes(config, pattern, k, n, seg_len):
     assert choice.candidates["slot"] == nm_meta.metadata_bytes("slot", k, n, n_, m_, cfg.group_size)
     if "index" in choice.candidates:
         assert seg_len % cfg.hardware_pattern(pattern).n == 0
+
+
+def test_output_packing_keeps_the_slot_index_of_the_union():
+    """packing: both - an output-packed GEMV's lane holds two columns and one index over their union
+    mask: the estimator counts that stream (one index column per column pair) and never the compact index."""
+    from sparsa.compiler import compile_gemm
+    from sparsa.compiler.chain_tiling import lane_pattern
+
+    cfg = preset("u280-flightllm").with_overrides({"datapath.chain.packing": "both"})
+    k, n = 256, 4096
+    est = estimate_gemm(cfg, 1, k, n, "2:8")
+    program = compile_gemm(cfg, np.random.default_rng(1).integers(-7, 8, size=(k, n)), 1, "2:8")
+    assert program.packing == "outputs" and est.metadata == program.metadata.encoding == "slot"
+    union = lane_pattern(program.hw_pattern, "outputs")
+    assert est.offchip_bytes["indices"] == nm_meta.metadata_bytes("slot", k, n // 2, union.n, union.m, 16)
+    assert choose_metadata(cfg, "2:8", k, n, 16).candidates.keys() == {"slot"}   # no compact index on 2-weight lanes

@@ -148,3 +148,9 @@ def test_compact_stream_through_the_chain(config, pattern, shape, stall_seed):
     assert np.array_equal(y, ref)
     if stall_seed is None:
         assert run.cycles == nominal_cycles(cfg, words) == get_backend("cycle", cfg).run(program, {"A": a}).cycles
+
+
+def test_expander_refuses_two_weight_lanes():
+    cfg = preset("chain-4x4-packed").with_overrides({"datapath.chain.packing": "both"})
+    expect_error(ValueError, "no N:M pattern has a compact index on this chain \\(chain.packing='both'",
+                 lambda: IndexExpander(cfg))
