@@ -25,7 +25,7 @@ from sparsa.config import AcceleratorConfig
 from sparsa.errors import ConfigError, ShapeError
 from sparsa.formats.nm import NMPattern
 from sparsa.isa import Instruction, Opcode
-from sparsa.timing import has_scale_stage
+from sparsa.timing import FETCH_CYCLES, compute_flush_cycles, has_scale_stage, load_weights_cycles
 
 __all__ = ["Tiling", "plan_tiling", "ktile_dense_k"]
 
@@ -134,6 +134,33 @@ class Tiling:
                 counts[Instruction(Opcode.LOAD_S, rows)] += chunks * self.scale_loads_per_chunk
         counts[Instruction(Opcode.HALT)] = 1
         return counts
+
+
+    def cycle_breakdown(self, config: AcceleratorConfig) -> dict[str, float]:
+        """Where the cycles of the program :meth:`schedule` emits go, by cause (they sum to its cycles).
+
+        ``useful``: activation beats at a full array, ``m x slots x n / (rows x cols)``;
+        ``idle_rows``: beats of PE rows no slot fills (the last k-tile's, and every k-tile's when
+        the compressed reduction is shorter than ``rows``); ``idle_cols``: beats of columns past
+        ``n`` in the last n-tile; ``flush``: the pipeline flush of every COMPUTE; ``load_w``,
+        ``drain``, ``load_s``: those instructions' bodies; ``fetch``: one per instruction.
+        """
+        counts = self.instruction_counts()
+        beats = self.m * self.ktiles * self.ntiles
+        row_fill = self.slots / (self.ktiles * config.rows)
+        col_fill = self.n / (self.ntiles * config.cols)
+        computes = sum(c for i, c in counts.items() if i.op is Opcode.COMPUTE)
+        scale_beats = sum(c * i.count for i, c in counts.items() if i.op is Opcode.LOAD_S) if self.scaled else 0
+        return {
+            "useful": beats * row_fill * col_fill,
+            "idle_rows": beats * (1 - row_fill),
+            "idle_cols": beats * row_fill * (1 - col_fill),
+            "flush": computes * compute_flush_cycles(config),
+            "load_w": self.loads * load_weights_cycles(config),
+            "drain": self.m * self.ntiles,
+            "load_s": scale_beats,
+            "fetch": sum(counts.values()) * FETCH_CYCLES,
+        }
 
 
 def plan_tiling(config: AcceleratorConfig, m: int, k: int, n: int, pattern: "NMPattern | str | None") -> Tiling:

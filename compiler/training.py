@@ -12,6 +12,15 @@ it along *its* reduction axis (W's output axis) with its own indices - the BDWP 
 not a transposed view of the forward one.  SR-STE has one mask, so its ``W_f^T`` is not N:M
 along ``n`` and its input-gradient GEMM runs dense; the dense method runs all three dense.
 
+A convolution (``conv=`` its :class:`~sparsa.models.workloads.graph.ConvGeometry`) may instead
+run its input gradient as a convolution of ``dY`` (:mod:`sparsa.compiler.conv_grad`)::
+
+    input gradient dX = P(dY) @ R(W_b)  A = P(dY_q) [B*H*W, kh*kw*Cout], weight R(W_b) [kh*kw*Cout, Cin]
+
+whose reduction is ``kh * kw`` times longer (fewer idle PE rows) and whose result is the image
+gradient itself; ``input_grad="auto"`` (default) compiles both forms and keeps the one with fewer
+cycles (:func:`~sparsa.compiler.conv_grad.pick_input_grad_form`).
+
 Number format (``docs/training.md``)
     Symmetric int8 with one scale per tensor: ``q = clip(rint(x / s), -127, 127)`` (round half
     to even, -128 unused), ``s = max|x| / 127`` (``scale="float"``) or the next power of two
@@ -28,11 +37,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from sparsa.compiler.conv_grad import (INPUT_GRAD_FORMS, conv_grad_patches, input_grad_forms, pick_input_grad_form,
+                                       rotate_conv_weight)
 from sparsa.compiler.datapath import compile_gemm
 from sparsa.compiler.program import Program
 from sparsa.models.reference import gemm_reference
+from sparsa.models.workloads.graph import ConvGeometry
 
 from sparsa.config import AcceleratorConfig
+from sparsa.datapath import matrix_datapath
 from sparsa.errors import ConfigError, FormatError, ShapeError
 
 __all__ = [
@@ -41,6 +54,7 @@ __all__ = [
     "TrainingGemm",
     "TrainingStep",
     "compile_training_step",
+    "layer_conv_geometry",
     "layer_step_operands",
     "quantize_symmetric",
 ]
@@ -110,6 +124,9 @@ class TrainingGemm:
     expected : np.ndarray
         The integer result the training reference defines (its masks, wrapped to the
         accumulator width), computed without the compiler.
+    form : str
+        ``gemm``, or ``conv`` for an input gradient run as a convolution of ``dY``
+        (:mod:`sparsa.compiler.conv_grad`; its result is the image gradient ``[B*H*W, Cin]``).
     """
 
     name: str
@@ -118,6 +135,7 @@ class TrainingGemm:
     a: np.ndarray = field(repr=False)
     scale: float
     expected: np.ndarray = field(repr=False)
+    form: str = "gemm"
 
     @property
     def pattern(self) -> str:
@@ -145,6 +163,7 @@ class TrainingStep:
     mask_f: np.ndarray | None = field(repr=False)
     mask_b: np.ndarray | None = field(repr=False)
     gemms: tuple[TrainingGemm, ...]
+    conv: ConvGeometry | None = None
 
     def __getitem__(self, name: str) -> TrainingGemm:
         for g in self.gemms:
@@ -153,10 +172,14 @@ class TrainingStep:
         raise KeyError(f"no GEMM {name!r}; have {', '.join(GEMM_NAMES)}")
 
     def float_reference(self, x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> dict[str, np.ndarray]:
-        """The same three GEMMs in float64 on the unquantized operands."""
+        """The same three GEMMs in float64 on the unquantized operands (the input gradient in its form)."""
         wf = w if self.mask_f is None else w * self.mask_f
         wb = w if self.mask_b is None else w * self.mask_b
-        return {"forward": x @ wf, "input_grad": dy @ wb.T, "weight_grad": x.T @ dy}
+        if self["input_grad"].form == "conv":
+            dx = conv_grad_patches(dy, self.conv) @ rotate_conv_weight(wb, self.conv)
+        else:
+            dx = dy @ wb.T
+        return {"forward": x @ wf, "input_grad": dx, "weight_grad": x.T @ dy}
 
 
 def _check_mask(mask: np.ndarray | None, w_shape: tuple[int, int], n: int, m: int, axis: int, what: str) -> None:
@@ -185,6 +208,8 @@ def compile_training_step(
     scale: str = "pow2",
     ragged: str = "pad",
     name: str = "layer",
+    conv: ConvGeometry | None = None,
+    input_grad: str = "auto",
 ) -> TrainingStep:
     """Quantize a layer's ``X``, ``W``, ``dY`` to the accelerator's types and compile its three GEMMs.
 
@@ -207,11 +232,19 @@ def compile_training_step(
         A sparse axis not divisible by M: the compiler pads it (default), or refuse.
     name : str
         Layer name for messages.
+    conv : ConvGeometry, optional
+        The convolution whose im2col GEMM ``x``, ``w``, ``dy`` are (one group; rows of ``x`` and
+        ``dy`` in ``(b, y, x)`` order): allows the ``conv`` form of the input gradient.
+    input_grad : {"auto", "gemm", "conv"}
+        Form of the input-gradient GEMM (module docstring): ``auto`` keeps the one with fewer
+        cycles; ``conv`` needs ``conv`` and, when sparse, ``Cout`` a multiple of the hardware's M.
 
     Raises
     ------
     ShapeError
-        Operand shapes do not chain, or a ragged axis with ``ragged="refuse"``.
+        Operand shapes do not chain (or are not ``conv``'s), or a ragged axis with ``ragged="refuse"``.
+    ConfigError
+        An unknown ``input_grad``, or ``conv`` asked for where that form is not possible.
     UnsupportedError
         The pattern cannot run on ``config``'s sparse MUX.
     """
@@ -251,18 +284,65 @@ def compile_training_step(
     fwd_pattern = spec.pattern
     bwd_pattern = spec.pattern if spec.method == "bdwp" else "dense"
 
-    def gemm(gname, formula, weight, a, pat, s):
+    def gemm(gname, formula, weight, a, pat, s, form="gemm"):
         program = compile_gemm(config, weight, a.shape[0], pat, prune=False)
-        return TrainingGemm(gname, formula, program, a, s, gemm_reference(a, weight, acc))
+        return TrainingGemm(gname, formula, program, a, s, gemm_reference(a, weight, acc), form)
 
+    def input_gradient(form):
+        if form == "conv":
+            return gemm("input_grad", "dX = P(dY) @ R(W_b)", rotate_conv_weight(w_b, conv),
+                        conv_grad_patches(dyq.values, conv), bwd_pattern, dyq.scale * wq.scale, "conv")
+        return gemm("input_grad", "dX = dY @ W_b^T", np.ascontiguousarray(w_b.T), dyq.values, bwd_pattern,
+                    dyq.scale * wq.scale)
+
+    forms = _input_grad_forms(config, x.shape[0], k, n, conv, bwd_pattern, input_grad, name)
+    candidates = {}
+    for form in forms:
+        try:
+            candidates[form] = input_gradient(form)
+        except ConfigError:
+            if input_grad != "auto" or form == "gemm":
+                raise
+            # auto: the conv form's longer reduction may not fit the accumulator; gemm remains
+    cycles = {form: matrix_datapath(config).program_cycles(config, g.program.instructions)
+              for form, g in candidates.items()}
     gemms = (
         gemm("forward", "Y = X @ W_f", w_f, xq.values, fwd_pattern, xq.scale * wq.scale),
-        gemm("input_grad", "dX = dY @ W_b^T", np.ascontiguousarray(w_b.T), dyq.values, bwd_pattern,
-             dyq.scale * wq.scale),
+        candidates[pick_input_grad_form(cycles)],
         gemm("weight_grad", "dW = X^T @ dY", dyq_as_weight.values, np.ascontiguousarray(xq.values.T), "dense",
              xq.scale * dyq_as_weight.scale),
     )
-    return TrainingStep(spec.method, spec.pattern, xq, wq, dyq, mask_f, mask_b, gemms)
+    return TrainingStep(spec.method, spec.pattern, xq, wq, dyq, mask_f, mask_b, gemms, conv)
+
+
+def _input_grad_forms(config: AcceleratorConfig, m: int, k: int, n: int, conv: ConvGeometry | None,
+                      pattern: str, choice: str, name: str) -> tuple[str, ...]:
+    """The input-gradient forms ``compile_training_step`` compiles for ``input_grad=choice``."""
+    if choice not in ("auto", *INPUT_GRAD_FORMS):
+        raise ConfigError(f"input_grad must be one of auto, {', '.join(INPUT_GRAD_FORMS)}, not {choice!r}")
+    hw = config.hardware_pattern(pattern)
+    group_m = 1 if hw.dense else hw.m
+    possible = input_grad_forms(m, k, n, conv, group_m)
+    if choice == "auto":
+        return tuple(possible)
+    if choice not in possible:
+        why = ("no conv geometry was given (conv=)" if conv is None else
+               f"its output channels {n} are not a multiple of the hardware group M = {group_m}")
+        raise ConfigError(f"layer {name!r}: input_grad='conv' is not possible: {why}")
+    return (choice,)
+
+
+def layer_conv_geometry(model: Any, layer_name: str) -> ConvGeometry | None:
+    """The :class:`ConvGeometry` of a reference network's ``Conv2d`` layer (``None`` for a ``Linear``),
+    to pass as ``compile_training_step(..., conv=)`` with :func:`layer_step_operands`' operands."""
+    from sparsa.models.training.layers import Conv2d
+
+    layer = next((lay for lay in model.layers if lay.name == layer_name), None)
+    if not isinstance(layer, Conv2d):
+        return None
+    h, w, _ = layer.in_shape
+    return ConvGeometry(in_channels=layer.cin, out_channels=layer.cout, in_height=h, in_width=w,
+                        kernel=(layer.kernel,) * 2, stride=(layer.stride,) * 2, padding=(layer.padding,) * 2)
 
 
 def layer_step_operands(model: Any, layer_name: str, xb: np.ndarray, yb: np.ndarray):

@@ -19,12 +19,20 @@ PASS_LABELS = {"forward": "forward", "input_grad": "input grad", "weight_grad": 
 
 
 @functools.cache
-def _compare(model: str, method: str = "bdwp", pattern: str = "2:8", dense_layers: "tuple[str, ...]" = ()):
-    from sparsa.config import load_config
+def _config(sfu_lanes: "int | None" = None):
+    from sparsa.config import SfuConfig, load_config
+
+    cfg = load_config(CONFIGS / f"{TRAINING_CONFIG}.yaml")
+    return cfg if sfu_lanes is None else cfg.model_copy(update={"sfu": SfuConfig(lanes=sfu_lanes)})
+
+
+@functools.cache
+def _compare(model: str, method: str = "bdwp", pattern: str = "2:8", dense_layers: "tuple[str, ...]" = (),
+             input_grad: str = "auto", sfu_lanes: "int | None" = None):
     from sparsa.sim.training_estimate import compare_training
 
-    return compare_training(load_config(CONFIGS / f"{TRAINING_CONFIG}.yaml"), model, method=method, pattern=pattern,
-                            dense_layers=dense_layers)
+    return compare_training(_config(sfu_lanes), model, method=method, pattern=pattern, dense_layers=dense_layers,
+                            input_grad=input_grad)
 
 
 def _duration(s: float) -> str:
@@ -76,18 +84,65 @@ def training_speedup_details() -> str:
 @block("training-input-grad-stages")
 def training_input_grad_stages() -> str:
     """ResNet-18's input-gradient cycles per stage, dense vs BDWP 2:8."""
-    c = _compare("resnet18")
-    dense, sparse = c.dense.by_layer(), c.sparse.by_layer()
-    stages: dict[str, list[float]] = {}
-    for layer, passes in dense.items():
-        stage = layer.split(".")[0]
-        acc = stages.setdefault(stage, [0.0, 0.0])
-        acc[0] += passes["input_grad"]
-        acc[1] += sparse[layer]["input_grad"]
-    total = sum(d for d, _ in stages.values())
-    rows = [[f"`{stage}`", f"{100 * d / total:.0f} %", f"{d / s:.2f}x" if s else "- (none)"]
-            for stage, (d, s) in stages.items()]
-    return _table(["ResNet-18 layers", "share of the dense input-gradient cycles", "BDWP 2:8 speedup"], rows)
+    stages: dict[str, list] = {}
+    for i, mapping in enumerate(("gemm", "auto")):
+        c = _compare("resnet18", input_grad=mapping)
+        sparse = c.sparse.by_layer()
+        forms = {g.layer: g.form for g in c.sparse.gemms if g.pass_ == "input_grad"}
+        for layer, passes in c.dense.by_layer().items():
+            acc = stages.setdefault(layer.split(".")[0], [0.0, 0.0, 0.0, 0.0, set()])
+            acc[2 * i] += passes["input_grad"]
+            acc[2 * i + 1] += sparse[layer]["input_grad"]
+            if i and layer in forms:
+                acc[4].add(forms[layer])
+    total = sum(v[0] for v in stages.values())
+
+    def speed(d: float, s: float) -> str:
+        return f"{d / s:.2f}x" if s else "- (none)"
+
+    rows = [[f"`{stage}`", f"{100 * v[0] / total:.0f} %", speed(v[0], v[1]), speed(v[2], v[3]),
+             " + ".join(sorted(v[4])) or "-"] for stage, v in stages.items()]
+    return _table(["ResNet-18 layers", "share of the dense input-gradient cycles (as dY @ W_b^T)",
+                   "BDWP 2:8 speedup as dY @ W_b^T", "BDWP 2:8 speedup, faster form", "forms kept"], rows)
+
+
+CAUSE_LABELS = {"useful": "useful beats", "idle_rows": "idle PE rows", "idle_cols": "idle columns",
+                "flush": "flush", "load_w": "LOAD_W", "drain": "DRAIN", "fetch": "fetch"}
+
+
+@block("training-cycle-causes")
+def training_cycle_causes() -> str:
+    """ResNet-18's forward and input-gradient cycles by cause, dense and BDWP 2:8 (the timing contract)."""
+    from sparsa.sim.training_estimate import cycle_causes
+
+    rows = []
+    for mapping, label in (("gemm", "dY @ W_b^T"), ("auto", "faster form")):
+        c = _compare("resnet18", input_grad=mapping)
+        for p in ("forward", "input_grad"):
+            if mapping == "auto" and p == "forward":
+                continue
+            for which, step in (("dense", c.dense), ("2:8", c.sparse)):
+                parts = cycle_causes(_config(), step, (p,))[p]
+                total = sum(parts.values())
+                rows.append([PASS_LABELS[p] + ("" if p == "forward" else f" ({label})"), which, f"{total:,.0f}",
+                             *(f"{100 * parts[k] / total:.0f} %" for k in CAUSE_LABELS)])
+    return _table(["pass", "step", "cycles", *CAUSE_LABELS.values()], rows)
+
+
+@block("training-speedup-bound")
+def training_speedup_bound() -> str:
+    """ResNet-18 BDWP 2:8 step speedup: measured, and with faster forward / input-gradient passes."""
+    rows = []
+    for mapping, lanes, label in (("gemm", None, "preset, dY @ W_b^T"), ("auto", None, "**preset, faster form**"),
+                                  ("auto", 32, "sfu.lanes: 32 instead of 8 (not the preset)")):
+        c = _compare("resnet18", input_grad=mapping, sfu_lanes=lanes)
+        b, d = c.speedup_bounds(), c.dense.by_pass()
+        rows.append([label, f"{100 * d['weight_grad'] / c.dense.cycles:.0f} %",
+                     f"{100 * d['vector'] / c.dense.cycles:.0f} %", f"{c.gemm_speedup:.2f}x",
+                     f"**{b['measured']:.2f}x**", f"{b['fwd_dx_4x']:.2f}x", f"{b['fwd_dx_free']:.2f}x",
+                     f"{b['gemms_free']:.2f}x"])
+    return _table(["design", "weight grad (share of dense step)", "vector (share)", "GEMMs only", "step speedup",
+                   "forward + input grad at 4x", "forward + input grad free", "all GEMMs free"], rows)
 
 
 @block("training-step-cli")

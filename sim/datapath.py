@@ -45,6 +45,10 @@ class SimDatapath:
         product registers, ``registers`` pipeline registers, ``ports`` memory-port enables (an
         access per clock edge it is high, of its data signal's width), ``streams`` the input
         streams (``..__valid``: a beat per edge with valid and ready, of the payload's width).
+    cycle_causes : callable or None
+        ``(config, m, k, n, pattern) -> {cause: cycles}``: one GEMM's cycles by cause (useful
+        beats, idle PE rows, flush, ...), summing to its program's cycles; ``None`` where the
+        datapath has no such breakdown yet.
     """
 
     kind: str
@@ -54,13 +58,14 @@ class SimDatapath:
     resource_usage: Callable[[AcceleratorConfig], dict[str, float]]
     stream_interpreter: Callable[[AcceleratorConfig], Any]
     activity_groups: Mapping[str, str]
+    cycle_causes: Callable[..., dict[str, float]] | None = None
 
 
 #: Every matrix datapath's simulator pieces, by ``datapath.kind``.
 SIM_DATAPATHS: dict[str, SimDatapath] = {
     "systolic": SimDatapath("systolic", interpreter.interpret_program, cycle.CycleModel,
                             estimator.estimate_systolic_gemm, estimator.systolic_resource_usage,
-                            interpreter.Interpreter, cycle.ACTIVITY_GROUPS),
+                            interpreter.Interpreter, cycle.ACTIVITY_GROUPS, estimator.systolic_cycle_causes),
     "dsp_chain": SimDatapath("dsp_chain", chain.interpret_program, chain.ChainCycleModel,
                              estimator.estimate_chain_gemm, estimator.chain_resource_usage,
                              chain.ChainInterpreter, chain.ACTIVITY_GROUPS),

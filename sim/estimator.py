@@ -350,6 +350,11 @@ def _buffer_bits(config: AcceleratorConfig) -> int:
     return (config.buffers.weight_buffer_bytes + config.buffers.activation_buffer_bytes) * 8
 
 
+def systolic_cycle_causes(config: AcceleratorConfig, m: int, k: int, n: int, pattern) -> dict[str, float]:
+    """Cycles of one systolic GEMM by cause (:meth:`~sparsa.compiler.tiling.Tiling.cycle_breakdown`)."""
+    return plan_tiling(config, m, k, n, pattern).cycle_breakdown(config)
+
+
 def systolic_resource_usage(config: AcceleratorConfig) -> dict[str, float]:
     """:func:`resource_usage` of the systolic array: MACs / ``resources.macs_per_dsp`` DSPs."""
     dsp = math.ceil(config.rows * config.cols / config.resources.macs_per_dsp)

@@ -14,7 +14,10 @@ weight_grad    ``k x m x n`` or ``n x m x   ``dY[m, n]`` or ``X[m, k]``  dense (
                k``, the faster of the two
 =============  ===========================  ===========================  ============================
 
-The first weight layer has no input gradient (nothing upstream needs it).  Non-GEMM work is
+A convolution's input gradient has a second mapping, as a convolution of ``dY`` with the rotated
+kernel (``B*H*W x kh*kw*Cout x Cin``, stationary ``R(W_b)``, :mod:`sparsa.compiler.conv_grad`);
+``input_grad="auto"`` costs both and keeps the faster, as the compiler does, for the dense and
+the sparse step alike.  The first weight layer has no input gradient (nothing upstream needs it).  Non-GEMM work is
 costed on the vector path with :func:`~sparsa.sim.estimator.estimate_vector_op`: every
 activation / norm / pooling op twice (forward, and backward reading its cached input and
 the incoming gradient), and the optimizer update of every weight tensor (read W, dW and the
@@ -32,6 +35,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sparsa.compiler.conv_grad import INPUT_GRAD_FORMS, input_grad_forms, pick_input_grad_form
 from sparsa.models.workloads.graph import GemmLayer, VectorOp
 from sparsa.sim.estimator import LayerEstimate, check_resources, estimate_gemm, estimate_vector_op
 
@@ -45,6 +49,7 @@ __all__ = [
     "TrainingGemm",
     "TrainingStepEstimate",
     "compare_training",
+    "cycle_causes",
     "estimate_training_step",
     "model_layers",
     "training_workload",
@@ -73,6 +78,7 @@ class TrainingGemm:
     pattern: str
     stationary: str
     estimate: LayerEstimate = field(repr=False)
+    form: str = "gemm"
 
     @property
     def cycles(self) -> float:
@@ -166,13 +172,28 @@ class TrainingComparison:
         d, s = self.dense.by_pass(), self.sparse.by_pass()
         return {p: (d[p] / s[p] if s[p] else math.nan) for p in d}
 
+    def speedup_bounds(self) -> dict[str, float]:
+        """Step speedups if the forward and input-gradient passes were faster, the rest as costed.
+
+        ``measured``: :attr:`speedup`; ``fwd_dx_4x``: those two passes at 4x over dense (the
+        2:8 MAC ratio); ``fwd_dx_free``: at no cost (the ceiling the weight gradient and the vector
+        work of the sparse step leave); ``gemms_free``: all three GEMM passes at no cost.
+        """
+        d, s = self.dense.by_pass(), self.sparse.by_pass()
+        rest = s["weight_grad"] + s["vector"]
+        return {"measured": self.speedup,
+                "fwd_dx_4x": self.dense.cycles / (rest + (d["forward"] + d["input_grad"]) / 4),
+                "fwd_dx_free": self.dense.cycles / rest if rest else math.inf,
+                "gemms_free": self.dense.cycles / s["vector"] if s["vector"] else math.inf}
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready summary with the per-pass and per-layer breakdown."""
         def step(e: TrainingStepEstimate) -> dict[str, Any]:
             return {"method": e.method, "pattern": e.pattern, "cycles": e.cycles, "seconds": e.seconds,
                     "energy_j": e.energy_j, "by_pass": e.by_pass(), "by_layer": e.by_layer(),
                     "gemms": [{"layer": g.layer, "pass": g.pass_, "m": g.m, "k": g.k, "n": g.n,
-                               "pattern": g.pattern, "stationary": g.stationary, "cycles": g.cycles,
+                               "pattern": g.pattern, "stationary": g.stationary, "form": g.form,
+                               "cycles": g.cycles,
                                "compute_cycles": g.estimate.compute_cycles, "bound": g.estimate.bound}
                               for g in e.gemms]}
         return {
@@ -182,6 +203,36 @@ class TrainingComparison:
             "speedup": self.speedup, "gemm_speedup": self.gemm_speedup, "pass_speedups": self.pass_speedups(),
             "epoch_seconds": {"dense": self.epoch_seconds("dense"), "sparse": self.epoch_seconds("sparse")},
         }
+
+
+def cycle_causes(config: AcceleratorConfig, step: TrainingStepEstimate,
+                 passes: Iterable[str] = PASSES) -> dict[str, dict[str, float]]:
+    """Compute cycles of each GEMM pass of ``step`` by cause, summed over its layers.
+
+    Each GEMM's :meth:`~sparsa.compiler.tiling.Tiling.cycle_breakdown` (useful beats, idle PE rows and
+    columns, flush, weight loads, drains, scale loads, fetches) times its instances; the causes of a
+    pass sum to its compute cycles (the estimate's cycles unless a GEMM is memory-bound).
+
+    Raises
+    ------
+    UnsupportedError
+        ``config``'s datapath has no cycle breakdown (the DSP chain tiles differently).
+    """
+    from sparsa.errors import UnsupportedError
+    from sparsa.sim.datapath import sim_datapath
+
+    breakdown = sim_datapath(config).cycle_causes
+    if breakdown is None:
+        raise UnsupportedError(f"cycle causes are broken down on the systolic array, not on datapath.kind "
+                               f"{sim_datapath(config).kind!r}")
+    out: dict[str, dict[str, float]] = {p: {} for p in passes}
+    for g in step.gemms:
+        if g.pass_ not in out:
+            continue
+        parts = breakdown(config, g.m, g.k, g.n, g.pattern)
+        for cause, cycles in parts.items():
+            out[g.pass_][cause] = out[g.pass_].get(cause, 0.0) + cycles * g.estimate.count
+    return out
 
 
 def model_layers(model: Any, batch: int) -> list:
@@ -241,9 +292,24 @@ def _dw_gemm(config: AcceleratorConfig, layer: GemmLayer) -> tuple[str, int, int
     return best
 
 
+def _dx_gemm(config: AcceleratorConfig, op: GemmLayer, pattern: str, choice: str) -> TrainingGemm:
+    """The input-gradient GEMM of ``op`` in the form ``choice`` asks for (module docstring)."""
+    hw = config.hardware_pattern(pattern)
+    forms = input_grad_forms(op.m, op.k, op.n, op.conv, 1 if hw.dense else hw.m)
+    if choice != "auto":
+        forms = {choice: forms[choice]} if choice in forms else {"gemm": forms["gemm"]}
+    ests = {form: estimate_gemm(config, *shape, pattern, name=f"{op.name}.dX", kind=op.kind, count=op.count)
+            for form, shape in forms.items()}
+    form = pick_input_grad_form({f: e.compute_cycles for f, e in ests.items()})
+    m, k, n = forms[form]
+    return TrainingGemm(op.name, "input_grad", m, k, n, pattern, "W_b^T" if form == "gemm" else "R(W_b)",
+                        ests[form], form)
+
+
 def estimate_training_step(config: AcceleratorConfig, ops: Iterable, *, method: str = "bdwp",
                            pattern: str = "2:8", model: str = "model", batch: int = 1,
-                           include_vector: bool = True, dense_layers: Iterable[str] = ()) -> TrainingStepEstimate:
+                           include_vector: bool = True, dense_layers: Iterable[str] = (),
+                           input_grad: str = "auto") -> TrainingStepEstimate:
     """Cost one training step (forward, input gradient, weight gradient, vector work) of ``ops``.
 
     Parameters
@@ -261,11 +327,14 @@ def estimate_training_step(config: AcceleratorConfig, ops: Iterable, *, method: 
     dense_layers : iterable of str
         Weight layers trained dense whatever the method (as ``sparsa train --dense-layers``: e.g.
         the first conv and the classifier); every name must be a weight layer of ``ops``.
+    input_grad : {"auto", "gemm", "conv"}
+        Mapping of a convolution's input gradient: the faster of the two (default), always
+        ``dY @ W_b^T``, or the convolution of ``dY`` wherever it is possible (else ``gemm``).
 
     Raises
     ------
     ConfigError
-        An unknown method, a name in ``dense_layers`` that is not a weight layer of ``ops``.
+        An unknown method or ``input_grad``, a name in ``dense_layers`` that is not a weight layer of ``ops``.
     """
     from sparsa.models.training.sparsity import parse_spec
 
@@ -273,6 +342,8 @@ def estimate_training_step(config: AcceleratorConfig, ops: Iterable, *, method: 
     dense_layers = tuple(dense_layers)
     spec = parse_spec(method, pattern, dense_layers=dense_layers)
     check_resources(config)
+    if input_grad not in ("auto", *INPUT_GRAD_FORMS):
+        raise ConfigError(f"input_grad must be one of auto, {', '.join(INPUT_GRAD_FORMS)}, not {input_grad!r}")
     weight_names = [op.name for op in ops if isinstance(op, GemmLayer)]
     unknown = [name for name in dense_layers if name not in weight_names]
     if unknown:
@@ -293,9 +364,7 @@ def estimate_training_step(config: AcceleratorConfig, ops: Iterable, *, method: 
                                 count=op.count)
             gemms.append(TrainingGemm(op.name, "forward", op.m, op.k, op.n, fwd_pat, "W_f", est))
             if not first:
-                est = estimate_gemm(config, op.m, op.n, op.k, bwd_pat, name=f"{op.name}.dX", kind=op.kind,
-                                    count=op.count)
-                gemms.append(TrainingGemm(op.name, "input_grad", op.m, op.n, op.k, bwd_pat, "W_b^T", est))
+                gemms.append(_dx_gemm(config, op, bwd_pat, input_grad))
             stationary, m, k, n, est = _dw_gemm(config, op)
             gemms.append(TrainingGemm(op.name, "weight_grad", m, k, n, "dense", stationary, est))
             first = False
@@ -327,11 +396,12 @@ def estimate_training_step(config: AcceleratorConfig, ops: Iterable, *, method: 
 def compare_training(config: AcceleratorConfig, model: str, *, pattern: str = "2:8", method: str = "bdwp",
                      batch: int | None = None, samples: int | None = None, include_vector: bool = True,
                      workload: Callable[[int], list] | None = None,
-                     dense_layers: Iterable[str] = ()) -> TrainingComparison:
+                     dense_layers: Iterable[str] = (), input_grad: str = "auto") -> TrainingComparison:
     """Dense vs ``method`` at ``pattern`` for ``model`` (see :data:`TRAINING_MODELS`).
 
     ``workload(batch)`` overrides how the ops are built (default :func:`training_workload`);
-    ``dense_layers`` stay dense in the sparse step (see :func:`estimate_training_step`).
+    ``dense_layers`` stay dense in the sparse step; ``input_grad`` maps the input gradients of
+    both steps (see :func:`estimate_training_step`).
     """
     dense_layers = tuple(dense_layers)
     if model not in TRAINING_MODELS and workload is None:
@@ -347,9 +417,10 @@ def compare_training(config: AcceleratorConfig, model: str, *, pattern: str = "2
     def pair(b: int) -> tuple[TrainingStepEstimate, TrainingStepEstimate]:
         ops = build(b)
         return (estimate_training_step(config, ops, method="dense", model=model, batch=b,
-                                       include_vector=include_vector),
+                                       include_vector=include_vector, input_grad=input_grad),
                 estimate_training_step(config, ops, method=method, pattern=pattern, model=model, batch=b,
-                                       include_vector=include_vector, dense_layers=dense_layers))
+                                       include_vector=include_vector, dense_layers=dense_layers,
+                                       input_grad=input_grad))
 
     dense, sparse = pair(batch)
     rest = samples % batch

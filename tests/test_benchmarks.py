@@ -19,7 +19,7 @@ BENCHMARKS = sorted(p.name for p in (ROOT / "benchmarks").glob("*.py"))
 
 def test_every_benchmark_is_covered() -> None:
     assert BENCHMARKS == ["activity_energy.py", "bench_block.py", "bench_dma.py", "bench_estimator.py", "bench_ovp.py", "bench_sfu.py", "bench_sim.py", "bench_training.py",
-                          "scalesim_compare.py", "training_accuracy.py"]
+                          "scalesim_compare.py", "training_accuracy.py", "training_cycles.py"]
 
 
 @pytest.mark.parametrize("script", BENCHMARKS)

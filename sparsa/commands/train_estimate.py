@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dense-layers", default="", metavar="NAMES",
                         help="comma-separated weight layers kept dense in the sparse step, as `sparsa train "
                              "--dense-layers` (e.g. conv1,fc2; resnet18: conv1,fc); see --layers for the names")
+    parser.add_argument("--input-grad", default="auto", choices=["auto", "gemm", "conv"],
+                        help="a conv's input gradient: auto (default) the faster of dY @ W_b^T and the convolution "
+                             "of dY with the rotated kernel, gemm always the first, conv the second where possible")
     parser.add_argument("--no-vector", action="store_true",
                         help="GEMMs only: leave out activations, pooling, optimizer update and mask writes")
     parser.add_argument("--layers", action="store_true", help="print the per-layer, per-pass table")
@@ -69,16 +72,19 @@ def format_comparison(c) -> str:
 
 
 def format_layers(c) -> str:
-    """Per-layer cycles of each pass, dense and sparse."""
+    """Per-layer cycles of each pass, dense and sparse, and the input-gradient form each step kept."""
     d, s = c.dense.by_layer(), c.sparse.by_layer()
+    forms = {(step, g.layer): g.form for step, e in (("d", c.dense), ("s", c.sparse)) for g in e.gemms
+             if g.pass_ == "input_grad"}
     head = (f"{'layer':<24}{'fwd dense':>12}{'fwd sparse':>12}{'dX dense':>12}{'dX sparse':>12}"
-            f"{'dW':>12}{'speedup':>9}")
+            f"{'dW':>12}{'speedup':>9}  dX form (dense/sparse)")
     lines = [head]
     for name, dd in d.items():
         ss = s[name]
         tot_d, tot_s = sum(dd.values()), sum(ss.values())
+        form = f"{forms[('d', name)]}/{forms[('s', name)]}" if ("s", name) in forms else "-"
         lines.append(f"{name:<24}{dd['forward']:>12,.0f}{ss['forward']:>12,.0f}{dd['input_grad']:>12,.0f}"
-                     f"{ss['input_grad']:>12,.0f}{dd['weight_grad']:>12,.0f}{tot_d / tot_s:>8.2f}x")
+                     f"{ss['input_grad']:>12,.0f}{dd['weight_grad']:>12,.0f}{tot_d / tot_s:>8.2f}x  {form}")
     return "\n".join(lines)
 
 
@@ -96,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(args.json, "--json", parents=True)
     c = compare_training(cfg, args.model, pattern=args.sparsity, method=args.method, batch=args.batch,
                          samples=args.samples, include_vector=not args.no_vector,
-                         dense_layers=tuple(d.strip() for d in args.dense_layers.split(",") if d.strip()))
+                         dense_layers=tuple(d.strip() for d in args.dense_layers.split(",") if d.strip()),
+                         input_grad=args.input_grad)
     to_stdout = args.json is not None and str(args.json) == "-"
     out = sys.stderr if to_stdout else sys.stdout
     if args.layers:

@@ -5,7 +5,8 @@ backward through the network (optionally after a few epochs of training), and th
 GEMM input ``X``, dense weight ``W`` and output gradient ``dY`` are captured with the masks of
 the method.  :func:`~sparsa.compiler.training.compile_training_step` quantizes them to int8 and
 compiles forward (``W_f`` N:M along k), input gradient (``W_b^T`` compressed along its own
-reduction axis, BDWP) and the dense weight gradient; each runs on the backend and is checked
+reduction axis, BDWP; for a conv layer the faster of that and the convolution of ``dY`` with the
+rotated kernel, :mod:`sparsa.compiler.conv_grad`) and the dense weight gradient; each runs on the backend and is checked
 bit-exactly against the integer reference, with its cycles against the cycle model's and against
 the same GEMM compiled dense.
 """
@@ -47,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sparsa.compiler.datapath import compile_gemm
-    from sparsa.compiler.training import compile_training_step, layer_step_operands
+    from sparsa.compiler.training import compile_training_step, layer_conv_geometry, layer_step_operands
     from sparsa.models.training import TrainConfig, build_model, load_dataset, parse_spec, train
     from sparsa.sim.backends.base import get_backend
     from sparsa.sim.cycle import program_cycles
@@ -91,11 +92,11 @@ def run(args: argparse.Namespace) -> int:
     pick = rng.choice(len(data.y_train), size=min(args.batch, len(data.y_train)), replace=False)
     x, w, dy, mask_f, mask_b = layer_step_operands(model, layer, data.x_train[pick], data.y_train[pick])
     step = compile_training_step(cfg, x, w, dy, method=spec.method, pattern=spec.pattern if spec.sparse else "dense",
-                                 mask_f=mask_f, mask_b=mask_b, name=layer)
+                                 mask_f=mask_f, mask_b=mask_b, name=layer, conv=layer_conv_geometry(model, layer))
     ref = step.float_reference(x, w, dy)
     print(f"{model.name} layer {layer}: X {x.shape}, W {w.shape}, dY {dy.shape}; {spec.method} {spec.pattern}; "
           f"int8 per-tensor scales; backend {args.backend} on {args.config.stem}", file=out)
-    print(f"{'GEMM':<12}{'formula':<18}{'m x k x n':>16}{'N:M':>7}{'cycles':>10}{'= model':>9}{'dense':>10}"
+    print(f"{'GEMM':<12}{'formula':<21}{'m x k x n':>16}{'N:M':>7}{'cycles':>10}{'= model':>9}{'dense':>10}"
           f"{'speedup':>9}{'bit-exact':>11}{'rel.err':>9}", file=out)
     rows, ok = [], True
     for g in step.gemms:
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         err = float(np.abs(approx - ref[g.name]).max() / max(np.abs(ref[g.name]).max(), 1e-30))
         m, k = g.a.shape
         n = g.program.weights.shape[1]
-        row = {"gemm": g.name, "formula": g.formula, "m": m, "k": k, "n": n, "pattern": g.pattern,
+        row = {"gemm": g.name, "formula": g.formula, "form": g.form, "m": m, "k": k, "n": n, "pattern": g.pattern,
                "cycles": result.cycles, "model_cycles": model_cycles, "dense_cycles": dense,
                "speedup": dense / result.cycles if result.cycles else None, "bit_exact": exact,
                "max_rel_error_vs_float": err}
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         same = "-" if result.cycles is None or args.backend in ("reference", "isa") else (
             "yes" if result.cycles == model_cycles else "NO")
         speed = "-" if not result.cycles else f"{dense / result.cycles:.2f}x"
-        print(f"{g.name:<12}{g.formula:<18}{f'{m}x{k}x{n}':>16}{g.pattern:>7}{cyc:>10}{same:>9}{dense:>10,}"
+        print(f"{g.name:<12}{g.formula:<21}{f'{m}x{k}x{n}':>16}{g.pattern:>7}{cyc:>10}{same:>9}{dense:>10,}"
               f"{speed:>9}{'yes' if exact else 'NO':>11}{err:>9.3%}", file=out)
     if args.json:
         text = json.dumps({"model": model.name, "layer": layer, "method": spec.method, "pattern": spec.pattern,

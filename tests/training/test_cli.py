@@ -83,6 +83,9 @@ def test_train_estimate(model, tmp_path, capsys):
     assert main(["train-estimate", VCU, "--model", model, "--sparsity", "2:8", "--layers", "--json", str(js)]) == 0
     out = capsys.readouterr().out
     assert "weight grad" in out and "1.00x" in out and "epoch time" in out and "SAT reports 1.75x for BDWP 2:8" in out
+    if model == "resnet18":                       # the 3x3 stride-1 convs keep the conv form, stride 2 the gemm form
+        assert "conv/conv" in out.split("layer1.0.conv1")[1].splitlines()[0]
+        assert "gemm/gemm" in out.split("layer2.0.conv1")[1].splitlines()[0]
     report = json.loads(js.read_text())
     assert report["pass_speedups"]["weight_grad"] == 1.0 and report["speedup"] > 1
 
@@ -106,6 +109,31 @@ def test_train_estimate_dense_layers(capsys):
                  "--json", "-"]) == 0
     part = json.loads(capsys.readouterr().out)
     assert 1 < part["speedup"] < full["speedup"]
+
+
+def test_train_estimate_input_grad_form(capsys):
+    forms = {}
+    for choice in ("gemm", "auto"):
+        assert main(["train-estimate", VCU, "--model", "cnn", "--input-grad", choice, "--json", "-"]) == 0
+        run = json.loads(capsys.readouterr().out)
+        forms[choice] = {g["layer"]: (g["form"], g["stationary"]) for g in run["sparse"]["gemms"]
+                         if g["pass"] == "input_grad"}
+        forms[choice, "speed"] = run["pass_speedups"]["input_grad"]
+    assert forms["gemm"] == {"conv2": ("gemm", "W_b^T"), "fc1": ("gemm", "W_b^T"), "fc2": ("gemm", "W_b^T")}
+    assert forms["auto"]["conv2"] == ("conv", "R(W_b)") and forms["auto", "speed"] > forms["gemm", "speed"]
+    with pytest.raises(SystemExit):
+        main(["train-estimate", VCU, "--input-grad", "im2col"])
+    assert "invalid choice: 'im2col'" in capsys.readouterr().err
+
+
+def test_train_step_conv_layer_runs_the_conv_form(capsys):
+    m8 = str(CONFIGS / "systolic-4x8-m8.yaml")
+    assert main(["train-step", m8, "--dataset", "digits", "--model", "cnn", "--layer", "conv2", "--batch", "2",
+                 "--json", "-"]) == 0
+    gemms = {g["gemm"]: g for g in json.loads(capsys.readouterr().out)["gemms"]}
+    assert all(g["bit_exact"] and g["cycles"] == g["model_cycles"] for g in gemms.values())
+    dx = gemms["input_grad"]
+    assert dx["form"] == "conv" and dx["formula"] == "dX = P(dY) @ R(W_b)" and (dx["k"], dx["n"]) == (9 * 32, 16)
 
 
 def test_train_step_runs_three_gemms_bit_exact(capsys):
