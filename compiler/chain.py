@@ -47,14 +47,16 @@ from sparsa.chain_layout import pair_weights
 from sparsa.compiler.chain_tiling import MAX_COMPUTE_BEATS, ChainTiling, lane_pattern, plan_chain_tiling
 from sparsa.compiler.program import GemmShape, InstructionListMixin
 from sparsa.config import AcceleratorConfig
-from sparsa.errors import ConfigError, FormatError, ShapeError
+from sparsa.errors import ConfigError, FormatError, ShapeError, UnsupportedError
 from sparsa.isa import Instruction, Opcode, encode
 from sparsa.formats import nm
 from sparsa.formats.nm import NMPattern
+from sparsa.formats.nm_meta import expand_indices
+from sparsa.compiler.metadata import MetadataChoice, choose_metadata, compress_for
 from sparsa.compiler.weights import check_reduction_fits, prune_to_pattern, requested_pattern, weight_matrix
 from sparsa.models.reference import check_int_range
 
-__all__ = ["ChainTiling", "ChainStep", "ChainProgram", "plan_chain_tiling", "compile_chain_gemm",
+__all__ = ["chain_metadata", "ChainTiling", "ChainStep", "ChainProgram", "plan_chain_tiling", "compile_chain_gemm",
            "MAX_COMPUTE_BEATS", "chain_output_beats", "write_chain_images"]
 
 @dataclass(frozen=True)
@@ -148,6 +150,20 @@ class ChainProgram(InstructionListMixin):
                 for t in range(s.k0, s.k0 + s.kk):
                     yield self.tile_values[t, nt].T, self.tile_indices[t, nt].T
 
+    @property
+    def metadata(self) -> MetadataChoice:
+        """The N:M metadata encoding of the weights (:func:`~sparsa.compiler.metadata.choose_metadata`)."""
+        return self.meta["metadata"]
+
+    def compact_weight_beats(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The weight beats in the compact ``index`` encoding: ``(values, indices mod m)``, what the
+        index expander (:class:`~sparsa.hdl.chain.index_expander.IndexExpander`) turns back into
+        :meth:`weight_beats`.  UnsupportedError unless :attr:`metadata` is ``index``."""
+        if self.metadata.encoding != "index":
+            raise UnsupportedError(f"this program's metadata is {self.metadata.encoding!r}, not the compact 'index'")
+        for values, indices in self.weight_beats():
+            yield values, indices % self.pattern.m
+
     def check_inputs(self, tensors: Mapping[str, np.ndarray]) -> np.ndarray:
         """Validate ``tensors`` (must hold ``"A"`` of shape (m, k), activation-representable)."""
         if "A" not in tensors:
@@ -171,7 +187,7 @@ class ChainProgram(InstructionListMixin):
 
     def report_fields(self) -> dict:
         """Datapath-specific fields of a run report: the segments each chain is cut into."""
-        return {"chain_segments": self.segments, "chain_packing": self.packing}
+        return {"chain_segments": self.segments, "chain_packing": self.packing, "metadata": self.metadata.encoding}
 
     def write_images(self, a: np.ndarray, expected: np.ndarray, out_dir, scales: "np.ndarray | None" = None) -> list:
         """``sparsa compile``: write the memory images and metadata (:func:`write_chain_images`)."""
@@ -275,6 +291,7 @@ def compile_chain_gemm(
     tiling = plan_chain_tiling(config, m_rows, k, n, req, segments, packing)
     hw = tiling.hw_pattern
     w = prune_to_pattern(w, req, prune)
+    metadata = chain_metadata(config, tiling, req)
     if not allow_overflow:
         check_reduction_fits(config, groups_slots(tiling), k, req)
 
@@ -283,9 +300,11 @@ def compile_chain_gemm(
     kt_n, nt_n = tiling.ktiles, tiling.ntiles
     vals = np.zeros((kt_n * seg_len, nt_n * seg * c), dtype=np.int64)
     idxs = np.zeros((kt_n * seg_len, nt_n * seg * c), dtype=np.int64)
-    lane_values, lane_indices = _lane_weights(tiling, w, c)
+    lane_values, lane_indices = _lane_weights(tiling, w, c, None if tiling.outputs else compress_for(config, w, req, metadata.encoding))
     vals[: tiling.slots, : lane_values.shape[1]] = lane_values
     idxs[: tiling.slots, : lane_values.shape[1]] = lane_indices
+    if metadata.encoding == "index":     # padding slots too: the expander's index of a zero sub-group slot
+        idxs = expand_indices(idxs % req.m, req.n, req.m, config.group_size).astype(np.int64)
 
     def tiles(x: np.ndarray) -> np.ndarray:
         # (slot t*L + i, column (nt*S + s)*C + c) -> (t, nt, slice s*L + i, chain c)
@@ -316,7 +335,16 @@ def compile_chain_gemm(
         config=config, shape=GemmShape(m_rows, k, n), pattern=req, hw_pattern=hw, tiling=tiling,
         instructions=tuple(instructions), tile_values=tile_values, tile_indices=tile_indices,
         row_groups=row_groups, load_steps=tuple(loads), computes=tuple(computes), drains=tuple(drains),
-        weights=w.astype(np.int64), meta={"tiling": tiling, "segments": seg, "packing": tiling.packing})
+        weights=w.astype(np.int64), meta={"tiling": tiling, "segments": seg, "packing": tiling.packing,
+                                          "metadata": metadata})
+
+
+def chain_metadata(config: AcceleratorConfig, tiling: ChainTiling, pattern: NMPattern) -> MetadataChoice:
+    """The metadata of a chain GEMM's weights (:func:`~sparsa.compiler.metadata.choose_metadata`); with
+    output packing a lane's index is the union of two columns' masks (:func:`lane_pattern`), one per
+    column pair."""
+    lanes = lane_pattern(tiling.hw_pattern, "outputs") if tiling.outputs else pattern
+    return choose_metadata(config, lanes, tiling.k, -(-tiling.n // tiling.columns_per_lane), tiling.seg_len)
 
 
 def groups_slots(tiling: ChainTiling) -> int:
@@ -324,14 +352,15 @@ def groups_slots(tiling: ChainTiling) -> int:
     return tiling.groups * tiling.hw_pattern.n
 
 
-def _lane_weights(tiling: ChainTiling, w: np.ndarray, cols: int) -> tuple[np.ndarray, np.ndarray]:
+def _lane_weights(tiling: ChainTiling, w: np.ndarray, cols: int,
+                  single: "nm.NMCompressed | None") -> tuple[np.ndarray, np.ndarray]:
     """Compressed ``(values, indices)`` of shape ``(slots, lanes)`` of the pruned ``w (k, n)``, one
-    column per weight lane (output packing: :func:`~sparsa.chain_layout.pair_weights` of the two
-    columns of lane ``o * cols + c``, on the union of their masks)."""
+    column per weight lane: ``single`` (:func:`~sparsa.compiler.metadata.compress_for`), or with output
+    packing :func:`~sparsa.chain_layout.pair_weights` of the two columns of lane ``o * cols + c``, on
+    the union of their masks."""
     hw = tiling.hw_pattern
     if not tiling.outputs:
-        comp = nm.compress(w, hw.n, hw.m, axis=0)
-        return comp.values.astype(np.int64), comp.indices.astype(np.int64)
+        return single.values.astype(np.int64), single.indices.astype(np.int64)
     k, n = w.shape
     tiles = -(-n // (2 * cols))
     padded = np.zeros((k, tiles * 2 * cols), np.int64)
@@ -374,8 +403,9 @@ def write_chain_images(program: ChainProgram, a: np.ndarray, expected: np.ndarra
 
     from sparsa.output import output_dir
 
-    from sparsa.chain_layout import (chain_activation_beat_bits, chain_output_beat_bits,
-                                     chain_weight_beat_bits, pack_chain_activation_beat, pack_chain_weight_beat)
+    from sparsa.chain_layout import (chain_activation_beat_bits, chain_compact_weight_beat_bits, chain_output_beat_bits,
+                                     chain_weight_beat_bits, pack_chain_activation_beat, pack_chain_compact_weight_beat,
+                                     pack_chain_weight_beat)
     from sparsa.layout import pack_lanes
 
     def hex_lines(words, bits):
@@ -397,6 +427,7 @@ def write_chain_images(program: ChainProgram, a: np.ndarray, expected: np.ndarra
         "beats": {"weights": program.num_weight_beats, "acts": program.num_activation_beats,
                   "outputs": program.num_output_beats},
         "beat_bits": bits,
+        "metadata": {"encoding": program.metadata.encoding, "bytes": program.metadata.nbytes},
     }
     contents = {
         "instr.hex": hex_lines(program.instruction_words(), 32),
@@ -409,5 +440,11 @@ def write_chain_images(program: ChainProgram, a: np.ndarray, expected: np.ndarra
         "program.lst": program.listing() + "\n",
         "program.json": json.dumps(meta, indent=2) + "\n",
     }
+    if program.metadata.encoding == "index":     # the stream the index expander takes (docs/formats/nm.md)
+        width = chain_compact_weight_beat_bits(cfg, program.pattern.m)
+        meta["beat_bits"]["weights_compact"] = width
+        contents["weights_compact.hex"] = hex_lines((pack_chain_compact_weight_beat(cfg, v, i, program.pattern.m)
+                                                     for v, i in program.compact_weight_beats()), width)
+        contents["program.json"] = json.dumps(meta, indent=2) + "\n"
     with output_dir(out_dir) as stage:
         return [stage.write(name, text) for name, text in contents.items()]

@@ -193,6 +193,8 @@ def estimates_where_time_goes() -> str:
     hz = cfg.clock_mhz * 1e6
     bits = _weight_bits(cfg)
     nm_bytes = nm.bytes_breakdown()
+    used = ", ".join(f"`{enc}` on {v['layers']:g} layers" for enc, v in nm.metadata_breakdown().items() if enc != "none")
+    kept_bits = bits * (nm_bytes["weights"] + nm_bytes["indices"]) / nm_bytes["weights"]
     return "\n".join([
         f"* weights the chains consume per cycle at batch 1 (one token lane): `{cfg.rows} x {cfg.cols}` = "
         f"{per_cycle}; array utilization of the dense decode step {_pct(dense.utilization)}",
@@ -203,8 +205,8 @@ def estimates_where_time_goes() -> str:
         f"{_pct(dense.memory_roofline_s / dense.seconds)} of the run time at peak, "
         f"{_pct(dense.memory_limit_s / dense.seconds)} derated",
         f"* with `llama2-7b-decode-nm.yaml`: {_gb(nm_bytes['weights'])} of values + {_gb(nm_bytes['indices'])} of "
-        f"{cfg.index_bits}-bit indices per token; a kept weight with its index is {bits + cfg.index_bits} bits, so the "
-        f"chains consume {per_cycle * hz * (bits + cfg.index_bits) / 8 / 1e9:.0f} GB/s; memory limit "
+        f"N:M metadata per token ({used}); a kept weight with its metadata averages {kept_bits:.3g} bits, so the "
+        f"chains consume {per_cycle * hz * kept_bits / 8 / 1e9:.0f} GB/s; memory limit "
         f"{_pct(nm.memory_roofline_s / nm.seconds)} of the run time at peak, "
         f"{_pct(nm.memory_limit_s / nm.seconds)} derated",
     ])

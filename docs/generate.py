@@ -484,6 +484,9 @@ PROGRAM_JSON_MEANING = {
     "act_scale.mantissa_bits": "`act_scale.mantissa_bits`",
     "act_scale.scale_groups": "scale groups along k (1 for `token`)",
     "act_scale.scale_beats": "LOAD_S beats among the lines of `acts.hex`",
+    "metadata.encoding": "N:M metadata encoding of the weights (formats/nm.md; `none` when dense; chain only). With "
+                         "`index` the directory also holds `weights_compact.hex` (width `beat_bits.weights_compact`)",
+    "metadata.bytes": "bytes of that metadata stream for the whole weight (`nm_meta.metadata_bytes`)",
 }
 
 
@@ -1115,6 +1118,7 @@ import blocks_hardware  # noqa: E402,F401
 import blocks_sfu  # noqa: E402,F401
 import blocks_training  # noqa: E402,F401
 import blocks_workloads  # noqa: E402,F401
+import blocks_metadata  # noqa: E402,F401
 
 
 # ===================================================================== the rewriting

@@ -31,6 +31,8 @@ class LayerEstimate:
     ``sfu_cycles`` is the part of ``compute_cycles`` spent on the SFU (a vector op's all of it).
     ``unsourced_pj`` is the part of ``energy_pj`` priced by energy-table entries without a citation,
     by entry (``static_w``, ``mac_pj.int4xint8``, ...; :mod:`sparsa.energy_sources`).
+    ``metadata`` is the N:M metadata encoding of a GEMM's weights (:mod:`sparsa.compiler.metadata`;
+    ``none`` without metadata, ``-`` for a vector op); its bytes are ``offchip_bytes["indices"]``.
     """
 
     name: str
@@ -59,6 +61,7 @@ class LayerEstimate:
     passes: int = 1
     sfu_cycles: float = 0
     unsourced_pj: dict[str, float] = field(default_factory=dict)
+    metadata: str = "-"
 
     def cycles_by_unit(self) -> dict[str, float]:
         """The layer's cycles split by what limits them: the matrix datapath, the SFU, and the
@@ -182,6 +185,17 @@ class ModelEstimate:
         """Off-chip bytes by kind summed over layers."""
         return _summed(layer.offchip_bytes for layer in self.layers)
 
+    def metadata_breakdown(self) -> dict[str, dict[str, float]]:
+        """N:M metadata by encoding over the GEMM layers: ``{encoding: {"layers", "bytes"}}`` (layers
+        counted with their ``count``; ``bytes`` are their ``indices``)."""
+        out: dict[str, dict[str, float]] = {}
+        for layer in self.layers:
+            if layer.metadata != "-":
+                entry = out.setdefault(layer.metadata, {"layers": 0, "bytes": 0.0})
+                entry["layers"] += layer.count
+                entry["bytes"] += layer.offchip_bytes.get("indices", 0.0)
+        return out
+
     def summary(self) -> dict[str, Any]:
         """The headline numbers as a dict."""
         return {
@@ -198,6 +212,7 @@ class ModelEstimate:
             "memory_limit_fraction": self.memory_limit_s / self.seconds if self.seconds else 0.0,
             "energy_unsourced_share": self.unsourced_share,
             "energy_unsourced_j": {k: v * 1e-12 for k, v in self.unsourced_breakdown_pj().items()},
+            "metadata": self.metadata_breakdown(),
         }
 
 

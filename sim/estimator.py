@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from sparsa.compiler.metadata import MetadataChoice, choose_metadata
 from sparsa.compiler.tiling import plan_tiling
 from sparsa.config import TYPE_BITS, AcceleratorConfig
 from sparsa.energy_sources import unsourced_energy
@@ -87,7 +88,8 @@ def estimate_systolic_gemm(cfg: AcceleratorConfig, m: int, k: int, n: int, patte
     requested, (wname, wbits), (aname, abits) = _operand_formats(cfg, pattern, weight_format, act_format,
                                                                  static_weight)
     r, c = cfg.rows, cfg.cols
-    ib = cfg.index_bits if (static_weight and not hw.dense) else 0
+    meta = _metadata(cfg, pattern, k, n, r, static_weight)
+    ib = cfg.index_bits if meta.nbytes else 0
 
     counts = tiling.instruction_counts()
     compute_cycles = sum(mult * instruction_cycles(cfg, ins) for ins, mult in counts.items()) * count
@@ -106,9 +108,9 @@ def estimate_systolic_gemm(cfg: AcceleratorConfig, m: int, k: int, n: int, patte
     act_reads = 1 if chunk_bytes <= cfg.buffers.activation_buffer_bytes else tiling.ntiles
     offchip = {
         "weights": slots_used * wbits / 8 * weight_reads if static_weight else 0.0,
-        "indices": slots_used * ib / 8 * weight_reads,
+        "indices": meta.nbytes * weight_reads,
         "scales": (n * SCALE_BYTES * weight_reads) if static_weight else 0.0,
-        "padding": (tile_slots - slots_used) * (wbits + ib) / 8 * weight_reads,
+        "padding": (tile_slots - slots_used) * (wbits + meta.slot_bits) / 8 * weight_reads,
         "kv": 0.0 if static_weight else k * n * wbits / 8 * weight_reads,
         "activations": a_bytes * act_reads,
         "outputs": m * n * cfg.accumulator_bits / 8,
@@ -134,7 +136,14 @@ def estimate_systolic_gemm(cfg: AcceleratorConfig, m: int, k: int, n: int, patte
     return _finish(cfg, name=name, kind=kind, count=count, m=m, k=k, n=n, requested=requested, hw=hw,
                    wname=wname, aname=aname, array_macs=array_macs, compute_cycles=compute_cycles,
                    memory_cycles=memory_cycles, cycles=cycles, offchip=offchip, total_offchip=total_offchip,
-                   sram=sram, register=register, instructions=instructions)
+                   sram=sram, register=register, instructions=instructions, metadata=meta.encoding)
+
+
+def _metadata(cfg: AcceleratorConfig, pattern, k: int, n: int, seg_len: int, static_weight: bool) -> MetadataChoice:
+    """The layer's metadata (:func:`~sparsa.compiler.metadata.choose_metadata`); none for a K/V operand."""
+    if not static_weight:
+        return choose_metadata(cfg, "dense", k, n, seg_len)
+    return choose_metadata(cfg, pattern, k, n, seg_len)
 
 
 def _operand_formats(cfg: AcceleratorConfig, pattern, weight_format, act_format, static_weight: bool):
@@ -156,14 +165,15 @@ def estimate_chain_gemm(cfg: AcceleratorConfig, m: int, k: int, n: int, pattern,
     activations are read once into the activation buffer.
     """
     from sparsa import chain_timing
-    from sparsa.compiler.chain import plan_chain_tiling
+    from sparsa.compiler.chain import chain_metadata, plan_chain_tiling
 
     tiling = plan_chain_tiling(cfg, m, k, n, pattern)
     hw = tiling.hw_pattern
     requested, (wname, wbits), (aname, abits) = _operand_formats(cfg, pattern, weight_format, act_format,
                                                                  static_weight)
     r, c, p = cfg.rows, cfg.cols, cfg.token_lanes
-    ib = cfg.index_bits if (static_weight and not hw.dense) else 0
+    meta = chain_metadata(cfg, tiling, requested) if static_weight else _metadata(cfg, "dense", k, n, 1, False)
+    ib = cfg.index_bits if meta.nbytes else 0      # the slices' index registers, after the expander
 
     counts = tiling.instruction_counts()
     compute_cycles = sum(mult * chain_timing.instruction_cycles(cfg, ins) for ins, mult in counts.items()) * count
@@ -181,9 +191,10 @@ def estimate_chain_gemm(cfg: AcceleratorConfig, m: int, k: int, n: int, pattern,
     weight_reads = 1 if resident else tiling.blocks
     offchip = {
         "weights": slots_used * wbits / 8 * weight_reads if static_weight else 0.0,
-        "indices": index_slots * ib / 8 * weight_reads,
+        "indices": meta.nbytes * weight_reads,
         "scales": (n * SCALE_BYTES * weight_reads) if static_weight else 0.0,
-        "padding": ((tile_slots * v - slots_used) * wbits + (tile_slots - index_slots) * ib) / 8 * weight_reads,
+        "padding": ((tile_slots * v - slots_used) * wbits + (tile_slots - index_slots) * meta.slot_bits) / 8
+                   * weight_reads,
         "kv": 0.0 if static_weight else k * n * wbits / 8 * weight_reads,
         "activations": m * k * abits / 8,
         "outputs": m * n * cfg.accumulator_bits / 8,
@@ -194,7 +205,7 @@ def estimate_chain_gemm(cfg: AcceleratorConfig, m: int, k: int, n: int, pattern,
     cycles = max(compute_cycles, memory_cycles) if overlap else compute_cycles + memory_cycles
     # on-chip: weight beats from the weight buffer, activation-buffer words written and read
     # (every slice reads its lane's group every cycle), output-bank writes and drains.
-    sram = (tiling.weight_beats * r * c * (v * wbits + ib) / 8
+    sram = (tiling.weight_beats * r * c * (v * wbits + meta.slot_bits) / 8
             + tiling.act_beats * r * p * cfg.group_size * abits / 8
             + tiling.weight_beats * r * p * cfg.group_size * abits / 8
             + tiling.blocks * tiling.out_tiles * p * c * cfg.accumulator_bits / 8 * 2) * count
@@ -202,12 +213,12 @@ def estimate_chain_gemm(cfg: AcceleratorConfig, m: int, k: int, n: int, pattern,
     return _finish(cfg, name=name, kind=kind, count=count, m=m, k=k, n=n, requested=requested, hw=hw,
                    wname=wname, aname=aname, array_macs=array_macs, compute_cycles=compute_cycles,
                    memory_cycles=memory_cycles, cycles=cycles, offchip=offchip, total_offchip=total_offchip,
-                   sram=sram, register=register, instructions=instructions)
+                   sram=sram, register=register, instructions=instructions, metadata=meta.encoding)
 
 
 def _finish(cfg: AcceleratorConfig, *, name, kind, count, m, k, n, requested, hw, wname, aname, array_macs,
             compute_cycles, memory_cycles, cycles, offchip, total_offchip, sram, register,
-            instructions) -> LayerEstimate:
+            instructions, metadata) -> LayerEstimate:
     """Energy per action and the :class:`LayerEstimate` (shared by both datapaths)."""
     e = cfg.energy
     mac_key = f"{wname}x{aname}"
@@ -227,7 +238,7 @@ def _finish(cfg: AcceleratorConfig, *, name, kind, count, m, k, n, requested, hw
         compute_cycles=compute_cycles, memory_cycles=memory_cycles, cycles=cycles,
         bound="compute" if compute_cycles >= memory_cycles else "memory",
         offchip_bytes=offchip, sram_bytes=sram, register_bytes=register, energy_pj=energy,
-        instructions=instructions, unsourced_pj=unsourced_energy(energy, e.citation, mac_key),
+        instructions=instructions, unsourced_pj=unsourced_energy(energy, e.citation, mac_key), metadata=metadata,
     )
 
 

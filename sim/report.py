@@ -61,6 +61,10 @@ def format_summary(est: ModelEstimate, cfg: AcceleratorConfig) -> str:
                                                                 ("memory", "memory stall")))
                  if s["cycles"] else "-"))
     rows += _vector_rows(est)
+    metadata = {enc: v for enc, v in s["metadata"].items() if enc != "none"}
+    if metadata:
+        rows.insert(7, ("N:M metadata", ", ".join(f"{enc} {si(v['bytes'], 'B')} ({v['layers']:g} layers)"
+                                                  for enc, v in metadata.items())))
     rows += _block_rows(est)
     if est.phase == "decode":
         rows.insert(4, ("energy per token", si(s["energy_per_token_j"], "J")))
@@ -112,12 +116,12 @@ def _block_rows(est: ModelEstimate) -> list[tuple[str, str]]:
 
 def format_layers(est: ModelEstimate) -> str:
     """Per-layer table."""
-    head = f"{'layer':<32} {'shape (m x k x n)':>22} {'x':>4} {'N:M':>6} {'cycles':>12} {'bound':>7} " \
+    head = f"{'layer':<32} {'shape (m x k x n)':>22} {'x':>4} {'N:M':>6} {'meta':>7} {'cycles':>12} {'bound':>7} " \
            f"{'off-chip':>10} {'energy':>10}"
     lines = [head, "-" * len(head)]
     for layer in est.layers:
         shape = f"{layer.m}x{layer.k}x{layer.n}" if layer.k != 1 or layer.n != 1 else f"{layer.m} elem"
-        lines.append(f"{layer.name[:32]:<32} {shape:>22} {layer.count:>4} {layer.sparsity:>6} "
+        lines.append(f"{layer.name[:32]:<32} {shape:>22} {layer.count:>4} {layer.sparsity:>6} {layer.metadata:>7} "
                      f"{layer.cycles:>12.4g} {layer.bound:>7} {si(layer.offchip_total, 'B'):>10} "
                      f"{si(layer.energy_total_pj * 1e-12, 'J'):>10}")
     return "\n".join(lines)

@@ -27,6 +27,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sparsa.errors import FormatError
+from sparsa.formats.nm import NMPattern
+from sparsa.formats.nm_meta import expand_indices
 from sparsa.layout import pack_lanes, unpack_lanes
 
 if TYPE_CHECKING:
@@ -34,7 +37,10 @@ if TYPE_CHECKING:
 
 __all__ = ["PACK_SHIFT", "weight_values", "pair_weights", "split_weights", "chain_weight_beat_bits", "chain_activation_beat_bits", "chain_output_beat_bits",
            "pack_chain_weight_beat", "pack_chain_activation_beat", "unpack_chain_output_beat",
-           "unpack_chain_weight_beat", "unpack_chain_activation_beat", "chain_stream_beat_bits"]
+           "unpack_chain_weight_beat", "unpack_chain_activation_beat", "chain_stream_beat_bits",
+           "CHAIN_METADATA_DECODERS", "chain_index_subgroups", "chain_metadata_decodable",
+           "chain_compact_patterns", "chain_compact_weight_beat_bits", "pack_chain_compact_weight_beat",
+           "expand_chain_compact_weight_beat"]
 
 #: Bit offset of the high token lane in a packed activation operand (``a1 << 18 + a0``):
 #: the low lane of the 48-bit DSP48E2 product is 18 bits wide.
@@ -122,3 +128,75 @@ def chain_stream_beat_bits(config: "AcceleratorConfig") -> dict[str, int]:
     """Beat width of each data stream: ``{"weights", "acts", "outputs"}``."""
     return {"weights": chain_weight_beat_bits(config), "acts": chain_activation_beat_bits(config),
             "outputs": chain_output_beat_bits(config)}
+
+
+#: Metadata encodings the chain's RTL decodes (:mod:`sparsa.formats.nm_meta`): the slot index
+#: itself and the compact ``index``, expanded by :class:`~sparsa.hdl.chain.index_expander.IndexExpander`.
+CHAIN_METADATA_DECODERS: tuple[str, ...] = ("slot", "index")
+
+
+def chain_index_subgroups(config: "AcceleratorConfig", n: int, m: int) -> np.ndarray:
+    """Sub-group (of ``m``) of the slot each slice holds for a layer pruned ``n:m``: ``(i mod n_hw) // n``.
+
+    Raises
+    ------
+    FormatError
+        When ``n_hw`` does not divide ``rows`` (no k-tile length then keeps the sub-groups fixed).
+    """
+    n_hw = config.hardware_pattern(NMPattern(n=n, m=m)).n
+    if config.rows % n_hw:
+        raise FormatError(f"compact index {n}:{m}: {n_hw} slots per group of {config.group_size} do not divide "
+                          f"datapath.rows={config.rows}")
+    return (np.arange(config.rows) % n_hw) // n
+
+
+def chain_metadata_decodable(config: "AcceleratorConfig", encoding: str, pattern: NMPattern, seg_len: int) -> bool:
+    """Whether the chain's RTL decodes ``encoding`` for a layer run at ``pattern`` with k-tiles of ``seg_len`` slots.
+
+    ``slot`` always; ``index`` for a pattern with ``m < group_size`` on a chain whose lanes hold one
+    weight (:func:`weight_values`; the expander has no output-packed lane) when the layer's ``n_hw``
+    divides ``seg_len`` (then also ``rows``).
+    """
+    if encoding == "slot":
+        return True
+    if encoding != "index" or pattern.dense or pattern.m >= config.group_size or weight_values(config) != 1:
+        return False
+    return seg_len % config.hardware_pattern(pattern).n == 0
+
+
+def chain_compact_patterns(config: "AcceleratorConfig") -> tuple[NMPattern, ...]:
+    """The sparse patterns with ``m < group_size`` whose compact index the expander decodes
+    (``n_hw`` divides ``rows``), ordered by ``(m, n)``: the expander's ``select`` values.  None on a
+    chain whose lanes hold two weights (``chain.packing: both``)."""
+    if weight_values(config) != 1:
+        return ()
+    out = []
+    for m in (2, 4, 8, 16):
+        if m >= config.group_size or config.group_size % m:
+            continue
+        for n in range(1, m):
+            if config.rows % config.hardware_pattern(NMPattern(n=n, m=m)).n == 0:
+                out.append(NMPattern(n=n, m=m))
+    return tuple(out)
+
+
+def chain_compact_weight_beat_bits(config: "AcceleratorConfig", m: int) -> int:
+    """Width of a compact weight beat for sub-groups of ``m``: ``cols * rows * (weight_bits + log2(m))``."""
+    return config.cols * config.rows * (config.weight_bits + int(m - 1).bit_length())
+
+
+def pack_chain_compact_weight_beat(config: "AcceleratorConfig", values: np.ndarray, local: np.ndarray, m: int) -> int:
+    """Pack ``values`` / sub-group indices ``local`` of shape ``(cols, rows)`` into one compact beat."""
+    wb = config.weight_bits
+    lanes = (np.asarray(values, dtype=np.int64) & ((1 << wb) - 1)) | (np.asarray(local, dtype=np.int64) << wb)
+    return pack_lanes(lanes, wb + int(m - 1).bit_length())
+
+
+def expand_chain_compact_weight_beat(config: "AcceleratorConfig", word: int, n: int, m: int) -> int:
+    """The weight beat the index expander makes of a compact beat (the naive model of the RTL)."""
+    wb, ib = config.weight_bits, int(m - 1).bit_length()
+    lanes = unpack_lanes(word, wb + ib, config.cols * config.rows, signed=False).reshape(config.cols, config.rows)
+    chain_index_subgroups(config, n, m)   # checks that n_hw divides rows
+    slots = expand_indices((lanes >> wb).T, n, m, config.group_size)   # slot i of a k-tile on slice i
+    values = lanes & ((1 << wb) - 1)
+    return pack_lanes(values | (slots.T.astype(np.int64) << wb), wb + config.index_bits)

@@ -31,6 +31,12 @@ change any of this: a node that cuts emits its segment's result ``groups - 1 - j
 early, and the HDL delays it by that many registers so that every segment reaches its tile
 accumulator in the last node's cycle.  LOAD_A's segment field and the S beats per output-bank
 row of a DRAIN cost nothing extra: DRAIN ``n`` still pushes ``n`` beats in ``n`` cycles.
+
+Compact N:M metadata (the ``index`` encoding, :mod:`sparsa.formats.nm_meta`) costs nothing either:
+the index expander in front of the weight stream
+(:class:`sparsa.hdl.chain.index_expander.IndexExpander`) is combinational, one beat in and one
+out in the same cycle, :data:`INDEX_EXPANDER_CYCLES` = 0 (tested in
+``tests/hdl/chain/test_index_expander.py``).
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ from sparsa.isa import Instruction, Opcode
 if TYPE_CHECKING:
     from sparsa.config import AcceleratorConfig
 
-__all__ = ["FETCH_CYCLES", "ILLEGAL_CYCLES", "chain_latency", "instruction_cycles", "program_cycles"]
+__all__ = ["FETCH_CYCLES", "ILLEGAL_CYCLES", "INDEX_EXPANDER_CYCLES", "chain_latency", "instruction_cycles", "program_cycles"]
 
 #: Cycles to accept and decode one instruction word (same as the systolic controller).
 FETCH_CYCLES = 1
@@ -50,6 +56,10 @@ FETCH_CYCLES = 1
 #: Cycles of an illegal instruction word (unassigned opcode or unused bits set): its fetch, then the controller stops
 #: (as :data:`sparsa.timing.ILLEGAL_CYCLES`).
 ILLEGAL_CYCLES = FETCH_CYCLES
+
+
+#: Extra cycles of the compact-index expander on the weight stream: it is combinational (0).
+INDEX_EXPANDER_CYCLES = 0
 
 
 def chain_latency(config: "AcceleratorConfig") -> int:

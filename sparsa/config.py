@@ -32,6 +32,7 @@ from sparsa.energy_sources import DEFAULT_SOURCES, SCALAR_ENTRIES, mac_entry
 from sparsa.errors import ConfigError, UnsupportedError
 from sparsa.formats import FORMATS, QUANTIZED
 from sparsa.formats.nm import GROUP_SIZES, NMPattern
+from sparsa.formats.nm_meta import ENCODINGS
 from sparsa.yamlio import YamlDocument, format_validation_errors, read_yaml
 
 __all__ = [
@@ -241,6 +242,18 @@ class SparsityConfig(_Section):
     model_config = _FROZEN
     group_size: int = Field(4, description="M of the sparse MUX: each PE selects 1 of group_size activations")
     default: str = Field("dense", description="pattern of layers that set none, 'N:M' or 'dense'")
+    metadata: Literal["auto", *ENCODINGS] = Field(  # type: ignore[valid-type]
+        "auto", description="N:M metadata encoding of static weights (docs/formats/nm.md): auto = per layer "
+                            "the fewest bytes among those the datapath's RTL decodes; a name forces it")
+
+    @model_serializer(mode="wrap")
+    def _omit_auto_metadata(self, handler, info):
+        # The canonical JSON (config hashes, Verilator build keys) is what it was before the field
+        # existed: the choice changes no RTL of today's top level, only the bytes the estimator counts.
+        data = handler(self)
+        if info.mode_is_json() and isinstance(data, dict) and data.get("metadata") == "auto":
+            data.pop("metadata", None)
+        return data
 
     @field_validator("group_size")
     @classmethod
@@ -555,6 +568,14 @@ class AcceleratorConfig(_Section):
     @model_validator(mode="after")
     def _check_datapath(self) -> "AcceleratorConfig":
         matrix_datapath(self.datapath.kind).validate(self)
+        return self
+
+    @model_validator(mode="after")
+    def _check_metadata(self) -> "AcceleratorConfig":
+        decoders = matrix_datapath(self.datapath.kind).metadata_decoders
+        if self.sparsity.metadata != "auto" and self.sparsity.metadata not in decoders:
+            raise ValueError(f"sparsity.metadata={self.sparsity.metadata!r}: the {self.datapath.kind} datapath has no "
+                             f"decoder for it; use 'auto' or one of {', '.join(decoders)}")
         return self
 
     @model_validator(mode="after")

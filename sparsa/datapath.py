@@ -75,6 +75,12 @@ class MatrixDatapath:
         the datapath does not implement yet.
     describe : callable
         ``(config) -> str``: the geometry in words, for reports.
+    metadata_decoders : tuple of str
+        The N:M metadata encodings (:data:`sparsa.formats.nm_meta.ENCODINGS`) whose decoder the
+        datapath's RTL has on its weight path; the compiler and the estimator choose among them.
+    metadata_decodable : callable
+        ``(config, encoding, hw-runnable NMPattern, k-tile slots) -> bool``: whether the decoder
+        handles that layer (a decoder may need the k-tile to hold whole groups).
     """
 
     kind: str
@@ -92,6 +98,8 @@ class MatrixDatapath:
     validate: Callable[["AcceleratorConfig"], None]
     check_supported: Callable[["AcceleratorConfig"], None]
     describe: Callable[["AcceleratorConfig"], str]
+    metadata_decoders: tuple[str, ...] = ("slot",)
+    metadata_decodable: Callable[..., bool] = lambda config, encoding, pattern, seg_len: encoding == "slot"
 
     def program_cycles(self, config: "AcceleratorConfig", instructions: Iterable[Instruction]) -> int:
         """Cycles of a whole instruction stream (up to and including HALT), no stalls."""
@@ -195,6 +203,8 @@ DSP_CHAIN = MatrixDatapath(
     check_supported=_chain_supported,
     describe=lambda config: (f"{config.cols} DSP chains x {config.rows} slices (groups of {config.chain.group}"
                              f"{_PACKING_SUMMARY[config.chain.packing_modes]})"),
+    metadata_decoders=chain_layout.CHAIN_METADATA_DECODERS,
+    metadata_decodable=chain_layout.chain_metadata_decodable,
 )
 
 #: Every matrix datapath, by ``datapath.kind``.

@@ -42,6 +42,9 @@ Components (each a :class:`amaranth.lib.wiring.Component`, one module each):
 * :class:`~sparsa.hdl.chain.output_bank.OutputBank` - tile accumulators and output bank
 * :class:`~sparsa.hdl.chain.controller.ChainController` - sequencer, cycle counter, tags, cuts
 * :class:`~sparsa.hdl.chain.top.SparseChainAccelerator` - all of it behind four streams
+* :class:`~sparsa.hdl.chain.index_expander.IndexExpander` - compact N:M ``index`` metadata ->
+  the weight beat's slot indices, combinational, for the weight stream (not yet instantiated by
+  the top level: a compact-stream front end in front of ``weights``)
 
 Timing is :mod:`sparsa.chain_timing`.  Nothing is imported here (``import sparsa.hdl.chain``
 works without Amaranth); import the component modules.

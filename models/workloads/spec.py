@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sparsa.errors import ConfigError, FormatError, SparsaError
 from sparsa.formats.attention_blocks import DEFAULT_BLOCK, BlockPolicy, PolicyKind
 from sparsa.formats.nm import parse_nm
+from sparsa.formats.nm_meta import BLOCK_NS
 from sparsa.yamlio import YamlDocument, read_yaml, suggest
 
 from .cnn import mlp, resnet18, resnet50
@@ -421,6 +422,33 @@ class AttentionSettings(_Frozen):
         return BlockPolicy(self.policy, self.block, self.window, self.stride, self.keep)
 
 
+class BlockNSettings(_Frozen):
+    """FlightLLM's per-block N (:mod:`sparsa.formats.nm_meta`, encoding ``block_n``) of the N:M layers,
+    where the model's weights are not available to calibrate it: the assumed share of 16 x 16
+    blocks at each N.
+
+    Parameters
+    ----------
+    shares : dict of int to float
+        ``{N: share}`` with N in :data:`~sparsa.formats.nm_meta.BLOCK_NS`; shares >= 0 summing to 1.
+    source : str
+        Where the assumption comes from (a measurement on another model, a paper).
+    """
+
+    shares: dict[int, float]
+    source: str = Field(min_length=1)
+
+    @field_validator("shares")
+    @classmethod
+    def _shares_ok(cls, shares: dict[int, float]) -> dict[int, float]:
+        bad = [n for n in shares if n not in BLOCK_NS]
+        if bad:
+            raise ValueError(f"N must be one of {', '.join(map(str, BLOCK_NS))}, not {bad[0]!r}")
+        if any(v < 0 for v in shares.values()) or abs(sum(shares.values()) - 1) > 1e-6:
+            raise ValueError(f"shares must be >= 0 and sum to 1, not {dict(shares)!r}")
+        return shares
+
+
 class WorkloadSpec(_Frozen):
     """A workload file: which model, phase and sizes, and per-layer settings.
 
@@ -445,6 +473,9 @@ class WorkloadSpec(_Frozen):
         Applied in order; each must match at least one GEMM layer.
     attention : AttentionSettings or None
         Block-sparse attention of a decoder's prefill (ignored in decode: one query row).
+    block_n : BlockNSettings or None
+        The assumed per-block N of the N:M layers (bytes of the ``block_n`` metadata encoding in
+        docs; no datapath decodes it yet, so the estimator never chooses it).
     """
 
     model: str
@@ -457,6 +488,7 @@ class WorkloadSpec(_Frozen):
     defaults: LayerSettings = LayerSettings()
     overrides: tuple[LayerRule, ...] = ()
     attention: AttentionSettings | None = None
+    block_n: BlockNSettings | None = None
 
     def build_options(self) -> dict[str, Any]:
         """The family options that are set (``all_logits``, ``image_size``)."""

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: workload's, else 1)")
     parser.add_argument("--sparsity", help="N:M for every weight layer not set by the workload file")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config field, e.g. --set sfu.vmem_words=16384 (repeatable)")
+                        help="override a config field, e.g. --set sfu.vmem_words=16384 or sparsity.metadata=slot (repeatable)")
     parser.add_argument("--no-overlap", action="store_true", help="serialise memory and compute (no double buffering)")
     parser.add_argument("--layers", action="store_true", help="print the per-layer table")
     parser.add_argument("--json", type=Path, help="write summary + layers as JSON")
