@@ -76,8 +76,9 @@ def choose_metadata(config: AcceleratorConfig, pattern: "NMPattern | str | None"
                                    f"{requested} layer with k-tiles of {seg_len} slots; use 'auto' or one of "
                                    f"{', '.join(candidates)}")
         encoding = forced
-    else:
-        encoding = min(candidates, key=lambda enc: (candidates[enc], ENCODINGS.index(enc)))
+    else:          # only what the exported top decodes itself (MatrixDatapath.metadata_auto)
+        encoding = min((enc for enc in candidates if enc in datapath.metadata_auto),
+                       key=lambda enc: (candidates[enc], ENCODINGS.index(enc)))
     slots = hw_slots(k, requested.n, requested.m, config.group_size) * n
     return MetadataChoice(encoding, candidates[encoding], candidates[encoding] * 8 / slots, candidates)
 

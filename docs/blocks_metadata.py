@@ -114,7 +114,9 @@ def metadata_llama2_decode() -> str:
             what = _what_if(encoding, spec.block_n.shares if encoding == "block_n" else None)
             parts, memory_s, tps, tokens = what["parts"], what["memory_s"], "no decoder", 1
         w, meta, kv, rest, total = _split(parts, tokens)
-        rows.append([f"`{encoding}`", "yes" if encoding in decoders else "no", _gb(w), _gb(meta), _gb(kv), _gb(rest),
+        rtl = ("top level" if encoding in matrix_datapath(cfg).metadata_auto
+               else "expander in front of the top (not exported yet)" if encoding in decoders else "no")
+        rows.append([f"`{encoding}`", rtl, _gb(w), _gb(meta), _gb(kv), _gb(rest),
                      _gb(total), tps, f"{bw / total:.4g}", f"{tokens / memory_s:.4g}"])
     auto = _estimate("auto")
     chosen = auto.metadata_breakdown()
@@ -127,7 +129,9 @@ def metadata_llama2_decode() -> str:
             f"{cfg.memory.bandwidth_gbps:g} GB/s peak, and derated by the memory model (`sparsa/memory_model.py`).\n\n"
             + _table(["metadata", "RTL decoder", "weights", "metadata bytes", "KV", "rest", "total", "tokens/s",
                       "limit at peak (tok/s)", "limit derated (tok/s)"], rows)
-            + "\n\nThe default (`sparsity.metadata: auto`) chooses per layer: "
+            + "\n\nThe default (`sparsity.metadata: auto`) chooses per layer among what the exported chain top "
+              "decodes itself - the `index` expander is a separate component, so `index` is forced with `--set "
+              "sparsity.metadata=index`: "
             + ", ".join(f"`{enc}` for {v['layers']:g} layers ({_gb(v['bytes'])})" for enc, v in chosen.items()
                         if enc != "none")
             + f", {auto.tokens_per_s:.4g} tokens/s. `block_n` keeps a different set of values (N per 16 x 16 "

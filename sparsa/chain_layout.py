@@ -132,6 +132,10 @@ def chain_stream_beat_bits(config: "AcceleratorConfig") -> dict[str, int]:
 
 #: Metadata encodings the chain's RTL decodes (:mod:`sparsa.formats.nm_meta`): the slot index
 #: itself and the compact ``index``, expanded by :class:`~sparsa.hdl.chain.index_expander.IndexExpander`.
+#: The expander is a component placed in front of the chain's top level (tested there); the
+#: exported top does not instantiate it yet (its pattern ``select`` has no instruction field), so
+#: ``sparsity.metadata: auto`` does not choose ``index`` - it must be forced
+#: (:attr:`sparsa.datapath.MatrixDatapath.metadata_auto`).
 CHAIN_METADATA_DECODERS: tuple[str, ...] = ("slot", "index")
 
 

@@ -76,8 +76,13 @@ class MatrixDatapath:
     describe : callable
         ``(config) -> str``: the geometry in words, for reports.
     metadata_decoders : tuple of str
-        The N:M metadata encodings (:data:`sparsa.formats.nm_meta.ENCODINGS`) whose decoder the
-        datapath's RTL has on its weight path; the compiler and the estimator choose among them.
+        The N:M metadata encodings (:data:`sparsa.formats.nm_meta.ENCODINGS`) the datapath's RTL
+        can decode (its top level, or a decoder component in front of it); ``sparsity.metadata``
+        may force one of them.
+    metadata_auto : tuple of str
+        The encodings ``sparsity.metadata: auto`` chooses among: those the exported top level
+        decodes itself (``sparsa verilog`` / ``build``), so a default estimate never rests on a
+        component the exported design does not contain.
     metadata_decodable : callable
         ``(config, encoding, hw-runnable NMPattern, k-tile slots) -> bool``: whether the decoder
         handles that layer (a decoder may need the k-tile to hold whole groups).
@@ -99,6 +104,7 @@ class MatrixDatapath:
     check_supported: Callable[["AcceleratorConfig"], None]
     describe: Callable[["AcceleratorConfig"], str]
     metadata_decoders: tuple[str, ...] = ("slot",)
+    metadata_auto: tuple[str, ...] = ("slot",)
     metadata_decodable: Callable[..., bool] = lambda config, encoding, pattern, seg_len: encoding == "slot"
 
     def program_cycles(self, config: "AcceleratorConfig", instructions: Iterable[Instruction]) -> int:

@@ -32,18 +32,23 @@ def _format_bytes(cfg, k, n, pattern, encoding):
     ("chain-8x2-m16", "2:8", "index"), ("systolic-4x8-m8", "2:4", "slot"), ("systolic-8x8-2of4", "2:4", "slot")])
 @pytest.mark.parametrize("k, n", [(64, 32), (200, 24), (16, 2)])
 def test_estimator_indices_are_the_format_bytes(config, pattern, encoding, k, n):
+    """``index`` is forced (``auto`` chooses only what the exported top decodes: slot)."""
     cfg = preset(config)
+    assert estimate_gemm(cfg, 1, k, n, pattern).metadata in ("slot", "none")
+    if encoding == "index":
+        cfg = cfg.with_overrides({"sparsity.metadata": "index"})
     est = estimate_gemm(cfg, 1, k, n, pattern)
     assert est.metadata == encoding
     # a small layer is read once, so its indices are one metadata stream
     assert est.offchip_bytes["indices"] == _format_bytes(cfg, k, n, pattern, encoding)
 
 
-def test_forcing_slot_gives_the_old_bytes():
+def test_auto_keeps_the_slot_bytes_and_forced_index_halves_them():
+    """``auto`` gives the old bytes (the exported chain top has no expander); forcing ``index``
+    (the expander in front of the top) halves a 2:4 layer's indices."""
     cfg = preset("u280-flightllm")
-    forced = cfg.with_overrides({"sparsity.metadata": "slot"})
-    auto = estimate_gemm(cfg, 1, 4096, 4096, "2:4")
-    slot = estimate_gemm(forced, 1, 4096, 4096, "2:4")
+    slot = estimate_gemm(cfg, 1, 4096, 4096, "2:4")
+    auto = estimate_gemm(cfg.with_overrides({"sparsity.metadata": "index"}), 1, 4096, 4096, "2:4")
     assert slot.metadata == "slot" and auto.metadata == "index"
     assert slot.offchip_bytes["indices"] == 4096 // 2 * 4096 * 4 / 8     # one 4-bit index per kept value
     assert auto.offchip_bytes["indices"] == slot.offchip_bytes["indices"] / 2
@@ -63,7 +68,8 @@ def test_index_needs_whole_groups_per_k_tile():
         choose_metadata(forced, "2:4", 64, 8, seg_len=4)
     assert choose_metadata(cfg, "dense", 64, 8, seg_len=16).encoding == "none"
     tiling = plan_chain_tiling(cfg, 1, 4096, 4096, "2:4")
-    assert choose_metadata(cfg, "2:4", 4096, 4096, tiling.seg_len).encoding == "index"
+    assert choose_metadata(forced, "2:4", 4096, 4096, tiling.seg_len).encoding == "index"
+    assert choose_metadata(cfg, "2:4", 4096, 4096, tiling.seg_len).encoding == "slot"      # auto: the top's own
 
 
 def test_hardware_gates_the_choice():
@@ -84,10 +90,10 @@ def test_cli_reports_each_layers_encoding(tmp_path):
             "--json", str(out)]
     root = Path(__file__).resolve().parent.parent
     with contextlib.chdir(root):
+        assert main(argv + ["--set", "sparsity.metadata=index"]) == 0
+        auto = json.loads(out.read_text())                   # the index encoding wherever it decodes
         assert main(argv) == 0
-        auto = json.loads(out.read_text())
-        assert main(argv + ["--set", "sparsity.metadata=slot"]) == 0
-        slot = json.loads(out.read_text())
+        slot = json.loads(out.read_text())                   # auto: slot
     layers = {layer["name"]: layer for layer in auto["layers"]}
     assert layers["blocks.0.attn.q_proj"]["metadata"] == "index"
     assert layers["blocks.0.mlp.up_proj"]["metadata"] == "index"
@@ -129,7 +135,7 @@ def test_choice_is_the_fewest_decodable_bytes(config, pattern, k, n, seg_len):
         return
     assert "slot" in choice.candidates                       # every datapath decodes its own lane index
     assert set(choice.candidates) <= set(dp.metadata_decoders)
-    assert choice.nbytes == min(choice.candidates.values())
+    assert choice.nbytes == min(v for enc, v in choice.candidates.items() if enc in dp.metadata_auto)
     n_, m_ = (int(x) for x in pattern.split(":"))
     assert choice.candidates["slot"] == nm_meta.metadata_bytes("slot", k, n, n_, m_, cfg.group_size)
     if "index" in choice.candidates:

@@ -128,7 +128,7 @@ def test_compact_stream_through_the_chain(config, pattern, shape, stall_seed):
     from sparsa.sim import get_backend
     from sparsa.sim.backends.amaranth_backend import nominal_cycles, run_streams, unpack_outputs
 
-    cfg = preset(config)
+    cfg = preset(config).with_overrides({"sparsity.metadata": "index"})     # auto never picks it (not in the top)
     m_rows, k, n = shape
     rng = np.random.default_rng(sum(shape))
     w = rng.integers(-8, 8, size=(k, n))
