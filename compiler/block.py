@@ -21,15 +21,14 @@ in device memory and are LOADed into VMEM just before their command.  A KV-cache
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from sparsa.compiler.attention import NIBBLE_QMAX, operand_passes
+from sparsa.compiler.block_program import BlockProgram, DevicePlan
+from sparsa.compiler.block_shape import BlockShape, LinearShape
 from sparsa.compiler.datapath import compile_gemm, gemm_instruction_counts
 from sparsa.config import AcceleratorConfig
-from sparsa.datapath import matrix_datapath
-from sparsa.errors import ConfigError, ShapeError, UnsupportedError
+from sparsa.errors import ConfigError, UnsupportedError
 from sparsa.formats import nm
 from sparsa.isa import Opcode, opcode_of
 from sparsa.machine.isa import (
@@ -37,19 +36,15 @@ from sparsa.machine.isa import (
     HaltInstr,
     KvStoreInstr,
     LoadInstr,
-    MachineInstr,
     MoveInstr,
     Plane,
     SfuInstr,
     StoreInstr,
     WeightKind,
-    encode_machine,
 )
+from sparsa.machine.memory import FX_BYTES, DmRegion, VmemAllocator, VmemBuffer, fx_bytes
 from sparsa.machine.timing import GemmCounts, machine_cycles
-from sparsa.machine.memory import FX_BYTES, DmAllocator, DmRegion, VmemAllocator, VmemBuffer, fx_bytes
 from sparsa.models.block.reference import ACT_BITS
-from sparsa.compiler.block_program import BlockProgram, DevicePlan
-from sparsa.compiler.block_shape import BlockShape, LinearShape
 from sparsa.models.block.spec import BlockWeights
 from sparsa.sfu.command import SfuCommand, SfuOp
 from sparsa.sfu.fixed import FX_FRAC, FX_ONE

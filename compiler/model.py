@@ -25,7 +25,7 @@ import numpy as np
 from sparsa.compiler.block import PHASES, BlockLowering, DevicePlan, check_block
 from sparsa.compiler.datapath import compile_gemm
 from sparsa.config import AcceleratorConfig
-from sparsa.errors import ConfigError, ShapeError
+from sparsa.errors import ConfigError
 from sparsa.machine.isa import (
     GemmInstr,
     HaltInstr,

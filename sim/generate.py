@@ -49,12 +49,7 @@ def generate(config: AcceleratorConfig, model: IntLM, prompt: "list[int] | np.nd
     ConfigError, UnsupportedError
         A config the machine cannot run the model on (before any step runs).
     """
-    ids = model.check_ids(prompt, "prompt")
-    if isinstance(new_tokens, bool) or not isinstance(new_tokens, int) or new_tokens < 1:
-        raise ShapeError(f"--tokens must be a positive int, not {new_tokens!r}")
-    if ids.size + new_tokens - 1 > model.max_positions:
-        raise ShapeError(f"{ids.size} prompt + {new_tokens} new tokens need {ids.size + new_tokens - 1} positions; "
-                         f"{model.name} holds {model.max_positions}")
+    ids = model.check_generation(prompt, new_tokens)
     if rung not in RUNGS:
         raise ShapeError(f"rung must be one of {', '.join(RUNGS)}, not {rung!r}")
     mm = ModelMachine(config, model)

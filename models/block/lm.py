@@ -74,6 +74,17 @@ class IntLM:
         """The shortest KV-cache capacity of the blocks."""
         return min(b.max_positions for b in self.blocks)
 
+    def check_generation(self, prompt: np.ndarray, new_tokens: int) -> np.ndarray:
+        """The prompt's ids, refused (:class:`ShapeError`) when empty, outside the vocabulary, or when
+        the prompt and ``new_tokens`` need more positions than the blocks hold."""
+        ids = self.check_ids(prompt, "prompt")
+        if isinstance(new_tokens, bool) or not isinstance(new_tokens, int) or new_tokens < 1:
+            raise ShapeError(f"new tokens must be a positive int, not {new_tokens!r}")
+        if ids.size + new_tokens - 1 > self.max_positions:
+            raise ShapeError(f"{ids.size} prompt + {new_tokens} new tokens need {ids.size + new_tokens - 1} positions; "
+                             f"{self.name} holds {self.max_positions}")
+        return ids
+
     def check_ids(self, ids: np.ndarray, what: str = "token ids") -> np.ndarray:
         """``ids`` as int64, refused when empty or outside the vocabulary."""
         a = np.asarray(ids, dtype=np.int64).reshape(-1)
@@ -108,12 +119,7 @@ def reference_generate(model: IntLM, prompt: np.ndarray, new_tokens: int) -> Gen
     ShapeError
         An empty prompt, an id outside the vocabulary, or more positions than the blocks hold.
     """
-    ids = model.check_ids(prompt, "prompt")
-    if isinstance(new_tokens, bool) or not isinstance(new_tokens, int) or new_tokens < 1:
-        raise ShapeError(f"new_tokens must be a positive int, not {new_tokens!r}")
-    if ids.size + new_tokens - 1 > model.max_positions:
-        raise ShapeError(f"{ids.size} prompt + {new_tokens} new tokens need {ids.size + new_tokens - 1} positions; "
-                         f"{model.name} holds {model.max_positions}")
+    ids = model.check_generation(prompt, new_tokens)
     x = model.embedding[ids]
     caches = []
     for w in model.blocks:
