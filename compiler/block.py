@@ -320,6 +320,68 @@ class BlockLowering:
         self.vm.free(act)
         return out
 
+    def token_rows_attention(self, q: VmemBuffer, k: VmemBuffer, v: VmemBuffer) -> VmemBuffer:
+        """Attention of T > 1 tokens: each head's ``[T, hd]`` moved out of the projections' rows,
+        RoPE, the KV appends, then :meth:`attention` head by head; frees ``q, k, v``."""
+        s, w = self.s, self.w
+        q_heads = self.heads(q, s.heads, "q")
+        k_heads = self.heads(k, s.kv_heads, "k")
+        v_heads = self.heads(v, s.kv_heads, "v")
+        self.vm.free(q, k, v)
+        self.rope(q_heads + k_heads)
+        self.kv_store(k_heads, w.k_scale, "k")
+        self.kv_store(v_heads, w.v_scale, "v")
+        self.vm.free(*k_heads, *v_heads)
+        ctx = self.attention(q_heads)
+        self.vm.free(*q_heads)
+        return ctx
+
+    def _stacked(self, y: VmemBuffer, rows: int, name: str) -> VmemBuffer:
+        """The one-token row ``y [1, rows * hd]`` seen as ``[rows, hd]`` (heads are whole words)."""
+        return VmemBuffer(name, y.addr, rows, self.s.head_dim, self.lanes)
+
+    def one_token_attention(self, q: VmemBuffer, k: VmemBuffer, v: VmemBuffer) -> VmemBuffer:
+        """Attention of one token: its projections' row already is ``[heads, hd]``, so no head moves;
+        one RoPE over all query heads (and one over the KV heads), and per KV head the ``group``
+        query heads that share it stacked as the rows of one QUANTIZE, one K^T GEMM, one
+        REQUANT_ROW, one SOFTMAX, one V GEMM and one REQUANT_ROW, the context written in place
+        (GQA: the KV head's K and V stream once for its group); frees ``q, k, v``."""
+        s, w = self.s, self.w
+        qs, ks, vs = self._stacked(q, s.heads, "q"), self._stacked(k, s.kv_heads, "k"), self._stacked(v, s.kv_heads, "v")
+        if s.rope is not None:
+            table = np.empty((w.max_positions, s.head_dim), dtype=np.int64)
+            table[:, 0::2], table[:, 1::2] = w.rope_cos, w.rope_sin
+            tb = self.const("rope", table, slice(self.start, self.start + 1))
+            for buf in (qs, ks):
+                self.sfu(SfuOp.ROPE, buf.rows, s.head_dim, buf, buf, b=tb.addr, b_step=0)
+            self.vm.free(tb)
+        rows = [VmemBuffer(f"k{h}", ks.row(h), 1, s.head_dim, self.lanes) for h in range(s.kv_heads)]
+        self.kv_store(rows, w.k_scale, "k")
+        rows = [VmemBuffer(f"v{h}", vs.row(h), 1, s.head_dim, self.lanes) for h in range(s.kv_heads)]
+        self.kv_store(rows, w.v_scale, "v")
+        ctx = self.vm.alloc("ctx", 1, s.q_width)
+        g = s.group
+        for h in range(s.kv_heads):
+            qc, qm, qe = self.quantize(VmemBuffer(f"q.kv{h}", qs.row(h * g), g, s.head_dim, self.lanes), s.head_dim)
+            scores = self.vm.alloc("scores", g, self.keys)
+            self.cache_gemm(WeightKind.KEYS, h, qc, s.head_dim, scores, self.keys)
+            self.vm.free(qc)
+            self.requant(scores, qm, qe, np.full(w.max_positions, w.score_scale.mantissa[h]),
+                         int(w.score_scale.exponent[h]), f"score{h}")
+            self.vm.free(qm, qe)
+            # every row is at position ``start``: causal keeps all the cached keys, as one row would
+            self.sfu(SfuOp.SOFTMAX, g, self.keys, scores, scores, causal=s.causal, offset=self.start if s.causal else 0)
+            pc, pm, pe = self.quantize(scores, self.keys)
+            self.vm.free(scores)
+            part = VmemBuffer(f"ctx.kv{h}", ctx.addr + h * g * (s.head_dim // self.lanes), g, s.head_dim, self.lanes)
+            self.cache_gemm(WeightKind.VALUES, h, pc, self.keys, part, s.head_dim)
+            self.vm.free(pc)
+            self.requant(part, pm, pe, np.full(s.head_dim, w.v_scale.mantissa[h]), int(w.v_scale.exponent[h]),
+                         f"v{h}")
+            self.vm.free(pm, pe)
+        self.vm.free(q, k, v)
+        return ctx
+
     def block(self, x: VmemBuffer) -> VmemBuffer:
         """The block on the hidden states in ``x [T, hidden]``; returns the buffer of its output
         (``x`` itself or a new one; the caller frees it)."""
@@ -329,18 +391,9 @@ class BlockLowering:
                 self.kv_region(kind, h)
         h = self.norm(x, 1) if s.prenorm else x
         q, k, v = (self.linear(h, name) for name in ("q", "k", "v"))
-        q_heads = self.heads(q, s.heads, "q")
-        k_heads = self.heads(k, s.kv_heads, "k")
-        v_heads = self.heads(v, s.kv_heads, "v")
-        self.vm.free(q, k, v)
         if h is not x:
             self.vm.free(h)
-        self.rope(q_heads + k_heads)
-        self.kv_store(k_heads, w.k_scale, "k")
-        self.kv_store(v_heads, w.v_scale, "v")
-        self.vm.free(*k_heads, *v_heads)
-        ctx = self.attention(q_heads)
-        self.vm.free(*q_heads)
+        ctx = self.one_token_attention(q, k, v) if self.T == 1 else self.token_rows_attention(q, k, v)
         o = self.linear(ctx, "o")
         self.vm.free(ctx)
         self.sfu(SfuOp.ADD, self.T, s.hidden, x, x, b=o.addr, b_step=o.row_words)

@@ -169,7 +169,9 @@ def test_compiled_block_on_a_4bit_weight_port(preset_name, name, phase):
     for rung in ("isa", "cycle"):
         out, want, run, bp = _run_block(cfg, name, phase, tokens, start, 4, rung, w)
         assert np.array_equal(out, want)
-        assert sum(isinstance(i, GemmInstr) and i.plane is Plane.LOW for i in bp.instructions) == 2 * w.spec.heads
+        # a LOW-plane GEMM per query head against K and V; one token stacks the heads sharing a KV head
+        per = w.spec.kv_heads if tokens == 1 else w.spec.heads
+        assert sum(isinstance(i, GemmInstr) and i.plane is Plane.LOW for i in bp.instructions) == 2 * per
         assert run.cycles == machine_cycles(cfg, bp.instructions)["total"]
 
 
@@ -182,6 +184,18 @@ def test_compiled_block_random_lengths(preset_name, tokens, context, seed, lanes
     assert np.array_equal(out, want)
     out, want, _, _ = _run_block(cfg, "tiny-llama", "decode", 1, context, seed, "cycle")
     assert np.array_equal(out, want)
+
+
+def test_one_token_stacks_the_heads_of_a_kv_head():
+    """Decode: the query heads sharing a KV head are the rows of one K^T GEMM and one V GEMM (their
+    K and V stream once), no head is moved, and the result is still the reference's."""
+    cfg = machine("systolic-8x8-2of4")
+    w = tiny("tiny-llama").int_blocks[0]
+    out, want, _, bp = _run_block(cfg, "tiny-llama", "decode", 1, 13, 2, "cycle")
+    assert np.array_equal(out, want)
+    gemms = [i for i in bp.instructions if isinstance(i, GemmInstr) and i.w_kind is not WeightKind.IMAGE]
+    assert len(gemms) == 2 * w.spec.kv_heads and all(g.m == w.spec.group for g in gemms)
+    assert not any(isinstance(i, MoveInstr) for i in bp.instructions)
 
 
 def test_a_corrupted_weight_byte_changes_the_output():
