@@ -20,13 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from sparsa.compiler.attention import NIBBLE_QMAX, operand_passes
+from sparsa.compiler.attention import kv_code_max
 from sparsa.compiler.block import compile_block
 from sparsa.config import load_config
-from sparsa.machine.memory import bytes_fx
 from sparsa.machine.timing import UNITS, machine_cycles
 from sparsa.models.block import KVCache, block_decode, block_prefill
-from sparsa.models.block.reference import ACT_BITS
 from sparsa.models.block.source import load_block_source
 from sparsa.sim.machine import run_machine
 
@@ -52,7 +50,7 @@ REAL_ROWS = [
 def run_row(config: str, overrides: dict, model: str, phase: str, tokens: int, context: int) -> dict:
     """Compile and run one block on the cycle rung; the measurements of one table row."""
     cfg = load_config(ROOT / "configs" / f"{config}.yaml").with_overrides(overrides)
-    kv_qmax = NIBBLE_QMAX if operand_passes(cfg, ACT_BITS) == 2 else 127
+    kv_qmax = kv_code_max(cfg)
     src = load_block_source(model, 0, context + tokens, bits=cfg.weight_bits, kv_qmax=kv_qmax)
     w, x = src.weights, src.hidden[context:context + tokens]
     empty = np.zeros((w.spec.kv_heads, 0, w.spec.head_dim), np.int64)
@@ -62,7 +60,7 @@ def run_row(config: str, overrides: dict, model: str, phase: str, tokens: int, c
     bp = compile_block(cfg, w, phase, tokens, context)
     run = run_machine(cfg, bp.words(), bp.device_memory(x, before.k, before.v), bp.programs, "cycle")
     wall = time.perf_counter() - t0
-    got = bytes_fx(run.dm[bp.region("x_out").addr:][:tokens * w.spec.hidden * 4], x.shape)
+    got = bp.read_output(run.dm)
     contract = machine_cycles(cfg, bp.instructions)
     return {"config": config, "overrides": overrides, "model": model, "phase": phase, "tokens": tokens,
             "context": context, "bit_exact": bool(np.array_equal(got, want)), "cycles": run.cycles,

@@ -19,10 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from sparsa.compiler.attention import NIBBLE_QMAX, operand_passes
+from sparsa.compiler.attention import kv_code_max
 from sparsa.config import load_config
 from sparsa.models.block.lm import reference_generate, smollm2_lm, tiny_lm
-from sparsa.models.block.reference import ACT_BITS
 from sparsa.sim.generate import generate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +42,7 @@ def run_row(config: str, overrides: dict, model: str, tokens: int) -> dict:
         from sparsa.models.real import smollm2
 
         m = smollm2.load()
-        kv_qmax = NIBBLE_QMAX if operand_passes(cfg, ACT_BITS) == 2 else 127
+        kv_qmax = kv_code_max(cfg)
         prompt = [int(i) for i in m.tokenize(PROMPT)]
         lm = smollm2_lm(m, bits=cfg.weight_bits, max_positions=64, kv_qmax=kv_qmax)
     want = reference_generate(lm, prompt, tokens)

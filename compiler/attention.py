@@ -28,7 +28,7 @@ import numpy as np
 from sparsa.config import AcceleratorConfig
 from sparsa.errors import FormatError, UnsupportedError
 
-__all__ = ["NIBBLE_QMAX", "NIBBLE_BITS", "operand_passes", "split_nibbles", "combine_nibbles"]
+__all__ = ["NIBBLE_QMAX", "NIBBLE_BITS", "operand_passes", "split_nibbles", "combine_nibbles", "kv_code_max"]
 
 #: Bits of one nibble plane.
 NIBBLE_BITS = 4
@@ -83,3 +83,10 @@ def split_nibbles(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def combine_nibbles(y_hi: np.ndarray, y_lo: np.ndarray) -> np.ndarray:
     """The two passes' results combined: ``16 * y_hi + y_lo`` (what the SFU's MUL + ADD compute)."""
     return (np.asarray(y_hi, dtype=np.int64) << NIBBLE_BITS) + np.asarray(y_lo, dtype=np.int64)
+
+
+def kv_code_max(config: AcceleratorConfig, code_bits: int = 8) -> int:
+    """The largest K/V code magnitude ``config`` takes: :data:`NIBBLE_QMAX` when its weight port
+    splits the cache into two nibble planes (:func:`operand_passes`), else the codes' own
+    ``2**(code_bits-1) - 1`` (127 for int8).  What a block's ``kv_qmax`` must be for that config."""
+    return NIBBLE_QMAX if operand_passes(config, code_bits) == 2 else (1 << (code_bits - 1)) - 1

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sparsa.compiler.attention import NIBBLE_QMAX, operand_passes
+from sparsa.compiler.attention import NIBBLE_QMAX, kv_code_max, operand_passes
 from sparsa.compiler.block_program import BlockProgram, DevicePlan
 from sparsa.compiler.block_shape import BlockShape, LinearShape
 from sparsa.compiler.datapath import compile_gemm, gemm_instruction_counts
@@ -62,7 +62,7 @@ def check_block(config: AcceleratorConfig, weights, phase: str, tokens: int, sta
     if config.sfu is None:
         raise ConfigError("the block runs on the machine's SFU, and the config has no sfu: section "
                           "(add one, e.g. --set sfu.lanes=8)")
-    if operand_passes(config, ACT_BITS) == 2 and weights.kv_qmax > NIBBLE_QMAX:
+    if weights.kv_qmax > kv_code_max(config, ACT_BITS):
         raise UnsupportedError(f"attention's K/V codes run as two nibble passes on the {config.weight_bits}-bit weight "
                                f"port of types.weight={config.types.weight!r}, which takes codes within "
                                f"+-{NIBBLE_QMAX}; this block's kv_qmax={weights.kv_qmax} (quantize it with "
@@ -198,14 +198,10 @@ class BlockLowering:
         if lin.codes is None:                                                  # a BlockShape: costed only
             self.out.append(GemmCounts(gemm_instruction_counts(self.cfg, self.T, in_f, out_f, lin.pattern)))
         else:
-            key = f"{self.prefix}w.{name}.m{self.T}"           # the image follows the schedule for T rows
-            if key in self.plan.dm.regions:
-                addr = self.plan.dm.regions[key].addr
-                prog = self.plan.programs[addr]
-            else:
-                wt = lin.codes.T.astype(np.int64)                              # W[k=in, n=out]
-                prog = compile_gemm(self.cfg, wt, self.T, self._pattern(wt), prune=False)
-                addr = self.plan.image(key, self.cfg, prog)
+            wt = lin.codes.T.astype(np.int64)                                  # W[k=in, n=out]
+            addr, prog = self.plan.weight_image(           # the image follows the schedule for T rows
+                f"{self.prefix}w.{name}.m{self.T}", self.cfg,
+                lambda: compile_gemm(self.cfg, wt, self.T, self._pattern(wt), prune=False))
             self.gemm(WeightKind.IMAGE, addr, codes, in_f, y, out_f, prog)
         self.vm.free(codes)
         self.requant(y, mant, expo, lin.mantissa, lin.exponent, name, lin.bias)

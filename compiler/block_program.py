@@ -18,7 +18,8 @@ from sparsa.config import AcceleratorConfig
 from sparsa.datapath import matrix_datapath
 from sparsa.errors import ShapeError
 from sparsa.machine.isa import encode_machine
-from sparsa.machine.memory import DmAllocator, DmRegion, fx_bytes
+from sparsa.machine.memory import DmAllocator, DmRegion, bytes_fx, fx_bytes
+from sparsa.models.block.reference import KVCache
 from sparsa.models.block.spec import BlockWeights
 
 __all__ = ["DevicePlan", "BlockProgram"]
@@ -45,6 +46,15 @@ class DevicePlan:
         if key not in self._schedules:
             self._schedules[key] = compile_gemm(config, np.zeros(shape, dtype=np.int64), m_rows, "dense", prune=False)
         return self._schedules[key]
+
+    def weight_image(self, name: str, config: AcceleratorConfig, build) -> tuple[int, object]:
+        """``(address, program)`` of the weight image ``name``: ``build()`` compiles the program and
+        its image is packed into DM the first time; later calls reuse both (every step of a model)."""
+        if name in self.dm.regions:
+            addr = self.dm.regions[name].addr
+            return addr, self.programs[addr]
+        prog = build()
+        return self.image(name, config, prog), prog
 
     def image(self, name: str, config: AcceleratorConfig, prog) -> int:
         """The DM address of ``prog``'s weight image (packed and stored the first time ``name`` is asked for)."""
@@ -111,6 +121,21 @@ class BlockProgram:
     def region(self, name: str) -> DmRegion:
         """A DM region by name (``x_in``, ``x_out``, ``k{h}``, ``v{h}``, ...)."""
         return self.dm.regions[name]
+
+    def read_output(self, dm: "bytes | bytearray") -> np.ndarray:
+        """The block's fx output ``[T, hidden]`` a run left in device memory ``dm``."""
+        reg = self.region("x_out")
+        return bytes_fx(dm[reg.addr:reg.addr + reg.size], (self.tokens, self.weights.spec.hidden))
+
+    def read_cache(self, dm: "bytes | bytearray") -> KVCache:
+        """The KV cache of the ``start + T`` positions a run left in device memory ``dm``."""
+        s, n = self.weights.spec, self.positions * self.weights.spec.head_dim
+
+        def head(kind: str, h: int) -> np.ndarray:
+            reg = self.region(f"{kind}{h}")
+            return np.frombuffer(bytes(dm[reg.addr:reg.addr + n]), dtype=np.int8).reshape(self.positions, s.head_dim)
+
+        return KVCache(*(np.stack([head(kind, h) for h in range(s.kv_heads)]) for kind in ("k", "v")))
 
     def device_memory(self, x: np.ndarray, k_cache: "np.ndarray | None" = None,
                       v_cache: "np.ndarray | None" = None) -> bytearray:

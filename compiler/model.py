@@ -129,13 +129,9 @@ class ModelMachine:
         head = m.lm_head
         for c0 in range(0, m.vocab, self.chunk):
             n = min(self.chunk, m.vocab - c0)
-            name = f"head.w.c{c0}.m1"
-            if name in self.plan.dm.regions:
-                addr = self.plan.dm.regions[name].addr
-                prog = self.plan.programs[addr]
-            else:
-                prog = compile_gemm(cfg, head.codes[c0:c0 + n].T.astype(np.int64), 1, "dense", prune=False)
-                addr = self.plan.image(name, cfg, prog)
+            addr, prog = self.plan.weight_image(
+                f"head.w.c{c0}.m1", cfg,
+                lambda: compile_gemm(cfg, head.codes[c0:c0 + n].T.astype(np.int64), 1, "dense", prune=False))
             y = vm.alloc("logits", 1, n)
             low.gemm(WeightKind.IMAGE, addr, codes, self.hidden, y, n, prog)
             low.requant(y, mant, expo, head.mantissa[c0:c0 + n], head.exponent, f"c{c0}")

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sparsa.compiler.attention import NIBBLE_QMAX, operand_passes
+from sparsa.compiler.attention import kv_code_max
 from sparsa.compiler.block import BlockShape, block_cycles
 from sparsa.config import AcceleratorConfig
 from sparsa.errors import ConfigError, UnsupportedError
-from sparsa.models.block.reference import ACT_BITS
 
 __all__ = ["block_program_estimate"]
 
@@ -51,7 +50,7 @@ def block_program_estimate(config: AcceleratorConfig, workload: Any, layer_cycle
         return {**out, "refused": "the config has no sfu: section (add one to cost the compiled block)"}
     if workload.batch != 1:
         return {**out, "refused": f"the compiled block runs batch 1, not batch {workload.batch}"}
-    kv_qmax = NIBBLE_QMAX if operand_passes(config, ACT_BITS) == 2 else 127
+    kv_qmax = kv_code_max(config)
     shape = BlockShape(blocks.spec, workload.block_patterns(0), biases=blocks.biases, max_positions=start + tokens,
                        kv_qmax=kv_qmax)
     try:

@@ -30,7 +30,6 @@ from sparsa.machine.isa import (
     decode_machine,
     encode_machine,
 )
-from sparsa.machine.memory import bytes_fx
 from sparsa.machine.timing import machine_cycles
 from sparsa.models.block import KVCache, block_decode, block_prefill
 from sparsa.models.block.convert import quantize_block
@@ -135,13 +134,11 @@ def _run_block(cfg, name, phase, tokens, start, seed, rung, w=None):
     bp = compile_block(cfg, w, phase, tokens, start)
     dm = bp.device_memory(x_all[start:], None if before is None else before.k, None if before is None else before.v)
     run = run_machine(cfg, bp.words(), dm, bp.programs, rung)
-    out = bytes_fx(run.dm[bp.region("x_out").addr:][:tokens * w.spec.hidden * 4], (tokens, w.spec.hidden))
-    hd, keys = w.spec.head_dim, start + tokens
+    out = bp.read_output(run.dm)
+    got = bp.read_cache(run.dm)
     for kind in ("k", "v"):
         for h in range(w.spec.kv_heads):
-            reg = bp.region(f"{kind}{h}")
-            got = np.frombuffer(bytes(run.dm[reg.addr:reg.addr + keys * hd]), np.int8).reshape(keys, hd)
-            assert np.array_equal(got, getattr(cache, kind)[h]), (kind, h)
+            assert np.array_equal(getattr(got, kind)[h], getattr(cache, kind)[h]), (kind, h)
     return out, want, run, bp
 
 
@@ -211,7 +208,7 @@ def test_a_corrupted_weight_byte_changes_the_output():
     reg = bp.region("w.q.m4")                                     # the q image, scheduled for 4 rows
     dm[reg.addr + 3] ^= 0x11
     run = run_machine(cfg, bp.words(), dm, bp.programs, "isa")
-    out = bytes_fx(run.dm[bp.region("x_out").addr:][:4 * w.spec.hidden * 4], x.shape)
+    out = bp.read_output(run.dm)
     assert not np.array_equal(out, want)
 
 

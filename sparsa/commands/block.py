@@ -11,13 +11,12 @@ import numpy as np
 
 from sparsa.commands._common import add_config_argument
 from sparsa.commands.build import load_with_overrides
-from sparsa.compiler.attention import NIBBLE_QMAX, operand_passes
+from sparsa.compiler.attention import kv_code_max
 from sparsa.compiler.block import PHASES, compile_block
 from sparsa.errors import ConfigError, UnsupportedError
-from sparsa.machine.memory import bytes_fx
 from sparsa.machine.timing import UNITS, machine_cycles
 from sparsa.models.block import block_decode, block_prefill
-from sparsa.models.block.reference import ACT_BITS, KVCache
+from sparsa.models.block.reference import KVCache
 from sparsa.models.block.source import BLOCK_MODELS, load_block_source
 from sparsa.output import check_output_file, write_file
 
@@ -70,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         raise UnsupportedError(f"--backend {args.backend}: the SFU is not attached to a datapath top in RTL yet; "
                                f"the compiled block runs on --backend isa or cycle")
     t0 = time.perf_counter()
-    kv_qmax = NIBBLE_QMAX if operand_passes(cfg, ACT_BITS) == 2 else 127     # nibble planes: docs/block.md
+    kv_qmax = kv_code_max(cfg)     # nibble planes: docs/block.md
     src = load_block_source(args.model, args.block, start + tokens, bits=cfg.weight_bits, pattern=args.sparsity,
                             text=args.text, kv_qmax=kv_qmax)
     w = src.weights
@@ -95,10 +94,9 @@ def run(args: argparse.Namespace) -> int:
 
         dm = bp.device_memory(x, None if before is None else before.k, None if before is None else before.v)
         run_ = run_machine(cfg, bp.words(), dm, bp.programs, args.backend)
-        out = bytes_fx(run_.dm[bp.region("x_out").addr:][:tokens * w.spec.hidden * 4], x.shape)
-        cache_ok = all(np.array_equal(_cache(run_.dm, bp, kind, h, start + tokens, w.spec.head_dim),
-                                      getattr(cache, kind)[h]) for kind in ("k", "v") for h in range(w.spec.kv_heads))
-        result.update(bit_exact=bool(np.array_equal(out, ref) and cache_ok),
+        got = bp.read_cache(run_.dm)
+        cache_ok = np.array_equal(got.k, cache.k) and np.array_equal(got.v, cache.v)
+        result.update(bit_exact=bool(np.array_equal(bp.read_output(run_.dm), ref) and cache_ok),
                       cycles=run_.cycles if args.backend == "cycle" else None,
                       cycles_by_unit={u: run_.cycles_by_unit[u] for u in UNITS})
     result["wall_seconds"] = round(time.perf_counter() - t0, 3)
@@ -107,12 +105,6 @@ def run(args: argparse.Namespace) -> int:
         write_file(args.json, json.dumps(result, indent=2) + "\n", "--json")
         print(f"  wrote {args.json}")
     return 0 if result["bit_exact"] else 1
-
-
-def _cache(dm: bytearray, bp, kind: str, h: int, positions: int, hd: int) -> np.ndarray:
-    reg = bp.region(f"{kind}{h}")
-    return np.frombuffer(bytes(dm[reg.addr:reg.addr + positions * hd]), dtype=np.int8).astype(np.int64) \
-        .reshape(positions, hd)
 
 
 def _print(r: dict) -> None:

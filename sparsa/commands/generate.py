@@ -9,11 +9,10 @@ from pathlib import Path
 
 from sparsa.commands._common import add_config_argument
 from sparsa.commands.build import load_with_overrides
-from sparsa.compiler.attention import NIBBLE_QMAX, operand_passes
+from sparsa.compiler.attention import kv_code_max
 from sparsa.errors import ConfigError, UnsupportedError
 from sparsa.machine.timing import UNITS
 from sparsa.models.block.lm import reference_generate
-from sparsa.models.block.reference import ACT_BITS
 from sparsa.output import check_output_file, write_file
 
 NAME = "generate"
@@ -38,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _load(name: str, cfg, prompt: str, new_tokens: int, sparsity: "str | None"):
     """The model in integer form (its caches sized for the prompt and the new tokens), the prompt's
     ids and the tokenizer's decode."""
-    kv_qmax = NIBBLE_QMAX if operand_passes(cfg, ACT_BITS) == 2 else 127
+    kv_qmax = kv_code_max(cfg)
     if name == "tiny-llama":
         from sparsa.models.block.lm import tiny_lm
 
